@@ -1,0 +1,3 @@
+"""Calibration layer: designs, campaigns, surrogates, likelihoods, PyMC models, ML baseline, diagnostics, CLI."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,33 @@
+"""``immunocal study NAME --out DIR [--quick]`` — run one study script from ``studies/``."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from pathlib import Path
+
+
+def available_studies() -> list[str]:
+    import studies
+
+    return sorted(m.name for m in pkgutil.iter_modules(studies.__path__) if not m.name.startswith("_"))
+
+
+def cmd_study(args) -> int:
+    names = available_studies()
+    if args.name not in names:
+        raise ValueError(f"unknown study '{args.name}'; available: {names}")
+    module = importlib.import_module(f"studies.{args.name}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    module.run(out=out, quick=args.quick)
+    print(f"study {args.name}: results in {out / (args.name + '.json')}")
+    return 0
+
+
+def register(commands) -> None:
+    p = commands.add("study", help="run a study (reproduced figure/table); writes NAME.json and PNGs to --out")
+    p.add_argument("name", help="study name (file in studies/)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--quick", action="store_true", help="reduced sizes for a fast check")
+    p.set_defaults(func=cmd_study)

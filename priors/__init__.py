@@ -1,0 +1,31 @@
+"""Parameter registry, priors and bounded transforms — the one source of truth for parameter values.
+
+``priors`` imports neither PyMC nor Numba at import time; ``forward`` and ``calib`` build on it.
+"""
+
+from .errors import (
+    ParameterError,
+    ParameterFileError,
+    ParameterRangeError,
+    UnknownParameterError,
+)
+from .prior import Prior, default_prior
+from .registry import ParameterRecord, ParameterSet, Registry, read_parameter_file, registry
+from .transforms import bounded_expit, bounded_logit, project
+
+__all__ = [
+    "ParameterError",
+    "ParameterFileError",
+    "ParameterRangeError",
+    "UnknownParameterError",
+    "Prior",
+    "default_prior",
+    "ParameterRecord",
+    "ParameterSet",
+    "Registry",
+    "read_parameter_file",
+    "registry",
+    "bounded_logit",
+    "bounded_expit",
+    "project",
+]

@@ -1,0 +1,235 @@
+"""Priors as serialisable data.
+
+A :class:`Prior` is a distribution name plus keyword parameters — nothing else — so it round-trips through a dict,
+TOML or JSON unchanged (``Prior.from_dict(p.to_dict()) == p``). It can
+
+* evaluate its log-density and draw samples with scipy/numpy (no PyMC import: ``forward`` and the campaign runner
+  use this), and
+* create the matching PyMC variable inside a model context (:meth:`Prior.create_variable`).
+
+Supported distributions (parameters in brackets):
+
+``Normal`` (mu, sigma) · ``LogNormal`` (mu, sigma) · ``Uniform`` (lower, upper) · ``HalfNormal`` (sigma) ·
+``TruncatedNormal`` (mu, sigma, lower, upper) · ``TruncatedLogNormal`` (mu, sigma, lower, upper) ·
+``BoundedLogitNormal`` (mu, sigma, lower, upper, scale) — θ = g⁻¹(g(a) + (g(b) − g(a))·σ(z)) with z ~ N(mu, sigma)
+and g the identity (``scale="linear"``) or log (``scale="log"``): the seed-000 bounded-logit transform used as a
+prior, which keeps θ strictly inside its admissible range.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from scipy.special import expit, logit
+
+_REQUIRED = {
+    "Normal": ("mu", "sigma"),
+    "LogNormal": ("mu", "sigma"),
+    "Uniform": ("lower", "upper"),
+    "HalfNormal": ("sigma",),
+    "TruncatedNormal": ("mu", "sigma", "lower", "upper"),
+    "TruncatedLogNormal": ("mu", "sigma", "lower", "upper"),
+    "BoundedLogitNormal": ("mu", "sigma", "lower", "upper"),
+}
+_OPTIONAL = {"BoundedLogitNormal": ("scale",)}
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A prior distribution stored as data: ``Prior("LogNormal", {"mu": 0.0, "sigma": 1.0})``."""
+
+    distribution: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.distribution not in _REQUIRED:
+            raise ValueError(
+                f"unknown prior distribution {self.distribution!r}; choose one of {sorted(_REQUIRED)}"
+            )
+        need = _REQUIRED[self.distribution]
+        allowed = set(need) | set(_OPTIONAL.get(self.distribution, ()))
+        missing = [k for k in need if k not in self.parameters]
+        extra = [k for k in self.parameters if k not in allowed]
+        if missing or extra:
+            raise ValueError(
+                f"prior {self.distribution}: missing parameters {missing}, unexpected {extra}; "
+                f"it takes {sorted(allowed)}"
+            )
+        for key, value in self.parameters.items():
+            if key == "scale":
+                if value not in ("linear", "log"):
+                    raise ValueError(f"prior {self.distribution}: scale must be 'linear' or 'log', got {value!r}")
+                continue
+            if not isinstance(value, (int, float)) or math.isnan(value):
+                raise ValueError(f"prior {self.distribution}: parameter {key}={value!r} is not a number")
+        p = self.parameters
+        if "sigma" in p and not p["sigma"] > 0:
+            raise ValueError(f"prior {self.distribution}: sigma must be > 0, got {p['sigma']}")
+        if "lower" in p and not p["lower"] < p["upper"]:
+            raise ValueError(f"prior {self.distribution}: needs lower < upper, got [{p['lower']}, {p['upper']}]")
+        if self.distribution in ("TruncatedLogNormal",) and p["lower"] < 0:
+            raise ValueError(f"prior {self.distribution}: lower must be >= 0, got {p['lower']}")
+        if self.distribution == "BoundedLogitNormal":
+            if not (math.isfinite(p["lower"]) and math.isfinite(p["upper"])):
+                raise ValueError("prior BoundedLogitNormal needs finite lower and upper bounds")
+            if p.get("scale", "linear") == "log" and p["lower"] <= 0:
+                raise ValueError(f"prior BoundedLogitNormal with scale='log' needs lower > 0, got {p['lower']}")
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return {"distribution": self.distribution, **{k: self.parameters[k] for k in sorted(self.parameters)}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Prior":
+        if "distribution" not in data:
+            raise ValueError(f"prior dict needs a 'distribution' key, got keys {sorted(data)}")
+        rest = {k: v for k, v in data.items() if k != "distribution"}
+        return cls(str(data["distribution"]), rest)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Prior) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.to_dict().items()))
+
+    # ------------------------------------------------------------------ helpers for bounded-logit priors
+    def _g(self, x):
+        return np.log(x) if self.parameters.get("scale", "linear") == "log" else np.asarray(x, dtype=float)
+
+    def _g_inv(self, y):
+        return np.exp(y) if self.parameters.get("scale", "linear") == "log" else y
+
+    @property
+    def support(self) -> tuple[float, float]:
+        p = self.parameters
+        if self.distribution in ("Normal",):
+            return (-math.inf, math.inf)
+        if self.distribution in ("LogNormal", "HalfNormal"):
+            return (0.0, math.inf)
+        return (float(p["lower"]), float(p["upper"]))
+
+    # ------------------------------------------------------------------ scipy/numpy side
+    def _scipy(self):
+        p = self.parameters
+        d = self.distribution
+        if d == "Normal":
+            return stats.norm(p["mu"], p["sigma"])
+        if d == "LogNormal":
+            return stats.lognorm(s=p["sigma"], scale=math.exp(p["mu"]))
+        if d == "Uniform":
+            return stats.uniform(p["lower"], p["upper"] - p["lower"])
+        if d == "HalfNormal":
+            return stats.halfnorm(scale=p["sigma"])
+        if d == "TruncatedNormal":
+            a = (p["lower"] - p["mu"]) / p["sigma"]
+            b = (p["upper"] - p["mu"]) / p["sigma"]
+            return stats.truncnorm(a, b, loc=p["mu"], scale=p["sigma"])
+        raise NotImplementedError(d)
+
+    def logpdf(self, x) -> np.ndarray:
+        """Log-density of the prior at ``x`` (−inf outside the support)."""
+        x = np.asarray(x, dtype=float)
+        p = self.parameters
+        d = self.distribution
+        if d == "TruncatedLogNormal":
+            base = stats.lognorm(s=p["sigma"], scale=math.exp(p["mu"]))
+            mass = base.cdf(p["upper"]) - base.cdf(p["lower"])
+            inside = (x >= p["lower"]) & (x <= p["upper"])
+            with np.errstate(divide="ignore"):
+                return np.where(inside, base.logpdf(x) - math.log(mass), -np.inf)
+        if d == "BoundedLogitNormal":
+            lo, hi = self._g(p["lower"]), self._g(p["upper"])
+            inside = (x > p["lower"]) & (x < p["upper"])
+            xs = np.where(inside, x, 0.5 * (p["lower"] + p["upper"]))
+            y = self._g(xs)
+            u = (y - lo) / (hi - lo)
+            z = logit(u)
+            # change of variables θ -> y -> u -> z: dz/dθ = g'(θ) / ((hi − lo)·u·(1 − u))
+            log_jac = -np.log(hi - lo) - np.log(u) - np.log1p(-u)
+            if p.get("scale", "linear") == "log":
+                log_jac = log_jac - np.log(xs)
+            out = stats.norm(p["mu"], p["sigma"]).logpdf(z) + log_jac
+            return np.where(inside, out, -np.inf)
+        return self._scipy().logpdf(x)
+
+    def sample(self, rng: np.random.Generator, size=None) -> np.ndarray:
+        """Draw from the prior with an explicitly passed generator."""
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError("Prior.sample needs a numpy.random.Generator (pass one explicitly)")
+        p = self.parameters
+        d = self.distribution
+        if d == "TruncatedLogNormal":
+            base = stats.lognorm(s=p["sigma"], scale=math.exp(p["mu"]))
+            lo, hi = base.cdf(p["lower"]), base.cdf(p["upper"])
+            return base.ppf(rng.uniform(lo, hi, size=size))
+        if d == "BoundedLogitNormal":
+            z = rng.normal(p["mu"], p["sigma"], size=size)
+            lo, hi = self._g(p["lower"]), self._g(p["upper"])
+            return self._g_inv(lo + (hi - lo) * expit(z))
+        return self._scipy().rvs(size=size, random_state=rng)
+
+    # ------------------------------------------------------------------ PyMC side
+    def create_variable(self, name: str, dims=None, shape=None):
+        """Create this prior as a PyMC variable called ``name`` in the current ``pm.Model`` context.
+
+        ``BoundedLogitNormal`` creates the unconstrained ``{name}_z ~ Normal(mu, sigma)`` and a
+        ``pm.Deterministic(name)`` for θ, so NUTS samples on the real line.
+        """
+        import pymc as pm  # imported lazily: priors must stay importable without PyMC's start-up cost
+        import pytensor.tensor as pt
+
+        p = self.parameters
+        d = self.distribution
+        kw: dict[str, Any] = {}
+        if dims is not None:
+            kw["dims"] = dims
+        if shape is not None:
+            kw["shape"] = shape
+        if d == "Normal":
+            return pm.Normal(name, mu=p["mu"], sigma=p["sigma"], **kw)
+        if d == "LogNormal":
+            return pm.LogNormal(name, mu=p["mu"], sigma=p["sigma"], **kw)
+        if d == "Uniform":
+            return pm.Uniform(name, lower=p["lower"], upper=p["upper"], **kw)
+        if d == "HalfNormal":
+            return pm.HalfNormal(name, sigma=p["sigma"], **kw)
+        if d == "TruncatedNormal":
+            return pm.TruncatedNormal(name, mu=p["mu"], sigma=p["sigma"], lower=p["lower"], upper=p["upper"], **kw)
+        if d == "TruncatedLogNormal":
+            return pm.Truncated(
+                name, pm.LogNormal.dist(mu=p["mu"], sigma=p["sigma"]), lower=p["lower"], upper=p["upper"], **kw
+            )
+        if d == "BoundedLogitNormal":
+            z = pm.Normal(f"{name}_z", mu=p["mu"], sigma=p["sigma"], **kw)
+            lo, hi = float(self._g(p["lower"])), float(self._g(p["upper"]))
+            y = lo + (hi - lo) * pm.math.sigmoid(z)
+            theta = pt.exp(y) if p.get("scale", "linear") == "log" else y
+            return pm.Deterministic(name, theta, dims=dims)
+        raise NotImplementedError(d)
+
+
+def default_prior(default: float, lower: float, upper: float, scale: str, sigma: float = 1.5) -> Prior:
+    """The registry's default prior for a parameter: bounded logit-normal centred on the default.
+
+    Centre: the default mapped through the bounded transform (nudged 0.1 % of the range inside the interval when
+    the default sits on a bound). Parameters with an infinite bound get a normal truncated to the range, centred on
+    the default, with sd ``max(|default|, 1)``.
+    """
+    if not (math.isfinite(lower) and math.isfinite(upper)):
+        return Prior("TruncatedNormal", {"mu": float(default), "sigma": float(max(abs(default), 1.0)),
+                                         "lower": float(lower), "upper": float(upper)})
+    if scale == "log" and lower <= 0:
+        scale = "linear"
+    g = (lambda v: math.log(v)) if scale == "log" else (lambda v: float(v))
+    lo, hi = g(lower), g(upper)
+    centre = (g(default) - lo) / (hi - lo) if (scale != "log" or default > 0) else 0.0
+    centre = min(max(centre, 1e-3), 1 - 1e-3)
+    return Prior(
+        "BoundedLogitNormal",
+        {"mu": float(logit(centre)), "sigma": float(sigma), "lower": float(lower), "upper": float(upper),
+         "scale": scale},
+    )

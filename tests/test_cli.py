@@ -1,0 +1,70 @@
+"""The command line: help, params list/show/export, loading an exported file back, quickstart."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from calib.cli.main import main
+from priors import ParameterSet
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_help_runs_as_console_script():
+    res = subprocess.run([sys.executable, "-m", "calib.cli.main", "--help"], capture_output=True, text=True)
+    assert res.returncode == 0 and "params" in res.stdout and "quickstart" in res.stdout
+
+
+def test_params_list_rit_table3_has_every_parameter_with_unit_and_source(capsys):
+    code, out, _ = run(capsys, "params", "list", "--model", "rit", "--preset", "dewan_table3")
+    assert code == 0
+    for name, unit in [("immune_kill_rate", "1/day"), ("antigen_release_rate", "1/day"),
+                       ("t_cell_activation_rate", "1/day"), ("tumour_cell_volume", "mm^3")]:
+        line = next(ln for ln in out.splitlines() if ln.startswith(name + " "))
+        assert unit in line and "seed 002 Supp. Table" in line
+    assert "24.9382" in out and "3.4596e+07" in out and "6.801e-12" in out
+
+
+def test_params_show_by_name_and_symbol(capsys):
+    code, out, _ = run(capsys, "params", "show", "chemokine_decay_rate")
+    assert code == 0 and "paper" in out and "0.56" in out and "0.46" in out
+    code, out, _ = run(capsys, "params", "show", "lambda_1")
+    assert "tumour_proliferation_rate" in out and "0.1217" in out
+
+
+def test_params_show_unknown_is_clear_error(capsys):
+    code, _, err = run(capsys, "params", "show", "exhaustion_rat")
+    assert code == 2 and "no parameter named 'exhaustion_rat'" in err and "exhaustion_rate" in err
+
+
+def test_params_export_and_read_back(tmp_path, capsys):
+    path = tmp_path / "cart_paper.toml"
+    code, out, _ = run(capsys, "params", "export", "--model", "cart", "--preset", "paper", str(path))
+    assert code == 0 and path.exists()
+    ps = ParameterSet.from_file(path)
+    assert ps["chemokine_decay_rate"] == 0.56 and ps.preset == "paper"
+
+
+def test_params_export_unknown_preset(tmp_path, capsys):
+    code, _, err = run(capsys, "params", "export", "--model", "cart", "--preset", "nope", str(tmp_path / "x.toml"))
+    assert code == 2 and "unknown preset 'nope'" in err
+
+
+def test_quickstart_writes_report(tmp_path, capsys):
+    out_dir = tmp_path / "qs"
+    code, out, _ = run(capsys, "quickstart", "--out", str(out_dir))
+    assert code == 0 and str(out_dir) in out
+    report = json.loads((out_dir / "report.json").read_text())
+    assert set(report["models"]) >= {"cart", "rit", "dln"}
+    assert (out_dir / "params_rit_dewan_table3.toml").exists()
+
+
+def test_study_unknown_name(tmp_path, capsys):
+    code, _, err = run(capsys, "study", "no_such_study", "--out", str(tmp_path))
+    assert code == 2 and "unknown study 'no_such_study'" in err
