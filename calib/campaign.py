@@ -1,0 +1,269 @@
+"""Simulation campaigns: evaluate a forward model over a design, in parallel, checkpointed, resumable.
+
+On-disk store (a folder)::
+
+    meta.json            forward-model spec, condition, parameter names, chunk size, design size
+    design.npy           the (n, p) design in parameter units
+    chunks/chunk_000017.npz   runs [17·c, 18·c): indices, theta, outputs, ok, error messages
+    index.json           summary of finished chunks (rebuilt from the chunk files on every open)
+
+Every file is written to a temporary name and moved into place with :func:`os.replace`, so a kill (even ``-9``)
+leaves either a complete chunk or none. A chunk is scheduled only if its file does not exist, so ``resume`` never
+repeats a finished run and never loses one. A run that raises or returns non-finite values is recorded as failed
+(parameters + error text) and the campaign goes on.
+
+Parallelism: a local process pool by default (``workers``; ``0`` runs in-process), or a Dask distributed scheduler
+when ``scheduler="tcp://host:port"`` (or a ``distributed.Client``) is given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_MODEL_CACHE: dict[str, Any] = {}
+
+
+def _atomic_write_bytes(path: Path, write) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_write_json(path: Path, data: dict) -> None:
+    _atomic_write_bytes(path, lambda fh: fh.write((json.dumps(data, indent=1, default=str) + "\n").encode()))
+
+
+def run_chunk(spec: str, condition: dict | None, indices: np.ndarray, theta: np.ndarray) -> dict:
+    """Evaluate one chunk (worker side). Never raises for model failures: they are returned per run."""
+    from .forward_api import check_output, load_forward_model
+
+    if spec not in _MODEL_CACHE:
+        _MODEL_CACHE[spec] = load_forward_model(spec)
+    model = _MODEL_CACHE[spec]
+    n = len(indices)
+    shape = (n, len(model.observables), len(model.times))
+    out = np.full(shape, np.nan)
+    ok = np.zeros(n, bool)
+    errors = [""] * n
+    try:  # fast path: the whole batch at once
+        y = check_output(model, model.simulate(theta, condition), n)
+        out[:] = y
+        ok[:] = np.all(np.isfinite(y.reshape(n, -1)), axis=1)
+        for i in np.flatnonzero(~ok):
+            errors[i] = "non-finite output"
+    except Exception:  # isolate the failing runs one by one
+        for i in range(n):
+            try:
+                y = check_output(model, model.simulate(theta[i:i + 1], condition), 1)
+                out[i] = y[0]
+                ok[i] = bool(np.all(np.isfinite(y)))
+                if not ok[i]:
+                    errors[i] = "non-finite output"
+            except Exception as exc:  # noqa: BLE001 - recorded, campaign goes on
+                errors[i] = f"{type(exc).__name__}: {exc}\n" + traceback.format_exc(limit=3)
+    return {"indices": np.asarray(indices), "theta": np.asarray(theta), "outputs": out, "ok": ok,
+            "errors": np.asarray(errors, dtype=str)}
+
+
+class Campaign:
+    """A resumable simulation campaign stored in a folder (see module docstring)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not (self.path / "meta.json").exists():
+            raise FileNotFoundError(f"{self.path}: not a campaign folder (no meta.json); create it with "
+                                    f"'immunocal campaign run'")
+        self.meta = json.loads((self.path / "meta.json").read_text())
+        self.design = np.load(self.path / "design.npy")
+        for tmp in (self.path / "chunks").glob("*.tmp*"):
+            tmp.unlink()  # half-written chunk of a killed run: its runs are simply pending
+        self._write_index()
+
+    # ------------------------------------------------------------------ creation
+    @classmethod
+    def create(cls, path: str | Path, forward: str, design: np.ndarray, *, condition: dict | None = None,
+               chunk_size: int = 8, parameter_names=None, overwrite: bool = False,
+               space: dict | None = None) -> "Campaign":
+        from .forward_api import load_forward_model
+
+        path = Path(path)
+        model = load_forward_model(forward)
+        names = list(parameter_names or model.parameter_names)
+        design = np.atleast_2d(np.asarray(design, dtype=float))
+        if design.shape[1] != len(names):
+            raise ValueError(f"design has {design.shape[1]} columns, the model {forward!r} takes {len(names)} "
+                             f"parameters {names}")
+        if not np.all(np.isfinite(design)):
+            raise ValueError("design contains non-finite values")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        if (path / "meta.json").exists() and not overwrite:
+            raise ValueError(f"{path}: a campaign already exists here; use 'resume' or choose another folder")
+        (path / "chunks").mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            for f in (path / "chunks").glob("chunk_*"):
+                f.unlink()
+        meta = {"forward": forward, "model_name": model.name, "condition": condition or {},
+                "parameter_names": names, "observables": list(model.observables),
+                "times": list(map(float, model.times)), "chunk_size": int(chunk_size),
+                "space": space or model.space().to_dict(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                     time.gmtime())}
+        _atomic_write_bytes(path / "design.npy", lambda fh: np.save(fh, design))
+        _atomic_write_json(path / "meta.json", meta)
+        return cls(path)
+
+    # ------------------------------------------------------------------ bookkeeping
+    @property
+    def n(self) -> int:
+        return len(self.design)
+
+    @property
+    def chunk_size(self) -> int:
+        return int(self.meta["chunk_size"])
+
+    def _chunk_path(self, k: int) -> Path:
+        return self.path / "chunks" / f"chunk_{k:06d}.npz"
+
+    def _chunk_ids(self) -> list[int]:
+        return list(range((self.n + self.chunk_size - 1) // self.chunk_size))
+
+    def done_chunks(self) -> list[int]:
+        return sorted(int(p.stem.split("_")[1]) for p in (self.path / "chunks").glob("chunk_*.npz"))
+
+    def pending_chunks(self) -> list[int]:
+        done = set(self.done_chunks())
+        return [k for k in self._chunk_ids() if k not in done]
+
+    def _write_index(self) -> dict:
+        st = self.status()
+        _atomic_write_json(self.path / "index.json", st)
+        return st
+
+    def status(self) -> dict:
+        done = self.done_chunks()
+        n_done = n_failed = 0
+        for k in done:
+            with np.load(self._chunk_path(k)) as z:
+                n_done += len(z["indices"])
+                n_failed += int((~z["ok"]).sum())
+        return {"folder": str(self.path), "forward": self.meta["forward"], "n_runs": self.n,
+                "finished": n_done, "succeeded": n_done - n_failed, "failed": n_failed,
+                "pending": self.n - n_done, "chunks_done": len(done), "chunks_total": len(self._chunk_ids())}
+
+    def extend(self, points: np.ndarray) -> np.ndarray:
+        """Append design points (e.g. from active refinement); returns their indices. Existing runs are kept."""
+        points = np.atleast_2d(np.asarray(points, float))
+        if points.shape[1] != self.design.shape[1]:
+            raise ValueError(f"new points have {points.shape[1]} columns, expected {self.design.shape[1]}")
+        # pad the last partial chunk? no: a finished chunk is immutable, so start new points on a chunk boundary
+        start = len(self._chunk_ids()) * self.chunk_size
+        pad = start - self.n
+        if pad:
+            points_all = np.vstack([self.design, np.repeat(self.design[-1:], pad, 0), points])
+            self.meta.setdefault("padding", []).extend(range(self.n, start))
+        else:
+            points_all = np.vstack([self.design, points])
+        _atomic_write_bytes(self.path / "design.npy", lambda fh: np.save(fh, points_all))
+        _atomic_write_json(self.path / "meta.json", self.meta)
+        self.design = points_all
+        return np.arange(start, start + len(points))
+
+    # ------------------------------------------------------------------ running
+    def _store(self, k: int, res: dict) -> None:
+        _atomic_write_bytes(self._chunk_path(k), lambda fh: np.savez(fh, **res))
+
+    def run(self, workers: int | None = None, scheduler=None, progress: bool = True) -> dict:
+        """Run every pending chunk (this is also ``resume``). Returns :meth:`status`."""
+        from tqdm import tqdm
+
+        pending = self.pending_chunks()
+        cs = self.chunk_size
+        jobs = {k: (np.arange(k * cs, min((k + 1) * cs, self.n)),) for k in pending}
+        n_runs = sum(len(v[0]) for v in jobs.values())
+        spec, cond = self.meta["forward"], self.meta["condition"] or None
+        bar = tqdm(total=n_runs, desc=f"campaign {self.path.name}", unit="run", disable=not progress)
+        try:
+            if scheduler is not None:
+                self._run_dask(jobs, spec, cond, scheduler, bar)
+            elif workers == 0 or len(jobs) <= 1:
+                for k, (idx,) in jobs.items():
+                    self._store(k, run_chunk(spec, cond, idx, self.design[idx]))
+                    bar.update(len(idx))
+            else:
+                import multiprocessing as mp
+
+                nw = workers or os.cpu_count() or 1
+                with ProcessPoolExecutor(max_workers=nw, mp_context=mp.get_context("spawn")) as ex:
+                    futs = {ex.submit(run_chunk, spec, cond, idx, self.design[idx]): (k, idx)
+                            for k, (idx,) in jobs.items()}
+                    for fut in as_completed(futs):
+                        k, idx = futs[fut]
+                        self._store(k, fut.result())
+                        bar.update(len(idx))
+        finally:
+            bar.close()
+            st = self._write_index()
+        return st
+
+    def _run_dask(self, jobs, spec, cond, scheduler, bar) -> None:
+        try:
+            from distributed import Client
+            from distributed import as_completed as das_completed
+        except ImportError:  # pragma: no cover
+            raise ValueError("a Dask scheduler was given but 'distributed' is not installed: "
+                             "pip install 'immunocal[dask]'") from None
+        client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+        try:
+            futs = {}
+            for k, (idx,) in jobs.items():
+                f = client.submit(run_chunk, spec, cond, idx, self.design[idx], pure=False)
+                futs[f] = (k, idx)
+            for f in das_completed(list(futs)):
+                k, idx = futs[f]
+                self._store(k, f.result())
+                bar.update(len(idx))
+        finally:
+            if not isinstance(scheduler, Client):
+                client.close()
+
+    # ------------------------------------------------------------------ results
+    def load(self) -> dict:
+        """All finished runs: ``indices, theta, outputs, ok, errors`` concatenated in index order."""
+        parts = []
+        for k in self.done_chunks():
+            with np.load(self._chunk_path(k)) as z:
+                parts.append({key: z[key] for key in z.files})
+        if not parts:
+            p = self.design.shape[1]
+            return {"indices": np.zeros(0, int), "theta": np.zeros((0, p)), "outputs": np.zeros((0, 0, 0)),
+                    "ok": np.zeros(0, bool), "errors": np.zeros(0, str)}
+        res = {key: np.concatenate([d[key] for d in parts]) for key in parts[0]}
+        order = np.argsort(res["indices"])
+        res = {key: v[order] for key, v in res.items()}
+        padding = set(self.meta.get("padding", []))
+        if padding:
+            keep = np.array([i not in padding for i in res["indices"]])
+            res = {key: v[keep] for key, v in res.items()}
+        return res
+
+    def training_data(self) -> tuple[np.ndarray, np.ndarray]:
+        """Successful runs as ``(theta, outputs)`` ready for a surrogate."""
+        r = self.load()
+        return r["theta"][r["ok"]], r["outputs"][r["ok"]]
+
+    def failures(self) -> list[dict]:
+        r = self.load()
+        names = self.meta["parameter_names"]
+        return [{"index": int(i), "parameters": dict(zip(names, map(float, th))), "error": str(e)}
+                for i, th, ok, e in zip(r["indices"], r["theta"], r["ok"], r["errors"]) if not ok]

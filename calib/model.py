@@ -1,0 +1,315 @@
+"""PyMC model builder: emulator(s) + population/latent parameter specs + priors + data tables -> ``pm.Model``.
+
+Parameter roles
+---------------
+``population``  one value shared by all subjects, prior from the registry
+                (``registry().record(model, name).prior(preset)``) or a :class:`priors.Prior` given in the spec;
+``latent``      one value per subject, hierarchical and non-centred in the prior's *link space*:
+                ``z_s = loc + Σ_k β_k x_sk + sd · η_s``, ``η_s ~ N(0, 1)``, ``θ_s = link⁻¹(z_s)``, with
+                ``loc ~ N(prior.mu, prior.sigma)`` and the link read off the prior: identity (``Normal``), log
+                (``LogNormal``) or the seed-000 bounded logit (``BoundedLogitNormal``); ``sd`` is a number (fixed) or
+                a prior (default ``HalfNormal(0.5)``); covariates ``x`` are standardised subject covariates from the
+                conditions table, ``β_k ~ N(0, coef_sd)``;
+``fixed``       a constant (``value``; default: the registry preset value).
+
+Observations (see :mod:`calib.likelihoods`): each data row ``(subject, condition, observable, time)`` is mapped to the
+emulator of its condition, evaluated at the subject's parameter vector, and linearly interpolated in time on the
+emulator's grid; the emulator variance is added to the observation variance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from priors import Prior
+
+from .data import Conditions, Measurements
+from .likelihoods import FAMILIES, censored_logp
+
+
+@dataclass
+class ParameterSpec:
+    name: str
+    role: str = "population"
+    prior: Prior | None = None
+    value: float | None = None
+    sd: Prior | float | None = None
+    covariates: tuple[str, ...] = ()
+    coef_sd: float = 1.0
+
+    def __post_init__(self):
+        if self.role not in ("population", "latent", "fixed"):
+            raise ValueError(f"parameter '{self.name}': role must be 'population', 'latent' or 'fixed', "
+                             f"got {self.role!r}")
+        if self.role == "fixed" and self.value is None:
+            pass  # filled from the registry by the builder
+        if isinstance(self.prior, Mapping):
+            self.prior = Prior.from_dict(dict(self.prior))
+        if isinstance(self.sd, Mapping):
+            self.sd = Prior.from_dict(dict(self.sd))
+        self.covariates = tuple(self.covariates)
+
+
+@dataclass
+class ObservableSpec:
+    family: str = "normal"
+    sigma: Prior | float | None = None
+    nu: float = 4.0
+    link: str = "logistic"
+    cutpoints: Sequence[float] | None = None
+    n_trials: int | None = None
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown observation family {self.family!r}; choose one of {list(FAMILIES)}")
+        if isinstance(self.sigma, Mapping):
+            self.sigma = Prior.from_dict(dict(self.sigma))
+
+
+@dataclass
+class ModelInfo:
+    """What the builder did (attached to the model as ``model.calib_info``)."""
+
+    subjects: list[str]
+    units: list[tuple[str, str]]
+    parameter_names: list[str]
+    latent: list[str]
+    population: list[str]
+    fixed: dict[str, float]
+    rows: dict[str, np.ndarray] = field(default_factory=dict)  # observable -> data row indices
+    surrogate_ids: dict[str, str] = field(default_factory=dict)
+
+
+def _prior_for(spec: ParameterSpec, model: str | None, preset: str | None) -> Prior:
+    if spec.prior is not None:
+        return spec.prior
+    if model is None:
+        raise ValueError(f"parameter '{spec.name}': no prior given and no registry model to take it from")
+    from priors import registry
+
+    return registry().record(model, spec.name).prior(preset or "default")
+
+
+def _link_inverse(prior: Prior, z):
+    import pytensor.tensor as pt
+
+    d, p = prior.distribution, prior.parameters
+    if d == "Normal":
+        return z
+    if d == "LogNormal":
+        return pt.exp(z)
+    if d == "BoundedLogitNormal":
+        lo, hi = float(prior._g(p["lower"])), float(prior._g(p["upper"]))
+        y = lo + (hi - lo) * pt.sigmoid(z)
+        return pt.exp(y) if p.get("scale", "linear") == "log" else y
+    raise ValueError(f"latent parameters need a Normal, LogNormal or BoundedLogitNormal prior (a link space for the "
+                     f"hierarchy), got {d}")
+
+
+def build_model(emulators, parameters: Sequence[ParameterSpec], data: Measurements,
+                observables: Mapping[str, ObservableSpec] | None = None, conditions: Conditions | None = None,
+                *, model: str | None = None, preset: str | None = None, store_predictions: bool = True):
+    """Build the calibration ``pm.Model``.
+
+    ``emulators``: one emulator (used for every condition) or ``{condition: emulator}``; an emulator has
+    ``space.names`` (its parameter order), ``observables``, ``times`` and ``predict_pt(theta) -> (mean, var)``.
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    if not isinstance(emulators, Mapping):
+        emulators = {c: emulators for c in dict.fromkeys(data.condition.tolist())}
+    observables = {k: (v if isinstance(v, ObservableSpec) else ObservableSpec(**v))
+                   for k, v in (observables or {}).items()}
+    specs = {s.name: s for s in parameters}
+    missing_cond = sorted(set(data.condition.tolist()) - set(emulators))
+    if missing_cond:
+        raise ValueError(f"{data.source}: no emulator for condition(s) {missing_cond}")
+    names = list(next(iter(emulators.values())).space.names)
+    for c, em in emulators.items():
+        if list(em.space.names) != names:
+            raise ValueError(f"emulator of condition {c!r} takes parameters {list(em.space.names)}, expected {names}")
+    unknown = sorted(set(specs) - set(names))
+    if unknown:
+        raise ValueError(f"parameter spec(s) {unknown} are not inputs of the emulator; inputs are {names}")
+    fixed: dict[str, float] = {}
+    for n in names:
+        s = specs.get(n)
+        if s is None or s.role == "fixed":
+            if s is not None and s.value is not None:
+                fixed[n] = float(s.value)
+            elif model is not None:
+                from priors import registry
+
+                fixed[n] = registry().parameter_set(model, preset or "default")[n]
+            else:
+                raise ValueError(f"parameter '{n}' has no spec and no registry model to take a fixed value from; "
+                                 f"give it a role (population/latent) or a fixed value")
+    for o in data.observables:
+        observables.setdefault(o, ObservableSpec())
+
+    subjects = data.subjects
+    s_index = {s: i for i, s in enumerate(subjects)}
+    units = list(dict.fromkeys(zip(data.subject.tolist(), data.condition.tolist())))
+    latent = [n for n in names if n in specs and specs[n].role == "latent"]
+    population = [n for n in names if n in specs and specs[n].role == "population"]
+    info = ModelInfo(subjects, units, names, latent, population, fixed)
+    coords = {"subject": subjects, "obs_id": np.arange(len(data))}
+
+    with pm.Model(coords=coords) as m:
+        cols = {}
+        for n in population:
+            cols[n] = _prior_for(specs[n], model, preset).create_variable(n)
+        for n in latent:
+            s = specs[n]
+            prior = _prior_for(s, model, preset)
+            if prior.distribution not in ("Normal", "LogNormal", "BoundedLogitNormal"):
+                _link_inverse(prior, None)  # raises with the message
+            loc = pm.Normal(f"{n}_loc", mu=prior.parameters["mu"], sigma=prior.parameters["sigma"])
+            if s.sd is None:
+                sd = pm.HalfNormal(f"{n}_sd", sigma=0.5)
+            elif isinstance(s.sd, Prior):
+                sd = s.sd.create_variable(f"{n}_sd")
+            else:
+                sd = pt.as_tensor_variable(float(s.sd))
+            eta = pm.Normal(f"{n}_eta", 0.0, 1.0, dims="subject")
+            z = loc + sd * eta
+            if s.covariates:
+                if conditions is None:
+                    raise ValueError(f"parameter '{n}' has covariates {list(s.covariates)} but no conditions table")
+                X = conditions.covariate_matrix(subjects, s.covariates)
+                Xs = (X - X.mean(0)) / np.where(X.std(0) > 0, X.std(0), 1.0)
+                m.add_coord(f"{n}_covariate", list(s.covariates))
+                beta = pm.Normal(f"{n}_beta", 0.0, s.coef_sd, dims=f"{n}_covariate")
+                z = z + pt.dot(Xs, beta)
+            cols[n] = pm.Deterministic(n, _link_inverse(prior, z), dims="subject")
+
+        # parameter matrix per (subject, condition) unit
+        u_subj = np.array([s_index[s] for s, _ in units])
+        theta_cols = []
+        for n in names:
+            if n in fixed:
+                theta_cols.append(pt.fill(pt.zeros(len(units)), fixed[n]))
+            elif n in latent:
+                theta_cols.append(cols[n][u_subj])
+            else:
+                theta_cols.append(pt.fill(pt.zeros(len(units)), cols[n]))
+        theta_units = pt.stack(theta_cols, axis=1)
+
+        # evaluate each condition's emulator on its units; flatten into one vector with offsets
+        flat_mean, flat_var, offset = [], [], 0
+        unit_pos: dict[tuple[str, str], tuple[int, str]] = {}
+        cond_offsets = {}
+        for c in dict.fromkeys(cd for _, cd in units):
+            idx = [i for i, u in enumerate(units) if u[1] == c]
+            em = emulators[c]
+            mean, var = em.predict_pt(theta_units[idx])
+            width = len(em.observables) * len(em.times)
+            flat_mean.append(mean.reshape((len(idx), width)).flatten())
+            flat_var.append(var.reshape((len(idx), width)).flatten())
+            cond_offsets[c] = offset
+            for p, i in enumerate(idx):
+                unit_pos[units[i]] = (p, c)
+            offset += len(idx) * width
+            info.surrogate_ids[c] = getattr(em, "surrogate_id", type(em).__name__)
+        flat_mean = pt.concatenate(flat_mean)
+        flat_var = pt.concatenate(flat_var)
+
+        lo_idx = np.empty(len(data), int)
+        hi_idx = np.empty(len(data), int)
+        w = np.empty(len(data))
+        for r in range(len(data)):
+            p, c = unit_pos[(data.subject[r], data.condition[r])]
+            em = emulators[c]
+            if data.observable[r] not in em.observables:
+                raise ValueError(f"{data.source}, data row {r + 1}: observable {data.observable[r]!r} is not an "
+                                 f"output of the emulator for condition {c!r} ({list(em.observables)})")
+            o = em.observables.index(data.observable[r])
+            t, grid = data.time[r], em.times
+            if t < grid[0] - 1e-9 or t > grid[-1] + 1e-9:
+                raise ValueError(f"{data.source}, data row {r + 1}: time {t} is outside the emulator's time grid "
+                                 f"[{grid[0]}, {grid[-1]}]")
+            k = int(np.clip(np.searchsorted(grid, t, side="right") - 1, 0, len(grid) - 2)) if len(grid) > 1 else 0
+            frac = 0.0 if len(grid) == 1 else float(np.clip((t - grid[k]) / (grid[k + 1] - grid[k]), 0, 1))
+            base = cond_offsets[c] + p * len(em.observables) * len(grid) + o * len(grid)
+            lo_idx[r], hi_idx[r], w[r] = base + k, base + min(k + 1, len(grid) - 1), frac
+        mu_all = flat_mean[lo_idx] * (1 - w) + flat_mean[hi_idx] * w
+        var_all = flat_var[lo_idx] * (1 - w) + flat_var[hi_idx] * w
+
+        for oname, ospec in observables.items():
+            rows = np.flatnonzero(data.observable == oname)
+            if len(rows) == 0:
+                continue
+            info.rows[oname] = rows
+            mu, var = mu_all[rows], var_all[rows]
+            y = data.value[rows]
+            cz = data.censoring[rows]
+            dims_name = f"obs_{oname}"
+            m.add_coord(dims_name, rows)
+            if store_predictions:
+                pm.Deterministic(f"mu_{oname}", mu, dims=dims_name)
+            if ospec.family in ("normal", "student_t"):
+                sig_data = data.sigma[rows]
+                if np.all(np.isfinite(sig_data)):
+                    sigma = pt.as_tensor_variable(sig_data)
+                else:
+                    if isinstance(ospec.sigma, Prior):
+                        s_par = ospec.sigma.create_variable(f"sigma_{oname}")
+                    elif ospec.sigma is None:
+                        s_par = pm.HalfNormal(f"sigma_{oname}", sigma=0.5)
+                    else:
+                        s_par = pt.as_tensor_variable(float(ospec.sigma))
+                    sigma = pt.where(np.isfinite(sig_data), np.nan_to_num(sig_data, nan=1.0), s_par)
+                sd = pt.sqrt(pt.square(sigma) + var)
+                if store_predictions:
+                    pm.Deterministic(f"sd_{oname}", sd, dims=dims_name)
+                unc = np.flatnonzero(cz == "none")
+                cen = np.flatnonzero(cz != "none")
+                if len(unc):
+                    m.add_coord(f"{dims_name}_observed", rows[unc])
+                    yd = pm.Data(f"data_{oname}", y[unc], dims=f"{dims_name}_observed")
+                    if ospec.family == "normal":
+                        pm.Normal(f"y_{oname}", mu=mu[unc], sigma=sd[unc], observed=yd, dims=f"{dims_name}_observed")
+                    else:
+                        pm.StudentT(f"y_{oname}", nu=ospec.nu, mu=mu[unc], sigma=sd[unc], observed=yd,
+                                    dims=f"{dims_name}_observed")
+                if len(cen):
+                    pm.Potential(f"censored_{oname}",
+                                 censored_logp(y[cen], mu[cen], sd[cen], cz[cen], ospec.family, ospec.nu).sum())
+            else:
+                if np.any(cz != "none"):
+                    raise ValueError(f"{data.source}: censoring flags on {ospec.family} observable {oname!r}")
+                # emulator uncertainty on the logit/latent scale: probit approximation E[σ(η)] ≈ σ(η/√(1+πv/8))
+                eta = mu / pt.sqrt(1.0 + np.pi * var / 8.0)
+                yk = np.round(y).astype("int64")
+                if np.any(np.abs(y - yk) > 1e-9) or np.any(yk < 0):
+                    raise ValueError(f"{data.source}: {ospec.family} observable {oname!r} needs non-negative "
+                                     f"integer values")
+                if ospec.family == "bernoulli":
+                    if np.any(yk > 1):
+                        raise ValueError(f"{data.source}: bernoulli observable {oname!r} needs 0/1 values")
+                    pm.Bernoulli(f"y_{oname}", logit_p=eta, observed=yk, dims=dims_name)
+                elif ospec.family == "binomial":
+                    if ospec.n_trials is None:
+                        raise ValueError(f"binomial observable {oname!r} needs n_trials")
+                    pm.Binomial(f"y_{oname}", n=int(ospec.n_trials), logit_p=eta, observed=yk, dims=dims_name)
+                else:
+                    if ospec.cutpoints is None:
+                        raise ValueError(f"ordinal observable {oname!r} needs initial cutpoints (K-1 increasing)")
+                    c0 = np.asarray(ospec.cutpoints, float)
+                    if np.any(np.diff(c0) <= 0):
+                        raise ValueError(f"ordinal observable {oname!r}: cutpoints must increase, got {list(c0)}")
+                    import pymc.distributions.transforms as tr
+
+                    cuts = pm.Normal(f"cutpoints_{oname}", mu=c0, sigma=1.0, shape=len(c0),
+                                     transform=tr.ordered, initval=c0)
+                    if ospec.link == "logistic":
+                        pm.OrderedLogistic(f"y_{oname}", eta=eta, cutpoints=cuts, observed=yk, dims=dims_name)
+                    else:
+                        pm.OrderedProbit(f"y_{oname}", eta=eta, cutpoints=cuts, sigma=1.0, observed=yk,
+                                         dims=dims_name)
+    m.calib_info = info
+    return m

@@ -1,0 +1,293 @@
+"""Differentiable emulators of a forward model's outputs: PCA + Gaussian processes frozen into PyTensor.
+
+Method (Higdon et al. 2008, "Computer model calibration using high-dimensional output"):
+
+1. inputs are mapped to the unit cube by the model's :class:`~calib.design.ParameterSpace` (log scale for log
+   parameters);
+2. outputs (observables × times, flattened) are centred and scaled, and projected on their leading principal
+   components (enough to explain ``1 − pca_tol`` of the variance, at most ``max_components``);
+3. each component score gets an independent GP with a constant × ARD-RBF + white-noise kernel whose
+   hyperparameters scikit-learn fits by maximum marginal likelihood;
+4. the fitted GPs are frozen: prediction ``m(x) = k(x, X) α`` and variance ``v(x) = s² + w − k(x,X) K⁻¹ k(X,x)``
+   are PyTensor expressions (exact gradients for NUTS). The output variance is
+   ``Σ_j (scale · W_j)² v_j(x) + r²`` with ``r²`` the PCA truncation residual on the training set.
+
+The emulator variance is added to the observation variance in the likelihood (see :mod:`calib.model`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .design import ParameterSpace
+
+
+class GPSurrogate:
+    """PCA + GP emulator. ``fit(theta, outputs)`` with outputs of shape ``(n, n_obs, n_times)``."""
+
+    family = "pca_gp"
+
+    def __init__(self, space: ParameterSpace, observables, times, pca_tol: float = 1e-6, max_components: int = 8,
+                 n_restarts: int = 2, seed: int = 0):
+        self.space = space
+        self.observables = tuple(observables)
+        self.times = np.asarray(times, float)
+        self.pca_tol = pca_tol
+        self.max_components = max_components
+        self.n_restarts = n_restarts
+        self.seed = seed
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, theta: np.ndarray, outputs: np.ndarray) -> "GPSurrogate":
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
+        theta = np.atleast_2d(np.asarray(theta, float))
+        Y = np.asarray(outputs, float).reshape(len(theta), -1)
+        if Y.shape[1] != len(self.observables) * len(self.times):
+            raise ValueError(f"outputs have {Y.shape[1]} columns, expected {len(self.observables)}×{len(self.times)}")
+        if len(theta) < 2 * self.space.dim + 2:
+            raise ValueError(f"need at least {2 * self.space.dim + 2} training runs, got {len(theta)}")
+        if not np.all(np.isfinite(Y)):
+            raise ValueError("training outputs contain non-finite values (drop failed runs first)")
+        X = self.space.to_unit(theta)
+        self.y_mean_ = Y.mean(0)
+        self.y_scale_ = Y.std(0)
+        self.y_scale_[self.y_scale_ < 1e-12] = 1.0
+        Z = (Y - self.y_mean_) / self.y_scale_
+        _, s, Vt = np.linalg.svd(Z, full_matrices=False)
+        frac = np.cumsum(s**2) / np.sum(s**2)
+        k = int(min(np.searchsorted(frac, 1 - self.pca_tol) + 1, self.max_components, len(s)))
+        self.W_ = Vt[:k]  # (k, n_out)
+        scores = Z @ self.W_.T
+        resid = Z - scores @ self.W_
+        self.resid_var_ = (resid**2).mean(0) * self.y_scale_**2
+        self.X_ = X
+        alphas, kinvs, amps, lss, noises = [], [], [], [], []
+        rng = np.random.RandomState(self.seed)
+        for j in range(k):
+            sd = scores[:, j].std() or 1.0
+            kern = ConstantKernel(sd**2, (1e-6 * sd**2, 1e3 * sd**2)) * RBF(np.full(self.space.dim, 0.5), (1e-2, 1e2)) \
+                + WhiteKernel(1e-6 * sd**2, (1e-10 * sd**2, 1e-1 * sd**2))
+            gp = GaussianProcessRegressor(kern, normalize_y=False, n_restarts_optimizer=self.n_restarts,
+                                          random_state=rng).fit(X, scores[:, j])
+            kf = gp.kernel_
+            amp, ls, noise = kf.k1.k1.constant_value, np.atleast_1d(kf.k1.k2.length_scale), kf.k2.noise_level
+            K = amp * np.exp(-0.5 * _sqdist(X / ls, X / ls)) + noise * np.eye(len(X))
+            L = np.linalg.cholesky(K)
+            Kinv = np.linalg.solve(L.T, np.linalg.solve(L, np.eye(len(X))))
+            alphas.append(Kinv @ scores[:, j])
+            kinvs.append(Kinv)
+            amps.append(amp)
+            lss.append(ls)
+            noises.append(noise)
+        self.alpha_ = np.array(alphas)
+        self.Kinv_ = np.array(kinvs)
+        self.amp_ = np.array(amps)
+        self.ls_ = np.array(lss)
+        self.noise_ = np.array(noises)
+        return self
+
+    # ------------------------------------------------------------------ numpy prediction
+    def predict(self, theta: np.ndarray, return_var: bool = True):
+        """Mean (and variance) of the outputs, shape ``(n, n_obs, n_times)``."""
+        X = self.space.to_unit(np.atleast_2d(theta))
+        m = np.empty((len(X), len(self.alpha_)))
+        v = np.empty_like(m)
+        for j in range(len(self.alpha_)):
+            kx = self.amp_[j] * np.exp(-0.5 * _sqdist(X / self.ls_[j], self.X_ / self.ls_[j]))
+            m[:, j] = kx @ self.alpha_[j]
+            v[:, j] = np.maximum(self.amp_[j] + self.noise_[j] - np.einsum("ij,jk,ik->i", kx, self.Kinv_[j], kx),
+                                 self.noise_[j])
+        shape = (len(X), len(self.observables), len(self.times))
+        mean = (self.y_mean_ + (m @ self.W_) * self.y_scale_).reshape(shape)
+        if not return_var:
+            return mean
+        var = (v @ (self.W_**2) * self.y_scale_**2 + self.resid_var_).reshape(shape)
+        return mean, var
+
+    # ------------------------------------------------------------------ PyTensor prediction
+    def predict_pt(self, theta):
+        """Mean and variance as PyTensor expressions of a ``(n, p)`` tensor ``theta``; shapes ``(n, n_obs, n_t)``."""
+        import pytensor.tensor as pt
+
+        X = self.space.to_unit_pt(theta)
+        ms, vs = [], []
+        for j in range(len(self.alpha_)):
+            a = X / self.ls_[j]
+            b = self.X_ / self.ls_[j]
+            d2 = (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2 * a @ b.T
+            kx = self.amp_[j] * pt.exp(-0.5 * pt.maximum(d2, 0.0))
+            ms.append(kx @ self.alpha_[j])
+            vs.append(pt.maximum(self.amp_[j] + self.noise_[j] - ((kx @ self.Kinv_[j]) * kx).sum(1), self.noise_[j]))
+        m = pt.stack(ms, axis=1)
+        v = pt.stack(vs, axis=1)
+        n = theta.shape[0]
+        shape = (n, len(self.observables), len(self.times))
+        mean = (self.y_mean_ + (m @ self.W_) * self.y_scale_).reshape(shape)
+        var = (v @ (self.W_**2) * self.y_scale_**2 + self.resid_var_).reshape(shape)
+        return mean, var
+
+    # ------------------------------------------------------------------ persistence
+    _ARRAYS = ("y_mean_", "y_scale_", "W_", "resid_var_", "X_", "alpha_", "Kinv_", "amp_", "ls_", "noise_")
+
+    @property
+    def surrogate_id(self) -> str:
+        h = hashlib.sha256(json.dumps(self._meta(), sort_keys=True).encode())
+        for a in self._ARRAYS:
+            h.update(np.ascontiguousarray(getattr(self, a)).tobytes())
+        return f"{self.family}-{h.hexdigest()[:12]}"
+
+    def _meta(self) -> dict:
+        return {"family": self.family, "space": self.space.to_dict(), "observables": list(self.observables),
+                "times": list(map(float, self.times)), "pca_tol": self.pca_tol,
+                "max_components": self.max_components, "forward": getattr(self, "forward_", None),
+                "condition": getattr(self, "condition_", None)}
+
+    def save(self, path: str | Path) -> Path:
+        """Save to ``.npz`` (arrays + JSON metadata), atomically."""
+        import os
+
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, meta=np.array(json.dumps(self._meta())), **{a: getattr(self, a) for a in self._ARRAYS})
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "GPSurrogate":
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such surrogate file")
+        with np.load(path) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta.get("family") != cls.family:
+                raise ValueError(f"{path}: surrogate family {meta.get('family')!r}, expected {cls.family!r}")
+            obj = cls(ParameterSpace.from_dict(meta["space"]), meta["observables"], meta["times"],
+                      meta["pca_tol"], meta["max_components"])
+            for a in cls._ARRAYS:
+                setattr(obj, a, z[a])
+        obj.forward_ = meta.get("forward")
+        obj.condition_ = meta.get("condition")
+        return obj
+
+
+def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    d = (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2 * a @ b.T
+    return np.maximum(d, 0.0)
+
+
+class ExactEmulator:
+    """Wraps a forward model with ``simulate_pt`` as a zero-variance "emulator" (exact-likelihood reference)."""
+
+    family = "exact"
+
+    def __init__(self, forward, condition=None):
+        if not hasattr(forward, "simulate_pt"):
+            raise ValueError(f"forward model {forward.name!r} has no PyTensor form (simulate_pt); use a surrogate "
+                             f"or the black-box emulator")
+        self.forward = forward
+        self.condition = condition
+        self.observables = tuple(forward.observables)
+        self.times = np.asarray(forward.times, float)
+        self.space = forward.space()
+        self.surrogate_id = f"exact-{forward.name}"
+
+    def predict_pt(self, theta):
+        import pytensor.tensor as pt
+
+        mean = self.forward.simulate_pt(theta, self.condition)
+        return mean, pt.zeros_like(mean)
+
+    def predict(self, theta, return_var=True):
+        mean = self.forward.simulate(np.atleast_2d(theta), self.condition)
+        return (mean, np.zeros_like(mean)) if return_var else mean
+
+
+class BlackBoxEmulator:
+    """The true forward model behind a gradient-free PyTensor Op (for SMC / slice / DEMetropolis samplers)."""
+
+    family = "blackbox"
+
+    def __init__(self, forward, condition=None):
+        self.forward = forward
+        self.condition = condition
+        self.observables = tuple(forward.observables)
+        self.times = np.asarray(forward.times, float)
+        self.space = forward.space()
+        self.surrogate_id = f"blackbox-{forward.name}"
+
+    def predict_pt(self, theta):
+        import pytensor.tensor as pt
+
+        op = ForwardOp(self.forward, self.condition)
+        mean = op(pt.as_tensor_variable(theta))
+        return mean, pt.zeros_like(mean)
+
+    def predict(self, theta, return_var=True):
+        mean = self.forward.simulate(np.atleast_2d(theta), self.condition)
+        return (mean, np.zeros_like(mean)) if return_var else mean
+
+
+def _forward_op_class():
+    from pytensor.graph.basic import Apply
+    from pytensor.graph.op import Op
+    import pytensor.tensor as pt
+
+    class _ForwardOp(Op):
+        """Black-box Op ``theta (n, p) -> outputs (n, n_obs, n_t)`` calling ``forward.simulate``; no gradient."""
+
+        __props__ = ("key",)
+
+        def __init__(self, forward, condition):
+            self.forward = forward
+            self.condition = condition
+            self.key = (forward.name, json.dumps(condition, sort_keys=True, default=str))
+
+        def make_node(self, theta):
+            theta = pt.as_tensor_variable(theta)
+            return Apply(self, [theta], [pt.tensor3(dtype="float64")])
+
+        def perform(self, node, inputs, outputs):
+            (theta,) = inputs
+            out = np.asarray(self.forward.simulate(np.atleast_2d(theta), self.condition), dtype=np.float64)
+            outputs[0][0] = out
+
+        def infer_shape(self, fgraph, node, shapes):
+            n = shapes[0][0]
+            return [(n, len(self.forward.observables), len(self.forward.times))]
+
+    return _ForwardOp
+
+
+def ForwardOp(forward, condition=None):
+    return _forward_op_class()(forward, condition)
+
+
+def validate(surrogate, theta: np.ndarray, outputs: np.ndarray, levels=(0.5, 0.9)) -> dict:
+    """Held-out validation: R², max abs error per observable (over times and runs) and per output, and the coverage
+    of the emulator's own central predictive intervals at ``levels``."""
+    from scipy.stats import norm
+
+    mean, var = surrogate.predict(theta)
+    y = np.asarray(outputs, float)
+    err = mean - y
+    sd = np.sqrt(var)
+    rep: dict = {"n_test": int(len(theta)), "surrogate_id": surrogate.surrogate_id, "observables": {}}
+    for o, name in enumerate(surrogate.observables):
+        yo, eo = y[:, o, :], err[:, o, :]
+        ss_tot = ((yo - yo.mean(0)) ** 2).sum(0)
+        r2_t = 1 - (eo**2).sum(0) / np.where(ss_tot > 0, ss_tot, np.nan)
+        r2_all = 1 - (eo**2).sum() / ((yo - yo.mean()) ** 2).sum()
+        entry = {"r2": float(r2_all), "r2_min_over_times": float(np.nanmin(r2_t)) if np.any(np.isfinite(r2_t))
+                 else None, "max_abs_error": float(np.abs(eo).max()),
+                 "rmse": float(np.sqrt((eo**2).mean())), "max_abs_error_by_time": np.abs(eo).max(0).tolist()}
+        for lev in levels:
+            z = norm.ppf(0.5 + lev / 2)
+            entry[f"coverage_{int(round(lev * 100))}"] = float((np.abs(eo) <= z * sd[:, o, :]).mean())
+        rep["observables"][name] = entry
+    return rep
