@@ -1,0 +1,21 @@
+"""Bundled real data sets in the calibration core's table format (see :mod:`calib.data`).
+
+* ``dewan2009/`` — group means digitised from Dewan et al., Clin Cancer Res 2009;15:5379–88 (the data seed 002
+  fits).
+* ``morisada2018/`` — per-mouse tumour volumes, Morisada et al., OncoImmunology 2018;7(3):e1395996 (Fig. 6).
+
+Each folder holds ``measurements.csv``, ``conditions.csv`` and ``PROVENANCE.md``. They are produced from the raw files
+in ``shared/data/`` by :mod:`calib.datasets.convert` with the assumptions in ``schedule_assumptions.toml``.
+"""
+
+from importlib import resources
+from pathlib import Path
+
+DATASETS = ("dewan2009", "morisada2018")
+
+
+def dataset_dir(name: str) -> Path:
+    """Folder of a bundled data set (``measurements.csv``, ``conditions.csv``, ``PROVENANCE.md``)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set '{name}'; bundled: {list(DATASETS)}")
+    return Path(str(resources.files("calib.datasets") / name))

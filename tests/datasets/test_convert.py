@@ -1,0 +1,81 @@
+"""Bundled data sets: regenerated from the raw files, row counts per arm, units and censoring flags."""
+
+import csv
+from collections import Counter
+
+import pytest
+
+from calib.datasets import dataset_dir
+from calib.datasets.convert import convert
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def regenerated(tmp_path_factory, shared_dir):
+    out = tmp_path_factory.mktemp("datasets")
+    convert(shared_dir, out)
+    return out
+
+
+@pytest.mark.parametrize("name", ["morisada2018", "dewan2009"])
+def test_bundled_tables_are_reproducible(regenerated, name):
+    for table in ("measurements.csv", "conditions.csv"):
+        assert (regenerated / name / table).read_text() == (dataset_dir(name) / table).read_text()
+
+
+def test_morisada_rows_units_and_censoring(shared_dir):
+    raw = _rows(shared_dir / "data/morisada2018/tumour_volume_per_mouse.csv")
+    rows = _rows(dataset_dir("morisada2018") / "measurements.csv")
+    # every raw row except the day-0 padding appears once; right-censored rows are the only additions
+    raw_kept = [r for r in raw if float(r["day"]) > 0]
+    observed_or_left = [r for r in rows if r["censoring"] != "right"]
+    assert len(observed_or_left) == len(raw_kept) == len(raw) - 120  # one day-0 padding row per mouse
+    per_arm_raw = Counter(f"{r['cell_line']}_{r['treatment']}" for r in raw_kept)
+    per_arm = Counter(r["condition"] for r in observed_or_left)
+    assert per_arm == per_arm_raw and len(per_arm) == 12
+    assert {r["subject"] for r in rows} == {r["mouse_id"] for r in raw}
+    # units: cm^3 -> mm^3
+    first = next(r for r in raw if r["mouse_id"] == "MOC1_Control_1" and float(r["day"]) == 10.0)
+    mine = next(r for r in rows if r["subject"] == "MOC1_Control_1" and r["time"] == "10")
+    assert float(mine["value"]) == pytest.approx(1000 * float(first["tumour_volume"]))
+    # regressions to 0 are below-detection rows at the limit; 9/10 MOC1 anti-PD-1 + 8 Gy x 2 mice regress
+    zero_raw = [r for r in raw_kept if float(r["tumour_volume"]) == 0.0]
+    left = [r for r in rows if r["censoring"] == "left"]
+    assert len(left) == len(zero_raw) > 0 and all(float(r["value"]) == 10.0 for r in left)
+    regressed = {r["subject"] for r in left if r["condition"] == "MOC1_antiPD1_8Gyx2"}
+    assert len(regressed) == 9
+    # right-censoring: one row per mouse at most, after its last observation
+    right = [r for r in rows if r["censoring"] == "right"]
+    assert len({r["subject"] for r in right}) == len(right) > 0
+    for r in right:
+        last = max(float(x["time"]) for x in observed_or_left if x["subject"] == r["subject"])
+        assert float(r["time"]) > last
+
+
+def test_morisada_conditions():
+    cond = {r["condition"]: r for r in _rows(dataset_dir("morisada2018") / "conditions.csv")}
+    assert len(cond) == 12
+    assert cond["MOC1_8Gyx2"]["rt_days"] == "10;11" and cond["MOC1_8Gyx2"]["rt_doses_gy"] == "8;8"
+    assert cond["MC38_2Gyx10"]["rt_days"].count(";") == 9
+    assert cond["MOC1_antiPD1"]["drug"] == "anti_pd1" and cond["MOC1_Control"]["drug"] == ""
+
+
+def test_dewan_rows_and_days(shared_dir):
+    rows = _rows(dataset_dir("dewan2009") / "measurements.csv")
+    per_cond = Counter((r["condition"], r["observable"]) for r in rows)
+    assert per_cond[("tsa_fig2_8Gyx3+9H10", "tumour_volume_mm3")] == 5
+    fig2 = {c for c, o in per_cond if c.startswith("tsa_fig2_")}
+    assert len(fig2) == 8  # the eight arms the seed fits
+    assert {r["time"] for r in rows} == {"12", "17", "22", "27", "32"}
+    raw = _rows(shared_dir / "data/dewan2009/2/A_Left.csv")
+    untreated = next(r for r in rows if r["condition"] == "tsa_fig2_0Gy+PBS" and r["time"] == "32"
+                     and r["observable"] == "tumour_volume_mm3")
+    assert float(untreated["value"]) == pytest.approx(float(raw[-1]["0Gy+PBSY"]), rel=1e-5)
+    cond = {r["condition"]: r for r in _rows(dataset_dir("dewan2009") / "conditions.csv")}
+    assert cond["tsa_fig3b_IR+9H10(16-18-21)"]["rt_days"] == "12;13;14"
+    assert cond["tsa_fig3b_IR+9H10(16-18-21)"]["drug_days"] == "16;18;21"
+    assert cond["tsa_fig3a_IR+PBS"]["rt_doses_gy"] == "20"
