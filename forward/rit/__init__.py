@@ -1,0 +1,18 @@
+"""Forward model B: radioimmunotherapy impulsive delay-differential model of seed 002 (RT + anti-PD-L1/anti-CTLA-4).
+
+Modules: :mod:`.radiobiology` (LQ / modified LQ / LQL, BED, iso-BED), :mod:`.schedule` (validated treatment
+schedule), :mod:`.kernels` (Numba explicit-Euler kernels), :mod:`.model` (simulation API and the calibration hook
+:func:`simulate_volumes`), :mod:`.tcp` (Markov mode, population TCP), :mod:`.analysis` (AICc, sensitivity index).
+Equations and discretisation choices: docs/rit.md.
+"""
+
+from .model import (EulerInstabilityError, FreeGrowthError, RitConfig, RitResult, parameter_array, simulate,
+                    simulate_volumes, simulate_volumes_batch)
+from .radiobiology import bed, iso_bed_dose, iso_bed_schedule, survival_lq, survival_lql, survival_modified_lq
+from .schedule import Schedule
+
+__all__ = [
+    "EulerInstabilityError", "FreeGrowthError", "RitConfig", "RitResult", "Schedule", "bed", "iso_bed_dose",
+    "iso_bed_schedule", "parameter_array", "simulate", "simulate_volumes", "simulate_volumes_batch", "survival_lq",
+    "survival_lql", "survival_modified_lq",
+]

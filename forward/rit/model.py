@@ -1,0 +1,309 @@
+"""Python API of the radioimmunotherapy model (seed 002): configuration, simulation, volumes for calibration.
+
+Typical use::
+
+    from priors import registry
+    from forward.rit import Schedule, simulate, simulate_volumes
+
+    ps = registry().parameter_set("rit", "dewan_table3")
+    sched = Schedule.from_strings(rt="8x3@0,1,2", ctla4="2,5,8", t_end=30)
+    res = simulate(ps, sched)              # RitResult: every state on the Euler grid, day 0 = pre-treatment volume
+    v = simulate_volumes(ps, sched, [0, 3, 6, 9, 12])   # mm^3 at the requested days
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from priors import ParameterSet, registry
+
+from . import kernels as K
+from .schedule import Schedule
+
+__all__ = ["RitConfig", "RitResult", "EulerInstabilityError", "FreeGrowthError", "simulate", "simulate_volumes",
+           "simulate_volumes_batch", "parameter_array", "MODEL"]
+
+MODEL = "rit"
+DEFAULT_DT = 0.05
+MAX_FREE_GROWTH_DAYS = 2000.0
+
+
+class EulerInstabilityError(ValueError):
+    """An explicit Euler step drove a population negative (rate x dt > 1): the step is too large."""
+
+
+class FreeGrowthError(ValueError):
+    """The untreated tumour never reaches the pre-treatment volume that defines day 0."""
+
+
+@dataclass(frozen=True)
+class RitConfig:
+    """Non-parameter settings: survival model, vascular damage switch, pre-treatment volume, numerics.
+
+    ``scheme``: ``"imex"`` (default) — Euler step explicit in every source term and linearly implicit in every
+    per-capita loss term (first order, positivity preserving, stable for the stiff T-cell activation term
+    ``(a + b') A^ T^``); ``"explicit"`` — plain explicit Euler as printed in the seed, which at dt = 0.05 d is
+    unstable for the seed's own parameters (see docs/rit.md).
+    ``on_negative`` (explicit scheme only): when a step makes a population negative — ``"raise"`` (default,
+    :class:`EulerInstabilityError`) or ``"clip"`` (set it to 0, count the events in ``RitResult.info``).
+    """
+
+    survival: str = "lq"
+    vascular_damage: bool = False
+    pretreatment_volume_mm3: float = 32.0
+    dt: float = DEFAULT_DT
+    markov_threshold: float = 1000.0
+    on_negative: str = "raise"
+    scheme: str = "imex"
+
+    def __post_init__(self):
+        if self.survival not in K.SURVIVAL_CODES:
+            raise ValueError(f"unknown survival model '{self.survival}'; choose one of {sorted(K.SURVIVAL_CODES)}")
+        dt = float(self.dt)
+        if not math.isfinite(dt) or dt <= 0 or dt > 1.0:
+            raise ValueError(f"time step dt must be in (0, 1] day, got {self.dt!r}")
+        v = float(self.pretreatment_volume_mm3)
+        if not math.isfinite(v) or v <= 0:
+            raise ValueError(f"pre-treatment volume must be a positive number of mm^3, got {self.pretreatment_volume_mm3!r}")
+        if not (math.isfinite(self.markov_threshold) and self.markov_threshold >= 0):
+            raise ValueError(f"markov_threshold must be a finite number of cells >= 0, got {self.markov_threshold!r}")
+        if self.scheme not in ("imex", "explicit"):
+            raise ValueError(f"scheme must be 'imex' or 'explicit', got {self.scheme!r}")
+        if self.on_negative not in ("raise", "clip"):
+            raise ValueError(f"on_negative must be 'raise' or 'clip', got {self.on_negative!r}")
+
+    @classmethod
+    def from_preset(cls, preset: str, **overrides) -> "RitConfig":
+        """Settings of a registry preset (``survival``, ``vascular_damage``, ``pretreatment_volume_mm3``)."""
+        opts = registry().preset_options(MODEL, preset)
+        base = {k: opts[k] for k in ("survival", "vascular_damage", "pretreatment_volume_mm3") if k in opts}
+        base.update(overrides)
+        return cls(**base)
+
+
+def _as_parameter_set(params) -> ParameterSet:
+    if isinstance(params, ParameterSet):
+        if params.model != MODEL:
+            raise ValueError(f"parameter set is for model '{params.model}', not '{MODEL}'")
+        return params
+    if isinstance(params, str):
+        return registry().parameter_set(MODEL, params)
+    raise TypeError("params must be a priors.ParameterSet of model 'rit' or a preset name")
+
+
+def parameter_array(params) -> np.ndarray:
+    """The kernel parameter vector (order :data:`forward.rit.kernels.PARAM_NAMES`) of a validated parameter set."""
+    ps = _as_parameter_set(params)
+    theta = ps.as_array(K.PARAM_NAMES)
+    _check_consistency(theta)
+    return theta
+
+
+def _check_consistency(theta: np.ndarray) -> None:
+    if theta[K.P_TD2] < theta[K.P_TD1]:
+        raise ValueError(f"mitotic_delay_end (tau_d2 = {theta[K.P_TD2]}) must be >= mitotic_delay_start "
+                         f"(tau_d1 = {theta[K.P_TD1]})")
+    if theta[K.P_C0] * theta[K.P_VC] <= 0:
+        raise ValueError("initial tumour volume C(0) V_C must be positive")
+
+
+@dataclass
+class RitResult:
+    """Trajectories on the Euler grid ``t = 0, dt, ..., t_end`` (days after the pre-treatment volume is reached).
+
+    ``states[:, k]`` follows :data:`forward.rit.kernels.STATE_NAMES`; ``cohorts[:, i]`` is the doomed cohort of
+    fraction ``i``. ``info``: ``free_growth_days`` (time from C(0) to day 0), ``n_negative_clipped``,
+    ``controlled_day`` (Markov mode), ``final_C``, ``min_C``.
+    """
+
+    t: np.ndarray
+    states: np.ndarray
+    cohorts: np.ndarray
+    schedule: Schedule
+    config: RitConfig
+    info: dict = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        try:
+            return self.states[:, K.STATE_NAMES.index(name)]
+        except ValueError:
+            raise KeyError(f"unknown state '{name}'; states: {K.STATE_NAMES}") from None
+
+    @property
+    def volume(self) -> np.ndarray:
+        return self["volume_mm3"]
+
+    def at(self, name: str, times) -> np.ndarray:
+        """A state linearly interpolated at the given days."""
+        return np.interp(np.asarray(times, dtype=float), self.t, self[name])
+
+    def columns(self) -> dict[str, np.ndarray]:
+        cols = {"day": self.t}
+        cols.update({n: self.states[:, i] for i, n in enumerate(K.STATE_NAMES)})
+        cols.update({f"C_doomed_{i + 1}": self.cohorts[:, i] for i in range(self.cohorts.shape[1])})
+        return cols
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write every state over time as CSV (atomic write)."""
+        path = Path(path)
+        cols = self.columns()
+        header = ",".join(cols)
+        data = np.column_stack(list(cols.values()))
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        np.savetxt(tmp, data, delimiter=",", header=header, comments="", fmt="%.10g")
+        tmp.replace(path)
+        return path
+
+
+def _schedule_arrays(schedule: Schedule, dt: float):
+    rt_idx = schedule.grid_indices(schedule.rt_days, dt, "radiation")
+    c4_idx = schedule.grid_indices(schedule.ctla4_days, dt, "anti-CTLA-4")
+    p1_idx = schedule.grid_indices(schedule.pdl1_days, dt, "anti-PD-L1")
+    n_steps = int(round(schedule.t_end / dt))
+    if abs(n_steps * dt - schedule.t_end) > 1e-6:
+        raise ValueError(f"horizon t_end = {schedule.t_end:g} d is not a multiple of dt = {dt:g} d")
+    return (rt_idx, np.asarray(schedule.rt_doses_gy, dtype=np.float64), c4_idx,
+            np.asarray(schedule.ctla4_factors, dtype=np.float64), p1_idx,
+            np.asarray(schedule.pdl1_factors, dtype=np.float64), n_steps)
+
+
+_DUMMY_RNG = np.random.default_rng(0)
+
+
+def _check_info(info: np.ndarray, config: RitConfig, theta: np.ndarray) -> None:
+    status = int(info[K.I_STATUS])
+    if status == K.FREE_GROWTH_FAILED:
+        raise FreeGrowthError(
+            f"the untreated tumour did not reach the pre-treatment volume {config.pretreatment_volume_mm3:g} mm^3 "
+            f"within {MAX_FREE_GROWTH_DAYS:g} days (carrying capacity 1/lambda_2 = "
+            f"{(1 / theta[K.P_LAM2]) if theta[K.P_LAM2] > 0 else math.inf:.3g} cells, V_C = {theta[K.P_VC]:g} mm^3)"
+        )
+    if status == K.NONFINITE:
+        raise EulerInstabilityError("the simulation produced a non-finite value (NaN/inf); reduce dt")
+    if info[K.I_N_NEGATIVE] > 0 and config.on_negative == "raise":
+        step = int(info[K.I_FIRST_NEGATIVE_STEP])
+        raise EulerInstabilityError(
+            f"explicit Euler step at day {step * config.dt:g} (dt = {config.dt:g} d) made a population negative: "
+            "a loss rate x dt exceeds 1 (e.g. immune kill p(1+p1) with anti-PD-L1); reduce dt, or pass "
+            "on_negative='clip' to set such values to 0 and count the events"
+        )
+
+
+def simulate(params, schedule: Schedule, config: RitConfig | None = None, *, dt: float | None = None) -> RitResult:
+    """Deterministic simulation: free growth from C(0) to the pre-treatment volume (day 0), then the schedule.
+
+    ``params``: a :class:`priors.ParameterSet` of model ``rit`` (or a preset name); ``config`` defaults to the
+    parameter set's preset options. ``dt`` overrides ``config.dt``.
+    """
+    ps = _as_parameter_set(params)
+    config = config or RitConfig.from_preset(ps.preset)
+    if dt is not None:
+        config = replace(config, dt=dt)
+    theta = parameter_array(ps)
+    rt_idx, rt_dose, c4_idx, c4_fac, p1_idx, p1_fac, n_steps = _schedule_arrays(schedule, config.dt)
+    states = np.zeros((n_steps + 1, K.N_STATES))
+    cohorts = np.zeros((n_steps + 1, len(rt_idx)))
+    info = np.zeros(K.N_INFO)
+    K.run(theta, K.SURVIVAL_CODES[config.survival], config.vascular_damage, config.pretreatment_volume_mm3,
+          config.dt, n_steps, rt_idx, rt_dose, c4_idx, c4_fac * theta[K.P_IC4], p1_idx, p1_fac * theta[K.P_IP1],
+          config.scheme == "imex", False, 0.0, _DUMMY_RNG, False, int(MAX_FREE_GROWTH_DAYS / config.dt), states, cohorts, info)
+    _check_info(info, config, theta)
+    t = np.arange(n_steps + 1) * config.dt
+    return RitResult(t=t, states=states, cohorts=cohorts, schedule=schedule, config=config,
+                     info=_info_dict(info, config.dt))
+
+
+def _info_dict(info: np.ndarray, dt: float) -> dict:
+    cs = int(info[K.I_CONTROLLED_STEP])
+    return {
+        "free_growth_days": float(info[K.I_T_FREE]),
+        "n_negative_clipped": int(info[K.I_N_NEGATIVE]),
+        "controlled_day": cs * dt if cs >= 0 else None,
+        "n_capped_probabilities": int(info[K.I_N_CAPPED]),
+        "final_C": float(info[K.I_FINAL_C]),
+        "min_C": float(info[K.I_MIN_C]),
+    }
+
+
+def _obs_positions(times, dt: float, t_end: float) -> np.ndarray:
+    times = np.asarray(times, dtype=np.float64)
+    if times.ndim != 1 or not np.all(np.isfinite(times)):
+        raise ValueError("observation times must be a 1-d array of finite days")
+    if np.any(times < 0) or np.any(times > t_end + 1e-9):
+        raise ValueError(f"observation times must lie in [0, t_end = {t_end:g}] days, got {times.min():g}..{times.max():g}")
+    return np.minimum(times / dt, round(t_end / dt))
+
+
+def simulate_volumes(params, schedule: Schedule, times: Sequence[float], config: RitConfig | None = None, *,
+                     dt: float | None = None) -> np.ndarray:
+    """Tumour volume V = C_tot V_C + T_a V_T [mm^3] at ``times`` (days after day 0) — the calibration hook.
+
+    Deterministic, smooth in the parameters (day 0 is located by a fractional last free-growth step, delays are
+    interpolated), linear interpolation between grid points. Raises :class:`EulerInstabilityError` when the
+    explicit Euler step is unstable for these parameters (reduce ``dt``) unless ``config.on_negative='clip'``.
+    """
+    ps = _as_parameter_set(params)
+    config = config or RitConfig.from_preset(ps.preset)
+    if dt is not None:
+        config = replace(config, dt=dt)
+    theta = parameter_array(ps)[None, :]
+    vols, info = _batch(theta, schedule, times, config)
+    _check_info(info[0], config, theta[0])
+    return vols[0]
+
+
+def _batch(thetas: np.ndarray, schedule: Schedule, times, config: RitConfig):
+    rt_idx, rt_dose, c4_idx, c4_fac, p1_idx, p1_fac, n_steps = _schedule_arrays(schedule, config.dt)
+    pos = _obs_positions(times, config.dt, schedule.t_end)
+    out = np.zeros((thetas.shape[0], len(pos)))
+    info = np.zeros((thetas.shape[0], K.N_INFO))
+    K.run_batch(np.ascontiguousarray(thetas), K.SURVIVAL_CODES[config.survival], config.vascular_damage,
+                config.pretreatment_volume_mm3, config.dt, n_steps, rt_idx, rt_dose, c4_idx, c4_fac, p1_idx, p1_fac,
+                config.scheme == "imex", pos, _DUMMY_RNG, out, info)
+    return out, info
+
+
+def simulate_volumes_batch(base, names: Sequence[str], values: np.ndarray, schedule: Schedule,
+                           times: Sequence[float], config: RitConfig | None = None, *, dt: float | None = None,
+                           validate: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Volumes for many parameter vectors at once (Numba ``prange`` over rows).
+
+    ``values`` (n, len(names)) replaces the parameters ``names`` of the parameter set ``base``. Rows are checked
+    against the registry bounds when ``validate`` (a row out of range raises, naming the row). Returns
+    ``(volumes (n, len(times)), ok (n,) bool)``; rows whose explicit Euler step was unstable or whose tumour never
+    reached the pre-treatment volume have ``ok = False`` and NaN volumes (a campaign records them, never stops).
+    """
+    ps = _as_parameter_set(base)
+    config = config or RitConfig.from_preset(ps.preset)
+    if dt is not None:
+        config = replace(config, dt=dt)
+    values = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    names = list(names)
+    if values.shape[1] != len(names):
+        raise ValueError(f"values has {values.shape[1]} columns for {len(names)} parameter names")
+    reg = registry()
+    cols = []
+    for nme in names:
+        reg.record(MODEL, nme)
+        cols.append(K.PARAM_NAMES.index(nme))
+    theta0 = parameter_array(ps)
+    thetas = np.repeat(theta0[None, :], values.shape[0], axis=0)
+    thetas[:, cols] = values
+    if validate:
+        for r in range(values.shape[0]):
+            try:
+                reg.validate(MODEL, dict(zip(names, values[r])), preset=ps.preset)
+                _check_consistency(thetas[r])
+            except ValueError as exc:
+                raise type(exc)(f"row {r}: {exc}") from None
+    vols, info = _batch(thetas, schedule, times, config)
+    ok = (info[:, K.I_STATUS] == K.OK)
+    if config.on_negative == "raise":
+        ok &= info[:, K.I_N_NEGATIVE] == 0
+    vols[~ok] = np.nan
+    return vols, ok
