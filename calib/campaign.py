@@ -44,14 +44,20 @@ def _atomic_write_json(path: Path, data: dict) -> None:
     _atomic_write_bytes(path, lambda fh: fh.write((json.dumps(data, indent=1, default=str) + "\n").encode()))
 
 
-def run_chunk(spec: str, condition: dict | None, indices: np.ndarray, theta: np.ndarray) -> dict:
-    """Evaluate one chunk (worker side). Never raises for model failures: they are returned per run."""
+def run_chunk(spec: str, condition: dict | None, indices: np.ndarray, theta_design: np.ndarray,
+              names: list[str] | None = None, fixed: dict | None = None) -> dict:
+    """Evaluate one chunk (worker side). Never raises for model failures: they are returned per run.
+    ``theta_design`` holds the varied parameters ``names``; ``fixed`` gives the others."""
     from .forward_api import check_output, load_forward_model
 
     if spec not in _MODEL_CACHE:
         _MODEL_CACHE[spec] = load_forward_model(spec)
     model = _MODEL_CACHE[spec]
     n = len(indices)
+    names = list(names or model.parameter_names)
+    theta = np.empty((n, len(model.parameter_names)))
+    for j, pn in enumerate(model.parameter_names):
+        theta[:, j] = theta_design[:, names.index(pn)] if pn in names else float((fixed or {})[pn])
     shape = (n, len(model.observables), len(model.times))
     out = np.full(shape, np.nan)
     ok = np.zeros(n, bool)
@@ -72,7 +78,7 @@ def run_chunk(spec: str, condition: dict | None, indices: np.ndarray, theta: np.
                     errors[i] = "non-finite output"
             except Exception as exc:  # noqa: BLE001 - recorded, campaign goes on
                 errors[i] = f"{type(exc).__name__}: {exc}\n" + traceback.format_exc(limit=3)
-    return {"indices": np.asarray(indices), "theta": np.asarray(theta), "outputs": out, "ok": ok,
+    return {"indices": np.asarray(indices), "theta": np.asarray(theta_design), "outputs": out, "ok": ok,
             "errors": np.asarray(errors, dtype=str)}
 
 
@@ -93,14 +99,31 @@ class Campaign:
     # ------------------------------------------------------------------ creation
     @classmethod
     def create(cls, path: str | Path, forward: str, design: np.ndarray, *, condition: dict | None = None,
-               chunk_size: int = 8, parameter_names=None, overwrite: bool = False,
-               space: dict | None = None) -> "Campaign":
+               chunk_size: int = 8, parameter_names=None, fixed: dict | None = None, overwrite: bool = False,
+               space=None) -> "Campaign":
+        """New campaign over ``design`` (columns ``parameter_names``, default: all model parameters); parameters not
+        in the design take their value from ``fixed``. ``space`` (a ParameterSpace) is stored for surrogates."""
         from .forward_api import load_forward_model
 
         path = Path(path)
         model = load_forward_model(forward)
         names = list(parameter_names or model.parameter_names)
         design = np.atleast_2d(np.asarray(design, dtype=float))
+        unknown = [n for n in names if n not in model.parameter_names]
+        if unknown:
+            raise ValueError(f"{forward!r} has no parameter(s) {unknown}; its parameters are "
+                             f"{list(model.parameter_names)}")
+        fixed = {k: float(v) for k, v in (fixed or {}).items()}
+        missing = [n for n in model.parameter_names if n not in names and n not in fixed]
+        if missing:
+            raise ValueError(f"parameter(s) {missing} are neither in the design nor fixed")
+        if space is None:
+            full = model.space()
+            space = type(full)(tuple(names), tuple(full.lower[full.names.index(n)] for n in names),
+                               tuple(full.upper[full.names.index(n)] for n in names),
+                               tuple(full.scales[full.names.index(n)] for n in names))
+        if list(space.names) != names:
+            raise ValueError(f"space names {list(space.names)} differ from the design's {names}")
         if design.shape[1] != len(names):
             raise ValueError(f"design has {design.shape[1]} columns, the model {forward!r} takes {len(names)} "
                              f"parameters {names}")
@@ -115,9 +138,9 @@ class Campaign:
             for f in (path / "chunks").glob("chunk_*"):
                 f.unlink()
         meta = {"forward": forward, "model_name": model.name, "condition": condition or {},
-                "parameter_names": names, "observables": list(model.observables),
+                "parameter_names": names, "fixed": fixed, "observables": list(model.observables),
                 "times": list(map(float, model.times)), "chunk_size": int(chunk_size),
-                "space": space or model.space().to_dict(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                "space": space.to_dict(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                      time.gmtime())}
         _atomic_write_bytes(path / "design.npy", lambda fh: np.save(fh, design))
         _atomic_write_json(path / "meta.json", meta)
@@ -192,20 +215,21 @@ class Campaign:
         jobs = {k: (np.arange(k * cs, min((k + 1) * cs, self.n)),) for k in pending}
         n_runs = sum(len(v[0]) for v in jobs.values())
         spec, cond = self.meta["forward"], self.meta["condition"] or None
+        names, fixed = self.meta["parameter_names"], self.meta.get("fixed", {})
         bar = tqdm(total=n_runs, desc=f"campaign {self.path.name}", unit="run", disable=not progress)
         try:
             if scheduler is not None:
-                self._run_dask(jobs, spec, cond, scheduler, bar)
+                self._run_dask(jobs, spec, cond, names, fixed, scheduler, bar)
             elif workers == 0 or len(jobs) <= 1:
                 for k, (idx,) in jobs.items():
-                    self._store(k, run_chunk(spec, cond, idx, self.design[idx]))
+                    self._store(k, run_chunk(spec, cond, idx, self.design[idx], names, fixed))
                     bar.update(len(idx))
             else:
                 import multiprocessing as mp
 
                 nw = workers or os.cpu_count() or 1
                 with ProcessPoolExecutor(max_workers=nw, mp_context=mp.get_context("spawn")) as ex:
-                    futs = {ex.submit(run_chunk, spec, cond, idx, self.design[idx]): (k, idx)
+                    futs = {ex.submit(run_chunk, spec, cond, idx, self.design[idx], names, fixed): (k, idx)
                             for k, (idx,) in jobs.items()}
                     for fut in as_completed(futs):
                         k, idx = futs[fut]
@@ -216,7 +240,7 @@ class Campaign:
             st = self._write_index()
         return st
 
-    def _run_dask(self, jobs, spec, cond, scheduler, bar) -> None:
+    def _run_dask(self, jobs, spec, cond, names, fixed, scheduler, bar) -> None:
         try:
             from distributed import Client
             from distributed import as_completed as das_completed
@@ -227,7 +251,7 @@ class Campaign:
         try:
             futs = {}
             for k, (idx,) in jobs.items():
-                f = client.submit(run_chunk, spec, cond, idx, self.design[idx], pure=False)
+                f = client.submit(run_chunk, spec, cond, idx, self.design[idx], names, fixed, pure=False)
                 futs[f] = (k, idx)
             for f in das_completed(list(futs)):
                 k, idx = futs[f]

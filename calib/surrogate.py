@@ -291,3 +291,55 @@ def validate(surrogate, theta: np.ndarray, outputs: np.ndarray, levels=(0.5, 0.9
             entry[f"coverage_{int(round(lev * 100))}"] = float((np.abs(eo) <= z * sd[:, o, :]).mean())
         rep["observables"][name] = entry
     return rep
+
+
+def fit_from_campaign(campaign, test_fraction: float = 0.2, seed: int = 0, **kwargs):
+    """Fit a :class:`GPSurrogate` on a campaign's successful runs, holding out ``test_fraction`` for validation.
+    Returns ``(surrogate, report)``; the surrogate remembers the campaign's forward spec and condition."""
+    theta, Y = campaign.training_data()
+    if len(theta) == 0:
+        raise ValueError(f"{campaign.path}: no successful runs to train on (run the campaign first)")
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(theta))
+    n_test = int(round(test_fraction * len(theta)))
+    test, train = perm[:n_test], perm[n_test:]
+    space = ParameterSpace.from_dict(campaign.meta["space"])
+    sur = GPSurrogate(space, campaign.meta["observables"], campaign.meta["times"], seed=seed, **kwargs)
+    sur.fit(theta[train], Y[train])
+    sur.forward_ = campaign.meta["forward"]
+    sur.condition_ = campaign.meta["condition"]
+    report = validate(sur, theta[test], Y[test]) if n_test else {"n_test": 0}
+    report["n_train"] = int(len(train))
+    return sur, report
+
+
+def propose_refinement(posterior_theta: np.ndarray, existing_theta: np.ndarray, space: ParameterSpace,
+                       n_new: int) -> np.ndarray:
+    """Pick ``n_new`` posterior draws that are farthest (greedy maximin, unit-cube metric) from the existing design:
+    new runs go where the posterior puts mass and the emulator has seen little."""
+    P = space.to_unit(np.atleast_2d(posterior_theta))
+    E = space.to_unit(np.atleast_2d(existing_theta))
+    inside = np.all((P >= 0) & (P <= 1), axis=1)
+    P, cand = P[inside], np.atleast_2d(posterior_theta)[inside]
+    if len(P) == 0:
+        raise ValueError("no posterior draw lies inside the emulator's parameter space")
+    dmin = np.sqrt(_sqdist(P, E)).min(1) if len(E) else np.full(len(P), np.inf)
+    chosen = []
+    for _ in range(min(n_new, len(P))):
+        i = int(np.argmax(dmin))
+        chosen.append(i)
+        dmin = np.minimum(dmin, np.sqrt(_sqdist(P, P[i:i + 1]))[:, 0])
+        dmin[i] = -1.0
+    return cand[chosen]
+
+
+def refine(campaign, posterior_theta: np.ndarray, n_new: int, workers: int | None = 0, progress: bool = False,
+           **fit_kwargs):
+    """Active refinement: propose ``n_new`` points where ``posterior_theta`` (draws, ``(m, p)``) puts mass, run them
+    in ``campaign``, and refit. Returns ``(surrogate, report)`` of :func:`fit_from_campaign` (no hold-out)."""
+    space = ParameterSpace.from_dict(campaign.meta["space"])
+    theta, _ = campaign.training_data()
+    new = propose_refinement(posterior_theta, theta, space, n_new)
+    campaign.extend(new)
+    campaign.run(workers=workers, progress=progress)
+    return fit_from_campaign(campaign, test_fraction=0.0, **fit_kwargs)

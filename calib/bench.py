@@ -1,0 +1,83 @@
+"""``immunocal bench calib``: surrogate value+gradient time for 100 parameter vectors, and NUTS time on the
+linear-Gaussian hierarchical problem with 100 subjects (4 chains × 1000 draws)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+def hierarchical_linear_problem(n_subjects: int, n_times: int = 5, seed: int = 0, mu0=0.0, s0=2.0, tau=0.7,
+                                sigma=0.5, slope=0.5):
+    """Data, model inputs and the exact posterior of the linear-Gaussian hierarchical test problem."""
+    from priors import Prior
+
+    from .data import Measurements
+    from .model import ObservableSpec, ParameterSpec
+    from .surrogate import ExactEmulator
+    from .toy import LinearModel, hierarchical_level_posterior
+
+    rng = np.random.default_rng(seed)
+    fm = LinearModel(times=np.arange(n_times, dtype=float))
+    mu = rng.normal(mu0, s0)
+    theta = rng.normal(mu, tau, n_subjects)
+    subj = np.repeat(np.arange(n_subjects), n_times)
+    t = np.tile(fm.times, n_subjects)
+    y = theta[subj] + slope * t + rng.normal(0, sigma, subj.size)
+    data = Measurements.from_arrays([f"s{i:03d}" for i in subj], ["control"] * y.size, ["y"] * y.size, t, y)
+    params = [ParameterSpec("level", "latent", prior=Prior("Normal", {"mu": mu0, "sigma": s0}), sd=tau),
+              ParameterSpec("slope", "fixed", value=slope)]
+    obs = {"y": ObservableSpec(sigma=sigma)}
+    mean, sd = hierarchical_level_posterior(y - slope * t, subj, mu0, s0, tau, sigma)
+    return {"emulator": ExactEmulator(fm), "parameters": params, "data": data, "observables": obs,
+            "exact_mean": mean, "exact_sd": sd}
+
+
+def bench_surrogate(n_train: int = 128, seed: int = 0) -> float:
+    import pytensor
+    import pytensor.tensor as pt
+
+    from .design import design
+    from .surrogate import GPSurrogate
+    from .toy import LogisticModel
+
+    fm = LogisticModel()
+    sp = fm.space()
+    X = design(sp, n_train, seed=seed)
+    sur = GPSurrogate(sp, fm.observables, fm.times, n_restarts=0).fit(X, fm.simulate(X))
+    th = pt.dmatrix("theta")
+    mean, var = sur.predict_pt(th)
+    obj = mean.sum() + var.sum()
+    f = pytensor.function([th], [obj, pytensor.grad(obj, th)])
+    Xt = design(sp, 100, method="random", seed=seed + 1)
+    f(Xt)
+    reps = 20
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        f(Xt)
+    return (time.perf_counter() - t0) / reps
+
+
+def bench_nuts(n_subjects: int = 100, draws: int = 1000, chains: int = 4, cores: int = 2) -> dict:
+    from .inference import sample
+    from .model import build_model
+
+    prob = hierarchical_linear_problem(n_subjects)
+    m = build_model(prob["emulator"], prob["parameters"], prob["data"], prob["observables"],
+                    store_predictions=False)
+    t0 = time.perf_counter()
+    idata = sample(m, draws=draws, tune=1000, chains=chains, cores=cores, seed=1, posterior_predictive=False)
+    elapsed = time.perf_counter() - t0
+    post = idata.posterior
+    m_hat = np.concatenate([[float(post.level_loc.mean())], post.level.mean(("chain", "draw")).values])
+    s_hat = np.concatenate([[float(post.level_loc.std())], post.level.std(("chain", "draw")).values])
+    return {"nuts_hier100_s": elapsed,
+            "nuts_hier100_max_abs_mean_err_in_sd": float(np.max(np.abs(m_hat - prob["exact_mean"]) / prob["exact_sd"])),
+            "nuts_hier100_max_rel_sd_err": float(np.max(np.abs(s_hat / prob["exact_sd"] - 1)))}
+
+
+def run() -> dict:
+    out = {"surrogate_100_eval_grad_s": bench_surrogate()}
+    out.update(bench_nuts())
+    return out

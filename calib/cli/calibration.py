@@ -1,0 +1,209 @@
+"""CLI of the calibration layer: ``campaign run|resume|status``, ``surrogate fit|validate``, ``calibrate``, ``ppc``,
+``sbc`` and ``bench calib``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _print(obj) -> None:
+    print(json.dumps(obj, indent=2, default=float))
+
+
+def _kv(items, what) -> dict:
+    out = {}
+    for it in items or []:
+        if "=" not in it:
+            raise ValueError(f"{what} {it!r} must look like name=value")
+        k, v = it.split("=", 1)
+        out[k.strip()] = float(v)
+    return out
+
+
+def cmd_campaign_run(args) -> int:
+    import numpy as np
+
+    from calib.campaign import Campaign
+    from calib.design import design
+    from calib.forward_api import load_forward_model
+
+    fm = load_forward_model(args.forward)
+    vary = [v.strip() for v in args.vary.split(",")] if args.vary else list(fm.parameter_names)
+    fixed = {}
+    if args.params:
+        from priors import ParameterSet
+
+        ps = ParameterSet.from_file(args.params)
+        fixed.update({n: ps[n] for n in fm.parameter_names if n in ps and n not in vary})
+    fixed.update(_kv(args.fix, "--fix"))
+    full = fm.space(args.preset) if args.preset else fm.space()
+    missing = [n for n in vary if n not in full.names]
+    if missing:
+        raise ValueError(f"--vary: {args.forward!r} has no parameter(s) {missing}; it has {list(full.names)}")
+    space = type(full)(tuple(vary), tuple(full.lower[full.names.index(n)] for n in vary),
+                       tuple(full.upper[full.names.index(n)] for n in vary),
+                       tuple(full.scales[full.names.index(n)] for n in vary))
+    cond = json.loads(args.condition) if args.condition else None
+    X = design(space, args.n, args.design, args.seed)
+    camp = Campaign.create(args.out, args.forward, X, condition=cond, chunk_size=args.chunk_size,
+                           parameter_names=vary, fixed=fixed, overwrite=args.overwrite, space=space)
+    st = camp.run(workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+    _print(st)
+    return 0 if np.isfinite(st["finished"]) else 1
+
+
+def cmd_campaign_resume(args) -> int:
+    from calib.campaign import Campaign
+
+    _print(Campaign(args.folder).run(workers=args.workers, scheduler=args.scheduler, progress=not args.quiet))
+    return 0
+
+
+def cmd_campaign_status(args) -> int:
+    from calib.campaign import Campaign
+
+    camp = Campaign(args.folder)
+    st = camp.status()
+    if args.failures:
+        st["failures"] = camp.failures()
+    _print(st)
+    return 0
+
+
+def cmd_surrogate_fit(args) -> int:
+    from calib.campaign import Campaign
+    from calib.surrogate import fit_from_campaign
+
+    sur, rep = fit_from_campaign(Campaign(args.campaign), test_fraction=args.test_fraction, seed=args.seed,
+                                 max_components=args.max_components)
+    sur.save(args.out)
+    rep["path"] = str(args.out)
+    Path(str(args.out) + ".validation.json").write_text(json.dumps(rep, indent=2) + "\n")
+    _print(rep)
+    return 0
+
+
+def cmd_surrogate_validate(args) -> int:
+    from calib.campaign import Campaign
+    from calib.surrogate import GPSurrogate, validate
+
+    sur = GPSurrogate.load(args.surrogate)
+    theta, Y = Campaign(args.campaign).training_data()
+    if len(theta) == 0:
+        raise ValueError(f"{args.campaign}: no successful runs to validate against")
+    _print(validate(sur, theta, Y))
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from calib.pipeline import calibrate
+
+    summary = calibrate(args.config, out_dir=args.out, method=args.method, draws=args.draws, tune=args.tune,
+                        chains=args.chains, seed=args.seed)
+    _print(summary)
+    return 0 if summary["diagnostics"].get("ok") is not False else 3
+
+
+def cmd_ppc(args) -> int:
+    from calib.pipeline import ppc
+
+    res = ppc(args.run_dir, seed=args.seed)
+    _print({o: {k: v for k, v in b.items() if k.startswith("fraction")} for o, b in res["observables"].items()})
+    return 0
+
+
+def cmd_sbc(args) -> int:
+    from calib.pipeline import sbc_from_config
+
+    res = sbc_from_config(args.config, n_replicates=args.replicates, n_draws=args.ranks, seed=args.seed,
+                          out_dir=args.out)
+    _print({n: {k: v for k, v in r.items() if k != "ranks"} for n, r in res.items()})
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from calib.bench import bench_nuts, bench_surrogate
+
+    out = {"surrogate_100_eval_grad_s": bench_surrogate()}
+    out.update(bench_nuts(n_subjects=args.subjects, draws=args.draws, chains=args.chains, cores=args.cores))
+    print(json.dumps(out))
+    return 0
+
+
+def _sched(p) -> None:
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores; 0 = serial)")
+    p.add_argument("--scheduler", default=None, help="Dask distributed scheduler address (tcp://host:port)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def register(commands) -> None:
+    p = commands.add("campaign", help="run, resume or inspect a simulation campaign over a design")
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    r = sub.add_parser("run", help="create a design and run the forward model over it")
+    r.add_argument("--forward", required=True, help="forward model: toy.logistic, toy.linear or pkg.module:attr")
+    r.add_argument("--out", required=True, type=Path, help="campaign folder")
+    r.add_argument("--n", type=int, default=128, help="number of design points")
+    r.add_argument("--design", default="sobol", choices=["sobol", "lhs", "random"])
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--vary", default=None, help="comma-separated parameters to vary (default: all)")
+    r.add_argument("--fix", action="append", help="name=value for a parameter not varied (repeatable)")
+    r.add_argument("--params", default=None, help="parameter file (TOML/JSON) giving values of non-varied parameters")
+    r.add_argument("--preset", default=None, help="registry preset for ranges")
+    r.add_argument("--condition", default=None, help="condition as JSON (schedule, options)")
+    r.add_argument("--chunk-size", type=int, default=8)
+    r.add_argument("--overwrite", action="store_true")
+    _sched(r)
+    r.set_defaults(func=cmd_campaign_run)
+    r = sub.add_parser("resume", help="continue a campaign (after a crash or kill) without repeating finished runs")
+    r.add_argument("folder", type=Path)
+    _sched(r)
+    r.set_defaults(func=cmd_campaign_resume)
+    r = sub.add_parser("status", help="finished / failed / pending runs")
+    r.add_argument("folder", type=Path)
+    r.add_argument("--failures", action="store_true", help="list failed runs with parameters and error")
+    r.set_defaults(func=cmd_campaign_status)
+
+    p = commands.add("surrogate", help="fit or validate a PCA+GP surrogate on a campaign")
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    r = sub.add_parser("fit", help="fit on a campaign (with a held-out validation report)")
+    r.add_argument("campaign", type=Path)
+    r.add_argument("--out", required=True, type=Path, help="surrogate file (.npz)")
+    r.add_argument("--test-fraction", type=float, default=0.2)
+    r.add_argument("--max-components", type=int, default=8)
+    r.add_argument("--seed", type=int, default=0)
+    r.set_defaults(func=cmd_surrogate_fit)
+    r = sub.add_parser("validate", help="R², max error and interval coverage on another campaign's runs")
+    r.add_argument("surrogate", type=Path)
+    r.add_argument("campaign", type=Path)
+    r.set_defaults(func=cmd_surrogate_validate)
+
+    p = commands.add("calibrate", help="Bayesian calibration described by a TOML config")
+    p.add_argument("config", type=Path)
+    p.add_argument("--out", type=Path, default=None, help="output folder (overrides [output] dir)")
+    p.add_argument("--method", default=None, help="nuts, advi, fullrank_advi, pathfinder, smc, demetropolis")
+    p.add_argument("--draws", type=int, default=None)
+    p.add_argument("--tune", type=int, default=None)
+    p.add_argument("--chains", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(func=cmd_calibrate)
+
+    p = commands.add("ppc", help="posterior predictive bands over the data of a calibration run")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_ppc)
+
+    p = commands.add("sbc", help="simulation-based calibration of the model in a config")
+    p.add_argument("config", type=Path)
+    p.add_argument("--replicates", type=int, default=50)
+    p.add_argument("--ranks", type=int, default=99, help="posterior draws kept per replicate (ranks in 0..L)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None)
+    p.set_defaults(func=cmd_sbc)
+
+    b = commands.model_verb("bench").add_parser("calib", help="surrogate and NUTS benchmark (JSON)")
+    b.add_argument("--subjects", type=int, default=100)
+    b.add_argument("--draws", type=int, default=1000)
+    b.add_argument("--chains", type=int, default=4)
+    b.add_argument("--cores", type=int, default=2)
+    b.set_defaults(func=cmd_bench)

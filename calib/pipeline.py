@@ -1,0 +1,255 @@
+"""Config-driven calibration (``immunocal calibrate CONFIG.toml``), posterior predictive checks and SBC.
+
+Config (TOML; relative paths are relative to the config file) — see docs/calib.md for a complete example::
+
+    [model]        forward = "toy.logistic"   # or "package.module:attribute"
+                   registry_model = "rit"     # optional: priors and fixed values from priors/
+                   preset = "default"
+    [data]         measurements = "measurements.csv"   conditions = "conditions.csv" (optional)
+    [emulator]     kind = "surrogate" | "exact" | "blackbox";  path = "surrogate.npz"
+                   [emulator.paths] cond_a = "a.npz" ...   (one surrogate per condition)
+    [parameters.NAME]  role = "population" | "latent" | "fixed"; prior = {distribution = ..., ...};
+                   value = ... (fixed); sd = 0.3 or {distribution = "HalfNormal", sigma = 0.5}; covariates = [...]
+    [observables.NAME] family = "normal" | "student_t" | "ordinal_logistic" | "ordinal_probit" | "bernoulli" |
+                   "binomial"; sigma = 0.1 or {prior}; nu; cutpoints; n_trials
+    [sampler]      method = "nuts"; draws; tune; chains; cores; seed; target_accept
+    [diagnostics]  rhat_max = 1.01; ess_min = 400; strict = false
+    [output]       dir = "runs/NAME"
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+from .data import read_conditions, read_measurements
+from .model import ObservableSpec, ParameterSpec, build_model
+
+_TOP = {"model", "data", "emulator", "parameters", "observables", "sampler", "diagnostics", "output", "sbc"}
+_SAMPLER = {"method", "draws", "tune", "chains", "cores", "seed", "target_accept", "advi_iterations"}
+
+
+def load_config(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such config file")
+    try:
+        cfg = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: malformed TOML: {exc}") from None
+    unknown = sorted(set(cfg) - _TOP)
+    if unknown:
+        raise ValueError(f"{path}: unknown section(s) {unknown}; allowed: {sorted(_TOP)}")
+    for sec in ("model", "data", "parameters"):
+        if sec not in cfg:
+            raise ValueError(f"{path}: missing section [{sec}]")
+    if "forward" not in cfg["model"]:
+        raise ValueError(f"{path}: [model] needs 'forward' (e.g. \"toy.logistic\")")
+    bad = sorted(set(cfg.get("sampler", {})) - _SAMPLER)
+    if bad:
+        raise ValueError(f"{path}: unknown [sampler] key(s) {bad}; allowed: {sorted(_SAMPLER)}")
+    cfg["_base"] = str(path.resolve().parent)
+    cfg["_path"] = str(path)
+    return cfg
+
+
+def _p(cfg: dict, rel: str) -> Path:
+    p = Path(rel)
+    return p if p.is_absolute() else Path(cfg["_base"]) / p
+
+
+def load_emulators(cfg: dict, conditions_in_data):
+    from .forward_api import load_forward_model
+    from .surrogate import BlackBoxEmulator, ExactEmulator, GPSurrogate
+
+    em = cfg.get("emulator", {"kind": "surrogate"})
+    kind = em.get("kind", "surrogate")
+    fwd_spec = cfg["model"]["forward"]
+    if kind in ("exact", "blackbox"):
+        fm = load_forward_model(fwd_spec)
+        sched = cfg.get("_conditions")
+        cls = ExactEmulator if kind == "exact" else BlackBoxEmulator
+        return {c: cls(fm, (sched.schedules.get(c) if sched else None)) for c in conditions_in_data}
+    if kind != "surrogate":
+        raise ValueError(f"[emulator] kind must be 'surrogate', 'exact' or 'blackbox', got {kind!r}")
+    if "paths" in em:
+        missing = sorted(set(conditions_in_data) - set(em["paths"]))
+        if missing:
+            raise ValueError(f"[emulator.paths] has no surrogate for condition(s) {missing}")
+        return {c: GPSurrogate.load(_p(cfg, em["paths"][c])) for c in conditions_in_data}
+    if "path" not in em:
+        raise ValueError("[emulator] kind='surrogate' needs 'path' (or [emulator.paths] per condition)")
+    sur = GPSurrogate.load(_p(cfg, em["path"]))
+    return {c: sur for c in conditions_in_data}
+
+
+def build_from_config(cfg: dict, data=None):
+    data = data if data is not None else read_measurements(_p(cfg, cfg["data"]["measurements"]))
+    conds = read_conditions(_p(cfg, cfg["data"]["conditions"])) if cfg["data"].get("conditions") else None
+    cfg["_conditions"] = conds
+    ems = load_emulators(cfg, list(dict.fromkeys(data.condition.tolist())))
+    params = [ParameterSpec(name=n, **spec) for n, spec in cfg["parameters"].items()]
+    obs = {n: ObservableSpec(**spec) for n, spec in cfg.get("observables", {}).items()}
+    model = build_model(ems, params, data, obs, conds, model=cfg["model"].get("registry_model"),
+                        preset=cfg["model"].get("preset"))
+    return model, data, conds, ems
+
+
+def _public(cfg: dict) -> dict:
+    return {k: v for k, v in cfg.items() if not k.startswith("_")}
+
+
+def calibrate(config_path: str | Path, out_dir: str | Path | None = None, **sampler_overrides) -> dict:
+    """Run the calibration described by a config file. Writes ``idata.nc``, ``diagnostics.json``,
+    ``summary.json`` and a copy of the config into the output folder; returns the summary."""
+    import arviz as az
+
+    from .inference import sample
+    from .outputs import check_diagnostics, provenance, save_idata
+
+    cfg = load_config(config_path)
+    out = Path(out_dir) if out_dir else _p(cfg, cfg.get("output", {}).get("dir", "calib_run"))
+    out.mkdir(parents=True, exist_ok=True)
+    model, data, conds, ems = build_from_config(cfg)
+    s = {"method": "nuts", "draws": 1000, "tune": 1000, "chains": 4, "seed": 0, **cfg.get("sampler", {}),
+         **{k: v for k, v in sampler_overrides.items() if v is not None}}
+    idata = sample(model, **s)
+    dcfg = cfg.get("diagnostics", {})
+    diag = check_diagnostics(idata, rhat_max=dcfg.get("rhat_max", 1.01), ess_min=dcfg.get("ess_min", 400),
+                             strict=dcfg.get("strict", False)) if s["method"] in ("nuts", "demetropolis") \
+        else {"ok": None, "note": f"no MCMC diagnostics for method {s['method']}"}
+    data_hash = data.digest() + (conds.digest() if conds else "")
+    sid = ";".join(sorted({f"{c}={e.surrogate_id}" for c, e in ems.items()}))
+    attrs = provenance(_public(cfg), data_hash, sid)
+    attrs["measurements"] = str(_p(cfg, cfg["data"]["measurements"]).resolve())
+    attrs["config_path"] = str(Path(config_path).resolve())
+    save_idata(idata, out / "idata.nc", attrs)
+    shutil.copyfile(config_path, out / "config.toml")
+    summ = az.summary(idata, var_names=[v for v in idata.posterior.data_vars
+                                        if not v.startswith(("mu_", "sd_")) and not v.endswith("_eta")],
+                      kind="stats")
+    summary = {"output": str(out), "method": s["method"], "diagnostics": diag, "data_hash": data_hash,
+               "config_hash": attrs["config_hash"], "surrogate_id": sid,
+               "posterior": {k: {"mean": float(r["mean"]), "sd": float(r["sd"])} for k, r in summ.iterrows()}}
+    _write_json(out / "diagnostics.json", diag)
+    _write_json(out / "summary.json", summary)
+    return summary
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")
+    os.replace(tmp, path)
+
+
+def ppc(run_dir: str | Path, seed: int = 0, plot: bool = True) -> dict:
+    """Posterior predictive bands over the data of a finished run (``RUN_DIR/idata.nc``); writes ``ppc.json`` and
+    ``ppc.png``. Continuous observables use the stored ``mu_*``/``sd_*`` (so censored rows are included)."""
+    import arviz as az
+
+    from .diagnostics import ppc_bands
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "idata.nc").exists():
+        raise FileNotFoundError(f"{run_dir}: no idata.nc (run 'immunocal calibrate' first)")
+    idata = az.from_netcdf(run_dir / "idata.nc")
+    data = read_measurements(idata.posterior.attrs["measurements"])
+    rng = np.random.default_rng(seed)
+    result = {"run": str(run_dir), "observables": {}}
+    for o in data.observables:
+        rows = np.flatnonzero(data.observable == o)
+        if f"mu_{o}" in idata.posterior and f"sd_{o}" in idata.posterior:
+            mu = idata.posterior[f"mu_{o}"].stack(s=("chain", "draw")).values.T
+            sd = idata.posterior[f"sd_{o}"].stack(s=("chain", "draw")).values.T
+            pred = mu + sd * rng.standard_normal(mu.shape)
+        elif "posterior_predictive" in idata.groups() and f"y_{o}" in idata.posterior_predictive:
+            pred = idata.posterior_predictive[f"y_{o}"].stack(s=("chain", "draw")).values.T
+        else:
+            continue
+        y = data.value[rows]
+        bands = ppc_bands(y, pred)
+        unc = data.censoring[rows] == "none"
+        bands["fraction_inside_90_uncensored"] = float(np.mean((y[unc] >= np.array(bands["lower_90"])[unc]) &
+                                                               (y[unc] <= np.array(bands["upper_90"])[unc])))
+        bands.update({"subject": data.subject[rows].tolist(), "time": data.time[rows].tolist(), "value": y.tolist()})
+        result["observables"][o] = bands
+    _write_json(run_dir / "ppc.json", result)
+    if plot and result["observables"]:
+        _plot_ppc(result, run_dir / "ppc.png")
+    return result
+
+
+def _plot_ppc(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    obs = list(result["observables"])
+    fig, axes = plt.subplots(1, len(obs), figsize=(5 * len(obs), 4), squeeze=False)
+    for ax, o in zip(axes[0], obs):
+        b = result["observables"][o]
+        subj = np.array(b["subject"])
+        t = np.array(b["time"])
+        for k, s in enumerate(list(dict.fromkeys(subj))[:8]):
+            sel = subj == s
+            order = np.argsort(t[sel])
+            col = f"C{k}"
+            ax.fill_between(t[sel][order], np.array(b["lower_90"])[sel][order], np.array(b["upper_90"])[sel][order],
+                            color=col, alpha=0.2)
+            ax.plot(t[sel][order], np.array(b["median"])[sel][order], color=col)
+            ax.plot(t[sel], np.array(b["value"])[sel], "o", color=col, ms=3)
+        ax.set_xlabel("time")
+        ax.set_ylabel(o)
+        ax.set_title(f"{o}: 90 % PPC bands (≤ 8 subjects); inside {b['fraction_inside_90']:.0%}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def sbc_from_config(config_path: str | Path, n_replicates: int = 50, n_draws: int = 99, seed: int = 0,
+                    out_dir: str | Path | None = None) -> dict:
+    """SBC of the model described by a config: truths and data from the prior predictive, refits with the config's
+    sampler (continuous, uncensored observables only), ranks + chi-square uniformity test per free variable."""
+    import pymc as pm
+
+    from .diagnostics import sbc_rank, uniformity_test
+    from .inference import sample
+
+    cfg = load_config(config_path)
+    model, data, _, _ = build_from_config(cfg)
+    if np.any(data.censoring != "none"):
+        raise ValueError("SBC from a config supports uncensored data only")
+    data_vars = [v.name for v in model.data_vars if v.name.startswith("data_")]
+    obs_names = [f"y_{v[len('data_'):]}" for v in data_vars]
+    if not data_vars:
+        raise ValueError("SBC from a config needs continuous (normal/student_t) observables")
+    free = [v.name for v in model.free_RVs if not v.name.endswith("_eta")]
+    free += [n for n in model.calib_info.latent]
+    with model:
+        prior = pm.sample_prior_predictive(draws=n_replicates, random_seed=seed)
+    s = {"method": "nuts", "draws": 500, "tune": 500, "chains": 2, "seed": seed, **cfg.get("sampler", {}),
+         **cfg.get("sbc", {}).get("sampler", {})}
+    ranks: dict[str, list[int]] = {n: [] for n in free}
+    for i in range(n_replicates):
+        with model:
+            pm.set_data({dv: prior.prior_predictive[on].isel(chain=0, draw=i).values
+                         for dv, on in zip(data_vars, obs_names)})
+        idata = sample(model, **{**s, "seed": seed + i + 1}, posterior_predictive=False)
+        for n in free:
+            truth = np.atleast_1d(prior.prior[n].isel(chain=0, draw=i).values)
+            d = idata.posterior[n].stack(s=("chain", "draw")).values
+            d = d.reshape(-1, d.shape[-1]) if d.ndim > 1 else d[None, :]
+            for j in range(len(truth)):
+                dj = d[j][np.linspace(0, d.shape[1] - 1, n_draws).astype(int)]
+                ranks[n].append(sbc_rank(truth[j], dj))
+    result = {n: {"ranks": r, **uniformity_test(np.array(r), n_draws)} for n, r in ranks.items()}
+    if out_dir:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        _write_json(Path(out_dir) / "sbc.json", result)
+    return result
