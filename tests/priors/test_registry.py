@@ -103,15 +103,28 @@ def test_rit_fixed_values_and_table4_bounds(reg):
 
 
 def test_dln_names_pending_except_seed_statements(reg):
+    """(Name kept from the foundation.) The DLN issue replaced the pending values by a documented default set:
+    no parameter is pending, the seed's stated values are kept, and every default says why it has its value."""
     recs = {r.name: r for r in reg.records("dln")}
     assert len(recs) >= 60
     stated = {"ctl_infiltration": 1.0, "ctl_tme_proliferation": 0.0, "induction_exponent": 0.3}
     for name, value in stated.items():
         assert recs[name].default_for("default") == value
-    pending = [r for r in recs.values() if r.pending]
-    assert len(pending) == len(recs) - len(stated)
-    with pytest.raises(Exception, match="pending"):
-        pending[0].default_for("default")
+        assert recs[name].note.startswith("seed")
+    assert not [r.name for r in recs.values() if r.pending]
+    kinds = ("seed", "literature", "hand-set", "fitted")
+    for r in recs.values():
+        assert r.note.startswith(kinds), f"{r.name}: note must start with one of {kinds}: {r.note!r}"
+    # orderings the seed prescribes (Methods)
+    v = {n: r.default_for("default") for n, r in recs.items()}
+    assert v["pd1_survival_state1"] > v["pd1_survival_state2"] > v["pd1_survival_control"] \
+        > v["pd1_survival_pdl1_overexpression"]
+    assert v["ctl_priming_ctla4_state1"] > v["ctl_priming_ctla4_state2"] > v["ctl_priming"]
+    assert v["apc_inhibition_tme"] > v["apc_inhibition_tme_ctla4_state2"] > v["apc_inhibition_tme_ctla4_state1"]
+    assert v["apc_inhibition_dln"] > v["apc_inhibition_dln_ctla4_state2"] > v["apc_inhibition_dln_ctla4_state1"]
+    assert v["exhaustion_survival_bezafibrate"] > v["exhaustion_survival"]
+    assert v["overactivation_survival_pd1"] < v["overactivation_survival"]
+    assert v["ctl_infiltration_rt"] > v["ctl_infiltration"]
 
 
 @pytest.mark.parametrize("model", ["cart", "rit", "dln"])
