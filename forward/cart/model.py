@@ -186,8 +186,12 @@ class CarTSolver:
         if self.p.shape != (len(P.PARAM_NAMES),) or not np.all(np.isfinite(self.p)):
             raise ValueError(f"parameter vector must hold {len(P.PARAM_NAMES)} finite values")
         self.settings = settings
+        # threads for the Numba kernels: all for large grids, one for small ones (parallel regions cost more
+        # than they save below ~30k nodes)
         if settings.threads is not None:
-            numba.set_num_threads(int(settings.threads))
+            self.threads = max(1, min(int(settings.threads), numba.config.NUMBA_NUM_THREADS))
+        else:
+            self.threads = numba.config.NUMBA_NUM_THREADS if grid.size >= 30_000 else 1
         D = diffusion_coefficients(self.p)
         self.variable_dc = None
         if car_t_diffusion_field is not None:
@@ -236,9 +240,14 @@ class CarTSolver:
     def step(self, U: np.ndarray, t: float, dt: float | None = None) -> None:
         """One Strang step Φ_R(dt/2) Φ_D(dt) Φ_R(dt/2), in place."""
         dt = self.settings.dt if dt is None else dt
-        self.reaction(U, 0.5 * dt, t)
-        self.diffusion(U, dt)
-        self.reaction(U, 0.5 * dt, t + 0.5 * dt)
+        previous = numba.get_num_threads()
+        numba.set_num_threads(self.threads)
+        try:
+            self.reaction(U, 0.5 * dt, t)
+            self.diffusion(U, dt)
+            self.reaction(U, 0.5 * dt, t + 0.5 * dt)
+        finally:
+            numba.set_num_threads(previous)
 
     # -- driver ---------------------------------------------------------------------------------------------
     def run(self, U0: np.ndarray, t_end: float, *, record_every: int = 1,
@@ -310,7 +319,7 @@ class CarTSolver:
                 if inf.time <= times[-1] + 1e-12:
                     U[0] += np.broadcast_to(np.asarray(inf.profile, dtype=np.float64), U[0].shape)
         diag = {"steps": nsteps, "dt": dt, "solver": self.settings.solver,
-                "exp_substeps": self.settings.exp_substeps, "threads": int(numba.get_num_threads()),
+                "exp_substeps": self.settings.exp_substeps, "threads": self.threads,
                 "max_relative_undershoot": {f: float(v) for f, v in zip(FIELDS, self.max_undershoot)}}
         return SimulationResult(self.grid, np.array(rec_t), np.array(rec_i), np.array(rec_m), np.array(rec_x),
                                 U, snaps, diag, self.params)
