@@ -1,0 +1,181 @@
+"""Deterministic model: free growth, delays (analytic checks), impulse bookkeeping, PK, Euler order, errors."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import integrate
+
+from forward.rit import (EulerInstabilityError, FreeGrowthError, RitConfig, Schedule, simulate, simulate_volumes,
+                         simulate_volumes_batch)
+from forward.rit import kernels as K
+from forward.rit.analysis import euler_convergence
+from forward.rit.radiobiology import log_survival
+from priors import ParameterError, registry
+
+
+@pytest.fixture(scope="module")
+def t3():
+    return registry().parameter_set("rit", "dewan_table3")
+
+
+@pytest.mark.parametrize("preset,v0", [("dewan_table1", 32.0), ("deng_table1", 120.0), ("dewan_table2", 32.0),
+                                       ("dewan_table3", 32.0)])
+def test_free_growth_lands_exactly_on_pretreatment_volume(preset, v0):
+    ps = registry().parameter_set("rit", preset)
+    res = simulate(ps, Schedule(t_end=5))
+    assert res.volume[0] == pytest.approx(v0, rel=1e-12)
+    if ps["proliferation_saturation"] < 1e-30:
+        # explicit Euler on pure growth: k full steps (1 + lambda dt)^k, then a fractional step theta dt that lands
+        # on V0 exactly: (1 + lambda dt)^k (1 + theta lambda dt) = V0 / (C0 V_C)
+        lam, dt = ps["tumour_proliferation_rate"], 0.05
+        ratio = v0 / (ps["initial_tumour_cells"] * ps["tumour_cell_volume"])
+        k = math.floor(math.log(ratio) / math.log1p(lam * dt))
+        t_exact = (k + (ratio / (1 + lam * dt) ** k - 1) / (lam * dt)) * dt
+        assert res.info["free_growth_days"] == pytest.approx(t_exact, abs=1e-9)
+
+
+def _no_immune(ps, **extra):
+    """Switch off T-cell activation and natural antigen production: A^ is driven by doomed cells only."""
+    return ps.replace(t_cell_activation_rate=0.0, antigen_production_rate=0.0, **extra)
+
+
+def test_antigen_delay_is_an_exact_shift_on_the_grid(t3):
+    s = Schedule(rt_days=[0.0], rt_doses_gy=[8.0], t_end=8.0)
+    a0 = simulate(_no_immune(t3, antigen_activation_delay=0.0), s)["A_hat"]
+    a1 = simulate(_no_immune(t3, antigen_activation_delay=1.0), s)["A_hat"]  # 20 steps
+    assert np.all(a1[:21] == 0.0)
+    np.testing.assert_allclose(a1[20:], a0[:-20], rtol=1e-13, atol=0)
+    # off-grid delay = linear interpolation of the recorded source: exactly the mean of the two neighbours here
+    a_half = simulate(_no_immune(t3, antigen_activation_delay=1.025), s)["A_hat"]
+    a2 = simulate(_no_immune(t3, antigen_activation_delay=1.05), s)["A_hat"]
+    np.testing.assert_allclose(a_half, 0.5 * (a1 + a2), rtol=1e-12, atol=0)
+
+
+def test_antigen_matches_analytic_solution(t3):
+    """A^' = psi phi omega(t - tau1) C_d(t - tau1) - sigma A^ with C_d' = -phi omega C_d (no T-cells): quadrature."""
+    ps = _no_immune(t3)
+    s = Schedule(rt_days=[0.0], rt_doses_gy=[8.0], t_end=6.0)
+    res = simulate(ps, s, dt=0.001)
+    cd0 = res.cohorts[0, 0]
+    psi, phi, sig, tau1 = (ps[n] for n in ("antigen_release_rate", "doomed_clearance_rate",
+                                          "antigen_elimination_rate", "antigen_activation_delay"))
+    td1, td2 = ps["mitotic_delay_start"], ps["mitotic_delay_end"]
+
+    def om_int(u):  # integral of omega from 0 to u
+        if u <= td1:
+            return 0.0
+        if u <= td2:
+            return 0.5 * (u - td1) ** 2 / (td2 - td1)
+        return 0.5 * (td2 - td1) + (u - td2)
+
+    def source(u):
+        return psi * phi * K.omega(u, td1, td2) * cd0 * math.exp(-phi * om_int(u))
+
+    for t in (2.5, 4.0, 6.0):
+        exact = integrate.quad(lambda u: math.exp(-sig * (t - tau1 - u)) * source(u), 0, t - tau1,
+                               points=[td1, td2], limit=200)[0]
+        assert res.at("A_hat", [t])[0] == pytest.approx(exact, rel=5e-3)
+    assert res.at("A_hat", [tau1 + td1 - 0.01])[0] == 0.0
+
+
+def test_t_cell_influx_starts_exactly_tau2_after_antigen(t3):
+    ps = t3.replace(antigen_production_rate=0.0, t_cell_activation_rate=1e-15, antigen_activation_delay=1.0,
+                    infiltration_delay=0.5)
+    res = simulate(ps, Schedule(rt_days=[0.0], rt_doses_gy=[8.0], t_end=6.0))
+    ia = int(np.argmax(res["A_hat"] > 0))
+    ita = int(np.argmax(res["T_a"] > 0))
+    assert ia == 1 + 20 + 20 + 1  # omega > 0 after tau_d1 = 1 d (step 21), + tau1 (20 steps), + one Euler step
+    assert ita == ia + 10 + 1  # + tau2 (10 steps) + one Euler step
+    assert np.all(res["T_a"][:ita] == 0.0)
+
+
+def test_every_cell_removed_by_a_fraction_enters_its_cohort():
+    ps = registry().parameter_set("rit", "dewan_table1")
+    days, doses = [0.0, 1.0, 2.0, 4.0], [8.0, 8.0, 8.0, 6.0]
+    full = simulate(ps, Schedule(rt_days=days, rt_doses_gy=doses, t_end=6.0))
+    for i, (d, dose) in enumerate(zip(days, doses)):
+        j = int(round(d / 0.05))
+        c, cd = full["C"][j], full.cohorts[j, i]
+        sf = math.exp(log_survival(dose, "modified_lq", ps["tumour_alpha"], ps["tumour_beta"],
+                                   c=ps["beta_dose_modulation"]))
+        assert c / (c + cd) == pytest.approx(sf, rel=1e-12)
+        # the run without this fraction (and the later ones) has exactly C + C_d,i viable cells at t_i
+        part = simulate(ps, Schedule(rt_days=days[:i], rt_doses_gy=doses[:i], t_end=6.0))
+        assert part["C"][j] == pytest.approx(c + cd, rel=1e-12)
+        assert part["C"][j] + part["C_doomed"][j] == pytest.approx(full["C"][j] + full["C_doomed"][j], rel=1e-12)
+
+
+def test_drug_kinetics_and_vascular_factor(t3):
+    s = Schedule(rt_days=[0.0], rt_doses_gy=[20.0], ctla4_days=[2.0], pdl1_days=[1.0], t_end=30.0)
+    res = simulate(t3, s, dt=0.001)
+    t = np.array([2.0, 5.0, 12.0])
+    np.testing.assert_allclose(res.at("c4", t), t3["ctla4_dose"] * np.exp(-0.1 * (t - 2.0)), rtol=2e-3)
+    np.testing.assert_allclose(res.at("p1", t), t3["pdl1_dose"] * np.exp(-0.5 * (t - 1.0)), rtol=6e-3)
+    assert res.at("c4", [1.9])[0] == 0.0
+    # vascular damage (Table 3, 20 Gy > 15 Gy): f = min(0.05 t, 1)
+    np.testing.assert_allclose(res.at("vascular_factor", [0.0, 4.0, 10.0, 25.0]), [0.0, 0.2, 0.5, 1.0], atol=1e-12)
+    assert np.all(simulate(t3, Schedule(rt_days=[0.0], rt_doses_gy=[8.0], t_end=5))["vascular_factor"] == 1.0)
+    t1 = registry().parameter_set("rit", "dewan_table1")  # vascular damage off in Table 1
+    assert np.all(simulate(t1, Schedule(rt_days=[0.0], rt_doses_gy=[20.0], t_end=5))["vascular_factor"] == 1.0)
+
+
+def test_t_hat_never_exceeds_cap_and_states_stay_positive(t3):
+    res = simulate(t3, Schedule.from_strings(rt="8x3@0,1,2", ctla4="2,5,8", t_end=30))
+    assert np.all(res["T_hat"] <= t3["initial_naive_t_cells"])
+    assert np.all(res.states[:, :K.S_V] >= 0)
+
+
+def test_simulate_volumes_and_batch_agree(t3):
+    s = Schedule.from_strings(rt="8x3@0,1,2", ctla4="2,5,8", t_end=20)
+    times = [0.0, 3.0, 6.5, 10.025, 20.0]
+    v = simulate_volumes(t3, s, times)
+    np.testing.assert_allclose(v, simulate(t3, s).at("volume_mm3", times), rtol=1e-12)
+    vals = np.array([[24.9382, 0.6886], [20.0, 0.6886], [24.9382, 0.75]])
+    vb, ok = simulate_volumes_batch(t3, ["immune_kill_rate", "immune_kill_exponent"], vals, s, times)
+    assert ok.all()
+    np.testing.assert_allclose(vb[0], v, rtol=1e-12)
+    np.testing.assert_allclose(vb[1], simulate_volumes(t3.replace(immune_kill_rate=20.0), s, times), rtol=1e-12)
+
+
+def test_euler_first_order_at_coarse_settings(t3):
+    for rt, c4 in ((None, None), ("8x3@0,1,2", "2,5,8")):
+        r = euler_convergence(t3, Schedule.from_strings(rt=rt, ctla4=c4, t_end=15), [0.04, 0.02, 0.01],
+                              reference_dt=0.0005)
+        assert 0.9 <= r["order"] <= 1.1, r
+
+
+def test_explicit_scheme_is_unstable_at_seed_step_and_agrees_when_small(t3):
+    s = Schedule.from_strings(rt="8x3@0,1,2", ctla4="2,5,8", t_end=15)
+    with pytest.raises(EulerInstabilityError, match="reduce dt"):
+        simulate(t3, s, RitConfig.from_preset("dewan_table3", scheme="explicit"))
+    ex = simulate_volumes(t3, s, [5.0, 10.0, 15.0], RitConfig.from_preset("dewan_table3", scheme="explicit",
+                                                                           dt=0.0005))
+    im = simulate_volumes(t3, s, [5.0, 10.0, 15.0], dt=0.0005)
+    np.testing.assert_allclose(ex, im, rtol=0.05)
+
+
+def test_bad_values_fail_clearly(t3):
+    s = Schedule(t_end=10)
+    with pytest.raises(ParameterError, match="immune_kill_exponent"):
+        t3.replace(immune_kill_exponent=1.5)
+    with pytest.raises(ParameterError, match="tumour_alpha"):
+        t3.replace(tumour_alpha=float("nan"))
+    with pytest.raises(ValueError, match="mitotic_delay_end"):
+        simulate(t3.replace(mitotic_delay_start=2.0), s)
+    with pytest.raises(FreeGrowthError, match="did not reach the pre-treatment volume"):
+        simulate(t3.replace(proliferation_saturation=1e-6), s)
+    with pytest.raises(ValueError, match="time step dt must be in"):
+        RitConfig(dt=0.0)
+    with pytest.raises(ValueError, match="unknown survival model"):
+        RitConfig(survival="LQ")
+    with pytest.raises(ValueError, match="scheme must be"):
+        RitConfig(scheme="rk4")
+    with pytest.raises(ValueError, match="not multiples of the time step"):
+        simulate(t3, Schedule(ctla4_days=[2.0], t_end=10), dt=0.3)
+    with pytest.raises(ValueError, match="observation times must lie in"):
+        simulate_volumes(t3, s, [11.0])
+    with pytest.raises(ParameterError, match="row 1: .*immune_kill_rate"):
+        simulate_volumes_batch(t3, ["immune_kill_rate"], np.array([[1.0], [-1.0]]), s, [1.0])
+    with pytest.raises(TypeError, match="ParameterSet"):
+        simulate({"immune_kill_rate": 1.0}, s)
