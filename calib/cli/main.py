@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "calib.cli.study",
     "calib.cli.quickstart",
     "calib.cli.calibration",
+    "calib.cli.rit",
 ]
 
 _VERB_HELP = {

@@ -168,7 +168,8 @@ def parse_days(text: str, what: str = "days") -> tuple[float, ...]:
 
 
 def parse_rt(text: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Radiation string ``DOSE[xN]@DAY,DAY,...`` with groups joined by ``+``; returns (days, doses), sorted by day.
+    """Radiation string ``DOSE[xN]@DAY,DAY,...`` with groups joined by ``+``; returns (days, doses) in the order
+    written (the :class:`Schedule` then rejects unsorted or duplicate days).
 
     ``"8x3@0,1,2"`` -> three 8 Gy fractions at days 0, 1, 2; ``"20@0"`` -> one 20 Gy fraction at day 0.
     """
@@ -187,5 +188,4 @@ def parse_rt(text: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
             raise ValueError(f"radiation: {group!r} announces {m.group(2)} fractions but lists {len(gdays)} days")
         days += gdays
         doses += [dose] * len(gdays)
-    order = sorted(range(len(days)), key=lambda i: days[i])
-    return tuple(days[i] for i in order), tuple(doses[i] for i in order)
+    return tuple(days), tuple(doses)

@@ -11,7 +11,7 @@ from forward.rit.schedule import parse_rt
 def test_parse_rt_and_days():
     assert parse_rt("8x3@0,1,2") == ((0.0, 1.0, 2.0), (8.0, 8.0, 8.0))
     assert parse_rt("20@0") == ((0.0,), (20.0,))
-    assert parse_rt("6@4+8x2@0,1") == ((0.0, 1.0, 4.0), (8.0, 8.0, 6.0))
+    assert parse_rt("8x2@0,1+6@4") == ((0.0, 1.0, 4.0), (8.0, 8.0, 6.0))
     s = Schedule.from_strings(rt="8x3@0,1,2", ctla4="2,5,8", pdl1="0,3", t_end=30)
     assert s.ctla4_days == (2.0, 5.0, 8.0) and s.pdl1_days == (0.0, 3.0) and s.ctla4_factors == (1.0, 1.0, 1.0)
 
@@ -43,6 +43,8 @@ def test_bad_schedules(kwargs, match):
     ("8y3@0", "cannot parse"),
     ("8x3@0,a,2", "cannot read days"),
     ("8x2@1,1", "duplicate"),
+    ("8x3@0,2,1", "sorted"),
+    ("6@4+8x2@0,1", "sorted"),
 ])
 def test_bad_rt_strings(text, match):
     with pytest.raises(ValueError, match=match):

@@ -1,0 +1,105 @@
+"""Markov mode (statistical test against the exact birth-death extinction law) and population TCP (SPEC §4)."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from forward.rit import Schedule
+from forward.rit.radiobiology import iso_bed_schedule
+from forward.rit.tcp import (binomial_ci, birth_death_extinction, galton_watson_extinction, perturbed_parameters,
+                             population_tcp)
+from priors import registry
+
+
+@pytest.fixture(scope="module")
+def t3():
+    return registry().parameter_set("rit", "dewan_table3")
+
+
+@pytest.mark.parametrize("n0,pb,pd,steps", [(3, 0.05, 0.06, 200), (10, 0.02, 0.05, 100), (1, 0.3, 0.1, 50)])
+def test_markov_step_matches_exact_extinction_probability(rng, n0, pb, pd, steps):
+    n_runs = 4000
+    final = birth_death_extinction(n0, pb, pd, steps, n_runs, rng)
+    q = galton_watson_extinction(n0, pb, pd, steps)
+    k = int(np.sum(final == 0))
+    assert stats.binomtest(k, n_runs, q).pvalue > 1e-3, (k / n_runs, q)
+    # supercritical ultimate extinction (pd/pb)^n0 is the long-time limit of the recursion
+    if pb > pd:
+        assert galton_watson_extinction(n0, pb, pd, 5000) == pytest.approx((pd / pb) ** n0, rel=1e-6)
+
+
+def test_markov_mean_population(rng):
+    # E[N_K] = n0 (1 + pb - pd)^K; KS-free check by the CLT with a 5-sigma margin
+    n0, pb, pd, steps = 50, 0.04, 0.02, 30
+    final = birth_death_extinction(n0, pb, pd, steps, 3000, rng)
+    mean = n0 * (1 + pb - pd) ** steps
+    assert abs(final.mean() - mean) < 5 * final.std() / np.sqrt(final.size)
+
+
+def test_tcp_reproducible_and_ci(t3):
+    s = Schedule.from_strings(rt="8x3@0,1,2", ctla4="2,5,8", t_end=40)
+    r1 = population_tcp(t3, s, np.random.default_rng(7), n_sims=50)
+    r2 = population_tcp(t3, s, np.random.default_rng(7), n_sims=50)
+    assert r1.tcp == r2.tcp and np.array_equal(r1.controlled, r2.controlled)
+    assert r1.ci[0] <= r1.tcp <= r1.ci[1]
+    assert binomial_ci(0, 200)[0] == 0.0 and binomial_ci(0, 200)[1] == pytest.approx(0.018275, abs=1e-5)
+    none = population_tcp(t3, Schedule(t_end=40), np.random.default_rng(7), n_sims=20)
+    assert none.tcp == 0.0
+
+
+def test_perturbation_is_five_percent_of_free_parameters(t3, rng):
+    thetas, _ = perturbed_parameters(t3, 4000, rng)
+    from forward.rit import kernels as K
+    from forward.rit.model import parameter_array
+
+    base = parameter_array(t3)
+    free = registry().free_parameters("rit", "dewan_table3")
+    for i, name in enumerate(K.PARAM_NAMES):
+        rel = thetas[:, i] / base[i] - 1 if base[i] != 0 else thetas[:, i]
+        if name in free and base[i] != 0:
+            assert np.std(rel) == pytest.approx(0.05, rel=0.05)
+        else:
+            assert np.all(rel == 0)
+
+
+def test_tcp_errors(t3):
+    s = Schedule(t_end=10)
+    with pytest.raises(TypeError, match="numpy.random.Generator"):
+        population_tcp(t3, s, 1234, n_sims=10)
+    with pytest.raises(ValueError, match="number of simulations must be >= 1"):
+        population_tcp(t3, s, np.random.default_rng(0), n_sims=0)
+    with pytest.raises(ValueError, match="must lie in"):
+        binomial_ci(5, 4)
+
+
+# ---------------------------------------------------------------------------------- SPEC §4 qualitative results
+def _tcp(ps, rt, c4, seed=2024, n=200):
+    return population_tcp(ps, Schedule.from_strings(rt=rt, ctla4=c4, t_end=60), np.random.default_rng(seed), n).tcp
+
+
+def test_ctla4_schedule_258_is_best_of_the_three_experimental(t3):
+    p036, p258, p469 = (_tcp(t3, "8x3@0,1,2", c4) for c4 in ("0,3,6", "2,5,8", "4,6,9"))
+    assert p258 >= p036 and p258 >= p469, (p036, p258, p469)
+
+
+def test_tcp_falls_when_immunotherapy_starts_after_day_3(t3):
+    tcps = [_tcp(t3, "8x3@0,1,2", f"{d},{d + 3},{d + 6}") for d in range(8)]
+    early, late = max(tcps[:4]), max(tcps[5:])
+    assert late < early - 0.2, tcps
+
+
+def test_iso_bed_moderate_hypofractionation_beats_single_and_ten_fractions(t3):
+    doses = iso_bed_schedule([1, 2, 3, 10], 9.29)
+    tcp = {n: _tcp(t3, f"{doses[n]:.4f}x{n}@{','.join(str(i) for i in range(n))}", "2,5,8") for n in doses}
+    assert max(tcp[2], tcp[3]) > tcp[1] and max(tcp[2], tcp[3]) > tcp[10], tcp
+
+
+def test_ctla4_alone_is_within_a_few_percent_of_no_treatment():
+    from forward.rit import simulate_volumes
+
+    for preset in ("dewan_table1", "dewan_table3"):
+        ps = registry().parameter_set("rit", preset)
+        times = np.arange(0, 31, 3.0)
+        v0 = simulate_volumes(ps, Schedule(t_end=30), times)
+        v1 = simulate_volumes(ps, Schedule.from_strings(ctla4="2,5,8", t_end=30), times)
+        assert np.max(np.abs(v1 / v0 - 1)) < 0.03
