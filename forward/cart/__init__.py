@@ -22,3 +22,15 @@ import os as _os
 # Numba's OpenMP layer spins at barriers by default; on a shared 2-core machine a descheduled spinning thread makes
 # every parallel region 30-50x slower. Passive waiting costs nothing measurable when the machine is idle.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .grid import Grid  # noqa: E402
+from .model import CarTSolver, Infusion, InstabilityError, SimulationResult, StepSettings, simulate  # noqa: E402
+from .observables import Observables, summarise  # noqa: E402
+from .params import FIELDS, PARAM_NAMES, param_array  # noqa: E402
+from .patient import PatientResult, resolve_parameters, simulate_patient  # noqa: E402
+
+__all__ = [
+    "FIELDS", "PARAM_NAMES", "CarTSolver", "Grid", "Infusion", "InstabilityError", "Observables", "PatientResult",
+    "SimulationResult", "StepSettings", "param_array", "resolve_parameters", "simulate", "simulate_patient",
+    "summarise",
+]
