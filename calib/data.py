@@ -231,6 +231,10 @@ def read_conditions(path: str | Path) -> Conditions:
             text = r[col[c]]
             if c in ("condition", "subject"):
                 continue
+            if subject:  # a subject row: its non-schedule columns are that subject's covariates
+                if c not in SCHEDULE_LIST_COLUMNS and c not in SCHEDULE_TEXT_COLUMNS and text != "":
+                    covs[c] = _float(text, path, line, c)
+                continue
             if c in SCHEDULE_LIST_COLUMNS:
                 vals = [_float(x.strip(), path, line, c) for x in text.split(";") if x.strip()] if text else []
                 if c.endswith("days") and any(b < a for a, b in zip(vals, vals[1:])):
@@ -240,10 +244,7 @@ def read_conditions(path: str | Path) -> Conditions:
                 sched[c] = vals
             elif c in SCHEDULE_TEXT_COLUMNS:
                 sched[c] = text
-            elif subject:
-                if text != "":
-                    covs[c] = _float(text, path, line, c)
-            else:
+            elif text != "":
                 try:
                     sched[c] = float(text)
                 except ValueError:
@@ -251,12 +252,13 @@ def read_conditions(path: str | Path) -> Conditions:
         for a, b in (("rt_days", "rt_doses_gy"), ("drug_days", "drug_doses"), ("cart_days", "cart_doses")):
             if a in sched and b in sched and sched[b] and len(sched[a]) != len(sched[b]):
                 raise DataTableError(f"{_where(path, line, b)}: {len(sched[b])} doses for {len(sched[a])} days")
-        if name in cond.schedules and sched and cond.schedules[name] != sched and not subject:
-            raise DataTableError(f"{_where(path, line, 'condition')}: condition {name!r} defined twice differently")
-        cond.schedules.setdefault(name, {}).update({k: v for k, v in sched.items() if v != [] or k not in
-                                                    cond.schedules.get(name, {})})
         if subject:
             cond.covariates.setdefault(subject, {}).update(covs)
+            cond.schedules.setdefault(name, {})
+        else:
+            if cond.schedules.get(name):
+                raise DataTableError(f"{_where(path, line, 'condition')}: condition {name!r} is defined twice")
+            cond.schedules[name] = sched
     return cond
 
 
