@@ -25,6 +25,9 @@ from .grid import Grid
 from .kernels import jacobi_solve
 
 SOLVERS = ("exact", "jacobi")
+#: Time discretisation of Φ_D. The seed (eq 60) uses backward Euler, which is first order in time, so the Strang
+#: step is first order overall when diffusion matters; ``crank_nicolson`` (exact solver only) restores order 2.
+DIFFUSION_SCHEMES = ("backward_euler", "crank_nicolson")
 
 
 def default_workers() -> int:
@@ -38,7 +41,10 @@ class ExactDiffusion:
     """DCT-II backward-Euler solver for all seven fields at once (fields with D ≤ 0 are left untouched)."""
 
     def __init__(self, grid: Grid, diffusivities: np.ndarray, workers: int | None = None,
-                 split_fields: bool = False):
+                 split_fields: bool = False, scheme: str = "backward_euler"):
+        if scheme not in DIFFUSION_SCHEMES:
+            raise ValueError(f"unknown diffusion time scheme '{scheme}'; choose one of {DIFFUSION_SCHEMES}")
+        self.scheme = scheme
         self.grid = grid
         self.split_fields = split_fields
         self.D = np.asarray(diffusivities, dtype=np.float64)
@@ -60,7 +66,11 @@ class ExactDiffusion:
 
     def factor(self, dt: float) -> np.ndarray:
         if self._dt != dt:
-            self._factor = 1.0 / (1.0 + dt * self.D[self.active, None, None, None] * self.eigen[None])
+            a = dt * self.D[self.active, None, None, None] * self.eigen[None]
+            if self.scheme == "backward_euler":
+                self._factor = 1.0 / (1.0 + a)
+            else:  # Crank–Nicolson: second order in time, not positivity preserving for dt·D·λ > 2
+                self._factor = (1.0 - 0.5 * a) / (1.0 + 0.5 * a)
             self._dt = dt
         return self._factor
 
@@ -164,9 +174,11 @@ class VariableCoefficientDiffusion:
 
 
 def make_diffusion(solver: str, grid: Grid, diffusivities: np.ndarray, diff_iters: int = 60,
-                   diff_tol: float = 1e-8, workers: int | None = None):
+                   diff_tol: float = 1e-8, workers: int | None = None, scheme: str = "backward_euler"):
+    if scheme != "backward_euler" and solver != "exact":
+        raise ValueError(f"diffusion scheme '{scheme}' needs solver='exact'")
     if solver == "exact":
-        return ExactDiffusion(grid, diffusivities, workers=workers)
+        return ExactDiffusion(grid, diffusivities, workers=workers, scheme=scheme)
     if solver == "jacobi":
         return JacobiDiffusion(grid, diffusivities, diff_iters=diff_iters, diff_tol=diff_tol)
     raise ValueError(f"unknown diffusion solver '{solver}'; choose one of {SOLVERS}")

@@ -117,7 +117,9 @@ class StepSettings:
 
     dt : time step Δt (> 0); exp_substeps : RK2 substeps per reaction half-step (≥ 1); solver : ``exact``
     (DCT-II, default) or ``jacobi`` (published algorithm); diff_iters, diff_tol : Jacobi settings;
-    negativity_tol : guard threshold (see module docstring); threads : Numba/scipy.fft threads (None = all).
+    negativity_tol : guard threshold (see module docstring); threads : Numba/scipy.fft threads (None = all for
+    grids ≥ 30k nodes, else 1); diffusion_scheme : ``backward_euler`` (seed eq 60, default) or ``crank_nicolson``
+    (exact solver; makes the Strang step second order in time, see tests/cart/test_numerics.py).
     """
 
     dt: float
@@ -128,6 +130,7 @@ class StepSettings:
     negativity_tol: float = 1e-3
     guards: bool = True
     threads: int | None = None
+    diffusion_scheme: str = "backward_euler"
 
     def __post_init__(self):
         if not (isinstance(self.dt, (int, float)) and math.isfinite(self.dt) and self.dt > 0):
@@ -200,8 +203,10 @@ class CarTSolver:
                                  "published program has constant coefficients)")
             self.variable_dc = VariableCoefficientDiffusion(grid, car_t_diffusion_field)
             D[0] = 0.0
+        if self.variable_dc is not None and settings.diffusion_scheme != "backward_euler":
+            raise ValueError("a spatially varying D_C(x) is solved with backward Euler only")
         self.diffuse = make_diffusion(settings.solver, grid, D, settings.diff_iters, settings.diff_tol,
-                                      workers=settings.threads)
+                                      workers=settings.threads, scheme=settings.diffusion_scheme)
         self.inv_h = 1.0 / grid.spacing3
         shape = grid.array_shape
         self.work = np.empty((3, 7) + shape)

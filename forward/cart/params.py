@@ -63,6 +63,10 @@ DIFFUSION_INDEX = (I_DC, I_DE, I_DT, I_DT, I_DS, I_DA, I_DH)
 def param_array(params: Mapping[str, float]) -> np.ndarray:
     """Kernel parameter vector from a validated :class:`priors.ParameterSet` (or any name -> value mapping
     holding every cart parameter)."""
+    if isinstance(params, np.ndarray):
+        if params.shape != (len(PARAM_NAMES),) or not np.all(np.isfinite(params)):
+            raise ValueError(f"cart parameter vector must hold {len(PARAM_NAMES)} finite values")
+        return np.ascontiguousarray(params, dtype=np.float64)
     if hasattr(params, "as_array"):
         return np.ascontiguousarray(params.as_array(PARAM_NAMES), dtype=np.float64)
     missing = [n for n in PARAM_NAMES if n not in params]
