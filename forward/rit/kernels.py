@@ -84,8 +84,8 @@ def kill_rate(theta, ta, ctot, p1):
     """Per-cell immune kill rate p (1 + p1) (T_a/C_tot)^q / (s + (T_a/C_tot)^q) (eqs 18, 22)."""
     if ctot <= 0.0 or ta <= 0.0:
         return 0.0
-    xq = (ta / ctot) ** theta[P_Q]
-    return theta[P_P] * (1.0 + p1) * xq / (theta[P_S] + xq)
+    # x^q / (s + x^q) written as 1 / (1 + s (C_tot/T_a)^q): no overflow when C_tot underflows towards 0
+    return theta[P_P] * (1.0 + p1) / (1.0 + theta[P_S] * (ctot / ta) ** theta[P_Q])
 
 
 @njit(cache=True)

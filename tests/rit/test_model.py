@@ -179,3 +179,9 @@ def test_bad_values_fail_clearly(t3):
         simulate_volumes_batch(t3, ["immune_kill_rate"], np.array([[1.0], [-1.0]]), s, [1.0])
     with pytest.raises(TypeError, match="ParameterSet"):
         simulate({"immune_kill_rate": 1.0}, s)
+
+
+def test_no_overflow_when_tumour_underflows(t3):
+    # C_tot -> 1e-308 while T_a ~ 5e4: the kill fraction must stay finite (regression: inf/inf -> NaN)
+    res = simulate(t3, Schedule.from_strings(rt="8x3@0,1,2", ctla4="0,1,2", t_end=60))
+    assert np.all(np.isfinite(res.states)) and res.info["min_C"] < 1e-200
