@@ -19,7 +19,7 @@ eq    update (day t -> t+1)
                    + lambda_CTLA-4^(DLN) lambda_NL^(APC) lambda_RT^(APC-DLN) n_m^(APC)
 7     n_Ag' = C_Trex1 (I^Int + I^Rad) + lambda_NL^(Ag) n_Ag
 8     C_Trex1 = (C_10 - (2 - C_10) erf(C_11 (d_max,i - C_12))) / 2      (1 at low dose, C_10 - 1 at high dose)
-9     n_naive,m = 1 - NTCP_LKB(EQD2 of the DLN dose so far)               (irreversible unless recovery > 0)
+9     n_naive,m = (1 - NTCP_LKB(EQD2 so far)) / (1 - NTCP_LKB(0))   (1 when spared; irreversible unless recovery)
 10    lambda_CTL = lambda_MDSC lambda_Treg lambda_NL^(CTL) lambda_PD-1^(TME)
 11    lambda_MDSC = exp(-gamma_2 (n_MDSC + n_M2))
 12    lambda_Treg = exp(-gamma_3 n_Treg-TME)
@@ -270,6 +270,9 @@ def _run(prm, drains, target_dose, dln_dose, drug_dose, init_tumour, opts, tr, d
     cd8_given = False
     flag_until = -1.0  # PD-L1 over-expression flag raised while t < flag_until
     rec = math.exp(-prm[DLN_REC])
+    # eq 9 normalised so that a spared DLN has supply exactly 1 (seed: "ideally spared doses: n_naive = 1");
+    # the LKB curve itself gives NTCP(0) = Phi(-1/m) > 0
+    naive0 = 1.0 - lkb_ntcp(0.0, prm[TD50], prm[NTCP_N], prm[NTCP_M], 1.0)
 
     for t in range(n_days):
         # ---- drugs given today (state machines, seed Methods)
@@ -387,7 +390,7 @@ def _run(prm, drains, target_dose, dln_dose, drug_dose, init_tumour, opts, tr, d
         for m in range(n_d):
             d = dln_dose[t, m]
             eqd2_acc[m] = eqd2_acc[m] * rec + eqd2(d, prm[EQD2_A], prm[EQD2_B])
-            naive = 1.0 - lkb_ntcp(eqd2_acc[m], prm[TD50], prm[NTCP_N], prm[NTCP_M], 1.0)  # eq 9
+            naive = (1.0 - lkb_ntcp(eqd2_acc[m], prm[TD50], prm[NTCP_N], prm[NTCP_M], 1.0)) / naive0  # eq 9
             apc = dl[t, 0, m]
             l_ctla4_dln = math.exp(-g7 * (dl[t, 1, m] + dl[t, 2, m]))  # eq 24
             src = 0.0

@@ -112,6 +112,7 @@ def claim_metrics(prm: np.ndarray) -> dict[str, float]:
     tx = volumes(trex1_arms(), prm)
     ir = volumes(irradiation_arms(), prm)
     ex = volumes(exhaustion_arms(), prm)
+    ex40 = volumes({"control": exhaustion_arms()["control"]}, prm, day=HORIZON)
     ab = volumes(abscopal_pd1_arms(), prm)
     return {
         # with anti-CTLA-4: distant 8x3 / 20x1 (want <= 0.8) and primary 8x3 / 20x1 (want within 0.75..1.25)
@@ -132,6 +133,12 @@ def claim_metrics(prm: np.ndarray) -> dict[str, float]:
         # Park: distant with RT + anti-PD-1 / RT alone <= 0.8
         "pd1_abscopal_ratio": ab["rt_anti_pd1"]["distant"] / ab["rt"]["distant"],
         "control_volume_day30": ex["control"]["tumour"],
+        # seed-figure consistency (not SPEC claims): anti-CTLA-4 alone is modest (Vanpouille-Box: poorly
+        # immunogenic TSA), RT + anti-CTLA-4 synergises on the distant tumour
+        "ctla4_mono_ratio": ir["anti_ctla4"]["distant"] / ir["control"]["distant"],
+        "ctla4_rt_synergy": tx["8x3"]["distant"] / ir["anti_ctla4"]["distant"],
+        # untreated tumours keep growing (seed Figs 2-6 controls): volume day 40 / day 30
+        "control_growth_30_40": ex40["control"]["tumour"] / ex["control"]["tumour"],
     }
 
 
@@ -146,4 +153,12 @@ CLAIMS: dict[str, tuple[float, float]] = {
     "beza_ratio": (0.95, 1.05),
     "beza_pdl1_ratio": (0.0, 0.8),
     "pd1_abscopal_ratio": (0.0, 0.8),
+}
+
+#: extra fit targets from the seed's figures (documented, tested loosely): (metric, lower, upper)
+EXTRA_TARGETS: dict[str, tuple[float, float]] = {
+    "dln_distant_ratio_pd1": (1.2, np.inf),
+    "ctla4_mono_ratio": (0.4, 1.0),
+    "ctla4_rt_synergy": (0.0, 0.8),
+    "control_growth_30_40": (2.0, np.inf),
 }
