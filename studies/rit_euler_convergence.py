@@ -58,4 +58,5 @@ def _figure(out, result, cases, ps, dts, simulate):
     axes[2].set_xlabel("dt [day]")
     axes[2].set_ylabel("|V(15) - V_ref(15)| [mm$^3$]")
     axes[2].legend(fontsize=6)
+    fig.tight_layout()
     save_figure(fig, out, "rit_euler_convergence.png")

@@ -69,4 +69,5 @@ def _figure(out, result, curves):
         ax.set_xticks(range(len(ks)), [f"{k} fx" for k in ks])
         ax.set_ylim(-0.02, 1)
         ax.set_title(f"TCP (95 % CI), {tag.replace('_', ' ')}")
+    fig.tight_layout()
     save_figure(fig, out, "rit_fractionation.png")

@@ -82,4 +82,5 @@ def _figure(out, result, bands):
     axes[4].set_xlabel("anti-CTLA-4 concentration on day 2 [a.u.]")
     axes[4].set_ylabel("TCP")
     axes[4].set_title(f"Fig 6E: Pearson r = {result['correlation_tcp_vs_c4_day2']['pearson_r']:.2f}")
+    fig.tight_layout()
     save_figure(fig, out, "rit_it_timing.png")
