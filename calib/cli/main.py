@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "calib.cli.quickstart",
     "calib.cli.calibration",
     "calib.cli.rit",
+    "calib.cli.dln",
 ]
 
 _VERB_HELP = {
