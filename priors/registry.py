@@ -457,8 +457,11 @@ def load_model_file(path: str | Path) -> ModelEntry:
 
 
 def data_files() -> list[Path]:
+    """The registry's model files: every ``priors/data/*.toml`` holding ``[[parameter]]`` records (other TOML files
+    there, such as the seed-000 latent mapping, are data of other modules)."""
     folder = resources.files("priors") / "data"
-    return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".toml"))
+    paths = sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".toml"))
+    return [p for p in paths if any(ln.strip() == "[[parameter]]" for ln in p.read_text().splitlines())]
 
 
 @functools.lru_cache(maxsize=1)
