@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "calib.cli.params",
     "calib.cli.study",
     "calib.cli.quickstart",
+    "calib.cli.cart",
     "calib.cli.calibration",
     "calib.cli.rit",
     "calib.cli.dln",

@@ -22,12 +22,21 @@ class FocusGeometry:
     tumour_density: float = 0.5
     tb_fraction: float = 0.0
     edge: float = 0.02
-    cart_radius: float = 0.08
-    cart_offset: float = 0.06
+    cart_radius: float = 0.1
+    cart_offset: float = 0.03
     cart_density: float = 0.5
 
     def with_(self, **kw) -> "FocusGeometry":
         return replace(self, **kw)
+
+    @classmethod
+    def from_preset(cls, preset: str = "normalised") -> "FocusGeometry":
+        """Geometry from the preset options of the registry (``[presets.normalised]`` in cart.toml)."""
+        from priors import registry
+
+        opts = registry().preset_options("cart", preset)
+        keys = {"tumour_radius", "tumour_density", "cart_radius", "cart_offset", "cart_density", "edge"}
+        return cls(**{k: float(v) for k, v in opts.items() if k in keys})
 
 
 def _distance(grid: Grid, centre) -> np.ndarray:
