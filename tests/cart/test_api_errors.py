@@ -112,7 +112,7 @@ def test_observables_definitions():
     assert recist_category(b, t) == "PR"  # diameter 0.585 of baseline: −41 %
     pfs, ev = pfs_time(t, b)
     nadir_d = np.cbrt(0.2)
-    i = int(np.argmax(np.cbrt(b) / nadir_d >= 1.2))
+    i = 19 + int(np.argmax(np.cbrt(b[19:]) / nadir_d >= 1.2))  # first time 20 % above the nadir
     assert ev and pfs == t[i]
     assert recist_category(np.linspace(1.0, 3.0, 50)) == "PD"
     assert recist_category(np.full(50, 1.0)) == "SD"
