@@ -8,7 +8,7 @@ Method (Higdon et al. 2008, "Computer model calibration using high-dimensional o
    components (enough to explain ``1 − pca_tol`` of the variance, at most ``max_components``);
 3. each component score gets an independent GP with a constant × ARD-RBF + white-noise kernel whose
    hyperparameters scikit-learn fits by maximum marginal likelihood;
-4. the fitted GPs are frozen: prediction ``m(x) = k(x, X) α`` and variance ``v(x) = s² + w − k(x,X) K⁻¹ k(X,x)``
+4. the fitted GPs are frozen: prediction ``m(x) = k(x, X) α`` and variance ``v(x) = s² + w − ‖L⁻¹ k(X,x)‖²`` (K = LLᵀ)
    are PyTensor expressions (exact gradients for NUTS). The output variance is
    ``Σ_j (scale · W_j)² v_j(x) + r²`` with ``r²`` the PCA truncation residual on the training set.
 
@@ -43,6 +43,12 @@ class GPSurrogate:
 
     # ------------------------------------------------------------------ fitting
     def fit(self, theta: np.ndarray, outputs: np.ndarray) -> "GPSurrogate":
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):  # small dense problems: threads only oversubscribe shared cores
+            return self._fit(theta, outputs)
+
+    def _fit(self, theta: np.ndarray, outputs: np.ndarray) -> "GPSurrogate":
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 
@@ -79,14 +85,14 @@ class GPSurrogate:
             amp, ls, noise = kf.k1.k1.constant_value, np.atleast_1d(kf.k1.k2.length_scale), kf.k2.noise_level
             K = amp * np.exp(-0.5 * _sqdist(X / ls, X / ls)) + noise * np.eye(len(X))
             L = np.linalg.cholesky(K)
-            Kinv = np.linalg.solve(L.T, np.linalg.solve(L, np.eye(len(X))))
-            alphas.append(Kinv @ scores[:, j])
-            kinvs.append(Kinv)
+            Linv = np.linalg.solve(L, np.eye(len(X)))  # v(x) = a + w − ‖L⁻¹k‖² (stable; no K⁻¹ cancellation)
+            alphas.append(Linv.T @ (Linv @ scores[:, j]))
+            kinvs.append(Linv)
             amps.append(amp)
             lss.append(ls)
             noises.append(noise)
         self.alpha_ = np.array(alphas)
-        self.Kinv_ = np.array(kinvs)
+        self.Linv_ = np.array(kinvs)
         self.amp_ = np.array(amps)
         self.ls_ = np.array(lss)
         self.noise_ = np.array(noises)
@@ -96,44 +102,42 @@ class GPSurrogate:
     def predict(self, theta: np.ndarray, return_var: bool = True):
         """Mean (and variance) of the outputs, shape ``(n, n_obs, n_times)``."""
         X = self.space.to_unit(np.atleast_2d(theta))
-        m = np.empty((len(X), len(self.alpha_)))
-        v = np.empty_like(m)
-        for j in range(len(self.alpha_)):
-            kx = self.amp_[j] * np.exp(-0.5 * _sqdist(X / self.ls_[j], self.X_ / self.ls_[j]))
-            m[:, j] = kx @ self.alpha_[j]
-            v[:, j] = np.maximum(self.amp_[j] + self.noise_[j] - np.einsum("ij,jk,ik->i", kx, self.Kinv_[j], kx),
-                                 self.noise_[j])
+        a = X[None, :, :] / self.ls_[:, None, :]  # (k, m, p)
+        b = self.X_[None, :, :] / self.ls_[:, None, :]  # (k, n, p)
+        d2 = (a**2).sum(-1)[:, :, None] + (b**2).sum(-1)[:, None, :] - 2 * a @ b.transpose(0, 2, 1)
+        kx = self.amp_[:, None, None] * np.exp(-0.5 * np.maximum(d2, 0.0))  # (k, m, n)
+        m = np.einsum("kmn,kn->mk", kx, self.alpha_)
         shape = (len(X), len(self.observables), len(self.times))
         mean = (self.y_mean_ + (m @ self.W_) * self.y_scale_).reshape(shape)
         if not return_var:
             return mean
+        u = kx @ self.Linv_.transpose(0, 2, 1)  # (k, m, n) = (L⁻¹ k)ᵀ
+        v = np.maximum((self.amp_ + self.noise_)[:, None] - (u**2).sum(-1), self.noise_[:, None]).T
         var = (v @ (self.W_**2) * self.y_scale_**2 + self.resid_var_).reshape(shape)
         return mean, var
 
     # ------------------------------------------------------------------ PyTensor prediction
     def predict_pt(self, theta):
-        """Mean and variance as PyTensor expressions of a ``(n, p)`` tensor ``theta``; shapes ``(n, n_obs, n_t)``."""
+        """Mean and variance as PyTensor expressions of a ``(n, p)`` tensor ``theta``; shapes ``(n, n_obs, n_t)``.
+        All GP components are evaluated in one batched graph (small graph, fast compilation)."""
         import pytensor.tensor as pt
 
         X = self.space.to_unit_pt(theta)
-        ms, vs = [], []
-        for j in range(len(self.alpha_)):
-            a = X / self.ls_[j]
-            b = self.X_ / self.ls_[j]
-            d2 = (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2 * a @ b.T
-            kx = self.amp_[j] * pt.exp(-0.5 * pt.maximum(d2, 0.0))
-            ms.append(kx @ self.alpha_[j])
-            vs.append(pt.maximum(self.amp_[j] + self.noise_[j] - ((kx @ self.Kinv_[j]) * kx).sum(1), self.noise_[j]))
-        m = pt.stack(ms, axis=1)
-        v = pt.stack(vs, axis=1)
+        a = X[None, :, :] / self.ls_[:, None, :]
+        b = self.X_[None, :, :] / self.ls_[:, None, :]
+        d2 = (a**2).sum(-1)[:, :, None] + (b**2).sum(-1)[:, None, :] - 2 * pt.matmul(a, b.transpose(0, 2, 1))
+        kx = self.amp_[:, None, None] * pt.exp(-0.5 * pt.maximum(d2, 0.0))
+        m = (kx * self.alpha_[:, None, :]).sum(-1).T  # (m, k)
+        u = pt.matmul(kx, self.Linv_.transpose(0, 2, 1))
+        v = pt.maximum((self.amp_ + self.noise_)[:, None] - (u**2).sum(-1), self.noise_[:, None]).T
         n = theta.shape[0]
         shape = (n, len(self.observables), len(self.times))
-        mean = (self.y_mean_ + (m @ self.W_) * self.y_scale_).reshape(shape)
-        var = (v @ (self.W_**2) * self.y_scale_**2 + self.resid_var_).reshape(shape)
+        mean = (self.y_mean_ + pt.dot(m, self.W_) * self.y_scale_).reshape(shape)
+        var = (pt.dot(v, self.W_**2) * self.y_scale_**2 + self.resid_var_).reshape(shape)
         return mean, var
 
     # ------------------------------------------------------------------ persistence
-    _ARRAYS = ("y_mean_", "y_scale_", "W_", "resid_var_", "X_", "alpha_", "Kinv_", "amp_", "ls_", "noise_")
+    _ARRAYS = ("y_mean_", "y_scale_", "W_", "resid_var_", "X_", "alpha_", "Linv_", "amp_", "ls_", "noise_")
 
     @property
     def surrogate_id(self) -> str:

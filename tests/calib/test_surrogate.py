@@ -1,0 +1,105 @@
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+
+from calib.campaign import Campaign
+from calib.design import design
+from calib.surrogate import GPSurrogate, fit_from_campaign, propose_refinement, refine, validate
+from calib.toy import LogisticModel
+
+
+@pytest.fixture(scope="module")
+def logistic_campaign(tmp_path_factory):
+    fm = LogisticModel()
+    folder = tmp_path_factory.mktemp("camp") / "logistic"
+    camp = Campaign.create(folder, "toy.logistic", design(fm.space(), 256, seed=0), chunk_size=64)
+    camp.run(workers=0, progress=False)
+    return camp
+
+
+@pytest.fixture(scope="module")
+def fitted(logistic_campaign):
+    return fit_from_campaign(logistic_campaign, test_fraction=0.25, seed=0)
+
+
+def test_validation_report_on_held_out_runs(fitted):
+    sur, rep = fitted
+    r = rep["observables"]["log_volume"]
+    assert rep["n_test"] == 64 and rep["n_train"] == 192
+    assert r["r2"] > 0.999
+    assert r["max_abs_error"] < 0.1  # log-volume units (10 % in volume); outputs span ~[2.3, 8.5]
+    assert r["coverage_90"] > 0.8  # the emulator's own 90 % intervals are not overconfident
+
+
+def test_pytensor_prediction_equals_numpy_and_gradient_matches_finite_differences(fitted, rng):
+    sur, _ = fitted
+    fm = LogisticModel()
+    X = design(fm.space(), 7, method="random", seed=11)
+    th = pt.dmatrix("theta")
+    mean, var = sur.predict_pt(th)
+    f = pytensor.function([th], [mean, var])
+    m_np, v_np = sur.predict(X)
+    m_pt, v_pt = f(X)
+    np.testing.assert_allclose(m_pt, m_np, rtol=1e-10, atol=1e-10)
+    # the GP variance is amp − k K⁻¹ k, a difference of O(amp) numbers: compare on the output-variance scale
+    np.testing.assert_allclose(v_pt, v_np, rtol=1e-6, atol=1e-9 * float((sur.y_scale_**2).max()))
+    w = rng.normal(size=m_np.shape)
+    obj = (mean * w).sum() + 10.0 * (var * w).sum()
+    g = pytensor.function([th], pytensor.grad(obj, th))(X)
+
+    def fobj(x):
+        m, v = sur.predict(x)
+        return (m * w).sum() + 10.0 * (v * w).sum()
+
+    fd = np.zeros_like(X)
+    for i in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            h = 1e-4 * X[i, j]  # central differences; smaller steps hit round-off of k·α (measured)
+            Xp, Xm = X.copy(), X.copy()
+            Xp[i, j] += h
+            Xm[i, j] -= h
+            fd[i, j] = (fobj(Xp) - fobj(Xm)) / (2 * h)
+    assert np.abs(g - fd).max() <= 1e-5 * np.abs(fd).max()
+
+
+def test_save_load_roundtrip(fitted, tmp_path):
+    sur, _ = fitted
+    p = sur.save(tmp_path / "s.npz")
+    back = GPSurrogate.load(p)
+    X = design(sur.space, 5, seed=3)
+    np.testing.assert_array_equal(back.predict(X)[0], sur.predict(X)[0])
+    assert back.surrogate_id == sur.surrogate_id and back.forward_ == "toy.logistic"
+    with pytest.raises(FileNotFoundError, match="no such surrogate file"):
+        GPSurrogate.load(tmp_path / "none.npz")
+
+
+def test_fit_errors():
+    fm = LogisticModel()
+    sur = GPSurrogate(fm.space(), fm.observables, fm.times)
+    with pytest.raises(ValueError, match="need at least 8 training runs"):
+        sur.fit(np.ones((3, 3)), np.ones((3, 1, len(fm.times))))
+    X = design(fm.space(), 16)
+    Y = fm.simulate(X)
+    Y[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        sur.fit(X, Y)
+
+
+def test_active_refinement_adds_points_where_the_posterior_is(tmp_path, rng):
+    fm = LogisticModel()
+    camp = Campaign.create(tmp_path / "r", "toy.logistic", design(fm.space(), 48, seed=1), chunk_size=16)
+    camp.run(workers=0, progress=False)
+    theta_before, _ = camp.training_data()
+    # a narrow "posterior" around one parameter vector
+    centre = np.array([0.3, 1500.0, 50.0])
+    post = centre * np.exp(rng.normal(0, 0.03, size=(400, 3)))
+    new = propose_refinement(post, theta_before, fm.space(), 6)
+    assert new.shape == (6, 3)
+    assert np.all(np.abs(np.log(new / centre)) < 0.2)
+    sur0, _ = fit_from_campaign(camp, test_fraction=0.0, n_restarts=0)
+    err0 = np.abs(sur0.predict(post, return_var=False) - fm.simulate(post)).max()
+    sur1, rep = refine(camp, post, 8, workers=0, n_restarts=0)
+    err1 = np.abs(sur1.predict(post, return_var=False) - fm.simulate(post)).max()
+    assert rep["n_train"] == 48 + 8
+    assert err1 < 0.5 * err0
