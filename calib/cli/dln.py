@@ -17,9 +17,12 @@ def cmd_simulate(args) -> int:
             raise ValueError(f"{args.params}: parameter file is for model '{params.model}', not 'dln'")
     else:
         params = default_parameters()
-    res = simulate(plan, params, tumour_update=args.tumour_update, influx_mode=args.influx_mode)
     if not str(args.out).endswith(".csv"):
         raise ValueError(f"--out must be a .csv file, got {args.out}")
+    try:
+        res = simulate(plan, params, tumour_update=args.tumour_update, influx_mode=args.influx_mode)
+    except FloatingPointError as exc:
+        raise ValueError(str(exc)) from None
     res.to_csv(args.out)
     summary = {t: round(float(res.volume(t)[-1]), 4) for t in plan.network.targets}
     print(f"wrote {args.out} (days 0..{plan.days}); final volumes (mm^3): {json.dumps(summary)}")

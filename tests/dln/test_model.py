@@ -126,7 +126,7 @@ def _lossless(ps):
     """All CTL losses off: survival 1, no suppression, every CTL in the DLN migrates (lambda_ind = 0)."""
     return ps.replace(ctl_natural_survival=1.0, pd1_survival_control=1.0, mdsc_suppression=0.0,
                       treg_suppression=0.0, ctl_migration=1e-3, ctl_infiltration=1.0, overactivation_survival=1.0,
-                      pd1_survival_pdl1_overexpression=1.0, ctl_cytotoxicity=0.0)
+                      pd1_survival_pdl1_overexpression=1.0, ctl_cytotoxicity=0.0, treg_migration=1e-3)
 
 
 def test_conservation_ctl_leaving_dlns_arrive_in_targets(ps):
@@ -139,6 +139,9 @@ def test_conservation_ctl_leaving_dlns_arrive_in_targets(ps):
     # bookkeeping: CTLs in the targets = initial + everything that left the DLN
     tot = sum(res.target("ctl_effector", t) + res.target("ctl_exhausted", t) for t in ("a", "b"))
     np.testing.assert_allclose(tot[1:], 2 * p["initial_ctl_tme"] + np.cumsum(leave), rtol=1e-12)
+    # Tregs leaving the DLN (eq 17) arrive in the targets (eq 15) as well
+    assert res.flux[:, 2].sum() > 0.1
+    np.testing.assert_allclose(res.flux[:, 3], res.flux[:, 2], rtol=1e-12, atol=1e-12)
 
 
 def test_seed_influx_equals_conservative_when_targets_equal_dlns(ps):
@@ -236,3 +239,53 @@ def test_bad_options_rejected(ps):
         simulate(one_site(5), ps, influx_mode="split")
     with pytest.raises(ValueError, match="must have 76 columns"):
         simulate_batch(one_site(5), np.ones((2, 3)))
+
+
+# ---------------------------------------------------------------- Numba kernel vs independent numpy reference
+@pytest.mark.parametrize("case", ["rt_ctla4_two_dlns", "everything_one_dln", "shared_dln_three_targets"])
+def test_kernel_matches_numpy_reference(ps, case):
+    from .reference import reference_run
+
+    if case == "rt_ctla4_two_dlns":
+        net = Network(("p", "d"), ("lp", "ld"), {"p": ("lp",), "d": ("ld",)}, {"d": 4e5})
+        plan = TreatmentPlan.build(net, 45, [{"target": "p", "days": [10, 11, 12], "dose_gy": 8.0},
+                                             {"dln": "lp", "days": [10, 11, 12], "dose_gy": 8.0}],
+                                   [{"name": "anti_ctla4", "days": [10, 13, 16]}])
+        p = ps
+    elif case == "everything_one_dln":
+        net = Network(("a", "b"), ("d",), {"a": ("d",), "b": ("d",)})
+        plan = TreatmentPlan.build(net, 50, [{"target": "a", "days": [8], "dose_gy": 20.0},
+                                             {"target": "b", "days": [20, 21], "dose_gy": 3.0},
+                                             {"dln": "d", "days": [8], "dose_gy": 4.0}],
+                                   [{"name": "anti_pd1", "days": [9, 12, 30]}, {"name": "bezafibrate", "days": [9]},
+                                    {"name": "anti_ctla4", "days": [15]}, {"name": "anti_cd8", "days": [40]}])
+        p = ps.replace(dln_recovery_rate=0.1, bezafibrate_duration=10.0, ctl_tme_proliferation=0.05)
+    else:
+        net = Network(("a", "b", "c"), ("d1", "d2"), {"a": ("d1",), "b": ("d1", "d2"), "c": ("d2",)})
+        plan = TreatmentPlan.build(net, 40, [{"target": "b", "days": [10, 17], "dose_gy": 12.0}],
+                                   [{"name": "anti_pdl1", "days": [10, 20]}])
+        p = ps
+    res = simulate(plan, p)
+    ref = reference_run(dict(p), plan, net.initial_tumour(p["initial_tumour_cells"]))
+    np.testing.assert_allclose(res.target_traj[:, :7, :], ref, rtol=1e-10, atol=1e-300)
+
+
+def test_random_admissible_parameters_stay_finite_and_non_negative(ps, rng):
+    """Parameters drawn inside the registry ranges (survival fractions uniform, scales log-uniform around the
+    defaults) never produce NaN, inf or negative states."""
+    net = Network(("a", "b"), ("d",), {"a": ("d",), "b": ("d",)})
+    plan = TreatmentPlan.build(net, 60, [{"target": "a", "days": [10, 11, 12], "dose_gy": 8.0},
+                                         {"dln": "d", "days": [10], "dose_gy": 8.0}],
+                               [{"name": "anti_pd1", "days": [10, 13]}, {"name": "anti_ctla4", "days": [10]}])
+    base = param_array(ps)
+    prms = np.repeat(base[None, :], 200, axis=0)
+    for j, name in enumerate(PARAM_NAMES):
+        if name in ("initial_tumour_cells", "volume_per_cell", "induction_exponent"):
+            continue
+        if base[j] > 0 and base[j] <= 1 and ("survival" in name or name == "exhaustion_survival"):
+            prms[:, j] = rng.uniform(0.0, 1.0, 200)
+        elif base[j] > 0:
+            prms[:, j] = base[j] * np.exp(rng.uniform(-1.5, 1.5, 200))
+    prms[:, PARAM_NAMES.index("trex1_level")] = rng.uniform(1.0, 2.0, 200)
+    vols = simulate_batch(plan, prms)
+    assert np.all(np.isfinite(vols)) and np.all(vols >= 0)
