@@ -23,10 +23,15 @@ def run(out: Path, quick: bool = False) -> dict:
         "plans": {k: p.describe() for k, p in arms.items()},
         "trajectories": traj,
     }
-    result["distant_ratio_rt_pd1_over_rt"] = result["distant_day30"]["rt_anti_pd1"] / result["distant_day30"]["rt"]
+    result["distant_ratio_rt_pd1_over_rt"] = (
+        result["distant_day30"]["rt_anti_pd1"] / result["distant_day30"]["rt"]
+    )
     result["claim_met"] = bool(result["distant_ratio_rt_pd1_over_rt"] <= 0.8)
     area = {k: {t: [float(tumour_area(v)) for v in vs] for t, vs in tr.items()} for k, tr in traj.items()}
-    save_figure(plot_arms(area, ["primary", "distant"], "Park (Fig 2)", d, ylabel="tumour area (mm$^2$)"), out,
-                "dln_abscopal_pd1.png")
+    save_figure(
+        plot_arms(area, ["primary", "distant"], "Park (Fig 2)", d, ylabel="tumour area (mm$^2$)"),
+        out,
+        "dln_abscopal_pd1.png",
+    )
     write_json(out, "dln_abscopal_pd1", result)
     return result

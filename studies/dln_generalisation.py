@@ -28,8 +28,9 @@ def run(out: Path, quick: bool = False) -> dict:
     axes[0].plot([0, lim], [0, lim], color="0.5", lw=0.8)
     axes[0].set_xlabel("test RMSE (log volume), default parameters")
     axes[0].set_ylabel("test RMSE, calibrated on monotherapies")
-    ratios = np.array([[r["estimate_over_truth"][n] for n in result["free_parameters"]]
-                       for r in result["replicates"]])
+    ratios = np.array(
+        [[r["estimate_over_truth"][n] for n in result["free_parameters"]] for r in result["replicates"]]
+    )
     axes[1].boxplot(np.log10(ratios), tick_labels=result["free_parameters"])
     axes[1].axhline(0, color="0.5", lw=0.8)
     axes[1].set_ylabel("log10(estimate / truth)")

@@ -22,27 +22,48 @@ def run(out: Path, quick: bool = False) -> dict:
         "readout_day": d,
         "units": "mm^3",
         "rt": "8 Gy x 3 (days 10-12) to the primary; DLN arms: same dose to the primary's DLN",
-        "distant_day30": {"tumour_rt": at("tumour_rt", "distant"), "tumour_and_dln_rt": at("tumour_and_dln_rt",
-                                                                                           "distant")},
-        "primary_day30": {"tumour_rt": at("tumour_rt", "primary"), "tumour_and_dln_rt": at("tumour_and_dln_rt",
-                                                                                           "primary")},
-        "with_anti_pd1": {t: {"tumour_rt": at("tumour_rt+anti_pd1", t),
-                              "tumour_and_dln_rt": at("tumour_and_dln_rt+anti_pd1", t)} for t in ("primary", "distant")},
-        "with_anti_ctla4": {t: {"tumour_rt": at("tumour_rt+anti_ctla4", t),
-                                "tumour_and_dln_rt": at("tumour_and_dln_rt+anti_ctla4", t)}
-                            for t in ("primary", "distant")},
+        "distant_day30": {
+            "tumour_rt": at("tumour_rt", "distant"),
+            "tumour_and_dln_rt": at("tumour_and_dln_rt", "distant"),
+        },
+        "primary_day30": {
+            "tumour_rt": at("tumour_rt", "primary"),
+            "tumour_and_dln_rt": at("tumour_and_dln_rt", "primary"),
+        },
+        "with_anti_pd1": {
+            t: {
+                "tumour_rt": at("tumour_rt+anti_pd1", t),
+                "tumour_and_dln_rt": at("tumour_and_dln_rt+anti_pd1", t),
+            }
+            for t in ("primary", "distant")
+        },
+        "with_anti_ctla4": {
+            t: {
+                "tumour_rt": at("tumour_rt+anti_ctla4", t),
+                "tumour_and_dln_rt": at("tumour_and_dln_rt+anti_ctla4", t),
+            }
+            for t in ("primary", "distant")
+        },
         "all_arms_day30": {k: {t: v[d] for t, v in tr.items()} for k, tr in traj.items()},
         "trajectories": traj,
     }
-    result["distant_ratio_dln_over_tumour_rt"] = (result["distant_day30"]["tumour_and_dln_rt"]
-                                                  / result["distant_day30"]["tumour_rt"])
-    result["primary_ratio_dln_over_tumour_rt"] = (result["primary_day30"]["tumour_and_dln_rt"]
-                                                  / result["primary_day30"]["tumour_rt"])
-    result["claim_met"] = bool(result["distant_ratio_dln_over_tumour_rt"] >= 1.2
-                               and abs(result["primary_ratio_dln_over_tumour_rt"] - 1) < 0.25)
+    result["distant_ratio_dln_over_tumour_rt"] = (
+        result["distant_day30"]["tumour_and_dln_rt"] / result["distant_day30"]["tumour_rt"]
+    )
+    result["primary_ratio_dln_over_tumour_rt"] = (
+        result["primary_day30"]["tumour_and_dln_rt"] / result["primary_day30"]["tumour_rt"]
+    )
+    result["claim_met"] = bool(
+        result["distant_ratio_dln_over_tumour_rt"] >= 1.2
+        and abs(result["primary_ratio_dln_over_tumour_rt"] - 1) < 0.25
+    )
     for drug in ("", "+anti_pd1", "+anti_ctla4"):
-        sub = {k: v for k, v in traj.items() if k in (f"tumour_rt{drug}", f"tumour_and_dln_rt{drug}", "control")}
+        sub = {
+            k: v for k, v in traj.items() if k in (f"tumour_rt{drug}", f"tumour_and_dln_rt{drug}", "control")
+        }
         name = drug.strip("+") or "rt_alone"
-        save_figure(plot_arms(sub, ["primary", "distant"], f"DLN RT ({name})", d), out, f"dln_irradiation_{name}.png")
+        save_figure(
+            plot_arms(sub, ["primary", "distant"], f"DLN RT ({name})", d), out, f"dln_irradiation_{name}.png"
+        )
     write_json(out, "dln_irradiation", result)
     return result

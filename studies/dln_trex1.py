@@ -25,11 +25,16 @@ def run(out: Path, quick: bool = False) -> dict:
     }
     result["distant_ratio_8x3_over_20x1"] = result["distant_day30"]["8x3"] / result["distant_day30"]["20x1"]
     result["primary_ratio_8x3_over_20x1"] = result["primary_day30"]["8x3"] / result["primary_day30"]["20x1"]
-    result["claim_met"] = bool(result["distant_ratio_8x3_over_20x1"] <= 0.8
-                               and abs(result["primary_ratio_8x3_over_20x1"] - 1) < 0.25)
+    result["claim_met"] = bool(
+        result["distant_ratio_8x3_over_20x1"] <= 0.8 and abs(result["primary_ratio_8x3_over_20x1"] - 1) < 0.25
+    )
     result["trajectories"] = {**traj, **control}
-    fig = plot_arms({**{f"{k} + anti-CTLA-4": v for k, v in traj.items()}, **control}, ["primary", "distant"],
-                    "Trex1 (Fig 4)", d)
+    fig = plot_arms(
+        {**{f"{k} + anti-CTLA-4": v for k, v in traj.items()}, **control},
+        ["primary", "distant"],
+        "Trex1 (Fig 4)",
+        d,
+    )
     save_figure(fig, out, "dln_trex1.png")
     write_json(out, "dln_trex1", result)
     return result

@@ -38,18 +38,34 @@ def cmd_bench(args) -> int:
 
 def register(commands) -> None:
     p = commands.model_verb("simulate").add_parser(
-        "dln", help="DLN cancer-immunity-cycle model (seed 003): per-target/per-DLN trajectories as CSV",
+        "dln",
+        help="DLN cancer-immunity-cycle model (seed 003): per-target/per-DLN trajectories as CSV",
         description="Run the seed-003 DLN model for a plan file (TOML/JSON, see forward/dln/examples/) and write a "
-                    "long CSV: day, kind (target|dln), compartment, variable, value.")
+        "long CSV: day, kind (target|dln), compartment, variable, value.",
+    )
     p.add_argument("--plan", required=True, help="plan file (.toml or .json)")
-    p.add_argument("--params", help="parameter file exported by `immunocal params export` (default: registry)")
+    p.add_argument(
+        "--params", help="parameter file exported by `immunocal params export` (default: registry)"
+    )
     p.add_argument("--out", required=True, help="output CSV")
-    p.add_argument("--tumour-update", default="survive_then_grow", choices=["survive_then_grow", "seed_additive"],
-                   help="form of eq 1 (default: proliferation of the cells surviving the step)")
-    p.add_argument("--influx-mode", default="seed", choices=["seed", "conservative"],
-                   help="CTL/Treg influx normalisation: the seed's 1/M or 1/I (conserves cells)")
+    p.add_argument(
+        "--tumour-update",
+        default="survive_then_grow",
+        choices=["survive_then_grow", "seed_additive"],
+        help="form of eq 1 (default: proliferation of the cells surviving the step)",
+    )
+    p.add_argument(
+        "--influx-mode",
+        default="seed",
+        choices=["seed", "conservative"],
+        help="CTL/Treg influx normalisation: the seed's 1/M or 1/I (conserves cells)",
+    )
     p.set_defaults(func=cmd_simulate)
-    b = commands.model_verb("bench").add_parser("dln", help="DLN model speed (JSON: single_sim_s, batch10k_s)")
+    b = commands.model_verb("bench").add_parser(
+        "dln", help="DLN model speed (JSON: single_sim_s, batch10k_s)"
+    )
     b.add_argument("--n", type=int, default=10_000, help="batch size (default 10000)")
-    b.add_argument("--repeats", type=int, default=200, help="repeats of the single simulation (median reported)")
+    b.add_argument(
+        "--repeats", type=int, default=200, help="repeats of the single simulation (median reported)"
+    )
     b.set_defaults(func=cmd_bench)

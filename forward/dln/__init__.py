@@ -5,11 +5,26 @@ standard scenarios of the seed's figures in :mod:`forward.dln.scenarios`.
 """
 
 from .api import default_parameters, param_array, simulate, simulate_array, simulate_batch
-from .model import DLNResult, PARAM_NAMES, c_trex1, eqd2, lkb_ntcp, lq_survival, tumour_area
+from .model import PARAM_NAMES, DLNResult, c_trex1, eqd2, lkb_ntcp, lq_survival, tumour_area
 from .plan import DRUG_NAMES, Network, PlanError, TreatmentPlan, load_plan, plan_from_dict
 
 __all__ = [
-    "DLNResult", "DRUG_NAMES", "Network", "PARAM_NAMES", "PlanError", "TreatmentPlan", "c_trex1",
-    "default_parameters", "eqd2", "lkb_ntcp", "load_plan", "lq_survival", "param_array", "plan_from_dict",
-    "simulate", "simulate_array", "simulate_batch", "tumour_area",
+    "DRUG_NAMES",
+    "PARAM_NAMES",
+    "DLNResult",
+    "Network",
+    "PlanError",
+    "TreatmentPlan",
+    "c_trex1",
+    "default_parameters",
+    "eqd2",
+    "lkb_ntcp",
+    "load_plan",
+    "lq_survival",
+    "param_array",
+    "plan_from_dict",
+    "simulate",
+    "simulate_array",
+    "simulate_batch",
+    "tumour_area",
 ]

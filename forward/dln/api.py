@@ -39,34 +39,68 @@ def _opts(tumour_update: str, influx_mode: str) -> np.ndarray:
     return np.array([model.TUMOUR_UPDATES[tumour_update], model.INFLUX_MODES[influx_mode]], dtype=np.int64)
 
 
-def simulate(plan: TreatmentPlan, params: Mapping[str, float] | None = None, *,
-             tumour_update: str = "survive_then_grow", influx_mode: str = "seed") -> DLNResult:
+def simulate(
+    plan: TreatmentPlan,
+    params: Mapping[str, float] | None = None,
+    *,
+    tumour_update: str = "survive_then_grow",
+    influx_mode: str = "seed",
+) -> DLNResult:
     """Run eqs 1-27 over the plan's horizon (1-day steps). ``params``: a registry ParameterSet (or a full mapping)."""
     prm = param_array(params)
     return simulate_array(plan, prm, tumour_update=tumour_update, influx_mode=influx_mode)
 
 
-def simulate_array(plan: TreatmentPlan, prm: np.ndarray, *, tumour_update: str = "survive_then_grow",
-                   influx_mode: str = "seed") -> DLNResult:
+def simulate_array(
+    plan: TreatmentPlan,
+    prm: np.ndarray,
+    *,
+    tumour_update: str = "survive_then_grow",
+    influx_mode: str = "seed",
+) -> DLNResult:
     """As :func:`simulate` with a kernel-ordered parameter array (no validation: for inner loops)."""
     net = plan.network
     init = net.initial_tumour(prm[model.N0_TUM])
-    tr, dl, flux = model.run_single(prm, net.drain_matrix, plan.target_dose, plan.dln_dose, plan.drug_dose, init,
-                                    _opts(tumour_update, influx_mode))
+    tr, dl, flux = model.run_single(
+        prm,
+        net.drain_matrix,
+        plan.target_dose,
+        plan.dln_dose,
+        plan.drug_dose,
+        init,
+        _opts(tumour_update, influx_mode),
+    )
     if not (np.all(np.isfinite(tr)) and np.all(np.isfinite(dl))):
         raise FloatingPointError("DLN simulation produced non-finite values; check the parameter values")
     return DLNResult(net.targets, net.dlns, tr, dl, flux, float(prm[model.K_VOL]))
 
 
-def simulate_batch(plan: TreatmentPlan, prms: np.ndarray, *, tumour_update: str = "survive_then_grow",
-                   influx_mode: str = "seed") -> np.ndarray:
+def simulate_batch(
+    plan: TreatmentPlan,
+    prms: np.ndarray,
+    *,
+    tumour_update: str = "survive_then_grow",
+    influx_mode: str = "seed",
+) -> np.ndarray:
     """Tumour volumes (n_sim, days+1, I) in mm^3 for each kernel-ordered parameter row (Numba prange)."""
     prms = np.ascontiguousarray(np.atleast_2d(prms), dtype=np.float64)
     if prms.shape[1] != model.N_PARAMS:
-        raise ValueError(f"parameter rows must have {model.N_PARAMS} columns (model.PARAM_NAMES), got {prms.shape[1]}")
+        raise ValueError(
+            f"parameter rows must have {model.N_PARAMS} columns (model.PARAM_NAMES), got {prms.shape[1]}"
+        )
     net = plan.network
-    init = np.stack([net.initial_tumour(row[model.N0_TUM]) for row in prms]) if net.initial_cells else \
-        np.repeat(prms[:, model.N0_TUM:model.N0_TUM + 1], len(net.targets), axis=1)
-    cells = model.run_batch(prms, net.drain_matrix, plan.target_dose, plan.dln_dose, plan.drug_dose,
-                            np.ascontiguousarray(init), _opts(tumour_update, influx_mode))
+    init = (
+        np.stack([net.initial_tumour(row[model.N0_TUM]) for row in prms])
+        if net.initial_cells
+        else np.repeat(prms[:, model.N0_TUM : model.N0_TUM + 1], len(net.targets), axis=1)
+    )
+    cells = model.run_batch(
+        prms,
+        net.drain_matrix,
+        plan.target_dose,
+        plan.dln_dose,
+        plan.drug_dose,
+        np.ascontiguousarray(init),
+        _opts(tumour_update, influx_mode),
+    )
     return cells * prms[:, model.K_VOL][:, None, None]

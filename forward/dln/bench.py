@@ -4,22 +4,33 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import numba
+import numpy as np
 
 from .api import default_parameters, param_array, simulate_array, simulate_batch
 from .model import PARAM_NAMES
 from .plan import Network, TreatmentPlan
 
 #: immune parameters perturbed across the batch (each row gets its own values: no recompilation)
-PERTURBED = ("ctl_cytotoxicity", "ctl_priming", "ctl_migration", "exhaustion_survival", "pd1_survival_control",
-             "tumour_proliferation_rate", "antigen_release_radiation")
+PERTURBED = (
+    "ctl_cytotoxicity",
+    "ctl_priming",
+    "ctl_migration",
+    "exhaustion_survival",
+    "pd1_survival_control",
+    "tumour_proliferation_rate",
+    "antigen_release_radiation",
+)
 
 
 def bench_plan(days: int = 60) -> TreatmentPlan:
     net = Network(("primary", "distant"), ("dln",), {"primary": ("dln",), "distant": ("dln",)})
-    return TreatmentPlan.build(net, days, [{"target": "primary", "days": [10, 11, 12], "dose_gy": 8.0}],
-                               [{"name": "anti_ctla4", "days": [10, 13, 16]}, {"name": "anti_pd1", "days": [10, 13]}])
+    return TreatmentPlan.build(
+        net,
+        days,
+        [{"target": "primary", "days": [10, 11, 12], "dose_gy": 8.0}],
+        [{"name": "anti_ctla4", "days": [10, 13, 16]}, {"name": "anti_pd1", "days": [10, 13]}],
+    )
 
 
 def run_bench(n_batch: int = 10_000, repeats: int = 200, seed: int = 0) -> dict:

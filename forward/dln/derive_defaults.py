@@ -31,11 +31,25 @@ from .api import default_parameters, param_array
 from .model import PARAM_NAMES
 
 FITTED: tuple[str, ...] = (
-    "ctl_cytotoxicity", "ctl_infiltration_rt", "exhaustion_survival", "exhaustion_survival_bezafibrate",
-    "overactivation_survival_pd1", "pd1_survival_control", "pd1_survival_state1", "pd1_survival_state2",
-    "pd1_survival_pdl1_overexpression", "ctl_priming", "ctl_priming_ctla4_state1", "ctl_priming_ctla4_state2",
-    "ctl_migration", "antigen_release_radiation", "antigen_release_radiation_cap", "trex1_level",
-    "dln_ntcp_td50", "tumour_lq_alpha", "tumour_lq_beta",
+    "ctl_cytotoxicity",
+    "ctl_infiltration_rt",
+    "exhaustion_survival",
+    "exhaustion_survival_bezafibrate",
+    "overactivation_survival_pd1",
+    "pd1_survival_control",
+    "pd1_survival_state1",
+    "pd1_survival_state2",
+    "pd1_survival_pdl1_overexpression",
+    "ctl_priming",
+    "ctl_priming_ctla4_state1",
+    "ctl_priming_ctla4_state2",
+    "ctl_migration",
+    "antigen_release_radiation",
+    "antigen_release_radiation_cap",
+    "trex1_level",
+    "dln_ntcp_td50",
+    "tumour_lq_alpha",
+    "tumour_lq_beta",
 )
 #: the hand-set values the committed fit started from (the derivation's input, kept for reproducibility; the model
 #: never reads them: the fitted values live in priors/data/dln.toml). ``--from-hand-set`` restarts from them.
@@ -78,16 +92,22 @@ def _hinge(x: float, lo: float, hi: float) -> float:
 
 
 def _order_penalty(v: dict[str, float]) -> float:
-    pairs = [("pd1_survival_state1", "pd1_survival_state2"), ("pd1_survival_state2", "pd1_survival_control"),
-             ("pd1_survival_control", "pd1_survival_pdl1_overexpression"),
-             ("ctl_priming_ctla4_state1", "ctl_priming_ctla4_state2"), ("ctl_priming_ctla4_state2", "ctl_priming"),
-             ("exhaustion_survival_bezafibrate", "exhaustion_survival")]
+    pairs = [
+        ("pd1_survival_state1", "pd1_survival_state2"),
+        ("pd1_survival_state2", "pd1_survival_control"),
+        ("pd1_survival_control", "pd1_survival_pdl1_overexpression"),
+        ("ctl_priming_ctla4_state1", "ctl_priming_ctla4_state2"),
+        ("ctl_priming_ctla4_state2", "ctl_priming"),
+        ("exhaustion_survival_bezafibrate", "exhaustion_survival"),
+    ]
     pen = sum(max(0.0, math.log(v[b]) - math.log(v[a]) + 0.01) for a, b in pairs)
     pen += max(0.0, 1.01 - v["ctl_infiltration_rt"])
     return pen
 
 
-def loss(values: dict[str, float], base: np.ndarray, start: dict[str, float]) -> tuple[float, dict[str, float]]:
+def loss(
+    values: dict[str, float], base: np.ndarray, start: dict[str, float]
+) -> tuple[float, dict[str, float]]:
     prm = base.copy()
     for name, x in values.items():
         prm[PARAM_NAMES.index(name)] = x
@@ -131,7 +151,9 @@ def _transforms(names):
     return to_z, from_z
 
 
-def derive(evals: int = 5000, seed: int = 5, nelder_mead_iter: int = 3000, from_hand_set: bool = False) -> dict:
+def derive(
+    evals: int = 5000, seed: int = 5, nelder_mead_iter: int = 3000, from_hand_set: bool = False
+) -> dict:
     from scipy.optimize import minimize
 
     names = list(FITTED)
@@ -142,13 +164,19 @@ def derive(evals: int = 5000, seed: int = 5, nelder_mead_iter: int = 3000, from_
     rng = np.random.default_rng(seed)
     best_z = to_z(start)
     best_f, best_m = loss(start, base, start)
-    for _ in range(evals):  # random search: uniform steps of up to +-0.55 in z (about a factor 1.7) per coordinate
+    for _ in range(
+        evals
+    ):  # random search: uniform steps of up to +-0.55 in z (about a factor 1.7) per coordinate
         cand = best_z + rng.uniform(-0.55, 0.55, size=len(names))
         f_c, m_c = loss(from_z(cand), base, start)
         if f_c < best_f:
             best_z, best_f, best_m = cand, f_c, m_c
-    res = minimize(lambda z: loss(from_z(z), base, start)[0], best_z, method="Nelder-Mead",
-                   options={"maxiter": nelder_mead_iter, "xatol": 1e-4, "fatol": 1e-7})
+    res = minimize(
+        lambda z: loss(from_z(z), base, start)[0],
+        best_z,
+        method="Nelder-Mead",
+        options={"maxiter": nelder_mead_iter, "xatol": 1e-4, "fatol": 1e-7},
+    )
     if res.fun < best_f:
         best_z = res.x
     best_x = {n: float(f"{v:.4g}") for n, v in from_z(best_z).items()}
@@ -161,8 +189,11 @@ def main(argv=None) -> None:
     ap.add_argument("--evals", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--nm-iter", type=int, default=3000)
-    ap.add_argument("--from-hand-set", action="store_true",
-                    help="start from HAND_SET_START (reproduces the committed defaults) instead of the registry")
+    ap.add_argument(
+        "--from-hand-set",
+        action="store_true",
+        help="start from HAND_SET_START (reproduces the committed defaults) instead of the registry",
+    )
     args = ap.parse_args(argv)
     print(json.dumps(derive(args.evals, args.seed, args.nm_iter, args.from_hand_set), indent=2))
 

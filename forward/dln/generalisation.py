@@ -18,9 +18,16 @@ from .api import default_parameters, param_array, simulate_array
 from .model import PARAM_NAMES
 from .scenarios import irradiation_arms
 
-FREE: tuple[str, ...] = ("ctl_cytotoxicity", "ctl_priming", "ctl_migration", "exhaustion_survival",
-                         "pd1_survival_control", "ctl_priming_ctla4_state1", "antigen_release_radiation",
-                         "tumour_lq_alpha")
+FREE: tuple[str, ...] = (
+    "ctl_cytotoxicity",
+    "ctl_priming",
+    "ctl_migration",
+    "exhaustion_survival",
+    "pd1_survival_control",
+    "ctl_priming_ctla4_state1",
+    "antigen_release_radiation",
+    "tumour_lq_alpha",
+)
 TRAIN_ARMS: tuple[str, ...] = ("control", "anti_pd1", "anti_ctla4", "tumour_rt")
 TEST_ARMS: tuple[str, ...] = ("tumour_rt+anti_pd1", "tumour_rt+anti_ctla4")
 OBS_DAYS = np.arange(10, 31, 2)
@@ -70,8 +77,15 @@ def run_replicate(rng: np.random.Generator, perturb_sd: float = 0.3, noise_sd: f
         pred = _log_volumes(train, _with(base, values(z)))
         return np.concatenate([(pred[k] - data[k]).ravel() for k in TRAIN_ARMS])
 
-    fit = least_squares(resid, np.zeros(len(FREE)), method="trf", bounds=(-3.0, 3.0), x_scale=1.0,
-                        diff_step=1e-3, max_nfev=400)
+    fit = least_squares(
+        resid,
+        np.zeros(len(FREE)),
+        method="trf",
+        bounds=(-3.0, 3.0),
+        x_scale=1.0,
+        diff_step=1e-3,
+        max_nfev=400,
+    )
     est = values(fit.x)
     pred_test = _log_volumes(test, _with(base, est))
     default_test = _log_volumes(test, base)
@@ -80,13 +94,18 @@ def run_replicate(rng: np.random.Generator, perturb_sd: float = 0.3, noise_sd: f
         return float(np.sqrt(np.mean(np.concatenate([(a[k] - b[k]).ravel() for k in a]) ** 2)))
 
     day30 = list(OBS_DAYS).index(30)
-    rel30 = {k: {t: float(math.exp(pred_test[k][j, day30] - true_test[k][j, day30]) - 1)
-                 for j, t in enumerate(("primary", "distant"))} for k in TEST_ARMS}
+    rel30 = {
+        k: {
+            t: float(math.exp(pred_test[k][j, day30] - true_test[k][j, day30]) - 1)
+            for j, t in enumerate(("primary", "distant"))
+        }
+        for k in TEST_ARMS
+    }
     return {
         "truth": truth,
         "estimate": est,
         "estimate_over_truth": {n: est[n] / truth[n] for n in FREE},
-        "train_rmse_log": float(np.sqrt(np.mean(fit.fun ** 2))),
+        "train_rmse_log": float(np.sqrt(np.mean(fit.fun**2))),
         "test_rmse_log_calibrated": rmse(pred_test, true_test),
         "test_rmse_log_defaults": rmse(default_test, true_test),
         "test_rel_error_day30": rel30,

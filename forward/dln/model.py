@@ -79,24 +79,82 @@ from numba import njit, prange
 # ---------------------------------------------------------------------------------------------------------------
 # parameter layout: registry names in the order of the kernels' parameter array
 PARAM_NAMES: tuple[str, ...] = (
-    "tumour_proliferation_rate", "ctl_cytotoxicity", "ctl_infiltration", "ctl_infiltration_rt",
-    "ctl_tme_proliferation", "exhaustion_survival", "exhaustion_survival_bezafibrate", "overactivation_survival",
-    "overactivation_survival_pd1", "ctl_natural_survival", "pd1_survival_control", "pd1_survival_state1",
-    "pd1_survival_state2", "pd1_survival_pdl1_overexpression", "mdsc_suppression", "treg_suppression",
-    "mdsc_natural_survival", "m2_natural_survival", "treg_natural_survival", "mdsc_induction", "m2_induction",
-    "treg_induction", "mdsc_induction_cap", "m2_induction_cap", "treg_induction_cap", "induction_exponent",
-    "ctl_priming", "ctl_priming_ctla4_state1", "ctl_priming_ctla4_state2", "treg_priming", "treg_priming_ctla4",
-    "ctl_migration", "treg_migration", "apc_inhibition_tme", "apc_inhibition_tme_ctla4_state1",
-    "apc_inhibition_tme_ctla4_state2", "apc_inhibition_dln", "apc_inhibition_dln_ctla4_state1",
-    "apc_inhibition_dln_ctla4_state2", "apc_maturation", "apc_natural_survival", "antigen_release_intrinsic",
-    "antigen_release_radiation", "antigen_release_intrinsic_cap", "antigen_release_radiation_cap",
-    "antigen_natural_survival", "trex1_level", "trex1_steepness", "trex1_threshold_dose", "dln_ntcp_td50",
-    "dln_ntcp_n", "dln_ntcp_m", "dln_eqd2_alpha", "dln_eqd2_beta", "dln_recovery_rate",
-    "tumour_lq_alpha", "tumour_lq_beta", "ctl_lq_alpha", "ctl_lq_beta", "treg_lq_alpha", "treg_lq_beta",
-    "apc_lq_alpha", "apc_lq_beta", "m2_lq_alpha", "m2_lq_beta", "mdsc_lq_alpha", "mdsc_lq_beta",
-    "volume_per_cell", "pd1_drug_threshold", "pd1_drug_decay", "pd1_dose_concentration",
-    "pdl1_overexpression_duration", "ctla4_state1_duration", "bezafibrate_duration",
-    "initial_tumour_cells", "initial_ctl_tme",
+    "tumour_proliferation_rate",
+    "ctl_cytotoxicity",
+    "ctl_infiltration",
+    "ctl_infiltration_rt",
+    "ctl_tme_proliferation",
+    "exhaustion_survival",
+    "exhaustion_survival_bezafibrate",
+    "overactivation_survival",
+    "overactivation_survival_pd1",
+    "ctl_natural_survival",
+    "pd1_survival_control",
+    "pd1_survival_state1",
+    "pd1_survival_state2",
+    "pd1_survival_pdl1_overexpression",
+    "mdsc_suppression",
+    "treg_suppression",
+    "mdsc_natural_survival",
+    "m2_natural_survival",
+    "treg_natural_survival",
+    "mdsc_induction",
+    "m2_induction",
+    "treg_induction",
+    "mdsc_induction_cap",
+    "m2_induction_cap",
+    "treg_induction_cap",
+    "induction_exponent",
+    "ctl_priming",
+    "ctl_priming_ctla4_state1",
+    "ctl_priming_ctla4_state2",
+    "treg_priming",
+    "treg_priming_ctla4",
+    "ctl_migration",
+    "treg_migration",
+    "apc_inhibition_tme",
+    "apc_inhibition_tme_ctla4_state1",
+    "apc_inhibition_tme_ctla4_state2",
+    "apc_inhibition_dln",
+    "apc_inhibition_dln_ctla4_state1",
+    "apc_inhibition_dln_ctla4_state2",
+    "apc_maturation",
+    "apc_natural_survival",
+    "antigen_release_intrinsic",
+    "antigen_release_radiation",
+    "antigen_release_intrinsic_cap",
+    "antigen_release_radiation_cap",
+    "antigen_natural_survival",
+    "trex1_level",
+    "trex1_steepness",
+    "trex1_threshold_dose",
+    "dln_ntcp_td50",
+    "dln_ntcp_n",
+    "dln_ntcp_m",
+    "dln_eqd2_alpha",
+    "dln_eqd2_beta",
+    "dln_recovery_rate",
+    "tumour_lq_alpha",
+    "tumour_lq_beta",
+    "ctl_lq_alpha",
+    "ctl_lq_beta",
+    "treg_lq_alpha",
+    "treg_lq_beta",
+    "apc_lq_alpha",
+    "apc_lq_beta",
+    "m2_lq_alpha",
+    "m2_lq_beta",
+    "mdsc_lq_alpha",
+    "mdsc_lq_beta",
+    "volume_per_cell",
+    "pd1_drug_threshold",
+    "pd1_drug_decay",
+    "pd1_dose_concentration",
+    "pdl1_overexpression_duration",
+    "ctla4_state1_duration",
+    "bezafibrate_duration",
+    "initial_tumour_cells",
+    "initial_ctl_tme",
 )
 _IX = {name: i for i, name in enumerate(PARAM_NAMES)}
 N_PARAMS = len(PARAM_NAMES)
@@ -181,12 +239,25 @@ N0_CTL = _IX["initial_ctl_tme"]
 
 # state layout -------------------------------------------------------------------------------------------------
 TARGET_VARS: tuple[str, ...] = (
-    "tumour_cells", "ctl_effector", "ctl_exhausted", "antigen", "mdsc", "m2", "treg_tme",
+    "tumour_cells",
+    "ctl_effector",
+    "ctl_exhausted",
+    "antigen",
+    "mdsc",
+    "m2",
+    "treg_tme",
     # diagnostics (value used during the step starting that day; last row repeats the previous day)
-    "lambda_pd1", "c_trex1", "ctl_influx",
+    "lambda_pd1",
+    "c_trex1",
+    "ctl_influx",
 )
 DLN_VARS: tuple[str, ...] = ("apc", "ctl_dln", "treg_dln", "naive_supply", "eqd2_gy")
-FLUX_VARS: tuple[str, ...] = ("ctl_leaving_dlns", "ctl_arriving_targets", "treg_leaving_dlns", "treg_arriving_targets")
+FLUX_VARS: tuple[str, ...] = (
+    "ctl_leaving_dlns",
+    "ctl_arriving_targets",
+    "treg_leaving_dlns",
+    "treg_arriving_targets",
+)
 DRUGS: tuple[str, ...] = ("anti_pd1", "anti_ctla4", "bezafibrate", "anti_cd8")
 N_TV = len(TARGET_VARS)
 N_DV = len(DLN_VARS)
@@ -217,7 +288,7 @@ def lkb_ntcp(eqd2_dose: float, td50: float, n: float, m: float, volume_fraction:
 
     The one-bin generalised EUD is gEUD = (v D^(1/n))^n = v^n D (v = 1: gEUD = D, n drops out).
     """
-    geud = volume_fraction ** n * eqd2_dose
+    geud = volume_fraction**n * eqd2_dose
     t = (geud - td50) / (m * td50)
     return 0.5 * (1.0 + math.erf(t / _SQRT2))
 
@@ -296,8 +367,7 @@ def _run(prm, drains, target_dose, dln_dose, drug_dose, init_tumour, opts, tr, d
             if target_dose[t, i] > 0.0:
                 flag_until = t + prm[T_PDL1]
                 irradiated[i] = True
-                if target_dose[t, i] > d_max[i]:
-                    d_max[i] = target_dose[t, i]
+                d_max[i] = max(d_max[i], target_dose[t, i])
         flag = t < flag_until
 
         if pd1_state == 1:
@@ -345,7 +415,7 @@ def _run(prm, drains, target_dose, dln_dose, drug_dose, init_tumour, opts, tr, d
             m2 = tr[t, 5, i]
             treg = tr[t, 6, i]
             nctl = e + x
-            np_ = n ** p if n > 0.0 else 0.0
+            np_ = n**p if n > 0.0 else 0.0
             lrt_t = lq_survival(prm[A_TUM], prm[B_TUM], d)  # eq 27 per cell type
             lrt_ctl = lq_survival(prm[A_CTL], prm[B_CTL], d)
             lrt_treg = lq_survival(prm[A_TREG], prm[B_TREG], d)

@@ -36,8 +36,12 @@ from typing import Any
 import numpy as np
 
 DRUG_NAMES: tuple[str, ...] = ("anti_pd1", "anti_ctla4", "bezafibrate", "anti_cd8")
-DRUG_ALIASES: dict[str, str] = {"anti_pdl1": "anti_pd1", "anti_pd_1": "anti_pd1", "anti_pd_l1": "anti_pd1",
-                                "anti_ctla_4": "anti_ctla4"}
+DRUG_ALIASES: dict[str, str] = {
+    "anti_pdl1": "anti_pd1",
+    "anti_pd_1": "anti_pd1",
+    "anti_pd_l1": "anti_pd1",
+    "anti_ctla_4": "anti_ctla4",
+}
 
 
 class PlanError(ValueError):
@@ -48,7 +52,9 @@ def canonical_drug(name: str) -> str:
     key = str(name).strip().lower().replace("-", "_")
     key = DRUG_ALIASES.get(key, key)
     if key not in DRUG_NAMES:
-        raise PlanError(f"unknown drug '{name}'; known drugs: {list(DRUG_NAMES)} (alias anti_pdl1 -> anti_pd1)")
+        raise PlanError(
+            f"unknown drug '{name}'; known drugs: {list(DRUG_NAMES)} (alias anti_pdl1 -> anti_pd1)"
+        )
     return key
 
 
@@ -152,8 +158,13 @@ class TreatmentPlan:
     drug_dose: np.ndarray  # (days, 4) in the order of DRUG_NAMES
 
     @classmethod
-    def build(cls, network: Network, days: int, radiation: Iterable[Mapping[str, Any]] = (),
-              drugs: Iterable[Mapping[str, Any]] = ()) -> "TreatmentPlan":
+    def build(
+        cls,
+        network: Network,
+        days: int,
+        radiation: Iterable[Mapping[str, Any]] = (),
+        drugs: Iterable[Mapping[str, Any]] = (),
+    ) -> TreatmentPlan:
         """``radiation``: dicts {target|dln, days, dose_gy}; ``drugs``: dicts {name, days, dose=1}."""
         if isinstance(days, bool) or not float(days).is_integer() or int(days) < 1:
             raise PlanError(f"days must be a positive whole number, got {days!r}")
@@ -165,7 +176,9 @@ class TreatmentPlan:
             r = dict(r)
             unknown = set(r) - {"target", "dln", "days", "dose_gy"}
             if unknown:
-                raise PlanError(f"radiation #{k + 1}: unknown keys {sorted(unknown)} (target|dln, days, dose_gy)")
+                raise PlanError(
+                    f"radiation #{k + 1}: unknown keys {sorted(unknown)} (target|dln, days, dose_gy)"
+                )
             if ("target" in r) == ("dln" in r):
                 raise PlanError(f"radiation #{k + 1}: give exactly one of 'target' or 'dln'")
             if "dose_gy" not in r or "days" not in r:
@@ -173,12 +186,16 @@ class TreatmentPlan:
             dose = _check_amount(r["dose_gy"], f"radiation #{k + 1}")
             if "target" in r:
                 if r["target"] not in network.targets:
-                    raise PlanError(f"radiation #{k + 1}: unknown target '{r['target']}'; "
-                                    f"targets: {list(network.targets)}")
+                    raise PlanError(
+                        f"radiation #{k + 1}: unknown target '{r['target']}'; "
+                        f"targets: {list(network.targets)}"
+                    )
                 arr, col = td, network.targets.index(r["target"])
             else:
                 if r["dln"] not in network.dlns:
-                    raise PlanError(f"radiation #{k + 1}: unknown DLN '{r['dln']}'; DLNs: {list(network.dlns)}")
+                    raise PlanError(
+                        f"radiation #{k + 1}: unknown DLN '{r['dln']}'; DLNs: {list(network.dlns)}"
+                    )
                 arr, col = dd, network.dlns.index(r["dln"])
             for day in _as_days(r["days"], f"radiation #{k + 1}"):
                 arr[_check_day(day, days, f"radiation #{k + 1}"), col] += dose
@@ -198,12 +215,16 @@ class TreatmentPlan:
     def describe(self) -> dict[str, Any]:
         """JSON-able summary (for study outputs)."""
         out: dict[str, Any] = {"days": self.days, "radiation": [], "drugs": {}}
-        for kind, names, arr in (("target", self.network.targets, self.target_dose),
-                                 ("dln", self.network.dlns, self.dln_dose)):
+        for kind, names, arr in (
+            ("target", self.network.targets, self.target_dose),
+            ("dln", self.network.dlns, self.dln_dose),
+        ):
             for j, name in enumerate(names):
                 days = [int(d) for d in np.nonzero(arr[:, j])[0]]
                 if days:
-                    out["radiation"].append({kind: name, "days": days, "dose_gy": [float(arr[d, j]) for d in days]})
+                    out["radiation"].append(
+                        {kind: name, "days": days, "dose_gy": [float(arr[d, j]) for d in days]}
+                    )
         for j, name in enumerate(DRUG_NAMES):
             days = [int(d) for d in np.nonzero(self.drug_dose[:, j])[0]]
             if days:
@@ -233,8 +254,9 @@ def plan_from_dict(data: Mapping[str, Any], where: str = "plan") -> TreatmentPla
     for key in ("targets", "dlns", "drains_to"):
         if key not in net:
             raise PlanError(f"{where}: network needs '{key}'")
-    network = Network(tuple(net["targets"]), tuple(net["dlns"]), dict(net["drains_to"]),
-                      dict(net.get("initial_cells", {})))
+    network = Network(
+        tuple(net["targets"]), tuple(net["dlns"]), dict(net["drains_to"]), dict(net.get("initial_cells", {}))
+    )
     try:
         return TreatmentPlan.build(network, data["days"], data.get("radiation", []), data.get("drug", []))
     except PlanError as exc:

@@ -19,8 +19,13 @@ def trajectories(arms: Mapping[str, TreatmentPlan], prm: np.ndarray) -> dict[str
     return out
 
 
-def plot_arms(traj: Mapping[str, Mapping[str, list[float]]], targets: list[str], title: str,
-              readout_day: int | None = None, ylabel: str = "tumour volume (mm$^3$)"):
+def plot_arms(
+    traj: Mapping[str, Mapping[str, list[float]]],
+    targets: list[str],
+    title: str,
+    readout_day: int | None = None,
+    ylabel: str = "tumour volume (mm$^3$)",
+):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(targets), figsize=(5.2 * len(targets), 3.8), squeeze=False)

@@ -27,8 +27,11 @@ RT_20x1 = ((10,), 20.0)
 
 
 def two_site_network() -> Network:
-    return Network(("primary", "distant"), ("dln_primary", "dln_distant"),
-                   {"primary": ("dln_primary",), "distant": ("dln_distant",)})
+    return Network(
+        ("primary", "distant"),
+        ("dln_primary", "dln_distant"),
+        {"primary": ("dln_primary",), "distant": ("dln_distant",)},
+    )
 
 
 def one_site_network() -> Network:
@@ -94,11 +97,17 @@ def abscopal_pd1_arms() -> dict[str, TreatmentPlan]:
     }
 
 
-ARM_SETS = {"trex1": trex1_arms, "irradiation": irradiation_arms, "exhaustion": exhaustion_arms,
-            "abscopal_pd1": abscopal_pd1_arms}
+ARM_SETS = {
+    "trex1": trex1_arms,
+    "irradiation": irradiation_arms,
+    "exhaustion": exhaustion_arms,
+    "abscopal_pd1": abscopal_pd1_arms,
+}
 
 
-def volumes(arms: Mapping[str, TreatmentPlan], prm: np.ndarray, day: int = READOUT_DAY) -> dict[str, dict[str, float]]:
+def volumes(
+    arms: Mapping[str, TreatmentPlan], prm: np.ndarray, day: int = READOUT_DAY
+) -> dict[str, dict[str, float]]:
     """{arm: {target: volume (mm^3) on ``day``}} for a kernel-ordered parameter array."""
     out = {}
     for name, plan in arms.items():
@@ -121,9 +130,11 @@ def claim_metrics(prm: np.ndarray) -> dict[str, float]:
         # DLN RT: primary (T+DLN)/(T) within 0.75..1.25, distant (T+DLN)/(T) >= 1.2
         "dln_primary_ratio": ir["tumour_and_dln_rt"]["primary"] / ir["tumour_rt"]["primary"],
         "dln_distant_ratio": ir["tumour_and_dln_rt"]["distant"] / ir["tumour_rt"]["distant"],
-        "dln_distant_ratio_pd1": ir["tumour_and_dln_rt+anti_pd1"]["distant"] / ir["tumour_rt+anti_pd1"]["distant"],
-        "dln_distant_ratio_ctla4": (ir["tumour_and_dln_rt+anti_ctla4"]["distant"]
-                                    / ir["tumour_rt+anti_ctla4"]["distant"]),
+        "dln_distant_ratio_pd1": ir["tumour_and_dln_rt+anti_pd1"]["distant"]
+        / ir["tumour_rt+anti_pd1"]["distant"],
+        "dln_distant_ratio_ctla4": (
+            ir["tumour_and_dln_rt+anti_ctla4"]["distant"] / ir["tumour_rt+anti_ctla4"]["distant"]
+        ),
         # Chamoto: anti-CD8 / control >= 1.2, anti-PD-L1 / control <= 0.8, beza / control within 0.95..1.05,
         # (beza + anti-PD-L1) / anti-PD-L1 <= 0.8
         "cd8_ratio": ex["anti_cd8"]["tumour"] / ex["control"]["tumour"],

@@ -42,51 +42,92 @@ def reference_run(p: dict, plan, init: np.ndarray):
         irr |= dt > 0
         dmax = np.maximum(dmax, dt)
         flag = t < flag_until
-        lam_dln = {0: p["pd1_survival_control"], 1: p["pd1_survival_state1"], 2: p["pd1_survival_state2"]}[pd1_state]
+        lam_dln = {0: p["pd1_survival_control"], 1: p["pd1_survival_state1"], 2: p["pd1_survival_state2"]}[
+            pd1_state
+        ]
         lam_tme = lam_dln if (pd1_state == 1 or not flag) else p["pd1_survival_pdl1_overexpression"]
         loa = p["overactivation_survival_pd1"] if pd1_state else p["overactivation_survival"]
         if ctla4_last is not None and t - ctla4_last < p["ctla4_state1_duration"]:
-            c5, c6, g6, g7 = (p["ctl_priming_ctla4_state1"], p["treg_priming_ctla4"],
-                              p["apc_inhibition_tme_ctla4_state1"], p["apc_inhibition_dln_ctla4_state1"])
+            c5, c6, g6, g7 = (
+                p["ctl_priming_ctla4_state1"],
+                p["treg_priming_ctla4"],
+                p["apc_inhibition_tme_ctla4_state1"],
+                p["apc_inhibition_dln_ctla4_state1"],
+            )
         elif ctla4_last is not None:
-            c5, c6, g6, g7 = (p["ctl_priming_ctla4_state2"], p["treg_priming"],
-                              p["apc_inhibition_tme_ctla4_state2"], p["apc_inhibition_dln_ctla4_state2"])
+            c5, c6, g6, g7 = (
+                p["ctl_priming_ctla4_state2"],
+                p["treg_priming"],
+                p["apc_inhibition_tme_ctla4_state2"],
+                p["apc_inhibition_dln_ctla4_state2"],
+            )
         else:
-            c5, c6, g6, g7 = p["ctl_priming"], p["treg_priming"], p["apc_inhibition_tme"], p["apc_inhibition_dln"]
-        lexh = p["exhaustion_survival_bezafibrate"] if (beza_last is not None and t - beza_last
-                                                         < p["bezafibrate_duration"]) else p["exhaustion_survival"]
+            c5, c6, g6, g7 = (
+                p["ctl_priming"],
+                p["treg_priming"],
+                p["apc_inhibition_tme"],
+                p["apc_inhibition_dln"],
+            )
+        lexh = (
+            p["exhaustion_survival_bezafibrate"]
+            if (beza_last is not None and t - beza_last < p["bezafibrate_duration"])
+            else p["exhaustion_survival"]
+        )
         g1 = 0.0 if cd8 else p["ctl_cytotoxicity"]
-        lq_ = {c: lq(p[f"{c}_lq_alpha"], p[f"{c}_lq_beta"], dt) for c in ("tumour", "ctl", "treg", "apc", "m2", "mdsc")}
+        lq_ = {
+            c: lq(p[f"{c}_lq_alpha"], p[f"{c}_lq_beta"], dt)
+            for c in ("tumour", "ctl", "treg", "apc", "m2", "mdsc")
+        }
         N = E + X
         npow = n ** p["induction_exponent"]
-        lam_ctl = (np.exp(-p["mdsc_suppression"] * (mdsc + m2)) * np.exp(-p["treg_suppression"] * treg)
-                   * p["ctl_natural_survival"] * lam_tme)
+        lam_ctl = (
+            np.exp(-p["mdsc_suppression"] * (mdsc + m2))
+            * np.exp(-p["treg_suppression"] * treg)
+            * p["ctl_natural_survival"]
+            * lam_tme
+        )
         cinf = np.where(irr, p["ctl_infiltration_rt"], p["ctl_infiltration"])
         ctl_mean = np.sum(lq(p["ctl_lq_alpha"], p["ctl_lq_beta"], dd) * cd) / M
         treg_mean = np.sum(lq(p["treg_lq_alpha"], p["treg_lq_beta"], dd) * td) / M
         influx = cinf * (1 - np.exp(-p["ctl_migration"] * n * N)) * ctl_mean
         treg_in = (1 - np.exp(-p["treg_migration"] * n)) * treg_mean
-        ctrex = 0.5 * (p["trex1_level"] - (2 - p["trex1_level"]) * erf(p["trex1_steepness"]
-                                                                        * (dmax - p["trex1_threshold_dose"])))
+        ctrex = 0.5 * (
+            p["trex1_level"]
+            - (2 - p["trex1_level"]) * erf(p["trex1_steepness"] * (dmax - p["trex1_threshold_dose"]))
+        )
         i_int = np.minimum(p["antigen_release_intrinsic"] * npow, p["antigen_release_intrinsic_cap"])
-        i_rad = np.minimum(p["antigen_release_radiation"] * (1 - lq_["tumour"]) * n,
-                           p["antigen_release_radiation_cap"])
+        i_rad = np.minimum(
+            p["antigen_release_radiation"] * (1 - lq_["tumour"]) * n, p["antigen_release_radiation_cap"]
+        )
         apc_src = lq_["apc"] * np.exp(-g6 * (N + treg)) * ag
         n_new = (1 + p["tumour_proliferation_rate"]) * lq_["tumour"] * np.exp(-g1 * N) * n
         E_new = influx + p["ctl_tme_proliferation"] * E + lq_["ctl"] * lexh * lam_ctl * E
         X_new = (1 - lexh) * lq_["ctl"] * lam_ctl * E + lq_["ctl"] * lam_ctl * loa * X
         ag_new = ctrex * (i_int + i_rad) + p["antigen_natural_survival"] * ag
-        mdsc_new = np.minimum(p["mdsc_induction"] * npow, p["mdsc_induction_cap"]) \
+        mdsc_new = (
+            np.minimum(p["mdsc_induction"] * npow, p["mdsc_induction_cap"])
             + lq_["mdsc"] * p["mdsc_natural_survival"] * mdsc
-        m2_new = np.minimum(p["m2_induction"] * npow, p["m2_induction_cap"]) + lq_["m2"] * p["m2_natural_survival"] * m2
-        treg_new = (np.minimum(p["treg_induction"] * npow, p["treg_induction_cap"]) + treg_in
-                    + lq_["treg"] * lam_tme * p["treg_natural_survival"] * treg)
+        )
+        m2_new = (
+            np.minimum(p["m2_induction"] * npow, p["m2_induction_cap"])
+            + lq_["m2"] * p["m2_natural_survival"] * m2
+        )
+        treg_new = (
+            np.minimum(p["treg_induction"] * npow, p["treg_induction_cap"])
+            + treg_in
+            + lq_["treg"] * lam_tme * p["treg_natural_survival"] * treg
+        )
         eq = eq * math.exp(-p["dln_recovery_rate"]) + dd * (p["dln_eqd2_alpha"] + p["dln_eqd2_beta"] * dd) / (
-            p["dln_eqd2_alpha"] + 2 * p["dln_eqd2_beta"])
+            p["dln_eqd2_alpha"] + 2 * p["dln_eqd2_beta"]
+        )
         naive = (1 - ntcp(eq)) / (1 - ntcp(0.0))
-        apc_new = (p["apc_maturation"] * (A.T @ apc_src) / A.sum(axis=0)
-                   + np.exp(-g7 * (cd + td)) * p["apc_natural_survival"]
-                   * lq(p["apc_lq_alpha"], p["apc_lq_beta"], dd) * apc)
+        apc_new = (
+            p["apc_maturation"] * (A.T @ apc_src) / A.sum(axis=0)
+            + np.exp(-g7 * (cd + td))
+            * p["apc_natural_survival"]
+            * lq(p["apc_lq_alpha"], p["apc_lq_beta"], dd)
+            * apc
+        )
         cd_new = c5 * lam_dln * naive * apc
         td_new = c6 * lam_dln * naive * apc
         n, E, X, ag, mdsc, m2, treg = n_new, E_new, X_new, ag_new, mdsc_new, m2_new, treg_new

@@ -12,10 +12,20 @@ def test_simulate_writes_long_csv(tmp_path, capsys):
     out = tmp_path / "traj.csv"
     assert main(["simulate", "dln", "--plan", EXAMPLE, "--out", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
-    assert rows[0] == {"day": "0", "kind": "target", "compartment": "primary", "variable": "tumour_cells",
-                       "value": "1000000.0"}
+    assert rows[0] == {
+        "day": "0",
+        "kind": "target",
+        "compartment": "primary",
+        "variable": "tumour_cells",
+        "value": "1000000.0",
+    }
     kinds = {(r["kind"], r["compartment"]) for r in rows}
-    assert kinds == {("target", "primary"), ("target", "distant"), ("dln", "dln_primary"), ("dln", "dln_distant")}
+    assert kinds == {
+        ("target", "primary"),
+        ("target", "distant"),
+        ("dln", "dln_primary"),
+        ("dln", "dln_distant"),
+    }
     assert max(int(r["day"]) for r in rows) == 40
     assert "final volumes" in capsys.readouterr().out
 
@@ -30,8 +40,10 @@ def test_simulate_with_params_file(tmp_path):
 
 def test_simulate_bad_plan_exits_2(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
-    bad.write_text('days = 10\n[network]\ntargets = ["t"]\ndlns = ["d"]\ndrains_to = { t = ["d"] }\n'
-                   '[[drug]]\nname = "anti_pd1"\ndays = [10]\n')
+    bad.write_text(
+        'days = 10\n[network]\ntargets = ["t"]\ndlns = ["d"]\ndrains_to = { t = ["d"] }\n'
+        '[[drug]]\nname = "anti_pd1"\ndays = [10]\n'
+    )
     assert main(["simulate", "dln", "--plan", str(bad), "--out", str(tmp_path / "x.csv")]) == 2
     assert "day 10 is outside the horizon [0, 9]" in capsys.readouterr().err
 

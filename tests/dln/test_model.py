@@ -7,8 +7,19 @@ import pytest
 from scipy.special import erf
 from scipy.stats import norm
 
-from forward.dln import (Network, TreatmentPlan, c_trex1, default_parameters, eqd2, lkb_ntcp, lq_survival,
-                         param_array, simulate, simulate_batch, tumour_area)
+from forward.dln import (
+    Network,
+    TreatmentPlan,
+    c_trex1,
+    default_parameters,
+    eqd2,
+    lkb_ntcp,
+    lq_survival,
+    param_array,
+    simulate,
+    simulate_batch,
+    tumour_area,
+)
 from forward.dln.model import PARAM_NAMES
 
 
@@ -39,7 +50,9 @@ def test_lq_survival_hand_values():
 def test_eqd2_hand_values():
     assert eqd2(2.0, 0.5, 0.05) == pytest.approx(2.0, rel=1e-14)  # 2-Gy fractions are their own EQD2
     assert eqd2(8.0, 0.5, 0.05) == pytest.approx(8 * (8 + 10) / 12, rel=1e-14)  # alpha/beta = 10 Gy: 12 Gy
-    assert 3 * eqd2(8.0, 0.3, 0.1) == pytest.approx(24 * (8 + 3) / (2 + 3), rel=1e-14)  # alpha/beta = 3: 52.8 Gy
+    assert 3 * eqd2(8.0, 0.3, 0.1) == pytest.approx(
+        24 * (8 + 3) / (2 + 3), rel=1e-14
+    )  # alpha/beta = 3: 52.8 Gy
 
 
 def test_lkb_ntcp_half_at_td50_and_hand_values():
@@ -65,7 +78,9 @@ def test_trex1_erf_limits_and_centre():
     assert c_trex1(60.0, c10, c11, c12) == pytest.approx(c10 - 1.0, abs=1e-12)  # high dose: C_10 - 1
     assert c_trex1(c12, c10, c11, c12) == pytest.approx(c10 / 2, rel=1e-14)
     d = 13.0
-    assert c_trex1(d, c10, c11, c12) == pytest.approx(0.5 * (c10 - (2 - c10) * erf(c11 * (d - c12))), rel=1e-14)
+    assert c_trex1(d, c10, c11, c12) == pytest.approx(
+        0.5 * (c10 - (2 - c10) * erf(c11 * (d - c12))), rel=1e-14
+    )
 
 
 def test_area_scales_as_two_thirds_power():
@@ -100,7 +115,9 @@ def test_radiation_day_applies_lq_to_tumour(ps):
 
 
 def test_caps_reached_in_large_tumours(ps):
-    res = simulate(one_site(3, radiation=[{"target": "t", "days": [0], "dose_gy": 8.0}], init={"t": 1e10}), ps)
+    res = simulate(
+        one_site(3, radiation=[{"target": "t", "days": [0], "dose_gy": 8.0}], init={"t": 1e10}), ps
+    )
     # day 1 = induction of day 0 (state starts at 0), large tumour: every induction/release at its cap
     assert res.target("mdsc", "t")[1] == pytest.approx(ps["mdsc_induction_cap"], rel=1e-12)
     assert res.target("m2", "t")[1] == pytest.approx(ps["m2_induction_cap"], rel=1e-12)
@@ -109,13 +126,18 @@ def test_caps_reached_in_large_tumours(ps):
     assert res.target("antigen", "t")[1] == pytest.approx(ctrex * cap_sum, rel=1e-12)
     # small tumour: below the caps, the power law C n^p
     small = simulate(one_site(3, init={"t": 10.0}), ps)
-    assert small.target("mdsc", "t")[1] == pytest.approx(ps["mdsc_induction"] * 10.0 ** 0.3, rel=1e-12)
+    assert small.target("mdsc", "t")[1] == pytest.approx(ps["mdsc_induction"] * 10.0**0.3, rel=1e-12)
     assert small.target("mdsc", "t")[1] < ps["mdsc_induction_cap"]
 
 
 def test_trex1_factor_follows_max_dose_per_fraction(ps):
-    plan = one_site(12, radiation=[{"target": "t", "days": [2], "dose_gy": 20.0},
-                                   {"target": "t", "days": [5], "dose_gy": 2.0}])
+    plan = one_site(
+        12,
+        radiation=[
+            {"target": "t", "days": [2], "dose_gy": 20.0},
+            {"target": "t", "days": [5], "dose_gy": 2.0},
+        ],
+    )
     c = simulate(plan, ps).target("c_trex1", "t")
     args = (ps["trex1_level"], ps["trex1_steepness"], ps["trex1_threshold_dose"])
     assert c[1] == pytest.approx(c_trex1(0.0, *args), rel=1e-12)
@@ -124,9 +146,18 @@ def test_trex1_factor_follows_max_dose_per_fraction(ps):
 
 def _lossless(ps):
     """All CTL losses off: survival 1, no suppression, every CTL in the DLN migrates (lambda_ind = 0)."""
-    return ps.replace(ctl_natural_survival=1.0, pd1_survival_control=1.0, mdsc_suppression=0.0,
-                      treg_suppression=0.0, ctl_migration=1e-3, ctl_infiltration=1.0, overactivation_survival=1.0,
-                      pd1_survival_pdl1_overexpression=1.0, ctl_cytotoxicity=0.0, treg_migration=1e-3)
+    return ps.replace(
+        ctl_natural_survival=1.0,
+        pd1_survival_control=1.0,
+        mdsc_suppression=0.0,
+        treg_suppression=0.0,
+        ctl_migration=1e-3,
+        ctl_infiltration=1.0,
+        overactivation_survival=1.0,
+        pd1_survival_pdl1_overexpression=1.0,
+        ctl_cytotoxicity=0.0,
+        treg_migration=1e-3,
+    )
 
 
 def test_conservation_ctl_leaving_dlns_arrive_in_targets(ps):
@@ -156,8 +187,9 @@ def test_seed_influx_equals_conservative_when_targets_equal_dlns(ps):
 
 def test_dln_dose_kills_ctl_in_transit_and_reduces_naive_supply(ps):
     p = _lossless(ps)
-    plan = two_targets_one_dln(20, radiation=[{"dln": "d", "days": [10], "dose_gy": 8.0}],
-                               init={"a": 1e9, "b": 1e9})
+    plan = two_targets_one_dln(
+        20, radiation=[{"dln": "d", "days": [10], "dose_gy": 8.0}], init={"a": 1e9, "b": 1e9}
+    )
     res = simulate(plan, p, influx_mode="conservative")
     s = lq_survival(p["ctl_lq_alpha"], p["ctl_lq_beta"], 8.0)
     assert res.flux[10, 1] == pytest.approx(s * res.flux[10, 0], rel=1e-12)
@@ -174,8 +206,10 @@ def test_dln_recovery_option(ps):
     plan = one_site(40, radiation=[{"dln": "d", "days": [5, 6, 7], "dose_gy": 8.0}])
     res = simulate(plan, p)
     supply, eq = res.dln("naive_supply", "d"), res.dln("eqd2_gy", "d")  # value used during day t's step
-    assert eq[7] == pytest.approx(sum(eqd2(8.0, p["dln_eqd2_alpha"], p["dln_eqd2_beta"]) * math.exp(-0.2 * k)
-                                      for k in range(3)), rel=1e-12)
+    assert eq[7] == pytest.approx(
+        sum(eqd2(8.0, p["dln_eqd2_alpha"], p["dln_eqd2_beta"]) * math.exp(-0.2 * k) for k in range(3)),
+        rel=1e-12,
+    )
     assert supply[7] < 0.9 and supply[-1] > 0.99 and np.all(np.diff(supply[8:]) >= 0)
     frozen = simulate(plan, ps).dln("naive_supply", "d")  # default: irreversible
     np.testing.assert_allclose(frozen[7:], frozen[7], rtol=1e-14)
@@ -183,18 +217,23 @@ def test_dln_recovery_option(ps):
 
 
 def test_pd1_state_machine_and_pdl1_flag(ps):
-    plan = two_targets_one_dln(40, radiation=[{"target": "a", "days": [25], "dose_gy": 8.0}],
-                               drugs=[{"name": "anti_pdl1", "days": [5]}])
+    plan = two_targets_one_dln(
+        40,
+        radiation=[{"target": "a", "days": [25], "dose_gy": 8.0}],
+        drugs=[{"name": "anti_pdl1", "days": [5]}],
+    )
     res = simulate(plan, ps)
     lam = res.target("lambda_pd1", "b")  # distant, never irradiated
     k, thr, c = ps["pd1_drug_decay"], ps["pd1_drug_threshold"], ps["pd1_dose_concentration"]
     n_state1 = math.floor(math.log(c / thr) / k) + 1  # days with concentration >= threshold
     np.testing.assert_allclose(lam[:5], ps["pd1_survival_control"])
-    np.testing.assert_allclose(lam[5:5 + n_state1], ps["pd1_survival_state1"])
-    np.testing.assert_allclose(lam[5 + n_state1:25], ps["pd1_survival_state2"])  # state II persists
+    np.testing.assert_allclose(lam[5 : 5 + n_state1], ps["pd1_survival_state1"])
+    np.testing.assert_allclose(lam[5 + n_state1 : 25], ps["pd1_survival_state2"])  # state II persists
     t_flag = int(ps["pdl1_overexpression_duration"])
-    np.testing.assert_allclose(lam[25:25 + t_flag], ps["pd1_survival_pdl1_overexpression"])  # flag in all targets
-    np.testing.assert_allclose(lam[25 + t_flag:], ps["pd1_survival_state2"])
+    np.testing.assert_allclose(
+        lam[25 : 25 + t_flag], ps["pd1_survival_pdl1_overexpression"]
+    )  # flag in all targets
+    np.testing.assert_allclose(lam[25 + t_flag :], ps["pd1_survival_state2"])
 
 
 def test_ctla4_raises_priming_then_state2(ps):
@@ -205,13 +244,16 @@ def test_ctla4_raises_priming_then_state2(ps):
     c5 = ctl[3:] / (apc[2:-1] * naive[2:-1] * ps["pd1_survival_control"])
     t1 = int(ps["ctla4_state1_duration"])
     np.testing.assert_allclose(c5[:3], ps["ctl_priming"], rtol=1e-12)
-    np.testing.assert_allclose(c5[3:3 + t1], ps["ctl_priming_ctla4_state1"], rtol=1e-12)
-    np.testing.assert_allclose(c5[3 + t1:], ps["ctl_priming_ctla4_state2"], rtol=1e-12)
+    np.testing.assert_allclose(c5[3 : 3 + t1], ps["ctl_priming_ctla4_state1"], rtol=1e-12)
+    np.testing.assert_allclose(c5[3 + t1 :], ps["ctl_priming_ctla4_state2"], rtol=1e-12)
 
 
 def test_batch_matches_single_runs(ps, rng):
-    plan = two_targets_one_dln(60, radiation=[{"target": "a", "days": [10, 11, 12], "dose_gy": 8.0}],
-                               drugs=[{"name": "anti_ctla4", "days": [10, 13, 16]}])
+    plan = two_targets_one_dln(
+        60,
+        radiation=[{"target": "a", "days": [10, 11, 12], "dose_gy": 8.0}],
+        drugs=[{"name": "anti_ctla4", "days": [10, 13, 16]}],
+    )
     base = param_array(ps)
     prms = np.repeat(base[None, :], 5, axis=0)
     j = PARAM_NAMES.index("ctl_cytotoxicity")
@@ -224,9 +266,14 @@ def test_batch_matches_single_runs(ps, rng):
 
 
 def test_states_stay_non_negative_and_finite(ps):
-    plan = two_targets_one_dln(60, radiation=[{"target": "a", "days": [10], "dose_gy": 30.0},
-                                              {"dln": "d", "days": [10], "dose_gy": 30.0}],
-                               drugs=[{"name": "anti_pd1", "days": [10, 13]}, {"name": "bezafibrate", "days": [10]}])
+    plan = two_targets_one_dln(
+        60,
+        radiation=[
+            {"target": "a", "days": [10], "dose_gy": 30.0},
+            {"dln": "d", "days": [10], "dose_gy": 30.0},
+        ],
+        drugs=[{"name": "anti_pd1", "days": [10, 13]}, {"name": "bezafibrate", "days": [10]}],
+    )
     res = simulate(plan, ps)
     assert np.all(np.isfinite(res.target_traj)) and np.all(res.target_traj >= 0)
     assert np.all(np.isfinite(res.dln_traj)) and np.all(res.dln_traj >= 0)
@@ -248,22 +295,42 @@ def test_kernel_matches_numpy_reference(ps, case):
 
     if case == "rt_ctla4_two_dlns":
         net = Network(("p", "d"), ("lp", "ld"), {"p": ("lp",), "d": ("ld",)}, {"d": 4e5})
-        plan = TreatmentPlan.build(net, 45, [{"target": "p", "days": [10, 11, 12], "dose_gy": 8.0},
-                                             {"dln": "lp", "days": [10, 11, 12], "dose_gy": 8.0}],
-                                   [{"name": "anti_ctla4", "days": [10, 13, 16]}])
+        plan = TreatmentPlan.build(
+            net,
+            45,
+            [
+                {"target": "p", "days": [10, 11, 12], "dose_gy": 8.0},
+                {"dln": "lp", "days": [10, 11, 12], "dose_gy": 8.0},
+            ],
+            [{"name": "anti_ctla4", "days": [10, 13, 16]}],
+        )
         p = ps
     elif case == "everything_one_dln":
         net = Network(("a", "b"), ("d",), {"a": ("d",), "b": ("d",)})
-        plan = TreatmentPlan.build(net, 50, [{"target": "a", "days": [8], "dose_gy": 20.0},
-                                             {"target": "b", "days": [20, 21], "dose_gy": 3.0},
-                                             {"dln": "d", "days": [8], "dose_gy": 4.0}],
-                                   [{"name": "anti_pd1", "days": [9, 12, 30]}, {"name": "bezafibrate", "days": [9]},
-                                    {"name": "anti_ctla4", "days": [15]}, {"name": "anti_cd8", "days": [40]}])
+        plan = TreatmentPlan.build(
+            net,
+            50,
+            [
+                {"target": "a", "days": [8], "dose_gy": 20.0},
+                {"target": "b", "days": [20, 21], "dose_gy": 3.0},
+                {"dln": "d", "days": [8], "dose_gy": 4.0},
+            ],
+            [
+                {"name": "anti_pd1", "days": [9, 12, 30]},
+                {"name": "bezafibrate", "days": [9]},
+                {"name": "anti_ctla4", "days": [15]},
+                {"name": "anti_cd8", "days": [40]},
+            ],
+        )
         p = ps.replace(dln_recovery_rate=0.1, bezafibrate_duration=10.0, ctl_tme_proliferation=0.05)
     else:
         net = Network(("a", "b", "c"), ("d1", "d2"), {"a": ("d1",), "b": ("d1", "d2"), "c": ("d2",)})
-        plan = TreatmentPlan.build(net, 40, [{"target": "b", "days": [10, 17], "dose_gy": 12.0}],
-                                   [{"name": "anti_pdl1", "days": [10, 20]}])
+        plan = TreatmentPlan.build(
+            net,
+            40,
+            [{"target": "b", "days": [10, 17], "dose_gy": 12.0}],
+            [{"name": "anti_pdl1", "days": [10, 20]}],
+        )
         p = ps
     res = simulate(plan, p)
     ref = reference_run(dict(p), plan, net.initial_tumour(p["initial_tumour_cells"]))
@@ -274,9 +341,12 @@ def test_random_admissible_parameters_stay_finite_and_non_negative(ps, rng):
     """Parameters drawn inside the registry ranges (survival fractions uniform, scales log-uniform around the
     defaults) never produce NaN, inf or negative states."""
     net = Network(("a", "b"), ("d",), {"a": ("d",), "b": ("d",)})
-    plan = TreatmentPlan.build(net, 60, [{"target": "a", "days": [10, 11, 12], "dose_gy": 8.0},
-                                         {"dln": "d", "days": [10], "dose_gy": 8.0}],
-                               [{"name": "anti_pd1", "days": [10, 13]}, {"name": "anti_ctla4", "days": [10]}])
+    plan = TreatmentPlan.build(
+        net,
+        60,
+        [{"target": "a", "days": [10, 11, 12], "dose_gy": 8.0}, {"dln": "d", "days": [10], "dose_gy": 8.0}],
+        [{"name": "anti_pd1", "days": [10, 13]}, {"name": "anti_ctla4", "days": [10]}],
+    )
     base = param_array(ps)
     prms = np.repeat(base[None, :], 200, axis=0)
     for j, name in enumerate(PARAM_NAMES):

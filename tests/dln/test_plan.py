@@ -17,33 +17,47 @@ def net():
 
 
 def test_valid_plan_arrays(net):
-    plan = TreatmentPlan.build(net, 20, [{"target": "primary", "days": [3, 4], "dose_gy": 8},
-                                         {"dln": "dln", "days": 4, "dose_gy": 2},
-                                         {"target": "primary", "days": [4], "dose_gy": 1}],
-                               [{"name": "anti-PD-L1", "days": [3, 6]}, {"name": "anti_ctla4", "days": [3], "dose": 2}])
+    plan = TreatmentPlan.build(
+        net,
+        20,
+        [
+            {"target": "primary", "days": [3, 4], "dose_gy": 8},
+            {"dln": "dln", "days": 4, "dose_gy": 2},
+            {"target": "primary", "days": [4], "dose_gy": 1},
+        ],
+        [{"name": "anti-PD-L1", "days": [3, 6]}, {"name": "anti_ctla4", "days": [3], "dose": 2}],
+    )
     assert plan.target_dose.shape == (20, 2) and plan.dln_dose.shape == (20, 1)
-    assert plan.target_dose[4, 0] == 9.0 and plan.target_dose[3, 0] == 8.0 and plan.target_dose[:, 1].sum() == 0
+    assert (
+        plan.target_dose[4, 0] == 9.0 and plan.target_dose[3, 0] == 8.0 and plan.target_dose[:, 1].sum() == 0
+    )
     assert plan.dln_dose[4, 0] == 2.0
     assert plan.drug_dose[[3, 6], DRUG_NAMES.index("anti_pd1")].tolist() == [1.0, 1.0]
     assert plan.drug_dose[3, DRUG_NAMES.index("anti_ctla4")] == 2.0
     np.testing.assert_array_equal(net.drain_matrix, [[1.0], [1.0]])
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(radiation=[{"target": "liver", "days": [1], "dose_gy": 2}]), r"unknown target 'liver'"),
-    (dict(radiation=[{"dln": "axillary", "days": [1], "dose_gy": 2}]), r"unknown DLN 'axillary'"),
-    (dict(radiation=[{"target": "primary", "days": [1], "dose_gy": -2}]), r"negative dose -2"),
-    (dict(radiation=[{"target": "primary", "days": [20], "dose_gy": 2}]), r"day 20 is outside the horizon \[0, 19\]"),
-    (dict(radiation=[{"target": "primary", "days": [1.5], "dose_gy": 2}]), r"day 1.5 is not a whole day"),
-    (dict(radiation=[{"target": "primary", "dln": "dln", "days": [1], "dose_gy": 2}]), r"exactly one of"),
-    (dict(radiation=[{"target": "primary", "days": [1], "dose": 2}]), r"unknown keys \['dose'\]"),
-    (dict(radiation=[{"target": "primary", "days": [1], "dose_gy": float("nan")}]), r"not finite"),
-    (dict(drugs=[{"name": "aspirin", "days": [1]}]), r"unknown drug 'aspirin'"),
-    (dict(drugs=[{"name": "anti_pd1", "days": [25]}]), r"drug 'anti_pd1': day 25 is outside the horizon"),
-    (dict(drugs=[{"name": "anti_pd1", "days": [-1]}]), r"day -1 is outside the horizon"),
-    (dict(drugs=[{"name": "anti_pd1", "days": [2], "dose": -1}]), r"negative dose"),
-    (dict(drugs=[{"name": "anti_pd1"}]), r"needs 'name' and 'days'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"radiation": [{"target": "liver", "days": [1], "dose_gy": 2}]}, r"unknown target 'liver'"),
+        ({"radiation": [{"dln": "axillary", "days": [1], "dose_gy": 2}]}, r"unknown DLN 'axillary'"),
+        ({"radiation": [{"target": "primary", "days": [1], "dose_gy": -2}]}, r"negative dose -2"),
+        (
+            {"radiation": [{"target": "primary", "days": [20], "dose_gy": 2}]},
+            r"day 20 is outside the horizon \[0, 19\]",
+        ),
+        ({"radiation": [{"target": "primary", "days": [1.5], "dose_gy": 2}]}, r"day 1.5 is not a whole day"),
+        ({"radiation": [{"target": "primary", "dln": "dln", "days": [1], "dose_gy": 2}]}, r"exactly one of"),
+        ({"radiation": [{"target": "primary", "days": [1], "dose": 2}]}, r"unknown keys \['dose'\]"),
+        ({"radiation": [{"target": "primary", "days": [1], "dose_gy": float("nan")}]}, r"not finite"),
+        ({"drugs": [{"name": "aspirin", "days": [1]}]}, r"unknown drug 'aspirin'"),
+        ({"drugs": [{"name": "anti_pd1", "days": [25]}]}, r"drug 'anti_pd1': day 25 is outside the horizon"),
+        ({"drugs": [{"name": "anti_pd1", "days": [-1]}]}, r"day -1 is outside the horizon"),
+        ({"drugs": [{"name": "anti_pd1", "days": [2], "dose": -1}]}, r"negative dose"),
+        ({"drugs": [{"name": "anti_pd1"}]}, r"needs 'name' and 'days'"),
+    ],
+)
 def test_bad_plans_rejected(net, kwargs, match):
     with pytest.raises(PlanError, match=match):
         TreatmentPlan.build(net, 20, **kwargs)
@@ -55,16 +69,19 @@ def test_bad_horizon(net, days):
         TreatmentPlan.build(net, days)
 
 
-@pytest.mark.parametrize("args, match", [
-    ((("a", "b"), ("d",), {"a": ("d",)}), r"target 'b' drains to no DLN"),
-    ((("a",), ("d", "e"), {"a": ("d",)}), r"DLN 'e' drains no target"),
-    ((("a",), ("d",), {"a": ("x",)}), r"target 'a' drains to unknown DLN 'x'"),
-    ((("a",), ("d",), {"a": ("d",), "z": ("d",)}), r"drains_to names unknown target 'z'"),
-    ((("a", "a"), ("d",), {"a": ("d",)}), r"duplicate target names \['a'\]"),
-    ((("a",), ("a",), {"a": ("a",)}), r"both a target and a DLN"),
-    (((), ("d",), {}), r"at least one target"),
-    ((("a",), (), {"a": ()}), r"at least one DLN"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        ((("a", "b"), ("d",), {"a": ("d",)}), r"target 'b' drains to no DLN"),
+        ((("a",), ("d", "e"), {"a": ("d",)}), r"DLN 'e' drains no target"),
+        ((("a",), ("d",), {"a": ("x",)}), r"target 'a' drains to unknown DLN 'x'"),
+        ((("a",), ("d",), {"a": ("d",), "z": ("d",)}), r"drains_to names unknown target 'z'"),
+        ((("a", "a"), ("d",), {"a": ("d",)}), r"duplicate target names \['a'\]"),
+        ((("a",), ("a",), {"a": ("a",)}), r"both a target and a DLN"),
+        (((), ("d",), {}), r"at least one target"),
+        ((("a",), (), {"a": ()}), r"at least one DLN"),
+    ],
+)
 def test_bad_networks(args, match):
     with pytest.raises(PlanError, match=match):
         Network(*args)
@@ -84,11 +101,16 @@ def test_example_plan_file_loads():
 
 
 def test_json_plan_and_file_errors(tmp_path):
-    data = {"days": 10, "network": {"targets": ["t"], "dlns": ["d"], "drains_to": {"t": ["d"]}},
-            "drug": [{"name": "anti_pd1", "days": [12]}]}
+    data = {
+        "days": 10,
+        "network": {"targets": ["t"], "dlns": ["d"], "drains_to": {"t": ["d"]}},
+        "drug": [{"name": "anti_pd1", "days": [12]}],
+    }
     p = tmp_path / "plan.json"
     p.write_text(json.dumps(data))
-    with pytest.raises(PlanError, match=r"plan.json: drug 'anti_pd1': day 12 is outside the horizon \[0, 9\]"):
+    with pytest.raises(
+        PlanError, match=r"plan.json: drug 'anti_pd1': day 12 is outside the horizon \[0, 9\]"
+    ):
         load_plan(p)
     bad = tmp_path / "bad.toml"
     bad.write_text("days = [\n")

@@ -7,13 +7,18 @@ import pytest
 from calib.cli.main import main
 
 
-@pytest.mark.parametrize("name, keys", [
-    ("dln_trex1", {"primary_day30": {"8x3", "20x1"}, "distant_day30": {"8x3", "20x1"}}),
-    ("dln_irradiation", {"distant_day30": {"tumour_rt", "tumour_and_dln_rt"}}),
-    ("dln_exhaustion", {"volume_day30": {"control", "anti_cd8", "anti_pdl1", "bezafibrate",
-                                         "bezafibrate_anti_pdl1"}}),
-    ("dln_abscopal_pd1", {"distant_day30": {"control", "anti_pd1", "rt", "rt_anti_pd1"}}),
-])
+@pytest.mark.parametrize(
+    "name, keys",
+    [
+        ("dln_trex1", {"primary_day30": {"8x3", "20x1"}, "distant_day30": {"8x3", "20x1"}}),
+        ("dln_irradiation", {"distant_day30": {"tumour_rt", "tumour_and_dln_rt"}}),
+        (
+            "dln_exhaustion",
+            {"volume_day30": {"control", "anti_cd8", "anti_pdl1", "bezafibrate", "bezafibrate_anti_pdl1"}},
+        ),
+        ("dln_abscopal_pd1", {"distant_day30": {"control", "anti_pd1", "rt", "rt_anti_pd1"}}),
+    ],
+)
 def test_study_contract(tmp_path, name, keys):
     assert main(["study", name, "--out", str(tmp_path), "--quick"]) == 0
     data = json.loads((tmp_path / f"{name}.json").read_text())
