@@ -48,7 +48,7 @@ def _line(grid: Grid, U: np.ndarray) -> np.ndarray:
     return U[:, nz // 2, ny // 2, :].copy()
 
 
-def _run(grid, ps, U0, t_end, dt, infusions=(), kymo_every=None):
+def _run(grid, ps, U0, t_end, dt, infusions=(), kymo_every=None, snapshot_times=()):
     kymo_t, kymo = [], []
     every = kymo_every or max(int(round(0.25 / dt)), 1)
 
@@ -58,7 +58,7 @@ def _run(grid, ps, U0, t_end, dt, infusions=(), kymo_every=None):
             kymo.append(_line(grid, U))
 
     res = simulate(grid, ps, U0, t_end, dt, infusions=infusions, record_every=max(int(round(0.1 / dt)), 1),
-                   callback=cb)
+                   callback=cb, snapshot_times=snapshot_times)
     return res, np.array([0.0] + kymo_t), np.array([_line(grid, U0)] + kymo)
 
 
@@ -71,9 +71,8 @@ def infiltration(ps, grid: Grid, t_end: float = 12.0, dt: float = 0.02, geom: Fo
     depths_t = np.linspace(0, t_end, 7)
     depths = []
 
-    res, kt, ky = _run(grid, ps, U0, t_end, dt)
-    # infiltration depth at a few times from the kymograph is 1-D; use snapshots for the true measure
-    res2 = simulate(grid, ps, U0, t_end, dt, snapshot_times=depths_t, record_every=10_000)
+    res, kt, ky = _run(grid, ps, U0, t_end, dt, snapshot_times=depths_t)
+    res2 = res
     tumour0 = U0[2]
     inside = tumour0 >= 0.5 * tumour0.max()
     covered = []
