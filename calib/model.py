@@ -225,7 +225,7 @@ def build_model(emulators, parameters: Sequence[ParameterSpec], data: Measuremen
             p, c = unit_pos[(data.subject[r], data.condition[r])]
             em = emulators[c]
             if data.observable[r] not in em.observables:
-                raise ValueError(f"{data.source}, data row {r + 1}: observable {data.observable[r]!r} is not an "
+                raise ValueError(f"{data.source}, data row {r + 1}: observable {str(data.observable[r])!r} is not an "
                                  f"output of the emulator for condition {c!r} ({list(em.observables)})")
             o = em.observables.index(data.observable[r])
             t, grid = data.time[r], em.times

@@ -35,12 +35,15 @@ def _test_hooks(model, theta: np.ndarray, condition: Mapping[str, Any] | None) -
 
 
 class LinearModel:
+    """``y(t) = level + slope·t``; ``observables`` names copies of the same output (to exercise several
+    observation families on one linear predictor)."""
+
     name = "toy.linear"
     parameter_names = ("level", "slope")
-    observables = ("y",)
 
-    def __init__(self, times=(0.0, 1.0, 2.0, 3.0, 4.0)):
+    def __init__(self, times=(0.0, 1.0, 2.0, 3.0, 4.0), observables=("y",)):
         self.times = np.asarray(times, dtype=float)
+        self.observables = tuple(observables)
 
     def space(self, preset=None) -> ParameterSpace:
         return ParameterSpace(self.parameter_names, (-5.0, -2.0), (5.0, 2.0), ("linear", "linear"))
@@ -48,10 +51,14 @@ class LinearModel:
     def simulate(self, theta, condition=None):
         theta = np.atleast_2d(np.asarray(theta, dtype=float))
         _test_hooks(self, theta, condition)
-        return (theta[:, 0:1] + theta[:, 1:2] * self.times[None, :])[:, None, :]
+        y = (theta[:, 0:1] + theta[:, 1:2] * self.times[None, :])[:, None, :]
+        return np.repeat(y, len(self.observables), axis=1)
 
     def simulate_pt(self, theta, condition=None):
-        return (theta[:, 0:1] + theta[:, 1:2] * self.times[None, :])[:, None, :]
+        import pytensor.tensor as pt
+
+        y = (theta[:, 0:1] + theta[:, 1:2] * self.times[None, :])[:, None, :]
+        return pt.concatenate([y] * len(self.observables), axis=1) if len(self.observables) > 1 else y
 
 
 class LogisticModel:

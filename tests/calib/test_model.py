@@ -1,0 +1,160 @@
+"""Model builder and inference on problems with exact answers (one compiled NUTS model in the fast suite)."""
+
+import warnings
+
+import arviz as az
+import numpy as np
+import pytest
+
+from calib.bench import hierarchical_linear_problem
+from calib.data import Measurements
+from calib.inference import pathfinder_available, sample
+from calib.model import ObservableSpec, ParameterSpec, build_model
+from calib.outputs import ConvergenceWarning, check_diagnostics, provenance, save_idata
+from calib.surrogate import ExactEmulator
+from calib.toy import LinearModel, LogisticModel
+from priors import Prior
+
+
+@pytest.fixture(scope="module")
+def hier_fit():
+    prob = hierarchical_linear_problem(n_subjects=6, n_times=3, seed=3)
+    m = build_model(prob["emulator"], prob["parameters"], prob["data"], prob["observables"])
+    idata = sample(m, draws=1000, tune=600, chains=2, cores=1, seed=2)
+    return prob, m, idata
+
+
+def test_nuts_recovers_exact_hierarchical_linear_gaussian_posterior(hier_fit):
+    prob, _, idata = hier_fit
+    post = idata.posterior
+    draws = np.column_stack([post.level_loc.stack(s=("chain", "draw")).values,
+                             post.level.stack(s=("chain", "draw")).values.T])
+    ess = az.ess(idata, var_names=["level_loc", "level"])
+    ess = np.concatenate([[float(ess.level_loc)], ess.level.values])
+    mean_hat, sd_hat = draws.mean(0), draws.std(0)
+    # Monte-Carlo standard error of the mean: sd/sqrt(ESS); allow 4 MCSE
+    assert np.all(np.abs(mean_hat - prob["exact_mean"]) < 4 * prob["exact_sd"] / np.sqrt(ess))
+    # sd of a Gaussian sample: relative MCSE ≈ 1/sqrt(2·ESS); allow 4 of them
+    assert np.all(np.abs(sd_hat / prob["exact_sd"] - 1) < 4 / np.sqrt(2 * ess))
+
+
+def test_outputs_diagnostics_provenance_and_posterior_predictive(hier_fit, tmp_path):
+    prob, m, idata = hier_fit
+    assert {"posterior", "posterior_predictive", "observed_data", "sample_stats"} <= set(idata.groups())
+    rep = check_diagnostics(idata, ess_min=300)
+    assert rep["ok"] and rep["divergences"] == 0 and rep["rhat_max"] <= 1.01
+    with pytest.warns(ConvergenceWarning, match=r"bulk ESS .* < 1000000"):
+        bad = check_diagnostics(idata, ess_min=1e6, loud=False)
+    assert not bad["ok"]
+    with pytest.raises(RuntimeError, match="CONVERGENCE CHECK FAILED"):
+        check_diagnostics(idata, ess_min=1e6, strict=True)
+    attrs = provenance({"a": 1}, prob["data"].digest(), "exact-toy.linear")
+    path = save_idata(idata, tmp_path / "run" / "idata.nc", attrs)
+    back = az.from_netcdf(path)
+    for key in ("immunocal_version", "config_hash", "data_hash", "surrogate_id"):
+        assert back.posterior.attrs[key] == str(attrs[key])
+    assert back.posterior.attrs["surrogate_id"] == "exact-toy.linear"
+    assert m.calib_info.latent == ["level"] and m.calib_info.fixed == {"slope": 0.5}
+
+
+def test_builder_structure_covariates_censoring_and_families(rng):
+    """Compile only the log-density (no sampling): censored rows, covariates, binomial, ordinal."""
+    from calib.data import Conditions
+
+    fm = LinearModel(times=(0.0, 1.0, 2.0), observables=("y", "n", "r"))
+    em = ExactEmulator(fm)
+    data = Measurements.from_arrays(
+        ["a", "a", "b", "b", "a", "b", "a"], ["c"] * 7, ["y", "y", "y", "y", "n", "n", "r"],
+        [0.0, 1.5, 0.0, 2.0, 1.0, 1.0, 2.0], [0.1, 0.4, 1.2, 3.0, 3, 7, 2],
+        censoring=["none", "left", "none", "right", "none", "none", "none"])
+    cond = Conditions(covariates={"a": {"w": 1.0}, "b": {"w": 3.0}})
+    params = [ParameterSpec("level", "latent", prior=Prior("Normal", {"mu": 0.0, "sigma": 1.0}), sd=0.5,
+                            covariates=("w",)),
+              ParameterSpec("slope", "population", prior=Prior("Normal", {"mu": 0.0, "sigma": 1.0}))]
+    obs = {"y": ObservableSpec(sigma=0.3), "n": ObservableSpec("binomial", n_trials=10),
+           "r": ObservableSpec("ordinal_logistic", cutpoints=[-1.0, 0.0, 1.0])}
+    m = build_model(em, params, data, obs, cond)
+    pt_ = {"level_loc": 0.2, "level_eta": np.array([0.5, -1.0]), "level_beta": np.array([0.3]), "slope": 0.4,
+           "cutpoints_r_ordered__": m.rvs_to_transforms[m["cutpoints_r"]].forward(np.array([-1.0, 0.0, 1.0])).eval()}
+    from scipy import stats
+    from scipy.special import expit
+
+    lp = m.compile_logp(sum=False, jacobian=False, mode="FAST_COMPILE")  # no C compilation needed here
+    terms = dict(zip([v.name for v in m.free_RVs] + [v.name for v in m.observed_RVs] + [p.name for p in m.potentials],
+                     lp(pt_)))
+    lvl = 0.2 + 0.5 * np.array([0.5, -1.0]) + 0.3 * np.array([-1.0, 1.0])  # standardised covariate ±1
+    mu = lambda s, t: lvl[s] + 0.4 * t  # noqa: E731
+    np.testing.assert_allclose(terms["y_y"], stats.norm.logpdf([0.1, 1.2], [mu(0, 0), mu(1, 0)], 0.3), rtol=1e-10)
+    np.testing.assert_allclose(terms["censored_y"], stats.norm.logcdf(0.4, mu(0, 1.5), 0.3)
+                               + stats.norm.logsf(3.0, mu(1, 2.0), 0.3), rtol=1e-8)
+    np.testing.assert_allclose(terms["y_n"], stats.binom.logpmf([3, 7], 10, expit([mu(0, 1), mu(1, 1)])), rtol=1e-10)
+    c = np.concatenate([[0.0], expit(np.array([-1.0, 0.0, 1.0]) - mu(0, 2)), [1.0]])
+    np.testing.assert_allclose(terms["y_r"], np.log(c[3] - c[2]), rtol=1e-8)
+
+
+def test_builder_errors():
+    fm = LinearModel(times=(0.0, 1.0))
+    em = ExactEmulator(fm)
+    data = Measurements.from_arrays(["a"], ["c"], ["y"], [5.0], [1.0])
+    pri = Prior("Normal", {"mu": 0.0, "sigma": 1.0})
+    with pytest.raises(ValueError, match=r"time 5.0 is outside the emulator's time grid \[0.0, 1.0\]"):
+        build_model(em, [ParameterSpec("level", prior=pri), ParameterSpec("slope", "fixed", value=0.0)], data)
+    data = Measurements.from_arrays(["a"], ["c"], ["z"], [0.0], [1.0])
+    with pytest.raises(ValueError, match=r"observable 'z' is not an output of the emulator"):
+        build_model(em, [ParameterSpec("level", prior=pri), ParameterSpec("slope", "fixed", value=0.0)], data)
+    with pytest.raises(ValueError, match=r"parameter spec\(s\) \['nope'\] are not inputs"):
+        build_model(em, [ParameterSpec("nope", prior=pri)], data)
+    with pytest.raises(ValueError, match=r"parameter 'slope' has no spec and no registry model"):
+        build_model(em, [ParameterSpec("level", prior=pri)], data)
+    with pytest.raises(ValueError, match=r"no emulator for condition\(s\) \['c'\]"):
+        build_model({"other": em}, [ParameterSpec("level", prior=pri)], data)
+    with pytest.raises(ValueError, match="role must be 'population', 'latent' or 'fixed'"):
+        ParameterSpec("level", "global")
+    with pytest.raises(ValueError, match="unknown observation family 'poisson'"):
+        ObservableSpec("poisson")
+    data = Measurements.from_arrays(["a"], ["c"], ["y"], [0.0], [1.0])
+    with pytest.raises(ValueError, match="latent parameters need a Normal, LogNormal or BoundedLogitNormal prior"):
+        build_model(em, [ParameterSpec("level", "latent", prior=Prior("Uniform", {"lower": 0, "upper": 1})),
+                         ParameterSpec("slope", "fixed", value=0.0)], data)
+    with pytest.raises(ValueError, match="has no PyTensor form"):
+        ExactEmulator(type("F", (), {"name": "f"})())
+    with pytest.raises(ValueError, match="unknown inference method 'hmc'"):
+        sample(None, method="hmc")
+    if not pathfinder_available():
+        with pytest.raises(ValueError, match="Pathfinder needs pymc-extras"):
+            sample(build_model(em, [ParameterSpec("level", prior=pri), ParameterSpec("slope", "fixed", value=0.0)],
+                               data), method="pathfinder")
+
+
+def test_registry_priors_and_fixed_values_are_used():
+    """A registry model's parameter: prior from registry().record(...).prior(preset), others fixed at presets."""
+    from priors import registry
+
+    reg = registry()
+    model = reg.models[0]
+    preset = next(iter(reg.presets(model)))
+    rec = next(r for r in reg.records(model) if not r.pending and np.all(np.isfinite(r.bounds_for(preset)))
+               and r.bounds_for(preset)[0] < r.bounds_for(preset)[1])
+
+    class Em:
+        from calib.design import ParameterSpace as _PS
+
+        space = _PS((rec.name,), (rec.bounds_for(preset)[0],), (rec.bounds_for(preset)[1],), ("linear",))
+        observables = ("y",)
+        times = np.array([0.0, 1.0])
+        surrogate_id = "test"
+
+        def predict_pt(self, theta):
+            import pytensor.tensor as pt
+
+            mean = pt.stack([theta[:, 0], theta[:, 0]], axis=1)[:, None, :]
+            return mean, pt.zeros_like(mean)
+
+    data = Measurements.from_arrays(["a"], ["c"], ["y"], [0.0], [1.0])
+    m = build_model(Em(), [ParameterSpec(rec.name, "population")], data, {"y": ObservableSpec(sigma=1.0)},
+                    model=model, preset=preset)
+    assert rec.name in m.named_vars
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        init = m.initial_point()
+    assert np.isfinite(m.compile_logp(mode="FAST_COMPILE")(init))
