@@ -81,7 +81,13 @@ def cmd_simulate(args) -> int:
                 snaps_t.append(t)
                 snaps.append(U.copy())
 
-    res = solver.run(U0, args.t_end, callback=cb, progress=not args.quiet)
+    from forward.cart.model import InstabilityError
+
+    try:
+        res = solver.run(U0, args.t_end, callback=cb, progress=not args.quiet)
+    except InstabilityError as exc:
+        raise ValueError(f"{exc} (with the dimensional presets the published program clamps this silently; "
+                         "--no-guards reproduces that)") from None
     if args.snapshots:
         if snaps_t[-1] != res.times[-1]:
             snaps_t.append(float(res.times[-1]))
