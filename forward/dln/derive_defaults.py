@@ -14,7 +14,7 @@ The loss is the sum of hinge penalties on the log of each claim ratio (and of
 (lambda_PD-1^(++) > (+) > (+-) > (-), C_5^(++) > C_5^(+) > C_5^(+-), lambda_exh^(+) > lambda_exh^(+-),
 C_inf^(RT) > C_inf) and a weak pull (weight 1e-3) towards the start. It prints the fitted values as JSON; copy them
 into priors/data/dln.toml (the single source of truth). ``--from-hand-set`` reruns the committed derivation from
-:data:`HAND_SET_START` (default seed 5, 5000 random-search evaluations, 3000 Nelder-Mead iterations); rerunning from
+:data:`HAND_SET_START` (default seed 3, 5000 random-search evaluations, 3000 Nelder-Mead iterations); rerunning from
 the committed defaults returns loss ~1e-4 (rounding of the values to 4 significant digits).
 """
 
@@ -152,7 +152,7 @@ def _transforms(names):
 
 
 def derive(
-    evals: int = 5000, seed: int = 5, nelder_mead_iter: int = 3000, from_hand_set: bool = False
+    evals: int = 5000, seed: int = 3, nelder_mead_iter: int = 3000, from_hand_set: bool = False
 ) -> dict:
     from scipy.optimize import minimize
 
@@ -218,7 +218,7 @@ def robustness(n: int = 200, sd: float = 0.1, seed: int = 0) -> dict:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--evals", type=int, default=5000)
-    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--nm-iter", type=int, default=3000)
     ap.add_argument(
         "--from-hand-set",

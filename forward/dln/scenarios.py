@@ -24,6 +24,7 @@ TREATMENT_START = 10
 ANTIBODY_DAYS = (10, 13, 16)
 RT_8x3 = ((10, 11, 12), 8.0)
 RT_20x1 = ((10,), 20.0)
+PRIMARY_SIMILARITY_DAYS = (20, 25, 30, 35, 40)
 
 
 def two_site_network() -> Network:
@@ -118,7 +119,12 @@ def volumes(
 
 def claim_metrics(prm: np.ndarray) -> dict[str, float]:
     """The SPEC §5 qualitative claims as ratios of day-30 volumes (see tests/dln/test_claims.py for the margins)."""
-    tx = volumes(trex1_arms(), prm)
+    tx_arms = trex1_arms()
+    tx = volumes(tx_arms, prm)
+    primary_ratios = [
+        v["8x3"]["primary"] / v["20x1"]["primary"]
+        for v in (volumes(tx_arms, prm, day=d) for d in PRIMARY_SIMILARITY_DAYS)
+    ]
     ir = volumes(irradiation_arms(), prm)
     ex = volumes(exhaustion_arms(), prm)
     ex40 = volumes({"control": exhaustion_arms()["control"]}, prm, day=HORIZON)
@@ -150,6 +156,11 @@ def claim_metrics(prm: np.ndarray) -> dict[str, float]:
         "ctla4_rt_synergy": tx["8x3"]["distant"] / ir["anti_ctla4"]["distant"],
         # untreated tumours keep growing (seed Figs 2-6 controls): volume day 40 / day 30
         "control_growth_30_40": ex40["control"]["tumour"] / ex["control"]["tumour"],
+        # primary 8x3 / 20x1 on the day (20..40) where it is farthest from 1
+        "trex1_primary_ratio_worst": max(primary_ratios, key=lambda r: abs(np.log(r))),
+        # Marciscano (seed Fig 6 E, H): RT + ICI controls the primary better than RT alone (reported, not fitted)
+        "rt_pd1_primary_ratio": ir["tumour_rt+anti_pd1"]["primary"] / ir["tumour_rt"]["primary"],
+        "rt_ctla4_primary_ratio": ir["tumour_rt+anti_ctla4"]["primary"] / ir["tumour_rt"]["primary"],
     }
 
 
@@ -172,4 +183,5 @@ EXTRA_TARGETS: dict[str, tuple[float, float]] = {
     "ctla4_mono_ratio": (0.4, 1.0),
     "ctla4_rt_synergy": (0.0, 0.8),
     "control_growth_30_40": (2.0, np.inf),
+    "trex1_primary_ratio_worst": (0.75, 1.25),
 }
