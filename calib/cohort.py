@@ -149,19 +149,24 @@ class _Job:
     dose_cells: float
     noise: dict
     cfg: CohortConfig
+    base: dict | None = None   # parameter values replacing the preset (``--params FILE``)
 
 
 def simulate_one(thetas: Mapping[str, float], dose_cells: float, noise: Mapping[str, np.ndarray],
-                 cfg: CohortConfig | None = None, rtol: float | None = None, obs_step: float = 1.0) -> dict:
+                 cfg: CohortConfig | None = None, rtol: float | None = None, obs_step: float = 1.0,
+                 base: Mapping[str, float] | None = None) -> dict:
     """Forward model + observation model for one virtual patient; returns the observed columns and the model's
-    noise-free summaries (``model_*``)."""
+    noise-free summaries (``model_*``). ``base``: parameter values of the ``normalised`` preset to start from
+    (the latents then replace the parameters they scale); ``rtol``/``obs_step``: resolution (ODE tolerance, output
+    grid in days)."""
     from forward.cart.observables import car_t_kinetics, diameter_ratio, recist_category
     from forward.cart.patient import simulate_patient
     from priors import registry
 
     cfg = cfg or CohortConfig()
     lm = latent_map()
-    ps, inp = lm.to_model(thetas)
+    base_ps = registry().parameter_set(lm.model, lm.preset, overrides=dict(base)) if base else None
+    ps, inp = lm.to_model(thetas, base=base_ps)
     car_t0 = registry().preset_options(lm.model, lm.preset)["ode_car_t0"]
     dose_model = car_t0 * dose_cells / DOSE_LEVELS[1] * inp["infiltration_fraction"]
     t = np.arange(0.0, cfg.t_end + 1e-9, obs_step)
@@ -210,7 +215,7 @@ def simulate_one(thetas: Mapping[str, float], dose_cells: float, noise: Mapping[
 
 
 def _run_job(job: _Job) -> dict:
-    return simulate_one(job.thetas, job.dose_cells, job.noise, job.cfg)
+    return simulate_one(job.thetas, job.dose_cells, job.noise, job.cfg, base=job.base)
 
 
 def _parallel_map(fn, jobs: Sequence, processes: int, progress: bool, desc: str) -> list:
@@ -227,20 +232,28 @@ def _parallel_map(fn, jobs: Sequence, processes: int, progress: bool, desc: str)
 
 
 def generate_cohort(n: int, rng: np.random.Generator, cfg: CohortConfig | None = None, processes: int = 1,
-                    progress: bool = False) -> pd.DataFrame:
+                    progress: bool = False, params=None) -> pd.DataFrame:
     """A virtual cohort of ``n`` patients: covariates, observed outputs (noisy) and ``true_*`` latents.
 
-    ``processes > 1`` runs the forward model in a process pool (results do not depend on it)."""
+    ``processes > 1`` runs the forward model in a process pool (results do not depend on it); ``params``: a
+    ParameterSet of the ``normalised`` preset (e.g. from ``--params FILE``) to use instead of the preset."""
     cfg = cfg or CohortConfig()
     df = sample_patients(n, rng, cfg)
     noise = df.attrs.pop("noise")
+    base = None
+    if params is not None:
+        lm = latent_map()
+        if getattr(params, "model", lm.model) != lm.model or getattr(params, "preset", lm.preset) != lm.preset:
+            raise ValueError(f"the cohort needs parameters of model '{lm.model}', preset '{lm.preset}'; got "
+                             f"'{getattr(params, 'model', '?')}'/'{getattr(params, 'preset', '?')}'")
+        base = dict(params)
     df["baseline_burden"] = np.nan
     jobs = []
     for i in range(n):
         th = {lat: float(df[f"true_{lat}"].iat[i]) for lat in LATENTS}
         nz = {"cmax": noise["cmax"][i], "crs": noise["crs"][i], "markers": noise["markers"][i],
               "scans": noise["scans"][i]}
-        jobs.append(_Job(th, float(df["dose"].iat[i]), nz, cfg))
+        jobs.append(_Job(th, float(df["dose"].iat[i]), nz, cfg, base))
     rows = _parallel_map(_run_job, jobs, processes, progress, "virtual patients")
     out = pd.concat([df, pd.DataFrame(rows, index=df.index)], axis=1)
     out["baseline_burden"] = out.pop("model_tumour0") * np.exp(cfg.sd_burden * noise["burden"])

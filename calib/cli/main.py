@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "calib.cli.calibration",
     "calib.cli.rit",
     "calib.cli.dln",
+    "calib.cli.cohort",
 ]
 
 _VERB_HELP = {
