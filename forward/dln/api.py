@@ -72,7 +72,7 @@ def simulate_array(
     )
     if not (np.all(np.isfinite(tr)) and np.all(np.isfinite(dl))):
         raise FloatingPointError("DLN simulation produced non-finite values; check the parameter values")
-    return DLNResult(net.targets, net.dlns, tr, dl, flux, float(prm[model.K_VOL]))
+    return DLNResult(net.targets, net.dlns, tr, dl, flux, net.volume_coefficients(float(prm[model.K_VOL])))
 
 
 def simulate_batch(
@@ -103,4 +103,9 @@ def simulate_batch(
         np.ascontiguousarray(init),
         _opts(tumour_update, influx_mode),
     )
-    return cells * prms[:, model.K_VOL][:, None, None]
+    k = (
+        np.stack([net.volume_coefficients(row[model.K_VOL]) for row in prms])
+        if net.volume_per_cell
+        else np.repeat(prms[:, model.K_VOL : model.K_VOL + 1], len(net.targets), axis=1)
+    )
+    return cells * k[:, None, :]

@@ -535,7 +535,7 @@ class DLNResult:
     target_traj: np.ndarray  # (T+1, len(TARGET_VARS), I)
     dln_traj: np.ndarray  # (T+1, len(DLN_VARS), M)
     flux: np.ndarray  # (T, len(FLUX_VARS))
-    volume_per_cell: float
+    volume_per_cell: np.ndarray  # (I,) k_i in mm^3 per cell
 
     @property
     def days(self) -> np.ndarray:
@@ -548,8 +548,8 @@ class DLNResult:
         return self.dln_traj[:, DLN_VARS.index(var), self.dlns.index(name)]
 
     def volume(self, name: str) -> np.ndarray:
-        """Tumour volume V = k n (mm^3)."""
-        return self.volume_per_cell * self.target("tumour_cells", name)
+        """Tumour volume V_i = k_i n_i (mm^3)."""
+        return self.volume_per_cell[self.targets.index(name)] * self.target("tumour_cells", name)
 
     def area(self, name: str) -> np.ndarray:
         """Tumour cross-section area (mm^2), proportional to n^(2/3)."""
@@ -563,7 +563,7 @@ class DLNResult:
             for i, name in enumerate(self.targets):
                 for v, var in enumerate(TARGET_VARS):
                     rows.append([day, "target", name, var, float(self.target_traj[day, v, i])])
-                vol = self.volume_per_cell * float(self.target_traj[day, 0, i])
+                vol = float(self.volume_per_cell[i] * self.target_traj[day, 0, i])
                 rows.append([day, "target", name, "volume_mm3", vol])
                 rows.append([day, "target", name, "area_mm2", float(tumour_area(vol))])
             for m, name in enumerate(self.dlns):

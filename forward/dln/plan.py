@@ -9,6 +9,7 @@ Plan files (TOML or JSON) have this layout (see ``forward/dln/examples/abscopal_
     dlns = ["dln_primary", "dln_distant"]
     drains_to = { primary = ["dln_primary"], distant = ["dln_distant"] }
     initial_cells = { distant = 5e5 }          # optional per-target initial tumour cells (else the registry's)
+    volume_per_cell = { distant = 2e-6 }       # optional per-target k_i in mm^3/cell (else the registry's)
 
     [[radiation]]                              # one table per (compartment, dose) group
     target = "primary"                         # or: dln = "dln_primary"
@@ -69,6 +70,7 @@ class Network:
     dlns: tuple[str, ...]
     drains_to: Mapping[str, tuple[str, ...]]
     initial_cells: Mapping[str, float] = field(default_factory=dict)
+    volume_per_cell: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         object.__setattr__(self, "targets", tuple(self.targets))
@@ -100,15 +102,19 @@ class Network:
             if not any(m in ms for ms in drains.values()):
                 raise PlanError(f"DLN '{m}' drains no target; remove it or map a target to it")
         object.__setattr__(self, "drains_to", drains)
-        init = {}
-        for t, v in dict(self.initial_cells).items():
-            if t not in self.targets:
-                raise PlanError(f"initial_cells names unknown target '{t}'; targets: {list(self.targets)}")
-            v = float(v)
-            if not math.isfinite(v) or v <= 0:
-                raise PlanError(f"initial_cells of '{t}' must be a positive finite number, got {v}")
-            init[t] = v
-        object.__setattr__(self, "initial_cells", init)
+        for key in ("initial_cells", "volume_per_cell"):
+            checked = {}
+            for t, v in dict(getattr(self, key)).items():
+                if t not in self.targets:
+                    raise PlanError(f"{key} names unknown target '{t}'; targets: {list(self.targets)}")
+                try:
+                    v = float(v)
+                except (TypeError, ValueError):
+                    raise PlanError(f"{key} of '{t}' must be a number, got {v!r}") from None
+                if not math.isfinite(v) or v <= 0:
+                    raise PlanError(f"{key} of '{t}' must be a positive finite number, got {v}")
+                checked[t] = v
+            object.__setattr__(self, key, checked)
 
     @property
     def drain_matrix(self) -> np.ndarray:
@@ -121,6 +127,10 @@ class Network:
 
     def initial_tumour(self, default: float) -> np.ndarray:
         return np.array([self.initial_cells.get(t, default) for t in self.targets], dtype=float)
+
+    def volume_coefficients(self, default: float) -> np.ndarray:
+        """k_i (mm^3 per cell) of each target: the plan's override, else ``default`` (the registry's)."""
+        return np.array([self.volume_per_cell.get(t, default) for t in self.targets], dtype=float)
 
 
 def _check_day(day: Any, days: int, what: str) -> int:
@@ -248,14 +258,18 @@ def plan_from_dict(data: Mapping[str, Any], where: str = "plan") -> TreatmentPla
         if key not in data:
             raise PlanError(f"{where}: missing '{key}'")
     net = dict(data["network"])
-    unknown = set(net) - {"targets", "dlns", "drains_to", "initial_cells"}
+    unknown = set(net) - {"targets", "dlns", "drains_to", "initial_cells", "volume_per_cell"}
     if unknown:
         raise PlanError(f"{where}: unknown network keys {sorted(unknown)}")
     for key in ("targets", "dlns", "drains_to"):
         if key not in net:
             raise PlanError(f"{where}: network needs '{key}'")
     network = Network(
-        tuple(net["targets"]), tuple(net["dlns"]), dict(net["drains_to"]), dict(net.get("initial_cells", {}))
+        tuple(net["targets"]),
+        tuple(net["dlns"]),
+        dict(net["drains_to"]),
+        dict(net.get("initial_cells", {})),
+        dict(net.get("volume_per_cell", {})),
     )
     try:
         return TreatmentPlan.build(network, data["days"], data.get("radiation", []), data.get("drug", []))

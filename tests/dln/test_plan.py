@@ -87,6 +87,23 @@ def test_bad_networks(args, match):
         Network(*args)
 
 
+def test_per_target_volume_coefficients():
+    from forward.dln import default_parameters, param_array, simulate, simulate_batch
+
+    net = Network(("a", "b"), ("d",), {"a": ("d",), "b": ("d",)}, {}, {"b": 3e-6})
+    plan = TreatmentPlan.build(net, 10)
+    ps = default_parameters()
+    res = simulate(plan, ps)
+    np.testing.assert_allclose(res.volume("b"), 3e-6 * res.target("tumour_cells", "b"), rtol=1e-15)
+    np.testing.assert_allclose(
+        res.volume("a"), ps["volume_per_cell"] * res.target("tumour_cells", "a"), rtol=1e-15
+    )
+    vols = simulate_batch(plan, param_array(ps)[None, :])
+    np.testing.assert_allclose(vols[0, :, 1], res.volume("b"), rtol=1e-12)
+    with pytest.raises(PlanError, match="volume_per_cell of 'a' must be a positive finite number"):
+        Network(("a",), ("d",), {"a": ("d",)}, {}, {"a": 0.0})
+
+
 def test_bad_initial_cells():
     with pytest.raises(PlanError, match="initial_cells of 'a' must be a positive"):
         Network(("a",), ("d",), {"a": ("d",)}, {"a": -1})
