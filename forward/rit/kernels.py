@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 #: order of the parameter array handed to the kernels (names of priors/data/rit.toml)
 PARAM_NAMES = (
@@ -381,50 +381,3 @@ def run(theta, survival, vascular, v_pre, dt, n_steps, rt_idx, rt_dose, c4_idx, 
                 info[I_FIRST_NEGATIVE_STEP] = j
     info[I_FINAL_C] = C
     info[I_MIN_C] = min_c
-
-
-_EMPTY2 = np.zeros((0, 0))
-
-
-@njit(cache=True)
-def run_population(thetas, survival, vascular, v_pre, dt, n_steps, rt_idx, rt_dose, c4_idx, c4_fac, p1_idx, p1_fac,
-                   imex, markov_threshold, rng, record_volume, out_volume, out_info):
-    """Stochastic (Markov) runs, one per row of ``thetas``, sharing one generator (serial, reproducible).
-
-    Drug amounts are ``factor * i_c4`` / ``factor * i_p1`` of each row. ``out_volume`` (n, n_steps + 1) receives the
-    volume trajectory when ``record_volume``; ``out_info`` (n, N_INFO) the per-run info vector.
-    """
-    n = thetas.shape[0]
-    states = np.zeros((n_steps + 1 if record_volume else 0, N_STATES))
-    cohorts = np.zeros((n_steps + 1 if record_volume else 0, rt_idx.shape[0]))
-    info = np.zeros(N_INFO)
-    for r in range(n):
-        th = thetas[r]
-        c4_amt = c4_fac * th[P_IC4]
-        p1_amt = p1_fac * th[P_IP1]
-        run(th, survival, vascular, v_pre, dt, n_steps, rt_idx, rt_dose, c4_idx, c4_amt, p1_idx, p1_amt, imex,
-            True, markov_threshold, rng, not record_volume, 10_000_000, states, cohorts, info)
-        out_info[r, :] = info
-        if record_volume:
-            for j in range(n_steps + 1):
-                out_volume[r, j] = states[j, S_V]
-
-
-@njit(cache=True, parallel=True)
-def run_batch(thetas, survival, vascular, v_pre, dt, n_steps, rt_idx, rt_dose, c4_idx, c4_fac, p1_idx, p1_fac,
-              imex, obs_pos, rng, out_volumes, out_info):
-    """Deterministic runs in parallel (prange), one per row of ``thetas``; volumes at fractional grid positions
-    ``obs_pos`` (linear interpolation) go to ``out_volumes`` (n, n_obs). ``rng`` is never drawn from (deterministic
-    mode); it is only there because the shared kernel takes a generator."""
-    n = thetas.shape[0]
-    for r in prange(n):
-        th = thetas[r]
-        states = np.zeros((n_steps + 1, N_STATES))
-        cohorts = np.zeros((n_steps + 1, rt_idx.shape[0]))
-        info = np.zeros(N_INFO)
-        run(th, survival, vascular, v_pre, dt, n_steps, rt_idx, rt_dose, c4_idx, c4_fac * th[P_IC4], p1_idx,
-            p1_fac * th[P_IP1], imex, False, 0.0, rng, False, 10_000_000, states, cohorts, info)
-        for i in range(obs_pos.shape[0]):
-            out_volumes[r, i] = _interp(states[:, S_V], obs_pos[i])
-        for i in range(N_INFO):
-            out_info[r, i] = info[i]

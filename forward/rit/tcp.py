@@ -104,9 +104,16 @@ def population_tcp(params, schedule: Schedule, rng: np.random.Generator, n_sims:
     rt_idx, rt_dose, c4_idx, c4_fac, p1_idx, p1_fac, n_steps = _schedule_arrays(schedule, config.dt)
     vols = np.zeros((n_sims, n_steps + 1)) if record_volumes else np.zeros((0, 0))
     info = np.zeros((n_sims, K.N_INFO))
-    K.run_population(thetas, K.SURVIVAL_CODES[config.survival], config.vascular_damage,
-                     config.pretreatment_volume_mm3, config.dt, n_steps, rt_idx, rt_dose, c4_idx, c4_fac, p1_idx,
-                     p1_fac, config.scheme == "imex", config.markov_threshold, rng, record_volumes, vols, info)
+    states = np.zeros((n_steps + 1 if record_volumes else 0, K.N_STATES))
+    cohorts = np.zeros((n_steps + 1 if record_volumes else 0, len(rt_idx)))
+    code, imex = K.SURVIVAL_CODES[config.survival], config.scheme == "imex"
+    for r in range(n_sims):  # one compiled call per subject, all drawing from the one generator (reproducible)
+        th = thetas[r]
+        K.run(th, code, config.vascular_damage, config.pretreatment_volume_mm3, config.dt, n_steps, rt_idx, rt_dose,
+              c4_idx, c4_fac * th[K.P_IC4], p1_idx, p1_fac * th[K.P_IP1], imex, True, config.markov_threshold, rng,
+              not record_volumes, int(2000.0 / config.dt), states, cohorts, info[r])
+        if record_volumes:
+            vols[r] = states[:, K.S_V]
     bad = info[:, K.I_STATUS] != K.OK
     if np.any(bad):
         raise ValueError(f"{int(bad.sum())} of {n_sims} stochastic runs failed (free growth never reached the "
