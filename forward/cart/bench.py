@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import numba
@@ -14,7 +15,8 @@ from .grid import Grid
 
 def bench(n: int = 40, steps: int = 20, solver: str = "exact", threads: int | None = None,
           exp_substeps: int | None = None, warmup: int = 2) -> dict:
-    """Seconds per step on an n³ grid with the ``reference`` parameters, the program's default initial state
+    """Wall seconds per step (mean, median, min; CPU seconds summed over threads; the 1-min load average, since
+    the machine may be shared) on an n³ grid with the ``reference`` parameters, the program's default initial state
     (scaled to the grid) and its default scheme settings (dt 0.01, exp_substeps 1, diff_iters 60, diff_tol 1e-8)."""
     if n < 2 or steps < 1:
         raise ValueError(f"bench needs n ≥ 2 and steps ≥ 1 (got n={n}, steps={steps})")
@@ -29,12 +31,15 @@ def bench(n: int = 40, steps: int = 20, solver: str = "exact", threads: int | No
     for w in range(warmup):
         sol.step(U, w * st.dt)
     times = []
+    c0 = time.process_time()
     for s in range(steps):
         t0 = time.perf_counter()
         sol.step(U, (warmup + s) * st.dt)
         times.append(time.perf_counter() - t0)
+    cpu = (time.process_time() - c0) / steps
     t = np.array(times)
     return {"n": n, "solver": solver, "steps": steps, "s_per_step": float(t.mean()),
             "s_per_step_median": float(np.median(t)), "s_per_step_min": float(t.min()),
-            "threads": sol.threads, "exp_substeps": st.exp_substeps,
+            "threads": sol.threads, "cpu_s_per_step": float(cpu),
+            "load_average_1min": float(os.getloadavg()[0]), "cores": os.cpu_count(), "exp_substeps": st.exp_substeps,
             "diff_iters": st.diff_iters if solver == "jacobi" else None, "grid_nodes": grid.size}

@@ -75,6 +75,12 @@ class ExactDiffusion:
         return self._factor
 
     def _solve(self, U: np.ndarray, fac: np.ndarray, fields: np.ndarray, rows: slice) -> None:
+        if fields.size == U.shape[0]:  # all fields: no gather copy
+            hat = scipy.fft.dctn(U, type=2, axes=self.axes, norm="ortho", workers=self.workers)
+            hat *= fac
+            U[...] = scipy.fft.idctn(hat, type=2, axes=self.axes, norm="ortho", workers=self.workers,
+                                     overwrite_x=True)
+            return
         sub = U[fields]
         hat = scipy.fft.dctn(sub, type=2, axes=self.axes, norm="ortho", workers=1)
         hat *= fac[rows]
