@@ -32,6 +32,7 @@ def run(out: Path, quick: bool = False) -> dict:
     ax[1].loglog(r["dx"], r["max_error"], "s-", label=f"space: order {r['order']:.2f}")
     ax[1].set_xlabel("Δx")
     ax[1].legend(fontsize=8)
+    fig.tight_layout()
     save_figure(fig, out, "cart_convergence.png")
     write_json(out, "cart_convergence", result)
     return result

@@ -41,6 +41,7 @@ def run(out: Path, quick: bool = False) -> dict:
     ax[1, 1].imshow(k["kymo_frac"], aspect="auto", origin="lower",
                     extent=[k["kymo_x"][0], k["kymo_x"][-1], k["kymo_times"][0], k["kymo_times"][-1]])
     ax[1, 1].set_title("Fig 7c: T_B/(T_A+T_B) on the centre line (baseline, 0.2)", fontsize=9)
+    fig.tight_layout()
     save_figure(fig, out, "cart_heterogeneity.png")
     write_json(out, "cart_heterogeneity", result)
     return result

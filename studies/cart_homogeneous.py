@@ -56,6 +56,7 @@ def run(out: Path, quick: bool = False) -> dict:
         a.set_title(title, fontsize=9)
         a.set_xlabel("t (days)")
         a.legend(fontsize=8)
+    fig.tight_layout()
     save_figure(fig, out, "cart_homogeneous.png")
     write_json(out, "cart_homogeneous", result)
     return result

@@ -39,6 +39,7 @@ def run(out: Path, quick: bool = False) -> dict:
     ax[1, 0].set_title("(c) C(x, t) on the centre line", fontsize=9)
     ax[1, 1].imshow(r["kymo_TA"], aspect="auto", origin="lower", extent=ext)
     ax[1, 1].set_title("(d) T_A(x, t) on the centre line", fontsize=9)
+    fig.tight_layout()
     save_figure(fig, out, "cart_infiltration.png")
     write_json(out, "cart_infiltration", result)
     return result

@@ -37,6 +37,7 @@ def run(out: Path, quick: bool = False) -> dict:
         a.imshow(v["kymo_A"], aspect="auto", origin="lower",
                  extent=[v["kymo_x"][0], v["kymo_x"][-1], v["kymo_times"][0], v["kymo_times"][-1]])
         a.set_title(f"A(x, t) on the centre line, {name}", fontsize=9)
+    fig.tight_layout()
     save_figure(fig, out, "cart_microenvironment.png")
     write_json(out, "cart_microenvironment", result)
     return result

@@ -69,6 +69,7 @@ def run(out: Path, quick: bool = False) -> dict:
     ax.set_yticks(range(len(cases)), list(cases), fontsize=7)
     ax.set_xlabel("Re λ of the Jacobian")
     ax.legend(fontsize=8)
+    fig.tight_layout()
     save_figure(fig, out, "cart_steady_states.png")
     write_json(out, "cart_steady_states", _real(result))
     return result
