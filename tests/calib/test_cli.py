@@ -1,0 +1,55 @@
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from calib.cli.main import main
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "calib" / "data" / "toy_logistic"
+
+
+def test_campaign_run_status_resume_and_surrogate_fit_validate(tmp_path, capsys):
+    camp = tmp_path / "camp"
+    assert main(["campaign", "run", "--forward", "toy.logistic", "--out", str(camp), "--n", "48",
+                 "--vary", "growth_rate,carrying_capacity", "--fix", "initial_volume=50", "--workers", "0",
+                 "--quiet", "--chunk-size", "16"]) == 0
+    st = json.loads(capsys.readouterr().out)
+    assert st["finished"] == 48 and st["failed"] == 0
+    assert main(["campaign", "status", str(camp), "--failures"]) == 0
+    assert json.loads(capsys.readouterr().out)["failures"] == []
+    assert main(["campaign", "resume", str(camp), "--workers", "0", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["finished"] == 48
+    sur = tmp_path / "s.npz"
+    assert main(["surrogate", "fit", str(camp), "--out", str(sur), "--test-fraction", "0.25"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["n_train"] == 36 and rep["observables"]["log_volume"]["r2"] > 0.99
+    assert (tmp_path / "s.npz.validation.json").exists()
+    assert main(["surrogate", "validate", str(sur), str(camp)]) == 0
+    assert json.loads(capsys.readouterr().out)["n_test"] == 48
+
+
+def test_cli_errors_exit_2(tmp_path, capsys):
+    assert main(["campaign", "status", str(tmp_path / "nope")]) == 2
+    assert "not a campaign folder" in capsys.readouterr().err
+    assert main(["campaign", "run", "--forward", "toy.logistic", "--out", str(tmp_path / "c"), "--vary", "zzz"]) == 2
+    assert "has no parameter(s) ['zzz']" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[model]\nforward='toy.logistic'\n[data]\nmeasurements='m.csv'\n[parameters]\n[samplr]\n")
+    assert main(["calibrate", str(bad)]) == 2
+    assert "unknown section(s) ['samplr']" in capsys.readouterr().err
+    assert main(["ppc", str(tmp_path)]) == 2
+    assert "no idata.nc" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_example_config_runs_as_written(tmp_path, capsys):
+    """The docs/calib.md example: exact closed-form emulator on the shipped data."""
+    for f in EXAMPLE.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    assert main(["calibrate", str(tmp_path / "calibrate.toml"), "--out", str(tmp_path / "run")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["diagnostics"]["ok"]
+    assert 1300 < summary["posterior"]["carrying_capacity"]["mean"] < 1700  # data generated with K = 1500
+    assert main(["ppc", str(tmp_path / "run")]) == 0
+    assert (tmp_path / "run" / "ppc.png").exists()
