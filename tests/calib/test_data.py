@@ -100,3 +100,13 @@ def test_wide_to_long(tmp_path):
         wide_to_long(_write(tmp_path, "w2.csv", "day,M1,M2\n0,1,1\n3,1,0\n"), condition="c", log=True)
     with pytest.raises(DataTableError, match=r"no time column 'day'"):
         wide_to_long(_write(tmp_path, "w3.csv", "t,M1\n0,1\n"), condition="c")
+
+
+@pytest.mark.parametrize("name", ["dewan2009", "morisada2018"])
+def test_bundled_datasets_validate(name):
+    folder = Path(__file__).resolve().parents[2] / "calib" / "datasets" / name
+    if not folder.exists():
+        pytest.skip(f"dataset {name} not bundled")
+    m = read_measurements(folder / "measurements.csv")
+    c = read_conditions(folder / "conditions.csv")
+    assert len(m) > 0 and set(m.condition) <= set(c.schedules)
