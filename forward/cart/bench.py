@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 
-import numba
 import numpy as np
 
 from .model import CarTSolver, StepSettings

@@ -8,7 +8,7 @@ finite differences in tests). Steady states: :func:`healthy_state` E_0 (eq 20), 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,15 +143,17 @@ def solve(params, u0: Sequence[float], t_end: float, t_eval: Sequence[float] | N
     u = u0
     for a, b in zip(edges[:-1], edges[1:]):
         mask = (t_eval >= a) & ((t_eval < b) | ((b == t_end) & (t_eval <= b)))
-        sol = solve_ivp(f, (a, b), u, method=method, t_eval=t_eval[mask], rtol=rtol, atol=atol, **kw)
+        te = t_eval[mask] if b == t_end else np.append(t_eval[mask], b)
+        sol = solve_ivp(f, (a, b), u, method=method, t_eval=te, rtol=rtol, atol=atol, **kw)
         if not sol.success:
             raise RuntimeError(f"homogeneous CAR-T ODE failed on [{a}, {b}]: {sol.message}")
-        ts.append(sol.t)
-        ys.append(sol.y)
-        end = solve_ivp(f, (a, b), u, method=method, t_eval=[b], rtol=rtol, atol=atol, **kw).y[:, -1] \
-            if b != t_end else None
-        if end is not None:
-            u = np.maximum(end, 0.0)
+        if b == t_end:
+            ts.append(sol.t)
+            ys.append(sol.y)
+        else:
+            ts.append(sol.t[:-1])
+            ys.append(sol.y[:, :-1])
+            u = np.maximum(sol.y[:, -1], 0.0)
             u[0] += doses.get(b, 0.0)
     return OdeResult(np.concatenate(ts), np.concatenate(ys, axis=1))
 

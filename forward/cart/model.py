@@ -38,7 +38,7 @@ import numpy as np
 from .diffusion import SOLVERS, VariableCoefficientDiffusion, make_diffusion
 from .grid import Grid
 from .kernels import clamp_nonneg, reaction_half_step, reaction_rhs
-from .params import FIELDS, I_DC, diffusion_coefficients, param_array
+from .params import FIELDS, diffusion_coefficients, param_array
 from . import params as P
 
 

@@ -14,7 +14,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -89,7 +89,7 @@ def simulate_patient(params=None, *, preset: str = "normalised", model: str = "h
         infil = None
     elif model == "spatial":
         grid = Grid.cube(dim, n)
-        geom = (geometry or FocusGeometry()).with_(tumour_density=tumour0, tb_fraction=tb_fraction,
+        geom = (geometry or FocusGeometry.from_preset(preset)).with_(tumour_density=tumour0, tb_fraction=tb_fraction,
                                                    cart_density=dose)
         U0 = focus_state(grid, geom)
         U0[0] = 0.0
