@@ -37,13 +37,15 @@ eq    update (day t -> t+1)
 25    I^Int = min(C_8 n_T^p, I_max^(Int))
 26    I^Rad = min(C_9 (1 - lambda_RT^(T)) n_T, I_max^(Rad))
 27    lambda_RT^(X) = exp(-alpha_X d (1 + (beta_X/alpha_X) d)) = exp(-alpha_X d - beta_X d^2)
+--    volume V_i = k_i n_T,i (mm^3); area = pi (3 V_i / 4 pi)^(2/3), proportional to n_T,i^(2/3)
 ====  =====================================================================================================
 
 Drug and radiation state machines (seed Methods; the appendix that details them is not available):
 
 * anti-PD-1/PD-L1: concentration c += dose x ``pd1_dose_concentration`` on a dosing day, then
   c <- c exp(-``pd1_drug_decay``) (first-order decay, SPEC §5). c >= threshold: state I (lambda_PD-1 = lambda^(++));
-  once c has fallen below the threshold the drug stays in state II (lambda^(+)) for the rest of the run.
+  once c has fallen below the threshold the drug stays in state II (lambda^(+)) for the rest of the run (a later
+  dose that lifts c above the threshold again restores state I).
 * RT-induced PD-L1 over-expression: any irradiated target raises a flag for ``pdl1_overexpression_duration`` days, in
   all targets (seed: "this process also applies to distant metastatic tumours"). In the TME the precedence is
   state I (lambda^(++)) > flag (lambda^(-)) > state II (lambda^(+)) > control (lambda^(+-)); in the DLN (PD-L1 on normal
