@@ -121,6 +121,8 @@ def test_caps_reached_in_large_tumours(ps):
     # day 1 = induction of day 0 (state starts at 0), large tumour: every induction/release at its cap
     assert res.target("mdsc", "t")[1] == pytest.approx(ps["mdsc_induction_cap"], rel=1e-12)
     assert res.target("m2", "t")[1] == pytest.approx(ps["m2_induction_cap"], rel=1e-12)
+    # Treg: induction cap (no DLN Tregs exist yet on day 0)
+    assert res.target("treg_tme", "t")[1] == pytest.approx(ps["treg_induction_cap"], rel=1e-12)
     ctrex = c_trex1(8.0, ps["trex1_level"], ps["trex1_steepness"], ps["trex1_threshold_dose"])
     cap_sum = ps["antigen_release_intrinsic_cap"] + ps["antigen_release_radiation_cap"]
     assert res.target("antigen", "t")[1] == pytest.approx(ctrex * cap_sum, rel=1e-12)
