@@ -55,3 +55,13 @@ def test_cli_errors(capsys):
     assert "bogus" in capsys.readouterr().err
     assert main(["simulate", "cart", "--preset", "reference", "--reference-args=--nq=3"]) == 2
     assert "unknown reference argument '--nq'" in capsys.readouterr().err
+
+
+def test_simulate_with_params_file(tmp_path, capsys):
+    from priors import registry
+
+    path = registry().parameter_set("cart", "normalised").replace(exhaustion_rate=0.07).to_file(tmp_path / "p.toml")
+    assert main(["simulate", "cart", "--params", str(path), "--dim", "1", "--n", "21", "--dt", "0.1", "--t-end", "2",
+                 "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["preset"] == "normalised" and out["observables"]["c_max"] > 0
