@@ -28,6 +28,7 @@ from priors import bounded_expit, bounded_logit, project
 from priors.latents import LATENTS
 
 #: seed 000 §2.5 grid ("minimum number of samples per leaf" = LightGBM's min_child_samples)
+SMALL_GRID = {"n_estimators": [50], "max_depth": [2], "learning_rate": [0.1], "min_child_samples": [2]}
 PARAM_GRID = {"n_estimators": [100, 200], "max_depth": [2, 3], "learning_rate": [0.05, 0.1],
               "min_child_samples": [1, 2]}
 CONTINUOUS = ("dose", "baseline_burden", "c_max", "t_max", "persistence", "il6_peak", "crp_peak", "ferritin_peak",
@@ -180,6 +181,8 @@ class LatentLGBMRegressor(RegressorMixin, BaseEstimator):
     def fit(self, X, y):
         from sklearn.utils.validation import check_random_state
 
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         X = self._check_X(X, reset=True)
         y_arr = np.asarray(y, dtype=float)
         if y_arr.ndim not in (1, 2) or y_arr.shape[0] != X.shape[0]:
@@ -367,20 +370,22 @@ def _fit_latent_fold(base, X, Y, tr, te, seed):
     return est.predict(X[te]).reshape(int(te.sum()), -1), est.best_params_
 
 
-def _fit_binary_fold(cont, cat, X, y, tr, te, seed):
+def _fit_binary_fold(cont, cat, X, y, tr, te, seed, param_grid=None):
     inner = int(min(3, np.bincount(y[tr], minlength=2).min()))
-    s = _classifier_search(cont, cat, seed, inner_cv=max(inner, 2)).fit(X[tr], y[tr])
+    s = _classifier_search(cont, cat, seed, param_grid, inner_cv=max(inner, 2)).fit(X[tr], y[tr])
     return s.predict_proba(X[te])[:, 1]
 
 
 def nested_cv_latents(df: pd.DataFrame, features: Sequence[str] = LATENT_FEATURES, latents: Sequence[str] = LATENTS,
                       n_splits: int = 5, repeats: int = 1, seed: int = 0, estimator: LatentLGBMRegressor | None = None,
-                      progress: bool = False, n_jobs: int = 1) -> dict:
-    """Out-of-fold recovery of the latents (seed 000 Table 2, Fig 5). Targets are the ``true_<latent>`` columns."""
+                      progress: bool = False, n_jobs: int = 1, param_grid: Mapping | None = None) -> dict:
+    """Out-of-fold recovery of the latents (seed 000 Table 2, Fig 5). Targets are the ``true_<latent>`` columns.
+    ``estimator`` replaces the default :class:`LatentLGBMRegressor` (``param_grid`` its grid)."""
     targets = [f"true_{lat}" for lat in latents]
     check_table(df, features, targets)
     cont, cat = _split(features)
-    base = estimator if estimator is not None else LatentLGBMRegressor(continuous=cont, categorical=cat)
+    base = estimator if estimator is not None else LatentLGBMRegressor(continuous=cont, categorical=cat,
+                                                                       param_grid=param_grid)
     X = df[list(features)].reset_index(drop=True)
     Y = df[targets].to_numpy(float)
     n = len(df)
@@ -423,7 +428,7 @@ def _classifier_search(cont: Sequence[int], cat: Sequence[int], seed: int, param
 
 def nested_cv_binary(df: pd.DataFrame, outcome: str, features: Sequence[str] = BINARY_FEATURES, n_splits: int = 5,
                      repeats: int = 1, seed: int = 0, n_boot: int = 1000, progress: bool = False,
-                     n_jobs: int = 1) -> dict:
+                     n_jobs: int = 1, param_grid: Mapping | None = None) -> dict:
     """Direct empirical baseline for a binary outcome (seed 000 §3.2, Figs 6–7): out-of-fold probabilities from
     stratified outer folds, averaged over repeats per patient, then metrics with patient-level bootstrap CIs."""
     check_table(df, features, [outcome])
@@ -444,7 +449,7 @@ def nested_cv_binary(df: pd.DataFrame, outcome: str, features: Sequence[str] = B
     P = np.empty((repeats, n))
     tasks = [(r, k, folds) for r in range(repeats) for folds in [outer_folds(n, n_splits, seed + r, y=y)]
              for k in range(n_splits)]
-    probs = _map(_fit_binary_fold, [(cont, cat, X, y, folds != k, folds == k, seed * 1000 + r * 100 + k)
+    probs = _map(_fit_binary_fold, [(cont, cat, X, y, folds != k, folds == k, seed * 1000 + r * 100 + k, param_grid)
                                     for r, k, folds in tasks], n_jobs, progress, f"nested CV ({outcome})")
     for (r, k, folds), pr in zip(tasks, probs):
         P[r, folds == k] = pr
@@ -464,10 +469,13 @@ def nested_cv_binary(df: pd.DataFrame, outcome: str, features: Sequence[str] = B
 
 
 def run_baseline(df: pd.DataFrame, n_splits: int = 5, repeats: int = 1, seed: int = 0, n_boot: int = 1000,
-                 progress: bool = False, n_jobs: int = 1) -> dict:
-    """Everything of seed 000 §3 on one cohort table: latents (Table 2), binary ORR/DCR, Cliff's δ, landscape."""
-    lat = nested_cv_latents(df, n_splits=n_splits, repeats=repeats, seed=seed, progress=progress, n_jobs=n_jobs)
+                 progress: bool = False, n_jobs: int = 1, param_grid: Mapping | None = None) -> dict:
+    """Everything of seed 000 §3 on one cohort table: latents (Table 2), binary ORR/DCR, Cliff's δ, landscape.
+    ``param_grid`` replaces seed 000's grid (:data:`PARAM_GRID`; smaller grids are for smoke tests only)."""
+    lat = nested_cv_latents(df, n_splits=n_splits, repeats=repeats, seed=seed, progress=progress, n_jobs=n_jobs,
+                            param_grid=param_grid)
     out = {"n": lat["n"], "n_splits": n_splits, "repeats": repeats, "seed": seed,
+           "param_grid": {k: list(v) for k, v in (param_grid or PARAM_GRID).items()},
            "virtual": bool("cohort" in df.columns and (df["cohort"] == "virtual").all()),
            "latent_features": lat["features"], "binary_features": list(BINARY_FEATURES),
            "latents": lat["latents"], "binary": {}, "cliffs_delta": {}, "landscape": None}
@@ -475,7 +483,8 @@ def run_baseline(df: pd.DataFrame, n_splits: int = 5, repeats: int = 1, seed: in
     for outcome in ("orr", "dcr"):
         if outcome in df.columns:
             out["binary"][outcome] = nested_cv_binary(df, outcome, n_splits=n_splits, repeats=repeats, seed=seed,
-                                                      n_boot=n_boot, progress=progress, n_jobs=n_jobs)
+                                                      n_boot=n_boot, progress=progress, n_jobs=n_jobs,
+                                                      param_grid=param_grid)
             out["cliffs_delta"][outcome] = cliffs_delta_table(df, outcome, rng=rng, n_boot=n_boot)
     if "orr" in df.columns and df["orr"].nunique() == 2:
         out["landscape"] = response_landscape(df, "orr")

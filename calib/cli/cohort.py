@@ -57,14 +57,14 @@ def write_baseline_json(result: dict, out: Path, cohort: str) -> Path:
 
 
 def cmd_baseline(args) -> int:
-    from calib.baseline import run_baseline
+    from calib.baseline import PARAM_GRID, SMALL_GRID, run_baseline
     from calib.cohort import load_cohort
 
     if args.repeats < 1 or args.splits < 2:
         raise ValueError(f"need --repeats ≥ 1 and --splits ≥ 2, got {args.repeats} and {args.splits}")
     df = load_cohort(args.cohort)
     res = run_baseline(df, n_splits=args.splits, repeats=args.repeats, seed=args.seed, n_boot=args.n_boot,
-                       progress=True, n_jobs=args.jobs)
+                       progress=True, n_jobs=args.jobs, param_grid=SMALL_GRID if args.grid == "small" else PARAM_GRID)
     path = write_baseline_json(res, Path(args.out), str(args.cohort))
     print(json.dumps({"out": str(path), "latents": {k: {m: round(v[m], 3) for m in ("spearman", "mae", "rmse", "r2")}
                                                      for k, v in res["latents"].items()}}))
@@ -116,6 +116,8 @@ def register(commands) -> None:
     lg.add_argument("--seed", type=int, default=0, help="seed of the splits and LightGBM")
     lg.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the CIs")
     lg.add_argument("--jobs", type=int, default=1, help="processes over outer folds")
+    lg.add_argument("--grid", choices=("seed", "small"), default="seed",
+                    help="hyper-parameter grid: seed 000's (default) or a one-point grid for smoke tests")
     lg.set_defaults(func=cmd_baseline)
 
     bb = commands.model_verb("bench").add_parser("cohort", help="seconds per virtual patient and for the nested CV")
