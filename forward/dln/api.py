@@ -109,3 +109,48 @@ def simulate_batch(
         else np.repeat(prms[:, model.K_VOL : model.K_VOL + 1], len(net.targets), axis=1)
     )
     return cells * k[:, None, :]
+
+
+def parameter_rows(
+    theta: np.ndarray,
+    names: tuple[str, ...] | list[str],
+    base: Mapping[str, float] | None = None,
+    validate: bool = True,
+) -> np.ndarray:
+    """Kernel-ordered parameter rows (n, N_PARAMS) from a batch ``theta`` (n, len(names)) of named parameters, the
+    rest from ``base`` (default: registry defaults). ``validate`` checks every value against its registry range."""
+    theta = np.atleast_2d(np.asarray(theta, dtype=float))
+    names = list(names)
+    if theta.shape[1] != len(names):
+        raise ValueError(f"theta has {theta.shape[1]} columns but {len(names)} parameter names were given")
+    unknown = [n for n in names if n not in PARAM_NAMES]
+    if unknown:
+        registry().record(MODEL, unknown[0])  # raises UnknownParameterError with suggestions
+    if validate:
+        reg = registry()
+        for j, n in enumerate(names):
+            rec = reg.record(MODEL, n)
+            for x in theta[:, j]:
+                rec.check(x, where="theta")
+    rows = np.repeat(param_array(base)[None, :], theta.shape[0], axis=0)
+    for j, n in enumerate(names):
+        rows[:, PARAM_NAMES.index(n)] = theta[:, j]
+    return rows
+
+
+def log_volume_batch(
+    plan: TreatmentPlan,
+    theta: np.ndarray,
+    names,
+    days,
+    base: Mapping[str, float] | None = None,
+    floor_mm3: float = 1e-3,
+) -> np.ndarray:
+    """log(max(V, floor)) of every target on ``days``: shape (n, I, len(days)) for a named parameter batch ``theta``.
+
+    The building block for a calibration adapter (calib.forward_api): one plan = one condition."""
+    days = np.asarray(days, dtype=int)
+    if days.min() < 0 or days.max() > plan.days:
+        raise ValueError(f"observation days must lie in [0, {plan.days}], got {days.min()}..{days.max()}")
+    vols = simulate_batch(plan, parameter_rows(theta, names, base))
+    return np.log(np.maximum(vols[:, days, :], floor_mm3)).transpose(0, 2, 1)

@@ -361,3 +361,21 @@ def test_random_admissible_parameters_stay_finite_and_non_negative(ps, rng):
     prms[:, PARAM_NAMES.index("trex1_level")] = rng.uniform(1.0, 2.0, 200)
     vols = simulate_batch(plan, prms)
     assert np.all(np.isfinite(vols)) and np.all(vols >= 0)
+
+
+def test_log_volume_batch_named_parameters(ps):
+    from forward.dln.api import log_volume_batch, parameter_rows
+
+    plan = two_targets_one_dln(30, radiation=[{"target": "a", "days": [10], "dose_gy": 8.0}])
+    theta = np.array([[0.02, 0.1], [0.04, 0.2]])
+    out = log_volume_batch(plan, theta, ["ctl_cytotoxicity", "tumour_lq_alpha"], [0, 10, 30])
+    assert out.shape == (2, 2, 3)
+    for s in range(2):
+        res = simulate(plan, ps.replace(ctl_cytotoxicity=theta[s, 0], tumour_lq_alpha=theta[s, 1]))
+        np.testing.assert_allclose(out[s, 0], np.log(res.volume("a")[[0, 10, 30]]), rtol=1e-12)
+    with pytest.raises(Exception, match="'ctl_cytotoxicity'.*outside the admissible range"):
+        parameter_rows(np.array([[-1.0]]), ["ctl_cytotoxicity"])
+    with pytest.raises(Exception, match="unknown dln parameter 'ctl_cytotoxicty'"):
+        parameter_rows(np.array([[1.0]]), ["ctl_cytotoxicty"])
+    with pytest.raises(ValueError, match="observation days must lie in"):
+        log_volume_batch(plan, theta, ["ctl_cytotoxicity", "tumour_lq_alpha"], [31])
