@@ -246,6 +246,13 @@ def _as_days(raw: Any, what: str) -> list:
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
         return [raw]
     if isinstance(raw, (list, tuple)):
+        seen = set()
+        for d in raw:
+            if d in seen:
+                raise PlanError(
+                    f"{what}: day {d!r} listed twice (give one entry per day; separate entries add up)"
+                )
+            seen.add(d)
         return list(raw)
     raise PlanError(f"{what}: 'days' must be a day or a list of days, got {raw!r}")
 
