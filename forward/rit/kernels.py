@@ -89,6 +89,31 @@ def kill_rate(theta, ta, ctot, p1):
 
 
 @njit(cache=True)
+def markov_step(n, pp, pd, rng):
+    """One Markov birth-death step of ``n`` cells (Supp. §3.1): each cell gives 2 (prob ``pp``), 0 (``pd``) or 1.
+
+    Drawn for the whole population at once: births ~ Bin(n, pp), deaths ~ Bin(n - births, pd / (1 - pp)), which is
+    the multinomial(n; pp, pd, 1 - pp - pd). Probabilities outside [0, 1] are capped (pp to [0, 1], pd to 1 - pp);
+    returns (new n, number of caps applied)."""
+    capped = 0
+    if pp < 0.0:
+        pp = 0.0
+    if pp > 1.0:
+        pp = 1.0
+        capped += 1
+    if pd < 0.0:
+        pd = 0.0
+    if pp + pd > 1.0:
+        pd = 1.0 - pp
+        capped += 1
+    births = rng.binomial(n, pp) if pp > 0.0 else 0
+    deaths = 0
+    if pd > 0.0 and n - births > 0 and pp < 1.0:
+        deaths = rng.binomial(n - births, min(pd / (1.0 - pp), 1.0))
+    return n + births - deaths, capped
+
+
+@njit(cache=True)
 def _interp(hist, pos):
     """Linear interpolation of a history array at fractional index ``pos`` (>= 0)."""
     i0 = int(math.floor(pos))
@@ -313,20 +338,9 @@ def run(theta, survival, vascular, v_pre, dt, n_steps, rt_idx, rt_dose, c4_idx, 
         dThb = bp * A * Th
         dTa = Jd * f - iota * Ta * ctot - eta * Ta
         if integer_mode:
-            n = int(C)
-            pp = max(growth * dt, 0.0)
-            pd = kill * dt
-            if pp > 1.0:
-                pp = 1.0
-                info[I_N_CAPPED] += 1.0
-            if pp + pd > 1.0:
-                pd = 1.0 - pp
-                info[I_N_CAPPED] += 1.0
-            births = rng.binomial(n, pp) if pp > 0.0 else 0
-            deaths = 0
-            if pd > 0.0 and n - births > 0 and pp < 1.0:
-                deaths = rng.binomial(n - births, min(pd / (1.0 - pp), 1.0))
-            Cn = float(n + births - deaths)
+            n_new, capped = markov_step(int(C), growth * dt, kill * dt, rng)
+            Cn = float(n_new)
+            info[I_N_CAPPED] += capped
         elif imex:
             gain = max(growth, 0.0)
             loss = kill + max(-growth, 0.0)

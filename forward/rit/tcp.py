@@ -137,16 +137,14 @@ def _birth_death(n0, pp, pd, n_steps, n_runs, rng, out):
         for _ in range(n_steps):
             if n == 0:
                 break
-            births = rng.binomial(n, pp)
-            deaths = rng.binomial(n - births, pd / (1.0 - pp)) if n - births > 0 else 0
-            n = n + births - deaths
+            n, _ = K.markov_step(n, pp, pd, rng)
         out[r] = n
 
 
 def birth_death_extinction(n0: int, p_birth: float, p_death: float, n_steps: int, n_runs: int,
                            rng: np.random.Generator) -> np.ndarray:
-    """Final population of ``n_runs`` runs of the Markov step used in the model (vectorised binomial draws), with
-    constant per-step probabilities — the reference process for the statistical test of the Markov mode."""
+    """Final population of ``n_runs`` runs of the model's Markov step (:func:`forward.rit.kernels.markov_step`,
+    vectorised binomial draws) with constant per-step probabilities — the reference process for the statistical test of the Markov mode."""
     if not (0 <= p_birth < 1 and 0 <= p_death <= 1 and p_birth + p_death <= 1):
         raise ValueError("need 0 <= p_birth < 1, 0 <= p_death and p_birth + p_death <= 1")
     out = np.zeros(n_runs, dtype=np.int64)
