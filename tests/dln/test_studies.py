@@ -37,3 +37,10 @@ def test_generalisation_quick(tmp_path):
     # calibrating on monotherapies predicts the combinations better than the uncalibrated defaults
     assert s["test_rmse_log_calibrated_median"] < s["test_rmse_log_defaults_median"]
     assert s["train_rmse_log_median"] < 0.3  # data noise sd is 0.15 in log volume
+
+
+def test_fractionation_quick(tmp_path):
+    assert main(["study", "dln_fractionation", "--out", str(tmp_path), "--quick"]) == 0
+    data = json.loads((tmp_path / "dln_fractionation.json").read_text())
+    three = [r for r in data["schemes"] if r["fractions"] == 3]
+    assert all(abs(r["dose_per_fraction_gy"] - 8.0) < 1e-9 for r in three)  # iso-BED reference scheme
