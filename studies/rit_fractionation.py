@@ -20,8 +20,16 @@ def run(out: Path, quick: bool = False) -> dict:
 
     n_sims = 50 if quick else 200
     ps = registry().parameter_set("rit", "dewan_table3")
-    result = {"preset": "dewan_table3", "alpha_beta_gy": 9.29, "reference": "8 Gy x 3", "n_sims": n_sims,
-              "rel_sd": 0.05, "rng_seed": SEED, "horizon_days": 60.0, "ctla4_days": [2, 5, 8]}
+    result = {
+        "preset": "dewan_table3",
+        "alpha_beta_gy": 9.29,
+        "reference": "8 Gy x 3",
+        "n_sims": n_sims,
+        "rel_sd": 0.05,
+        "rng_seed": SEED,
+        "horizon_days": 60.0,
+        "ctla4_days": [2, 5, 8],
+    }
     curves = {}
     for tag, c4 in (("with_ctla4", "2,5,8"), ("rt_only", None)):
         doses, scheds = fractionation_schedules(9.29, FRACTIONS, ctla4=c4, t_end=60.0)
@@ -52,7 +60,10 @@ def _figure(out, result, curves):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
-    for ax, tag, title in ((axes[0], "rt_only", "RT alone"), (axes[1], "with_ctla4", "RT + anti-CTLA-4 (2,5,8)")):
+    for ax, tag, title in (
+        (axes[0], "rt_only", "RT alone"),
+        (axes[1], "with_ctla4", "RT + anti-CTLA-4 (2,5,8)"),
+    ):
         for n in FRACTIONS:
             r = curves[(tag, n)]
             ax.plot(r.t, r.volume, label=f"{result['doses_gy'][str(n)]:.2f} Gy x {n}")
@@ -64,8 +75,13 @@ def _figure(out, result, curves):
     for ax, tag in ((axes[2], "rt_only"), (axes[3], "with_ctla4")):
         tcp, ci = result[f"tcp_{tag}"], result[f"ci95_{tag}"]
         ks = [str(n) for n in FRACTIONS]
-        ax.errorbar(range(len(ks)), [tcp[k] for k in ks],
-                    yerr=np.array([[tcp[k] - ci[k][0], ci[k][1] - tcp[k]] for k in ks]).T, fmt="o", capsize=4)
+        ax.errorbar(
+            range(len(ks)),
+            [tcp[k] for k in ks],
+            yerr=np.array([[tcp[k] - ci[k][0], ci[k][1] - tcp[k]] for k in ks]).T,
+            fmt="o",
+            capsize=4,
+        )
         ax.set_xticks(range(len(ks)), [f"{k} fx" for k in ks])
         ax.set_ylim(-0.02, 1)
         ax.set_title(f"TCP (95 % CI), {tag.replace('_', ' ')}")

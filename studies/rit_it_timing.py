@@ -23,7 +23,9 @@ def run(out: Path, quick: bool = False) -> dict:
     scheds = it_timing_schedules(t_end=60.0)
     tcp, ci, c4_day2, bands = {}, {}, {}, {}
     for key, s in scheds.items():
-        r = population_tcp(ps, s, np.random.default_rng(SEED), n_sims=n_sims, record_volumes=key in IT_EXPERIMENTAL)
+        r = population_tcp(
+            ps, s, np.random.default_rng(SEED), n_sims=n_sims, record_volumes=key in IT_EXPERIMENTAL
+        )
         tcp[key], ci[key] = r.tcp, list(r.ci)
         c4_day2[key] = float(simulate(ps, s).at("c4", [2.0])[0])
         if r.volumes is not None:
@@ -39,13 +41,23 @@ def run(out: Path, quick: bool = False) -> dict:
         "positive_correlation_with_c4_day2": bool(pear.statistic > 0),
     }
     result = {
-        "preset": "dewan_table3", "n_sims": n_sims, "rel_sd": 0.05, "rng_seed": SEED, "horizon_days": 60.0,
-        "tcp": tcp, "ci95": ci, "ctla4_concentration_day2": c4_day2,
-        "correlation_tcp_vs_c4_day2": {"pearson_r": float(pear.statistic), "pearson_p": float(pear.pvalue),
-                                        "spearman_rho": float(spear.statistic), "spearman_p": float(spear.pvalue)},
+        "preset": "dewan_table3",
+        "n_sims": n_sims,
+        "rel_sd": 0.05,
+        "rng_seed": SEED,
+        "horizon_days": 60.0,
+        "tcp": tcp,
+        "ci95": ci,
+        "ctla4_concentration_day2": c4_day2,
+        "correlation_tcp_vs_c4_day2": {
+            "pearson_r": float(pear.statistic),
+            "pearson_p": float(pear.pvalue),
+            "spearman_rho": float(spear.statistic),
+            "spearman_p": float(spear.pvalue),
+        },
         "schedules": {k: s.to_dict() for k, s in scheds.items()},
         "start_day_schedule_note": "start_d = anti-CTLA-4 on days d, d+1, d+2 (seed: 'starting from day 0 to day 7 "
-                                   "and ending from day 2 to day 9')",
+        "and ending from day 2 to day 9')",
         "claims": claims,
         "numerics": "IMEX Euler dt = 0.05 d (docs/rit.md); Markov mode below 1000 viable cells",
     }
@@ -70,8 +82,13 @@ def _figure(out, result, bands):
     axes[0].legend(fontsize=7)
     tcp, ci = result["tcp"], result["ci95"]
     exp = ["0,3,6", "2,5,8", "4,6,9"]
-    axes[3].errorbar(range(3), [tcp[k] for k in exp], yerr=np.array([[tcp[k] - ci[k][0], ci[k][1] - tcp[k]]
-                                                                       for k in exp]).T, fmt="o", capsize=4)
+    axes[3].errorbar(
+        range(3),
+        [tcp[k] for k in exp],
+        yerr=np.array([[tcp[k] - ci[k][0], ci[k][1] - tcp[k]] for k in exp]).T,
+        fmt="o",
+        capsize=4,
+    )
     axes[3].set_xticks(range(3), exp)
     axes[3].set_title("TCP (95 % CI), experimental schedules")
     axes[3].set_ylim(0, 1)

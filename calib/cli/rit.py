@@ -6,23 +6,38 @@ import json
 
 
 def _common(p, with_out: bool = True) -> None:
-    p.add_argument("--preset", default=None,
-                   help="registry preset: dewan_table1, deng_table1, dewan_table2, dewan_table3 (default)")
-    p.add_argument("--params", metavar="FILE", help="parameter file (TOML/JSON from `immunocal params export`)")
+    p.add_argument(
+        "--preset",
+        default=None,
+        help="registry preset: dewan_table1, deng_table1, dewan_table2, dewan_table3 (default)",
+    )
+    p.add_argument(
+        "--params", metavar="FILE", help="parameter file (TOML/JSON from `immunocal params export`)"
+    )
     p.add_argument("--rt", help="radiation fractions DOSExN@DAYS, e.g. '8x3@0,1,2', '20@0', '8x2@0,1+6@4'")
     p.add_argument("--ctla4", help="anti-CTLA-4 injection days, e.g. '2,5,8'")
     p.add_argument("--pdl1", help="anti-PD-L1 injection days, e.g. '0,3,6,9'")
-    p.add_argument("--schedule", metavar="FILE", help="schedule file (TOML/JSON: rt_days, rt_doses_gy, ctla4_days, "
-                   "pdl1_days, t_end); cannot be combined with --rt/--ctla4/--pdl1")
+    p.add_argument(
+        "--schedule",
+        metavar="FILE",
+        help="schedule file (TOML/JSON: rt_days, rt_doses_gy, ctla4_days, "
+        "pdl1_days, t_end); cannot be combined with --rt/--ctla4/--pdl1",
+    )
     p.add_argument("--t-end", type=float, default=None, help="horizon in days after day 0 (default 60)")
-    p.add_argument("--dt", type=float, default=0.05, help="Euler time step in days (default 0.05, as the seed)")
-    p.add_argument("--scheme", choices=["imex", "explicit"], default="imex",
-                   help="Euler variant: imex (default, positivity preserving) or explicit (the seed's literal scheme)")
+    p.add_argument(
+        "--dt", type=float, default=0.05, help="Euler time step in days (default 0.05, as the seed)"
+    )
+    p.add_argument(
+        "--scheme",
+        choices=["imex", "explicit"],
+        default="imex",
+        help="Euler variant: imex (default, positivity preserving) or explicit (the seed's literal scheme)",
+    )
 
 
 def _setup(args):
-    from priors import ParameterSet, registry
     from forward.rit import RitConfig, Schedule
+    from priors import ParameterSet, registry
 
     if args.params:
         ps = ParameterSet.from_file(args.params)
@@ -39,8 +54,9 @@ def _setup(args):
         if args.t_end is not None:
             sched = sched.with_horizon(args.t_end)
     else:
-        sched = Schedule.from_strings(rt=args.rt, ctla4=args.ctla4, pdl1=args.pdl1,
-                                      t_end=60.0 if args.t_end is None else args.t_end)
+        sched = Schedule.from_strings(
+            rt=args.rt, ctla4=args.ctla4, pdl1=args.pdl1, t_end=60.0 if args.t_end is None else args.t_end
+        )
     config = RitConfig.from_preset(ps.preset, dt=args.dt, scheme=args.scheme)
     return ps, sched, config
 
@@ -52,9 +68,11 @@ def cmd_simulate(args) -> int:
     res = simulate(ps, sched, config)
     path = res.to_csv(args.out)
     v = res.volume
-    print(f"rit {ps.preset}: {len(res.t)} time points (dt = {config.dt:g} d, {config.scheme} Euler), free growth "
-          f"{res.info['free_growth_days']:.2f} d to {config.pretreatment_volume_mm3:g} mm^3; V(t_end) = {v[-1]:.4g} "
-          f"mm^3, min C = {res.info['min_C']:.3g} cells; wrote {path}")
+    print(
+        f"rit {ps.preset}: {len(res.t)} time points (dt = {config.dt:g} d, {config.scheme} Euler), free growth "
+        f"{res.info['free_growth_days']:.2f} d to {config.pretreatment_volume_mm3:g} mm^3; V(t_end) = {v[-1]:.4g} "
+        f"mm^3, min C = {res.info['min_C']:.3g} cells; wrote {path}"
+    )
     return 0
 
 
@@ -66,8 +84,9 @@ def cmd_tcp(args) -> int:
     ps, sched, config = _setup(args)
     if args.n_sims < 1:
         raise ValueError(f"--n-sims must be >= 1, got {args.n_sims}")
-    res = population_tcp(ps, sched, np.random.default_rng(args.seed), n_sims=args.n_sims, config=config,
-                         rel_sd=args.rel_sd)
+    res = population_tcp(
+        ps, sched, np.random.default_rng(args.seed), n_sims=args.n_sims, config=config, rel_sd=args.rel_sd
+    )
     out = {"preset": ps.preset, "seed": args.seed, "rel_sd": args.rel_sd, **res.to_dict()}
     text = json.dumps(out, indent=2)
     if args.out:
@@ -90,14 +109,18 @@ def cmd_bench(args) -> int:
 
 def register(commands) -> None:
     p = commands.model_verb("simulate").add_parser(
-        "rit", help="radioimmunotherapy DDE (seed 002): write every state over time as CSV",
-        description="Free growth from C(0) to the preset's pre-treatment volume (day 0), then the schedule.")
+        "rit",
+        help="radioimmunotherapy DDE (seed 002): write every state over time as CSV",
+        description="Free growth from C(0) to the preset's pre-treatment volume (day 0), then the schedule.",
+    )
     _common(p)
     p.add_argument("--out", required=True, metavar="FILE.csv", help="output CSV")
     p.set_defaults(func=cmd_simulate)
 
     p = commands.model_verb("tcp").add_parser(
-        "rit", help="population TCP of the radioimmunotherapy model (Markov mode, 5 %% parameter perturbation)")
+        "rit",
+        help="population TCP of the radioimmunotherapy model (Markov mode, 5 %% parameter perturbation)",
+    )
     _common(p)
     p.add_argument("--n-sims", type=int, default=200, help="number of simulated subjects (default 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the numpy Generator")
@@ -106,6 +129,7 @@ def register(commands) -> None:
     p.set_defaults(func=cmd_tcp)
 
     p = commands.model_verb("bench").add_parser(
-        "rit", help="time one 60-day simulation and a 200-run population TCP (prints JSON)")
+        "rit", help="time one 60-day simulation and a 200-run population TCP (prints JSON)"
+    )
     p.add_argument("--repeats", type=int, default=20, help="repetitions of the single simulation (median)")
     p.set_defaults(func=cmd_bench)

@@ -6,13 +6,33 @@ schedule), :mod:`.kernels` (Numba explicit-Euler kernels), :mod:`.model` (simula
 Equations and discretisation choices: docs/rit.md.
 """
 
-from .model import (EulerInstabilityError, FreeGrowthError, RitConfig, RitResult, parameter_array, simulate,
-                    simulate_volumes, simulate_volumes_batch)
+from .model import (
+    EulerInstabilityError,
+    FreeGrowthError,
+    RitConfig,
+    RitResult,
+    parameter_array,
+    simulate,
+    simulate_volumes,
+    simulate_volumes_batch,
+)
 from .radiobiology import bed, iso_bed_dose, iso_bed_schedule, survival_lq, survival_lql, survival_modified_lq
 from .schedule import Schedule
 
 __all__ = [
-    "EulerInstabilityError", "FreeGrowthError", "RitConfig", "RitResult", "Schedule", "bed", "iso_bed_dose",
-    "iso_bed_schedule", "parameter_array", "simulate", "simulate_volumes", "simulate_volumes_batch", "survival_lq",
-    "survival_lql", "survival_modified_lq",
+    "EulerInstabilityError",
+    "FreeGrowthError",
+    "RitConfig",
+    "RitResult",
+    "Schedule",
+    "bed",
+    "iso_bed_dose",
+    "iso_bed_schedule",
+    "parameter_array",
+    "simulate",
+    "simulate_volumes",
+    "simulate_volumes_batch",
+    "survival_lq",
+    "survival_lql",
+    "survival_modified_lq",
 ]

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-__all__ = ["weighted_cost", "gaussian_log_likelihood", "aicc", "aicc_from_cost", "sensitivity_indices"]
+__all__ = ["aicc", "aicc_from_cost", "gaussian_log_likelihood", "sensitivity_indices", "weighted_cost"]
 
 
 def weighted_cost(model, observed, sigma) -> float:
@@ -45,8 +45,12 @@ def aicc_from_cost(model, observed, sigma, k: int) -> float:
     return aicc(gaussian_log_likelihood(model, observed, sigma), k, n)
 
 
-def sensitivity_indices(cost: Callable[[Mapping[str, float]], float], x: Mapping[str, float],
-                        rel_step: float = 0.1, names: list[str] | None = None) -> dict[str, float]:
+def sensitivity_indices(
+    cost: Callable[[Mapping[str, float]], float],
+    x: Mapping[str, float],
+    rel_step: float = 0.1,
+    names: list[str] | None = None,
+) -> dict[str, float]:
     """Local sensitivity index S_i = |F(x + Delta x_i) - F(x)| with Delta x_i = 0.1 x_i (eq 29), for any scalar cost.
 
     ``cost`` takes a mapping name -> value (e.g. builds a ParameterSet with ``ps.replace(**values)``).
@@ -67,8 +71,15 @@ def sensitivity_indices(cost: Callable[[Mapping[str, float]], float], x: Mapping
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
-def euler_convergence(params, schedule, dts, t_obs: float = 15.0, reference_dt: float = 0.001,
-                      scheme: str = "imex", fit_range: tuple[float, float] | None = None) -> dict:
+def euler_convergence(
+    params,
+    schedule,
+    dts,
+    t_obs: float = 15.0,
+    reference_dt: float = 0.001,
+    scheme: str = "imex",
+    fit_range: tuple[float, float] | None = None,
+) -> dict:
     """Volume at ``t_obs`` for each time step, absolute error against ``reference_dt`` and the fitted order
     (least-squares slope of log error against log dt over ``fit_range``, default all dts) — Supp. Figs 4-5."""
     from .model import EulerInstabilityError, RitConfig, simulate_volumes
@@ -88,6 +99,14 @@ def euler_convergence(params, schedule, dts, t_obs: float = 15.0, reference_dt: 
     lo, hi = fit_range if fit_range is not None else (dts_a.min(), dts_a.max())
     sel = (dts_a >= lo) & (dts_a <= hi) & np.isfinite(errs_a) & (errs_a > 0)
     order = float(np.polyfit(np.log(dts_a[sel]), np.log(errs_a[sel]), 1)[0]) if sel.sum() >= 2 else math.nan
-    return {"dt": list(map(float, dts)), "volume": vols, "abs_error": errs, "reference_dt": reference_dt,
-            "reference_volume": v_ref, "t_obs": t_obs, "order": order, "fit_range": [float(lo), float(hi)],
-            "scheme": scheme}
+    return {
+        "dt": list(map(float, dts)),
+        "volume": vols,
+        "abs_error": errs,
+        "reference_dt": reference_dt,
+        "reference_volume": v_ref,
+        "t_obs": t_obs,
+        "order": order,
+        "fit_range": [float(lo), float(hi)],
+        "scheme": scheme,
+    }

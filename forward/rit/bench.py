@@ -28,5 +28,12 @@ def benchmark(repeats: int = 20) -> dict:
     t0 = time.perf_counter()
     res = population_tcp(ps, sched, np.random.default_rng(1), n_sims=200)
     t_tcp = time.perf_counter() - t0
-    return {"single_sim_s": float(np.median(times)), "tcp200_s": t_tcp, "tcp200": res.tcp, "dt": 0.05,
-            "horizon_days": 60.0, "preset": "dewan_table3", "schedule": "8x3@0,1,2 + anti-CTLA-4 2,5,8"}
+    return {
+        "single_sim_s": float(np.median(times)),
+        "tcp200_s": t_tcp,
+        "tcp200": res.tcp,
+        "dt": 0.05,
+        "horizon_days": 60.0,
+        "preset": "dewan_table3",
+        "schedule": "8x3@0,1,2 + anti-CTLA-4 2,5,8",
+    }

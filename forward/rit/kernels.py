@@ -21,33 +21,110 @@ from numba import njit
 
 #: order of the parameter array handed to the kernels (names of priors/data/rit.toml)
 PARAM_NAMES = (
-    "initial_tumour_cells", "initial_naive_t_cells", "tumour_proliferation_rate", "proliferation_saturation",
-    "tumour_alpha", "tumour_beta", "beta_dose_modulation", "lql_transition", "doomed_clearance_rate",
-    "mitotic_delay_start", "mitotic_delay_end", "immune_kill_rate", "immune_kill_exponent",
-    "immune_kill_half_saturation", "pdl1_dose", "pdl1_elimination_rate", "antigen_production_rate",
-    "antigen_release_rate", "antigen_activation_delay", "antigen_elimination_rate", "t_cell_activation_rate",
-    "activation_inactivation_ratio", "ctla4_dose", "ctla4_elimination_rate", "infiltration_delay",
-    "t_cell_alpha", "t_cell_beta", "t_cell_tumour_death_rate", "t_cell_elimination_rate",
-    "naive_t_cell_production", "tumour_cell_volume", "t_cell_volume", "vascular_damage_threshold",
+    "initial_tumour_cells",
+    "initial_naive_t_cells",
+    "tumour_proliferation_rate",
+    "proliferation_saturation",
+    "tumour_alpha",
+    "tumour_beta",
+    "beta_dose_modulation",
+    "lql_transition",
+    "doomed_clearance_rate",
+    "mitotic_delay_start",
+    "mitotic_delay_end",
+    "immune_kill_rate",
+    "immune_kill_exponent",
+    "immune_kill_half_saturation",
+    "pdl1_dose",
+    "pdl1_elimination_rate",
+    "antigen_production_rate",
+    "antigen_release_rate",
+    "antigen_activation_delay",
+    "antigen_elimination_rate",
+    "t_cell_activation_rate",
+    "activation_inactivation_ratio",
+    "ctla4_dose",
+    "ctla4_elimination_rate",
+    "infiltration_delay",
+    "t_cell_alpha",
+    "t_cell_beta",
+    "t_cell_tumour_death_rate",
+    "t_cell_elimination_rate",
+    "naive_t_cell_production",
+    "tumour_cell_volume",
+    "t_cell_volume",
+    "vascular_damage_threshold",
     "vascular_recovery_rate",
 )
-(P_C0, P_T0, P_LAM1, P_LAM2, P_ALPHA, P_BETA, P_C, P_X, P_PHI, P_TD1, P_TD2, P_P, P_Q, P_S, P_IP1, P_MU, P_RHO,
- P_PSI, P_TAU1, P_SIGMA, P_A, P_R, P_IC4, P_NU, P_TAU2, P_AT, P_BT, P_IOTA, P_ETA, P_H, P_VC, P_VT, P_DV,
- P_KV) = range(len(PARAM_NAMES))
+(
+    P_C0,
+    P_T0,
+    P_LAM1,
+    P_LAM2,
+    P_ALPHA,
+    P_BETA,
+    P_C,
+    P_X,
+    P_PHI,
+    P_TD1,
+    P_TD2,
+    P_P,
+    P_Q,
+    P_S,
+    P_IP1,
+    P_MU,
+    P_RHO,
+    P_PSI,
+    P_TAU1,
+    P_SIGMA,
+    P_A,
+    P_R,
+    P_IC4,
+    P_NU,
+    P_TAU2,
+    P_AT,
+    P_BT,
+    P_IOTA,
+    P_ETA,
+    P_H,
+    P_VC,
+    P_VT,
+    P_DV,
+    P_KV,
+) = range(len(PARAM_NAMES))
 
 SURVIVAL_CODES = {"lq": 0, "modified_lq": 1, "lql": 2}
 
 #: columns of the recorded state array
-STATE_NAMES = ("C", "C_doomed", "A_hat", "T_hat", "T_hat_a", "T_hat_b", "T_a", "c4", "p1", "volume_mm3",
-               "vascular_factor")
+STATE_NAMES = (
+    "C",
+    "C_doomed",
+    "A_hat",
+    "T_hat",
+    "T_hat_a",
+    "T_hat_b",
+    "T_a",
+    "c4",
+    "p1",
+    "volume_mm3",
+    "vascular_factor",
+)
 S_C, S_CD, S_A, S_TH, S_THA, S_THB, S_TA, S_C4, S_P1, S_V, S_F = range(len(STATE_NAMES))
 N_STATES = len(STATE_NAMES)
 
 #: kernel status codes
 OK, FREE_GROWTH_FAILED, NONFINITE = 0, 1, 2
 #: info vector layout returned by the kernels
-(I_STATUS, I_T_FREE, I_CONTROLLED_STEP, I_N_NEGATIVE, I_FIRST_NEGATIVE_STEP, I_N_CAPPED, I_FINAL_C,
- I_MIN_C) = range(8)
+(
+    I_STATUS,
+    I_T_FREE,
+    I_CONTROLLED_STEP,
+    I_N_NEGATIVE,
+    I_FIRST_NEGATIVE_STEP,
+    I_N_CAPPED,
+    I_FINAL_C,
+    I_MIN_C,
+) = range(8)
 N_INFO = 8
 
 
@@ -96,13 +173,11 @@ def markov_step(n, pp, pd, rng):
     the multinomial(n; pp, pd, 1 - pp - pd). Probabilities outside [0, 1] are capped (pp to [0, 1], pd to 1 - pp);
     returns (new n, number of caps applied)."""
     capped = 0
-    if pp < 0.0:
-        pp = 0.0
+    pp = max(pp, 0.0)
     if pp > 1.0:
         pp = 1.0
         capped += 1
-    if pd < 0.0:
-        pd = 0.0
+    pd = max(pd, 0.0)
     if pp + pd > 1.0:
         pd = 1.0 - pp
         capped += 1
@@ -137,8 +212,29 @@ def _ring(hist, m, k_latest, pos, init):
 
 
 @njit(cache=True)
-def run(theta, survival, vascular, v_pre, dt, n_steps, rt_idx, rt_dose, c4_idx, c4_amt, p1_idx, p1_amt, imex,
-        stochastic, markov_threshold, rng, stop_on_control, max_free_steps, out_states, out_cohorts, info):
+def run(
+    theta,
+    survival,
+    vascular,
+    v_pre,
+    dt,
+    n_steps,
+    rt_idx,
+    rt_dose,
+    c4_idx,
+    c4_amt,
+    p1_idx,
+    p1_amt,
+    imex,
+    stochastic,
+    markov_threshold,
+    rng,
+    stop_on_control,
+    max_free_steps,
+    out_states,
+    out_cohorts,
+    info,
+):
     """Free growth to ``v_pre`` (defines day 0), then ``n_steps`` treatment steps of length ``dt``.
 
     ``out_states`` (n_steps + 1, N_STATES) and ``out_cohorts`` (n_steps + 1, n_fractions) receive the recorded
@@ -300,8 +396,7 @@ def run(theta, survival, vascular, v_pre, dt, n_steps, rt_idx, rt_dose, c4_idx, 
         f = 1.0
         if vasc_on:
             f = min(theta[P_KV] * (t - t_vasc), 1.0)
-        if C < min_c:
-            min_c = C
+        min_c = min(min_c, C)
         if record:
             out_states[j, S_C] = C
             out_states[j, S_CD] = cd_tot

@@ -14,7 +14,7 @@ Typical use::
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,8 +25,17 @@ from priors import ParameterSet, registry
 from . import kernels as K
 from .schedule import Schedule
 
-__all__ = ["RitConfig", "RitResult", "EulerInstabilityError", "FreeGrowthError", "simulate", "simulate_volumes",
-           "simulate_volumes_batch", "parameter_array", "MODEL"]
+__all__ = [
+    "MODEL",
+    "EulerInstabilityError",
+    "FreeGrowthError",
+    "RitConfig",
+    "RitResult",
+    "parameter_array",
+    "simulate",
+    "simulate_volumes",
+    "simulate_volumes_batch",
+]
 
 MODEL = "rit"
 DEFAULT_DT = 0.05
@@ -63,22 +72,28 @@ class RitConfig:
 
     def __post_init__(self):
         if self.survival not in K.SURVIVAL_CODES:
-            raise ValueError(f"unknown survival model '{self.survival}'; choose one of {sorted(K.SURVIVAL_CODES)}")
+            raise ValueError(
+                f"unknown survival model '{self.survival}'; choose one of {sorted(K.SURVIVAL_CODES)}"
+            )
         dt = float(self.dt)
         if not math.isfinite(dt) or dt <= 0 or dt > 1.0:
             raise ValueError(f"time step dt must be in (0, 1] day, got {self.dt!r}")
         v = float(self.pretreatment_volume_mm3)
         if not math.isfinite(v) or v <= 0:
-            raise ValueError(f"pre-treatment volume must be a positive number of mm^3, got {self.pretreatment_volume_mm3!r}")
+            raise ValueError(
+                f"pre-treatment volume must be a positive number of mm^3, got {self.pretreatment_volume_mm3!r}"
+            )
         if not (math.isfinite(self.markov_threshold) and self.markov_threshold >= 0):
-            raise ValueError(f"markov_threshold must be a finite number of cells >= 0, got {self.markov_threshold!r}")
+            raise ValueError(
+                f"markov_threshold must be a finite number of cells >= 0, got {self.markov_threshold!r}"
+            )
         if self.scheme not in ("imex", "explicit"):
             raise ValueError(f"scheme must be 'imex' or 'explicit', got {self.scheme!r}")
         if self.on_negative not in ("raise", "clip"):
             raise ValueError(f"on_negative must be 'raise' or 'clip', got {self.on_negative!r}")
 
     @classmethod
-    def from_preset(cls, preset: str, **overrides) -> "RitConfig":
+    def from_preset(cls, preset: str, **overrides) -> RitConfig:
         """Settings of a registry preset (``survival``, ``vascular_damage``, ``pretreatment_volume_mm3``)."""
         opts = registry().preset_options(MODEL, preset)
         base = {k: opts[k] for k in ("survival", "vascular_damage", "pretreatment_volume_mm3") if k in opts}
@@ -106,8 +121,10 @@ def parameter_array(params) -> np.ndarray:
 
 def _check_consistency(theta: np.ndarray) -> None:
     if theta[K.P_TD2] < theta[K.P_TD1]:
-        raise ValueError(f"mitotic_delay_end (tau_d2 = {theta[K.P_TD2]}) must be >= mitotic_delay_start "
-                         f"(tau_d1 = {theta[K.P_TD1]})")
+        raise ValueError(
+            f"mitotic_delay_end (tau_d2 = {theta[K.P_TD2]}) must be >= mitotic_delay_start "
+            f"(tau_d1 = {theta[K.P_TD1]})"
+        )
     if theta[K.P_C0] * theta[K.P_VC] <= 0:
         raise ValueError("initial tumour volume C(0) V_C must be positive")
 
@@ -167,9 +184,15 @@ def _schedule_arrays(schedule: Schedule, dt: float):
     n_steps = int(round(schedule.t_end / dt))
     if abs(n_steps * dt - schedule.t_end) > 1e-6:
         raise ValueError(f"horizon t_end = {schedule.t_end:g} d is not a multiple of dt = {dt:g} d")
-    return (rt_idx, np.asarray(schedule.rt_doses_gy, dtype=np.float64), c4_idx,
-            np.asarray(schedule.ctla4_factors, dtype=np.float64), p1_idx,
-            np.asarray(schedule.pdl1_factors, dtype=np.float64), n_steps)
+    return (
+        rt_idx,
+        np.asarray(schedule.rt_doses_gy, dtype=np.float64),
+        c4_idx,
+        np.asarray(schedule.ctla4_factors, dtype=np.float64),
+        p1_idx,
+        np.asarray(schedule.pdl1_factors, dtype=np.float64),
+        n_steps,
+    )
 
 
 _DUMMY_RNG = np.random.default_rng(0)
@@ -194,7 +217,9 @@ def _check_info(info: np.ndarray, config: RitConfig, theta: np.ndarray) -> None:
         )
 
 
-def simulate(params, schedule: Schedule, config: RitConfig | None = None, *, dt: float | None = None) -> RitResult:
+def simulate(
+    params, schedule: Schedule, config: RitConfig | None = None, *, dt: float | None = None
+) -> RitResult:
     """Deterministic simulation: free growth from C(0) to the pre-treatment volume (day 0), then the schedule.
 
     ``params``: a :class:`priors.ParameterSet` of model ``rit`` (or a preset name); ``config`` defaults to the
@@ -209,13 +234,39 @@ def simulate(params, schedule: Schedule, config: RitConfig | None = None, *, dt:
     states = np.zeros((n_steps + 1, K.N_STATES))
     cohorts = np.zeros((n_steps + 1, len(rt_idx)))
     info = np.zeros(K.N_INFO)
-    K.run(theta, K.SURVIVAL_CODES[config.survival], config.vascular_damage, config.pretreatment_volume_mm3,
-          config.dt, n_steps, rt_idx, rt_dose, c4_idx, c4_fac * theta[K.P_IC4], p1_idx, p1_fac * theta[K.P_IP1],
-          config.scheme == "imex", False, 0.0, _DUMMY_RNG, False, int(MAX_FREE_GROWTH_DAYS / config.dt), states, cohorts, info)
+    K.run(
+        theta,
+        K.SURVIVAL_CODES[config.survival],
+        config.vascular_damage,
+        config.pretreatment_volume_mm3,
+        config.dt,
+        n_steps,
+        rt_idx,
+        rt_dose,
+        c4_idx,
+        c4_fac * theta[K.P_IC4],
+        p1_idx,
+        p1_fac * theta[K.P_IP1],
+        config.scheme == "imex",
+        False,
+        0.0,
+        _DUMMY_RNG,
+        False,
+        int(MAX_FREE_GROWTH_DAYS / config.dt),
+        states,
+        cohorts,
+        info,
+    )
     _check_info(info, config, theta)
     t = np.arange(n_steps + 1) * config.dt
-    return RitResult(t=t, states=states, cohorts=cohorts, schedule=schedule, config=config,
-                     info=_info_dict(info, config.dt))
+    return RitResult(
+        t=t,
+        states=states,
+        cohorts=cohorts,
+        schedule=schedule,
+        config=config,
+        info=_info_dict(info, config.dt),
+    )
 
 
 def _info_dict(info: np.ndarray, dt: float) -> dict:
@@ -235,12 +286,20 @@ def _obs_positions(times, dt: float, t_end: float) -> np.ndarray:
     if times.ndim != 1 or not np.all(np.isfinite(times)):
         raise ValueError("observation times must be a 1-d array of finite days")
     if np.any(times < 0) or np.any(times > t_end + 1e-9):
-        raise ValueError(f"observation times must lie in [0, t_end = {t_end:g}] days, got {times.min():g}..{times.max():g}")
+        raise ValueError(
+            f"observation times must lie in [0, t_end = {t_end:g}] days, got {times.min():g}..{times.max():g}"
+        )
     return np.minimum(times / dt, round(t_end / dt))
 
 
-def simulate_volumes(params, schedule: Schedule, times: Sequence[float], config: RitConfig | None = None, *,
-                     dt: float | None = None) -> np.ndarray:
+def simulate_volumes(
+    params,
+    schedule: Schedule,
+    times: Sequence[float],
+    config: RitConfig | None = None,
+    *,
+    dt: float | None = None,
+) -> np.ndarray:
     """Tumour volume V = C_tot V_C + T_a V_T [mm^3] at ``times`` (days after day 0) — the calibration hook.
 
     Deterministic, smooth in the parameters (day 0 is located by a fractional last free-growth step, delays are
@@ -268,17 +327,44 @@ def _batch(thetas: np.ndarray, schedule: Schedule, times, config: RitConfig):
     grid = np.arange(n_steps + 1, dtype=np.float64)
     for r in range(thetas.shape[0]):
         th = np.ascontiguousarray(thetas[r])
-        K.run(th, K.SURVIVAL_CODES[config.survival], config.vascular_damage, config.pretreatment_volume_mm3,
-              config.dt, n_steps, rt_idx, rt_dose, c4_idx, c4_fac * th[K.P_IC4], p1_idx, p1_fac * th[K.P_IP1],
-              config.scheme == "imex", False, 0.0, _DUMMY_RNG, False, int(MAX_FREE_GROWTH_DAYS / config.dt),
-              states, cohorts, info[r])
+        K.run(
+            th,
+            K.SURVIVAL_CODES[config.survival],
+            config.vascular_damage,
+            config.pretreatment_volume_mm3,
+            config.dt,
+            n_steps,
+            rt_idx,
+            rt_dose,
+            c4_idx,
+            c4_fac * th[K.P_IC4],
+            p1_idx,
+            p1_fac * th[K.P_IP1],
+            config.scheme == "imex",
+            False,
+            0.0,
+            _DUMMY_RNG,
+            False,
+            int(MAX_FREE_GROWTH_DAYS / config.dt),
+            states,
+            cohorts,
+            info[r],
+        )
         out[r] = np.interp(pos, grid, states[:, K.S_V])
     return out, info
 
 
-def simulate_volumes_batch(base, names: Sequence[str], values: np.ndarray, schedule: Schedule,
-                           times: Sequence[float], config: RitConfig | None = None, *, dt: float | None = None,
-                           validate: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def simulate_volumes_batch(
+    base,
+    names: Sequence[str],
+    values: np.ndarray,
+    schedule: Schedule,
+    times: Sequence[float],
+    config: RitConfig | None = None,
+    *,
+    dt: float | None = None,
+    validate: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
     """Volumes for many parameter vectors at once (one compiled kernel call per row, ~0.3 ms each).
 
     ``values`` (n, len(names)) replaces the parameters ``names`` of the parameter set ``base``. Rows are checked
@@ -310,7 +396,7 @@ def simulate_volumes_batch(base, names: Sequence[str], values: np.ndarray, sched
             except ValueError as exc:
                 raise type(exc)(f"row {r}: {exc}") from None
     vols, info = _batch(thetas, schedule, times, config)
-    ok = (info[:, K.I_STATUS] == K.OK)
+    ok = info[:, K.I_STATUS] == K.OK
     if config.on_negative == "raise":
         ok &= info[:, K.I_N_NEGATIVE] == 0
     vols[~ok] = np.nan

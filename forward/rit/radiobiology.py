@@ -19,14 +19,14 @@ import math
 import numpy as np
 
 __all__ = [
-    "survival_lq",
-    "survival_modified_lq",
-    "survival_lql",
-    "log_survival",
+    "SURVIVAL_MODELS",
     "bed",
     "iso_bed_dose",
     "iso_bed_schedule",
-    "SURVIVAL_MODELS",
+    "log_survival",
+    "survival_lq",
+    "survival_lql",
+    "survival_modified_lq",
 ]
 
 #: survival model names accepted by :func:`log_survival` and the presets' ``survival`` option
@@ -45,7 +45,9 @@ def _dose(d) -> np.ndarray:
 def _param(name: str, value: float, allow_negative: bool = False) -> float:
     v = float(value)
     if not math.isfinite(v) or (v < 0 and not allow_negative):
-        raise ValueError(f"{name} must be a finite{'' if allow_negative else ' non-negative'} number, got {value!r}")
+        raise ValueError(
+            f"{name} must be a finite{'' if allow_negative else ' non-negative'} number, got {value!r}"
+        )
     return v
 
 
@@ -133,7 +135,9 @@ def iso_bed_dose(n_fractions: int, target_bed: float, alpha_beta: float) -> floa
     return 0.5 * ab * (math.sqrt(1.0 + 4.0 * b / (n * ab)) - 1.0)
 
 
-def iso_bed_schedule(n_fractions, alpha_beta: float, reference_fractions: int = 3, reference_dose: float = 8.0):
+def iso_bed_schedule(
+    n_fractions, alpha_beta: float, reference_fractions: int = 3, reference_dose: float = 8.0
+):
     """Doses per fraction iso-effective (same BED) to a reference schedule, for each entry of ``n_fractions``.
 
     The seed's Fig 7 uses the reference 8 Gy x 3 and alpha/beta = 9.29 Gy:

@@ -31,13 +31,16 @@ def evolution_rate(s: dict, p, R_delayed: float, J_delayed: float, f: float) -> 
     b = (p["activation_inactivation_ratio"] - 1) * a / (1 + s["c4"])
     om = [omega(s["t"] - ti, p["mitotic_delay_start"], p["mitotic_delay_end"]) for ti in s["t_rt"]]
     return {
-        "C": p["tumour_proliferation_rate"] * s["C"] * (1 - p["proliferation_saturation"] * ctot) - kill * s["C"],
+        "C": p["tumour_proliferation_rate"] * s["C"] * (1 - p["proliferation_saturation"] * ctot)
+        - kill * s["C"],
         "Cd": [-p["doomed_clearance_rate"] * o * cd - kill * cd for o, cd in zip(om, s["Cd"])],
         "A": R_delayed - p["antigen_elimination_rate"] * s["A"] - (a + b) * s["A"] * s["Th"],
         "Th": -(a + b) * s["A"] * s["Th"] + p["naive_t_cell_production"],
         "Tha": a * s["A"] * s["Th"],
         "Thb": b * s["A"] * s["Th"],
-        "Ta": J_delayed * f - p["t_cell_tumour_death_rate"] * s["Ta"] * ctot - p["t_cell_elimination_rate"] * s["Ta"],
+        "Ta": J_delayed * f
+        - p["t_cell_tumour_death_rate"] * s["Ta"] * ctot
+        - p["t_cell_elimination_rate"] * s["Ta"],
         "c4": -p["ctla4_elimination_rate"] * s["c4"],
         "p1": -p["pdl1_elimination_rate"] * s["p1"],
     }
@@ -45,8 +48,9 @@ def evolution_rate(s: dict, p, R_delayed: float, J_delayed: float, f: float) -> 
 
 def _sources(s, p):
     om = [omega(s["t"] - ti, p["mitotic_delay_start"], p["mitotic_delay_end"]) for ti in s["t_rt"]]
-    R = (p["antigen_production_rate"] * (s["C"] + sum(s["Cd"]))
-         + p["antigen_release_rate"] * p["doomed_clearance_rate"] * sum(o * c for o, c in zip(om, s["Cd"])))
+    R = p["antigen_production_rate"] * (s["C"] + sum(s["Cd"])) + p["antigen_release_rate"] * p[
+        "doomed_clearance_rate"
+    ] * sum(o * c for o, c in zip(om, s["Cd"]))
     return R, p["t_cell_activation_rate"] * s["A"] * s["Th"]
 
 
@@ -55,8 +59,19 @@ def simulate_reference(params, schedule: Schedule, config: RitConfig | None = No
     p = _as_parameter_set(params)
     config = config or RitConfig.from_preset(p.preset, scheme="explicit", on_negative="clip")
     dt = config.dt
-    s = {"C": p["initial_tumour_cells"], "Cd": [], "A": 0.0, "Th": p["initial_naive_t_cells"], "Tha": 0.0,
-         "Thb": 0.0, "Ta": 0.0, "c4": 0.0, "p1": 0.0, "t": 0.0, "t_rt": []}
+    s = {
+        "C": p["initial_tumour_cells"],
+        "Cd": [],
+        "A": 0.0,
+        "Th": p["initial_naive_t_cells"],
+        "Tha": 0.0,
+        "Thb": 0.0,
+        "Ta": 0.0,
+        "c4": 0.0,
+        "p1": 0.0,
+        "t": 0.0,
+        "t_rt": [],
+    }
     R0 = p["antigen_production_rate"] * s["C"]
     hist_t, hist_R, hist_J = [], [], []
 
@@ -75,8 +90,10 @@ def simulate_reference(params, schedule: Schedule, config: RitConfig | None = No
         return (1 - w) * values[i - 1] + w * values[i]
 
     def delayed(t):
-        return (interp(t - p["antigen_activation_delay"], hist_R, R0),
-                interp(t - p["infiltration_delay"], hist_J, 0.0))
+        return (
+            interp(t - p["antigen_activation_delay"], hist_R, R0),
+            interp(t - p["infiltration_delay"], hist_J, 0.0),
+        )
 
     def euler(st, d, h):
         new = dict(st)
@@ -93,7 +110,7 @@ def simulate_reference(params, schedule: Schedule, config: RitConfig | None = No
     def imex(st, d, h, Rd, Jd, f):
         """Sources explicit, per-capita losses implicit: y_new = (y + h source) / (1 + h loss_rate)."""
         ctot = st["C"] + sum(st["Cd"])
-        kill = (d["C"] - p["tumour_proliferation_rate"] * st["C"] * (1 - p["proliferation_saturation"] * ctot))
+        kill = d["C"] - p["tumour_proliferation_rate"] * st["C"] * (1 - p["proliferation_saturation"] * ctot)
         kill = -kill / st["C"] if st["C"] > 0 else 0.0
         growth = p["tumour_proliferation_rate"] * (1 - p["proliferation_saturation"] * ctot)
         a = p["t_cell_activation_rate"]
@@ -101,14 +118,17 @@ def simulate_reference(params, schedule: Schedule, config: RitConfig | None = No
         new = dict(st)
         new["C"] = st["C"] * (1 + h * max(growth, 0.0)) / (1 + h * (kill + max(-growth, 0.0)))
         new["Cd"] = [c / (1 + h * (-dc / c if c > 0 else 0.0)) for c, dc in zip(st["Cd"], d["Cd"])]
-        th = min((st["Th"] + h * p["naive_t_cell_production"]) / (1 + h * (a + b) * st["A"]),
-                 p["initial_naive_t_cells"])
+        th = min(
+            (st["Th"] + h * p["naive_t_cell_production"]) / (1 + h * (a + b) * st["A"]),
+            p["initial_naive_t_cells"],
+        )
         new["Tha"] = st["Tha"] + h * a * st["A"] * th
         new["Thb"] = st["Thb"] + h * b * st["A"] * th
         new["A"] = (st["A"] + h * Rd) / (1 + h * (p["antigen_elimination_rate"] + (a + b) * th))
         new["Th"] = th
-        new["Ta"] = (st["Ta"] + h * Jd * f) / (1 + h * (p["t_cell_tumour_death_rate"] * ctot
-                                                       + p["t_cell_elimination_rate"]))
+        new["Ta"] = (st["Ta"] + h * Jd * f) / (
+            1 + h * (p["t_cell_tumour_death_rate"] * ctot + p["t_cell_elimination_rate"])
+        )
         new["c4"] = st["c4"] / (1 + h * p["ctla4_elimination_rate"])
         new["p1"] = st["p1"] / (1 + h * p["pdl1_elimination_rate"])
         new["t"] = st["t"] + h
@@ -129,8 +149,9 @@ def simulate_reference(params, schedule: Schedule, config: RitConfig | None = No
     rt = {round(t / dt): dose for t, dose in zip(schedule.rt_days, schedule.rt_doses_gy)}
     c4 = {round(t / dt): f * p["ctla4_dose"] for t, f in zip(schedule.ctla4_days, schedule.ctla4_factors)}
     p1 = {round(t / dt): f * p["pdl1_dose"] for t, f in zip(schedule.pdl1_days, schedule.pdl1_factors)}
-    opts_sf = dict(alpha=p["tumour_alpha"], beta=p["tumour_beta"], c=p["beta_dose_modulation"],
-                   x=p["lql_transition"])
+    opts_sf = dict(
+        alpha=p["tumour_alpha"], beta=p["tumour_beta"], c=p["beta_dose_modulation"], x=p["lql_transition"]
+    )
     n = int(round(schedule.t_end / dt))
     out = {k: np.zeros(n + 1) for k in ("C", "C_doomed", "A_hat", "T_hat", "T_a", "c4", "p1", "volume_mm3")}
     t_vasc = None
@@ -151,8 +172,16 @@ def simulate_reference(params, schedule: Schedule, config: RitConfig | None = No
         R, J = _sources(s, p)
         hist_t.append(day0 + t_rel), hist_R.append(R), hist_J.append(J)
         f = 1.0 if t_vasc is None else min(p["vascular_recovery_rate"] * (t_rel - t_vasc), 1.0)
-        for k, v in (("C", s["C"]), ("C_doomed", sum(s["Cd"])), ("A_hat", s["A"]), ("T_hat", s["Th"]),
-                     ("T_a", s["Ta"]), ("c4", s["c4"]), ("p1", s["p1"]), ("volume_mm3", volume(s))):
+        for k, v in (
+            ("C", s["C"]),
+            ("C_doomed", sum(s["Cd"])),
+            ("A_hat", s["A"]),
+            ("T_hat", s["Th"]),
+            ("T_a", s["Ta"]),
+            ("c4", s["c4"]),
+            ("p1", s["p1"]),
+            ("volume_mm3", volume(s)),
+        ):
             out[k][j] = v
         if j == n:
             break

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Schedule", "parse_rt", "parse_days"]
+__all__ = ["Schedule", "parse_days", "parse_rt"]
 
 _MAX_DOSE_GY = 100.0
 
@@ -37,7 +37,9 @@ def _check_times(times: tuple[float, ...], what: str, t_end: float) -> None:
             raise ValueError(f"{what}: time {t:g} d is outside the simulated horizon [0, {t_end:g}] d")
     for a, b in zip(times, times[1:]):
         if b == a:
-            raise ValueError(f"{what}: duplicate time {a:g} d (give one entry per time; add the doses instead)")
+            raise ValueError(
+                f"{what}: duplicate time {a:g} d (give one entry per time; add the doses instead)"
+            )
         if b < a:
             raise ValueError(f"{what}: times must be sorted increasingly, got {a:g} before {b:g}")
 
@@ -76,7 +78,9 @@ class Schedule:
     def __post_init__(self):
         t_end = float(self.t_end)
         if not math.isfinite(t_end) or t_end <= 0:
-            raise ValueError(f"schedule horizon t_end must be a positive finite number of days, got {self.t_end!r}")
+            raise ValueError(
+                f"schedule horizon t_end must be a positive finite number of days, got {self.t_end!r}"
+            )
         object.__setattr__(self, "t_end", t_end)
         for name in ("rt_days", "rt_doses_gy", "ctla4_days", "pdl1_days"):
             object.__setattr__(self, name, _tuple(getattr(self, name), name))
@@ -98,15 +102,27 @@ class Schedule:
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def from_strings(cls, rt: str | None = None, ctla4: str | None = None, pdl1: str | None = None,
-                     t_end: float = 60.0, label: str = "") -> "Schedule":
+    def from_strings(
+        cls,
+        rt: str | None = None,
+        ctla4: str | None = None,
+        pdl1: str | None = None,
+        t_end: float = 60.0,
+        label: str = "",
+    ) -> Schedule:
         """Build from CLI strings: ``rt="8x3@0,1,2"`` (also ``"20@0"``, ``"8x2@0,1+6@4"``), ``ctla4="2,5,8"``."""
         days, doses = parse_rt(rt) if rt else ((), ())
-        return cls(rt_days=days, rt_doses_gy=doses, ctla4_days=parse_days(ctla4, "anti-CTLA-4") if ctla4 else (),
-                   pdl1_days=parse_days(pdl1, "anti-PD-L1") if pdl1 else (), t_end=t_end, label=label)
+        return cls(
+            rt_days=days,
+            rt_doses_gy=doses,
+            ctla4_days=parse_days(ctla4, "anti-CTLA-4") if ctla4 else (),
+            pdl1_days=parse_days(pdl1, "anti-PD-L1") if pdl1 else (),
+            t_end=t_end,
+            label=label,
+        )
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "Schedule":
+    def from_file(cls, path: str | Path) -> Schedule:
         """Read a TOML or JSON schedule file with keys ``rt_days``, ``rt_doses_gy``, ``ctla4_days``, ``pdl1_days``,
         optional ``ctla4_factors``, ``pdl1_factors``, ``t_end`` (days)."""
         path = Path(path)
@@ -117,8 +133,16 @@ class Schedule:
             data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
         except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
             raise ValueError(f"{path}: malformed schedule file: {exc}") from None
-        allowed = {"rt_days", "rt_doses_gy", "ctla4_days", "pdl1_days", "ctla4_factors", "pdl1_factors", "t_end",
-                   "label"}
+        allowed = {
+            "rt_days",
+            "rt_doses_gy",
+            "ctla4_days",
+            "pdl1_days",
+            "ctla4_factors",
+            "pdl1_factors",
+            "t_end",
+            "label",
+        }
         unknown = set(data) - allowed
         if unknown:
             raise ValueError(f"{path}: unknown schedule keys {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -128,12 +152,18 @@ class Schedule:
             raise ValueError(f"{path}: {exc}") from None
 
     def to_dict(self) -> dict:
-        return {"rt_days": list(self.rt_days), "rt_doses_gy": list(self.rt_doses_gy),
-                "ctla4_days": list(self.ctla4_days), "pdl1_days": list(self.pdl1_days),
-                "ctla4_factors": list(self.ctla4_factors), "pdl1_factors": list(self.pdl1_factors),
-                "t_end": self.t_end, "label": self.label}
+        return {
+            "rt_days": list(self.rt_days),
+            "rt_doses_gy": list(self.rt_doses_gy),
+            "ctla4_days": list(self.ctla4_days),
+            "pdl1_days": list(self.pdl1_days),
+            "ctla4_factors": list(self.ctla4_factors),
+            "pdl1_factors": list(self.pdl1_factors),
+            "t_end": self.t_end,
+            "label": self.label,
+        }
 
-    def with_horizon(self, t_end: float) -> "Schedule":
+    def with_horizon(self, t_end: float) -> Schedule:
         d = self.to_dict()
         d["t_end"] = t_end
         return Schedule(**d)
@@ -144,8 +174,10 @@ class Schedule:
         idx = np.rint(np.asarray(times, dtype=np.float64) / dt).astype(np.int64)
         if len(times) and np.max(np.abs(idx * dt - np.asarray(times))) > 1e-6:
             bad = [t for t, i in zip(times, idx) if abs(i * dt - t) > 1e-6]
-            raise ValueError(f"{what}: times {bad} d are not multiples of the time step dt = {dt:g} d; "
-                             "choose a dt that divides the event times")
+            raise ValueError(
+                f"{what}: times {bad} d are not multiples of the time step dt = {dt:g} d; "
+                "choose a dt that divides the event times"
+            )
         if len(idx) > 1 and np.any(np.diff(idx) == 0):
             raise ValueError(f"{what}: two events fall on the same time step at dt = {dt:g} d; reduce dt")
         return idx
@@ -163,8 +195,9 @@ def parse_days(text: str, what: str = "days") -> tuple[float, ...]:
     try:
         return tuple(float(tok) for tok in text.split(",") if tok.strip() != "")
     except ValueError:
-        raise ValueError(f"{what}: cannot read days from {text!r}; expected comma-separated numbers like '2,5,8'") \
-            from None
+        raise ValueError(
+            f"{what}: cannot read days from {text!r}; expected comma-separated numbers like '2,5,8'"
+        ) from None
 
 
 def parse_rt(text: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -178,14 +211,18 @@ def parse_rt(text: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     for group in text.split("+"):
         m = _RT_GROUP.match(group)
         if not m:
-            raise ValueError(f"radiation: cannot parse {group!r}; expected DOSExN@DAYS, e.g. '8x3@0,1,2' or '20@0'")
+            raise ValueError(
+                f"radiation: cannot parse {group!r}; expected DOSExN@DAYS, e.g. '8x3@0,1,2' or '20@0'"
+            )
         try:
             dose = float(m.group(1))
         except ValueError:
             raise ValueError(f"radiation: bad dose {m.group(1)!r} in {group!r}") from None
         gdays = parse_days(m.group(3), "radiation")
         if m.group(2) is not None and int(m.group(2)) != len(gdays):
-            raise ValueError(f"radiation: {group!r} announces {m.group(2)} fractions but lists {len(gdays)} days")
+            raise ValueError(
+                f"radiation: {group!r} announces {m.group(2)} fractions but lists {len(gdays)} days"
+            )
         days += gdays
         doses += [dose] * len(gdays)
     return tuple(days), tuple(doses)

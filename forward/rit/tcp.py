@@ -21,8 +21,14 @@ from . import kernels as K
 from .model import MODEL, RitConfig, _as_parameter_set, _schedule_arrays, parameter_array
 from .schedule import Schedule
 
-__all__ = ["TcpResult", "population_tcp", "perturbed_parameters", "binomial_ci", "birth_death_extinction",
-           "galton_watson_extinction"]
+__all__ = [
+    "TcpResult",
+    "binomial_ci",
+    "birth_death_extinction",
+    "galton_watson_extinction",
+    "perturbed_parameters",
+    "population_tcp",
+]
 
 
 def binomial_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -53,13 +59,20 @@ class TcpResult:
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"tcp": self.tcp, "ci95": list(self.ci), "n_sims": self.n_sims, "n_controlled": self.n_controlled,
-                "n_draws_outside_table4_bounds": self.n_outside_bounds,
-                "n_capped_markov_probabilities": self.n_capped_probabilities, "schedule": self.schedule.to_dict()}
+        return {
+            "tcp": self.tcp,
+            "ci95": list(self.ci),
+            "n_sims": self.n_sims,
+            "n_controlled": self.n_controlled,
+            "n_draws_outside_table4_bounds": self.n_outside_bounds,
+            "n_capped_markov_probabilities": self.n_capped_probabilities,
+            "schedule": self.schedule.to_dict(),
+        }
 
 
-def perturbed_parameters(params, n: int, rng: np.random.Generator, rel_sd: float = 0.05,
-                         names: list[str] | None = None) -> tuple[np.ndarray, int]:
+def perturbed_parameters(
+    params, n: int, rng: np.random.Generator, rel_sd: float = 0.05, names: list[str] | None = None
+) -> tuple[np.ndarray, int]:
     """``n`` kernel parameter vectors with the preset's free parameters scaled by ``1 + rel_sd z`` (vectorised).
 
     Returns ``(thetas (n, n_params), n_rows_outside_bounds)``. Draws are not clipped: parameters the seed fitted at
@@ -89,9 +102,16 @@ def perturbed_parameters(params, n: int, rng: np.random.Generator, rel_sd: float
     return thetas, int(outside.sum())
 
 
-def population_tcp(params, schedule: Schedule, rng: np.random.Generator, n_sims: int = 200,
-                   config: RitConfig | None = None, rel_sd: float = 0.05, record_volumes: bool = False,
-                   dt: float | None = None) -> TcpResult:
+def population_tcp(
+    params,
+    schedule: Schedule,
+    rng: np.random.Generator,
+    n_sims: int = 200,
+    config: RitConfig | None = None,
+    rel_sd: float = 0.05,
+    record_volumes: bool = False,
+    dt: float | None = None,
+) -> TcpResult:
     """Population TCP (eq 24) over ``n_sims`` Markov runs with 5 % relative normal parameter perturbation.
 
     ``rel_sd = 0`` gives the TCP of the Markov process at the nominal parameters.
@@ -107,23 +127,53 @@ def population_tcp(params, schedule: Schedule, rng: np.random.Generator, n_sims:
     states = np.zeros((n_steps + 1 if record_volumes else 0, K.N_STATES))
     cohorts = np.zeros((n_steps + 1 if record_volumes else 0, len(rt_idx)))
     code, imex = K.SURVIVAL_CODES[config.survival], config.scheme == "imex"
-    for r in range(n_sims):  # one compiled call per subject, all drawing from the one generator (reproducible)
+    for r in range(
+        n_sims
+    ):  # one compiled call per subject, all drawing from the one generator (reproducible)
         th = thetas[r]
-        K.run(th, code, config.vascular_damage, config.pretreatment_volume_mm3, config.dt, n_steps, rt_idx, rt_dose,
-              c4_idx, c4_fac * th[K.P_IC4], p1_idx, p1_fac * th[K.P_IP1], imex, True, config.markov_threshold, rng,
-              not record_volumes, int(2000.0 / config.dt), states, cohorts, info[r])
+        K.run(
+            th,
+            code,
+            config.vascular_damage,
+            config.pretreatment_volume_mm3,
+            config.dt,
+            n_steps,
+            rt_idx,
+            rt_dose,
+            c4_idx,
+            c4_fac * th[K.P_IC4],
+            p1_idx,
+            p1_fac * th[K.P_IP1],
+            imex,
+            True,
+            config.markov_threshold,
+            rng,
+            not record_volumes,
+            int(2000.0 / config.dt),
+            states,
+            cohorts,
+            info[r],
+        )
         if record_volumes:
             vols[r] = states[:, K.S_V]
     bad = info[:, K.I_STATUS] != K.OK
     if np.any(bad):
-        raise ValueError(f"{int(bad.sum())} of {n_sims} stochastic runs failed (free growth never reached the "
-                         "pre-treatment volume, or a non-finite value); check the parameters")
+        raise ValueError(
+            f"{int(bad.sum())} of {n_sims} stochastic runs failed (free growth never reached the "
+            "pre-treatment volume, or a non-finite value); check the parameters"
+        )
     controlled = info[:, K.I_CONTROLLED_STEP] >= 0
     k = int(controlled.sum())
     return TcpResult(
-        tcp=k / n_sims, ci=binomial_ci(k, n_sims), n_sims=n_sims, n_controlled=k, controlled=controlled,
-        control_day=np.where(controlled, info[:, K.I_CONTROLLED_STEP] * config.dt, np.nan), schedule=schedule,
-        n_outside_bounds=n_out, n_capped_probabilities=int(info[:, K.I_N_CAPPED].sum()),
+        tcp=k / n_sims,
+        ci=binomial_ci(k, n_sims),
+        n_sims=n_sims,
+        n_controlled=k,
+        controlled=controlled,
+        control_day=np.where(controlled, info[:, K.I_CONTROLLED_STEP] * config.dt, np.nan),
+        schedule=schedule,
+        n_outside_bounds=n_out,
+        n_capped_probabilities=int(info[:, K.I_N_CAPPED].sum()),
         volumes=vols if record_volumes else None,
         t=np.arange(n_steps + 1) * config.dt if record_volumes else None,
     )
@@ -141,8 +191,9 @@ def _birth_death(n0, pp, pd, n_steps, n_runs, rng, out):
         out[r] = n
 
 
-def birth_death_extinction(n0: int, p_birth: float, p_death: float, n_steps: int, n_runs: int,
-                           rng: np.random.Generator) -> np.ndarray:
+def birth_death_extinction(
+    n0: int, p_birth: float, p_death: float, n_steps: int, n_runs: int, rng: np.random.Generator
+) -> np.ndarray:
     """Final population of ``n_runs`` runs of the model's Markov step (:func:`forward.rit.kernels.markov_step`,
     vectorised binomial draws) with constant per-step probabilities — the reference process for the statistical test of the Markov mode."""
     if not (0 <= p_birth < 1 and 0 <= p_death <= 1 and p_birth + p_death <= 1):

@@ -18,8 +18,9 @@ def test_aicc_formula_and_seed_differences():
 def test_aicc_from_cost_and_errors():
     assert weighted_cost([1.0, 2.0], [1.5, 2.0], [0.5, 1.0]) == pytest.approx(1.0)
     v = aicc_from_cost([1.0, 2.0, 3.0, 4.0, 5.0], [1.1, 2.0, 2.9, 4.2, 5.0], 0.1, 1)
-    assert v == pytest.approx(-2 * (-0.5 * 6.0 - 5 * __import__("math").log(0.1 * (2 * 3.141592653589793) ** 0.5))
-                              + 2 + 4 / 3)
+    assert v == pytest.approx(
+        -2 * (-0.5 * 6.0 - 5 * __import__("math").log(0.1 * (2 * 3.141592653589793) ** 0.5)) + 2 + 4 / 3
+    )
     with pytest.raises(ValueError, match="more data points than parameters"):
         aicc(-1.0, 5, 6)
     with pytest.raises(ValueError, match="positive and finite"):

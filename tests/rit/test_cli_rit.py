@@ -9,8 +9,25 @@ from calib.cli.main import main
 
 def test_simulate_writes_every_state(tmp_path, capsys):
     out = tmp_path / "sim.csv"
-    assert main(["simulate", "rit", "--preset", "dewan_table3", "--rt", "8x3@0,1,2", "--ctla4", "2,5,8",
-                 "--t-end", "20", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "rit",
+                "--preset",
+                "dewan_table3",
+                "--rt",
+                "8x3@0,1,2",
+                "--ctla4",
+                "2,5,8",
+                "--t-end",
+                "20",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     header = out.read_text().splitlines()[0].split(",")
     assert header[:3] == ["day", "C", "C_doomed"] and "T_a" in header and header[-1] == "C_doomed_3"
     data = np.loadtxt(out, delimiter=",", skiprows=1)
@@ -22,7 +39,9 @@ def test_simulate_with_params_and_schedule_files(tmp_path):
     pfile = tmp_path / "p.toml"
     assert main(["params", "export", "--model", "rit", "--preset", "deng_table1", str(pfile)]) == 0
     sfile = tmp_path / "s.json"
-    sfile.write_text(json.dumps({"rt_days": [0], "rt_doses_gy": [12], "pdl1_days": [0, 3, 6, 9], "t_end": 21}))
+    sfile.write_text(
+        json.dumps({"rt_days": [0], "rt_doses_gy": [12], "pdl1_days": [0, 3, 6, 9], "t_end": 21})
+    )
     out = tmp_path / "deng.csv"
     assert main(["simulate", "rit", "--params", str(pfile), "--schedule", str(sfile), "--out", str(out)]) == 0
     data = np.loadtxt(out, delimiter=",", skiprows=1)
@@ -49,7 +68,10 @@ def test_bad_input_exits_2_with_message(tmp_path, capsys):
         (["simulate", "rit", "--ctla4", "2,5,80", "--out", out], "outside the simulated horizon"),
         (["simulate", "rit", "--preset", "table9", "--out", out], "unknown preset"),
         (["simulate", "rit", "--dt", "0.3", "--ctla4", "2", "--out", out], "not multiples of the time step"),
-        (["simulate", "rit", "--schedule", str(tmp_path / "none.json"), "--out", out], "no such schedule file"),
+        (
+            ["simulate", "rit", "--schedule", str(tmp_path / "none.json"), "--out", out],
+            "no such schedule file",
+        ),
         (["tcp", "rit", "--n-sims", "0"], "n-sims must be >= 1"),
         (["simulate", "rit", "--scheme", "explicit", "--rt", "8x3@0,1,2", "--out", out], "reduce dt"),
     ]

@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from forward.rit import (EulerInstabilityError, FreeGrowthError, RitConfig, Schedule, simulate, simulate_volumes,
-                         simulate_volumes_batch)
+from forward.rit import (
+    EulerInstabilityError,
+    FreeGrowthError,
+    RitConfig,
+    Schedule,
+    simulate,
+    simulate_volumes,
+    simulate_volumes_batch,
+)
 from forward.rit import kernels as K
 from forward.rit.analysis import euler_convergence
 from forward.rit.radiobiology import log_survival
@@ -19,8 +26,10 @@ def t3():
     return registry().parameter_set("rit", "dewan_table3")
 
 
-@pytest.mark.parametrize("preset,v0", [("dewan_table1", 32.0), ("deng_table1", 120.0), ("dewan_table2", 32.0),
-                                       ("dewan_table3", 32.0)])
+@pytest.mark.parametrize(
+    "preset,v0",
+    [("dewan_table1", 32.0), ("deng_table1", 120.0), ("dewan_table2", 32.0), ("dewan_table3", 32.0)],
+)
 def test_free_growth_lands_exactly_on_pretreatment_volume(preset, v0):
     ps = registry().parameter_set("rit", preset)
     res = simulate(ps, Schedule(t_end=5))
@@ -58,8 +67,15 @@ def test_antigen_matches_analytic_solution(t3):
     s = Schedule(rt_days=[0.0], rt_doses_gy=[8.0], t_end=6.0)
     res = simulate(ps, s, dt=0.001)
     cd0 = res.cohorts[0, 0]
-    psi, phi, sig, tau1 = (ps[n] for n in ("antigen_release_rate", "doomed_clearance_rate",
-                                          "antigen_elimination_rate", "antigen_activation_delay"))
+    psi, phi, sig, tau1 = (
+        ps[n]
+        for n in (
+            "antigen_release_rate",
+            "doomed_clearance_rate",
+            "antigen_elimination_rate",
+            "antigen_activation_delay",
+        )
+    )
     td1, td2 = ps["mitotic_delay_start"], ps["mitotic_delay_end"]
 
     def om_int(u):  # integral of omega from 0 to u
@@ -73,19 +89,26 @@ def test_antigen_matches_analytic_solution(t3):
         return psi * phi * K.omega(u, td1, td2) * cd0 * math.exp(-phi * om_int(u))
 
     for t in (2.5, 4.0, 6.0):
-        exact = integrate.quad(lambda u: math.exp(-sig * (t - tau1 - u)) * source(u), 0, t - tau1,
-                               points=[td1, td2], limit=200)[0]
+        exact = integrate.quad(
+            lambda u, t=t: math.exp(-sig * (t - tau1 - u)) * source(u), 0, t - tau1, points=[td1, td2], limit=200
+        )[0]
         assert res.at("A_hat", [t])[0] == pytest.approx(exact, rel=5e-3)
     assert res.at("A_hat", [tau1 + td1 - 0.01])[0] == 0.0
 
 
 def test_t_cell_influx_starts_exactly_tau2_after_antigen(t3):
-    ps = t3.replace(antigen_production_rate=0.0, t_cell_activation_rate=1e-15, antigen_activation_delay=1.0,
-                    infiltration_delay=0.5)
+    ps = t3.replace(
+        antigen_production_rate=0.0,
+        t_cell_activation_rate=1e-15,
+        antigen_activation_delay=1.0,
+        infiltration_delay=0.5,
+    )
     res = simulate(ps, Schedule(rt_days=[0.0], rt_doses_gy=[8.0], t_end=6.0))
     ia = int(np.argmax(res["A_hat"] > 0))
     ita = int(np.argmax(res["T_a"] > 0))
-    assert ia == 1 + 20 + 20 + 1  # omega > 0 after tau_d1 = 1 d (step 21), + tau1 (20 steps), + one Euler step
+    assert (
+        ia == 1 + 20 + 20 + 1
+    )  # omega > 0 after tau_d1 = 1 d (step 21), + tau1 (20 steps), + one Euler step
     assert ita == ia + 10 + 1  # + tau2 (10 steps) + one Euler step
     assert np.all(res["T_a"][:ita] == 0.0)
 
@@ -97,13 +120,18 @@ def test_every_cell_removed_by_a_fraction_enters_its_cohort():
     for i, (d, dose) in enumerate(zip(days, doses)):
         j = int(round(d / 0.05))
         c, cd = full["C"][j], full.cohorts[j, i]
-        sf = math.exp(log_survival(dose, "modified_lq", ps["tumour_alpha"], ps["tumour_beta"],
-                                   c=ps["beta_dose_modulation"]))
+        sf = math.exp(
+            log_survival(
+                dose, "modified_lq", ps["tumour_alpha"], ps["tumour_beta"], c=ps["beta_dose_modulation"]
+            )
+        )
         assert c / (c + cd) == pytest.approx(sf, rel=1e-12)
         # the run without this fraction (and the later ones) has exactly C + C_d,i viable cells at t_i
         part = simulate(ps, Schedule(rt_days=days[:i], rt_doses_gy=doses[:i], t_end=6.0))
         assert part["C"][j] == pytest.approx(c + cd, rel=1e-12)
-        assert part["C"][j] + part["C_doomed"][j] == pytest.approx(full["C"][j] + full["C_doomed"][j], rel=1e-12)
+        assert part["C"][j] + part["C_doomed"][j] == pytest.approx(
+            full["C"][j] + full["C_doomed"][j], rel=1e-12
+        )
 
 
 def test_drug_kinetics_and_vascular_factor(t3):
@@ -114,16 +142,20 @@ def test_drug_kinetics_and_vascular_factor(t3):
     np.testing.assert_allclose(res.at("p1", t), t3["pdl1_dose"] * np.exp(-0.5 * (t - 1.0)), rtol=6e-3)
     assert res.at("c4", [1.9])[0] == 0.0
     # vascular damage (Table 3, 20 Gy > 15 Gy): f = min(0.05 t, 1)
-    np.testing.assert_allclose(res.at("vascular_factor", [0.0, 4.0, 10.0, 25.0]), [0.0, 0.2, 0.5, 1.0], atol=1e-12)
+    np.testing.assert_allclose(
+        res.at("vascular_factor", [0.0, 4.0, 10.0, 25.0]), [0.0, 0.2, 0.5, 1.0], atol=1e-12
+    )
     assert np.all(simulate(t3, Schedule(rt_days=[0.0], rt_doses_gy=[8.0], t_end=5))["vascular_factor"] == 1.0)
     t1 = registry().parameter_set("rit", "dewan_table1")  # vascular damage off in Table 1
-    assert np.all(simulate(t1, Schedule(rt_days=[0.0], rt_doses_gy=[20.0], t_end=5))["vascular_factor"] == 1.0)
+    assert np.all(
+        simulate(t1, Schedule(rt_days=[0.0], rt_doses_gy=[20.0], t_end=5))["vascular_factor"] == 1.0
+    )
 
 
 def test_t_hat_never_exceeds_cap_and_states_stay_positive(t3):
     res = simulate(t3, Schedule.from_strings(rt="8x3@0,1,2", ctla4="2,5,8", t_end=30))
     assert np.all(res["T_hat"] <= t3["initial_naive_t_cells"])
-    assert np.all(res.states[:, :K.S_V] >= 0)
+    assert np.all(res.states[:, : K.S_V] >= 0)
 
 
 def test_simulate_volumes_and_batch_agree(t3):
@@ -135,13 +167,16 @@ def test_simulate_volumes_and_batch_agree(t3):
     vb, ok = simulate_volumes_batch(t3, ["immune_kill_rate", "immune_kill_exponent"], vals, s, times)
     assert ok.all()
     np.testing.assert_allclose(vb[0], v, rtol=1e-12)
-    np.testing.assert_allclose(vb[1], simulate_volumes(t3.replace(immune_kill_rate=20.0), s, times), rtol=1e-12)
+    np.testing.assert_allclose(
+        vb[1], simulate_volumes(t3.replace(immune_kill_rate=20.0), s, times), rtol=1e-12
+    )
 
 
 def test_euler_first_order_at_coarse_settings(t3):
     for rt, c4 in ((None, None), ("8x3@0,1,2", "2,5,8")):
-        r = euler_convergence(t3, Schedule.from_strings(rt=rt, ctla4=c4, t_end=15), [0.04, 0.02, 0.01],
-                              reference_dt=0.0005)
+        r = euler_convergence(
+            t3, Schedule.from_strings(rt=rt, ctla4=c4, t_end=15), [0.04, 0.02, 0.01], reference_dt=0.0005
+        )
         assert 0.9 <= r["order"] <= 1.1, r
 
 
@@ -149,8 +184,9 @@ def test_explicit_scheme_is_unstable_at_seed_step_and_agrees_when_small(t3):
     s = Schedule.from_strings(rt="8x3@0,1,2", ctla4="2,5,8", t_end=15)
     with pytest.raises(EulerInstabilityError, match="reduce dt"):
         simulate(t3, s, RitConfig.from_preset("dewan_table3", scheme="explicit"))
-    ex = simulate_volumes(t3, s, [5.0, 10.0, 15.0], RitConfig.from_preset("dewan_table3", scheme="explicit",
-                                                                           dt=0.0005))
+    ex = simulate_volumes(
+        t3, s, [5.0, 10.0, 15.0], RitConfig.from_preset("dewan_table3", scheme="explicit", dt=0.0005)
+    )
     im = simulate_volumes(t3, s, [5.0, 10.0, 15.0], dt=0.0005)
     np.testing.assert_allclose(ex, im, rtol=0.05)
 
@@ -187,13 +223,16 @@ def test_no_overflow_when_tumour_underflows(t3):
     assert np.all(np.isfinite(res.states)) and res.info["min_C"] < 1e-200
 
 
-@pytest.mark.parametrize("preset,rt,c4,p1,scheme,dt", [
-    ("dewan_table3", "20@0", "2,5,8", None, "explicit", 0.002),    # vascular damage, LQ
-    ("dewan_table1", "8x2@0,1+6@3", "1,4", None, "explicit", 0.002),  # modified LQ, several cohorts
-    ("dewan_table2", "8x3@0,1,2", None, None, "imex", 0.02),         # LQL
-    ("dewan_table3", "8x3@0,1,2", "2,5,8", None, "imex", 0.05),      # the default scheme and step
-    ("deng_table1", "12@0", None, "0,3", "imex", 0.05),              # anti-PD-L1, lambda_2 > 0
-])
+@pytest.mark.parametrize(
+    "preset,rt,c4,p1,scheme,dt",
+    [
+        ("dewan_table3", "20@0", "2,5,8", None, "explicit", 0.002),  # vascular damage, LQ
+        ("dewan_table1", "8x2@0,1+6@3", "1,4", None, "explicit", 0.002),  # modified LQ, several cohorts
+        ("dewan_table2", "8x3@0,1,2", None, None, "imex", 0.02),  # LQL
+        ("dewan_table3", "8x3@0,1,2", "2,5,8", None, "imex", 0.05),  # the default scheme and step
+        ("deng_table1", "12@0", None, "0,3", "imex", 0.05),  # anti-PD-L1, lambda_2 > 0
+    ],
+)
 def test_kernel_matches_numpy_reference(preset, rt, c4, p1, scheme, dt):
     """The Numba kernel (ring buffer, index arithmetic, re-sampled history) against the readable numpy reference
     (history read by interpolation at absolute times). Explicit runs use a stable dt (no clipping)."""
@@ -208,18 +247,24 @@ def test_kernel_matches_numpy_reference(preset, rt, c4, p1, scheme, dt):
     for name in ("C", "C_doomed", "A_hat", "T_hat", "T_a", "c4", "p1", "volume_mm3"):
         # atol: the kernel re-samples the free-growth history onto the treatment grid (an O(dt^2) difference that
         # is visible only on the ~1e-24 antigen level read back across day 0, 36 decades below its peak)
-        np.testing.assert_allclose(res[name], ref[name], rtol=1e-7, atol=1e-9 * np.max(np.abs(ref[name])),
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            res[name], ref[name], rtol=1e-7, atol=1e-9 * np.max(np.abs(ref[name])), err_msg=name
+        )
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "seed Supp. §3.2 claims explicit Euler at dt = 0.05 d gives qualitatively accurate solutions; with the seed's "
-    "Table 3 parameters the stiff activation term (a + b') A^ T^ dt ~ 85 makes T^ negative: clipped explicit Euler "
-    "gives V(15) = 0.31 mm^3 (eradication) for 8 Gy x 3 alone vs 66.6 mm^3 converged (dt = 0.001; IMEX at dt = 0.05: "
-    "56.7). The default IMEX scheme is used instead (docs/rit.md)."))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "seed Supp. §3.2 claims explicit Euler at dt = 0.05 d gives qualitatively accurate solutions; with the seed's "
+        "Table 3 parameters the stiff activation term (a + b') A^ T^ dt ~ 85 makes T^ negative: clipped explicit Euler "
+        "gives V(15) = 0.31 mm^3 (eradication) for 8 Gy x 3 alone vs 66.6 mm^3 converged (dt = 0.001; IMEX at dt = 0.05: "
+        "56.7). The default IMEX scheme is used instead (docs/rit.md)."
+    ),
+)
 def test_seed_claim_explicit_euler_at_dt_005_is_qualitatively_accurate(t3):
     s = Schedule.from_strings(rt="8x3@0,1,2", t_end=30)
-    explicit = simulate_volumes(t3, s, [15.0], RitConfig.from_preset("dewan_table3", scheme="explicit",
-                                                                      on_negative="clip"))[0]
+    explicit = simulate_volumes(
+        t3, s, [15.0], RitConfig.from_preset("dewan_table3", scheme="explicit", on_negative="clip")
+    )[0]
     converged = simulate_volumes(t3, s, [15.0], dt=0.001)[0]
     assert 0.5 < explicit / converged < 2.0

@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 
 from forward.rit import kernels as K
-from forward.rit.radiobiology import (bed, iso_bed_dose, iso_bed_schedule, log_survival, survival_lq, survival_lql,
-                                      survival_modified_lq)
+from forward.rit.radiobiology import (
+    bed,
+    iso_bed_dose,
+    iso_bed_schedule,
+    log_survival,
+    survival_lq,
+    survival_lql,
+    survival_modified_lq,
+)
 
 
 def test_lq_hand_value():
@@ -21,7 +28,9 @@ def test_modified_lq_hand_value():
     # Table 1 (Dewan): beta = 0.0068 (1 - 0.2001 sqrt(20)) = 7.148540e-4 at 20 Gy; ln SF = -0.4 - 400 beta
     beta = 0.0068 * (1 - 0.2001 * math.sqrt(20.0))
     assert beta == pytest.approx(7.148540e-4, rel=1e-6)
-    assert survival_modified_lq(20.0, 0.02, 0.0068, -0.2001) == pytest.approx(math.exp(-0.4 - 400 * beta), rel=1e-14)
+    assert survival_modified_lq(20.0, 0.02, 0.0068, -0.2001) == pytest.approx(
+        math.exp(-0.4 - 400 * beta), rel=1e-14
+    )
     assert survival_modified_lq(20.0, 0.02, 0.0068, -0.2001) == pytest.approx(0.50361579, rel=1e-7)
     # c = 0 is the LQ model
     assert survival_modified_lq(8.0, 0.02, 0.0022, 0.0) == survival_lq(8.0, 0.02, 0.0022)
@@ -37,7 +46,9 @@ def test_lql_hand_value_and_lq_limit():
     assert survival_lql(8.0, 0.02, 0.0022, 0.0) == pytest.approx(survival_lq(8.0, 0.02, 0.0022), rel=1e-15)
     for xx in (1e-6, 1.2e-5, 1e-4):
         assert survival_lql(8.0, 0.02, 0.0022, xx) == pytest.approx(survival_lq(8.0, 0.02, 0.0022), rel=1e-4)
-    d = np.array([1e-4 / 2 * 0.999, 1e-4 / 2 * 1.001])  # both sides of the series switch (x d = 1e-4) at x = 2
+    d = np.array(
+        [1e-4 / 2 * 0.999, 1e-4 / 2 * 1.001]
+    )  # both sides of the series switch (x d = 1e-4) at x = 2
     v = survival_lql(d, 0.1, 0.05, 2.0)
     assert v[1] < v[0] and v[0] - v[1] < 1e-7
 

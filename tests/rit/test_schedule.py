@@ -13,39 +13,47 @@ def test_parse_rt_and_days():
     assert parse_rt("20@0") == ((0.0,), (20.0,))
     assert parse_rt("8x2@0,1+6@4") == ((0.0, 1.0, 4.0), (8.0, 8.0, 6.0))
     s = Schedule.from_strings(rt="8x3@0,1,2", ctla4="2,5,8", pdl1="0,3", t_end=30)
-    assert s.ctla4_days == (2.0, 5.0, 8.0) and s.pdl1_days == (0.0, 3.0) and s.ctla4_factors == (1.0, 1.0, 1.0)
+    assert (
+        s.ctla4_days == (2.0, 5.0, 8.0) and s.pdl1_days == (0.0, 3.0) and s.ctla4_factors == (1.0, 1.0, 1.0)
+    )
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(rt_days=[0, 1], rt_doses_gy=[8, -2]), "negative"),
-    (dict(rt_days=[1, 0], rt_doses_gy=[8, 8]), "sorted"),
-    (dict(rt_days=[1, 1], rt_doses_gy=[8, 8]), "duplicate"),
-    (dict(rt_days=[0, float("nan")], rt_doses_gy=[8, 8]), "not finite"),
-    (dict(rt_days=[0], rt_doses_gy=[float("nan")]), "not finite"),
-    (dict(rt_days=[0, 70], rt_doses_gy=[8, 8]), "outside the simulated horizon"),
-    (dict(ctla4_days=[-1.0]), "outside the simulated horizon"),
-    (dict(ctla4_days=[5, 2]), "sorted"),
-    (dict(pdl1_days=[3, 3]), "duplicate"),
-    (dict(rt_days=[0, 1], rt_doses_gy=[8]), "one dose per time"),
-    (dict(rt_days=[0], rt_doses_gy=[150]), "exceeds the admissible maximum"),
-    (dict(ctla4_days=[1, 2], ctla4_factors=[1.0]), "1 values for 2 injection days"),
-    (dict(ctla4_days=[1], ctla4_factors=[-1.0]), "negative"),
-    (dict(t_end=0.0), "horizon t_end must be a positive"),
-    (dict(rt_days="abc", rt_doses_gy=[1]), "must be a list of numbers"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(rt_days=[0, 1], rt_doses_gy=[8, -2]), "negative"),
+        (dict(rt_days=[1, 0], rt_doses_gy=[8, 8]), "sorted"),
+        (dict(rt_days=[1, 1], rt_doses_gy=[8, 8]), "duplicate"),
+        (dict(rt_days=[0, float("nan")], rt_doses_gy=[8, 8]), "not finite"),
+        (dict(rt_days=[0], rt_doses_gy=[float("nan")]), "not finite"),
+        (dict(rt_days=[0, 70], rt_doses_gy=[8, 8]), "outside the simulated horizon"),
+        (dict(ctla4_days=[-1.0]), "outside the simulated horizon"),
+        (dict(ctla4_days=[5, 2]), "sorted"),
+        (dict(pdl1_days=[3, 3]), "duplicate"),
+        (dict(rt_days=[0, 1], rt_doses_gy=[8]), "one dose per time"),
+        (dict(rt_days=[0], rt_doses_gy=[150]), "exceeds the admissible maximum"),
+        (dict(ctla4_days=[1, 2], ctla4_factors=[1.0]), "1 values for 2 injection days"),
+        (dict(ctla4_days=[1], ctla4_factors=[-1.0]), "negative"),
+        (dict(t_end=0.0), "horizon t_end must be a positive"),
+        (dict(rt_days="abc", rt_doses_gy=[1]), "must be a list of numbers"),
+    ],
+)
 def test_bad_schedules(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Schedule(**kwargs)
 
 
-@pytest.mark.parametrize("text,match", [
-    ("8x3@0,1", "announces 3 fractions but lists 2"),
-    ("8y3@0", "cannot parse"),
-    ("8x3@0,a,2", "cannot read days"),
-    ("8x2@1,1", "duplicate"),
-    ("8x3@0,2,1", "sorted"),
-    ("6@4+8x2@0,1", "sorted"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("8x3@0,1", "announces 3 fractions but lists 2"),
+        ("8y3@0", "cannot parse"),
+        ("8x3@0,a,2", "cannot read days"),
+        ("8x2@1,1", "duplicate"),
+        ("8x3@0,2,1", "sorted"),
+        ("6@4+8x2@0,1", "sorted"),
+    ],
+)
 def test_bad_rt_strings(text, match):
     with pytest.raises(ValueError, match=match):
         Schedule.from_strings(rt=text)

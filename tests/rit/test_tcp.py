@@ -6,8 +6,13 @@ from scipy import stats
 
 from forward.rit import Schedule
 from forward.rit.radiobiology import iso_bed_schedule
-from forward.rit.tcp import (binomial_ci, birth_death_extinction, galton_watson_extinction, perturbed_parameters,
-                             population_tcp)
+from forward.rit.tcp import (
+    binomial_ci,
+    birth_death_extinction,
+    galton_watson_extinction,
+    perturbed_parameters,
+    population_tcp,
+)
 from priors import registry
 
 
@@ -74,7 +79,9 @@ def test_tcp_errors(t3):
 
 # ---------------------------------------------------------------------------------- SPEC §4 qualitative results
 def _tcp(ps, rt, c4, seed=2024, n=200):
-    return population_tcp(ps, Schedule.from_strings(rt=rt, ctla4=c4, t_end=60), np.random.default_rng(seed), n).tcp
+    return population_tcp(
+        ps, Schedule.from_strings(rt=rt, ctla4=c4, t_end=60), np.random.default_rng(seed), n
+    ).tcp
 
 
 def test_ctla4_schedule_258_is_best_of_the_three_experimental(t3):
