@@ -435,7 +435,7 @@ def nested_cv_binary(df: pd.DataFrame, outcome: str, features: Sequence[str] = B
     y = df[outcome].to_numpy()
     if not np.isin(y, (0, 1)).all():
         i = int(np.flatnonzero(~np.isin(y, (0, 1)))[0])
-        raise ValueError(f"cohort: row {i + 1}, column '{outcome}': value {y[i]!r} is not 0/1")
+        raise ValueError(f"cohort: row {i + 1}, column '{outcome}': value {y[i].item()!r} is not 0/1")
     y = y.astype(int)
     counts = np.bincount(y, minlength=2)
     if counts.min() < n_splits:
