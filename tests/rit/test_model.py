@@ -268,3 +268,12 @@ def test_seed_claim_explicit_euler_at_dt_005_is_qualitatively_accurate(t3):
     )[0]
     converged = simulate_volumes(t3, s, [15.0], dt=0.001)[0]
     assert 0.5 < explicit / converged < 2.0
+
+
+@pytest.mark.slow
+def test_euler_first_order_over_the_seed_range(t3):
+    """Supp. Figs 4-5 range: dt = 0.05 ... 0.001 against dt = 1e-4, IMEX scheme (the study rit_euler_convergence)."""
+    dts = [0.05, 0.02, 0.01, 0.005, 0.002, 0.001]
+    for rt, c4 in ((None, None), ("8x3@0,1,2", "2,5,8"), ("20@0", "2,5,8")):
+        r = euler_convergence(t3, Schedule.from_strings(rt=rt, ctla4=c4, t_end=15), dts, reference_dt=0.0001)
+        assert 0.9 <= r["order"] <= 1.1, r
