@@ -117,3 +117,18 @@ def test_ctla4_alone_is_within_a_few_percent_of_no_treatment():
         v0 = simulate_volumes(ps, Schedule(t_end=30), times)
         v1 = simulate_volumes(ps, Schedule.from_strings(ctla4="2,5,8", t_end=30), times)
         assert np.max(np.abs(v1 / v0 - 1)) < 0.03
+
+
+def test_stochastic_runs_follow_the_deterministic_model_above_the_threshold(t3):
+    from forward.rit import simulate
+
+    s = Schedule.from_strings(rt="8x3@0,1,2", ctla4="2,5,8", t_end=40)
+    det = simulate(t3, s)
+    r = population_tcp(t3, s, np.random.default_rng(11), n_sims=30, rel_sd=0.0, record_volumes=True)
+    above = det["C"] >= 1000.0
+    first_below = int(np.argmin(above))  # C of the nominal model drops below 1000 cells here
+    assert 0 < first_below < len(det.t) - 1
+    np.testing.assert_allclose(r.volumes[:, :first_below], np.broadcast_to(det.volume[:first_below],
+                               (30, first_below)), rtol=1e-12)
+    # below the threshold the runs differ (Markov) and every nominal run is eventually controlled or not
+    assert np.ptp(r.volumes[:, -1]) > 0 or r.tcp in (0.0, 1.0)
