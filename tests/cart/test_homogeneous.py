@@ -109,3 +109,26 @@ def test_ode_input_errors(norm):
         hom.solve(norm, [0, 0, np.nan, 0, 0, 0, 0], 10.0)
     with pytest.raises(ValueError, match="t_end = -1.0 is invalid"):
         hom.solve(norm, [0] * 7, -1.0)
+
+
+def test_proposition_conditions_match_eigenvalue_signs_on_random_sets(norm, rng):
+    """Conditions (38) and (48) are equivalent to negative real parts of the 2×2 blocks, and the full Jacobian at
+    E_0 / E_T has the block eigenvalues (block-triangular structure): checked on 200 random parameter sets."""
+    names = ["tumour_growth_rate", "antigen_positive_death_rate", "antigen_negative_death_rate", "antigen_loss_rate",
+             "antigen_recovery_rate", "car_t_proliferation_rate", "car_t_half_saturation", "car_t_contact_loss_rate",
+             "exhaustion_rate", "car_t_death_rate", "exhaustion_recovery_rate", "exhausted_death_rate"]
+    hi = {"car_t_half_saturation": 2.0, "car_t_proliferation_rate": 1.0}
+    seen = {True: 0, False: 0}
+    for _ in range(200):
+        ps = norm.replace(**{n: rng.uniform(0.01 if n == "car_t_half_saturation" else 0.0, hi.get(n, 0.3))
+                             for n in names})
+        p1 = hom.proposition1(ps)
+        assert p1["conditions_hold"] == bool(np.max(p1["eig_JT"].real) < 0)
+        for et in hom.tumour_states(ps):
+            p2 = hom.proposition2(ps, et)
+            assert p2["conditions_hold"] == bool(np.max(p2["eig_JCE"].real) < 0)
+            full = np.sort_complex(p2["eig_full"])
+            for ev in p2["eig_JCE"]:
+                assert np.min(np.abs(full - ev)) < 1e-8 * max(1.0, abs(ev))
+            seen[p2["conditions_hold"]] += 1
+    assert seen[True] > 5 and seen[False] > 5
