@@ -332,3 +332,30 @@ def config_dict(cfg: CohortConfig) -> dict:
     d = asdict(cfg)
     d["effects"] = {k: dict(v) for k, v in cfg.effects.items()}
     return d
+
+
+RESOLUTION_KEYS = ("model_best_response", "model_c_max", "model_k_peak", "pfs_months", "c_max", "t_max", "il6_peak",
+                   "ferritin_peak")
+
+
+def resolution_check(n: int, rng: np.random.Generator, cfg: CohortConfig | None = None, rtol_fine: float = 1e-9,
+                     obs_step_fine: float = 1.0 / 16) -> dict:
+    """Largest relative change of each observable when the cohort's resolution (``cfg.rtol``, ``cfg.obs_step``) is
+    refined to (``rtol_fine``, ``obs_step_fine``), over ``n`` virtual patients; and whether any RECIST category or
+    CRS grade changed."""
+    cfg = cfg or CohortConfig()
+    df = sample_patients(n, rng, cfg)
+    noise = df.attrs["noise"]
+    worst = dict.fromkeys(RESOLUTION_KEYS, 0.0)
+    changed = 0
+    for i in range(n):
+        th = {lat: float(df[f"true_{lat}"].iat[i]) for lat in LATENTS}
+        nz = {k: noise[k][i] for k in ("cmax", "crs", "markers", "scans")}
+        a = simulate_one(th, float(df["dose"].iat[i]), nz, cfg)
+        b = simulate_one(th, float(df["dose"].iat[i]), nz, cfg, rtol=rtol_fine, obs_step=obs_step_fine)
+        changed += int(a["best_recist"] != b["best_recist"] or a["crs_grade"] != b["crs_grade"])
+        for k in RESOLUTION_KEYS:
+            worst[k] = max(worst[k], abs(b[k] - a[k]) / max(abs(a[k]), 1e-3))
+    return {"n": n, "coarse": {"rtol": cfg.rtol, "obs_step": cfg.obs_step},
+            "fine": {"rtol": rtol_fine, "obs_step": obs_step_fine}, "max_relative_change": worst,
+            "categories_changed": changed, "converged": max(worst.values()) < 0.05 and changed == 0}
