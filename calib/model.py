@@ -132,6 +132,14 @@ def build_model(emulators, parameters: Sequence[ParameterSpec], data: Measuremen
     for c, em in emulators.items():
         if list(em.space.names) != names:
             raise ValueError(f"emulator of condition {c!r} takes parameters {list(em.space.names)}, expected {names}")
+    for n in list(specs):  # a fixed value already baked into a surrogate (campaign's fixed parameters) is fine
+        baked = {c: getattr(em, "fixed_", None) or {} for c, em in emulators.items()}
+        if n not in names and specs[n].role == "fixed" and all(n in b for b in baked.values()):
+            for c, b in baked.items():
+                if specs[n].value is not None and not np.isclose(b[n], specs[n].value, rtol=1e-12):
+                    raise ValueError(f"parameter '{n}' is fixed at {specs[n].value} but the surrogate of condition "
+                                     f"{c!r} was trained with {n} = {b[n]}")
+            del specs[n]
     unknown = sorted(set(specs) - set(names))
     if unknown:
         raise ValueError(f"parameter spec(s) {unknown} are not inputs of the emulator; inputs are {names}")

@@ -104,7 +104,8 @@ def _public(cfg: dict) -> dict:
     return {k: v for k, v in cfg.items() if not k.startswith("_")}
 
 
-def calibrate(config_path: str | Path, out_dir: str | Path | None = None, **sampler_overrides) -> dict:
+def calibrate(config_path: str | Path, out_dir: str | Path | None = None, surrogate: str | Path | None = None,
+              **sampler_overrides) -> dict:
     """Run the calibration described by a config file. Writes ``idata.nc``, ``diagnostics.json``,
     ``summary.json`` and a copy of the config into the output folder; returns the summary."""
     import arviz as az
@@ -113,6 +114,8 @@ def calibrate(config_path: str | Path, out_dir: str | Path | None = None, **samp
     from .outputs import check_diagnostics, provenance, save_idata
 
     cfg = load_config(config_path)
+    if surrogate is not None:
+        cfg["emulator"] = {"kind": "surrogate", "path": str(Path(surrogate).resolve())}
     out = Path(out_dir) if out_dir else _p(cfg, cfg.get("output", {}).get("dir", "calib_run"))
     out.mkdir(parents=True, exist_ok=True)
     model, data, conds, ems = build_from_config(cfg)

@@ -99,7 +99,7 @@ def cmd_surrogate_validate(args) -> int:
 def cmd_calibrate(args) -> int:
     from calib.pipeline import calibrate
 
-    summary = calibrate(args.config, out_dir=args.out, method=args.method, draws=args.draws, tune=args.tune,
+    summary = calibrate(args.config, out_dir=args.out, surrogate=args.surrogate, method=args.method, draws=args.draws, tune=args.tune,
                         chains=args.chains, seed=args.seed)
     _print(summary)
     return 0 if summary["diagnostics"].get("ok") is not False else 3
@@ -181,6 +181,7 @@ def register(commands) -> None:
     p = commands.add("calibrate", help="Bayesian calibration described by a TOML config")
     p.add_argument("config", type=Path)
     p.add_argument("--out", type=Path, default=None, help="output folder (overrides [output] dir)")
+    p.add_argument("--surrogate", type=Path, default=None, help="use this surrogate (.npz) as the emulator")
     p.add_argument("--method", default=None, help="nuts, advi, fullrank_advi, pathfinder, smc, demetropolis")
     p.add_argument("--draws", type=int, default=None)
     p.add_argument("--tune", type=int, default=None)
