@@ -230,6 +230,7 @@ def simulate(
     if dt is not None:
         config = replace(config, dt=dt)
     theta = parameter_array(ps)
+    _check_survival(theta, config, schedule)
     rt_idx, rt_dose, c4_idx, c4_fac, p1_idx, p1_fac, n_steps = _schedule_arrays(schedule, config.dt)
     states = np.zeros((n_steps + 1, K.N_STATES))
     cohorts = np.zeros((n_steps + 1, len(rt_idx)))
@@ -316,8 +317,30 @@ def simulate_volumes(
     return vols[0]
 
 
+def _check_survival(thetas: np.ndarray, config: RitConfig, schedule: Schedule) -> None:
+    """The modified LQ (eq 2) with c < 0 can give SF_C(d) > 1 at large d (radiation creating cells): reject
+    parameter rows and schedules for which ln SF_C(d) > 0 at any fraction. (A slightly negative beta0 (1 + c sqrt d)
+    is allowed as long as SF_C <= 1, e.g. the 5 % perturbation of c = -0.2001 at 20 Gy.)"""
+    if config.survival != "modified_lq" or not schedule.rt_doses_gy:
+        return
+    th = np.atleast_2d(thetas)
+    d = np.asarray(sorted(set(schedule.rt_doses_gy)), dtype=float)[None, :]
+    beta = th[:, K.P_BETA, None] * (1.0 + th[:, K.P_C, None] * np.sqrt(d))
+    log_sf = -th[:, K.P_ALPHA, None] * d - beta * d * d
+    bad = np.argwhere(log_sf > 0)
+    if bad.size:
+        r, k = (int(v) for v in bad[0])
+        raise ValueError(
+            f"modified LQ: SF_C({d[0, k]:g} Gy) = {math.exp(log_sf[r, k]):.4g} > 1 for c = {th[r, K.P_C]:g}"
+            + (f" (row {r})" if th.shape[0] > 1 else "")
+            + "; beta0 (1 + c sqrt(d)) is too negative: raise c (Supp. Table 4: c >= -0.2236 keeps beta >= 0 "
+            "up to 20 Gy) or lower the dose"
+        )
+
+
 def _batch(thetas: np.ndarray, schedule: Schedule, times, config: RitConfig):
     """Deterministic runs, one per row of ``thetas`` (one compiled kernel call each: ~0.3 ms at dt = 0.05 d)."""
+    _check_survival(thetas, config, schedule)
     rt_idx, rt_dose, c4_idx, c4_fac, p1_idx, p1_fac, n_steps = _schedule_arrays(schedule, config.dt)
     pos = _obs_positions(times, config.dt, schedule.t_end)
     out = np.zeros((thetas.shape[0], len(pos)))

@@ -18,7 +18,7 @@ from scipy import stats
 from priors import registry
 
 from . import kernels as K
-from .model import MODEL, RitConfig, _as_parameter_set, _schedule_arrays, parameter_array
+from .model import MODEL, RitConfig, _as_parameter_set, _check_survival, _schedule_arrays, parameter_array
 from .schedule import Schedule
 
 __all__ = [
@@ -121,6 +121,7 @@ def population_tcp(
     if dt is not None:
         config = replace(config, dt=dt)
     thetas, n_out = perturbed_parameters(ps, n_sims, rng, rel_sd)
+    _check_survival(thetas, config, schedule)
     rt_idx, rt_dose, c4_idx, c4_fac, p1_idx, p1_fac, n_steps = _schedule_arrays(schedule, config.dt)
     vols = np.zeros((n_sims, n_steps + 1)) if record_volumes else np.zeros((0, 0))
     info = np.zeros((n_sims, K.N_INFO))

@@ -90,7 +90,11 @@ def test_antigen_matches_analytic_solution(t3):
 
     for t in (2.5, 4.0, 6.0):
         exact = integrate.quad(
-            lambda u, t=t: math.exp(-sig * (t - tau1 - u)) * source(u), 0, t - tau1, points=[td1, td2], limit=200
+            lambda u, t=t: math.exp(-sig * (t - tau1 - u)) * source(u),
+            0,
+            t - tau1,
+            points=[td1, td2],
+            limit=200,
         )[0]
         assert res.at("A_hat", [t])[0] == pytest.approx(exact, rel=5e-3)
     assert res.at("A_hat", [tau1 + td1 - 0.01])[0] == 0.0
@@ -213,6 +217,10 @@ def test_bad_values_fail_clearly(t3):
         simulate_volumes(t3, s, [11.0])
     with pytest.raises(ParameterError, match="row 1: .*immune_kill_rate"):
         simulate_volumes_batch(t3, ["immune_kill_rate"], np.array([[1.0], [-1.0]]), s, [1.0])
+    t1 = registry().parameter_set("rit", "dewan_table1").replace(beta_dose_modulation=-0.2236)
+    simulate(t1, Schedule(rt_days=[0.0], rt_doses_gy=[22.0], t_end=5))  # beta < 0 but SF_C < 1: allowed
+    with pytest.raises(ValueError, match=r"modified LQ: SF_C\(60 Gy\) = .* > 1"):
+        simulate(t1, Schedule(rt_days=[0.0], rt_doses_gy=[60.0], t_end=5))
     with pytest.raises(TypeError, match="ParameterSet"):
         simulate({"immune_kill_rate": 1.0}, s)
 

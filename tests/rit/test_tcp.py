@@ -128,7 +128,8 @@ def test_stochastic_runs_follow_the_deterministic_model_above_the_threshold(t3):
     above = det["C"] >= 1000.0
     first_below = int(np.argmin(above))  # C of the nominal model drops below 1000 cells here
     assert 0 < first_below < len(det.t) - 1
-    np.testing.assert_allclose(r.volumes[:, :first_below], np.broadcast_to(det.volume[:first_below],
-                               (30, first_below)), rtol=1e-12)
+    np.testing.assert_allclose(
+        r.volumes[:, :first_below], np.broadcast_to(det.volume[:first_below], (30, first_below)), rtol=1e-12
+    )
     # below the threshold the runs differ (Markov) and every nominal run is eventually controlled or not
     assert np.ptp(r.volumes[:, -1]) > 0 or r.tcp in (0.0, 1.0)
