@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from scipy.integrate import trapezoid
 
 from studies._common import save_figure, use_agg, write_json
 
@@ -49,6 +50,17 @@ def run(out: Path, quick: bool = False) -> dict:
         "two_or_three_fractions_beat_ten": best_mid > t["10"],
         "best_n_fractions_with_ctla4": max(t, key=t.get),
     }
+    # seed Fig 8 mechanism: T-cells in the tumour after a single dose (vascular damage), moderate and conventional
+    # fractionation (T-cells killed by each daily fraction), nominal parameters, days 0-30
+    mech = {}
+    for (tag, n), r in curves.items():
+        sel = r.t <= 30.0
+        mech.setdefault(tag, {})[str(n)] = {
+            "T_a_peak": float(r["T_a"][sel].max()),
+            "T_a_integral_0_30_cell_days": float(trapezoid(r["T_a"][sel], r.t[sel])),
+            "min_viable_C": float(r["C"].min()),
+        }
+    result["fig8_t_cells"] = mech
     result["numerics"] = "IMEX Euler dt = 0.05 d (docs/rit.md); vascular damage on for 16.25 Gy (> 15 Gy)"
     _figure(out, result, curves)
     write_json(out, "rit_fractionation", result)
@@ -59,7 +71,8 @@ def _figure(out, result, curves):
     use_agg()
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
+    fig, axes2 = plt.subplots(2, 4, figsize=(18, 7.6))
+    axes = axes2[0]
     for ax, tag, title in (
         (axes[0], "rt_only", "RT alone"),
         (axes[1], "with_ctla4", "RT + anti-CTLA-4 (2,5,8)"),
@@ -85,5 +98,17 @@ def _figure(out, result, curves):
         ax.set_xticks(range(len(ks)), [f"{k} fx" for k in ks])
         ax.set_ylim(-0.02, 1)
         ax.set_title(f"TCP (95 % CI), {tag.replace('_', ' ')}")
+    # Fig 8: viable tumour cells and T-cells in the tumour for 1, 3 and 10 fractions
+    for col, tag in enumerate(("rt_only", "with_ctla4")):
+        for n in (1, 3, 10):
+            r = curves[(tag, n)]
+            axes2[1, 2 * col].semilogy(r.t, np.maximum(r["C"], 1e-3), label=f"{n} fx")
+            axes2[1, 2 * col + 1].plot(r.t, r["T_a"], label=f"{n} fx")
+        axes2[1, 2 * col].set_title(f"viable tumour cells C, {tag.replace('_', ' ')}")
+        axes2[1, 2 * col + 1].set_title(f"T-cells in tumour T_a, {tag.replace('_', ' ')}")
+        for ax in axes2[1, 2 * col : 2 * col + 2]:
+            ax.set_xlim(0, 30)
+            ax.set_xlabel("day")
+            ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, out, "rit_fractionation.png")
