@@ -40,3 +40,12 @@ def test_sensitivity_index_of_quadratic_cost():
     assert list(s) == ["a", "c", "b"]  # 0.44 > 0.41 > 0.01
     with pytest.raises(KeyError, match="unknown parameter 'z'"):
         sensitivity_indices(cost, {"a": 1.0}, names=["z"])
+
+
+def test_free_parameter_counts_match_the_seed_aic_k():
+    from priors import registry
+
+    # seed §3.2: k = 20 (modified LQ, Table 1), 20 (LQL, Table 2), 19 (LQ + vascular damage, Table 3);
+    # §4: 16 of 20 parameters kept fixed for the Deng fit
+    counts = {p: len(registry().free_parameters("rit", p)) for p in registry().presets("rit")}
+    assert counts == {"dewan_table1": 20, "dewan_table2": 20, "dewan_table3": 19, "deng_table1": 4}
