@@ -22,7 +22,8 @@ def run(out: Path, quick: bool = False, cell_lines=("MOC1", "MC38")) -> dict:
     settings = FitSettings.quick() if quick else FitSettings()
     result = {"settings": settings.__dict__, "cell_lines": {}}
     n50 = n90 = n = 0
-    worst = {"max_rhat": 0.0, "min_ess_bulk": float("inf"), "divergences": 0, "ok": True}
+    worst = {"max_rhat": 0.0, "min_ess_bulk": float("inf"), "min_ess_tail": float("inf"), "divergences": 0,
+             "ok": True, "thresholds": "R-hat <= 1.01, bulk/tail ESS >= 400, no divergences"}
     for line in cell_lines:
         setup, meas, conds = morisada_setup(line)
         res = fit_hierarchical(setup, meas, conds, Path(out) / f"morisada_{line}", settings)
@@ -38,8 +39,9 @@ def run(out: Path, quick: bool = False, cell_lines=("MOC1", "MC38")) -> dict:
         n90 += h["coverage_90"] * h["n_obs"]
         n += h["n_obs"]
         d = res["diagnostics"]
-        worst["max_rhat"] = max(worst["max_rhat"], d.get("max_rhat", float("nan")))
-        worst["min_ess_bulk"] = min(worst["min_ess_bulk"], d.get("min_ess_bulk", float("inf")))
+        worst["max_rhat"] = max(worst["max_rhat"], d["rhat_max"] or 0.0)
+        worst["min_ess_bulk"] = min(worst["min_ess_bulk"], d["ess_bulk_min"])
+        worst["min_ess_tail"] = min(worst["min_ess_tail"], d["ess_tail_min"])
         worst["divergences"] += int(d.get("divergences", 0))
         worst["ok"] = worst["ok"] and bool(d.get("ok", False))
     result["heldout_coverage_50"] = n50 / max(n, 1)

@@ -58,7 +58,7 @@ def test_params_export_unknown_preset(tmp_path, capsys):
 
 def test_quickstart_writes_report(tmp_path, capsys):
     out_dir = tmp_path / "qs"
-    code, out, _ = run(capsys, "quickstart", "--out", str(out_dir))
+    code, out, _ = run(capsys, "quickstart", "--registry-only", "--out", str(out_dir))
     assert code == 0 and str(out_dir) in out
     report = json.loads((out_dir / "report.json").read_text())
     assert set(report["models"]) >= {"cart", "rit", "dln"}
