@@ -287,6 +287,12 @@ class CarTSolver:
             n = int(np.argmin(np.abs(times - ts)))
             snap_steps.setdefault(n, float(times[n]))
         pending = sorted(infusions, key=lambda inf: inf.time)
+        for inf in pending:
+            try:
+                np.broadcast_to(np.asarray(inf.profile, dtype=np.float64), U[0].shape)
+            except ValueError:
+                raise ValueError(f"infusion profile at t = {inf.time} has shape {np.shape(inf.profile)}; expected a "
+                                 f"scalar or the field shape {U[0].shape} (nz, ny, nx)") from None
         rec_t, rec_i, rec_m, rec_x, snaps = [], [], [], [], {}
         vol = self.grid.cell_volume
 

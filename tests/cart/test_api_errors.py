@@ -56,6 +56,8 @@ def test_bad_state_and_infusion(ps):
         simulate(g, ps, U, 1.0, 0.1)
     with pytest.raises(ValueError, match="infusion time -1"):
         Infusion(-1.0, 0.1)
+    with pytest.raises(ValueError, match=r"infusion profile at t = 0.5 has shape \(3,\)"):
+        simulate(g, ps, g.zeros(), 1.0, 0.1, infusions=[Infusion(0.5, np.ones(3))])
 
 
 def test_instability_guard_names_field_time_and_substeps(ps):
