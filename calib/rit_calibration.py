@@ -216,25 +216,35 @@ class FitSettings:
         return cls(n_design=96, draws=200, tune=250, chains=2)
 
 
-def train_surrogates(setup: HierarchicalSetup, conds: Conditions, out: Path, settings: FitSettings,
-                     progress: bool = True) -> dict:
-    """One campaign + PCA-GP surrogate per condition (fit and held-out arms); cached in ``out``."""
+def train_surrogates(forward_spec: str, forward: RitForwardModel, condition_names, conds: Conditions, out: Path,
+                     settings: FitSettings, progress: bool = True) -> dict:
+    """One campaign + PCA-GP surrogate per condition, cached in ``out/campaigns`` (a rerun resumes).
+
+    ``forward_spec`` is the ``"module:factory"`` string campaign workers use to rebuild ``forward``.
+    """
     from .campaign import Campaign
     from .design import design as make_design
     from .surrogate import fit_from_campaign
 
-    fwd_spec = f"calib.rit_calibration:{_register_forward(setup)}"
-    space = setup.forward.space()
+    space = forward.space()
     design = make_design(space, settings.n_design, method="sobol", seed=settings.seed)
     surrogates, reports = {}, {}
-    for c in setup.fit_conditions + setup.heldout_conditions:
-        folder = out / "campaigns" / c
+    for c in condition_names:
+        folder = Path(out) / "campaigns" / c
         camp = Campaign(folder) if (folder / "meta.json").exists() else Campaign.create(
-            folder, fwd_spec, design, condition=conds.schedules[c], space=space)
+            folder, forward_spec, design, condition=conds.schedules[c], space=space)
         camp.run(workers=settings.workers, progress=progress)
         sur, rep = fit_from_campaign(camp, test_fraction=0.2, seed=settings.seed)
         surrogates[c], reports[c] = sur, rep
     return {"surrogates": surrogates, "validation": reports}
+
+
+def validation_summary(reports: dict) -> dict:
+    """Per-condition held-out surrogate accuracy (R², RMSE, max abs error, own-interval coverage)."""
+    return {c: {"n_train": r["n_train"], "n_test": r["n_test"],
+                **{k: v for k, v in r["observables"][LOG_VOLUME].items()
+                   if k in ("r2", "rmse", "max_abs_error", "coverage_50", "coverage_90")}}
+            for c, r in reports.items()}
 
 
 def _register_forward(setup: HierarchicalSetup) -> str:
@@ -261,7 +271,8 @@ def fit_hierarchical(setup: HierarchicalSetup, meas: Measurements, conds: Condit
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    trained = train_surrogates(setup, conds, out, settings, progress=progress)
+    trained = train_surrogates(f"calib.rit_calibration:{_register_forward(setup)}", setup.forward,
+                               setup.fit_conditions + setup.heldout_conditions, conds, out, settings, progress)
     t_sur = time.perf_counter() - t0
     fit_mask = np.isin(meas.condition, setup.fit_conditions)
     fit = _subset(meas, fit_mask)
@@ -297,10 +308,7 @@ def fit_hierarchical(setup: HierarchicalSetup, meas: Measurements, conds: Condit
     return {
         "cell_line": setup.cell_line,
         "diagnostics": diag,
-        "surrogate_validation": {c: {"n_train": r["n_train"], "n_test": r["n_test"],
-                                     **{k: v for k, v in r["observables"][LOG_VOLUME].items()
-                                        if k in ("r2", "rmse", "max_abs_error", "coverage_50", "coverage_90")}}
-                                 for c, r in trained["validation"].items()},
+        "surrogate_validation": validation_summary(trained["validation"]),
         "posterior": summary,
         "heldout": heldout,
         "fit_arms": fitcov,

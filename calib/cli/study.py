@@ -31,3 +31,20 @@ def register(commands) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quick", action="store_true", help="reduced sizes for a fast check")
     p.set_defaults(func=cmd_study)
+    register_report(commands)
+
+
+def cmd_report(args) -> int:
+    from studies._report import update_readme
+
+    path = update_readme(args.results, args.readme, args.figures)
+    print(f"updated the results section of {path} from {args.results}; figures in {args.figures}")
+    return 0
+
+
+def register_report(commands) -> None:
+    p = commands.add("report", help="regenerate the README's results section from study outputs")
+    p.add_argument("--results", required=True, help="folder holding the studies' JSON and PNG outputs")
+    p.add_argument("--readme", default="README.md")
+    p.add_argument("--figures", default="docs/figures", help="where the README's figures are copied")
+    p.set_defaults(func=cmd_report)

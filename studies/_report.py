@@ -1,0 +1,150 @@
+"""Regenerate the README's results section from study outputs (never typed in by hand).
+
+``immunocal report --results DIR`` reads ``DIR/<study>.json`` of every study that has been run, writes the key
+numbers between the ``<!-- results:start -->`` and ``<!-- results:end -->`` markers of README.md, and copies the
+key figures to ``docs/figures/``. Studies that were not run are listed as such.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def _get(d, path, default=None):
+    for k in path.split("."):
+        if not isinstance(d, dict) or k not in d:
+            return default
+        d = d[k]
+    return d
+
+
+def _f(x, nd=3):
+    if x is None:
+        return "n/a"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, (int, float)):
+        return f"{x:.{nd}g}"
+    return str(x)
+
+
+def _dict_line(d: dict | None, nd=3) -> str:
+    if not isinstance(d, dict):
+        return "n/a"
+    return ", ".join(f"{k}: {_f(v, nd)}" for k, v in d.items() if not isinstance(v, (dict, list)))
+
+
+# study -> (title, formatter(json) -> [(label, text)], figures to show)
+SECTIONS = {
+    "cart_homogeneous": ("CAR-T homogeneous ODE (seed 001 Fig 3, normalised preset)",
+                         lambda j: [("qualitative checks", _dict_line(_get(j, "checks") or _get(j, "claims")))],
+                         ["cart_homogeneous.png"]),
+    "cart_infiltration": ("CAR-T infiltration, no antigen escape (seed Fig 4)",
+                          lambda j: [("qualitative checks", _dict_line(_get(j, "checks") or _get(j, "claims")))],
+                          []),
+    "cart_heterogeneity": ("CAR-T antigen heterogeneity (seed Figs 5–7)",
+                           lambda j: [("qualitative checks", _dict_line(_get(j, "checks") or _get(j, "claims")))],
+                           []),
+    "cart_microenvironment": ("CAR-T microenvironment (seed Figs 8–10)",
+                              lambda j: [("qualitative checks", _dict_line(_get(j, "checks") or _get(j, "claims")))],
+                              []),
+    "cart_steady_states": ("CAR-T steady states", lambda j: [("summary", _dict_line(_get(j, "summary") or j))], []),
+    "cart_convergence": ("CAR-T observed convergence orders",
+                         lambda j: [("orders", _dict_line(_get(j, "orders") or _get(j, "observed_orders")))], []),
+    "rit_it_timing": ("RIT: anti-CTLA-4 timing with 8 Gy × 3 (seed Fig 6), population TCP",
+                      lambda j: [("TCP", _dict_line(_get(j, "tcp"))), ("claims", _dict_line(_get(j, "claims")))],
+                      ["rit_it_timing.png"]),
+    "rit_fractionation": ("RIT: iso-BED fractionation ± anti-CTLA-4 (seed Fig 7)",
+                          lambda j: [("doses (Gy)", _f(_get(j, "doses_gy"))),
+                                     ("TCP with anti-CTLA-4", _dict_line(_get(j, "tcp_with_ctla4"))),
+                                     ("TCP RT only", _dict_line(_get(j, "tcp_rt_only"))),
+                                     ("claims", _dict_line(_get(j, "claims")))], ["rit_fractionation.png"]),
+    "rit_euler_convergence": ("RIT: time-step convergence (Supp. Figs 4–5)",
+                              lambda j: [("order (IMEX)", _f(_get(j, "order_imex"))),
+                                         ("order (explicit)", _f(_get(j, "order_explicit")))], []),
+    "rit_dewan_fit": ("RIT: Bayesian fit to Dewan 2009 TSA (8 arms) and prediction of the IT-timing arms",
+                      lambda j: [("coverage of fitted arms by 90 % predictive", _f(_get(j, "fit_arms_coverage_90"))),
+                                 ("coverage of held-out arms by 90 % predictive",
+                                  _f(_get(j, "heldout_arms_coverage_90"))),
+                                 ("identified (contraction ≥ 0.5)", _f(_get(j, "identified"))),
+                                 ("diagnostics", _dict_line(_get(j, "diagnostics"))),
+                                 ("surrogate vs SMC on the true model, all within criteria",
+                                  _f(_get(j, "surrogate_route_validation.all_pass")))],
+                      ["dewan_fit_lq_vascular.png", "dewan_heldout_lq_vascular.png"]),
+    "rit_morisada_hierarchical": ("RIT: per-mouse hierarchical fit to Morisada 2018, held-out combination arms",
+                                  lambda j: [("held-out coverage 50 % / 90 %",
+                                              f"{_f(_get(j, 'heldout_coverage_50'))} / "
+                                              f"{_f(_get(j, 'heldout_coverage_90'))}"),
+                                             ("diagnostics", _dict_line(_get(j, "diagnostics"))),
+                                             ("tumour control (observed vs predicted)",
+                                              json.dumps(_get(j, "tumour_control"))),
+                                             ("paper finding reproduced",
+                                              _f(_get(j, "paper_finding.reproduced")))],
+                                  ["morisada_MOC1_heldout.png"]),
+    "dln_trex1": ("DLN: 8 Gy × 3 vs 20 Gy × 1 with anti-CTLA-4 (seed Fig 4)",
+                  lambda j: [("primary day 30 (mm³)", _dict_line(_get(j, "primary_day30"))),
+                             ("distant day 30 (mm³)", _dict_line(_get(j, "distant_day30")))], ["dln_trex1.png"]),
+    "dln_irradiation": ("DLN: tumour vs tumour + DLN irradiation (seed Figs 5–6)",
+                        lambda j: [("distant day 30 (mm³)", _dict_line(_get(j, "distant_day30")))], []),
+    "dln_exhaustion": ("DLN: exhaustion arms (seed Fig 3)",
+                       lambda j: [("volume day 30 (mm³)", _dict_line(_get(j, "volume_day30")))], []),
+    "dln_abscopal_pd1": ("DLN: RT ± anti-PD-1, abscopal (seed Fig 2)",
+                         lambda j: [("distant day 30 (mm³)", _dict_line(_get(j, "distant_day30")))], []),
+    "dln_generalisation": ("DLN: calibrate on control + monotherapy, predict combinations",
+                           lambda j: [("summary", _dict_line(_get(j, "summary")))], []),
+    "ct041_lgbm": ("Virtual CT041-like cohort: LightGBM nested-CV baseline (seed 000 Table 2)",
+                   lambda j: [("per latent (ρ, MAE, RMSE, R²)",
+                               "; ".join(f"{k}: {_f(v.get('spearman'))}/{_f(v.get('mae'))}/{_f(v.get('rmse'))}/"
+                                         f"{_f(v.get('r2'))}" for k, v in (_get(j, "latents") or
+                                                                          _get(j, "n37.latents") or {}).items()))],
+                   []),
+}
+
+
+def render(results: Path, figures_dir: Path, readme_dir: Path) -> str:
+    lines = [START, "", f"_Generated by `immunocal report --results {results}` from the studies' JSON; "
+             "do not edit by hand._", ""]
+    missing = []
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    for name, (title, fmt, figs) in SECTIONS.items():
+        path = results / f"{name}.json"
+        if not path.exists():
+            missing.append(name)
+            continue
+        j = json.loads(path.read_text())
+        lines.append(f"**{title}** (`immunocal study {name}`)")
+        lines.append("")
+        for label, text in fmt(j):
+            lines.append(f"- {label}: {text}")
+        for fig in figs:
+            src = results / fig
+            if src.exists():
+                shutil.copyfile(src, figures_dir / fig)
+                rel = os.path.relpath(figures_dir / fig, readme_dir)
+                lines.append("")
+                lines.append(f"![{name}]({Path(rel).as_posix()})")
+        lines.append("")
+    if missing:
+        lines.append("Not run for this report: " + ", ".join(f"`{m}`" for m in missing) + ".")
+        lines.append("")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def update_readme(results: str | Path, readme: str | Path = "README.md", figures: str | Path = "docs/figures") -> Path:
+    results, readme = Path(results), Path(readme)
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise ValueError(f"{readme}: missing the markers {START} … {END}")
+    block = render(results, Path(figures).resolve(), readme.resolve().parent)
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    tmp = readme.with_suffix(".md.tmp")
+    tmp.write_text(head + block + tail)
+    tmp.replace(readme)
+    return readme
