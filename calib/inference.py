@@ -34,9 +34,10 @@ def sample(model, method: str = "nuts", *, draws: int = 1000, tune: int = 1000, 
             if not pathfinder_available():
                 raise ValueError("Pathfinder needs pymc-extras, which is not installed (pip install pymc-extras); "
                                  "use method='advi' or 'fullrank_advi' for a fast approximation")
-            import pymc_extras as pmx
+            from pymc_extras.inference import fit_pathfinder
 
-            idata = pmx.fit(method="pathfinder", num_draws=draws, random_seed=seed, progressbar=progressbar)
+            idata = fit_pathfinder(model=model, num_draws=draws, random_seed=seed, progressbar=progressbar,
+                                   concurrent=None, display_summary=False)
         elif method == "smc":
             idata = pm.sample_smc(draws=draws, chains=chains, cores=cores or 1, random_seed=seed,
                                   progressbar=progressbar, compute_convergence_checks=False)

@@ -57,7 +57,8 @@ class LinearModel:
     def simulate_pt(self, theta, condition=None):
         import pytensor.tensor as pt
 
-        y = (theta[:, 0:1] + theta[:, 1:2] * self.times[None, :])[:, None, :]
+        # [:, j][:, None] (not [:, j:j+1]) keeps the broadcastable flag, so vectorised graphs (Pathfinder) work
+        y = (theta[:, 0][:, None] + theta[:, 1][:, None] * self.times[None, :])[:, None, :]
         return pt.concatenate([y] * len(self.observables), axis=1) if len(self.observables) > 1 else y
 
 
@@ -85,7 +86,7 @@ class LogisticModel:
     def simulate_pt(self, theta, condition=None):
         import pytensor.tensor as pt
 
-        r, k, v0 = theta[:, 0:1], theta[:, 1:2], theta[:, 2:3]
+        r, k, v0 = theta[:, 0][:, None], theta[:, 1][:, None], theta[:, 2][:, None]
         v = k / (1.0 + (k / v0 - 1.0) * pt.exp(-r * self.times[None, :]))
         return pt.log(v)[:, None, :]
 
