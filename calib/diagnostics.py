@@ -155,3 +155,19 @@ def sobol_indices(f: Callable[[np.ndarray], np.ndarray], space, n: int = 4096, s
     return {"names": list(space.names), "S1": s1.tolist(), "ST": st.tolist(),
             "S1_se": np.std([b[0] for b in boots], 0).tolist(), "ST_se": np.std([b[1] for b in boots], 0).tolist(),
             "n_evaluations": int(n * (d + 2))}
+
+
+def profile_likelihood_emulator(emulator, y: np.ndarray, sigma: float, index: int, grid: np.ndarray,
+                                x0: np.ndarray, bounds=None) -> dict:
+    """Profile likelihood through an emulator (``predict(theta) -> (mean, var)``) for one subject whose data ``y``
+    (shape ``(n_obs, n_times)``, NaN = missing) sit on the emulator grid, with Gaussian noise ``sigma`` plus the
+    emulator variance. Cheap enough to scan identifiability of every parameter of a surrogate."""
+    y = np.asarray(y, float)
+    ok = np.isfinite(y)
+
+    def loglik(x):
+        mean, var = emulator.predict(np.asarray(x, float)[None, :])
+        sd = np.sqrt(sigma**2 + var[0])
+        return float(stats.norm.logpdf(y[ok], mean[0][ok], sd[ok]).sum())
+
+    return profile_likelihood(loglik, x0, index, grid, bounds)

@@ -236,7 +236,8 @@ def sbc_from_config(config_path: str | Path, n_replicates: int = 50, n_draws: in
     free += [n for n in model.calib_info.latent]
     with model:
         prior = pm.sample_prior_predictive(draws=n_replicates, random_seed=seed)
-    s = {"method": "nuts", "draws": 500, "tune": 500, "chains": 2, "seed": seed, **cfg.get("sampler", {}),
+    s = {"method": "nuts", "draws": 500, "tune": 500, "chains": 2, "cores": 1, "seed": seed,
+         **cfg.get("sampler", {}),
          **cfg.get("sbc", {}).get("sampler", {})}
     ranks: dict[str, list[int]] = {n: [] for n in free}
     for i in range(n_replicates):

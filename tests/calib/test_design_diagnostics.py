@@ -87,3 +87,18 @@ def test_profile_likelihood_gaussian():
     half = 1.959964 * np.sqrt(C[0, 0])  # profile of a Gaussian = its marginal
     assert abs(res["ci95"][0] + half) < 0.06 and abs(res["ci95"][1] - half) < 0.06
     assert abs(res["argmax"]) < 1e-9
+
+
+def test_profile_likelihood_through_emulator_matches_least_squares(rng):
+    from calib.surrogate import ExactEmulator
+    from calib.toy import LinearModel
+
+    fm = LinearModel(times=np.arange(6.0))
+    y = fm.simulate(np.array([[1.0, 0.5]]))[0] + rng.normal(0, 0.2, size=(1, 6))
+    H = np.column_stack([np.ones(6), fm.times])
+    beta, *_ = np.linalg.lstsq(H, y[0], rcond=None)
+    se = 0.2 * np.sqrt(np.linalg.inv(H.T @ H)[0, 0])
+    grid = np.linspace(beta[0] - 4 * se, beta[0] + 4 * se, 401)
+    res = D.profile_likelihood_emulator(ExactEmulator(fm), y, 0.2, 0, grid, x0=beta)
+    assert abs(res["ci95"][0] - (beta[0] - 1.959964 * se)) < 0.03 * se
+    assert abs(res["ci95"][1] - (beta[0] + 1.959964 * se)) < 0.03 * se
