@@ -45,6 +45,16 @@ def cmd_campaign_run(args) -> int:
                        tuple(full.upper[full.names.index(n)] for n in vary),
                        tuple(full.scales[full.names.index(n)] for n in vary))
     cond = json.loads(args.condition) if args.condition else None
+    if args.conditions_table:
+        from calib.data import read_conditions
+
+        if not args.condition_id:
+            raise ValueError("--conditions-table needs --condition-id (which row to simulate)")
+        table = read_conditions(args.conditions_table)
+        if args.condition_id not in table.schedules:
+            raise ValueError(f"{args.conditions_table}: no condition {args.condition_id!r}; it has "
+                             f"{sorted(table.schedules)}")
+        cond = {**table.schedules[args.condition_id], "condition": args.condition_id, **(cond or {})}
     X = design(space, args.n, args.design, args.seed)
     camp = Campaign.create(args.out, args.forward, X, condition=cond, chunk_size=args.chunk_size,
                            parameter_names=vary, fixed=fixed, overwrite=args.overwrite, space=space)
@@ -151,6 +161,8 @@ def register(commands) -> None:
     r.add_argument("--params", default=None, help="parameter file (TOML/JSON) giving values of non-varied parameters")
     r.add_argument("--preset", default=None, help="registry preset for ranges")
     r.add_argument("--condition", default=None, help="condition as JSON (schedule, options)")
+    r.add_argument("--conditions-table", default=None, help="conditions table (CSV/TSV) to take the condition from")
+    r.add_argument("--condition-id", default=None, help="row of --conditions-table to simulate")
     r.add_argument("--chunk-size", type=int, default=8)
     r.add_argument("--overwrite", action="store_true")
     _sched(r)

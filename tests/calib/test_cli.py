@@ -38,6 +38,9 @@ def test_cli_errors_exit_2(tmp_path, capsys):
     bad.write_text("[model]\nforward='toy.logistic'\n[data]\nmeasurements='m.csv'\n[parameters]\n[samplr]\n")
     assert main(["calibrate", str(bad)]) == 2
     assert "unknown section(s) ['samplr']" in capsys.readouterr().err
+    assert main(["campaign", "run", "--forward", "toy.linear", "--out", str(tmp_path / "c2"), "--conditions-table",
+                 str(EXAMPLE / "conditions.csv"), "--condition-id", "treated", "--workers", "0"]) == 2
+    assert "no condition 'treated'" in capsys.readouterr().err
     assert main(["ppc", str(tmp_path)]) == 2
     assert "no idata.nc" in capsys.readouterr().err
 
