@@ -353,16 +353,28 @@ def check_table(df: pd.DataFrame, features: Sequence[str], targets: Sequence[str
             raise ValueError(f"{where}: row {i + 1}, column '{c}': value {df[c].iat[i]!r} is not a number")
 
 
-def _map(fn, args: list, n_jobs: int, progress: bool, desc: str) -> list:
-    """Outer-fold tasks in order, optionally over ``n_jobs`` processes (joblib), with a progress bar."""
+def _timed(fn, *args):
+    import time
+
+    t0 = time.process_time()
+    out = fn(*args)
+    return out, time.process_time() - t0
+
+
+def _map(fn, args: list, n_jobs: int, progress: bool, desc: str) -> tuple[list, float]:
+    """Outer-fold tasks in order, optionally over ``n_jobs`` processes (joblib), with a progress bar. Returns the
+    results and the CPU seconds spent in the tasks (summed over workers)."""
     from tqdm.auto import tqdm
 
     if n_jobs == 1:
-        return [fn(*a) for a in tqdm(args, desc=desc, disable=not progress)]
-    from joblib import Parallel, delayed
+        res = [_timed(fn, *a) for a in tqdm(args, desc=desc, disable=not progress)]
+    else:
+        from joblib import Parallel, delayed
 
-    par = Parallel(n_jobs=n_jobs, return_as="generator")
-    return list(tqdm(par(delayed(fn)(*a) for a in args), total=len(args), desc=desc, disable=not progress))
+        par = Parallel(n_jobs=n_jobs, return_as="generator")
+        res = list(tqdm(par(delayed(_timed)(fn, *a) for a in args), total=len(args), desc=desc,
+                        disable=not progress))
+    return [r for r, _ in res], float(sum(c for _, c in res))
 
 
 def _fit_latent_fold(base, X, Y, tr, te, seed):
@@ -395,7 +407,7 @@ def nested_cv_latents(df: pd.DataFrame, features: Sequence[str] = LATENT_FEATURE
     per_fold = {lat: {m: [] for m in ("spearman", "mae", "rmse", "r2")} for lat in latents}
     tasks = [(r, k, folds) for r in range(repeats) for folds in [outer_folds(n, n_splits, seed + r)]
              for k in range(n_splits)]
-    fits = _map(_fit_latent_fold, [(base, X, Y, folds != k, folds == k, seed * 1000 + r * 100 + k)
+    fits, cpu = _map(_fit_latent_fold, [(base, X, Y, folds != k, folds == k, seed * 1000 + r * 100 + k)
                                    for r, k, folds in tasks], n_jobs, progress, "nested CV (latents)")
     best = []
     for (r, k, folds), (pred, bp) in zip(tasks, fits):
@@ -413,7 +425,7 @@ def nested_cv_latents(df: pd.DataFrame, features: Sequence[str] = LATENT_FEATURE
                                                                                             "r2")}
         res[lat]["per_fold"] = per_fold[lat]
     return {"latents": res, "oof": oof, "best_params": best, "n": n, "n_splits": n_splits, "repeats": repeats,
-            "features": list(features)}
+            "features": list(features), "cpu_seconds": cpu}
 
 
 def _classifier_search(cont: Sequence[int], cat: Sequence[int], seed: int, param_grid=None, inner_cv: int = 3):
@@ -449,7 +461,7 @@ def nested_cv_binary(df: pd.DataFrame, outcome: str, features: Sequence[str] = B
     P = np.empty((repeats, n))
     tasks = [(r, k, folds) for r in range(repeats) for folds in [outer_folds(n, n_splits, seed + r, y=y)]
              for k in range(n_splits)]
-    probs = _map(_fit_binary_fold, [(cont, cat, X, y, folds != k, folds == k, seed * 1000 + r * 100 + k, param_grid)
+    probs, cpu = _map(_fit_binary_fold, [(cont, cat, X, y, folds != k, folds == k, seed * 1000 + r * 100 + k, param_grid)
                                     for r, k, folds in tasks], n_jobs, progress, f"nested CV ({outcome})")
     for (r, k, folds), pr in zip(tasks, probs):
         P[r, folds == k] = pr
@@ -465,6 +477,7 @@ def nested_cv_binary(df: pd.DataFrame, outcome: str, features: Sequence[str] = B
     out["frequency_ci95"] = bootstrap_ci(lambda a, b: {"observed": float(a.mean()), "predicted": float((b >= 0.5).mean())},
                                          [y, p], rng, n_boot)
     out["oof_probability"] = p.tolist()
+    out["cpu_seconds"] = cpu
     return out
 
 
@@ -488,5 +501,6 @@ def run_baseline(df: pd.DataFrame, n_splits: int = 5, repeats: int = 1, seed: in
             out["cliffs_delta"][outcome] = cliffs_delta_table(df, outcome, rng=rng, n_boot=n_boot)
     if "orr" in df.columns and df["orr"].nunique() == 2:
         out["landscape"] = response_landscape(df, "orr")
+    out["cpu_seconds"] = lat["cpu_seconds"] + sum(b["cpu_seconds"] for b in out["binary"].values())
     out["_oof"] = lat["oof"]
     return out
