@@ -179,7 +179,8 @@ def ppc(run_dir: str | Path, seed: int = 0, plot: bool = True) -> dict:
         unc = data.censoring[rows] == "none"
         bands["fraction_inside_90_uncensored"] = float(np.mean((y[unc] >= np.array(bands["lower_90"])[unc]) &
                                                                (y[unc] <= np.array(bands["upper_90"])[unc])))
-        bands.update({"subject": data.subject[rows].tolist(), "time": data.time[rows].tolist(), "value": y.tolist()})
+        bands.update({"subject": data.subject[rows].tolist(), "time": data.time[rows].tolist(), "value": y.tolist(),
+                      "censoring": data.censoring[rows].tolist()})
         result["observables"][o] = bands
     _write_json(run_dir / "ppc.json", result)
     if plot and result["observables"]:
@@ -194,7 +195,7 @@ def _plot_ppc(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     obs = list(result["observables"])
-    fig, axes = plt.subplots(1, len(obs), figsize=(5 * len(obs), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(obs), figsize=(6.5 * len(obs), 4.5), squeeze=False)
     for ax, o in zip(axes[0], obs):
         b = result["observables"][o]
         subj = np.array(b["subject"])
@@ -206,10 +207,17 @@ def _plot_ppc(result: dict, path: Path) -> None:
             ax.fill_between(t[sel][order], np.array(b["lower_90"])[sel][order], np.array(b["upper_90"])[sel][order],
                             color=col, alpha=0.2)
             ax.plot(t[sel][order], np.array(b["median"])[sel][order], color=col)
-            ax.plot(t[sel], np.array(b["value"])[sel], "o", color=col, ms=3)
+            cz = np.array(b["censoring"])[sel]
+            for flag, marker in (("none", "o"), ("left", "v"), ("right", "^")):
+                keep = cz == flag
+                if keep.any():
+                    ax.plot(t[sel][keep], np.array(b["value"])[sel][keep], marker, color=col, ms=4 if flag == "none"
+                            else 7, ls="none", label=f"{flag}-censored" if flag != "none" and k == 0 else None)
         ax.set_xlabel("time")
         ax.set_ylabel(o)
-        ax.set_title(f"{o}: 90 % PPC bands (≤ 8 subjects); inside {b['fraction_inside_90']:.0%}")
+        ax.set_title(f"{o}: 90 % PPC bands, {b['fraction_inside_90']:.0%} of data inside", fontsize=10)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
