@@ -86,8 +86,9 @@ def cmd_simulate(args) -> int:
     try:
         res = solver.run(U0, args.t_end, callback=cb, progress=not args.quiet)
     except InstabilityError as exc:
-        raise ValueError(f"{exc} (with the dimensional presets the published program clamps this silently; "
-                         "--no-guards reproduces that)") from None
+        hint = "" if preset == "normalised" else (" (the published program clamps this silently; --no-guards "
+                                                  "reproduces that)")
+        raise ValueError(f"{exc}{hint}") from None
     if args.snapshots:
         if snaps_t[-1] != res.times[-1]:
             snaps_t.append(float(res.times[-1]))
