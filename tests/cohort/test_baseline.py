@@ -196,3 +196,14 @@ def test_cli_generate_and_errors(tmp_path, capsys):
     bad.write_text(out.read_text().replace("pancreatic", "liver").replace("gastric", "liver").replace("other", "liver"))
     assert main(["baseline", "lgbm", "--cohort", str(bad), "--out", str(tmp_path), "--grid", "small"]) == 2
     assert "column 'tumour_type': unknown tumour type 'liver'" in capsys.readouterr().err
+
+
+def test_cli_generate_params_file(tmp_path, capsys):
+    from calib.cli.main import main
+    from priors import registry
+
+    good = registry().parameter_set("cart", "normalised").replace(tumour_growth_rate=0.1).to_file(tmp_path / "c.toml")
+    assert main(["cohort", "generate", "--n", "2", "--out", str(tmp_path / "a.csv"), "--params", str(good)]) == 0
+    bad = registry().parameter_set("cart", "paper").to_file(tmp_path / "p.toml")
+    assert main(["cohort", "generate", "--n", "2", "--out", str(tmp_path / "b.csv"), "--params", str(bad)]) == 2
+    assert "needs parameters of model 'cart', preset 'normalised'" in capsys.readouterr().err
