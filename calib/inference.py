@@ -14,9 +14,14 @@ def pathfinder_available() -> bool:
 
 def sample(model, method: str = "nuts", *, draws: int = 1000, tune: int = 1000, chains: int = 4,
            cores: int | None = None, seed: int = 0, target_accept: float = 0.9, advi_iterations: int = 20000,
-           progressbar: bool = False, posterior_predictive: bool = True):
+           progressbar: bool = False, posterior_predictive: bool = True, compile_mode: str | None = None):
     """Run ``method`` on ``model`` and return an ArviZ ``InferenceData`` (with posterior_predictive and
-    observed_data where the model has observed variables)."""
+    observed_data where the model has observed variables).
+
+    ``compile_mode="NUMBA"`` compiles the log-density with PyTensor's Numba backend (uses numpy's BLAS). Where
+    PyTensor's C backend cannot link a BLAS (pip installs), surrogate models with GP variance sample ~3.6× faster
+    with it, at ~2× the compile time (measured: 6-mouse logistic surrogate model, 2×600 iterations, 41 s vs 148 s
+    sampling, 111 s vs 179 s in total)."""
     import pymc as pm
 
     if method not in METHODS:
@@ -25,7 +30,8 @@ def sample(model, method: str = "nuts", *, draws: int = 1000, tune: int = 1000, 
         if method == "nuts":
             idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores or min(chains, 2),
                               random_seed=seed, target_accept=target_accept, progressbar=progressbar,
-                              compute_convergence_checks=False)
+                              compute_convergence_checks=False,
+                              compile_kwargs={"mode": compile_mode} if compile_mode else None)
         elif method in ("advi", "fullrank_advi"):
             approx = pm.fit(n=advi_iterations, method=method, random_seed=seed, progressbar=progressbar)
             idata = approx.sample(draws, random_seed=seed)

@@ -12,7 +12,7 @@ Config (TOML; relative paths are relative to the config file) — see docs/calib
                    value = ... (fixed); sd = 0.3 or {distribution = "HalfNormal", sigma = 0.5}; covariates = [...]
     [observables.NAME] family = "normal" | "student_t" | "ordinal_logistic" | "ordinal_probit" | "bernoulli" |
                    "binomial"; sigma = 0.1 or {prior}; nu; cutpoints; n_trials
-    [sampler]      method = "nuts"; draws; tune; chains; cores; seed; target_accept
+    [sampler]      method = "nuts"; draws; tune; chains; cores; seed; target_accept; compile_mode = "NUMBA" (optional)
     [diagnostics]  rhat_max = 1.01; ess_min = 400; strict = false
     [output]       dir = "runs/NAME"
 """
@@ -31,7 +31,8 @@ from .data import read_conditions, read_measurements
 from .model import ObservableSpec, ParameterSpec, build_model
 
 _TOP = {"model", "data", "emulator", "parameters", "observables", "sampler", "diagnostics", "output", "sbc"}
-_SAMPLER = {"method", "draws", "tune", "chains", "cores", "seed", "target_accept", "advi_iterations"}
+_SAMPLER = {"method", "draws", "tune", "chains", "cores", "seed", "target_accept", "advi_iterations",
+            "compile_mode"}
 
 
 def load_config(path: str | Path) -> dict:
