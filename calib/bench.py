@@ -34,7 +34,9 @@ def hierarchical_linear_problem(n_subjects: int, n_times: int = 5, seed: int = 0
             "exact_mean": mean, "exact_sd": sd}
 
 
-def bench_surrogate(n_train: int = 128, seed: int = 0) -> float:
+def bench_surrogate(n_train: int = 128, seed: int = 0, mode: str | None = None) -> float:
+    """Seconds per value+gradient evaluation of mean+variance at 100 parameter vectors (3-parameter logistic
+    surrogate, ``n_train`` runs); ``mode`` is the PyTensor compile mode (None = default C backend, "NUMBA")."""
     import pytensor
     import pytensor.tensor as pt
 
@@ -49,7 +51,7 @@ def bench_surrogate(n_train: int = 128, seed: int = 0) -> float:
     th = pt.dmatrix("theta")
     mean, var = sur.predict_pt(th)
     obj = mean.sum() + var.sum()
-    f = pytensor.function([th], [obj, pytensor.grad(obj, th)])
+    f = pytensor.function([th], [obj, pytensor.grad(obj, th)], mode=mode)
     Xt = design(sp, 100, method="random", seed=seed + 1)
     f(Xt)
     reps = 20
@@ -78,6 +80,7 @@ def bench_nuts(n_subjects: int = 100, draws: int = 1000, chains: int = 4, cores:
 
 
 def run() -> dict:
-    out = {"surrogate_100_eval_grad_s": bench_surrogate()}
+    out = {"surrogate_100_eval_grad_s": bench_surrogate(),
+           "surrogate_100_eval_grad_numba_s": bench_surrogate(mode="NUMBA")}
     out.update(bench_nuts())
     return out

@@ -24,6 +24,8 @@ def sample(model, method: str = "nuts", *, draws: int = 1000, tune: int = 1000, 
     sampling, 111 s vs 179 s in total)."""
     import pymc as pm
 
+    if compile_mode in ("C", "c", "default"):
+        compile_mode = None
     if method not in METHODS:
         raise ValueError(f"unknown inference method {method!r}; choose one of {list(METHODS)}")
     with model:

@@ -135,7 +135,8 @@ def cmd_sbc(args) -> int:
 def cmd_bench(args) -> int:
     from calib.bench import bench_nuts, bench_surrogate
 
-    out = {"surrogate_100_eval_grad_s": bench_surrogate()}
+    out = {"surrogate_100_eval_grad_s": bench_surrogate(),
+           "surrogate_100_eval_grad_numba_s": bench_surrogate(mode="NUMBA")}
     out.update(bench_nuts(n_subjects=args.subjects, draws=args.draws, chains=args.chains, cores=args.cores))
     print(json.dumps(out))
     return 0
