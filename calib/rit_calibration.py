@@ -210,6 +210,7 @@ class FitSettings:
     chains: int = 2
     seed: int = 1
     workers: int = 0
+    compile_mode: str | None = "NUMBA"  # PyTensor's Numba backend: ~3.6x faster NUTS without a linked BLAS
 
     @classmethod
     def quick(cls) -> "FitSettings":
@@ -285,7 +286,7 @@ def fit_hierarchical(setup: HierarchicalSetup, meas: Measurements, conds: Condit
     model = build_model(ems, specs, fit, obs, conds, model="rit", preset=setup.forward.preset)
     t1 = time.perf_counter()
     idata = sample(model, draws=settings.draws, tune=settings.tune, chains=settings.chains, seed=settings.seed,
-                   posterior_predictive=False)
+                   posterior_predictive=False, compile_mode=settings.compile_mode)
     t_nuts = time.perf_counter() - t1
     diag = check_diagnostics(idata, rhat_max=1.01, ess_min=400, strict=False)
     sid = ";".join(f"{c}={s.surrogate_id}" for c, s in trained["surrogates"].items())

@@ -131,7 +131,8 @@ def fit_variant(variant: str, out: Path, settings: FitSettings, method: str = "n
     model = build_model(ems, specs, fit, obs, conds, model="rit", preset=fwd.preset)
     t1 = time.perf_counter()
     idata = sample(model, method=method, draws=settings.draws, tune=settings.tune, chains=settings.chains,
-                   seed=settings.seed, posterior_predictive=False)
+                   seed=settings.seed, posterior_predictive=False,
+                   compile_mode=settings.compile_mode if method == "nuts" else None)
     if method == "nuts":
         with model:
             pm.compute_log_likelihood(idata, progressbar=False)

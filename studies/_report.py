@@ -1,6 +1,7 @@
 """Regenerate the README's results section from study outputs (never typed in by hand).
 
-``immunocal report --results DIR`` reads ``DIR/<study>.json`` of every study that has been run, writes the key
+``immunocal report --results DIR`` reads ``DIR/<study>.json`` of every study that has been run (and every
+``DIR/bench_*.json``: a benchmark's printed JSON plus a ``_command`` key naming the command), writes the key
 numbers between the ``<!-- results:start -->`` and ``<!-- results:end -->`` markers of README.md, and copies the
 key figures to ``docs/figures/``. Studies that were not run are listed as such.
 """
@@ -128,6 +129,15 @@ def render(results: Path, figures_dir: Path, readme_dir: Path) -> str:
                 rel = os.path.relpath(figures_dir / fig, readme_dir)
                 lines.append("")
                 lines.append(f"![{name}]({Path(rel).as_posix()})")
+        lines.append("")
+    benches = sorted(results.glob("bench_*.json"))
+    if benches:
+        lines.append("**Benchmarks** (each line: the command, then the JSON it printed on this 2-core machine class)")
+        lines.append("")
+        for b in benches:
+            rec = json.loads(b.read_text())
+            cmd = rec.pop("_command", b.stem)
+            lines.append(f"- `{cmd}`: `{json.dumps(rec)}`")
         lines.append("")
     if missing:
         lines.append("Not run for this report: " + ", ".join(f"`{m}`" for m in missing) + ".")

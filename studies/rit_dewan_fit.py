@@ -97,10 +97,11 @@ def _validate_route(out: Path, quick: bool) -> dict:
     from calib.rit_calibration import FitSettings
     from calib.rit_dewan import fit_variant
 
-    nuts = fit_variant("restricted", out / "work", FitSettings(n_design=96 if quick else 160, draws=500 if quick
-                                                               else 1000, tune=500 if quick else 1000, chains=2))
-    smc = fit_variant("restricted", out / "work", FitSettings(n_design=96 if quick else 160, draws=300 if quick
-                                                              else 1000, chains=1), method="smc", blackbox=True)
+    n_design = 128 if quick else 256
+    nuts = fit_variant("restricted", out / "work", FitSettings(n_design=n_design, draws=500 if quick else 2000,
+                                                               tune=500 if quick else 1000, chains=2))
+    smc = fit_variant("restricted", out / "work", FitSettings(n_design=n_design, draws=500 if quick else 2000,
+                                                              chains=1), method="smc", blackbox=True)
     rows = {}
     ok = True
     for n in nuts.surrogates[next(iter(nuts.surrogates))].space.names:
