@@ -213,7 +213,7 @@ class FitSettings:
     compile_mode: str | None = "NUMBA"  # PyTensor's Numba backend: ~3.6x faster NUTS without a linked BLAS
 
     @classmethod
-    def quick(cls) -> "FitSettings":
+    def quick(cls) -> FitSettings:
         return cls(n_design=96, draws=200, tune=250, chains=2)
 
 

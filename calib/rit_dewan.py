@@ -22,8 +22,15 @@ import numpy as np
 
 from priors import Prior, registry
 
-from .rit_calibration import (LOG_VOLUME, FitSettings, RitForwardModel, _subset, to_log_volume, train_surrogates,
-                              validation_summary)
+from .rit_calibration import (
+    LOG_VOLUME,
+    FitSettings,
+    RitForwardModel,
+    _subset,
+    to_log_volume,
+    train_surrogates,
+    validation_summary,
+)
 
 DAY_OFFSET = 12.0
 FIT_PREFIX = "tsa_fig2_"

@@ -84,7 +84,7 @@ class Prior:
         return {"distribution": self.distribution, **{k: self.parameters[k] for k in sorted(self.parameters)}}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Prior":
+    def from_dict(cls, data: dict[str, Any]) -> Prior:
         if "distribution" not in data:
             raise ValueError(f"prior dict needs a 'distribution' key, got keys {sorted(data)}")
         rest = {k: v for k, v in data.items() if k != "distribution"}

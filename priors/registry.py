@@ -239,7 +239,7 @@ class ParameterSet(Mapping[str, float]):
     Construct through :meth:`Registry.parameter_set` or :meth:`ParameterSet.from_file`.
     """
 
-    def __init__(self, registry: "Registry", model: str, preset: str, values: Mapping[str, float]):
+    def __init__(self, registry: Registry, model: str, preset: str, values: Mapping[str, float]):
         self._registry = registry
         self.model = model
         self.preset = preset
@@ -262,7 +262,7 @@ class ParameterSet(Mapping[str, float]):
     def __repr__(self) -> str:
         return f"ParameterSet(model={self.model!r}, preset={self.preset!r}, {len(self)} values)"
 
-    def replace(self, **changes: float) -> "ParameterSet":
+    def replace(self, **changes: float) -> ParameterSet:
         """A new set with some values changed (validated; unknown names rejected)."""
         new = dict(self._values)
         for name, value in changes.items():
@@ -295,7 +295,7 @@ class ParameterSet(Mapping[str, float]):
         return path
 
     @classmethod
-    def from_file(cls, path: str | Path, registry: "Registry | None" = None) -> "ParameterSet":
+    def from_file(cls, path: str | Path, registry: Registry | None = None) -> ParameterSet:
         """Read a parameter file. Values not given fall back to the file's preset defaults.
 
         The file is ``{model = ..., preset = ..., parameters = {name = value, ...}}`` in TOML or JSON.
@@ -311,28 +311,38 @@ class ParameterSet(Mapping[str, float]):
         return cls(reg, model, preset, values)
 
 
-def read_parameter_file(path: str | Path) -> dict[str, Any]:
-    """Parse and structurally check a parameter file; errors name the file and line."""
+def read_structured_file(path: str | Path, error: type[Exception] = ParameterFileError,
+                         what: str = "parameter file") -> tuple[dict[str, Any], str]:
+    """Parse a TOML (``.toml``) or JSON (``.json``) file whose top level is a table; return ``(data, text)``.
+
+    Every failure raises ``error`` naming the file (and, for malformed content, the line and column). Shared by
+    parameter files and by the forward models' own input files (e.g. DLN treatment plans).
+    """
     path = Path(path)
     if not path.exists():
-        raise ParameterFileError(f"{path}: no such parameter file")
+        raise error(f"{path}: no such {what}")
     text = path.read_text()
     if path.suffix == ".toml":
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise ParameterFileError(f"{path}: malformed TOML: {exc}") from None
+            raise error(f"{path}: malformed TOML: {exc}") from None
     elif path.suffix == ".json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ParameterFileError(
-                f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-            ) from None
+            raise error(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     else:
-        raise ParameterFileError(f"{path}: parameter files must end in .toml or .json")
+        raise error(f"{path}: {what}s must end in .toml or .json")
     if not isinstance(data, dict):
-        raise ParameterFileError(f"{path}: top level must be a table/object")
+        raise error(f"{path}: top level must be a table/object")
+    return data, text
+
+
+def read_parameter_file(path: str | Path) -> dict[str, Any]:
+    """Parse and structurally check a parameter file; errors name the file and line."""
+    path = Path(path)
+    data, text = read_structured_file(path)
     for key in ("model", "preset", "parameters"):
         if key not in data:
             raise ParameterFileError(f"{path}: missing top-level key '{key}'")
@@ -355,7 +365,7 @@ class Registry:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def from_files(cls, paths: Iterable[str | Path]) -> "Registry":
+    def from_files(cls, paths: Iterable[str | Path]) -> Registry:
         entries = {}
         for path in paths:
             entry = load_model_file(path)

@@ -42,8 +42,14 @@ def _plot(fit, bands, meas, conditions, times, path_name, out, title):
 def run(out: Path, quick: bool = False) -> dict:
     use_agg()
     from calib.rit_calibration import FitSettings
-    from calib.rit_dewan import (coverage, contraction, fit_variant, information_criteria, load_dewan,
-                                 predictive_bands)
+    from calib.rit_dewan import (
+        contraction,
+        coverage,
+        fit_variant,
+        information_criteria,
+        load_dewan,
+        predictive_bands,
+    )
     from priors import registry
 
     out = Path(out)

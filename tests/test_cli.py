@@ -4,8 +4,6 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 from calib.cli.main import main
 from priors import ParameterSet
 

@@ -131,7 +131,7 @@ def _arm_label(raw: str) -> str:
     label = raw.strip()
     if label.startswith("PBSPBS"):  # header typo in 3/A_Left.csv
         label = label[3:]
-    return label[:-1] if label.endswith("X") else label
+    return label.removesuffix("X")
 
 
 def _read_pairs(path: Path) -> list[tuple[str, list[float], list[float]]]:

@@ -26,9 +26,7 @@ Doses on the same day to the same compartment add up. Day d acts in the step d -
 
 from __future__ import annotations
 
-import json
 import math
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -286,22 +284,7 @@ def plan_from_dict(data: Mapping[str, Any], where: str = "plan") -> TreatmentPla
 
 def load_plan(path: str | Path) -> TreatmentPlan:
     """Read a TOML (``.toml``) or JSON (``.json``) plan file; errors name the file."""
-    path = Path(path)
-    if not path.exists():
-        raise PlanError(f"{path}: no such plan file")
-    text = path.read_text()
-    if path.suffix == ".toml":
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise PlanError(f"{path}: malformed TOML: {exc}") from None
-    elif path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise PlanError(f"{path}: malformed JSON at line {exc.lineno}: {exc.msg}") from None
-    else:
-        raise PlanError(f"{path}: plan files must end in .toml or .json")
-    if not isinstance(data, dict):
-        raise PlanError(f"{path}: the plan must be a table/object")
+    from priors.registry import read_structured_file
+
+    data, _ = read_structured_file(path, PlanError, what="plan file")
     return plan_from_dict(data, where=str(path))

@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 
 from calib.forward_api import ForwardModel, check_output
-from calib.rit_calibration import (FitSettings, RitForwardModel, morisada_setup, schedule_from_condition,
-                                   to_log_volume)
+from calib.rit_calibration import (
+    FitSettings,
+    RitForwardModel,
+    morisada_setup,
+    schedule_from_condition,
+    to_log_volume,
+)
 from forward.rit import simulate_volumes
 from priors import registry
 

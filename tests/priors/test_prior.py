@@ -2,11 +2,11 @@
 
 import json
 import math
+import tomllib
 
 import numpy as np
 import pytest
 import tomli_w
-import tomllib
 from scipy import integrate, stats
 
 from priors import Prior, default_prior, registry
