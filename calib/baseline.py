@@ -190,7 +190,7 @@ class LatentLGBMRegressor(RegressorMixin, BaseEstimator):
                              f"got {y_arr.shape}")
         if not np.all(np.isfinite(y_arr)):
             raise ValueError("y contains NaN or infinity; every training patient needs a reference latent")
-        self._y_1d = y_arr.ndim == 1
+        self.output_1d_ = y_arr.ndim == 1
         Y = y_arr.reshape(len(y_arr), -1)
         if np.any(Y < self.lower) or np.any(Y > self.upper):
             raise ValueError(f"targets must lie in the admissible range [{self.lower}, {self.upper}]; got values in "
@@ -216,7 +216,7 @@ class LatentLGBMRegressor(RegressorMixin, BaseEstimator):
     def predict(self, X):
         z = self.predict_logit(X)
         theta = project(bounded_expit(z, self.lower, self.upper, self.eps, seed_form=True), self.lower, self.upper)
-        return theta[:, 0] if self._y_1d else theta
+        return theta[:, 0] if self.output_1d_ else theta
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
