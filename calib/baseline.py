@@ -304,7 +304,7 @@ def response_landscape(df: pd.DataFrame, outcome: str = "orr", x: str = "true_th
     from sklearn.linear_model import LogisticRegression
 
     X = df[[x, y]].to_numpy(float)
-    feats = lambda A: np.column_stack([A, A[:, 0] * A[:, 1]])  # noqa: E731
+    feats = lambda A: np.column_stack([A, A[:, 0] * A[:, 1]])
     yy = df[outcome].to_numpy(int)
     if len(np.unique(yy)) < 2:
         raise ValueError(f"response_landscape: '{outcome}' has one class only")

@@ -171,7 +171,7 @@ def simulate_one(thetas: Mapping[str, float], dose_cells: float, noise: Mapping[
     car_t0 = registry().preset_options(lm.model, lm.preset)["ode_car_t0"]
     dose_model = car_t0 * dose_cells / DOSE_LEVELS[1] * inp["infiltration_fraction"]
     obs_step = obs_step or cfg.obs_step
-    per_day = int(round(1.0 / obs_step))
+    per_day = round(1.0 / obs_step)
     if per_day < 1 or not math.isclose(per_day * obs_step, 1.0):
         raise ValueError(f"obs_step = {obs_step} must divide one day")
     t = np.arange(0.0, cfg.t_end + 1e-9, obs_step)
@@ -227,7 +227,7 @@ def _run_job(job: _Job) -> dict:
 def _parallel_map(fn, jobs: Sequence, processes: int, progress: bool, desc: str) -> list:
     from tqdm.auto import tqdm
 
-    bar = dict(total=len(jobs), desc=desc, disable=not progress, unit="patient")
+    bar = {"total": len(jobs), "desc": desc, "disable": not progress, "unit": "patient"}
     if processes <= 1 or len(jobs) < 8:
         return [fn(j) for j in tqdm(jobs, **bar)]
     import multiprocessing as mp
@@ -321,7 +321,7 @@ def validate_columns(df: pd.DataFrame, required: Sequence[str], numeric: Sequenc
 
 def summary(df: pd.DataFrame) -> dict:
     """Cohort aggregates (virtual)."""
-    return {"cohort": "virtual", "n": int(len(df)), "orr": float(df["orr"].mean()), "dcr": float(df["dcr"].mean()),
+    return {"cohort": "virtual", "n": len(df), "orr": float(df["orr"].mean()), "dcr": float(df["dcr"].mean()),
             "recist": {k: int((df["best_recist"] == k).sum()) for k in RECIST_ORDER},
             "crs_grade": {str(g): int((df["crs_grade"] == g).sum()) for g in range(5)},
             "tumour_type": {k: int((df["tumour_type"] == k).sum()) for k in TUMOUR_TYPES},

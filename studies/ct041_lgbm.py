@@ -111,10 +111,17 @@ def _figures(out: Path, res: dict, df, scaling: dict) -> None:
 
 
 def run(out: Path, quick: bool = False) -> dict:
-    from calib.baseline import SMALL_GRID, run_baseline
     import time
 
-    from calib.cohort import CohortConfig, config_dict, generate_cohort, resolution_check, save_cohort, summary
+    from calib.baseline import SMALL_GRID, run_baseline
+    from calib.cohort import (
+        CohortConfig,
+        config_dict,
+        generate_cohort,
+        resolution_check,
+        save_cohort,
+        summary,
+    )
 
     use_agg()
     out = Path(out)

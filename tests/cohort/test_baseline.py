@@ -5,12 +5,30 @@ import json
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
-from sklearn.metrics import average_precision_score, balanced_accuracy_score, f1_score, r2_score, roc_auc_score
+from sklearn.metrics import (
+    average_precision_score,
+    balanced_accuracy_score,
+    f1_score,
+    r2_score,
+    roc_auc_score,
+)
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from calib.baseline import (LATENT_FEATURES, SMALL_GRID, LatentLGBMRegressor, _split, binary_metrics, bootstrap_ci,
-                            cliffs_delta, cliffs_delta_table, nested_cv_binary, nested_cv_latents, outer_folds,
-                            regression_metrics, response_landscape)
+from calib.baseline import (
+    LATENT_FEATURES,
+    SMALL_GRID,
+    LatentLGBMRegressor,
+    _split,
+    binary_metrics,
+    bootstrap_ci,
+    cliffs_delta,
+    cliffs_delta_table,
+    nested_cv_binary,
+    nested_cv_latents,
+    outer_folds,
+    regression_metrics,
+    response_landscape,
+)
 from calib.cohort import generate_cohort
 
 TINY = {"n_estimators": [20], "max_depth": [2], "learning_rate": [0.1], "min_child_samples": [2]}

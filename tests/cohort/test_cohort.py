@@ -6,8 +6,16 @@ import pytest
 from scipy.stats import spearmanr
 
 from calib.baseline import LATENT_FEATURES, check_table
-from calib.cohort import (TRUTH, CohortConfig, generate_cohort, load_cohort, sample_patients, save_cohort,
-                          simulate_one, summary)
+from calib.cohort import (
+    TRUTH,
+    CohortConfig,
+    generate_cohort,
+    load_cohort,
+    sample_patients,
+    save_cohort,
+    simulate_one,
+    summary,
+)
 from priors.latents import LATENTS
 
 
