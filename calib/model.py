@@ -109,6 +109,12 @@ def _link_inverse(prior: Prior, z):
                      f"hierarchy), got {d}")
 
 
+def _safe(name: str) -> str:
+    import re
+
+    return re.sub(r"[^0-9A-Za-z_]", "_", str(name))
+
+
 def build_model(emulators, parameters: Sequence[ParameterSpec], data: Measurements,
                 observables: Mapping[str, ObservableSpec] | None = None, conditions: Conditions | None = None,
                 *, model: str | None = None, preset: str | None = None, store_predictions: bool = True):
@@ -215,6 +221,13 @@ def build_model(emulators, parameters: Sequence[ParameterSpec], data: Measuremen
             idx = [i for i, u in enumerate(units) if u[1] == c]
             em = emulators[c]
             mean, var = em.predict_pt(theta_units[idx])
+            if getattr(em, "family", "") not in ("exact", "blackbox"):
+                # keep the posterior inside the emulator's training box: far outside, a GP reverts to its mean with
+                # a large variance, a flat likelihood region that traps chains (seen on the toy example: one of 4
+                # chains at growth_rate ≈ 100 with training range [0.05, 1]); a smooth quadratic wall of width 1 %
+                u = em.space.to_unit_pt(theta_units[idx])
+                excess = pt.maximum(u - 1.0, 0.0) + pt.maximum(-u, 0.0)
+                pm.Potential(f"emulator_domain_{_safe(c)}", -0.5 * pt.sum(pt.square(excess / 0.01)))
             width = len(em.observables) * len(em.times)
             flat_mean.append(mean.reshape((len(idx), width)).flatten())
             flat_var.append(var.reshape((len(idx), width)).flatten())

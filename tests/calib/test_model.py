@@ -158,3 +158,30 @@ def test_registry_priors_and_fixed_values_are_used():
         warnings.simplefilter("ignore")
         init = m.initial_point()
     assert np.isfinite(m.compile_logp(mode="FAST_COMPILE")(init))
+
+
+def test_surrogate_domain_wall_keeps_posterior_in_training_box():
+    from calib.design import ParameterSpace
+
+    class FakeGP:
+        family = "pca_gp"
+        space = ParameterSpace(("level",), (0.0,), (1.0,), ("linear",))
+        observables = ("y",)
+        times = np.array([0.0, 1.0])
+        surrogate_id = "fake"
+
+        def predict_pt(self, theta):
+            import pytensor.tensor as pt
+
+            mean = pt.stack([theta[:, 0], theta[:, 0]], axis=1)[:, None, :]
+            return mean, pt.zeros_like(mean)
+
+    data = Measurements.from_arrays(["a"], ["c/1"], ["y"], [0.0], [0.5])
+    m = build_model(FakeGP(), [ParameterSpec("level", prior=Prior("Normal", {"mu": 0.5, "sigma": 1.0}))], data,
+                    {"y": ObservableSpec(sigma=1.0)})
+    pot = m.replace_rvs_by_values([m.potentials[0]])[0]
+    wall = m.compile_fn(pot, inputs=m.value_vars, mode="FAST_COMPILE")
+    assert m.potentials[0].name == "emulator_domain_c_1"
+    assert wall({"level": 0.7}) == 0.0
+    np.testing.assert_allclose(wall({"level": 1.03}), -0.5 * 3.0**2)
+    np.testing.assert_allclose(wall({"level": -0.02}), -0.5 * 2.0**2)
