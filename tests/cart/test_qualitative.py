@@ -35,3 +35,19 @@ def test_fig8_microenvironment(setup):
     assert c["order_final_burden"], c
     assert c["A_H_highest_in_enhanced"], c
     assert c["C_step_visible"], c
+
+
+@pytest.mark.slow
+def test_fig4_infiltration_3d_study_grid():
+    """Same checks on the study grid (3-D 32³, dt 0.02): holds, with ∫T_A at its minimum at t ≈ 12."""
+    ps = registry().parameter_set("cart", "normalised")
+    c = X.infiltration_checks(X.infiltration(ps, Grid.cube(3, 32), t_end=12.0, dt=0.02))
+    assert c["tumour_monotone_decrease"] and c["C_rises_then_plateaus"] and c["E_slower_than_C"], c
+    assert c["front_advances"], c
+
+
+@pytest.mark.slow
+def test_fig8_microenvironment_3d_study_grid():
+    ps = registry().parameter_set("cart", "normalised")
+    c = X.microenvironment_checks(X.microenvironment(ps, Grid.cube(3, 32), t_end=30.0, dt=0.02))
+    assert c["order_final_burden"] and c["A_H_highest_in_enhanced"] and c["C_step_visible"], c
