@@ -91,9 +91,11 @@ def reference_initial_state(grid: Grid, tumor_radius: float, tumor_value: float,
 
 
 def run_reference(args: dict | str, csv_dir: str | Path | None = None, solver: str = "jacobi",
-                  threads: int | None = None, progress: bool = False):
+                  threads: int | None = None, progress: bool = False, keep_states: bool | None = None):
     """Run the published program's configuration; write its CSV files to ``csv_dir`` (if given).
-    Returns ``(saved_steps, states)``: the step numbers written and the states at those steps."""
+    Returns ``(saved_steps, states)``: the step numbers written and the states at those steps (kept in memory only
+    when ``keep_states`` — default: when no ``csv_dir`` is given; otherwise ``states`` is empty)."""
+    keep = (csv_dir is None) if keep_states is None else bool(keep_states)
     if isinstance(args, str):
         args = parse_reference_args(args)
     params = reference_parameters(args.get("gamma"))
@@ -110,14 +112,15 @@ def run_reference(args: dict | str, csv_dir: str | Path | None = None, solver: s
     out = Path(csv_dir) if csv_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    saved, states = [0], [U0.copy()]
+    saved, states = [0], ([U0.copy()] if keep else [])
     if out is not None:
         write_csv(out / "step_000000.csv", grid, U0, 0.0, precision=prec)
 
     def callback(n, t, U):
         if n % every == 0 or n == steps:
             saved.append(n)
-            states.append(U.copy())
+            if keep:
+                states.append(U.copy())
             if out is not None:
                 write_csv(out / f"step_{n:06d}.csv", grid, U, n * args["dt"], precision=prec)
 
