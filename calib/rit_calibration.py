@@ -205,16 +205,17 @@ def to_log_volume(meas: Measurements) -> Measurements:
 @dataclass
 class FitSettings:
     n_design: int = 160
-    draws: int = 500
-    tune: int = 500
+    draws: int = 1500
+    tune: int = 1000
     chains: int = 2
     seed: int = 1
     workers: int = 0
     compile_mode: str | None = "NUMBA"  # PyTensor's Numba backend: ~3.6x faster NUTS without a linked BLAS
+    target_accept: float = 0.9
 
     @classmethod
     def quick(cls) -> FitSettings:
-        return cls(n_design=96, draws=200, tune=250, chains=2)
+        return cls(n_design=96, draws=200, tune=250, chains=2, target_accept=0.9)
 
 
 def train_surrogates(forward_spec: str, forward: RitForwardModel, condition_names, conds: Conditions, out: Path,
@@ -286,7 +287,8 @@ def fit_hierarchical(setup: HierarchicalSetup, meas: Measurements, conds: Condit
     model = build_model(ems, specs, fit, obs, conds, model="rit", preset=setup.forward.preset)
     t1 = time.perf_counter()
     idata = sample(model, draws=settings.draws, tune=settings.tune, chains=settings.chains, seed=settings.seed,
-                   posterior_predictive=False, compile_mode=settings.compile_mode)
+                   posterior_predictive=False, compile_mode=settings.compile_mode,
+                   target_accept=settings.target_accept)
     t_nuts = time.perf_counter() - t1
     diag = check_diagnostics(idata, rhat_max=1.01, ess_min=400, strict=False)
     sid = ";".join(f"{c}={s.surrogate_id}" for c, s in trained["surrogates"].items())

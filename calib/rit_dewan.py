@@ -138,7 +138,7 @@ def fit_variant(variant: str, out: Path, settings: FitSettings, method: str = "n
     model = build_model(ems, specs, fit, obs, conds, model="rit", preset=fwd.preset)
     t1 = time.perf_counter()
     idata = sample(model, method=method, draws=settings.draws, tune=settings.tune, chains=settings.chains,
-                   seed=settings.seed, posterior_predictive=False,
+                   seed=settings.seed, posterior_predictive=False, target_accept=settings.target_accept,
                    compile_mode=settings.compile_mode if method == "nuts" else None)
     if method == "nuts":
         with model:

@@ -19,7 +19,7 @@ def run(out: Path, quick: bool = False, cell_lines=("MOC1", "MC38")) -> dict:
     use_agg()
     from calib.rit_calibration import FitSettings, fit_hierarchical, morisada_setup, plot_fit
 
-    settings = FitSettings.quick() if quick else FitSettings()
+    settings = FitSettings.quick() if quick else FitSettings(target_accept=0.95)
     result = {"settings": settings.__dict__, "cell_lines": {}}
     n50 = n90 = n = 0
     worst = {"max_rhat": 0.0, "min_ess_bulk": float("inf"), "min_ess_tail": float("inf"), "divergences": 0,
