@@ -18,16 +18,39 @@ def sample(model, method: str = "nuts", *, draws: int = 1000, tune: int = 1000, 
     """Run ``method`` on ``model`` and return an ArviZ ``InferenceData`` (with posterior_predictive and
     observed_data where the model has observed variables).
 
-    ``compile_mode="NUMBA"`` compiles the log-density with PyTensor's Numba backend (uses numpy's BLAS). Where
-    PyTensor's C backend cannot link a BLAS (pip installs), surrogate models with GP variance sample ~3.6× faster
-    with it, at ~2× the compile time (measured: 6-mouse logistic surrogate model, 2×600 iterations, 41 s vs 148 s
-    sampling, 111 s vs 179 s in total)."""
+    ``compile_mode="NUMBA"`` compiles the log-density with PyTensor's Numba backend instead of C. Sampling runs with
+    one BLAS thread (threadpoolctl + ``OPENBLAS_NUM_THREADS=1`` for chain processes): on the 6-mouse surrogate example
+    (2 chains × 600 iterations, loaded 2-core machine) this took 45 s instead of 148 s with default threading
+    (Numba mode: 41 s, but 70 s of compilation instead of 10 s)."""
     import pymc as pm
 
     if compile_mode in ("C", "c", "default"):
         compile_mode = None
     if method not in METHODS:
         raise ValueError(f"unknown inference method {method!r}; choose one of {list(METHODS)}")
+    import os
+
+    from threadpoolctl import threadpool_limits
+
+    # one BLAS thread per chain: multi-threaded BLAS on small GP products only oversubscribes the cores (measured:
+    # surrogate value+gradient at 100 points 4.7 ms single-threaded vs 16–250 ms with default threading)
+    old_env = os.environ.get("OPENBLAS_NUM_THREADS")
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    try:
+        with threadpool_limits(1):
+            return _sample(model, method, draws, tune, chains, cores, seed, target_accept, advi_iterations,
+                           progressbar, posterior_predictive, compile_mode)
+    finally:
+        if old_env is None:
+            os.environ.pop("OPENBLAS_NUM_THREADS", None)
+        else:
+            os.environ["OPENBLAS_NUM_THREADS"] = old_env
+
+
+def _sample(model, method, draws, tune, chains, cores, seed, target_accept, advi_iterations, progressbar,
+            posterior_predictive, compile_mode):
+    import pymc as pm
+
     with model:
         if method == "nuts":
             idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores or min(chains, 2),

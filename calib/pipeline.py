@@ -120,10 +120,7 @@ def calibrate(config_path: str | Path, out_dir: str | Path | None = None, surrog
     out = Path(out_dir) if out_dir else _p(cfg, cfg.get("output", {}).get("dir", "calib_run"))
     out.mkdir(parents=True, exist_ok=True)
     model, data, conds, ems = build_from_config(cfg)
-    # GP surrogates: the Numba backend evaluates them ~20x faster than the BLAS-less C backend (see bench calib)
-    default_mode = "NUMBA" if cfg.get("emulator", {}).get("kind", "surrogate") == "surrogate" else None
-    s = {"method": "nuts", "draws": 1000, "tune": 1000, "chains": 4, "seed": 0, "compile_mode": default_mode,
-         **cfg.get("sampler", {}),
+    s = {"method": "nuts", "draws": 1000, "tune": 1000, "chains": 4, "seed": 0, **cfg.get("sampler", {}),
          **{k: v for k, v in sampler_overrides.items() if v is not None}}
     idata = sample(model, **s)
     dcfg = cfg.get("diagnostics", {})
