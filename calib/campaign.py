@@ -68,7 +68,7 @@ def run_chunk(spec: str, condition: dict | None, indices: np.ndarray, theta_desi
         ok[:] = np.all(np.isfinite(y.reshape(n, -1)), axis=1)
         for i in np.flatnonzero(~ok):
             errors[i] = "non-finite output"
-    except Exception:  # isolate the failing runs one by one
+    except Exception:  # noqa: BLE001 - isolate the failing runs one by one
         for i in range(n):
             try:
                 y = check_output(model, model.simulate(theta[i:i + 1], condition), 1)
@@ -100,7 +100,7 @@ class Campaign:
     @classmethod
     def create(cls, path: str | Path, forward: str, design: np.ndarray, *, condition: dict | None = None,
                chunk_size: int = 8, parameter_names=None, fixed: dict | None = None, overwrite: bool = False,
-               space=None) -> "Campaign":
+               space=None) -> Campaign:
         """New campaign over ``design`` (columns ``parameter_names``, default: all model parameters); parameters not
         in the design take their value from ``fixed``. ``space`` (a ParameterSpace) is stored for surrogates."""
         from .forward_api import load_forward_model

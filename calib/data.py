@@ -112,7 +112,7 @@ class Measurements:
 
     @classmethod
     def from_arrays(cls, subject, condition, observable, time, value, sigma=None, censoring=None,
-                    source="<memory>") -> "Measurements":
+                    source="<memory>") -> Measurements:
         n = len(value)
         return cls(np.asarray(subject, dtype=str), np.asarray(condition, dtype=str),
                    np.asarray(observable, dtype=str), np.asarray(time, float), np.asarray(value, float),

@@ -34,7 +34,7 @@ class ParameterSpace:
 
     @classmethod
     def from_registry(cls, model: str, names: Sequence[str], preset: str | None = None,
-                      bounds: dict[str, tuple[float, float]] | None = None) -> "ParameterSpace":
+                      bounds: dict[str, tuple[float, float]] | None = None) -> ParameterSpace:
         """Ranges and scales from ``registry().record(model, name)``; ``bounds`` narrows ranges (must lie inside)."""
         from priors import registry
 
@@ -91,7 +91,7 @@ class ParameterSpace:
                 "scales": list(self.scales)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ParameterSpace":
+    def from_dict(cls, d: dict) -> ParameterSpace:
         return cls(tuple(d["names"]), tuple(map(float, d["lower"])), tuple(map(float, d["upper"])),
                    tuple(d["scales"]))
 

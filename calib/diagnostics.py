@@ -36,7 +36,7 @@ def uniformity_test(ranks: np.ndarray, n_draws: int, n_bins: int = 10) -> dict:
     expected = len(ranks) * np.diff(edges) / (n_draws + 1)
     chi2 = float(((hist - expected) ** 2 / expected).sum())
     return {"chi2": chi2, "dof": n_bins - 1, "p_value": float(stats.chi2.sf(chi2, n_bins - 1)),
-            "histogram": hist.tolist(), "n": int(len(ranks))}
+            "histogram": hist.tolist(), "n": len(ranks)}
 
 
 def sbc(simulate_prior: Callable[[np.random.Generator], tuple[dict, object]],

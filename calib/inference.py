@@ -22,7 +22,6 @@ def sample(model, method: str = "nuts", *, draws: int = 1000, tune: int = 1000, 
     one BLAS thread (threadpoolctl + ``OPENBLAS_NUM_THREADS=1`` for chain processes): on the 6-mouse surrogate example
     (2 chains × 600 iterations, loaded 2-core machine) this took 45 s instead of 148 s with default threading
     (Numba mode: 41 s, but 70 s of compilation instead of 10 s)."""
-    import pymc as pm
 
     if compile_mode in ("C", "c", "default"):
         compile_mode = None

@@ -42,12 +42,11 @@ class GPSurrogate:
         self.seed = seed
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, theta: np.ndarray, outputs: np.ndarray) -> "GPSurrogate":
-        from threadpoolctl import threadpool_limits
-
+    def fit(self, theta: np.ndarray, outputs: np.ndarray) -> GPSurrogate:
         import warnings
 
         from sklearn.exceptions import ConvergenceWarning
+        from threadpoolctl import threadpool_limits
 
         with threadpool_limits(1), warnings.catch_warnings(record=True) as caught:  # threads only oversubscribe
             warnings.simplefilter("always", ConvergenceWarning)
@@ -60,7 +59,7 @@ class GPSurrogate:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return self
 
-    def _fit(self, theta: np.ndarray, outputs: np.ndarray) -> "GPSurrogate":
+    def _fit(self, theta: np.ndarray, outputs: np.ndarray) -> GPSurrogate:
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 
@@ -175,7 +174,7 @@ class GPSurrogate:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "GPSurrogate":
+    def load(cls, path: str | Path) -> GPSurrogate:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such surrogate file")
@@ -251,9 +250,9 @@ class BlackBoxEmulator:
 
 
 def _forward_op_class():
+    import pytensor.tensor as pt
     from pytensor.graph.basic import Apply
     from pytensor.graph.op import Op
-    import pytensor.tensor as pt
 
     class _ForwardOp(Op):
         """Black-box Op ``theta (n, p) -> outputs (n, n_obs, n_t)`` calling ``forward.simulate``; no gradient."""
@@ -294,7 +293,7 @@ def validate(surrogate, theta: np.ndarray, outputs: np.ndarray, levels=(0.5, 0.9
     y = np.asarray(outputs, float)
     err = mean - y
     sd = np.sqrt(var)
-    rep: dict = {"n_test": int(len(theta)), "surrogate_id": surrogate.surrogate_id, "observables": {}}
+    rep: dict = {"n_test": len(theta), "surrogate_id": surrogate.surrogate_id, "observables": {}}
     for o, name in enumerate(surrogate.observables):
         yo, eo = y[:, o, :], err[:, o, :]
         ss_tot = ((yo - yo.mean(0)) ** 2).sum(0)
@@ -328,7 +327,7 @@ def fit_from_campaign(campaign, test_fraction: float = 0.2, seed: int = 0, **kwa
     sur.condition_ = campaign.meta["condition"]
     sur.fixed_ = dict(campaign.meta.get("fixed", {}))
     report = validate(sur, theta[test], Y[test]) if n_test else {"n_test": 0}
-    report["n_train"] = int(len(train))
+    report["n_train"] = len(train)
     return sur, report
 
 

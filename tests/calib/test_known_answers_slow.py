@@ -78,12 +78,11 @@ def test_hierarchical_linear_gaussian_4_chains_matches_exact():
 
 def test_logistic_surrogate_posterior_matches_exact_likelihood(exact_logistic, tmp_path):
     data, exact = exact_logistic
-    fm = LogisticModel()
     space = ParameterSpace(("growth_rate", "carrying_capacity"), (0.1, 500.0), (0.8, 4000.0), ("log", "log"))
     camp = Campaign.create(tmp_path / "c", "toy.logistic", design(space, 128, seed=2), chunk_size=32,
                            parameter_names=list(space.names), fixed={"initial_volume": 50.0}, space=space)
     camp.run(workers=0, progress=False)
-    sur, rep = fit_from_campaign(camp, test_fraction=0.0)
+    sur, _ = fit_from_campaign(camp, test_fraction=0.0)
     first = _fit_logistic(sur, data, fixed_v0=False, draws=500, tune=500, chains=2, seed=5)
     post = np.column_stack([first.posterior[n].values.ravel() for n in space.names])
     sur, _ = refine(camp, post, 24, workers=0)  # active refinement where the posterior puts mass

@@ -12,7 +12,7 @@ from calib.inference import pathfinder_available, sample
 from calib.model import ObservableSpec, ParameterSpec, build_model
 from calib.outputs import ConvergenceWarning, check_diagnostics, provenance, save_idata
 from calib.surrogate import ExactEmulator
-from calib.toy import LinearModel, LogisticModel
+from calib.toy import LinearModel
 from priors import Prior
 
 
@@ -83,7 +83,7 @@ def test_builder_structure_covariates_censoring_and_families(rng):
     terms = dict(zip([v.name for v in m.free_RVs] + [v.name for v in m.observed_RVs] + [p.name for p in m.potentials],
                      lp(pt_)))
     lvl = 0.2 + 0.5 * np.array([0.5, -1.0]) + 0.3 * np.array([-1.0, 1.0])  # standardised covariate ±1
-    mu = lambda s, t: lvl[s] + 0.4 * t  # noqa: E731
+    mu = lambda s, t: lvl[s] + 0.4 * t
     np.testing.assert_allclose(terms["y_y"], stats.norm.logpdf([0.1, 1.2], [mu(0, 0), mu(1, 0)], 0.3), rtol=1e-10)
     np.testing.assert_allclose(terms["censored_y"], stats.norm.logcdf(0.4, mu(0, 1.5), 0.3)
                                + stats.norm.logsf(3.0, mu(1, 2.0), 0.3), rtol=1e-8)

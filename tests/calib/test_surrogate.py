@@ -5,7 +5,7 @@ import pytest
 
 from calib.campaign import Campaign
 from calib.design import design
-from calib.surrogate import GPSurrogate, fit_from_campaign, propose_refinement, refine, validate
+from calib.surrogate import GPSurrogate, fit_from_campaign, propose_refinement, refine
 from calib.toy import LogisticModel
 
 
@@ -24,7 +24,7 @@ def fitted(logistic_campaign):
 
 
 def test_validation_report_on_held_out_runs(fitted):
-    sur, rep = fitted
+    _sur, rep = fitted
     r = rep["observables"]["log_volume"]
     assert rep["n_test"] == 64 and rep["n_train"] == 192
     assert r["r2"] > 0.999
