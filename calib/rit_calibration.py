@@ -215,7 +215,7 @@ class FitSettings:
 
     @classmethod
     def quick(cls) -> FitSettings:
-        return cls(n_design=160, draws=200, tune=300, chains=2, target_accept=0.9)
+        return cls(n_design=160, draws=400, tune=500, chains=2, target_accept=0.9)
 
 
 def train_surrogates(forward_spec: str, forward: RitForwardModel, condition_names, conds: Conditions, out: Path,
