@@ -217,6 +217,19 @@ def _check_info(info: np.ndarray, config: RitConfig, theta: np.ndarray) -> None:
         )
 
 
+def _run_deterministic(theta: np.ndarray, config: RitConfig, arrays: tuple, states: np.ndarray, cohorts: np.ndarray,
+                       info: np.ndarray) -> None:
+    """One deterministic kernel run (no Markov mode) filling ``states``, ``cohorts`` and ``info`` in place.
+
+    ``arrays`` is the tuple returned by :func:`_schedule_arrays`; drug amounts scale the registry doses of ``theta``.
+    """
+    rt_idx, rt_dose, c4_idx, c4_fac, p1_idx, p1_fac, n_steps = arrays
+    K.run(theta, K.SURVIVAL_CODES[config.survival], config.vascular_damage, config.pretreatment_volume_mm3,
+          config.dt, n_steps, rt_idx, rt_dose, c4_idx, c4_fac * theta[K.P_IC4], p1_idx, p1_fac * theta[K.P_IP1],
+          config.scheme == "imex", False, 0.0, _DUMMY_RNG, False, int(MAX_FREE_GROWTH_DAYS / config.dt),
+          states, cohorts, info)
+
+
 def simulate(
     params, schedule: Schedule, config: RitConfig | None = None, *, dt: float | None = None
 ) -> RitResult:
@@ -235,29 +248,8 @@ def simulate(
     states = np.zeros((n_steps + 1, K.N_STATES))
     cohorts = np.zeros((n_steps + 1, len(rt_idx)))
     info = np.zeros(K.N_INFO)
-    K.run(
-        theta,
-        K.SURVIVAL_CODES[config.survival],
-        config.vascular_damage,
-        config.pretreatment_volume_mm3,
-        config.dt,
-        n_steps,
-        rt_idx,
-        rt_dose,
-        c4_idx,
-        c4_fac * theta[K.P_IC4],
-        p1_idx,
-        p1_fac * theta[K.P_IP1],
-        config.scheme == "imex",
-        False,
-        0.0,
-        _DUMMY_RNG,
-        False,
-        int(MAX_FREE_GROWTH_DAYS / config.dt),
-        states,
-        cohorts,
-        info,
-    )
+    _run_deterministic(theta, config, (rt_idx, rt_dose, c4_idx, c4_fac, p1_idx, p1_fac, n_steps), states, cohorts,
+                       info)
     _check_info(info, config, theta)
     t = np.arange(n_steps + 1) * config.dt
     return RitResult(
@@ -350,29 +342,8 @@ def _batch(thetas: np.ndarray, schedule: Schedule, times, config: RitConfig):
     grid = np.arange(n_steps + 1, dtype=np.float64)
     for r in range(thetas.shape[0]):
         th = np.ascontiguousarray(thetas[r])
-        K.run(
-            th,
-            K.SURVIVAL_CODES[config.survival],
-            config.vascular_damage,
-            config.pretreatment_volume_mm3,
-            config.dt,
-            n_steps,
-            rt_idx,
-            rt_dose,
-            c4_idx,
-            c4_fac * th[K.P_IC4],
-            p1_idx,
-            p1_fac * th[K.P_IP1],
-            config.scheme == "imex",
-            False,
-            0.0,
-            _DUMMY_RNG,
-            False,
-            int(MAX_FREE_GROWTH_DAYS / config.dt),
-            states,
-            cohorts,
-            info[r],
-        )
+        _run_deterministic(th, config, (rt_idx, rt_dose, c4_idx, c4_fac, p1_idx, p1_fac, n_steps), states, cohorts,
+                           info[r])
         out[r] = np.interp(pos, grid, states[:, K.S_V])
     return out, info
 
