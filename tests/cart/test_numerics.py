@@ -8,6 +8,7 @@ from forward.cart.grid import Grid
 from forward.cart.kernels import reaction_half_step
 from forward.cart.model import CarTSolver, StepSettings, reaction_rhs_numba, simulate
 from forward.cart.params import param_array
+from forward.cart.verification import smooth_params, smooth_state
 from priors import registry
 
 
@@ -109,23 +110,11 @@ def test_positivity_and_guard_tolerance():
 
 def _smooth_state(grid):
     """Smooth, strictly positive, flat near the walls (so the index-clamped wall position does not matter)."""
-    X, Y, Z = grid.mesh()
-    bump = np.exp(-((X - 0.5) ** 2) / 0.01)
-    U = grid.zeros()
-    U[0] = 0.05 + 0.2 * bump
-    U[1] = 0.02 + 0.05 * bump
-    U[2] = 0.3 + 0.4 * np.exp(-((X - 0.55) ** 2) / 0.008)
-    U[3] = 0.05 + 0.05 * bump
-    U[4] = 0.1 + 0.5 * bump
-    U[5] = 0.1 + 0.2 * bump
-    U[6] = 0.1 + 0.1 * bump
-    return U
+    return smooth_state(grid)
 
 
 def _smooth_params():
-    return registry().parameter_set("cart", "normalised").replace(
-        car_t_diffusion=2e-3, tumour_diffusion=1e-3, chemokine_diffusion=3e-3, suppressor_diffusion=2e-3,
-        hypoxia_diffusion=4e-3, exhausted_diffusion=1e-3, chemotactic_sensitivity=2e-3)
+    return smooth_params(registry().parameter_set("cart", "normalised"))
 
 
 def _time_slope(**kw):
