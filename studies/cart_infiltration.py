@@ -7,17 +7,11 @@ from studies._common import save_figure, use_agg, write_json
 
 def run(out: Path, quick: bool = False) -> dict:
     from forward.cart import experiments as X
-    from forward.cart.grid import Grid
-    from priors import registry
 
     use_agg()
     import matplotlib.pyplot as plt
 
-    reg = registry()
-    ps = reg.parameter_set("cart", "normalised")
-    o = reg.preset_options("cart", "normalised")
-    grid = Grid.cube(2, 24) if quick else Grid.cube(int(o["dim"]), int(o["n"]))
-    dt = 0.05 if quick else float(o["dt"])
+    ps, grid, dt, o = X.study_setup(quick)
     r = X.infiltration(ps, grid, t_end=float(o["t_end_spatial"]), dt=dt)
     checks = X.infiltration_checks(r)
     result = {"grid": {"dim": grid.dim, "n": grid.shape[0]}, "dt": dt, "checks": checks,

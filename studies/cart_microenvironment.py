@@ -7,17 +7,11 @@ from studies._common import save_figure, use_agg, write_json
 
 def run(out: Path, quick: bool = False) -> dict:
     from forward.cart import experiments as X
-    from forward.cart.grid import Grid
-    from priors import registry
 
     use_agg()
     import matplotlib.pyplot as plt
 
-    reg = registry()
-    ps = reg.parameter_set("cart", "normalised")
-    o = reg.preset_options("cart", "normalised")
-    grid = Grid.cube(2, 24) if quick else Grid.cube(int(o["dim"]), int(o["n"]))
-    dt = 0.05 if quick else float(o["dt"])
+    ps, grid, dt, _ = X.study_setup(quick)
     r = X.microenvironment(ps, grid, t_end=30.0, dt=dt, reinfusion_time=10.0)
     checks = X.microenvironment_checks(r)
     ok = checks["order_final_burden"] and checks["A_H_highest_in_enhanced"] and checks["C_step_visible"]

@@ -199,3 +199,16 @@ def microenvironment_checks(r: dict) -> dict:
         "C_step_at_reinfusion": step, "largest_C_change_between_records_in_day_before": prev,
         "C_step_visible": bool(step > 3 * prev),
     }
+
+
+def study_setup(quick: bool = False):
+    """The spatial studies' common set-up: ``(parameter set, grid, dt, preset options)`` of the ``normalised``
+    preset (its ``dim``/``n``/``dt`` options), or a 2-D 24² grid with dt 0.05 for ``quick`` runs."""
+    from priors import registry
+
+    reg = registry()
+    ps = reg.parameter_set("cart", "normalised")
+    o = reg.preset_options("cart", "normalised")
+    grid = Grid.cube(2, 24) if quick else Grid.cube(int(o["dim"]), int(o["n"]))
+    dt = 0.05 if quick else float(o["dt"])
+    return ps, grid, dt, o
