@@ -18,7 +18,11 @@ from calib.baseline import (
     LATENT_FEATURES,
     SMALL_GRID,
     LatentLGBMRegressor,
+    StagedGridSearchCV,
+    _classifier_search,
+    _grid,
     _split,
+    make_preprocessor,
     binary_metrics,
     bootstrap_ci,
     cliffs_delta,
@@ -77,6 +81,45 @@ def test_bootstrap_ci_brackets_the_estimate(rng):
     x = rng.normal(1.0, 1.0, 200)
     ci = bootstrap_ci(lambda a: {"mean": float(a.mean())}, [x], rng, n_boot=400)["mean"]
     assert ci[0] < x.mean() < ci[1] and ci[1] - ci[0] == pytest.approx(2 * 1.96 / np.sqrt(200), rel=0.25)
+
+
+@pytest.mark.parametrize("kind", ["regressor", "classifier"])
+def test_staged_search_equals_gridsearchcv(cohort, kind):
+    """Reading n_estimators = 100 off the 200-tree fit chooses, scores and refits exactly as GridSearchCV."""
+    from lightgbm import LGBMRegressor
+    from sklearn.model_selection import GridSearchCV, KFold
+    from sklearn.pipeline import Pipeline
+
+    feats = list(LATENT_FEATURES)
+    cont, cat = _split(feats)
+    cont, cat = [feats.index(c) for c in cont], [feats.index(c) for c in cat]
+    X = cohort[feats].to_numpy(object)
+    grid = {"n_estimators": [10, 30, 20], "max_depth": [2, 3], "learning_rate": [0.05, 0.3], "min_child_samples": [1, 3]}
+    if kind == "regressor":
+        y = cohort["true_theta_env"].to_numpy()
+        pipe = Pipeline([("prep", make_preprocessor(cont, cat)),
+                         ("model", LGBMRegressor(objective="huber", alpha=0.9, subsample=0.8, subsample_freq=1,
+                                                 random_state=4, n_jobs=1, verbose=-1))])
+        cv, scoring = KFold(3, shuffle=True, random_state=4), "neg_mean_absolute_error"
+        staged = StagedGridSearchCV(pipe, _grid(grid), scoring, cv).fit(X, y)
+    else:
+        y = cohort["dcr"].to_numpy().astype(int)
+        staged = _classifier_search(cont, cat, seed=4, param_grid=grid).fit(X, y)
+        pipe, cv, scoring = staged.estimator, staged.cv, staged.scoring
+    ref = GridSearchCV(pipe, _grid(grid), scoring=scoring, cv=cv, error_score="raise").fit(X, y)
+    assert [dict(p) for p in ref.cv_results_["params"]] == staged.cv_results_["params"]
+    np.testing.assert_allclose(staged.cv_results_["mean_test_score"], ref.cv_results_["mean_test_score"], rtol=1e-12)
+    assert staged.best_params_ == ref.best_params_ and staged.best_score_ == pytest.approx(ref.best_score_, rel=1e-12)
+    out = staged.predict_proba(X)[:, 1] if kind == "classifier" else staged.predict(X)
+    ref_out = ref.predict_proba(X)[:, 1] if kind == "classifier" else ref.predict(X)
+    np.testing.assert_array_equal(out, ref_out)
+
+
+def test_staged_search_rejects_unsupported_settings(cohort):
+    with pytest.raises(ValueError, match="scoring 'r2' not supported"):
+        StagedGridSearchCV(None, {"model__n_estimators": [1]}, scoring="r2").fit(np.zeros((4, 1)), np.zeros(4))
+    with pytest.raises(ValueError, match="needs 'model__n_estimators'"):
+        StagedGridSearchCV(None, {"model__max_depth": [1]}).fit(np.zeros((4, 1)), np.zeros(4))
 
 
 def test_predictions_bounded_and_targets_checked(cohort):
