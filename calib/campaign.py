@@ -198,9 +198,13 @@ class Campaign:
         else:
             points_all = np.vstack([self.design, points])
         _atomic_write_bytes(self.path / "design.npy", lambda fh: np.save(fh, points_all))
-        _atomic_write_json(self.path / "meta.json", self.meta)
+        self.save_meta()
         self.design = points_all
         return np.arange(start, start + len(points))
+
+    def save_meta(self) -> None:
+        """Write ``meta`` (e.g. after recording a refinement round) atomically."""
+        _atomic_write_json(self.path / "meta.json", self.meta)
 
     # ------------------------------------------------------------------ running
     def _store(self, k: int, res: dict) -> None:

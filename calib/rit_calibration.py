@@ -212,6 +212,11 @@ class FitSettings:
     workers: int = 0
     compile_mode: str | None = "NUMBA"  # PyTensor's Numba backend: ~3.6x faster NUTS without a linked BLAS
     target_accept: float = 0.9
+    # active refinement (calib.surrogate.refine): rounds of a short pilot NUTS run on the current surrogates, then
+    # ``refine_points`` new runs per condition where the pilot posterior puts mass, then a refit
+    refine_rounds: int = 0
+    refine_points: int = 48
+    refine_draws: int = 300
 
     @classmethod
     def quick(cls) -> FitSettings:
@@ -230,15 +235,47 @@ def train_surrogates(forward_spec: str, forward: RitForwardModel, condition_name
 
     space = forward.space()
     design = make_design(space, settings.n_design, method="sobol", seed=settings.seed)
-    surrogates, reports = {}, {}
+    surrogates, reports, campaigns = {}, {}, {}
     for c in condition_names:
-        folder = Path(out) / "campaigns" / c
+        # keyed by the design, so a rerun with other settings never resumes a campaign over another design
+        folder = Path(out) / "campaigns" / f"sobol{settings.n_design}-seed{settings.seed}" / c
         camp = Campaign(folder) if (folder / "meta.json").exists() else Campaign.create(
             folder, forward_spec, design, condition=conds.schedules[c], space=space)
         camp.run(workers=settings.workers, progress=progress)
         sur, rep = fit_from_campaign(camp, test_fraction=0.2, seed=settings.seed)
-        surrogates[c], reports[c] = sur, rep
-    return {"surrogates": surrogates, "validation": reports}
+        surrogates[c], reports[c], campaigns[c] = sur, rep, camp
+    return {"surrogates": surrogates, "validation": reports, "campaigns": campaigns}
+
+
+def refine_surrogates(trained: dict, posterior_theta: np.ndarray, settings: FitSettings, round_no: int,
+                      progress: bool = True) -> dict:
+    """One active-refinement round on every condition's campaign (resumable: the round is tagged in the campaign),
+    then the surrogates are refitted on all runs. A surrogate trained on a wide design box is uncertain everywhere
+    (its variance, added to the likelihood, widens the posterior); new runs where the posterior is shrink it there."""
+    from .surrogate import refine
+
+    for c, camp in trained["campaigns"].items():
+        sur, _ = refine(camp, posterior_theta, settings.refine_points, workers=settings.workers, progress=progress,
+                        tag=f"round{round_no}", seed=settings.seed)
+        trained["surrogates"][c] = sur
+    return trained
+
+
+def posterior_check(surrogates: dict, forward, conds: Conditions, posterior_theta: np.ndarray, n: int = 40,
+                    seed: int = 0) -> dict:
+    """The surrogates against the true forward model at ``n`` posterior draws (where the calibration relied on them):
+    RMSE, max |error| and the coverage of the emulator's own 90 % interval, per condition."""
+    from .surrogate import validate
+
+    rng = np.random.default_rng(seed)
+    theta = posterior_theta[rng.choice(len(posterior_theta), size=min(n, len(posterior_theta)), replace=False)]
+    out = {}
+    for c, sur in surrogates.items():
+        rep = validate(sur, theta, forward.simulate(theta, conds.schedules[c]))["observables"][LOG_VOLUME]
+        out[c] = {k: rep[k] for k in ("rmse", "max_abs_error", "coverage_90")}
+    worst = max(out, key=lambda c: out[c]["max_abs_error"])
+    return {"n_draws": len(theta), "max_abs_error": out[worst]["max_abs_error"], "worst_condition": worst,
+            "max_rmse": max(v["rmse"] for v in out.values()), "per_condition": out}
 
 
 def validation_summary(reports: dict) -> dict:
@@ -283,12 +320,23 @@ def fit_hierarchical(setup: HierarchicalSetup, meas: Measurements, conds: Condit
     specs += [ParameterSpec(n, role="population", prior=setup.priors[n]) for n in setup.population]
     obs = {LOG_VOLUME: ObservableSpec(family="student_t", nu=4.0,
                                       sigma=Prior("HalfNormal", {"sigma": 0.5}))}
-    ems = {c: trained["surrogates"][c] for c in setup.fit_conditions}
-    model = build_model(ems, specs, fit, obs, conds, model="rit", preset=setup.forward.preset)
+
+    def build():
+        ems = {c: trained["surrogates"][c] for c in setup.fit_conditions}
+        return build_model(ems, specs, fit, obs, conds, model="rit", preset=setup.forward.preset)
+
+    def run(draws, tune):
+        return sample(build(), draws=draws, tune=tune, chains=settings.chains, seed=settings.seed,
+                      posterior_predictive=False, compile_mode=settings.compile_mode,
+                      target_accept=settings.target_accept)
+
     t1 = time.perf_counter()
-    idata = sample(model, draws=settings.draws, tune=settings.tune, chains=settings.chains, seed=settings.seed,
-                   posterior_predictive=False, compile_mode=settings.compile_mode,
-                   target_accept=settings.target_accept)
+    for r in range(settings.refine_rounds):        # pilot posterior -> new runs at its mice -> refit
+        pilot = run(settings.refine_draws, settings.refine_draws)
+        refine_surrogates(trained, mouse_parameters(setup, pilot), settings, r + 1, progress)
+    t_refine = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    idata = run(settings.draws, settings.tune)
     t_nuts = time.perf_counter() - t1
     diag = check_diagnostics(idata, rhat_max=1.01, ess_min=400, strict=False)
     sid = ";".join(f"{c}={s.surrogate_id}" for c, s in trained["surrogates"].items())
@@ -316,10 +364,23 @@ def fit_hierarchical(setup: HierarchicalSetup, meas: Measurements, conds: Condit
         "heldout": heldout,
         "fit_arms": fitcov,
         "predictions": pred,
-        "seconds": {"surrogates": round(t_sur, 1), "nuts": round(t_nuts, 1)},
+        "surrogate_at_posterior": posterior_check(trained["surrogates"], setup.forward, conds,
+                                                  mouse_parameters(setup, idata), seed=settings.seed),
+        "seconds": {"surrogates": round(t_sur, 1), "refinement": round(t_refine, 1), "nuts": round(t_nuts, 1)},
         "assumptions": setup.assumptions,
         "idata": str(out / "idata.nc"),
     }
+
+
+def mouse_parameters(setup: HierarchicalSetup, idata) -> np.ndarray:
+    """Posterior draws of every fitted mouse's parameter vector (forward-model order), ``(draws × mice, p)``."""
+    post = idata.posterior
+    n_mice = post[setup.latent[0]].shape[-1]
+    cols = []
+    for n in setup.forward.parameter_names:
+        v = post[n].values
+        cols.append((v if n in setup.latent else np.repeat(v[..., None], n_mice, axis=-1)).ravel())
+    return np.column_stack(cols)
 
 
 def _link_inverse_np(prior: Prior, z: np.ndarray) -> np.ndarray:

@@ -27,6 +27,8 @@ from .rit_calibration import (
     FitSettings,
     RitForwardModel,
     _subset,
+    posterior_check,
+    refine_surrogates,
     to_log_volume,
     train_surrogates,
     validation_summary,
@@ -111,51 +113,100 @@ class DewanFit:
 
 
 def fit_variant(variant: str, out: Path, settings: FitSettings, method: str = "nuts", progress: bool = False,
-                blackbox: bool = False) -> DewanFit:
+                blackbox: bool = False, heldout: bool = True) -> DewanFit:
     """Calibrate one variant on the folder-2 arms. ``blackbox=True`` replaces the surrogates by the true forward
-    model behind a gradient-free Op (use with ``method='smc'``) — the surrogate-route validation."""
+    model behind a gradient-free Op (use with ``method='smc'``) — the surrogate-route validation. ``heldout=False``
+    skips the surrogates of the folder-3 arms (nothing is predicted).
+
+    Checkpoint: the finished fit (posterior netCDF, surrogates, summary) is stored under ``out/variant/<method>``
+    with the settings it was made with; a rerun with the same settings loads it instead of sampling again (the
+    campaigns resume too, so a killed run loses at most the step it was in)."""
+    import json
+
     import pymc as pm
 
     from .inference import sample
     from .model import ObservableSpec, ParameterSpec, build_model
-    from .surrogate import BlackBoxEmulator
+    from .outputs import save_idata
+    from .surrogate import BlackBoxEmulator, GPSurrogate
 
     fit, held, conds = load_dewan()
     fwd = dewan_forward(variant)
     fit_conds = list(dict.fromkeys(fit.condition.tolist()))
-    held_conds = list(dict.fromkeys(held.condition.tolist()))
+    held_conds = list(dict.fromkeys(held.condition.tolist())) if heldout else []
+    tag = f"{method}_blackbox" if blackbox else method
+    ckpt = Path(out) / variant / tag
+    key = json.dumps({"settings": settings.__dict__, "heldout": heldout}, sort_keys=True)
+    if (ckpt / "fit.json").exists():
+        saved = json.loads((ckpt / "fit.json").read_text())
+        if saved["key"] == key:
+            import arviz as az
+
+            surrogates = {c: GPSurrogate.load(ckpt / "surrogates" / f"{c}.npz") for c in saved["surrogates"]}
+            return DewanFit(variant, az.from_netcdf(ckpt / "idata.nc").load(), surrogates, saved["validation"],
+                            saved["seconds"])
     t0 = time.perf_counter()
-    trained = train_surrogates(f"calib.rit_dewan:dewan_{variant}", fwd, fit_conds + held_conds, conds,
-                               Path(out) / variant, settings, progress)
+    trained = {"surrogates": {}, "validation": {}, "campaigns": {}} if blackbox else \
+        train_surrogates(f"calib.rit_dewan:dewan_{variant}", fwd, fit_conds + held_conds, conds, Path(out) / variant,
+                         settings, progress)
     t_sur = time.perf_counter() - t0
     priors = priors_for(variant)
     specs = [ParameterSpec(n, role="population", prior=priors[n]) for n in fwd.parameter_names]
     obs = {LOG_VOLUME: ObservableSpec(family="student_t", nu=4.0, sigma=Prior("HalfNormal", {"sigma": 0.5}))}
-    if blackbox:
-        ems = {c: BlackBoxEmulator(fwd, conds.schedules[c]) for c in fit_conds}
-    else:
-        ems = {c: trained["surrogates"][c] for c in fit_conds}
-    model = build_model(ems, specs, fit, obs, conds, model="rit", preset=fwd.preset)
+
+    def build():
+        ems = ({c: BlackBoxEmulator(fwd, conds.schedules[c]) for c in fit_conds} if blackbox
+               else {c: trained["surrogates"][c] for c in fit_conds})
+        return build_model(ems, specs, fit, obs, conds, model="rit", preset=fwd.preset)
+
+    def run(model, draws, tune):
+        return sample(model, method=method, draws=draws, tune=tune, chains=settings.chains, seed=settings.seed,
+                      posterior_predictive=False, target_accept=settings.target_accept,
+                      compile_mode=settings.compile_mode if method == "nuts" else None)
+
+    t_refine = 0.0
+    if not blackbox:
+        for r in range(settings.refine_rounds):    # pilot posterior -> new runs there -> refit (calib.surrogate)
+            t1 = time.perf_counter()
+            pilot = run(build(), settings.refine_draws, settings.refine_draws)
+            refine_surrogates(trained, posterior_matrix(pilot, fwd.parameter_names), settings, r + 1, progress)
+            t_refine += time.perf_counter() - t1
+    model = build()
     t1 = time.perf_counter()
-    idata = sample(model, method=method, draws=settings.draws, tune=settings.tune, chains=settings.chains,
-                   seed=settings.seed, posterior_predictive=False, target_accept=settings.target_accept,
-                   compile_mode=settings.compile_mode if method == "nuts" else None)
+    idata = run(model, settings.draws, settings.tune)
     if method == "nuts":
         with model:
             pm.compute_log_likelihood(idata, progressbar=False)
     t_fit = time.perf_counter() - t1
-    return DewanFit(variant, idata, trained["surrogates"], validation_summary(trained["validation"]),
-                    {"surrogates": round(t_sur, 1), method: round(t_fit, 1)})
+    validation = {"held_out_design_points": validation_summary(trained["validation"])}
+    if not blackbox:
+        validation["at_posterior"] = posterior_check({c: trained["surrogates"][c] for c in fit_conds}, fwd, conds,
+                                                     posterior_matrix(idata, fwd.parameter_names), seed=settings.seed)
+    seconds = {"surrogates": round(t_sur, 1), "refinement": round(t_refine, 1), method: round(t_fit, 1)}
+    (ckpt / "surrogates").mkdir(parents=True, exist_ok=True)
+    for c, sur in trained["surrogates"].items():
+        sur.save(ckpt / "surrogates" / f"{c}.npz")
+    save_idata(idata, ckpt / "idata.nc")
+    tmp = ckpt / "fit.json.tmp"                     # written last: its presence means the checkpoint is complete
+    tmp.write_text(json.dumps({"key": key, "surrogates": list(trained["surrogates"]), "validation": validation,
+                               "seconds": seconds}, default=float))
+    tmp.replace(ckpt / "fit.json")
+    return DewanFit(variant, idata, trained["surrogates"], validation, seconds)
+
+
+def posterior_matrix(idata, names) -> np.ndarray:
+    """Posterior draws of ``names`` as an ``(n_draws, p)`` matrix (chains stacked)."""
+    post = idata.posterior
+    return np.column_stack([post[n].values.ravel() for n in names])
 
 
 def predictive_bands(fit: DewanFit, conditions, seed: int = 0, max_draws: int = 400) -> dict:
     """Posterior predictive (parameter uncertainty + emulator variance + observation noise) per condition."""
     rng = np.random.default_rng(seed)
-    post = fit.idata.posterior.stack(sample=("chain", "draw"))
-    pick = rng.choice(post.sizes["sample"], size=min(max_draws, post.sizes["sample"]), replace=False)
     names = list(dewan_forward(fit.variant).parameter_names)
-    theta = np.column_stack([post[n].values[pick] for n in names])
-    sigma = post["sigma_" + LOG_VOLUME].values[pick]
+    draws = posterior_matrix(fit.idata, names + ["sigma_" + LOG_VOLUME])
+    pick = rng.choice(len(draws), size=min(max_draws, len(draws)), replace=False)
+    theta, sigma = draws[pick, :-1], draws[pick, -1]
     bands = {}
     for c in conditions:
         mean, var = fit.surrogates[c].predict(theta)

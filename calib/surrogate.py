@@ -352,12 +352,20 @@ def propose_refinement(posterior_theta: np.ndarray, existing_theta: np.ndarray, 
 
 
 def refine(campaign, posterior_theta: np.ndarray, n_new: int, workers: int | None = 0, progress: bool = False,
-           **fit_kwargs):
+           tag: str | None = None, **fit_kwargs):
     """Active refinement: propose ``n_new`` points where ``posterior_theta`` (draws, ``(m, p)``) puts mass, run them
-    in ``campaign``, and refit. Returns ``(surrogate, report)`` of :func:`fit_from_campaign` (no hold-out)."""
-    space = ParameterSpace.from_dict(campaign.meta["space"])
-    theta, _ = campaign.training_data()
-    new = propose_refinement(posterior_theta, theta, space, n_new)
-    campaign.extend(new)
+    in ``campaign``, and refit. Returns ``(surrogate, report)`` of :func:`fit_from_campaign` (no hold-out).
+
+    With a ``tag`` the round is recorded in the campaign's metadata and is not proposed again: a rerun (or a resume
+    after a kill) of the same round only finishes its pending runs and refits."""
+    rounds = campaign.meta.setdefault("refinement_rounds", {})
+    if tag is None or tag not in rounds:
+        space = ParameterSpace.from_dict(campaign.meta["space"])
+        theta, _ = campaign.training_data()
+        new = propose_refinement(posterior_theta, np.vstack([theta, campaign.design]), space, n_new)
+        indices = campaign.extend(new)
+        if tag is not None:
+            rounds[tag] = [int(i) for i in indices]
+            campaign.save_meta()
     campaign.run(workers=workers, progress=progress)
     return fit_from_campaign(campaign, test_fraction=0.0, **fit_kwargs)

@@ -53,8 +53,9 @@ def run(out: Path, quick: bool = False) -> dict:
     from priors import registry
 
     out = Path(out)
-    settings = FitSettings(n_design=160, draws=250, tune=300, chains=2) if quick else \
-        FitSettings(n_design=320, draws=1000, tune=1000, chains=2)
+    # a Sobol design over the box, one active-refinement round where a pilot posterior sits, then the fit
+    settings = FitSettings(n_design=128, draws=250, tune=300, chains=2, refine_rounds=1, refine_draws=200) if quick \
+        else FitSettings(n_design=192, draws=1000, tune=1000, chains=2, refine_rounds=1)
     fit_meas, held_meas, _ = load_dewan()
     fit_conds = list(dict.fromkeys(fit_meas.condition.tolist()))
     held_conds = list(dict.fromkeys(held_meas.condition.tolist()))
@@ -103,11 +104,12 @@ def _validate_route(out: Path, quick: bool) -> dict:
     from calib.rit_calibration import FitSettings
     from calib.rit_dewan import fit_variant
 
-    n_design = 128 if quick else 256
+    n_design = 96 if quick else 128
     nuts = fit_variant("restricted", out / "work", FitSettings(n_design=n_design, draws=500 if quick else 2000,
-                                                               tune=500 if quick else 1000, chains=2))
+                                                               tune=500 if quick else 1000, chains=2,
+                                                               refine_rounds=1 if quick else 2), heldout=False)
     smc = fit_variant("restricted", out / "work", FitSettings(n_design=n_design, draws=500 if quick else 2000,
-                                                              chains=1), method="smc", blackbox=True)
+                                                              chains=1), method="smc", blackbox=True, heldout=False)
     rows = {}
     ok = True
     for n in nuts.surrogates[next(iter(nuts.surrogates))].space.names:
@@ -120,4 +122,5 @@ def _validate_route(out: Path, quick: bool) -> dict:
                    "pass": bool(dz <= 0.2 and abs(ratio - 1) <= 0.2)}
         ok = ok and rows[n]["pass"]
     return {"parameters": rows, "all_pass": ok, "criteria": "|mean diff| <= 0.2 sd_true, |sd ratio - 1| <= 0.2",
+            "surrogate_at_posterior": nuts.validation["at_posterior"],
             "wall_clock_s": {"nuts_surrogate": nuts.seconds, "smc_true_model": smc.seconds}}

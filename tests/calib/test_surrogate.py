@@ -103,3 +103,19 @@ def test_active_refinement_adds_points_where_the_posterior_is(tmp_path, rng):
     err1 = np.abs(sur1.predict(post, return_var=False) - fm.simulate(post)).max()
     assert rep["n_train"] == 48 + 8
     assert err1 < 0.5 * err0
+
+
+def test_tagged_refinement_round_is_not_repeated(tmp_path, rng):
+    """A rerun (or resume) of a tagged round adds no new points; an untagged call always adds."""
+    fm = LogisticModel()
+    camp = Campaign.create(tmp_path / "r", "toy.logistic", design(fm.space(), 32, seed=1), chunk_size=16)
+    camp.run(workers=0, progress=False)
+    post = np.array([0.3, 1500.0, 50.0]) * np.exp(rng.normal(0, 0.03, size=(200, 3)))
+    _, rep = refine(camp, post, 5, workers=0, tag="round1", n_restarts=0)
+    assert rep["n_train"] == 37
+    again = Campaign(camp.path)                       # a fresh process reading the folder
+    assert again.meta["refinement_rounds"]["round1"] == [32, 33, 34, 35, 36]
+    _, rep = refine(again, post, 5, workers=0, tag="round1", n_restarts=0)
+    assert rep["n_train"] == 37 and again.n == 37
+    _, rep = refine(again, post, 3, workers=0, tag="round2", n_restarts=0)
+    assert rep["n_train"] == 40

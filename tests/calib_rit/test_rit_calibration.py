@@ -32,6 +32,29 @@ def test_adapter_matches_forward_model_and_protocol():
     assert out[0, 0, 0] == pytest.approx(np.log(60.0), rel=1e-6)  # day 0 sits at the pre-treatment volume
 
 
+def test_refinement_shrinks_the_surrogate_error_where_the_posterior_is(tmp_path):
+    """Dewan restricted variant, one irradiated arm: a coarse design, then one active-refinement round around a
+    posterior-like cloud; the true-model check at fresh draws of that cloud improves and the round is recorded."""
+    from calib.rit_calibration import posterior_check, refine_surrogates, train_surrogates
+    from calib.rit_dewan import dewan_forward, load_dewan
+
+    _, _, conds = load_dewan()
+    fwd = dewan_forward("restricted")
+    cond = "tsa_fig2_8Gyx3+PBS"
+    settings = FitSettings(n_design=24, refine_points=16)
+    trained = train_surrogates("calib.rit_dewan:dewan_restricted", fwd, [cond], conds, tmp_path, settings, False)
+    rng = np.random.default_rng(0)
+    centre = np.array([0.14, 0.03, 18.0])                        # near seed 002 Table 3 (λ1, α_C, p)
+    cloud = centre * np.exp(rng.normal(0.0, 0.05, size=(400, 3)))
+    before = posterior_check(trained["surrogates"], fwd, conds, cloud[200:], n=40)
+    refine_surrogates(trained, cloud[:200], settings, round_no=1, progress=False)
+    after = posterior_check(trained["surrogates"], fwd, conds, cloud[200:], n=40)
+    assert after["worst_condition"] == cond and before["n_draws"] == 40
+    assert after["max_rmse"] < 0.5 * before["max_rmse"]
+    camp = trained["campaigns"][cond]
+    assert len(camp.meta["refinement_rounds"]["round1"]) == 16 and len(camp.training_data()[0]) == 24 + 16
+
+
 def test_schedule_mapping_errors():
     with pytest.raises(ValueError, match="before model day 0"):
         schedule_from_condition({"rt_days": [5.0], "rt_doses_gy": [2.0]}, 7.0, t_end=30.0)
