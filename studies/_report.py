@@ -88,7 +88,16 @@ SECTIONS = {
                                   f"{_f(_get(j, 'variants.modified_lq.information_criteria.aicc'))}"),
                                  ("diagnostics", _dict_line(_get(j, "diagnostics"))),
                                  ("surrogate vs SMC on the true model, all within criteria",
-                                  _f(_get(j, "surrogate_route_validation.all_pass")))],
+                                  _f(_get(j, "surrogate_route_validation.all_pass"))),
+                                 ("per parameter |Δmean|/sd_true, sd ratio (NUTS on surrogate / SMC on true model)",
+                                  "; ".join(f"{k}: {_f(v['mean_diff_in_sd'], 2)}, {_f(v['sd_ratio'], 3)}" for k, v in
+                                            (_get(j, "surrogate_route_validation.parameters") or {}).items())),
+                                 ("wall clock (s): NUTS on surrogate / SMC on true model",
+                                  f"{_dict_line(_get(j, 'surrogate_route_validation.wall_clock_s.nuts_surrogate'))}"
+                                  f" / {_dict_line(_get(j, 'surrogate_route_validation.wall_clock_s.smc_true_model'))}"),
+                                 ("surrogate vs true model at 40 posterior draws (LQ + vascular): max RMSE / max |error|",
+                                  f"{_f(_get(j, 'variants.lq_vascular.surrogate_validation.at_posterior.max_rmse'))} / "
+                                  f"{_f(_get(j, 'variants.lq_vascular.surrogate_validation.at_posterior.max_abs_error'))}")],
                       ["dewan_fit_lq_vascular.png", "dewan_heldout_lq_vascular.png"]),
     "rit_morisada_hierarchical": ("RIT: per-mouse hierarchical fit to Morisada 2018, held-out combination arms",
                                   lambda j: [("settings", _dict_line(_get(j, "settings"))),

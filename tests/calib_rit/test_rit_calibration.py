@@ -101,3 +101,24 @@ def test_quickstart_end_to_end_tiny(tmp_path):
         assert (tmp_path / f).exists(), f
     diag = json.loads((tmp_path / "diagnostics.json").read_text())
     assert diag["ok"] is False and diag["violations"]  # 40 draws cannot meet ESS >= 400: reported, not hidden
+
+
+@pytest.mark.slow
+def test_dewan_fit_refines_checkpoints_and_resumes(tmp_path):
+    """Tiny Dewan fit (restricted variant): one refinement round recorded in every campaign, the surrogate checked
+    at posterior draws, and a rerun with the same settings loads the checkpoint instead of sampling again."""
+    from calib.campaign import Campaign
+    from calib.rit_dewan import fit_variant
+
+    settings = FitSettings(n_design=24, draws=60, tune=60, refine_rounds=1, refine_draws=40, refine_points=8)
+    first = fit_variant("restricted", tmp_path, settings, heldout=False)
+    assert set(first.surrogates) == {c for c in first.surrogates if c.startswith("tsa_fig2_")}
+    assert len(first.surrogates) == 8
+    camp = Campaign(tmp_path / "restricted" / "campaigns" / "sobol24-seed1" / "tsa_fig2_8Gyx3+PBS")
+    assert len(camp.meta["refinement_rounds"]["round1"]) == 8
+    check = first.validation["at_posterior"]
+    assert check["n_draws"] == 40 and np.isfinite(check["max_rmse"])
+    again = fit_variant("restricted", tmp_path, settings, heldout=False)
+    np.testing.assert_array_equal(again.idata.posterior["tumour_alpha"].values,
+                                  first.idata.posterior["tumour_alpha"].values)
+    assert again.seconds == first.seconds                   # loaded, not re-timed
