@@ -87,6 +87,10 @@ SECTIONS = {
                                   f"{_f(_get(j, 'variants.modified_lq.information_criteria.loo_elpd'))} / "
                                   f"{_f(_get(j, 'variants.modified_lq.information_criteria.aicc'))}"),
                                  ("diagnostics", _dict_line(_get(j, "diagnostics"))),
+                                 ("below the ESS threshold (bulk ESS, contraction), LQ + vascular",
+                                  "; ".join(f"{k}: {_f(v['ess_bulk'])}, {_f(v['contraction'], 2)}" for k, v in
+                                            (_get(j, "variants.lq_vascular.slow_mixing.parameters") or {}).items())
+                                  or "none"),
                                  ("surrogate vs SMC on the true model, all within criteria",
                                   _f(_get(j, "surrogate_route_validation.all_pass"))),
                                  ("per parameter |Δmean|/sd_true, sd ratio (NUTS on surrogate / SMC on true model)",

@@ -81,6 +81,7 @@ def run(out: Path, quick: bool = False) -> dict:
             "fit_arms": coverage(fit_meas, bands, times),
             "heldout_arms": coverage(held_meas, bands, times),
             "diagnostics": diag,
+            "slow_mixing": _slow_mixing(fit, contraction(fit), diag["thresholds"]["ess_min"]),
             "surrogate_validation": fit.validation,
             "seconds": fit.seconds,
         }
@@ -97,6 +98,20 @@ def run(out: Path, quick: bool = False) -> dict:
     result["surrogate_route_validation"] = _validate_route(out, quick)
     write_json(out, NAME, result)
     return result
+
+
+def _slow_mixing(fit, contraction: dict, ess_min: float) -> dict:
+    """Which parameters miss the bulk-ESS threshold, next to their posterior contraction: a parameter the data do
+    not identify (contraction < 0.5) leaves a flat direction along which NUTS moves slowly."""
+    import arviz as az
+
+    ess = az.ess(fit.idata, var_names=list(contraction))
+    slow = {n: {"ess_bulk": float(ess[n]), "contraction": c, "identified": c >= 0.5}
+            for n, c in contraction.items() if float(ess[n]) < ess_min}
+    return {"parameters": slow,
+            "explanation": "no parameter below the ESS threshold" if not slow else
+            "parameters below the ESS threshold that the group means do not identify (contraction < 0.5) mix slowly "
+            "along their flat posterior direction; identified ones listed here are correlated with them"}
 
 
 def _validate_route(out: Path, quick: bool) -> dict:
