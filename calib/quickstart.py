@@ -72,7 +72,8 @@ def run_quickstart(out: str | Path = "immunocal-out", calibrate: bool = True, se
             "heldout_coverage_90": res["heldout"]["coverage_90"],
             "tumour_control": {c: {k: v for k, v in r.items() if k.endswith("control_fraction")}
                                for c, r in res["heldout"]["per_condition"].items()},
-            "surrogate_validation": res["surrogate_validation"], "assumptions": res["assumptions"],
+            "surrogate_validation": res["surrogate_validation"],
+            "surrogate_at_posterior": res["surrogate_at_posterior"], "assumptions": res["assumptions"],
             "figures": ["ppc_fit_arms.png", "heldout_prediction.png"], "idata": res["idata"],
         }
     report["seconds"] = round(time.perf_counter() - start, 1)

@@ -96,6 +96,8 @@ def test_quickstart_end_to_end_tiny(tmp_path):
                             progress=False)
     cal = report["calibration"]
     assert 0.0 <= cal["heldout_coverage_90"] <= 1.0
+    check = cal["surrogate_at_posterior"]               # surrogate vs true model at posterior mice, every arm
+    assert check["n_draws"] == 40 and len(check["per_condition"]) == 6 and np.isfinite(check["max_rmse"])
     for f in ("report.json", "posterior_summary.json", "diagnostics.json", "ppc_fit_arms.png",
               "heldout_prediction.png"):
         assert (tmp_path / f).exists(), f
