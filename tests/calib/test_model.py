@@ -126,6 +126,26 @@ def test_builder_errors():
                                data), method="pathfinder")
 
 
+def _one_parameter_emulator(space, family: str):
+    """A zero-variance emulator whose output at both times is its single parameter (family "pca_gp" makes
+    build_model treat it as a GP with a training box)."""
+
+    class OneParameter:
+        observables = ("y",)
+        times = np.array([0.0, 1.0])
+        surrogate_id = family
+
+        def predict_pt(self, theta):
+            import pytensor.tensor as pt
+
+            mean = pt.stack([theta[:, 0], theta[:, 0]], axis=1)[:, None, :]
+            return mean, pt.zeros_like(mean)
+
+    em = OneParameter()
+    em.family, em.space = family, space
+    return em
+
+
 def test_registry_priors_and_fixed_values_are_used():
     """A registry model's parameter: prior from registry().record(...).prior(preset), others fixed at presets."""
     from priors import registry
@@ -136,22 +156,13 @@ def test_registry_priors_and_fixed_values_are_used():
     rec = next(r for r in reg.records(model) if not r.pending and np.all(np.isfinite(r.bounds_for(preset)))
                and r.bounds_for(preset)[0] < r.bounds_for(preset)[1])
 
-    class Em:
-        from calib.design import ParameterSpace as _PS
+    from calib.design import ParameterSpace
 
-        space = _PS((rec.name,), (rec.bounds_for(preset)[0],), (rec.bounds_for(preset)[1],), ("linear",))
-        observables = ("y",)
-        times = np.array([0.0, 1.0])
-        surrogate_id = "test"
-
-        def predict_pt(self, theta):
-            import pytensor.tensor as pt
-
-            mean = pt.stack([theta[:, 0], theta[:, 0]], axis=1)[:, None, :]
-            return mean, pt.zeros_like(mean)
+    lo, hi = rec.bounds_for(preset)
+    em = _one_parameter_emulator(ParameterSpace((rec.name,), (lo,), (hi,), ("linear",)), family="test")
 
     data = Measurements.from_arrays(["a"], ["c"], ["y"], [0.0], [1.0])
-    m = build_model(Em(), [ParameterSpec(rec.name, "population")], data, {"y": ObservableSpec(sigma=1.0)},
+    m = build_model(em, [ParameterSpec(rec.name, "population")], data, {"y": ObservableSpec(sigma=1.0)},
                     model=model, preset=preset)
     assert rec.name in m.named_vars
     with warnings.catch_warnings():
@@ -163,21 +174,10 @@ def test_registry_priors_and_fixed_values_are_used():
 def test_surrogate_domain_wall_keeps_posterior_in_training_box():
     from calib.design import ParameterSpace
 
-    class FakeGP:
-        family = "pca_gp"
-        space = ParameterSpace(("level",), (0.0,), (1.0,), ("linear",))
-        observables = ("y",)
-        times = np.array([0.0, 1.0])
-        surrogate_id = "fake"
-
-        def predict_pt(self, theta):
-            import pytensor.tensor as pt
-
-            mean = pt.stack([theta[:, 0], theta[:, 0]], axis=1)[:, None, :]
-            return mean, pt.zeros_like(mean)
+    em = _one_parameter_emulator(ParameterSpace(("level",), (0.0,), (1.0,), ("linear",)), family="pca_gp")
 
     data = Measurements.from_arrays(["a"], ["c/1"], ["y"], [0.0], [0.5])
-    m = build_model(FakeGP(), [ParameterSpec("level", prior=Prior("Normal", {"mu": 0.5, "sigma": 1.0}))], data,
+    m = build_model(em, [ParameterSpec("level", prior=Prior("Normal", {"mu": 0.5, "sigma": 1.0}))], data,
                     {"y": ObservableSpec(sigma=1.0)})
     pot = m.replace_rvs_by_values([m.potentials[0]])[0]
     wall = m.compile_fn(pot, inputs=m.value_vars, mode="FAST_COMPILE")
