@@ -261,6 +261,15 @@ def refine_surrogates(trained: dict, posterior_theta: np.ndarray, settings: FitS
     return trained
 
 
+def refinement_rounds(trained: dict, settings: FitSettings, pilot, draws_of, progress: bool = True) -> float:
+    """``settings.refine_rounds`` rounds of: ``pilot(draws)`` (a short fit on the current surrogates, an InferenceData),
+    ``draws_of(idata)`` (its posterior as forward-model parameter rows), :func:`refine_surrogates`. Returns seconds."""
+    t0 = time.perf_counter()
+    for r in range(settings.refine_rounds):
+        refine_surrogates(trained, draws_of(pilot(settings.refine_draws)), settings, r + 1, progress)
+    return time.perf_counter() - t0
+
+
 def posterior_check(surrogates: dict, forward, conds: Conditions, posterior_theta: np.ndarray, n: int = 40,
                     seed: int = 0) -> dict:
     """The surrogates against the true forward model at ``n`` posterior draws (where the calibration relied on them):
@@ -330,11 +339,8 @@ def fit_hierarchical(setup: HierarchicalSetup, meas: Measurements, conds: Condit
                       posterior_predictive=False, compile_mode=settings.compile_mode,
                       target_accept=settings.target_accept)
 
-    t1 = time.perf_counter()
-    for r in range(settings.refine_rounds):        # pilot posterior -> new runs at its mice -> refit
-        pilot = run(settings.refine_draws, settings.refine_draws)
-        refine_surrogates(trained, mouse_parameters(setup, pilot), settings, r + 1, progress)
-    t_refine = time.perf_counter() - t1
+    # pilot posterior -> new runs at its mice -> refit
+    t_refine = refinement_rounds(trained, settings, lambda n: run(n, n), lambda i: mouse_parameters(setup, i), progress)
     t1 = time.perf_counter()
     idata = run(settings.draws, settings.tune)
     t_nuts = time.perf_counter() - t1

@@ -28,7 +28,7 @@ from .rit_calibration import (
     RitForwardModel,
     _subset,
     posterior_check,
-    refine_surrogates,
+    refinement_rounds,
     to_log_volume,
     train_surrogates,
     validation_summary,
@@ -164,13 +164,8 @@ def fit_variant(variant: str, out: Path, settings: FitSettings, method: str = "n
                       posterior_predictive=False, target_accept=settings.target_accept,
                       compile_mode=settings.compile_mode if method == "nuts" else None)
 
-    t_refine = 0.0
-    if not blackbox:
-        for r in range(settings.refine_rounds):    # pilot posterior -> new runs there -> refit (calib.surrogate)
-            t1 = time.perf_counter()
-            pilot = run(build(), settings.refine_draws, settings.refine_draws)
-            refine_surrogates(trained, posterior_matrix(pilot, fwd.parameter_names), settings, r + 1, progress)
-            t_refine += time.perf_counter() - t1
+    t_refine = 0.0 if blackbox else refinement_rounds(   # pilot posterior -> new runs there -> refit
+        trained, settings, lambda n: run(build(), n, n), lambda i: posterior_matrix(i, fwd.parameter_names), progress)
     model = build()
     t1 = time.perf_counter()
     idata = run(model, settings.draws, settings.tune)
