@@ -1,7 +1,7 @@
 """Forward model B: radioimmunotherapy impulsive delay-differential model of seed 002 (RT + anti-PD-L1/anti-CTLA-4).
 
 Modules: :mod:`.radiobiology` (LQ / modified LQ / LQL, BED, iso-BED), :mod:`.schedule` (validated treatment
-schedule), :mod:`.kernels` (Numba explicit-Euler kernels), :mod:`.model` (simulation API and the calibration hook
+schedule), :mod:`.kernels` (Numba kernels: exponential midpoint rule, the seed's explicit Euler), :mod:`.model` (simulation API and the calibration hook
 :func:`simulate_volumes`), :mod:`.tcp` (Markov mode, population TCP), :mod:`.analysis` (AICc, sensitivity index).
 Equations and discretisation choices: docs/rit.md.
 """
@@ -11,10 +11,12 @@ from .model import (
     FreeGrowthError,
     RitConfig,
     RitResult,
+    StepSizeError,
     parameter_array,
     simulate,
     simulate_volumes,
     simulate_volumes_batch,
+    step_error_estimate,
 )
 from .radiobiology import bed, iso_bed_dose, iso_bed_schedule, survival_lq, survival_lql, survival_modified_lq
 from .schedule import Schedule
@@ -25,6 +27,7 @@ __all__ = [
     "RitConfig",
     "RitResult",
     "Schedule",
+    "StepSizeError",
     "bed",
     "iso_bed_dose",
     "iso_bed_schedule",
@@ -32,6 +35,7 @@ __all__ = [
     "simulate",
     "simulate_volumes",
     "simulate_volumes_batch",
+    "step_error_estimate",
     "survival_lq",
     "survival_lql",
     "survival_modified_lq",

@@ -33,6 +33,8 @@ def benchmark(repeats: int = 20) -> dict:
         "tcp200_s": t_tcp,
         "tcp200": res.tcp,
         "dt": 0.05,
+        "substeps": 4,
+        "scheme": "exponential",
         "horizon_days": 60.0,
         "preset": "dewan_table3",
         "schedule": "8x3@0,1,2 + anti-CTLA-4 2,5,8",

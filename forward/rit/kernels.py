@@ -188,27 +188,270 @@ def markov_step(n, pp, pd, rng):
     return n + births - deaths, capped
 
 
+# ----------------------------------------------------------------------------------------- exponential step pieces
+#: positions in the per-step state vector ``y`` handed to :func:`step`
+Y_C, Y_A, Y_TH, Y_THA, Y_THB, Y_TA, Y_C4, Y_P1 = range(8)
+N_Y = 8
+
+
 @njit(cache=True)
-def _interp(hist, pos):
-    """Linear interpolation of a history array at fractional index ``pos`` (>= 0)."""
+def phi1(x):
+    """(1 - e^-x) / x for x >= 0, accurate near 0 (= 1 at x = 0)."""
+    if x < 1e-5:
+        return 1.0 - 0.5 * x + x * x / 6.0
+    return -math.expm1(-x) / x
+
+
+@njit(cache=True)
+def relax(y, k, s, h):
+    """Exact value after ``h`` of ``y' = s - k y`` with constant ``k >= 0`` and ``s``: ``y e^-kh + s h phi1(kh)``.
+
+    Positive for ``y, s >= 0``, exact in the stiff limit (``-> s/k``) — the building block of the scheme."""
+    x = k * h
+    if x < 1e-5:
+        return y * (1.0 - x + 0.5 * x * x) + s * h * (1.0 - 0.5 * x + x * x / 6.0)
+    if x > 745.0:  # e^-x underflows: the stiff limit
+        return s / k
+    e = math.exp(-x)
+    return y * e + s * (1.0 - e) / k
+
+
+@njit(cache=True)
+def birth_death_exact(n, lam, mu, h, rng):
+    """Cells after time ``h`` of a linear birth-death process (per-cell rates ``lam`` birth, ``mu`` death) from ``n``.
+
+    Exact for constant rates (Kendall 1948): each cell's lineage is extinct w.p. ``alpha = mu q / (1 + lam q)``,
+    otherwise it has ``1 + Geometric`` cells with ``P(one more) = beta = lam q / (1 + lam q)``, where
+    ``q = (e^{(lam - mu) h} - 1) / (lam - mu)``. Drawn for the whole population: surviving lineages
+    ``K ~ Bin(n, 1 - alpha)``, cells ``K + NegBin(K, 1 - beta)``. Its mean is ``n e^{(lam - mu) h}``, the
+    deterministic exponential step; no probability is ever capped (unlike the seed's per-step probabilities)."""
+    if n <= 0:
+        return 0
+    x = (lam - mu) * h
+    if abs(x) < 1e-8:
+        q = h * (1.0 + 0.5 * x)
+    else:
+        q = math.expm1(x) / (lam - mu)
+    den = 1.0 + lam * q
+    alpha = min(max(mu * q / den, 0.0), 1.0)
+    beta = min(max(lam * q / den, 0.0), 1.0 - 1e-15)
+    k = rng.binomial(n, 1.0 - alpha) if alpha < 1.0 else 0
+    if k == 0 or beta <= 0.0:
+        return k
+    return k + rng.negative_binomial(k, 1.0 - beta)
+
+
+@njit(cache=True)
+def _slope(d0, d1):
+    """Node slope of a cumulative history from the increments of the two adjacent steps: the central (second-order)
+    estimate, limited to [0, 3 min(d0, d1)] (Fritsch-Carlson), which keeps the interpolant monotone; 0 where a
+    neighbouring step has no flux (a source switching on from 0 starts with zero slope)."""
+    if d0 <= 0.0 or d1 <= 0.0:
+        return 0.0
+    return min(0.5 * (d0 + d1), 3.0 * min(d0, d1))
+
+
+@njit(cache=True)
+def _hermite(dm, d0, dp, w):
+    """Increment at fraction ``w`` of a step of a cumulative history whose increments over the previous, this and
+    the next step are ``dm``, ``d0``, ``dp``: monotone cubic Hermite
+    (PCHIP). Node values are kept exactly, so whole-step transfers are mass-consistent; within a step the rate
+    varies smoothly instead of being piecewise constant."""
+    s0 = _slope(dm, d0)
+    s1 = _slope(d0, dp)
+    w2 = w * w
+    return d0 * (3.0 * w2 - 2.0 * w2 * w) + s0 * (w2 * w - 2.0 * w2 + w) + s1 * (w2 * w - w2)
+
+
+@njit(cache=True)
+def _cum_at(hist, pos, last, smooth):
+    """Cumulative history ``hist`` (values at integer positions 0..last) at fractional ``pos`` >= 0 by monotone
+    cubic Hermite interpolation (:func:`_hermite`) when ``smooth``, else linear (piecewise-constant rate within a
+    step: the seed's explicit Euler with linearly interpolated pointwise history); past ``last`` — only when a delay
+    is shorter than the step — linear extrapolation with the last step's mean rate."""
+    if pos >= last:
+        return hist[last] + (pos - last) * (hist[last] - hist[last - 1])
     i0 = int(math.floor(pos))
     w = pos - i0
-    if w <= 1e-12:
+    if w <= 0.0:
         return hist[i0]
-    return (1.0 - w) * hist[i0] + w * hist[i0 + 1]
+    d0 = hist[i0 + 1] - hist[i0]
+    if not smooth:
+        return hist[i0] + w * d0
+    dm = hist[i0] - hist[i0 - 1] if i0 > 0 else d0
+    dp = hist[i0 + 2] - hist[i0 + 1] if i0 + 2 <= last else d0
+    return hist[i0] + _hermite(dm, d0, dp, w)
 
 
 @njit(cache=True)
-def _ring(hist, m, k_latest, pos, init):
-    """Value at fractional free-growth step ``pos`` from a ring buffer of size ``m`` holding steps <= k_latest."""
+def _cum_ring(ring, m, k, pos, dt, init_rate, smooth):
+    """:func:`_cum_at` on a ring buffer of size ``m`` holding positions k-m+1..k of free growth; before position 0
+    the history is the initial state (constant rate ``init_rate``, cumulative 0 at position 0)."""
     if pos <= 0.0:
-        return init if pos < 0.0 else hist[0]
+        return init_rate * pos * dt
+    if pos >= k:
+        last = ring[k % m]
+        prev = ring[(k - 1) % m] if k > 0 else -init_rate * dt
+        return last + (pos - k) * (last - prev)
     i0 = int(math.floor(pos))
     w = pos - i0
-    v0 = hist[i0 % m]
-    if w <= 1e-12 or i0 + 1 > k_latest:
-        return v0
-    return (1.0 - w) * v0 + w * hist[(i0 + 1) % m]
+    if w <= 0.0:
+        return ring[i0 % m]
+    d0 = ring[(i0 + 1) % m] - ring[i0 % m]
+    if not smooth:
+        return ring[i0 % m] + w * d0
+    dm = ring[i0 % m] - (ring[(i0 - 1) % m] if i0 > 0 else -init_rate * dt)
+    dp = ring[(i0 + 2) % m] - ring[(i0 + 1) % m] if i0 + 2 <= k else d0
+    return ring[i0 % m] + _hermite(dm, d0, dp, w)
+
+
+@njit(cache=True)
+def step(theta, y, Cd, t_rt, n_cd, t, h, dqr_half, dqr, dqj_half, dqj, f0, fmid, exponential, integer_mode, rng,
+         decay_half):
+    """Advance the state ``y`` (layout ``Y_*``) and doomed cohorts ``Cd[:n_cd]`` from ``t`` to ``t + h``.
+
+    Delayed sources enter as integrals over the step: ``dqr`` = int R(s - tau_1) ds and ``dqj`` = int J(s - tau_2) ds
+    over [t, t + h] (``*_half`` over [t, t + h/2]), read off the cumulative histories, so T_a receives exactly the
+    cells that left T^ tau_2 earlier. ``f0``/``fmid``: vascular factor at t and t + h/2. ``decay_half``: the drug
+    decay factors e^{-nu h/2}, e^{-mu h/2} (computed once per run).
+
+    ``exponential`` (default scheme, docs/rit.md): exponential midpoint rule — a half step with rates frozen at t
+    gives the midpoint state, whose rates are frozen over the full step; every population is advanced by the exact
+    solution of ``y' = s - k y`` (:func:`relax`), and the cells leaving T^ are counted from T^'s own balance
+    (``T^ + h h_T - T^_new``) and split a : b' into T^_a, T^_b. Second order, positive, exact in the stiff limit.
+    Otherwise the seed's explicit Euler (negative values set to 0 and flagged).
+
+    Returns ``(R integral of this step, negative flag, capped probabilities)``.
+    """
+    lam1 = theta[P_LAM1]
+    lam2 = theta[P_LAM2]
+    a = theta[P_A]
+    b = (theta[P_R] - 1.0) * a
+    rho = theta[P_RHO]
+    psi = theta[P_PSI]
+    phi = theta[P_PHI]
+    td1 = theta[P_TD1]
+    td2 = theta[P_TD2]
+    sigma = theta[P_SIGMA]
+    hsrc = theta[P_H]
+    iota = theta[P_IOTA]
+    eta = theta[P_ETA]
+    t0cap = theta[P_T0]
+    C = y[Y_C]
+    A = y[Y_A]
+    Th = y[Y_TH]
+    Ta = y[Y_TA]
+    c4 = y[Y_C4]
+    p1 = y[Y_P1]
+    cd_tot = 0.0
+    for i in range(n_cd):
+        cd_tot += Cd[i]
+    ctot = C + cd_tot
+    kill = kill_rate(theta, Ta, ctot, p1)
+    growth = lam1 * (1.0 - lam2 * ctot)
+    bp = b / (1.0 + c4)
+    if not exponential:
+        # ------------------------------------------------------------ the seed's explicit Euler (rates at t)
+        neg = False
+        capped = 0
+        cleared = 0.0
+        for i in range(n_cd):
+            cleared += omega(t - t_rt[i], td1, td2) * Cd[i]
+        r_now = rho * ctot + psi * phi * cleared
+        act = (a + bp) * A * Th
+        if integer_mode:
+            n_new, capped = markov_step(int(C), growth * h, kill * h, rng)
+            Cn = float(n_new)
+        else:
+            Cn = C + h * (growth - kill) * C
+        for i in range(n_cd):
+            cdn = Cd[i] - h * (phi * omega(t - t_rt[i], td1, td2) + kill) * Cd[i]
+            if cdn < 0.0:
+                cdn = 0.0
+                neg = True
+            Cd[i] = cdn
+        if Cn < 0.0:
+            Cn = 0.0
+            neg = True
+        An = A + dqr - h * (sigma * A + act)
+        if An < 0.0:
+            An = 0.0
+            neg = True
+        Thn = min(Th + h * (hsrc - act), t0cap)
+        if Thn < 0.0:
+            Thn = 0.0
+            neg = True
+        Tan = Ta + f0 * dqj - h * (iota * ctot + eta) * Ta
+        if Tan < 0.0:
+            Tan = 0.0
+            neg = True
+        y[Y_C] = Cn
+        y[Y_A] = An
+        y[Y_TH] = Thn
+        y[Y_THA] += h * a * A * Th
+        y[Y_THB] += h * bp * A * Th
+        y[Y_TA] = Tan
+        y[Y_C4] = c4 - h * theta[P_NU] * c4
+        y[Y_P1] = p1 - h * theta[P_MU] * p1
+        return h * r_now, neg, capped
+
+    # ---------------------------------------------------------------- exponential midpoint rule
+    hh = 0.5 * h
+    # stage 1: rates frozen at t, half step -> midpoint state
+    C_m = C * math.exp((growth - kill) * hh)
+    e_kill = math.exp(-kill * hh)
+    cd_m = 0.0
+    for i in range(n_cd):
+        om = omega(t - t_rt[i], td1, td2)
+        cd_m += Cd[i] * (e_kill if om == 0.0 else e_kill * math.exp(-phi * om * hh))
+    Th_m = min(relax(Th, (a + bp) * A, hsrc, hh), t0cap)
+    A_m = relax(A, sigma + (a + bp) * Th, dqr_half / hh, hh)
+    Ta_m = relax(Ta, iota * ctot + eta, f0 * dqj_half / hh, hh)
+    e_c4 = decay_half[0]
+    e_p1 = decay_half[1]
+    c4_m = c4 * e_c4
+    p1_m = p1 * e_p1
+    # stage 2: rates frozen at the midpoint state, full step
+    ctot_m = C_m + cd_m
+    kill_m = kill_rate(theta, Ta_m, ctot_m, p1_m)
+    growth_m = lam1 * (1.0 - lam2 * ctot_m)
+    bp_m = b / (1.0 + c4_m)
+    if integer_mode:
+        C = float(birth_death_exact(int(C), max(growth_m, 0.0), kill_m + max(-growth_m, 0.0), h, rng))
+    else:
+        C = C * math.exp((growth_m - kill_m) * h)
+    cleared = 0.0
+    cd_new = 0.0
+    e_kill = math.exp(-kill_m * h)
+    for i in range(n_cd):
+        clear_rate = phi * omega(t + hh - t_rt[i], td1, td2)
+        total = clear_rate + kill_m
+        cdn = Cd[i] * (e_kill if clear_rate == 0.0 else e_kill * math.exp(-clear_rate * h))
+        if total > 0.0:
+            cleared += (Cd[i] - cdn) * (clear_rate / total)
+        Cd[i] = cdn
+        cd_new += cdn
+    # T^ with the activation rate frozen at its midpoint value; `left` counts the cells that left T^ (>= 0)
+    Th_free = relax(Th, (a + bp_m) * A_m, hsrc, h)
+    left = Th + hsrc * h - Th_free
+    if a + bp_m > 0.0:
+        y[Y_THA] += left * (a / (a + bp_m))
+        y[Y_THB] += left * (bp_m / (a + bp_m))
+    y[Y_TH] = min(Th_free, t0cap)
+    y[Y_A] = relax(A, sigma + (a + bp_m) * Th_m, dqr / h, h)
+    y[Y_TA] = relax(Ta, iota * ctot_m + eta, fmid * dqj / h, h)
+    y[Y_C] = C
+    y[Y_C4] = c4_m * e_c4
+    y[Y_P1] = p1_m * e_p1
+    # antigen source of this step: rho int C_tot (trapezoid) + psi x the doomed cells cleared by mitotic catastrophe
+    return rho * hh * (ctot + C + cd_new) + psi * cleared, False, 0
+
+
+@njit(cache=True)
+def _vascular(vasc_on, kv, t, t_vasc):
+    if not vasc_on:
+        return 1.0
+    return min(kv * (t - t_vasc), 1.0)
 
 
 @njit(cache=True)
@@ -219,13 +462,15 @@ def run(
     v_pre,
     dt,
     n_steps,
+    n_sub,
+    hf,
     rt_idx,
     rt_dose,
     c4_idx,
     c4_amt,
     p1_idx,
     p1_amt,
-    imex,
+    exponential,
     stochastic,
     markov_threshold,
     rng,
@@ -235,15 +480,19 @@ def run(
     out_cohorts,
     info,
 ):
-    """Free growth to ``v_pre`` (defines day 0), then ``n_steps`` treatment steps of length ``dt``.
+    """Free growth to ``v_pre`` (defines day 0), then ``n_steps`` treatment steps of length ``dt``, each integrated
+    as ``n_sub`` substeps of ``h = dt / n_sub`` (events and records stay on the ``dt`` grid). Free growth, untreated
+    and non-stiff, takes steps of ``hf`` (at most ``max_free_steps``).
 
     ``out_states`` (n_steps + 1, N_STATES) and ``out_cohorts`` (n_steps + 1, n_fractions) receive the recorded
     states at t_j = j dt (pass arrays with 0 rows to skip recording; then only ``info`` is filled).
-    ``imex``: False = explicit Euler for every term (the seed's scheme; negative values are set to 0 and counted);
-    True = explicit in sources, linearly implicit in per-capita losses (positivity-preserving, first order).
-    The free-growth phase always uses explicit Euler (no treatment: non-stiff), so V is linear in the last,
-    fractional step that lands exactly on the pre-treatment volume.
-    ``stochastic``: Markov birth-death for C below ``markov_threshold`` cells (binomial draws from ``rng``).
+    ``exponential``: True = exponential midpoint rule (:func:`step`, the default), False = the seed's explicit Euler
+    (negative values are set to 0 and counted). Both phases use the same step; the last free-growth step is
+    shortened to ``theta dt`` with ``theta`` solved (Illinois regula falsi, to round-off) so that ``V`` lands exactly
+    on the pre-treatment volume.
+    ``stochastic``: Markov birth-death for C below ``markov_threshold`` cells — the exact linear birth-death process
+    over each step with the step's midpoint rates (exponential scheme) or the seed's per-step probabilities
+    (explicit scheme).
     """
     for i in range(N_INFO):
         info[i] = 0.0
@@ -251,99 +500,116 @@ def run(
     info[I_FIRST_NEGATIVE_STEP] = -1.0
     record = out_states.shape[0] > 0
     n_rt = rt_idx.shape[0]
-    lam1 = theta[P_LAM1]
-    lam2 = theta[P_LAM2]
-    t0cap = theta[P_T0]
-    a = theta[P_A]
-    b = (theta[P_R] - 1.0) * a
     rho = theta[P_RHO]
-    psi_phi = theta[P_PSI] * theta[P_PHI]
-    phi = theta[P_PHI]
-    td1 = theta[P_TD1]
-    td2 = theta[P_TD2]
-    sigma = theta[P_SIGMA]
-    h = theta[P_H]
-    iota = theta[P_IOTA]
-    eta = theta[P_ETA]
     vc = theta[P_VC]
     vt = theta[P_VT]
-    s1 = theta[P_TAU1] / dt
-    s2 = theta[P_TAU2] / dt
+    s1 = theta[P_TAU1] / hf
+    s2 = theta[P_TAU2] / hf
     mpre = int(math.ceil(max(s1, s2))) + 2
 
     # ---------------------------------------------------------------- free growth (no treatment) to v_pre
-    C = theta[P_C0]
-    A = 0.0
-    Th = t0cap
-    Tha = 0.0
-    Thb = 0.0
-    Ta = 0.0
+    y = np.zeros(N_Y)
+    y[Y_C] = theta[P_C0]
+    y[Y_TH] = theta[P_T0]
+    ytry = np.zeros(N_Y)
+    no_cd = np.zeros(1)
     m = mpre + 2
-    ringR = np.zeros(m)
-    ringJ = np.zeros(m)
-    initR = rho * C
-    initJ = 0.0
+    fg_decay = np.zeros(2)  # no drugs during free growth
+    ringR = np.zeros(m)  # cumulative int R ds from the start of free growth (R = rho C(0) before it)
+    ringJ = np.zeros(m)  # cumulative int J ds = T^_a
+    initR = rho * theta[P_C0]
     k = 0
-    ringR[0] = rho * C
-    ringJ[0] = a * A * Th
-    V = C * vc + Ta * vt
+    qr = 0.0
+    V = y[Y_C] * vc + y[Y_TA] * vt
     theta_frac = 0.0
-    reached = V >= v_pre
-    already = reached
-    while not reached:
-        Rd = _ring(ringR, m, k, k - s1, initR)
-        Jd = _ring(ringJ, m, k, k - s2, initJ)
-        kill = kill_rate(theta, Ta, C, 0.0)
-        act = (a + b) * A * Th
-        dC = lam1 * C * (1.0 - lam2 * C) - kill * C
-        dA = Rd - sigma * A - act
-        dTh = -act + h
-        dTha = a * A * Th
-        dThb = b * A * Th
-        dTa = Jd - iota * Ta * C - eta * Ta
-        Vnew = (C + dt * dC) * vc + (Ta + dt * dTa) * vt
-        if Vnew >= v_pre:
-            theta_frac = (v_pre - V) / (Vnew - V) if Vnew > V else 1.0
-        else:
-            theta_frac = 1.0
-        hstep = theta_frac * dt
-        C += hstep * dC
-        A += hstep * dA
-        Th = min(Th + hstep * dTh, t0cap)
-        Tha += hstep * dTha
-        Thb += hstep * dThb
-        Ta += hstep * dTa
-        V = C * vc + Ta * vt
-        if Vnew >= v_pre:
-            reached = True
-            break
-        k += 1
-        ringR[k % m] = rho * C
-        ringJ[k % m] = a * A * Th
-        if k > max_free_steps or not (V > 0.0 and V < 1e300):
-            info[I_STATUS] = FREE_GROWTH_FAILED
-            info[I_T_FREE] = k * dt
-            return
-    info[I_T_FREE] = 0.0 if already else (k + theta_frac) * dt
+    if V < v_pre:
+        while True:
+            for i in range(N_Y):
+                ytry[i] = y[i]
+            r0 = _cum_ring(ringR, m, k, k - s1, hf, initR, exponential)
+            j0 = _cum_ring(ringJ, m, k, k - s2, hf, 0.0, exponential)
+            inc, neg, cap = step(
+                theta, ytry, no_cd, no_cd, 0, 0.0, hf,
+                _cum_ring(ringR, m, k, k + 0.5 - s1, hf, initR, exponential) - r0,
+                _cum_ring(ringR, m, k, k + 1.0 - s1, hf, initR, exponential) - r0,
+                _cum_ring(ringJ, m, k, k + 0.5 - s2, hf, 0.0, exponential) - j0,
+                _cum_ring(ringJ, m, k, k + 1.0 - s2, hf, 0.0, exponential) - j0,
+                1.0, 1.0, exponential, False, rng, fg_decay,
+            )
+            Vnew = ytry[Y_C] * vc + ytry[Y_TA] * vt
+            if not (Vnew > 0.0 and Vnew < 1e300) or k >= max_free_steps:
+                info[I_STATUS] = FREE_GROWTH_FAILED
+                info[I_T_FREE] = k * hf
+                return
+            if Vnew >= v_pre:
+                break
+            for i in range(N_Y):
+                y[i] = ytry[i]
+            qr += inc
+            k += 1
+            ringR[k % m] = qr
+            ringJ[k % m] = y[Y_THA]
+            V = Vnew
+        # last step shortened to theta dt: V(theta) = v_pre solved by Illinois regula falsi on [0, 1]
+        lo, glo = 0.0, V - v_pre
+        hi, ghi = 1.0, Vnew - v_pre
+        side = 0
+        theta_frac = 1.0
+        for _ in range(200):
+            theta_frac = lo - glo * (hi - lo) / (ghi - glo)
+            for i in range(N_Y):
+                ytry[i] = y[i]
+            h = theta_frac * hf
+            r0 = _cum_ring(ringR, m, k, k - s1, hf, initR, exponential)
+            j0 = _cum_ring(ringJ, m, k, k - s2, hf, 0.0, exponential)
+            inc, neg, cap = step(
+                theta, ytry, no_cd, no_cd, 0, 0.0, h,
+                _cum_ring(ringR, m, k, k + 0.5 * theta_frac - s1, hf, initR, exponential) - r0,
+                _cum_ring(ringR, m, k, k + theta_frac - s1, hf, initR, exponential) - r0,
+                _cum_ring(ringJ, m, k, k + 0.5 * theta_frac - s2, hf, 0.0, exponential) - j0,
+                _cum_ring(ringJ, m, k, k + theta_frac - s2, hf, 0.0, exponential) - j0,
+                1.0, 1.0, exponential, False, rng, fg_decay,
+            )
+            g = ytry[Y_C] * vc + ytry[Y_TA] * vt - v_pre
+            if abs(g) <= 1e-14 * v_pre or hi - lo <= 1e-15:
+                break
+            if g > 0.0:
+                hi, ghi = theta_frac, g
+                if side == 1:
+                    glo *= 0.5
+                side = 1
+            else:
+                lo, glo = theta_frac, g
+                if side == -1:
+                    ghi *= 0.5
+                side = -1
+        for i in range(N_Y):
+            y[i] = ytry[i]
+        qr += inc
+    info[I_T_FREE] = (k + theta_frac) * hf
 
-    # history on the treatment grid: index mpre + j <-> t_j = j dt (j may be negative down to -mpre)
-    nh = mpre + n_steps + 1
+    # cumulative histories on the substep grid: index hpre + i <-> t = i h (i down to -hpre)
+    h = dt / n_sub
+    s1 = theta[P_TAU1] / h
+    s2 = theta[P_TAU2] / h
+    hpre = int(math.ceil(max(s1, s2))) + 2
+    nh = hpre + n_steps * n_sub + 1
     HR = np.empty(nh)
     HJ = np.empty(nh)
-    # re-sample the free-growth history (old steps, day 0 at old position k + theta_frac) onto t = -q dt
+    HR[hpre] = qr
+    HJ[hpre] = y[Y_THA]
     day0_pos = k + theta_frac
-    for q in range(1, mpre + 1):
-        pos = day0_pos - q
-        HR[mpre - q] = _ring(ringR, m, k, pos, initR)
-        HJ[mpre - q] = _ring(ringJ, m, k, pos, initJ)
+    for q in range(1, hpre + 1):
+        pos = day0_pos - q * h / hf
+        HR[hpre - q] = _cum_ring(ringR, m, k, pos, hf, initR, exponential)
+        HJ[hpre - q] = _cum_ring(ringJ, m, k, pos, hf, 0.0, exponential)
 
     # ---------------------------------------------------------------- treatment phase
     Cd = np.zeros(max(n_rt, 1))
     t_rt = np.zeros(max(n_rt, 1))
-    c4 = 0.0
-    p1 = 0.0
     t_vasc = -1.0
     vasc_on = False
+    kv = theta[P_KV]
     ri = 0
     ci = 0
     pi = 0
@@ -351,10 +617,15 @@ def run(
     n_p1 = p1_idx.shape[0]
     at = theta[P_AT]
     bt = theta[P_BT]
-    min_c = C
+    min_c = y[Y_C]
     integer_mode = False
+    reuse = min(s1, s2) >= 2.0
+    decay = np.array([math.exp(-theta[P_NU] * 0.5 * h), math.exp(-theta[P_MU] * 0.5 * h)])
+    r0 = _cum_at(HR, hpre - s1, hpre, exponential)
+    j0 = _cum_at(HJ, hpre - s2, hpre, exponential)
     for j in range(n_steps + 1):
         t = j * dt
+        C = y[Y_C]
         # 1. impulses at t_j
         while ri < n_rt and rt_idx[ri] == j:
             d = rt_dose[ri]
@@ -366,16 +637,16 @@ def run(
             Cd[ri] = C - surv  # every cell removed from C enters cohort ri
             C = surv
             t_rt[ri] = t
-            Ta = Ta * math.exp(-at * d - bt * d * d)
+            y[Y_TA] *= math.exp(-at * d - bt * d * d)
             if vascular and d > theta[P_DV]:
                 t_vasc = t
                 vasc_on = True
             ri += 1
         while ci < n_c4 and c4_idx[ci] == j:
-            c4 += c4_amt[ci]
+            y[Y_C4] += c4_amt[ci]
             ci += 1
         while pi < n_p1 and p1_idx[pi] == j:
-            p1 += p1_amt[pi]
+            y[Y_P1] += p1_amt[pi]
             pi += 1
         # Markov mode: C becomes an integer number of cells below the threshold (unbiased stochastic rounding)
         if stochastic and C < markov_threshold and not integer_mode:
@@ -384,30 +655,24 @@ def run(
             integer_mode = True
         elif integer_mode and C >= markov_threshold:
             integer_mode = False
-        # 2. record state and delayed sources at t_j
-        cd_tot = 0.0
-        D = 0.0
-        for i in range(ri):
-            cd_tot += Cd[i]
-            D += omega(t - t_rt[i], td1, td2) * Cd[i]
-        ctot = C + cd_tot
-        HR[mpre + j] = rho * ctot + psi_phi * D
-        HJ[mpre + j] = a * A * Th
-        f = 1.0
-        if vasc_on:
-            f = min(theta[P_KV] * (t - t_vasc), 1.0)
+        y[Y_C] = C
+        # 2. record the post-impulse state at t_j
+        f = _vascular(vasc_on, kv, t, t_vasc)
         min_c = min(min_c, C)
         if record:
+            cd_tot = 0.0
+            for i in range(ri):
+                cd_tot += Cd[i]
             out_states[j, S_C] = C
             out_states[j, S_CD] = cd_tot
-            out_states[j, S_A] = A
-            out_states[j, S_TH] = Th
-            out_states[j, S_THA] = Tha
-            out_states[j, S_THB] = Thb
-            out_states[j, S_TA] = Ta
-            out_states[j, S_C4] = c4
-            out_states[j, S_P1] = p1
-            out_states[j, S_V] = ctot * vc + Ta * vt
+            out_states[j, S_A] = y[Y_A]
+            out_states[j, S_TH] = y[Y_TH]
+            out_states[j, S_THA] = y[Y_THA]
+            out_states[j, S_THB] = y[Y_THB]
+            out_states[j, S_TA] = y[Y_TA]
+            out_states[j, S_C4] = y[Y_C4]
+            out_states[j, S_P1] = y[Y_P1]
+            out_states[j, S_V] = (C + cd_tot) * vc + y[Y_TA] * vt
             out_states[j, S_F] = f
             for i in range(n_rt):
                 out_cohorts[j, i] = Cd[i] if i < ri else 0.0
@@ -417,76 +682,40 @@ def run(
                 break
         if j == n_steps:
             break
-        if not (math.isfinite(C) and math.isfinite(Ta) and math.isfinite(A)):
+        if not (math.isfinite(C) and math.isfinite(y[Y_TA]) and math.isfinite(y[Y_A])):
             info[I_STATUS] = NONFINITE
             break
-        # 3. explicit Euler step t_j -> t_{j+1}
-        Rd = _interp(HR, mpre + j - s1)
-        Jd = _interp(HJ, mpre + j - s2)
-        kill = kill_rate(theta, Ta, ctot, p1)
-        bp = b / (1.0 + c4)
-        act = (a + bp) * A * Th
-        growth = lam1 * (1.0 - lam2 * ctot)
-        dA = Rd - sigma * A - act
-        dTh = -act + h
-        dTha = a * A * Th
-        dThb = bp * A * Th
-        dTa = Jd * f - iota * Ta * ctot - eta * Ta
-        if integer_mode:
-            n_new, capped = markov_step(int(C), growth * dt, kill * dt, rng)
-            Cn = float(n_new)
-            info[I_N_CAPPED] += capped
-        elif imex:
-            gain = max(growth, 0.0)
-            loss = kill + max(-growth, 0.0)
-            Cn = C * (1.0 + dt * gain) / (1.0 + dt * loss)
-        else:
-            Cn = C + dt * (growth - kill) * C
-        neg = False
-        if imex:
-            # linearly implicit in every per-capita loss, explicit in every source (first order, positive)
-            for i in range(ri):
-                Cd[i] = Cd[i] / (1.0 + dt * (phi * omega(t - t_rt[i], td1, td2) + kill))
-            Thn = min((Th + dt * h) / (1.0 + dt * (a + bp) * A), t0cap)
-            act_n = A * Thn  # activation events per (a + b') this step, consistent with the T^ update
-            Tha += dt * a * act_n
-            Thb += dt * bp * act_n
-            A = (A + dt * Rd) / (1.0 + dt * (sigma + (a + bp) * Thn))
-            Th = Thn
-            Ta = (Ta + dt * Jd * f) / (1.0 + dt * (iota * ctot + eta))
-            c4 = c4 / (1.0 + dt * theta[P_NU])
-            p1 = p1 / (1.0 + dt * theta[P_MU])
-            C = Cn
-        else:
-            for i in range(ri):
-                cdn = Cd[i] - dt * (phi * omega(t - t_rt[i], td1, td2) + kill) * Cd[i]
-                if cdn < 0.0:
-                    cdn = 0.0
-                    neg = True
-                Cd[i] = cdn
-            if Cn < 0.0:
-                Cn = 0.0
-                neg = True
-            C = Cn
-            A += dt * dA
-            if A < 0.0:
-                A = 0.0
-                neg = True
-            Th = min(Th + dt * dTh, t0cap)
-            if Th < 0.0:
-                Th = 0.0
-                neg = True
-            Tha += dt * dTha
-            Thb += dt * dThb
-            Ta += dt * dTa
-            if Ta < 0.0:
-                Ta = 0.0
-                neg = True
-            c4 -= dt * theta[P_NU] * c4
-            p1 -= dt * theta[P_MU] * p1
-        if neg:
-            info[I_N_NEGATIVE] += 1.0
-            if info[I_FIRST_NEGATIVE_STEP] < 0.0:
-                info[I_FIRST_NEGATIVE_STEP] = j
-    info[I_FINAL_C] = C
+        # 3. n_sub substeps t_j -> t_{j+1}; delayed sources from the cumulative histories
+        for u in range(n_sub):
+            last = hpre + j * n_sub + u
+            tu = t + u * h
+            p_r = last - s1
+            p_j = last - s2
+            # the start of this substep's delayed window is the end of the previous one: reuse it (the same
+            # interpolant, as long as the delay spans >= 2 substeps so no new node enters it)
+            if not reuse:
+                r0 = _cum_at(HR, p_r, last, exponential)
+                j0 = _cum_at(HJ, p_j, last, exponential)
+            r1 = _cum_at(HR, p_r + 1.0, last, exponential)
+            j1 = _cum_at(HJ, p_j + 1.0, last, exponential)
+            inc, neg, cap = step(
+                theta, y, Cd, t_rt, ri, tu, h,
+                _cum_at(HR, p_r + 0.5, last, exponential) - r0,
+                r1 - r0,
+                _cum_at(HJ, p_j + 0.5, last, exponential) - j0,
+                j1 - j0,
+                _vascular(vasc_on, kv, tu, t_vasc), _vascular(vasc_on, kv, tu + 0.5 * h, t_vasc),
+                exponential, integer_mode, rng, decay,
+            )
+            HR[last + 1] = HR[last] + inc
+            HJ[last + 1] = y[Y_THA]
+            if reuse:
+                r0 = r1
+                j0 = j1
+            info[I_N_CAPPED] += cap
+            if neg:
+                info[I_N_NEGATIVE] += 1.0
+                if info[I_FIRST_NEGATIVE_STEP] < 0.0:
+                    info[I_FIRST_NEGATIVE_STEP] = j
+    info[I_FINAL_C] = y[Y_C]
     info[I_MIN_C] = min_c

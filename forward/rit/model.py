@@ -23,6 +23,7 @@ import numpy as np
 from priors import ParameterSet, registry
 
 from . import kernels as K
+from .kernels import N_STATES as N_STATE_COLUMNS
 from .schedule import Schedule
 
 __all__ = [
@@ -35,15 +36,55 @@ __all__ = [
     "simulate",
     "simulate_volumes",
     "simulate_volumes_batch",
+    "step_error_estimate",
+    "StepSizeError",
 ]
 
 MODEL = "rit"
 DEFAULT_DT = 0.05
+#: integration substeps per dt step of the treatment phase (the exponential scheme's converged default, docs/rit.md)
+DEFAULT_SUBSTEPS = 4
+#: free growth (untreated, non-stiff) steps with this multiple of dt under the exponential scheme
+FREE_GROWTH_STEP_FACTOR = 4
+#: time-integration schemes: the default exponential midpoint rule and the seed's literal explicit Euler
+SCHEMES = ("exponential", "explicit")
 MAX_FREE_GROWTH_DAYS = 2000.0
 
 
 class EulerInstabilityError(ValueError):
     """An explicit Euler step drove a population negative (rate x dt > 1): the step is too large."""
+
+
+class StepSizeError(ValueError):
+    """The requested time step needs more memory than allowed (known before anything is allocated)."""
+
+
+#: largest working memory one deterministic run may ask for (recorded states + delay histories); override with the
+#: environment variable IMMUNOCAL_RIT_MAX_BYTES
+MAX_RUN_BYTES = 2 * 1024**3
+#: relative error of V above 1 mm^3 beyond which the step-doubling estimate warns
+STEP_ERROR_TOLERANCE = 0.01
+
+
+def run_memory_bytes(config: "RitConfig", schedule: Schedule, n_fractions: int, record: bool = True) -> int:
+    """Bytes one run allocates: recorded states (if ``record``) and the two cumulative delay histories."""
+    n_steps = int(round(schedule.t_end / config.dt))
+    hist = 2 * (n_steps * config.substeps + 1 + int(5.0 / (config.dt / config.substeps)) + 3)
+    states = (n_steps + 1) * (N_STATE_COLUMNS + n_fractions) if record else 0
+    return 8 * (hist + states)
+
+
+def _check_memory(config: "RitConfig", schedule: Schedule, n_fractions: int, record: bool = True) -> None:
+    import os
+
+    need = run_memory_bytes(config, schedule, n_fractions, record)
+    limit = int(os.environ.get("IMMUNOCAL_RIT_MAX_BYTES", MAX_RUN_BYTES))
+    if need > limit:
+        raise StepSizeError(
+            f"dt = {config.dt:g} d with {config.substeps} substep(s) over {schedule.t_end:g} days needs "
+            f"{need / 1024**3:.3g} GiB (limit {limit / 1024**3:.3g} GiB, IMMUNOCAL_RIT_MAX_BYTES); "
+            "use a larger dt (the default 0.05 d with 4 substeps is converged, docs/rit.md)"
+        )
 
 
 class FreeGrowthError(ValueError):
@@ -54,10 +95,10 @@ class FreeGrowthError(ValueError):
 class RitConfig:
     """Non-parameter settings: survival model, vascular damage switch, pre-treatment volume, numerics.
 
-    ``scheme``: ``"imex"`` (default) — Euler step explicit in every source term and linearly implicit in every
-    per-capita loss term (first order, positivity preserving, stable for the stiff T-cell activation term
-    ``(a + b') A^ T^``); ``"explicit"`` — plain explicit Euler as printed in the seed, which at dt = 0.05 d is
-    unstable for the seed's own parameters (see docs/rit.md).
+    ``scheme``: ``"exponential"`` (default) — exponential midpoint rule: second order, positivity preserving, exact
+    in the stiff limit of the T-cell activation term ``(a + b') A^ T^``, mass-consistent transfer T^ -> T^_a -> T_a
+    (see docs/rit.md, "Time integration"); ``"explicit"`` — plain explicit Euler as printed in the seed, which at
+    dt = 0.05 d is unstable for the seed's own parameters.
     ``on_negative`` (explicit scheme only): when a step makes a population negative — ``"raise"`` (default,
     :class:`EulerInstabilityError`) or ``"clip"`` (set it to 0, count the events in ``RitResult.info``).
     """
@@ -66,9 +107,10 @@ class RitConfig:
     vascular_damage: bool = False
     pretreatment_volume_mm3: float = 32.0
     dt: float = DEFAULT_DT
+    substeps: int | None = None
     markov_threshold: float = 1000.0
     on_negative: str = "raise"
-    scheme: str = "imex"
+    scheme: str = "exponential"
 
     def __post_init__(self):
         if self.survival not in K.SURVIVAL_CODES:
@@ -78,6 +120,10 @@ class RitConfig:
         dt = float(self.dt)
         if not math.isfinite(dt) or dt <= 0 or dt > 1.0:
             raise ValueError(f"time step dt must be in (0, 1] day, got {self.dt!r}")
+        if self.substeps is None:  # the seed's literal scheme is one Euler step per dt
+            object.__setattr__(self, "substeps", DEFAULT_SUBSTEPS if self.scheme == "exponential" else 1)
+        if isinstance(self.substeps, bool) or not isinstance(self.substeps, (int, np.integer)) or self.substeps < 1:
+            raise ValueError(f"substeps must be an integer >= 1, got {self.substeps!r}")
         v = float(self.pretreatment_volume_mm3)
         if not math.isfinite(v) or v <= 0:
             raise ValueError(
@@ -87,10 +133,19 @@ class RitConfig:
             raise ValueError(
                 f"markov_threshold must be a finite number of cells >= 0, got {self.markov_threshold!r}"
             )
-        if self.scheme not in ("imex", "explicit"):
-            raise ValueError(f"scheme must be 'imex' or 'explicit', got {self.scheme!r}")
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"scheme must be one of {SCHEMES}, got {self.scheme!r}")
         if self.on_negative not in ("raise", "clip"):
             raise ValueError(f"on_negative must be 'raise' or 'clip', got {self.on_negative!r}")
+
+    @property
+    def free_growth_step(self) -> float:
+        """Step of the untreated free-growth phase: ``FREE_GROWTH_STEP_FACTOR dt`` (exponential), ``dt`` (explicit)."""
+        return self.dt * (FREE_GROWTH_STEP_FACTOR if self.scheme == "exponential" else 1)
+
+    @property
+    def max_free_steps(self) -> int:
+        return int(math.ceil(MAX_FREE_GROWTH_DAYS / self.free_growth_step))
 
     @classmethod
     def from_preset(cls, preset: str, **overrides) -> RitConfig:
@@ -225,8 +280,8 @@ def _run_deterministic(theta: np.ndarray, config: RitConfig, arrays: tuple, stat
     """
     rt_idx, rt_dose, c4_idx, c4_fac, p1_idx, p1_fac, n_steps = arrays
     K.run(theta, K.SURVIVAL_CODES[config.survival], config.vascular_damage, config.pretreatment_volume_mm3,
-          config.dt, n_steps, rt_idx, rt_dose, c4_idx, c4_fac * theta[K.P_IC4], p1_idx, p1_fac * theta[K.P_IP1],
-          config.scheme == "imex", False, 0.0, _DUMMY_RNG, False, int(MAX_FREE_GROWTH_DAYS / config.dt),
+          config.dt, n_steps, config.substeps, config.free_growth_step, rt_idx, rt_dose, c4_idx, c4_fac * theta[K.P_IC4], p1_idx, p1_fac * theta[K.P_IP1],
+          config.scheme == "exponential", False, 0.0, _DUMMY_RNG, False, config.max_free_steps,
           states, cohorts, info)
 
 
@@ -244,6 +299,7 @@ def simulate(
         config = replace(config, dt=dt)
     theta = parameter_array(ps)
     _check_survival(theta, config, schedule)
+    _check_memory(config, schedule, len(schedule.rt_days))
     rt_idx, rt_dose, c4_idx, c4_fac, p1_idx, p1_fac, n_steps = _schedule_arrays(schedule, config.dt)
     states = np.zeros((n_steps + 1, K.N_STATES))
     cohorts = np.zeros((n_steps + 1, len(rt_idx)))
@@ -333,6 +389,7 @@ def _check_survival(thetas: np.ndarray, config: RitConfig, schedule: Schedule) -
 def _batch(thetas: np.ndarray, schedule: Schedule, times, config: RitConfig):
     """Deterministic runs, one per row of ``thetas`` (one compiled kernel call each: ~0.3 ms at dt = 0.05 d)."""
     _check_survival(thetas, config, schedule)
+    _check_memory(config, schedule, len(schedule.rt_days))
     rt_idx, rt_dose, c4_idx, c4_fac, p1_idx, p1_fac, n_steps = _schedule_arrays(schedule, config.dt)
     pos = _obs_positions(times, config.dt, schedule.t_end)
     out = np.zeros((thetas.shape[0], len(pos)))
@@ -395,3 +452,43 @@ def simulate_volumes_batch(
         ok &= info[:, K.I_N_NEGATIVE] == 0
     vols[~ok] = np.nan
     return vols, ok
+
+
+def step_error_estimate(params, schedule: Schedule, config: RitConfig | None = None, *, warn: bool = True) -> dict:
+    """Step-doubling estimate of the integration error of a run with ``config``: the same run with half the step
+    (twice the substeps), and ``4/3 max |V_h / V_{h/2} - 1|`` over the grid days where V > 1 mm^3 (Richardson
+    factor of a second-order scheme). Warns (``RuntimeWarning``) when the estimate exceeds
+    :data:`STEP_ERROR_TOLERANCE` (1 %); ``ok`` says whether it does not."""
+    import warnings
+
+    ps = _as_parameter_set(params)
+    config = config or RitConfig.from_preset(ps.preset)
+    fine = replace(config, substeps=2 * config.substeps)
+    coarse_run = simulate(ps, schedule, config)
+    fine_run = simulate(ps, schedule, fine)
+    v, vf = coarse_run.volume, fine_run.volume
+    sel = vf > 1.0
+    rel = np.abs(v[sel] / vf[sel] - 1.0) if sel.any() else np.zeros(1)
+    k = int(np.argmax(rel))
+    order = 2.0 if config.scheme == "exponential" else 1.0
+    est = float(rel[k] * 2**order / (2**order - 1))
+    day = float(coarse_run.t[sel][k]) if sel.any() else None
+    out = {
+        "dt": config.dt,
+        "substeps": config.substeps,
+        "integration_step": config.dt / config.substeps,
+        "scheme": config.scheme,
+        "estimated_max_rel_error": est,
+        "at_day": day,
+        "tolerance": STEP_ERROR_TOLERANCE,
+        "ok": bool(est <= STEP_ERROR_TOLERANCE),
+    }
+    if warn and not out["ok"]:
+        warnings.warn(
+            f"RIT step-doubling estimate: relative volume error {est:.3g} at day {day:g} exceeds "
+            f"{STEP_ERROR_TOLERANCE:g} with dt = {config.dt:g} d, {config.substeps} substep(s); "
+            "use more substeps or a smaller dt",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return out

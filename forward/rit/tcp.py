@@ -127,7 +127,7 @@ def population_tcp(
     info = np.zeros((n_sims, K.N_INFO))
     states = np.zeros((n_steps + 1 if record_volumes else 0, K.N_STATES))
     cohorts = np.zeros((n_steps + 1 if record_volumes else 0, len(rt_idx)))
-    code, imex = K.SURVIVAL_CODES[config.survival], config.scheme == "imex"
+    code, exponential = K.SURVIVAL_CODES[config.survival], config.scheme == "exponential"
     for r in range(
         n_sims
     ):  # one compiled call per subject, all drawing from the one generator (reproducible)
@@ -139,18 +139,20 @@ def population_tcp(
             config.pretreatment_volume_mm3,
             config.dt,
             n_steps,
+            config.substeps,
+            config.free_growth_step,
             rt_idx,
             rt_dose,
             c4_idx,
             c4_fac * th[K.P_IC4],
             p1_idx,
             p1_fac * th[K.P_IP1],
-            imex,
+            exponential,
             True,
             config.markov_threshold,
             rng,
             not record_volumes,
-            int(2000.0 / config.dt),
+            config.max_free_steps,
             states,
             cohorts,
             info[r],
