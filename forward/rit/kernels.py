@@ -146,7 +146,7 @@ def log_sf_tumour(theta, survival, d):
     return -alpha * d - beta * d * d
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def omega(tbar, td1, td2):
     """Mitotic-delay ramp, eq (8) with the typo fixed: 0 for tbar <= td1, linear on (td1, td2], 1 after td2."""
     if tbar <= td1:
@@ -156,13 +156,13 @@ def omega(tbar, td1, td2):
     return (tbar - td1) / (td2 - td1)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def kill_rate(theta, ta, ctot, p1):
     """Per-cell immune kill rate p (1 + p1) (T_a/C_tot)^q / (s + (T_a/C_tot)^q) (eqs 18, 22)."""
     if ctot <= 0.0 or ta <= 0.0:
         return 0.0
     # x^q / (s + x^q) written as 1 / (1 + s (C_tot/T_a)^q): no overflow when C_tot underflows towards 0
-    return theta[P_P] * (1.0 + p1) / (1.0 + theta[P_S] * (ctot / ta) ** theta[P_Q])
+    return theta[P_P] * (1.0 + p1) / (1.0 + theta[P_S] * math.exp(theta[P_Q] * math.log(ctot / ta)))
 
 
 @njit(cache=True)
@@ -194,7 +194,7 @@ Y_C, Y_A, Y_TH, Y_THA, Y_THB, Y_TA, Y_C4, Y_P1 = range(8)
 N_Y = 8
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def phi1(x):
     """(1 - e^-x) / x for x >= 0, accurate near 0 (= 1 at x = 0)."""
     if x < 1e-5:
@@ -202,7 +202,7 @@ def phi1(x):
     return -math.expm1(-x) / x
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def relax(y, k, s, h):
     """Exact value after ``h`` of ``y' = s - k y`` with constant ``k >= 0`` and ``s``: ``y e^-kh + s h phi1(kh)``.
 
@@ -216,7 +216,7 @@ def relax(y, k, s, h):
     return y * e + s * (1.0 - e) / k
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def birth_death_exact(n, lam, mu, h, rng):
     """Cells after time ``h`` of a linear birth-death process (per-cell rates ``lam`` birth, ``mu`` death) from ``n``.
 
@@ -241,7 +241,7 @@ def birth_death_exact(n, lam, mu, h, rng):
     return k + rng.negative_binomial(k, 1.0 - beta)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _slope(d0, d1):
     """Node slope of a cumulative history from the increments of the two adjacent steps: the central (second-order)
     estimate, limited to [0, 3 min(d0, d1)] (Fritsch-Carlson), which keeps the interpolant monotone; 0 where a
@@ -251,7 +251,7 @@ def _slope(d0, d1):
     return min(0.5 * (d0 + d1), 3.0 * min(d0, d1))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _hermite(dm, d0, dp, w):
     """Increment at fraction ``w`` of a step of a cumulative history whose increments over the previous, this and
     the next step are ``dm``, ``d0``, ``dp``: monotone cubic Hermite
@@ -263,7 +263,7 @@ def _hermite(dm, d0, dp, w):
     return d0 * (3.0 * w2 - 2.0 * w2 * w) + s0 * (w2 * w - 2.0 * w2 + w) + s1 * (w2 * w - w2)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _cum_at(hist, pos, last, smooth):
     """Cumulative history ``hist`` (values at integer positions 0..last) at fractional ``pos`` >= 0 by monotone
     cubic Hermite interpolation (:func:`_hermite`) when ``smooth``, else linear (piecewise-constant rate within a
@@ -283,7 +283,7 @@ def _cum_at(hist, pos, last, smooth):
     return hist[i0] + _hermite(dm, d0, dp, w)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _cum_ring(ring, m, k, pos, dt, init_rate, smooth):
     """:func:`_cum_at` on a ring buffer of size ``m`` holding positions k-m+1..k of free growth; before position 0
     the history is the initial state (constant rate ``init_rate``, cumulative 0 at position 0)."""
@@ -305,15 +305,18 @@ def _cum_ring(ring, m, k, pos, dt, init_rate, smooth):
     return ring[i0 % m] + _hermite(dm, d0, dp, w)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def step(theta, y, Cd, t_rt, n_cd, t, h, dqr_half, dqr, dqj_half, dqj, f0, fmid, exponential, integer_mode, rng,
-         decay_half):
+         decay_half, kill_prev):
     """Advance the state ``y`` (layout ``Y_*``) and doomed cohorts ``Cd[:n_cd]`` from ``t`` to ``t + h``.
 
     Delayed sources enter as integrals over the step: ``dqr`` = int R(s - tau_1) ds and ``dqj`` = int J(s - tau_2) ds
     over [t, t + h] (``*_half`` over [t, t + h/2]), read off the cumulative histories, so T_a receives exactly the
     cells that left T^ tau_2 earlier. ``f0``/``fmid``: vascular factor at t and t + h/2. ``decay_half``: the drug
-    decay factors e^{-nu h/2}, e^{-mu h/2} (computed once per run).
+    decay factors e^{-nu h/2}, e^{-mu h/2} (computed once per run). ``kill_prev`` >= 0: the previous substep's
+    midpoint kill rate, used by the exponential scheme's predictor in place of the kill rate at t (an O(h) lag in a
+    predictor keeps the midpoint O(h^2) accurate, so the rule stays second order; it halves the costly powers
+    (T_a/C_tot)^q); pass -1 after an impulse or at the first step.
 
     ``exponential`` (default scheme, docs/rit.md): exponential midpoint rule — a half step with rates frozen at t
     gives the midpoint state, whose rates are frozen over the full step; every population is advanced by the exact
@@ -321,7 +324,7 @@ def step(theta, y, Cd, t_rt, n_cd, t, h, dqr_half, dqr, dqj_half, dqj, f0, fmid,
     (``T^ + h h_T - T^_new``) and split a : b' into T^_a, T^_b. Second order, positive, exact in the stiff limit.
     Otherwise the seed's explicit Euler (negative values set to 0 and flagged).
 
-    Returns ``(R integral of this step, negative flag, capped probabilities)``.
+    Returns ``(R integral of this step, negative flag, capped probabilities, kill rate used at the midpoint)``.
     """
     lam1 = theta[P_LAM1]
     lam2 = theta[P_LAM2]
@@ -347,7 +350,7 @@ def step(theta, y, Cd, t_rt, n_cd, t, h, dqr_half, dqr, dqj_half, dqj, f0, fmid,
     for i in range(n_cd):
         cd_tot += Cd[i]
     ctot = C + cd_tot
-    kill = kill_rate(theta, Ta, ctot, p1)
+    kill = kill_prev if (exponential and kill_prev >= 0.0) else kill_rate(theta, Ta, ctot, p1)
     growth = lam1 * (1.0 - lam2 * ctot)
     bp = b / (1.0 + c4)
     if not exponential:
@@ -393,20 +396,19 @@ def step(theta, y, Cd, t_rt, n_cd, t, h, dqr_half, dqr, dqj_half, dqj, f0, fmid,
         y[Y_TA] = Tan
         y[Y_C4] = c4 - h * theta[P_NU] * c4
         y[Y_P1] = p1 - h * theta[P_MU] * p1
-        return h * r_now, neg, capped
+        return h * r_now, neg, capped, kill
 
     # ---------------------------------------------------------------- exponential midpoint rule
     hh = 0.5 * h
-    # stage 1: rates frozen at t, half step -> midpoint state
-    C_m = C * math.exp((growth - kill) * hh)
-    e_kill = math.exp(-kill * hh)
+    # stage 1: rates frozen at t, half step -> midpoint state. A predictor needs only O(h^2) accuracy, so it uses
+    # the linearly implicit form (y + h/2 s) / (1 + h/2 k): positive, stable, no exponential
+    C_m = C * (1.0 + hh * max(growth, 0.0)) / (1.0 + hh * (kill + max(-growth, 0.0)))
     cd_m = 0.0
     for i in range(n_cd):
-        om = omega(t - t_rt[i], td1, td2)
-        cd_m += Cd[i] * (e_kill if om == 0.0 else e_kill * math.exp(-phi * om * hh))
-    Th_m = min(relax(Th, (a + bp) * A, hsrc, hh), t0cap)
-    A_m = relax(A, sigma + (a + bp) * Th, dqr_half / hh, hh)
-    Ta_m = relax(Ta, iota * ctot + eta, f0 * dqj_half / hh, hh)
+        cd_m += Cd[i] / (1.0 + hh * (phi * omega(t - t_rt[i], td1, td2) + kill))
+    Th_m = min((Th + hh * hsrc) / (1.0 + hh * (a + bp) * A), t0cap)
+    A_m = (A + dqr_half) / (1.0 + hh * (sigma + (a + bp) * Th))
+    Ta_m = (Ta + f0 * dqj_half) / (1.0 + hh * (iota * ctot + eta))
     e_c4 = decay_half[0]
     e_p1 = decay_half[1]
     c4_m = c4 * e_c4
@@ -422,7 +424,7 @@ def step(theta, y, Cd, t_rt, n_cd, t, h, dqr_half, dqr, dqj_half, dqj, f0, fmid,
         C = C * math.exp((growth_m - kill_m) * h)
     cleared = 0.0
     cd_new = 0.0
-    e_kill = math.exp(-kill_m * h)
+    e_kill = math.exp(-kill_m * h) if n_cd > 0 else 1.0
     for i in range(n_cd):
         clear_rate = phi * omega(t + hh - t_rt[i], td1, td2)
         total = clear_rate + kill_m
@@ -444,10 +446,10 @@ def step(theta, y, Cd, t_rt, n_cd, t, h, dqr_half, dqr, dqj_half, dqj, f0, fmid,
     y[Y_C4] = c4_m * e_c4
     y[Y_P1] = p1_m * e_p1
     # antigen source of this step: rho int C_tot (trapezoid) + psi x the doomed cells cleared by mitotic catastrophe
-    return rho * hh * (ctot + C + cd_new) + psi * cleared, False, 0
+    return rho * hh * (ctot + C + cd_new) + psi * cleared, False, 0, kill_m
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _vascular(vasc_on, kv, t, t_vasc):
     if not vasc_on:
         return 1.0
@@ -528,13 +530,13 @@ def run(
                 ytry[i] = y[i]
             r0 = _cum_ring(ringR, m, k, k - s1, hf, initR, exponential)
             j0 = _cum_ring(ringJ, m, k, k - s2, hf, 0.0, exponential)
-            inc, neg, cap = step(
+            inc, neg, cap, kl = step(
                 theta, ytry, no_cd, no_cd, 0, 0.0, hf,
                 _cum_ring(ringR, m, k, k + 0.5 - s1, hf, initR, exponential) - r0,
                 _cum_ring(ringR, m, k, k + 1.0 - s1, hf, initR, exponential) - r0,
                 _cum_ring(ringJ, m, k, k + 0.5 - s2, hf, 0.0, exponential) - j0,
                 _cum_ring(ringJ, m, k, k + 1.0 - s2, hf, 0.0, exponential) - j0,
-                1.0, 1.0, exponential, False, rng, fg_decay,
+                1.0, 1.0, exponential, False, rng, fg_decay, -1.0,
             )
             Vnew = ytry[Y_C] * vc + ytry[Y_TA] * vt
             if not (Vnew > 0.0 and Vnew < 1e300) or k >= max_free_steps:
@@ -562,13 +564,13 @@ def run(
             h = theta_frac * hf
             r0 = _cum_ring(ringR, m, k, k - s1, hf, initR, exponential)
             j0 = _cum_ring(ringJ, m, k, k - s2, hf, 0.0, exponential)
-            inc, neg, cap = step(
+            inc, neg, cap, kl = step(
                 theta, ytry, no_cd, no_cd, 0, 0.0, h,
                 _cum_ring(ringR, m, k, k + 0.5 * theta_frac - s1, hf, initR, exponential) - r0,
                 _cum_ring(ringR, m, k, k + theta_frac - s1, hf, initR, exponential) - r0,
                 _cum_ring(ringJ, m, k, k + 0.5 * theta_frac - s2, hf, 0.0, exponential) - j0,
                 _cum_ring(ringJ, m, k, k + theta_frac - s2, hf, 0.0, exponential) - j0,
-                1.0, 1.0, exponential, False, rng, fg_decay,
+                1.0, 1.0, exponential, False, rng, fg_decay, -1.0,
             )
             g = ytry[Y_C] * vc + ytry[Y_TA] * vt - v_pre
             if abs(g) <= 1e-14 * v_pre or hi - lo <= 1e-15:
@@ -620,13 +622,16 @@ def run(
     min_c = y[Y_C]
     integer_mode = False
     reuse = min(s1, s2) >= 2.0
+    kill_last = -1.0
     decay = np.array([math.exp(-theta[P_NU] * 0.5 * h), math.exp(-theta[P_MU] * 0.5 * h)])
     r0 = _cum_at(HR, hpre - s1, hpre, exponential)
     j0 = _cum_at(HJ, hpre - s2, hpre, exponential)
     for j in range(n_steps + 1):
         t = j * dt
         C = y[Y_C]
-        # 1. impulses at t_j
+        # 1. impulses at t_j (they change C, T_a or p1: the predictor's kill rate is recomputed)
+        if (ri < n_rt and rt_idx[ri] == j) or (pi < n_p1 and p1_idx[pi] == j) or integer_mode:
+            kill_last = -1.0
         while ri < n_rt and rt_idx[ri] == j:
             d = rt_dose[ri]
             sf = math.exp(log_sf_tumour(theta, survival, d))
@@ -698,17 +703,18 @@ def run(
                 j0 = _cum_at(HJ, p_j, last, exponential)
             r1 = _cum_at(HR, p_r + 1.0, last, exponential)
             j1 = _cum_at(HJ, p_j + 1.0, last, exponential)
-            inc, neg, cap = step(
+            inc, neg, cap, kl = step(
                 theta, y, Cd, t_rt, ri, tu, h,
                 _cum_at(HR, p_r + 0.5, last, exponential) - r0,
                 r1 - r0,
                 _cum_at(HJ, p_j + 0.5, last, exponential) - j0,
                 j1 - j0,
                 _vascular(vasc_on, kv, tu, t_vasc), _vascular(vasc_on, kv, tu + 0.5 * h, t_vasc),
-                exponential, integer_mode, rng, decay,
+                exponential, integer_mode, rng, decay, kill_last,
             )
             HR[last + 1] = HR[last] + inc
             HJ[last + 1] = y[Y_THA]
+            kill_last = kl
             if reuse:
                 r0 = r1
                 j0 = j1

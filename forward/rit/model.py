@@ -44,8 +44,9 @@ MODEL = "rit"
 DEFAULT_DT = 0.05
 #: integration substeps per dt step of the treatment phase (the exponential scheme's converged default, docs/rit.md)
 DEFAULT_SUBSTEPS = 4
-#: free growth (untreated, non-stiff) steps with this multiple of dt under the exponential scheme
-FREE_GROWTH_STEP_FACTOR = 4
+#: free growth (untreated, non-stiff; pure growth is integrated exactly) steps with this multiple of dt under the
+#: exponential scheme
+FREE_GROWTH_STEP_FACTOR = 10
 #: time-integration schemes: the default exponential midpoint rule and the seed's literal explicit Euler
 SCHEMES = ("exponential", "explicit")
 MAX_FREE_GROWTH_DAYS = 2000.0
