@@ -237,8 +237,10 @@ def train_surrogates(forward_spec: str, forward: RitForwardModel, condition_name
     design = make_design(space, settings.n_design, method="sobol", seed=settings.seed)
     surrogates, reports, campaigns = {}, {}, {}
     for c in condition_names:
-        # keyed by the design, so a rerun with other settings never resumes a campaign over another design
-        folder = Path(out) / "campaigns" / f"sobol{settings.n_design}-seed{settings.seed}" / c
+        # keyed by the design and the forward numerics, so a rerun with other settings (or after a change of the
+        # RIT time integration) never resumes a campaign over another design or another scheme
+        key = f"sobol{settings.n_design}-seed{settings.seed}-{forward.config().numerics_tag}"
+        folder = Path(out) / "campaigns" / key / c
         camp = Campaign(folder) if (folder / "meta.json").exists() else Campaign.create(
             folder, forward_spec, design, condition=conds.schedules[c], space=space)
         camp.run(workers=settings.workers, progress=progress)

@@ -136,7 +136,8 @@ def fit_variant(variant: str, out: Path, settings: FitSettings, method: str = "n
     held_conds = list(dict.fromkeys(held.condition.tolist())) if heldout else []
     tag = f"{method}_blackbox" if blackbox else method
     ckpt = Path(out) / variant / tag
-    key = json.dumps({"settings": settings.__dict__, "heldout": heldout}, sort_keys=True)
+    key = json.dumps({"settings": settings.__dict__, "heldout": heldout, "numerics": fwd.config().numerics_tag},
+                     sort_keys=True)
     if (ckpt / "fit.json").exists():
         saved = json.loads((ckpt / "fit.json").read_text())
         if saved["key"] == key:

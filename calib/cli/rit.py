@@ -25,13 +25,15 @@ def _common(p, with_out: bool = True) -> None:
     )
     p.add_argument("--t-end", type=float, default=None, help="horizon in days after day 0 (default 60)")
     p.add_argument(
-        "--dt", type=float, default=0.05, help="time grid of events and output in days (default 0.05, as the seed)"
+        "--dt", type=float, default=0.05,
+        help="time grid of events and output in days (default 0.05, as the seed)",
     )
     p.add_argument(
         "--substeps",
         type=int,
         default=None,
-        help="integration substeps per dt step (default 4 for the exponential scheme — converged, docs/rit.md — "
+        help="integration substeps per dt step (default 4 for the exponential scheme — converged, "
+        "docs/rit.md — "
         "and 1 for the explicit scheme)",
     )
     p.add_argument(
@@ -75,7 +77,8 @@ def _setup(args):
 
 
 def _step_check(ps, sched, config, show: bool) -> None:
-    """Step-doubling estimate at the nominal parameters: warns on stderr above 1 %; printed with --check-dt."""
+    """Step-doubling estimate at the nominal parameters: warns on stderr above 1 %; printed with
+    --check-dt."""
     import sys
     import warnings
 
@@ -88,8 +91,9 @@ def _step_check(ps, sched, config, show: bool) -> None:
         print(json.dumps({"step_error_estimate": est}))
     if not est["ok"]:
         print(
-            f"WARNING: estimated relative volume error {est['estimated_max_rel_error']:.3g} at day {est['at_day']:g} "
-            f"exceeds {est['tolerance']:g} (dt = {config.dt:g} d, {config.substeps} substep(s), {config.scheme}); "
+            f"WARNING: estimated relative volume error {est['estimated_max_rel_error']:.3g} at day "
+            f"{est['at_day']:g} exceeds {est['tolerance']:g} (dt = {config.dt:g} d, {config.substeps} "
+            f"substep(s), {config.scheme}); "
             "use more --substeps or a smaller --dt",
             file=sys.stderr,
         )
@@ -105,7 +109,8 @@ def cmd_simulate(args) -> int:
     print(
         f"rit {ps.preset}: {len(res.t)} time points (dt = {config.dt:g} d, {config.substeps} substep(s), "
         f"{config.scheme} scheme), free growth "
-        f"{res.info['free_growth_days']:.2f} d to {config.pretreatment_volume_mm3:g} mm^3; V(t_end) = {v[-1]:.4g} "
+        f"{res.info['free_growth_days']:.2f} d to {config.pretreatment_volume_mm3:g} mm^3; "
+        f"V(t_end) = {v[-1]:.4g} "
         f"mm^3, min C = {res.info['min_C']:.3g} cells; wrote {path}"
     )
     _step_check(ps, sched, config, args.check_dt)

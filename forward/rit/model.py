@@ -32,18 +32,20 @@ __all__ = [
     "FreeGrowthError",
     "RitConfig",
     "RitResult",
+    "StepSizeError",
     "parameter_array",
     "simulate",
     "simulate_volumes",
     "simulate_volumes_batch",
     "step_error_estimate",
-    "StepSizeError",
 ]
 
 MODEL = "rit"
 DEFAULT_DT = 0.05
 #: integration substeps per dt step of the treatment phase (the exponential scheme's converged default, docs/rit.md)
 DEFAULT_SUBSTEPS = 4
+#: revision of the kernel's numerics (2: exponential midpoint rule with cumulative histories; 1 was IMEX Euler)
+KERNEL_REVISION = 2
 #: free growth (untreated, non-stiff; pure growth is integrated exactly) steps with this multiple of dt under the
 #: exponential scheme
 FREE_GROWTH_STEP_FACTOR = 10
@@ -67,7 +69,7 @@ MAX_RUN_BYTES = 2 * 1024**3
 STEP_ERROR_TOLERANCE = 0.01
 
 
-def run_memory_bytes(config: "RitConfig", schedule: Schedule, n_fractions: int, record: bool = True) -> int:
+def run_memory_bytes(config: RitConfig, schedule: Schedule, n_fractions: int, record: bool = True) -> int:
     """Bytes one run allocates: recorded states (if ``record``) and the two cumulative delay histories."""
     n_steps = int(round(schedule.t_end / config.dt))
     hist = 2 * (n_steps * config.substeps + 1 + int(5.0 / (config.dt / config.substeps)) + 3)
@@ -75,7 +77,7 @@ def run_memory_bytes(config: "RitConfig", schedule: Schedule, n_fractions: int, 
     return 8 * (hist + states)
 
 
-def _check_memory(config: "RitConfig", schedule: Schedule, n_fractions: int, record: bool = True) -> None:
+def _check_memory(config: RitConfig, schedule: Schedule, n_fractions: int, record: bool = True) -> None:
     import os
 
     need = run_memory_bytes(config, schedule, n_fractions, record)
@@ -143,6 +145,12 @@ class RitConfig:
     def free_growth_step(self) -> float:
         """Step of the untreated free-growth phase: ``FREE_GROWTH_STEP_FACTOR dt`` (exponential), ``dt`` (explicit)."""
         return self.dt * (FREE_GROWTH_STEP_FACTOR if self.scheme == "exponential" else 1)
+
+    @property
+    def numerics_tag(self) -> str:
+        """Identifies the numerics a result was computed with (scheme, grid, substeps, kernel revision): stored
+        artefacts (campaigns, fit checkpoints) are keyed by it, so results of another scheme are never reused."""
+        return f"{self.scheme}-dt{self.dt:g}x{self.substeps}-k{KERNEL_REVISION}"
 
     @property
     def max_free_steps(self) -> int:
