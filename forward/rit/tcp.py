@@ -9,6 +9,8 @@ Population TCP: N runs, each with the non-fixed parameters multiplied by (1 + 0.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -214,3 +216,38 @@ def galton_watson_extinction(n0: int, p_birth: float, p_death: float, n_steps: i
     for _ in range(int(n_steps)):
         q = p_death + (1.0 - p_birth - p_death) * q + p_birth * q * q
     return q ** int(n0)
+
+
+@njit(cache=True)
+def _birth_death_exact(n0, lam, mu, h, n_steps, n_runs, rng, out):
+    for r in range(n_runs):
+        n = n0
+        for _ in range(n_steps):
+            if n == 0:
+                break
+            n = K.birth_death_exact(n, lam, mu, h, rng)
+        out[r] = n
+
+
+def birth_death_exact_runs(
+    n0: int, lam: float, mu: float, h: float, n_steps: int, n_runs: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Final population of ``n_runs`` runs of ``n_steps`` steps of the default scheme's Markov step
+    (:func:`forward.rit.kernels.birth_death_exact`) with constant per-cell rates ``lam`` (birth), ``mu`` (death)."""
+    if not (lam >= 0 and mu >= 0 and h > 0):
+        raise ValueError("need lam >= 0, mu >= 0 and h > 0")
+    out = np.zeros(n_runs, dtype=np.int64)
+    _birth_death_exact(int(n0), float(lam), float(mu), float(h), int(n_steps), int(n_runs), rng, out)
+    return out
+
+
+def linear_birth_death_extinction(n0: int, lam: float, mu: float, t: float) -> float:
+    """Exact probability that the continuous-time linear birth-death process (rates ``lam``, ``mu`` per cell)
+    started from ``n0`` cells is extinct by time ``t``: ``(mu (E - 1) / (lam E - mu))^n0``, ``E = e^{(lam - mu) t}``
+    (``(mu t / (1 + mu t))^n0`` when ``lam = mu``)."""
+    if lam == mu:
+        p = mu * t / (1.0 + mu * t)
+    else:
+        e = math.exp((lam - mu) * t)
+        p = mu * (e - 1.0) / (lam * e - mu)
+    return p ** int(n0)

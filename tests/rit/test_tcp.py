@@ -8,8 +8,10 @@ from forward.rit import Schedule
 from forward.rit.radiobiology import iso_bed_schedule
 from forward.rit.tcp import (
     binomial_ci,
+    birth_death_exact_runs,
     birth_death_extinction,
     galton_watson_extinction,
+    linear_birth_death_extinction,
     perturbed_parameters,
     population_tcp,
 )
@@ -31,6 +33,21 @@ def test_markov_step_matches_exact_extinction_probability(rng, n0, pb, pd, steps
     # supercritical ultimate extinction (pd/pb)^n0 is the long-time limit of the recursion
     if pb > pd:
         assert galton_watson_extinction(n0, pb, pd, 5000) == pytest.approx((pd / pb) ** n0, rel=1e-6)
+
+
+@pytest.mark.parametrize("n0,lam,mu,h,steps", [(3, 1.0, 1.2, 0.0125, 400), (10, 0.4, 1.0, 0.05, 60),
+                                               (1, 2.0, 0.5, 0.0125, 80), (5, 25.0, 25.0, 0.0125, 40)])
+def test_exact_markov_step_matches_continuous_time_extinction(rng, n0, lam, mu, h, steps):
+    """The default scheme's Markov step is the exact transition of the linear birth-death process, so any number
+    of steps of any size reproduces its extinction law (binomial test) and mean n0 e^{(lam - mu) t}; rates up to
+    25/day x 0.0125 d (the seed's per-step probabilities would be capped at such rates)."""
+    n_runs = 4000
+    final = birth_death_exact_runs(n0, lam, mu, h, steps, n_runs, rng)
+    q = linear_birth_death_extinction(n0, lam, mu, h * steps)
+    k = int(np.sum(final == 0))
+    assert stats.binomtest(k, n_runs, q).pvalue > 1e-3, (k / n_runs, q)
+    mean = n0 * np.exp((lam - mu) * h * steps)
+    assert abs(final.mean() - mean) < 5 * final.std() / np.sqrt(final.size) + 1e-12
 
 
 def test_markov_mean_population(rng):
