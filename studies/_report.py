@@ -74,11 +74,14 @@ SECTIONS = {
                            lambda j: [("max |V/V_ref − 1| at the default, every schedule / delay scan",
                                        f"{_f(_get(j, 'max_error_default'))} / "
                                        f"{_f(_get(j, 'delay_scan.max_error_default'))}"),
-                                      ("same with one step of 0.05 d", f"{_f(_get(j, 'max_error_single_step_0.05'))}"
-                                       f" / {_f(_get(j, 'delay_scan.max_error_single_step_0.05'))}"),
+                                      ("same with one step of 0.05 d", f"{_f(_get(j, 'max_error_single_step_005'))}"
+                                       f" / {_f(_get(j, 'delay_scan.max_error_single_step_005'))}"),
                                       ("observed order", _dict_line({k: v.get("order") for k, v in
                                                                      (_get(j, "cases") or {}).items()
                                                                      if v.get("order") is not None})),
+                                      ("population TCP (2,5,8) by step h",
+                                       _dict_line({k: v["tcp"] for k, v in
+                                                   (_get(j, "tcp.by_step_2,5,8") or {}).items()})),
                                       ("claims", _dict_line(_get(j, "claims")))], ["rit_dt_convergence.png"]),
     "rit_dewan_fit": ("RIT: Bayesian fit to Dewan 2009 TSA (8 arms) and prediction of the IT-timing arms",
                       lambda j: [("settings", _dict_line(_get(j, "settings"))),
