@@ -1,15 +1,15 @@
-"""Numba kernels of the seed-002 impulsive DDE (explicit Euler, exact-on-grid delays, optional Markov mode).
+"""Numba kernels of the seed-002 impulsive DDE: the time step (exponential midpoint rule, or the seed's explicit
+Euler), cumulative delay histories, impulses, and the Markov mode.
 
 Parameters enter as one float64 array ``theta`` ordered as :data:`PARAM_NAMES` (registry names), so changing a
-value never recompiles. See docs/rit.md for the equations and every discretisation choice; in short, per step
-``t_j -> t_{j+1}``:
+value never recompiles. See docs/rit.md ("Discretisation choices", point 5) for the equations of the scheme; in
+short, per grid step ``t_j -> t_{j+1}``:
 
 1. impulses scheduled at ``t_j`` (radiation, then drug doses) act on the state at ``t_j``;
-2. the post-impulse state is recorded, together with the delayed source terms
-   ``R(t_j) = rho C_tot + psi phi sum_i omega(t_j - t_i) C_d,i`` and ``J(t_j) = a A^ T^``;
-3. one explicit Euler step uses the state at ``t_j`` and ``R(t_j - tau_1)``, ``J(t_j - tau_2)`` read from the
-   history by linear interpolation between the two bracketing grid points (exact when tau/dt is an integer);
-   ``T^`` is capped at ``T^_0`` after the step.
+2. the post-impulse state is recorded;
+3. ``n_sub`` substeps of :func:`step`; each receives the delayed sources as integrals over its interval, read off
+   the cumulative histories ``Q_R = int R`` and ``Q_J = T^_a`` (monotone cubic Hermite, :func:`_cum_at`), and
+   appends its own increments to them; ``T^`` is capped at ``T^_0`` after each substep.
 """
 
 from __future__ import annotations
