@@ -1,76 +1,128 @@
-"""Observation models as PyTensor log-likelihood expressions.
+"""The observation layer: one place where a data row's likelihood is defined, on PyMC's own distributions.
 
-Every function returns the element-wise log-likelihood (a PyTensor vector); the model builder sums them into a
-``pm.Potential`` (censored rows) or uses the matching observed distribution (uncensored rows, so posterior
-predictive draws are available).
+:class:`ObservableSpec` (family, noise prior, ν, link, cut-points, trials) is what a config's
+``[observables.NAME]`` section describes; :func:`observe` turns it, the emulator mean ``mu`` and variance
+``var`` of the rows and the data into the model's observed variable ``y_NAME`` (dims ``obs_NAME``, one entry
+per data row):
 
-* ``gaussian`` / ``student_t`` — on log-volume (or any continuous observable) with scale
-  ``s = sqrt(sigma² + emulator variance)``;
-* censoring — ``left`` (below detection limit L): ``log P(Y ≤ L) = log Φ((L − μ)/s)``; ``right`` (censored at the
-  endpoint value c): ``log P(Y > c) = log Φ(−(c − μ)/s)`` — computed with PyTensor's stable ``normal_lcdf``;
-* ``ordinal`` — RECIST-like categories 0..K−1 from a latent score η with ordered cut-points (logistic or probit);
-* ``bernoulli`` / ``binomial`` — response, tumour control counts, with logit-probability η.
+* ``normal`` / ``student_t`` (ν from the spec, the same ν everywhere) — scale ``s = sqrt(sigma² + var)``;
+  censored rows through ``pm.Censored``: a ``left`` row (value = detection limit L) contributes
+  ``log P(Y ≤ L)``, a ``right`` row (value = endpoint c) ``log P(Y ≥ c)``, an uncensored row the density — so
+  ``log_likelihood``, LOO, SBC and posterior-predictive draws (censored at the same bounds) include every row;
+* ``ordinal_logistic`` / ``ordinal_probit`` — RECIST-like categories 0..K−1 from a latent score with ordered
+  cut-points; ``bernoulli`` / ``binomial`` — logit-probability. Emulator uncertainty on the logit scale enters
+  by the probit approximation ``E[σ(η)] ≈ σ(η / sqrt(1 + π v / 8))``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
 import numpy as np
 
-FAMILIES = ("normal", "student_t", "ordinal_logistic", "ordinal_probit", "bernoulli", "binomial")
+from priors import Prior
+
+CONTINUOUS = ("normal", "student_t")
+FAMILIES = (*CONTINUOUS, "ordinal_logistic", "ordinal_probit", "bernoulli", "binomial")
+CENSORING = ("none", "left", "right")
 
 
-def total_sd(sigma, emulator_var):
-    """Observation sd with the emulator's variance added: ``sqrt(sigma² + var_em)``."""
+@dataclass
+class ObservableSpec:
+    family: str = "normal"
+    sigma: Prior | float | None = None
+    nu: float = 4.0
+    link: str = "logistic"
+    cutpoints: Sequence[float] | None = None
+    n_trials: int | None = None
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown observation family {self.family!r}; choose one of {list(FAMILIES)}")
+        if isinstance(self.sigma, Mapping):
+            self.sigma = Prior.from_dict(dict(self.sigma))
+        if self.family == "student_t" and not (np.isfinite(self.nu) and self.nu > 0):
+            raise ValueError(f"student_t observable needs nu > 0, got {self.nu!r}")
+
+
+def censoring_bounds(y: np.ndarray, censoring: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``pm.Censored`` bounds per row: the value itself on the censored side, ±inf elsewhere."""
+    censoring = np.asarray(censoring)
+    bad = sorted(set(censoring.tolist()) - set(CENSORING))
+    if bad:
+        raise ValueError(f"unknown censoring flag(s) {bad}; allowed: {list(CENSORING)}")
+    y = np.asarray(y, float)
+    return np.where(censoring == "left", y, -np.inf), np.where(censoring == "right", y, np.inf)
+
+
+def continuous_dist(spec: ObservableSpec, mu, sd):
+    """The uncensored observation distribution of a continuous family (``pm.<Dist>.dist``)."""
+    import pymc as pm
+
+    if spec.family == "normal":
+        return pm.Normal.dist(mu=mu, sigma=sd)
+    if spec.family == "student_t":
+        return pm.StudentT.dist(nu=spec.nu, mu=mu, sigma=sd)
+    raise ValueError(f"{spec.family!r} is not a continuous family ({list(CONTINUOUS)})")
+
+
+def _noise_sd(name: str, spec: ObservableSpec, sig_data: np.ndarray):
+    """Observation sd: per-row ``sigma`` from the data where given, else the spec's prior / constant."""
+    import pymc as pm
     import pytensor.tensor as pt
 
-    return pt.sqrt(pt.square(sigma) + emulator_var)
-
-
-def gaussian_logp(y, mu, sd):
-    import pymc as pm
-
-    return pm.logp(pm.Normal.dist(mu=mu, sigma=sd), y)
-
-
-def student_t_logp(y, mu, sd, nu):
-    import pymc as pm
-
-    return pm.logp(pm.StudentT.dist(nu=nu, mu=mu, sigma=sd), y)
-
-
-def censored_logp(y, mu, sd, side, family="normal", nu=None):
-    """``side`` is a numpy array of 'left'/'right' (same length as y). Returns log P(Y ≤ y) or log P(Y > y)."""
-    import pymc as pm
-    import pytensor.tensor as pt
-
-    sign = np.where(np.asarray(side) == "left", 1.0, -1.0)
-    # P(Y > c) for a symmetric location-scale family = P(Y' ≤ −c) with Y' centred at −μ
-    if family == "normal":
-        dist = pm.Normal.dist(mu=sign * mu, sigma=sd)
-    elif family == "student_t":
-        dist = pm.StudentT.dist(nu=nu, mu=sign * mu, sigma=sd)
+    if np.all(np.isfinite(sig_data)):
+        return pt.as_tensor_variable(sig_data)
+    if isinstance(spec.sigma, Prior):
+        s_par = spec.sigma.create_variable(f"sigma_{name}")
+    elif spec.sigma is None:
+        s_par = pm.HalfNormal(f"sigma_{name}", sigma=0.5)
     else:
-        raise ValueError(f"censoring is defined for 'normal' and 'student_t' observables, not {family!r}")
-    return pm.logcdf(dist, pt.as_tensor_variable(sign * np.asarray(y, float)))
+        s_par = pt.as_tensor_variable(float(spec.sigma))
+    return pt.where(np.isfinite(sig_data), np.nan_to_num(sig_data, nan=1.0), s_par)
 
 
-def ordinal_logp(k, eta, cutpoints, link="logistic"):
+def observe(name: str, spec: ObservableSpec, mu, var, y: np.ndarray, censoring: np.ndarray,
+            sigma_data: np.ndarray, dims: str, source: str = "data", store_sd: bool = False):
+    """Create the observed variable ``y_<name>`` of the current model for these rows (module docstring)."""
     import pymc as pm
+    import pytensor.tensor as pt
 
-    if link == "logistic":
-        return pm.logp(pm.OrderedLogistic.dist(eta=eta, cutpoints=cutpoints), k)
-    if link == "probit":
-        return pm.logp(pm.OrderedProbit.dist(eta=eta, cutpoints=cutpoints, sigma=1.0), k)
-    raise ValueError(f"ordinal link must be 'logistic' or 'probit', got {link!r}")
+    y = np.asarray(y, float)
+    censoring = np.asarray(censoring)
+    if spec.family in CONTINUOUS:
+        sd = pt.sqrt(pt.square(_noise_sd(name, spec, np.asarray(sigma_data, float))) + var)
+        if store_sd:
+            pm.Deterministic(f"sd_{name}", sd, dims=dims)
+        lower, upper = censoring_bounds(y, censoring)
+        yd = pm.Data(f"data_{name}", y, dims=dims)
+        return pm.Censored(f"y_{name}", continuous_dist(spec, mu, sd), lower=lower, upper=upper, observed=yd,
+                           dims=dims)
+    if np.any(censoring != "none"):
+        raise ValueError(f"{source}: censoring flags on {spec.family} observable {name!r}")
+    eta = mu / pt.sqrt(1.0 + np.pi * var / 8.0)
+    yk = np.round(y).astype("int64")
+    if np.any(np.abs(y - yk) > 1e-9) or np.any(yk < 0):
+        raise ValueError(f"{source}: {spec.family} observable {name!r} needs non-negative integer values")
+    if spec.family == "bernoulli":
+        if np.any(yk > 1):
+            raise ValueError(f"{source}: bernoulli observable {name!r} needs 0/1 values")
+        return pm.Bernoulli(f"y_{name}", logit_p=eta, observed=yk, dims=dims)
+    if spec.family == "binomial":
+        if spec.n_trials is None:
+            raise ValueError(f"binomial observable {name!r} needs n_trials")
+        return pm.Binomial(f"y_{name}", n=int(spec.n_trials), logit_p=eta, observed=yk, dims=dims)
+    if spec.cutpoints is None:
+        raise ValueError(f"ordinal observable {name!r} needs initial cutpoints (K-1 increasing)")
+    c0 = np.asarray(spec.cutpoints, float)
+    if np.any(np.diff(c0) <= 0):
+        raise ValueError(f"ordinal observable {name!r}: cutpoints must increase, got {list(c0)}")
+    import pymc.distributions.transforms as tr
 
-
-def bernoulli_logp(k, eta):
-    import pymc as pm
-
-    return pm.logp(pm.Bernoulli.dist(logit_p=eta), k)
-
-
-def binomial_logp(k, n, eta):
-    import pymc as pm
-
-    return pm.logp(pm.Binomial.dist(n=n, logit_p=eta), k)
+    cuts = pm.Normal(f"cutpoints_{name}", mu=c0, sigma=1.0, shape=len(c0), transform=tr.ordered, initval=c0)
+    if spec.link == "logistic":
+        return pm.OrderedLogistic(f"y_{name}", eta=eta, cutpoints=cuts, observed=yk, dims=dims)
+    if spec.link == "probit":
+        return pm.OrderedProbit(f"y_{name}", eta=eta, cutpoints=cuts, sigma=1.0, observed=yk, dims=dims)
+    raise ValueError(f"ordinal link must be 'logistic' or 'probit', got {spec.link!r}")

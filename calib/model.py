@@ -12,9 +12,10 @@ Parameter roles
                 conditions table, ``β_k ~ N(0, coef_sd)``;
 ``fixed``       a constant (``value``; default: the registry preset value).
 
-Observations (see :mod:`calib.likelihoods`): each data row ``(subject, condition, observable, time)`` is mapped to the
-emulator of its condition, evaluated at the subject's parameter vector, and linearly interpolated in time on the
-emulator's grid; the emulator variance is added to the observation variance.
+Observations: each data row ``(subject, condition, observable, time)`` is mapped to the emulator of its condition,
+evaluated at the subject's parameter vector, and linearly interpolated in time on the emulator's grid; the rows of
+an observable then become one observed variable through :func:`calib.likelihoods.observe` (the emulator variance
+is added to the observation variance; censored rows via ``pm.Censored``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 from priors import Prior
 
 from .data import Conditions, Measurements
-from .likelihoods import FAMILIES, censored_logp
+from .likelihoods import ObservableSpec, observe
 
 
 @dataclass
@@ -51,22 +52,6 @@ class ParameterSpec:
         if isinstance(self.sd, Mapping):
             self.sd = Prior.from_dict(dict(self.sd))
         self.covariates = tuple(self.covariates)
-
-
-@dataclass
-class ObservableSpec:
-    family: str = "normal"
-    sigma: Prior | float | None = None
-    nu: float = 4.0
-    link: str = "logistic"
-    cutpoints: Sequence[float] | None = None
-    n_trials: int | None = None
-
-    def __post_init__(self):
-        if self.family not in FAMILIES:
-            raise ValueError(f"unknown observation family {self.family!r}; choose one of {list(FAMILIES)}")
-        if isinstance(self.sigma, Mapping):
-            self.sigma = Prior.from_dict(dict(self.sigma))
 
 
 @dataclass
@@ -272,65 +257,7 @@ def build_model(emulators, parameters: Sequence[ParameterSpec], data: Measuremen
             m.add_coord(dims_name, rows)
             if store_predictions:
                 pm.Deterministic(f"mu_{oname}", mu, dims=dims_name)
-            if ospec.family in ("normal", "student_t"):
-                sig_data = data.sigma[rows]
-                if np.all(np.isfinite(sig_data)):
-                    sigma = pt.as_tensor_variable(sig_data)
-                else:
-                    if isinstance(ospec.sigma, Prior):
-                        s_par = ospec.sigma.create_variable(f"sigma_{oname}")
-                    elif ospec.sigma is None:
-                        s_par = pm.HalfNormal(f"sigma_{oname}", sigma=0.5)
-                    else:
-                        s_par = pt.as_tensor_variable(float(ospec.sigma))
-                    sigma = pt.where(np.isfinite(sig_data), np.nan_to_num(sig_data, nan=1.0), s_par)
-                sd = pt.sqrt(pt.square(sigma) + var)
-                if store_predictions:
-                    pm.Deterministic(f"sd_{oname}", sd, dims=dims_name)
-                unc = np.flatnonzero(cz == "none")
-                cen = np.flatnonzero(cz != "none")
-                if len(unc):
-                    m.add_coord(f"{dims_name}_observed", rows[unc])
-                    yd = pm.Data(f"data_{oname}", y[unc], dims=f"{dims_name}_observed")
-                    if ospec.family == "normal":
-                        pm.Normal(f"y_{oname}", mu=mu[unc], sigma=sd[unc], observed=yd, dims=f"{dims_name}_observed")
-                    else:
-                        pm.StudentT(f"y_{oname}", nu=ospec.nu, mu=mu[unc], sigma=sd[unc], observed=yd,
-                                    dims=f"{dims_name}_observed")
-                if len(cen):
-                    pm.Potential(f"censored_{oname}",
-                                 censored_logp(y[cen], mu[cen], sd[cen], cz[cen], ospec.family, ospec.nu).sum())
-            else:
-                if np.any(cz != "none"):
-                    raise ValueError(f"{data.source}: censoring flags on {ospec.family} observable {oname!r}")
-                # emulator uncertainty on the logit/latent scale: probit approximation E[σ(η)] ≈ σ(η/√(1+πv/8))
-                eta = mu / pt.sqrt(1.0 + np.pi * var / 8.0)
-                yk = np.round(y).astype("int64")
-                if np.any(np.abs(y - yk) > 1e-9) or np.any(yk < 0):
-                    raise ValueError(f"{data.source}: {ospec.family} observable {oname!r} needs non-negative "
-                                     f"integer values")
-                if ospec.family == "bernoulli":
-                    if np.any(yk > 1):
-                        raise ValueError(f"{data.source}: bernoulli observable {oname!r} needs 0/1 values")
-                    pm.Bernoulli(f"y_{oname}", logit_p=eta, observed=yk, dims=dims_name)
-                elif ospec.family == "binomial":
-                    if ospec.n_trials is None:
-                        raise ValueError(f"binomial observable {oname!r} needs n_trials")
-                    pm.Binomial(f"y_{oname}", n=int(ospec.n_trials), logit_p=eta, observed=yk, dims=dims_name)
-                else:
-                    if ospec.cutpoints is None:
-                        raise ValueError(f"ordinal observable {oname!r} needs initial cutpoints (K-1 increasing)")
-                    c0 = np.asarray(ospec.cutpoints, float)
-                    if np.any(np.diff(c0) <= 0):
-                        raise ValueError(f"ordinal observable {oname!r}: cutpoints must increase, got {list(c0)}")
-                    import pymc.distributions.transforms as tr
-
-                    cuts = pm.Normal(f"cutpoints_{oname}", mu=c0, sigma=1.0, shape=len(c0),
-                                     transform=tr.ordered, initval=c0)
-                    if ospec.link == "logistic":
-                        pm.OrderedLogistic(f"y_{oname}", eta=eta, cutpoints=cuts, observed=yk, dims=dims_name)
-                    else:
-                        pm.OrderedProbit(f"y_{oname}", eta=eta, cutpoints=cuts, sigma=1.0, observed=yk,
-                                         dims=dims_name)
+            observe(oname, ospec, mu, var, y, cz, data.sigma[rows], dims_name, source=str(data.source),
+                    store_sd=store_predictions)
     m.calib_info = info
     return m

@@ -151,9 +151,10 @@ def _write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def ppc(run_dir: str | Path, seed: int = 0, plot: bool = True) -> dict:
+def ppc(run_dir: str | Path, plot: bool = True) -> dict:
     """Posterior predictive bands over the data of a finished run (``RUN_DIR/idata.nc``); writes ``ppc.json`` and
-    ``ppc.png``. Continuous observables use the stored ``mu_*``/``sd_*`` (so censored rows are included)."""
+    ``ppc.png``. The draws are PyMC's own posterior predictive of each observed variable (``y_*``, every row, the
+    run's family — Student-t with its ν — and censoring), made by ``sample_posterior_predictive`` at sampling time."""
     import arviz as az
 
     from .diagnostics import ppc_bands
@@ -163,18 +164,12 @@ def ppc(run_dir: str | Path, seed: int = 0, plot: bool = True) -> dict:
         raise FileNotFoundError(f"{run_dir}: no idata.nc (run 'immunocal calibrate' first)")
     idata = az.from_netcdf(run_dir / "idata.nc")
     data = read_measurements(idata.posterior.attrs["measurements"])
-    rng = np.random.default_rng(seed)
     result = {"run": str(run_dir), "observables": {}}
     for o in data.observables:
         rows = np.flatnonzero(data.observable == o)
-        if f"mu_{o}" in idata.posterior and f"sd_{o}" in idata.posterior:
-            mu = idata.posterior[f"mu_{o}"].stack(s=("chain", "draw")).values.T
-            sd = idata.posterior[f"sd_{o}"].stack(s=("chain", "draw")).values.T
-            pred = mu + sd * rng.standard_normal(mu.shape)
-        elif "posterior_predictive" in idata.groups() and f"y_{o}" in idata.posterior_predictive:
-            pred = idata.posterior_predictive[f"y_{o}"].stack(s=("chain", "draw")).values.T
-        else:
-            continue
+        if "posterior_predictive" not in idata.groups() or f"y_{o}" not in idata.posterior_predictive:
+            raise ValueError(f"{run_dir}: the run has no posterior predictive draws of {o!r} (y_{o})")
+        pred = idata.posterior_predictive[f"y_{o}"].stack(s=("chain", "draw")).values.T
         y = data.value[rows]
         bands = ppc_bands(y, pred)
         unc = data.censoring[rows] == "none"
@@ -226,8 +221,9 @@ def _plot_ppc(result: dict, path: Path) -> None:
 
 def sbc_from_config(config_path: str | Path, n_replicates: int = 50, n_draws: int = 99, seed: int = 0,
                     out_dir: str | Path | None = None) -> dict:
-    """SBC of the model described by a config: truths and data from the prior predictive, refits with the config's
-    sampler (continuous, uncensored observables only), ranks + chi-square uniformity test per free variable."""
+    """SBC of the model described by a config: truths and data from the prior predictive (censored rows drawn
+    censored at the data's bounds, as the observation model says), refits with the config's sampler (continuous
+    observables), ranks + chi-square uniformity test per free variable."""
     import pymc as pm
 
     from .diagnostics import sbc_rank, uniformity_test
@@ -235,8 +231,6 @@ def sbc_from_config(config_path: str | Path, n_replicates: int = 50, n_draws: in
 
     cfg = load_config(config_path)
     model, data, _, _ = build_from_config(cfg)
-    if np.any(data.censoring != "none"):
-        raise ValueError("SBC from a config supports uncensored data only")
     data_vars = [v.name for v in model.data_vars if v.name.startswith("data_")]
     obs_names = [f"y_{v[len('data_'):]}" for v in data_vars]
     if not data_vars:

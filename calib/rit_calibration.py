@@ -18,7 +18,7 @@ Assumptions (all configurable, all written into the result JSON):
 * The pre-treatment volume of a cell line is the median volume on the first measurement day extrapolated back to
   ``day_offset`` with the median control growth between the first two measurement days.
 * Observation model: Student-t (ν = 4) on log volume with a population noise sd; below-detection and right-censored
-  rows enter through normal CDFs (censoring in the calibration core).
+  rows enter through pm.Censored (the observation layer, calib.likelihoods).
 """
 
 from __future__ import annotations

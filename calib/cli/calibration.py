@@ -118,7 +118,7 @@ def cmd_calibrate(args) -> int:
 def cmd_ppc(args) -> int:
     from calib.pipeline import ppc
 
-    res = ppc(args.run_dir, seed=args.seed)
+    res = ppc(args.run_dir)
     _print({o: {k: v for k, v in b.items() if k.startswith("fraction")} for o, b in res["observables"].items()})
     return 0
 
@@ -204,7 +204,6 @@ def register(commands) -> None:
 
     p = commands.add("ppc", help="posterior predictive bands over the data of a calibration run")
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_ppc)
 
     p = commands.add("sbc", help="simulation-based calibration of the model in a config")

@@ -84,9 +84,11 @@ def test_builder_structure_covariates_censoring_and_families(rng):
                      lp(pt_)))
     lvl = 0.2 + 0.5 * np.array([0.5, -1.0]) + 0.3 * np.array([-1.0, 1.0])  # standardised covariate ±1
     mu = lambda s, t: lvl[s] + 0.4 * t
-    np.testing.assert_allclose(terms["y_y"], stats.norm.logpdf([0.1, 1.2], [mu(0, 0), mu(1, 0)], 0.3), rtol=1e-10)
-    np.testing.assert_allclose(terms["censored_y"], stats.norm.logcdf(0.4, mu(0, 1.5), 0.3)
-                               + stats.norm.logsf(3.0, mu(1, 2.0), 0.3), rtol=1e-8)
+    # one observed variable over the four y rows: density, left-censored (logcdf), density, right-censored (logsf)
+    np.testing.assert_allclose(terms["y_y"], [stats.norm.logpdf(0.1, mu(0, 0), 0.3),
+                                              stats.norm.logcdf(0.4, mu(0, 1.5), 0.3),
+                                              stats.norm.logpdf(1.2, mu(1, 0), 0.3),
+                                              stats.norm.logsf(3.0, mu(1, 2.0), 0.3)], rtol=1e-8)
     np.testing.assert_allclose(terms["y_n"], stats.binom.logpmf([3, 7], 10, expit([mu(0, 1), mu(1, 1)])), rtol=1e-10)
     c = np.concatenate([[0.0], expit(np.array([-1.0, 0.0, 1.0]) - mu(0, 2)), [1.0]])
     np.testing.assert_allclose(terms["y_r"], np.log(c[3] - c[2]), rtol=1e-8)
