@@ -78,15 +78,41 @@ def load_emulators(cfg: dict, conditions_in_data):
         return {c: cls(fm, (sched.schedules.get(c) if sched else None)) for c in conditions_in_data}
     if kind != "surrogate":
         raise ValueError(f"[emulator] kind must be 'surrogate', 'exact' or 'blackbox', got {kind!r}")
+    sched = cfg.get("_conditions")
     if "paths" in em:
         missing = sorted(set(conditions_in_data) - set(em["paths"]))
         if missing:
             raise ValueError(f"[emulator.paths] has no surrogate for condition(s) {missing}")
-        return {c: GPSurrogate.load(_p(cfg, em["paths"][c])) for c in conditions_in_data}
-    if "path" not in em:
+        paths = {c: _p(cfg, em["paths"][c]) for c in conditions_in_data}
+    elif "path" in em:
+        paths = {c: _p(cfg, em["path"]) for c in conditions_in_data}
+    else:
         raise ValueError("[emulator] kind='surrogate' needs 'path' (or [emulator.paths] per condition)")
-    sur = GPSurrogate.load(_p(cfg, em["path"]))
-    return {c: sur for c in conditions_in_data}
+    out = {}
+    for c, path in paths.items():
+        sur = GPSurrogate.load(path)
+        check_surrogate_provenance(sur, path, fwd_spec, c, sched.schedules.get(c) if sched else None)
+        out[c] = sur
+    return out
+
+
+def check_surrogate_provenance(sur, path, forward_spec: str, condition_id: str, schedule: dict | None) -> None:
+    """Refuse a surrogate trained for another forward model or another condition (it would bias the posterior
+    silently): its recorded forward spec must equal the config's, and its recorded condition (schedule) must equal
+    the condition's row of the conditions table (no table: a condition without schedule)."""
+    if getattr(sur, "forward_", None) is None:
+        raise ValueError(f"{path}: surrogate has no provenance (forward model and condition it was trained on); "
+                         "refit it from a campaign (`immunocal surrogate fit`)")
+    if sur.forward_ != forward_spec:
+        raise ValueError(f"{path}: surrogate was trained on forward model {sur.forward_!r}, but [model] forward is "
+                         f"{forward_spec!r}")
+    trained = {k: v for k, v in (sur.condition_ or {}).items() if k != "condition"}
+    trained_id = (sur.condition_ or {}).get("condition")
+    expected = dict(schedule or {})
+    if json.dumps(trained, sort_keys=True) != json.dumps(expected, sort_keys=True) or \
+            (trained_id is not None and trained_id != condition_id):
+        raise ValueError(f"{path}: surrogate was trained for condition {trained_id or '(unnamed)'} {trained}, but "
+                         f"data condition {condition_id!r} is {expected}")
 
 
 def build_from_config(cfg: dict, data=None):

@@ -119,3 +119,24 @@ def test_tagged_refinement_round_is_not_repeated(tmp_path, rng):
     assert rep["n_train"] == 37 and again.n == 37
     _, rep = refine(again, post, 3, workers=0, tag="round2", n_restarts=0)
     assert rep["n_train"] == 40
+
+
+def test_config_refuses_a_surrogate_of_another_forward_model_or_condition(fitted, tmp_path):
+    """A surrogate trained for another forward model or another condition would bias the posterior silently."""
+    from calib.pipeline import check_surrogate_provenance, load_emulators
+
+    sur, _ = fitted
+    sur.save(tmp_path / "s.npz")
+    loaded = GPSurrogate.load(tmp_path / "s.npz")
+    check_surrogate_provenance(loaded, "s.npz", "toy.logistic", "ctrl", None)  # matches: no error
+    with pytest.raises(ValueError, match="trained on forward model 'toy.logistic', but .* 'toy.linear'"):
+        check_surrogate_provenance(loaded, "s.npz", "toy.linear", "ctrl", None)
+    with pytest.raises(ValueError, match="trained for condition .* but data condition 'treated' is"):
+        check_surrogate_provenance(loaded, "s.npz", "toy.logistic", "treated", {"rt_days": [0.0]})
+    loaded.forward_ = None
+    with pytest.raises(ValueError, match="no provenance"):
+        check_surrogate_provenance(loaded, "s.npz", "toy.logistic", "ctrl", None)
+    cfg = {"model": {"forward": "toy.linear"}, "emulator": {"kind": "surrogate", "path": "s.npz"},
+           "_base": str(tmp_path)}
+    with pytest.raises(ValueError, match="but \\[model\\] forward is 'toy.linear'"):
+        load_emulators(cfg, ["ctrl"])
