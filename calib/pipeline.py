@@ -131,10 +131,44 @@ def _public(cfg: dict) -> dict:
     return {k: v for k, v in cfg.items() if not k.startswith("_")}
 
 
+#: the files a calibration run writes (and ``ppc`` adds) into its output folder
+RUN_FILES = ("idata.nc", "diagnostics.json", "summary.json", "config.toml", "ppc.json", "ppc.png")
+
+
+def prepare_output_dir(out: Path, produced: tuple[str, ...], force: bool = False) -> None:
+    """Check an output folder before any computation: creatable and writable; empty, or — with ``force`` — holding
+    only the files of a previous run (``produced``), which are then removed so no stale file stays beside new ones.
+    Anything else in it is never deleted: the run is refused with the files named."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output {out} exists and is not a folder")
+    if out.is_dir():
+        present = sorted(p.name for p in out.iterdir())
+        if present:
+            foreign = [n for n in present if n not in produced and not n.endswith(".tmp")]
+            if not force:
+                raise ValueError(f"output folder {out} is not empty ({', '.join(present[:5])}"
+                                 f"{', …' if len(present) > 5 else ''}); pass --force to replace a previous run, "
+                                 "or choose another --out")
+            if foreign:
+                raise ValueError(f"output folder {out} holds files that are not from a calibration run "
+                                 f"({', '.join(foreign[:5])}); refusing to replace it even with --force")
+            for n in present:
+                (out / n).unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write_probe.tmp"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"output folder {out} is not writable: {exc.strerror or exc}") from None
+
+
 def calibrate(config_path: str | Path, out_dir: str | Path | None = None, surrogate: str | Path | None = None,
-              **sampler_overrides) -> dict:
+              force: bool = False, **sampler_overrides) -> dict:
     """Run the calibration described by a config file. Writes ``idata.nc``, ``diagnostics.json``,
-    ``summary.json`` and a copy of the config into the output folder; returns the summary."""
+    ``summary.json`` and a copy of the config into the output folder (checked first: see
+    :func:`prepare_output_dir`; ``force`` replaces a previous run's files); returns the summary."""
     import arviz as az
 
     from .inference import sample
@@ -144,7 +178,7 @@ def calibrate(config_path: str | Path, out_dir: str | Path | None = None, surrog
     if surrogate is not None:
         cfg["emulator"] = {"kind": "surrogate", "path": str(Path(surrogate).resolve())}
     out = Path(out_dir) if out_dir else _p(cfg, cfg.get("output", {}).get("dir", "calib_run"))
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(out, RUN_FILES, force=force)
     model, data, conds, ems = build_from_config(cfg)
     s = {"method": "nuts", "draws": 1000, "tune": 1000, "chains": 4, "seed": 0, **cfg.get("sampler", {}),
          **{k: v for k, v in sampler_overrides.items() if v is not None}}

@@ -109,8 +109,8 @@ def cmd_surrogate_validate(args) -> int:
 def cmd_calibrate(args) -> int:
     from calib.pipeline import calibrate
 
-    summary = calibrate(args.config, out_dir=args.out, surrogate=args.surrogate, method=args.method, draws=args.draws, tune=args.tune,
-                        chains=args.chains, seed=args.seed)
+    summary = calibrate(args.config, out_dir=args.out, surrogate=args.surrogate, force=args.force,
+                        method=args.method, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed)
     _print(summary)
     return 0 if summary["diagnostics"].get("ok") is not False else 3
 
@@ -200,6 +200,8 @@ def register(commands) -> None:
     p.add_argument("--tune", type=int, default=None)
     p.add_argument("--chains", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--force", action="store_true",
+                   help="replace the files of a previous run in the output folder (nothing else is ever deleted)")
     p.set_defaults(func=cmd_calibrate)
 
     p = commands.add("ppc", help="posterior predictive bands over the data of a calibration run")

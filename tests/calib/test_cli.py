@@ -56,3 +56,24 @@ def test_example_config_runs_as_written(tmp_path, capsys):
     assert 1300 < summary["posterior"]["carrying_capacity"]["mean"] < 1700  # data generated with K = 1500
     assert main(["ppc", str(tmp_path / "run")]) == 0
     assert (tmp_path / "run" / "ppc.png").exists()
+
+
+def test_calibrate_output_folder_is_checked_before_any_computation(tmp_path, capsys):
+    from calib.pipeline import RUN_FILES, prepare_output_dir
+
+    for f in EXAMPLE.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text("{}")
+    assert main(["calibrate", str(tmp_path / "calibrate.toml"), "--out", str(run)]) == 2
+    assert "is not empty (summary.json); pass --force" in capsys.readouterr().err
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"not from a calibration run \(notes.txt\)"):
+        prepare_output_dir(run, RUN_FILES, force=True)
+    assert (run / "notes.txt").exists() and (run / "summary.json").exists()  # nothing deleted
+    (run / "notes.txt").unlink()
+    prepare_output_dir(run, RUN_FILES, force=True)  # a previous run's files only: removed
+    assert not any(run.iterdir())
+    with pytest.raises(ValueError, match="exists and is not a folder"):
+        prepare_output_dir(tmp_path / "calibrate.toml", RUN_FILES)
