@@ -224,6 +224,11 @@ def ppc(run_dir: str | Path, plot: bool = True) -> dict:
         raise FileNotFoundError(f"{run_dir}: no idata.nc (run 'immunocal calibrate' first)")
     idata = az.from_netcdf(run_dir / "idata.nc")
     data = read_measurements(idata.posterior.attrs["measurements"])
+    stored = str(idata.posterior.attrs.get("data_hash", ""))
+    if stored[:16] != data.digest():
+        raise ValueError(f"{idata.posterior.attrs['measurements']}: the measurements changed since the run {run_dir} "
+                         f"(data hash {data.digest()} vs {stored[:16] or 'none recorded'}); rerun "
+                         "`immunocal calibrate` before checking its predictive")
     result = {"run": str(run_dir), "observables": {}}
     for o in data.observables:
         rows = np.flatnonzero(data.observable == o)

@@ -77,3 +77,16 @@ def test_calibrate_output_folder_is_checked_before_any_computation(tmp_path, cap
     assert not any(run.iterdir())
     with pytest.raises(ValueError, match="exists and is not a folder"):
         prepare_output_dir(tmp_path / "calibrate.toml", RUN_FILES)
+
+
+@pytest.mark.slow
+def test_ppc_refuses_data_changed_since_the_run(tmp_path, capsys):
+    for f in EXAMPLE.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    assert main(["calibrate", str(tmp_path / "calibrate.toml"), "--out", str(tmp_path / "run"), "--draws", "100",
+                 "--tune", "100", "--chains", "2"]) in (0, 3)
+    capsys.readouterr()
+    m = tmp_path / "measurements.csv"
+    m.write_text(m.read_text().replace("m6,control,log_volume,20,7.088191", "m6,control,log_volume,20,7.088192"))
+    assert main(["ppc", str(tmp_path / "run")]) == 2
+    assert "the measurements changed since the run" in capsys.readouterr().err
