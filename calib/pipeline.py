@@ -33,14 +33,66 @@ from .model import ObservableSpec, ParameterSpec, build_model
 _TOP = {"model", "data", "emulator", "parameters", "observables", "sampler", "diagnostics", "output", "sbc"}
 _SAMPLER = {"method", "draws", "tune", "chains", "cores", "seed", "target_accept", "advi_iterations",
             "compile_mode"}
+#: allowed keys of each section (``*`` = a table of named entries, each with the keys given)
+_SCHEMA = {
+    "model": {"forward", "registry_model", "preset"},
+    "data": {"measurements", "conditions"},
+    "emulator": {"kind", "path", "paths"},
+    "parameters": {"*": {"role", "prior", "value", "sd", "covariates", "coef_sd"}},
+    "observables": {"*": {"family", "sigma", "nu", "link", "cutpoints", "n_trials"}},
+    "sampler": _SAMPLER,
+    "diagnostics": {"rhat_max", "ess_min", "strict"},
+    "output": {"dir"},
+    "sbc": {"sampler"},
+}
+
+
+def _line_of(text: str, section: str, key: str) -> int | None:
+    """Line number of ``key`` inside ``[section]`` (or of ``[section.key]``) in the TOML text, for messages."""
+    lines = text.splitlines()
+    header = None
+    for i, line in enumerate(lines, 1):
+        stripped = line.strip()
+        if stripped.startswith("[") and "]" in stripped:
+            name = stripped.lstrip("[").split("]")[0].strip()
+            if name == f"{section}.{key}":
+                return i
+            header = name
+        elif header == section and stripped.split("=")[0].strip() == key:
+            return i
+    return None
+
+
+def _check_keys(cfg: dict, text: str, path: Path) -> None:
+    """Reject unknown keys in every section, naming the key path and the line (typos are never dropped)."""
+    for sec, allowed in _SCHEMA.items():
+        body = cfg.get(sec)
+        if body is None:
+            continue
+        if not isinstance(body, dict):
+            raise ValueError(f"{path}: [{sec}] must be a table, got {type(body).__name__}")
+        if "*" in allowed:
+            for name, entry in body.items():
+                if not isinstance(entry, dict):
+                    raise ValueError(f"{path}, line {_line_of(text, sec, name)}: {sec}.{name} must be a table")
+                for key in sorted(set(entry) - allowed["*"]):
+                    line = _line_of(text, f"{sec}.{name}", key)
+                    raise ValueError(f"{path}{f', line {line}' if line else ''}: unknown key {sec}.{name}.{key}; "
+                                     f"allowed: {sorted(allowed['*'])}")
+        else:
+            for key in sorted(set(body) - allowed):
+                line = _line_of(text, sec, key)
+                raise ValueError(f"{path}{f', line {line}' if line else ''}: unknown key {sec}.{key}; allowed: "
+                                 f"{sorted(allowed)}")
 
 
 def load_config(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such config file")
+    text = path.read_text()
     try:
-        cfg = tomllib.loads(path.read_text())
+        cfg = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: malformed TOML: {exc}") from None
     unknown = sorted(set(cfg) - _TOP)
@@ -51,9 +103,7 @@ def load_config(path: str | Path) -> dict:
             raise ValueError(f"{path}: missing section [{sec}]")
     if "forward" not in cfg["model"]:
         raise ValueError(f"{path}: [model] needs 'forward' (e.g. \"toy.logistic\")")
-    bad = sorted(set(cfg.get("sampler", {})) - _SAMPLER)
-    if bad:
-        raise ValueError(f"{path}: unknown [sampler] key(s) {bad}; allowed: {sorted(_SAMPLER)}")
+    _check_keys(cfg, text, path)
     cfg["_base"] = str(path.resolve().parent)
     cfg["_path"] = str(path)
     return cfg
@@ -121,6 +171,10 @@ def build_from_config(cfg: dict, data=None):
     cfg["_conditions"] = conds
     ems = load_emulators(cfg, list(dict.fromkeys(data.condition.tolist())))
     params = [ParameterSpec(name=n, **spec) for n, spec in cfg["parameters"].items()]
+    unknown = sorted(set(cfg.get("observables", {})) - set(data.observables))
+    if unknown:
+        raise ValueError(f"{cfg.get('_path', 'config')}: [observables.{unknown[0]}] names no observable of the data "
+                         f"(the data have {sorted(data.observables)})")
     obs = {n: ObservableSpec(**spec) for n, spec in cfg.get("observables", {}).items()}
     model = build_model(ems, params, data, obs, conds, model=cfg["model"].get("registry_model"),
                         preset=cfg["model"].get("preset"))

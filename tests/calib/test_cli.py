@@ -90,3 +90,24 @@ def test_ppc_refuses_data_changed_since_the_run(tmp_path, capsys):
     m.write_text(m.read_text().replace("m6,control,log_volume,20,7.088191", "m6,control,log_volume,20,7.088192"))
     assert main(["ppc", str(tmp_path / "run")]) == 2
     assert "the measurements changed since the run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("edit,message", [
+    (("role = \"latent\"", "rol = \"latent\""), r"line 17: unknown key parameters.growth_rate.rol"),
+    (("draws = 1000", "draw = 1000"), r"line \d+: unknown key sampler.draw; allowed"),
+    (("[observables.log_volume]", "[observables.log_volum]"), r"\[observables.log_volum\] names no observable"),
+    (("kind = \"exact\"", "kind = \"exact\"\npth = \"x.npz\""), r"unknown key emulator.pth"),
+])
+def test_config_typos_are_named_errors(tmp_path, capsys, edit, message):
+    """A typo never silently changes the model (before: a misspelled observable section changed the noise prior)."""
+    import re
+
+    for f in EXAMPLE.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    cfg = tmp_path / "calibrate.toml"
+    text = cfg.read_text()
+    assert edit[0] in text
+    cfg.write_text(text.replace(edit[0], edit[1], 1))
+    assert main(["calibrate", str(cfg), "--out", str(tmp_path / "run")]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "run" / "idata.nc").exists()
