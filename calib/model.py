@@ -102,11 +102,15 @@ def _safe(name: str) -> str:
 
 def build_model(emulators, parameters: Sequence[ParameterSpec], data: Measurements,
                 observables: Mapping[str, ObservableSpec] | None = None, conditions: Conditions | None = None,
-                *, model: str | None = None, preset: str | None = None, store_predictions: bool = True):
+                *, model: str | None = None, preset: str | None = None, store_predictions: bool = True,
+                shared_subjects: bool = False):
     """Build the calibration ``pm.Model``.
 
     ``emulators``: one emulator (used for every condition) or ``{condition: emulator}``; an emulator has
     ``space.names`` (its parameter order), ``observables``, ``times`` and ``predict_pt(theta) -> (mean, var)``.
+    A subject id that occurs under several conditions is one subject (one set of latent values) only with
+    ``shared_subjects=True`` (the same animal really measured under several conditions); otherwise it is an error —
+    per-group numbering ("1", "2", … in every arm) would silently merge different animals.
     """
     import pymc as pm
     import pytensor.tensor as pt
@@ -153,6 +157,15 @@ def build_model(emulators, parameters: Sequence[ParameterSpec], data: Measuremen
     subjects = data.subjects
     s_index = {s: i for i, s in enumerate(subjects)}
     units = list(dict.fromkeys(zip(data.subject.tolist(), data.condition.tolist())))
+    if not shared_subjects:
+        seen: dict[str, str] = {}
+        for subj, cond in units:
+            if subj in seen:
+                raise ValueError(f"{data.source}: subject {subj!r} appears under conditions {seen[subj]!r} and "
+                                 f"{cond!r}; ids numbered per group would merge different animals — qualify them "
+                                 f"(e.g. '{cond}/{subj}') or, if it is the same subject, set [data] shared_subjects = "
+                                 "true")
+            seen[subj] = cond
     latent = [n for n in names if n in specs and specs[n].role == "latent"]
     population = [n for n in names if n in specs and specs[n].role == "population"]
     info = ModelInfo(subjects, units, names, latent, population, fixed)

@@ -36,7 +36,7 @@ _SAMPLER = {"method", "draws", "tune", "chains", "cores", "seed", "target_accept
 #: allowed keys of each section (``*`` = a table of named entries, each with the keys given)
 _SCHEMA = {
     "model": {"forward", "registry_model", "preset"},
-    "data": {"measurements", "conditions"},
+    "data": {"measurements", "conditions", "shared_subjects"},
     "emulator": {"kind", "path", "paths"},
     "parameters": {"*": {"role", "prior", "value", "sd", "covariates", "coef_sd"}},
     "observables": {"*": {"family", "sigma", "nu", "link", "cutpoints", "n_trials"}},
@@ -177,7 +177,7 @@ def build_from_config(cfg: dict, data=None):
                          f"(the data have {sorted(data.observables)})")
     obs = {n: ObservableSpec(**spec) for n, spec in cfg.get("observables", {}).items()}
     model = build_model(ems, params, data, obs, conds, model=cfg["model"].get("registry_model"),
-                        preset=cfg["model"].get("preset"))
+                        preset=cfg["model"].get("preset"), shared_subjects=bool(cfg["data"].get("shared_subjects")))
     return model, data, conds, ems
 
 

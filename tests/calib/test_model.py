@@ -187,3 +187,16 @@ def test_surrogate_domain_wall_keeps_posterior_in_training_box():
     assert wall({"level": 0.7}) == 0.0
     np.testing.assert_allclose(wall({"level": 1.03}), -0.5 * 3.0**2)
     np.testing.assert_allclose(wall({"level": -0.02}), -0.5 * 2.0**2)
+
+
+def test_subject_ids_shared_across_conditions_are_refused_unless_declared():
+    """Per-group numbering ("1", "2" in every arm) must not merge different animals into one latent subject."""
+    em = ExactEmulator(LinearModel(times=(0.0, 1.0)))
+    data = Measurements.from_arrays(["1", "2", "1", "2"], ["ctrl", "ctrl", "rt", "rt"], ["y"] * 4,
+                                    [0.0, 0.0, 1.0, 1.0], [0.1, 0.2, 0.3, 0.4])
+    params = [ParameterSpec("level", "latent", prior=Prior("Normal", {"mu": 0.0, "sigma": 1.0}), sd=0.5),
+              ParameterSpec("slope", "fixed", value=0.0)]
+    with pytest.raises(ValueError, match=r"subject '1' appears under conditions 'ctrl' and 'rt'.*'rt/1'"):
+        build_model(em, params, data, {"y": ObservableSpec(sigma=0.3)})
+    m = build_model(em, params, data, {"y": ObservableSpec(sigma=0.3)}, shared_subjects=True)
+    assert m.calib_info.subjects == ["1", "2"]  # declared: the same two subjects under both conditions
