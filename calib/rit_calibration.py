@@ -39,11 +39,22 @@ from .design import ParameterSpace
 LOG_VOLUME = "log_volume"
 
 
+#: the conditions-table columns the RIT model reads (the schedule) or may carry (identifiers, text; ``drug_doses``
+#: records the amount given — the model's dose per injection is the registry's ``ctla4_dose``/``pdl1_dose``)
+RIT_CONDITION_KEYS = frozenset({"condition", "rt_days", "rt_doses_gy", "drug", "drug_days", "drug_doses",
+                                "description"})
+
+
 def schedule_from_condition(condition: dict, day_offset: float, t_end: float):
     """A :class:`forward.rit.Schedule` (model days) from a conditions-table row (data days)."""
     from forward.rit import Schedule
 
     condition = condition or {}
+    unknown = sorted(set(condition) - RIT_CONDITION_KEYS)
+    if unknown:
+        raise ValueError(f"condition {condition.get('condition', condition)!r}: unknown column(s) {unknown} for the RIT "
+                         f"model (a misspelled schedule column would silently drop that treatment); known: "
+                         f"{sorted(RIT_CONDITION_KEYS)}")
     rt_days = [d - day_offset for d in condition.get("rt_days", [])]
     rt_doses = list(condition.get("rt_doses_gy", []))
     drug = condition.get("drug", "")

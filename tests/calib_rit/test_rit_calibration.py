@@ -60,6 +60,9 @@ def test_schedule_mapping_errors():
         schedule_from_condition({"rt_days": [5.0], "rt_doses_gy": [2.0]}, 7.0, t_end=30.0)
     with pytest.raises(ValueError, match="unknown drug 'aspirin'"):
         schedule_from_condition({"drug": "aspirin", "drug_days": [8.0]}, 7.0, t_end=30.0)
+    # a misspelled schedule column used to be dropped silently (an RT-only model for a drug arm)
+    with pytest.raises(ValueError, match=r"unknown column\(s\) \['drug_dayz'\]"):
+        schedule_from_condition({"drug": "anti_pd1", "drug_dayz": [8.0]}, 7.0, t_end=30.0)
     with pytest.raises(ValueError, match="before day_offset"):
         RitForwardModel(data_days=(5.0, 30.0), day_offset=7.0)
 
