@@ -57,7 +57,11 @@ def _rel_error(v, ref):
 
 
 def _order(steps, errors, lo=0.001, hi=0.02):
+    """Least-squares slope of log error vs log h over [lo, hi]; None where the error is at round-off (< 1e-9:
+    e.g. no treatment, which the scheme integrates exactly)."""
     h, e = np.asarray(steps), np.asarray(errors)
+    if e.max() < 1e-9:
+        return None
     sel = (h >= lo) & (h <= hi) & (e > 0)
     return float(np.polyfit(np.log(h[sel]), np.log(e[sel]), 1)[0]) if sel.sum() >= 2 else None
 
