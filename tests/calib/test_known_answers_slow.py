@@ -105,9 +105,8 @@ def test_smc_black_box_forward_model_matches_exact(exact_logistic):
         assert abs(s_s / s_e - 1) < 0.15, (n, exact[n], got[n])
 
 
-def test_sbc_surrogate_model_ranks_uniform(tmp_path):
-    from calib.pipeline import sbc_from_config
-
+def _sbc_problem(tmp_path, values, censoring=None):
+    """One logistic subject, a 32-run GP surrogate of growth_rate and a config for ``sbc_from_config``."""
     fm = LogisticModel(times=(0.0, 3.0, 6.0, 9.0, 12.0, 15.0))
     space = ParameterSpace(("growth_rate",), (0.05,), (1.0,), ("log",))
     camp = Campaign.create(tmp_path / "c", "toy.logistic", design(space, 32, seed=0), chunk_size=32,
@@ -116,8 +115,8 @@ def test_sbc_surrogate_model_ranks_uniform(tmp_path):
     camp.run(workers=0, progress=False)
     sur, _ = fit_from_campaign(camp, test_fraction=0.0)
     sur.save(tmp_path / "s.npz")
-    Measurements.from_arrays(["m1"] * 5, ["ctrl"] * 5, ["log_volume"] * 5, fm.times[1:], np.zeros(5)).to_csv(
-        tmp_path / "m.csv")
+    Measurements.from_arrays(["m1"] * 5, ["ctrl"] * 5, ["log_volume"] * 5, fm.times[1:], values,
+                             censoring=censoring).to_csv(tmp_path / "m.csv")
     (tmp_path / "sbc.toml").write_text(
         '[model]\nforward = "toy.logistic"\n[data]\nmeasurements = "m.csv"\n'
         '[emulator]\nkind = "surrogate"\npath = "s.npz"\n'
@@ -125,7 +124,13 @@ def test_sbc_surrogate_model_ranks_uniform(tmp_path):
         'prior = { distribution = "LogNormal", mu = -1.2, sigma = 0.3 }\n'
         '[observables.log_volume]\nsigma = 0.2\n'
         '[sampler]\ndraws = 300\ntune = 300\nchains = 2\n')
-    res = sbc_from_config(tmp_path / "sbc.toml", n_replicates=100, n_draws=99, seed=11, out_dir=tmp_path)
+    return tmp_path / "sbc.toml"
+
+
+def test_sbc_surrogate_model_ranks_uniform(tmp_path):
+    from calib.pipeline import sbc_from_config
+
+    res = sbc_from_config(_sbc_problem(tmp_path, np.zeros(5)), n_replicates=100, n_draws=99, seed=11, out_dir=tmp_path)
     assert res["growth_rate"]["n"] == 100
     assert res["growth_rate"]["p_value"] > 0.01, res["growth_rate"]["histogram"]
 
@@ -135,24 +140,7 @@ def test_sbc_with_censored_rows_ranks_uniform(tmp_path):
     many prior draws exceed); prior-predictive data are censored at the same bound by pm.Censored."""
     from calib.pipeline import sbc_from_config
 
-    fm = LogisticModel(times=(0.0, 3.0, 6.0, 9.0, 12.0, 15.0))
-    space = ParameterSpace(("growth_rate",), (0.05,), (1.0,), ("log",))
-    camp = Campaign.create(tmp_path / "c", "toy.logistic", design(space, 32, seed=0), chunk_size=32,
-                           parameter_names=["growth_rate"], fixed={"carrying_capacity": 1500.0,
-                                                                   "initial_volume": 50.0}, space=space)
-    camp.run(workers=0, progress=False)
-    sur, _ = fit_from_campaign(camp, test_fraction=0.0)
-    sur.save(tmp_path / "s.npz")
-    values = np.array([0.0, 0.0, 0.0, 0.0, np.log(600.0)])
-    Measurements.from_arrays(["m1"] * 5, ["ctrl"] * 5, ["log_volume"] * 5, fm.times[1:], values,
-                             censoring=["none"] * 4 + ["right"]).to_csv(tmp_path / "m.csv")
-    (tmp_path / "sbc.toml").write_text(
-        '[model]\nforward = "toy.logistic"\n[data]\nmeasurements = "m.csv"\n'
-        '[emulator]\nkind = "surrogate"\npath = "s.npz"\n'
-        '[parameters.growth_rate]\nrole = "population"\n'
-        'prior = { distribution = "LogNormal", mu = -1.2, sigma = 0.3 }\n'
-        '[observables.log_volume]\nsigma = 0.2\n'
-        '[sampler]\ndraws = 300\ntune = 300\nchains = 2\n')
-    res = sbc_from_config(tmp_path / "sbc.toml", n_replicates=100, n_draws=99, seed=12, out_dir=tmp_path)
+    cfg = _sbc_problem(tmp_path, np.array([0.0, 0.0, 0.0, 0.0, np.log(600.0)]), ["none"] * 4 + ["right"])
+    res = sbc_from_config(cfg, n_replicates=100, n_draws=99, seed=12, out_dir=tmp_path)
     assert res["growth_rate"]["n"] == 100
     assert res["growth_rate"]["p_value"] > 0.01, res["growth_rate"]["histogram"]
