@@ -113,13 +113,15 @@ def test_dewan_fit_refines_checkpoints_and_resumes(tmp_path):
     """Tiny Dewan fit (restricted variant): one refinement round recorded in every campaign, the surrogate checked
     at posterior draws, and a rerun with the same settings loads the checkpoint instead of sampling again."""
     from calib.campaign import Campaign
-    from calib.rit_dewan import fit_variant
+    from calib.rit_dewan import dewan_forward, fit_variant
 
     settings = FitSettings(n_design=24, draws=60, tune=60, refine_rounds=1, refine_draws=40, refine_points=8)
     first = fit_variant("restricted", tmp_path, settings, heldout=False)
     assert set(first.surrogates) == {c for c in first.surrogates if c.startswith("tsa_fig2_")}
     assert len(first.surrogates) == 8
-    camp = Campaign(tmp_path / "restricted" / "campaigns" / "sobol24-seed1" / "tsa_fig2_8Gyx3+PBS")
+    tag = dewan_forward("restricted").config().numerics_tag  # campaigns are keyed by design and numerics
+    assert tag == "exponential-dt0.05x4-k2"
+    camp = Campaign(tmp_path / "restricted" / "campaigns" / f"sobol24-seed1-{tag}" / "tsa_fig2_8Gyx3+PBS")
     assert len(camp.meta["refinement_rounds"]["round1"]) == 8
     check = first.validation["at_posterior"]
     assert check["n_draws"] == 40 and np.isfinite(check["max_rmse"])
