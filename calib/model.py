@@ -78,22 +78,6 @@ def _prior_for(spec: ParameterSpec, model: str | None, preset: str | None) -> Pr
     return registry().record(model, spec.name).prior(preset or "default")
 
 
-def _link_inverse(prior: Prior, z):
-    import pytensor.tensor as pt
-
-    d, p = prior.distribution, prior.parameters
-    if d == "Normal":
-        return z
-    if d == "LogNormal":
-        return pt.exp(z)
-    if d == "BoundedLogitNormal":
-        lo, hi = float(prior._g(p["lower"])), float(prior._g(p["upper"]))
-        y = lo + (hi - lo) * pt.sigmoid(z)
-        return pt.exp(y) if p.get("scale", "linear") == "log" else y
-    raise ValueError(f"latent parameters need a Normal, LogNormal or BoundedLogitNormal prior (a link space for the "
-                     f"hierarchy), got {d}")
-
-
 def _safe(name: str) -> str:
     import re
 
@@ -179,7 +163,8 @@ def build_model(emulators, parameters: Sequence[ParameterSpec], data: Measuremen
             s = specs[n]
             prior = _prior_for(s, model, preset)
             if prior.distribution not in ("Normal", "LogNormal", "BoundedLogitNormal"):
-                _link_inverse(prior, None)  # raises with the message
+                raise ValueError(f"latent parameters need a Normal, LogNormal or BoundedLogitNormal prior (a link space "
+                                 f"for the hierarchy), got {prior.distribution} for '{n}'")
             loc = pm.Normal(f"{n}_loc", mu=prior.parameters["mu"], sigma=prior.parameters["sigma"])
             if s.sd is None:
                 sd = pm.HalfNormal(f"{n}_sd", sigma=0.5)
@@ -197,7 +182,7 @@ def build_model(emulators, parameters: Sequence[ParameterSpec], data: Measuremen
                 m.add_coord(f"{n}_covariate", list(s.covariates))
                 beta = pm.Normal(f"{n}_beta", 0.0, s.coef_sd, dims=f"{n}_covariate")
                 z = z + pt.dot(Xs, beta)
-            cols[n] = pm.Deterministic(n, _link_inverse(prior, z), dims="subject")
+            cols[n] = pm.Deterministic(n, prior.link_inverse(z), dims="subject")
 
         # parameter matrix per (subject, condition) unit
         u_subj = np.array([s_index[s] for s, _ in units])

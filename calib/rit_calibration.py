@@ -402,13 +402,6 @@ def mouse_parameters(setup: HierarchicalSetup, idata) -> np.ndarray:
     return np.column_stack(cols)
 
 
-def _link_inverse_np(prior: Prior, z: np.ndarray) -> np.ndarray:
-    p = prior.parameters
-    lo, hi = float(prior._g(p["lower"])), float(prior._g(p["upper"]))
-    y = lo + (hi - lo) / (1.0 + np.exp(-z))
-    return np.exp(y) if p.get("scale", "linear") == "log" else y
-
-
 def predict_new_mice(setup: HierarchicalSetup, idata, surrogates: dict, seed: int, n_mice_per_draw: int = 4,
                      max_draws: int = 400) -> dict:
     """Posterior predictive of the log volume of a *new* mouse of each condition (population uncertainty +
@@ -422,7 +415,7 @@ def predict_new_mice(setup: HierarchicalSetup, idata, surrogates: dict, seed: in
         loc = post[f"{n}_loc"].values[pick]
         sd = post[f"{n}_sd"].values[pick]
         z = loc[:, None] + sd[:, None] * rng.standard_normal((len(pick), n_mice_per_draw))
-        cols[n] = _link_inverse_np(setup.priors[n], z).ravel()
+        cols[n] = setup.priors[n].link_inverse(z).ravel()
     for n in setup.population:
         cols[n] = np.repeat(post[n].values[pick], n_mice_per_draw)
     sigma = np.repeat(post["sigma_" + LOG_VOLUME].values[pick], n_mice_per_draw) \

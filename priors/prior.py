@@ -96,6 +96,43 @@ class Prior:
     def __hash__(self) -> int:
         return hash(tuple(self.to_dict().items()))
 
+    # ------------------------------------------------------------------ link space (hierarchies, predictions)
+    def link_inverse(self, z):
+        """θ = link⁻¹(z) from the prior's link space: identity (``Normal``), exp (``LogNormal``), the bounded
+        logistic ``g⁻¹(g(a) + (g(b) − g(a))·σ(z))`` (``BoundedLogitNormal``; ``g`` = log on a log scale). Takes numpy
+        values or PyTensor variables (the one implementation used by the PyMC builders and by numpy predictives)."""
+        d, p = self.distribution, self.parameters
+        if type(z).__module__.startswith("pytensor"):
+            import pytensor.tensor as pt
+
+            exp, sigmoid = pt.exp, pt.sigmoid
+        else:
+            z = np.asarray(z, dtype=float)
+            exp, sigmoid = np.exp, expit
+        if d == "Normal":
+            return z
+        if d == "LogNormal":
+            return exp(z)
+        if d == "BoundedLogitNormal":
+            lo, hi = float(self._g(p["lower"])), float(self._g(p["upper"]))
+            y = lo + (hi - lo) * sigmoid(z)
+            return exp(y) if p.get("scale", "linear") == "log" else y
+        raise ValueError(f"a {d} prior has no link space (Normal, LogNormal or BoundedLogitNormal have one)")
+
+    def link(self, theta):
+        """z = link(θ), the inverse of :meth:`link_inverse` (numpy)."""
+        d, p = self.distribution, self.parameters
+        theta = np.asarray(theta, dtype=float)
+        if d == "Normal":
+            return theta
+        if d == "LogNormal":
+            return np.log(theta)
+        if d == "BoundedLogitNormal":
+            lo, hi = float(self._g(p["lower"])), float(self._g(p["upper"]))
+            u = (self._g(theta) - lo) / (hi - lo)
+            return np.log(u) - np.log1p(-u)
+        raise ValueError(f"a {d} prior has no link space (Normal, LogNormal or BoundedLogitNormal have one)")
+
     # ------------------------------------------------------------------ helpers for bounded-logit priors
     def _g(self, x):
         return np.log(x) if self.parameters.get("scale", "linear") == "log" else np.asarray(x, dtype=float)
@@ -180,7 +217,6 @@ class Prior:
         ``pm.Deterministic(name)`` for θ, so NUTS samples on the real line.
         """
         import pymc as pm  # imported lazily: priors must stay importable without PyMC's start-up cost
-        import pytensor.tensor as pt
 
         p = self.parameters
         d = self.distribution
@@ -205,10 +241,7 @@ class Prior:
             )
         if d == "BoundedLogitNormal":
             z = pm.Normal(f"{name}_z", mu=p["mu"], sigma=p["sigma"], **kw)
-            lo, hi = float(self._g(p["lower"])), float(self._g(p["upper"]))
-            y = lo + (hi - lo) * pm.math.sigmoid(z)
-            theta = pt.exp(y) if p.get("scale", "linear") == "log" else y
-            return pm.Deterministic(name, theta, dims=dims)
+            return pm.Deterministic(name, self.link_inverse(z), dims=dims)
         raise NotImplementedError(d)
 
 

@@ -116,3 +116,26 @@ def test_pymc_variable_logp_matches_scipy(prior):
         return
     got = pm.logp(model["theta"], xs).eval()
     np.testing.assert_allclose(got, prior.logpdf(xs), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("prior", [
+    Prior("Normal", {"mu": 0.0, "sigma": 1.0}),
+    Prior("LogNormal", {"mu": 0.0, "sigma": 1.0}),
+    Prior("BoundedLogitNormal", {"mu": 0.0, "sigma": 1.5, "lower": 0.02, "upper": 0.35, "scale": "linear"}),
+    Prior("BoundedLogitNormal", {"mu": 0.0, "sigma": 1.5, "lower": 1e-3, "upper": 1e3, "scale": "log"}),
+])
+def test_link_is_one_implementation_for_numpy_and_pytensor(prior):
+    import pytensor.tensor as pt
+
+    z = np.linspace(-6.0, 6.0, 13)
+    theta = prior.link_inverse(z)
+    np.testing.assert_allclose(prior.link(theta), z, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(prior.link_inverse(pt.as_tensor_variable(z)).eval(), theta, rtol=1e-12)
+    if prior.distribution == "BoundedLogitNormal":
+        lo, hi = prior.support
+        assert np.all((theta > lo) & (theta < hi))
+
+
+def test_link_needs_a_link_space():
+    with pytest.raises(ValueError, match="HalfNormal prior has no link space"):
+        Prior("HalfNormal", {"sigma": 1.0}).link_inverse(0.0)
