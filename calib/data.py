@@ -262,40 +262,60 @@ def read_conditions(path: str | Path) -> Conditions:
     return cond
 
 
+#: column headers of group summaries in wide tables (never an animal): matched case-insensitively
+SUMMARY_COLUMNS = ("mean", "average", "avg", "median", "sd", "std", "stdev", "sem", "se", "n", "count")
+
+
 def wide_to_long(path: str | Path, *, condition: str, observable: str = "volume_mm3", time_column: str = "day",
-                 log: bool = False, detection_limit: float | None = None, out: str | Path | None = None
-                 ) -> Measurements:
+                 log: bool = False, detection_limit: float | None = None, endpoint: float | None = None,
+                 subject_prefix: str | None = None, out: str | Path | None = None) -> Measurements:
     """Convert a wide "one column per animal" table to a :class:`Measurements` table.
 
-    The wide file has a time column (``time_column``) and one column per animal whose header is the subject id;
-    empty cells are skipped (animal not measured / dead). ``log=True`` stores ``log(value)`` under observable
-    ``log_<observable>``. Values at or below ``detection_limit`` become left-censored rows at the limit (log-ed too).
-    Writes ``out`` (CSV) when given.
+    The wide file has a time column (``time_column``) and one column per animal; empty cells are skipped (animal
+    not measured / dead). Subject ids are qualified by the group, ``<subject_prefix><header>`` with the default
+    prefix ``"<condition>/"`` (per-group numbering "1", "2", … would otherwise merge animals of different groups;
+    pass ``subject_prefix=""`` for ids that are already unique). Group-summary columns (mean, SD, SEM, n, …:
+    :data:`SUMMARY_COLUMNS`) are skipped. ``log=True`` stores ``log(value)`` under observable ``log_<observable>``.
+    Values at or below ``detection_limit`` become left-censored rows at the limit; with ``endpoint`` (the humane
+    endpoint volume), a value at or above it becomes a right-censored row at the endpoint and the animal's later
+    cells must be empty (it was euthanised). Writes ``out`` (CSV) when given.
     """
     path = Path(path)
     header, rows = _read_rows(path)
     if time_column not in header:
         raise DataTableError(f"{_where(path, 1)}: no time column {time_column!r}; the header is {header}")
     tj = header.index(time_column)
-    subjects = [h for h in header if h != time_column]
+    summary = {h for h in header if h.strip().lower() in SUMMARY_COLUMNS}
+    subjects = [h for h in header if h != time_column and h not in summary]
     if not subjects:
-        raise DataTableError(f"{_where(path, 1)}: no animal columns besides {time_column!r}")
+        raise DataTableError(f"{_where(path, 1)}: no animal columns besides {time_column!r}"
+                             + (f" and the summary columns {sorted(summary)}" if summary else ""))
+    if detection_limit is not None and endpoint is not None and endpoint <= detection_limit:
+        raise DataTableError(f"{path}: endpoint {endpoint} must exceed the detection limit {detection_limit}")
+    prefix = f"{condition}/" if subject_prefix is None else subject_prefix
+    ended: dict[str, int] = {}
     cols = {c: [] for c in ("subject", "condition", "observable", "time", "value", "censoring")}
     obs = f"log_{observable}" if log else observable
     for line, r in rows:
         t = _float(r[tj], path, line, time_column)
         for j, h in enumerate(header):
-            if j == tj or r[j] == "":
+            if j == tj or h in summary or r[j] == "":
                 continue
+            if h in ended:
+                raise DataTableError(f"{_where(path, line, h)}: a value after the humane endpoint was reached "
+                                     f"(line {ended[h]})")
             v = _float(r[j], path, line, h)
             cz = "none"
             if detection_limit is not None and v <= detection_limit:
                 v, cz = detection_limit, "left"
+            elif endpoint is not None and v >= endpoint:
+                v, cz = endpoint, "right"
+                ended[h] = line
             if log:
                 if v <= 0:
                     raise DataTableError(f"{_where(path, line, h)}: cannot take log of {v} (set detection_limit)")
                 v = math.log(v)
-            cols["subject"].append(h)
+            cols["subject"].append(prefix + h)
             cols["condition"].append(condition)
             cols["observable"].append(obs)
             cols["time"].append(t)

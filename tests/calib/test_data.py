@@ -91,7 +91,7 @@ def test_wide_to_long(tmp_path):
     assert len(m) == 7
     assert m.observable[0] == "log_volume_mm3"
     left = np.flatnonzero(m.censoring == "left")
-    assert m.subject[left].tolist() == ["M2"] and math.isclose(m.value[left][0], 0.0)
+    assert m.subject[left].tolist() == ["RT/M2"] and math.isclose(m.value[left][0], 0.0)
     assert math.isclose(m.value[0], math.log(30))
     back = read_measurements(tmp_path / "long.csv")
     np.testing.assert_allclose(back.value, m.value)
@@ -100,6 +100,19 @@ def test_wide_to_long(tmp_path):
         wide_to_long(_write(tmp_path, "w2.csv", "day,M1,M2\n0,1,1\n3,1,0\n"), condition="c", log=True)
     with pytest.raises(DataTableError, match=r"no time column 'day'"):
         wide_to_long(_write(tmp_path, "w3.csv", "t,M1\n0,1\n"), condition="c")
+
+
+def test_wide_to_long_qualifies_ids_skips_summaries_and_censors_the_endpoint(tmp_path):
+    """Per-group numbering, a mean/SD column and a humane endpoint, as spreadsheets of mouse studies have them."""
+    p = _write(tmp_path, "w.csv", "day,1,2,Mean,SD\n0,30,32,31,1\n5,900,1600,1250,350\n8,1300,,1300,0\n")
+    m = wide_to_long(p, condition="antiPD1", endpoint=1500.0)
+    assert sorted(set(m.subject)) == ["antiPD1/1", "antiPD1/2"]  # summary columns skipped, ids qualified
+    right = np.flatnonzero(m.censoring == "right")
+    assert m.subject[right].tolist() == ["antiPD1/2"] and m.value[right].tolist() == [1500.0]
+    assert wide_to_long(p, condition="x", subject_prefix="", endpoint=1500.0).subject[0] == "1"
+    bad = _write(tmp_path, "b.csv", "day,1\n0,30\n5,1600\n8,1700\n")
+    with pytest.raises(DataTableError, match=r"line 4, column '1': a value after the humane endpoint"):
+        wide_to_long(bad, condition="c", endpoint=1500.0)
 
 
 @pytest.mark.parametrize("name", ["dewan2009", "morisada2018"])
