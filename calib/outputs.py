@@ -1,4 +1,5 @@
-"""Run outputs: InferenceData to netCDF with provenance, and convergence diagnostics enforced by thresholds.
+"""Run outputs: InferenceData to netCDF with provenance, convergence diagnostics enforced by thresholds, and the one
+atomic JSON writer and figure helpers every command and study uses.
 
 Thresholds (defaults, documented in docs/calib.md): R-hat ≤ 1.01, bulk and tail ESS ≥ 400, zero divergent
 transitions. Violations are returned in the report and announced loudly (a ``ConvergenceWarning`` and a banner on
@@ -15,6 +16,53 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
+def jsonable(obj):
+    """``obj`` with numpy scalars/arrays as Python values and non-finite floats as ``None`` (valid JSON)."""
+    import math
+
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        x = float(obj)
+        return x if math.isfinite(x) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def write_json(path: str | Path, obj) -> Path:
+    """Write ``obj`` as JSON atomically (temp file + rename; non-finite floats become null)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(jsonable(obj), indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def use_agg() -> None:
+    """Headless plotting backend (runs on CI and servers without a screen)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
+def save_figure(fig, out: str | Path, filename: str, dpi: int = 110) -> Path:
+    """Save a matplotlib figure as PNG (small: ~100 dpi) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(out) / filename
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
 
 RHAT_MAX = 1.01
 ESS_MIN = 400

@@ -20,7 +20,6 @@ Config (TOML; relative paths are relative to the config file) — see docs/calib
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tomllib
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 
 from .data import read_conditions, read_measurements
 from .model import ObservableSpec, ParameterSpec, build_model
+from .outputs import write_json
 
 _TOP = {"model", "data", "emulator", "parameters", "observables", "sampler", "diagnostics", "output", "sbc"}
 _SAMPLER = {"method", "draws", "tune", "chains", "cores", "seed", "target_accept", "advi_iterations",
@@ -254,15 +254,9 @@ def calibrate(config_path: str | Path, out_dir: str | Path | None = None, surrog
     summary = {"output": str(out), "method": s["method"], "diagnostics": diag, "data_hash": data_hash,
                "config_hash": attrs["config_hash"], "surrogate_id": sid,
                "posterior": {k: {"mean": float(r["mean"]), "sd": float(r["sd"])} for k, r in summ.iterrows()}}
-    _write_json(out / "diagnostics.json", diag)
-    _write_json(out / "summary.json", summary)
+    write_json(out / "diagnostics.json", diag)
+    write_json(out / "summary.json", summary)
     return summary
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
 
 
 def ppc(run_dir: str | Path, plot: bool = True) -> dict:
@@ -297,7 +291,7 @@ def ppc(run_dir: str | Path, plot: bool = True) -> dict:
         bands.update({"subject": data.subject[rows].tolist(), "time": data.time[rows].tolist(), "value": y.tolist(),
                       "censoring": data.censoring[rows].tolist()})
         result["observables"][o] = bands
-    _write_json(run_dir / "ppc.json", result)
+    write_json(run_dir / "ppc.json", result)
     if plot and result["observables"]:
         _plot_ppc(result, run_dir / "ppc.png")
     return result
@@ -377,5 +371,5 @@ def sbc_from_config(config_path: str | Path, n_replicates: int = 50, n_draws: in
     result = {n: {"ranks": r, **uniformity_test(np.array(r), n_draws)} for n, r in ranks.items()}
     if out_dir:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        _write_json(Path(out_dir) / "sbc.json", result)
+        write_json(Path(out_dir) / "sbc.json", result)
     return result

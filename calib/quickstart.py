@@ -13,11 +13,12 @@ Writes ``report.json`` (what ran, diagnostics, coverage, where the figures are),
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from priors import registry
+
+from .outputs import write_json
 
 
 def registry_check(out: Path) -> dict:
@@ -37,12 +38,6 @@ def registry_check(out: Path) -> dict:
     return models
 
 
-def _dump(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")
-    tmp.replace(path)
-
-
 def run_quickstart(out: str | Path = "immunocal-out", calibrate: bool = True, settings=None,
                    progress: bool = True) -> dict:
     out = Path(out)
@@ -51,7 +46,7 @@ def run_quickstart(out: str | Path = "immunocal-out", calibrate: bool = True, se
     report: dict = {"immunocal_quickstart": "registry check + hierarchical RIT calibration on Morisada MOC1",
                     "models": registry_check(out)}
     if calibrate:
-        from studies._common import use_agg
+        from .outputs import use_agg
 
         use_agg()
         from calib.rit_calibration import FitSettings, fit_hierarchical, morisada_setup, plot_fit
@@ -64,8 +59,8 @@ def run_quickstart(out: str | Path = "immunocal-out", calibrate: bool = True, se
         plot_fit(setup, meas, res["predictions"], setup.heldout_conditions, out / "heldout_prediction.png",
                  "MOC1 held-out combination arms: prediction (not fitted)")
         res.pop("predictions")
-        _dump(out / "posterior_summary.json", res["posterior"])
-        _dump(out / "diagnostics.json", res["diagnostics"])
+        write_json(out / "posterior_summary.json", res["posterior"])
+        write_json(out / "diagnostics.json", res["diagnostics"])
         report["calibration"] = {
             "data": "Morisada et al. OncoImmunology 2018 (bundled, calib/datasets/morisada2018)",
             "diagnostics": res["diagnostics"], "heldout_coverage_50": res["heldout"]["coverage_50"],
@@ -77,5 +72,5 @@ def run_quickstart(out: str | Path = "immunocal-out", calibrate: bool = True, se
             "figures": ["ppc_fit_arms.png", "heldout_prediction.png"], "idata": res["idata"],
         }
     report["seconds"] = round(time.perf_counter() - start, 1)
-    _dump(out / "report.json", report)
+    write_json(out / "report.json", report)
     return report

@@ -23,7 +23,6 @@ Assumptions (all configurable, all written into the result JSON):
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -497,12 +496,6 @@ def plot_fit(setup: HierarchicalSetup, meas: Measurements, pred: dict, condition
     axes[0].set_ylabel("tumour volume (mm³)")
     axes[0].legend(fontsize=7, loc="upper left")
     fig.suptitle(title, fontsize=10)
-    from studies._common import save_figure
+    from .outputs import save_figure
 
     return save_figure(fig, path.parent, path.name)
-
-
-def write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")
-    tmp.replace(path)
