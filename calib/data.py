@@ -232,10 +232,11 @@ def read_conditions(path: str | Path) -> Conditions:
             if c in ("condition", "subject"):
                 continue
             if subject:  # a subject row: its non-schedule columns are that subject's covariates
-                if c not in SCHEDULE_LIST_COLUMNS and c not in SCHEDULE_TEXT_COLUMNS and text != "":
+                if (c not in SCHEDULE_LIST_COLUMNS and not c.endswith(("_days", "_doses", "_doses_gy"))
+                        and c not in SCHEDULE_TEXT_COLUMNS and text != ""):
                     covs[c] = _float(text, path, line, c)
                 continue
-            if c in SCHEDULE_LIST_COLUMNS:
+            if c in SCHEDULE_LIST_COLUMNS or c.endswith(("_days", "_doses", "_doses_gy")):
                 vals = [_float(x.strip(), path, line, c) for x in text.split(";") if x.strip()] if text else []
                 if c.endswith("days") and any(b < a for a, b in zip(vals, vals[1:])):
                     raise DataTableError(f"{_where(path, line, c)}: days must be non-decreasing, got {text!r}")

@@ -38,37 +38,12 @@ from .design import ParameterSpace
 LOG_VOLUME = "log_volume"
 
 
-#: the conditions-table columns the RIT model reads (the schedule) or may carry (identifiers, text; ``drug_doses``
-#: records the amount given — the model's dose per injection is the registry's ``ctla4_dose``/``pdl1_dose``)
-RIT_CONDITION_KEYS = frozenset({"condition", "rt_days", "rt_doses_gy", "drug", "drug_days", "drug_doses",
-                                "description"})
-
-
 def schedule_from_condition(condition: dict, day_offset: float, t_end: float):
-    """A :class:`forward.rit.Schedule` (model days) from a conditions-table row (data days)."""
+    """A :class:`forward.rit.Schedule` (model days) from a conditions-table row (data days): the model's own
+    mapping, :meth:`forward.rit.Schedule.from_condition` (several drugs per condition, unknown columns refused)."""
     from forward.rit import Schedule
 
-    condition = condition or {}
-    unknown = sorted(set(condition) - RIT_CONDITION_KEYS)
-    if unknown:
-        raise ValueError(f"condition {condition.get('condition', condition)!r}: unknown column(s) {unknown} for the RIT "
-                         f"model (a misspelled schedule column would silently drop that treatment); known: "
-                         f"{sorted(RIT_CONDITION_KEYS)}")
-    rt_days = [d - day_offset for d in condition.get("rt_days", [])]
-    rt_doses = list(condition.get("rt_doses_gy", []))
-    drug = condition.get("drug", "")
-    drug_days = [d - day_offset for d in condition.get("drug_days", [])]
-    if any(d < 0 for d in rt_days + drug_days):
-        raise ValueError(f"condition {condition}: an event lies before model day 0 (data day {day_offset}); "
-                         "choose an earlier day_offset")
-    kw: dict = {"rt_days": tuple(rt_days), "rt_doses_gy": tuple(rt_doses), "t_end": float(t_end)}
-    if drug in ("anti_pd1", "anti_pdl1"):
-        kw["pdl1_days"] = tuple(drug_days)
-    elif drug == "anti_ctla4":
-        kw["ctla4_days"] = tuple(drug_days)
-    elif drug:
-        raise ValueError(f"condition {condition}: unknown drug {drug!r} for the RIT model")
-    return Schedule(**kw)
+    return Schedule.from_condition(condition, day_offset, t_end)
 
 
 @dataclass

@@ -54,6 +54,14 @@ def _check_amounts(values: tuple[float, ...], what: str, upper: float | None = N
             raise ValueError(f"{what}: {v:g} exceeds the admissible maximum {upper:g}")
 
 
+#: drugs of the RIT model by name in a conditions table -> the model's drug state (anti-PD-1 acts through the
+#: anti-PD-L1 state p1: both block the PD-1/PD-L1 axis)
+DRUG_STATES = {"anti_pd1": "pdl1", "anti_pdl1": "pdl1", "anti_ctla4": "ctla4"}
+#: the conditions-table columns the RIT model reads or may carry
+CONDITION_KEYS = frozenset({"condition", "description", "rt_days", "rt_doses_gy", "drug", "drug_days", "drug_doses",
+                            *(f"{d}_days" for d in DRUG_STATES)})
+
+
 @dataclass(frozen=True)
 class Schedule:
     """Validated treatment schedule (immutable).
@@ -120,6 +128,42 @@ class Schedule:
             t_end=t_end,
             label=label,
         )
+
+    @classmethod
+    def from_condition(cls, condition: dict | None, day_offset: float = 0.0, t_end: float = 60.0) -> Schedule:
+        """The schedule of one conditions-table row (data days; model day 0 = data day ``day_offset``).
+
+        Columns (:data:`CONDITION_KEYS`): ``rt_days`` + ``rt_doses_gy``; one drug as ``drug`` (``anti_pd1``,
+        ``anti_pdl1`` or ``anti_ctla4``) + ``drug_days``, and/or any drugs by name as ``<drug>_days``
+        (``anti_pd1_days``, ``anti_pdl1_days``, ``anti_ctla4_days``) — so a condition can carry several drugs
+        (anti-PD-1 + anti-CTLA-4). ``drug_doses`` records the amount given; the model's dose per injection is the
+        registry's. An unknown column is an error (a misspelled schedule column would silently drop a treatment).
+        """
+        condition = dict(condition or {})
+        name = condition.get("condition", condition)
+        unknown = sorted(set(condition) - CONDITION_KEYS)
+        if unknown:
+            raise ValueError(f"condition {name!r}: unknown column(s) {unknown} for the RIT model (a misspelled "
+                             f"schedule column would silently drop that treatment); known: {sorted(CONDITION_KEYS)}")
+        days = {"ctla4": [], "pdl1": []}
+        drug = condition.get("drug", "")
+        if drug:
+            if drug not in DRUG_STATES:
+                raise ValueError(f"condition {name!r}: unknown drug {drug!r} for the RIT model; known: "
+                                 f"{sorted(DRUG_STATES)}")
+            days[DRUG_STATES[drug]] += list(condition.get("drug_days", []))
+        elif condition.get("drug_days"):
+            raise ValueError(f"condition {name!r}: drug_days given without a drug")
+        for d, state in DRUG_STATES.items():
+            days[state] += list(condition.get(f"{d}_days", []))
+        rt_days = [float(t) - day_offset for t in condition.get("rt_days", [])]
+        shifted = {k: sorted(float(t) - day_offset for t in v) for k, v in days.items()}
+        if any(t < 0 for t in rt_days + shifted["ctla4"] + shifted["pdl1"]):
+            raise ValueError(f"condition {name!r}: an event lies before model day 0 (data day {day_offset}); "
+                             "choose an earlier day_offset")
+        return cls(rt_days=tuple(rt_days), rt_doses_gy=tuple(condition.get("rt_doses_gy", [])),
+                   ctla4_days=tuple(shifted["ctla4"]), pdl1_days=tuple(shifted["pdl1"]), t_end=float(t_end),
+                   label=str(condition.get("condition", "")))
 
     @classmethod
     def from_file(cls, path: str | Path) -> Schedule:

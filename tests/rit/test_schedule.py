@@ -82,3 +82,30 @@ def test_schedule_file_roundtrip_and_errors(tmp_path):
         Schedule.from_file(t)
     with pytest.raises(FileNotFoundError, match="no such schedule file"):
         Schedule.from_file(tmp_path / "missing.json")
+
+
+def test_schedule_from_condition_several_drugs_and_named_errors():
+    """A condition can carry two drugs (anti-PD-1 + anti-CTLA-4); the mapping lives with the model's schedule."""
+    from forward.rit.schedule import Schedule
+
+    s = Schedule.from_condition({"condition": "combo", "rt_days": [10.0, 11.0], "rt_doses_gy": [8.0, 8.0],
+                                 "anti_pd1_days": [10.0, 13.0], "anti_ctla4_days": [12.0]}, day_offset=7.0, t_end=30)
+    assert s.rt_days == (3.0, 4.0) and s.pdl1_days == (3.0, 6.0) and s.ctla4_days == (5.0,)
+    s = Schedule.from_condition({"drug": "anti_ctla4", "drug_days": [9.0], "anti_pd1_days": [8.0]}, 7.0, 20)
+    assert s.ctla4_days == (2.0,) and s.pdl1_days == (1.0,)
+    with pytest.raises(ValueError, match=r"unknown column\(s\) \['anti_pd1_dayz'\]"):
+        Schedule.from_condition({"anti_pd1_dayz": [8.0]}, 7.0, 20)
+    with pytest.raises(ValueError, match="drug_days given without a drug"):
+        Schedule.from_condition({"drug_days": [8.0]}, 7.0, 20)
+    with pytest.raises(ValueError, match="before model day 0"):
+        Schedule.from_condition({"anti_ctla4_days": [6.0]}, 7.0, 20)
+
+
+def test_conditions_table_reads_per_drug_day_columns(tmp_path):
+    from calib.data import read_conditions
+    from forward.rit.schedule import Schedule
+
+    p = tmp_path / "c.csv"
+    p.write_text("condition,rt_days,rt_doses_gy,anti_pd1_days,anti_ctla4_days\ncombo,10;11,8;8,10;13,12\n")
+    s = Schedule.from_condition({**read_conditions(p).schedules["combo"], "condition": "combo"}, 7.0, 30)
+    assert s.pdl1_days == (3.0, 6.0) and s.ctla4_days == (5.0,)
