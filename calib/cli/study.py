@@ -1,4 +1,5 @@
-"""``immunocal study NAME --out DIR [--quick]`` — run one study script from ``studies/``."""
+"""``immunocal study NAME --out DIR [--quick]`` — run one study script from the ``studies`` package, found by name
+at run time (the library itself does not depend on the studies); ``immunocal report`` (:mod:`calib.report`)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,20 @@ import pkgutil
 from pathlib import Path
 
 
-def available_studies() -> list[str]:
-    import studies
+#: the package holding the study scripts (one module per study, each with ``run(out, quick)``)
+STUDIES_PACKAGE = "studies"
 
-    return sorted(m.name for m in pkgutil.iter_modules(studies.__path__) if not m.name.startswith("_"))
+
+def available_studies() -> list[str]:
+    pkg = importlib.import_module(STUDIES_PACKAGE)
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
 
 
 def cmd_study(args) -> int:
     names = available_studies()
     if args.name not in names:
         raise ValueError(f"unknown study '{args.name}'; available: {names}")
-    module = importlib.import_module(f"studies.{args.name}")
+    module = importlib.import_module(f"{STUDIES_PACKAGE}.{args.name}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     module.run(out=out, quick=args.quick)
@@ -35,7 +39,7 @@ def register(commands) -> None:
 
 
 def cmd_report(args) -> int:
-    from studies._report import update_readme
+    from calib.report import update_readme
 
     path = update_readme(args.results, args.readme, args.figures)
     print(f"updated the results section of {path} from {args.results}; figures in {args.figures}")

@@ -195,16 +195,8 @@ N_Y = 8
 
 
 @njit(cache=True, inline="always")
-def phi1(x):
-    """(1 - e^-x) / x for x >= 0, accurate near 0 (= 1 at x = 0)."""
-    if x < 1e-5:
-        return 1.0 - 0.5 * x + x * x / 6.0
-    return -math.expm1(-x) / x
-
-
-@njit(cache=True, inline="always")
 def relax(y, k, s, h):
-    """Exact value after ``h`` of ``y' = s - k y`` with constant ``k >= 0`` and ``s``: ``y e^-kh + s h phi1(kh)``.
+    """Exact value after ``h`` of ``y' = s - k y`` with constant ``k >= 0`` and ``s``: ``y e^-kh + s (1 - e^-kh)/k``.
 
     Positive for ``y, s >= 0``, exact in the stiff limit (``-> s/k``) — the building block of the scheme."""
     x = k * h
@@ -450,6 +442,26 @@ def step(theta, y, Cd, t_rt, n_cd, t, h, dqr_half, dqr, dqj_half, dqj, f0, fmid,
 
 
 @njit(cache=True, inline="always")
+def _free_growth_step(theta, y, ytry, no_cd, ringR, ringJ, m, k, frac, s1, s2, hf, initR, exponential, rng,
+                      no_drugs):
+    """One untreated step of ``frac * hf`` from the free-growth state ``y`` (left unchanged) into ``ytry``, delayed
+    sources read off the free-growth ring buffers; returns the step's antigen-source integral."""
+    for i in range(N_Y):
+        ytry[i] = y[i]
+    r0 = _cum_ring(ringR, m, k, k - s1, hf, initR, exponential)
+    j0 = _cum_ring(ringJ, m, k, k - s2, hf, 0.0, exponential)
+    inc, neg, cap, kl = step(
+        theta, ytry, no_cd, no_cd, 0, 0.0, frac * hf,
+        _cum_ring(ringR, m, k, k + 0.5 * frac - s1, hf, initR, exponential) - r0,
+        _cum_ring(ringR, m, k, k + frac - s1, hf, initR, exponential) - r0,
+        _cum_ring(ringJ, m, k, k + 0.5 * frac - s2, hf, 0.0, exponential) - j0,
+        _cum_ring(ringJ, m, k, k + frac - s2, hf, 0.0, exponential) - j0,
+        1.0, 1.0, exponential, False, rng, no_drugs, -1.0,
+    )
+    return inc
+
+
+@njit(cache=True, inline="always")
 def _vascular(vasc_on, kv, t, t_vasc):
     if not vasc_on:
         return 1.0
@@ -526,18 +538,8 @@ def run(
     theta_frac = 0.0
     if V < v_pre:
         while True:
-            for i in range(N_Y):
-                ytry[i] = y[i]
-            r0 = _cum_ring(ringR, m, k, k - s1, hf, initR, exponential)
-            j0 = _cum_ring(ringJ, m, k, k - s2, hf, 0.0, exponential)
-            inc, neg, cap, kl = step(
-                theta, ytry, no_cd, no_cd, 0, 0.0, hf,
-                _cum_ring(ringR, m, k, k + 0.5 - s1, hf, initR, exponential) - r0,
-                _cum_ring(ringR, m, k, k + 1.0 - s1, hf, initR, exponential) - r0,
-                _cum_ring(ringJ, m, k, k + 0.5 - s2, hf, 0.0, exponential) - j0,
-                _cum_ring(ringJ, m, k, k + 1.0 - s2, hf, 0.0, exponential) - j0,
-                1.0, 1.0, exponential, False, rng, fg_decay, -1.0,
-            )
+            inc = _free_growth_step(theta, y, ytry, no_cd, ringR, ringJ, m, k, 1.0, s1, s2, hf, initR, exponential,
+                                    rng, fg_decay)
             Vnew = ytry[Y_C] * vc + ytry[Y_TA] * vt
             if not (Vnew > 0.0 and Vnew < 1e300) or k >= max_free_steps:
                 info[I_STATUS] = FREE_GROWTH_FAILED
@@ -559,19 +561,8 @@ def run(
         theta_frac = 1.0
         for _ in range(200):
             theta_frac = lo - glo * (hi - lo) / (ghi - glo)
-            for i in range(N_Y):
-                ytry[i] = y[i]
-            h = theta_frac * hf
-            r0 = _cum_ring(ringR, m, k, k - s1, hf, initR, exponential)
-            j0 = _cum_ring(ringJ, m, k, k - s2, hf, 0.0, exponential)
-            inc, neg, cap, kl = step(
-                theta, ytry, no_cd, no_cd, 0, 0.0, h,
-                _cum_ring(ringR, m, k, k + 0.5 * theta_frac - s1, hf, initR, exponential) - r0,
-                _cum_ring(ringR, m, k, k + theta_frac - s1, hf, initR, exponential) - r0,
-                _cum_ring(ringJ, m, k, k + 0.5 * theta_frac - s2, hf, 0.0, exponential) - j0,
-                _cum_ring(ringJ, m, k, k + theta_frac - s2, hf, 0.0, exponential) - j0,
-                1.0, 1.0, exponential, False, rng, fg_decay, -1.0,
-            )
+            inc = _free_growth_step(theta, y, ytry, no_cd, ringR, ringJ, m, k, theta_frac, s1, s2, hf, initR,
+                                    exponential, rng, fg_decay)
             g = ytry[Y_C] * vc + ytry[Y_TA] * vt - v_pre
             if abs(g) <= 1e-14 * v_pre or hi - lo <= 1e-15:
                 break
