@@ -48,16 +48,14 @@ def run_chunk(spec: str, condition: dict | None, indices: np.ndarray, theta_desi
               names: list[str] | None = None, fixed: dict | None = None) -> dict:
     """Evaluate one chunk (worker side). Never raises for model failures: they are returned per run.
     ``theta_design`` holds the varied parameters ``names``; ``fixed`` gives the others."""
-    from .forward_api import check_output, load_forward_model
+    from .forward_api import check_output, descriptor_key, full_vectors, load_forward_model
 
-    if spec not in _MODEL_CACHE:
-        _MODEL_CACHE[spec] = load_forward_model(spec)
-    model = _MODEL_CACHE[spec]
+    key = descriptor_key(spec)
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE[key] = load_forward_model(spec)
+    model = _MODEL_CACHE[key]
     n = len(indices)
-    names = list(names or model.parameter_names)
-    theta = np.empty((n, len(model.parameter_names)))
-    for j, pn in enumerate(model.parameter_names):
-        theta[:, j] = theta_design[:, names.index(pn)] if pn in names else float((fixed or {})[pn])
+    theta = full_vectors(theta_design, names or model.parameter_names, model.parameter_names, fixed)
     shape = (n, len(model.observables), len(model.times))
     out = np.full(shape, np.nan)
     ok = np.zeros(n, bool)

@@ -171,3 +171,41 @@ def profile_likelihood_emulator(emulator, y: np.ndarray, sigma: float, index: in
         return float(stats.norm.logpdf(y[ok], mean[0][ok], sd[ok]).sum())
 
     return profile_likelihood(loglik, x0, index, grid, bounds)
+
+
+def posterior_contraction(idata, priors: dict, n_prior: int = 20000, seed: int = 0) -> dict:
+    """Contraction ``1 − var_post / var_prior`` per scalar parameter, in the prior's link space where it has one
+    (bounded logit-normal: the scale's ``g``), from prior draws of each :class:`priors.Prior` — near 1: the data
+    identify it; near 0: the posterior is the prior."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for n, prior in priors.items():
+        if n not in idata.posterior:
+            continue
+        g = getattr(prior, "_g", lambda x: np.asarray(x, float))
+        prior_draws = g(prior.sample(rng, n_prior))
+        post_draws = g(idata.posterior[n].values.ravel())
+        out[n] = float(1.0 - post_draws.var() / prior_draws.var())
+    return out
+
+
+def information_criteria(idata, n_parameters: int | None = None) -> dict:
+    """PSIS-LOO (ArviZ; every observed row, censored ones included) and the AICc at the best draw's log-likelihood
+    (seed 002 eq 27; ``n_parameters`` counts the noise scale too; ``None`` — a hierarchical model, whose parameter
+    count is not defined — gives no AICc). Needs a ``log_likelihood`` group."""
+    import arviz as az
+
+    from forward.rit.analysis import aicc
+
+    ll = idata.log_likelihood
+    var = list(ll.data_vars)
+    total = sum(ll[v].sum(dim=[d for d in ll[v].dims if d not in ("chain", "draw")]) for v in var)
+    n_data = int(sum(np.prod([ll[v].sizes[d] for d in ll[v].dims if d not in ("chain", "draw")]) for v in var))
+    best = float(total.max())
+    loo = az.loo(idata, var_name=var[0]) if len(var) == 1 else None
+    return {"loo_elpd": float(loo.elpd_loo) if loo is not None else None,
+            "loo_se": float(loo.se) if loo is not None else None,
+            "p_loo": float(loo.p_loo) if loo is not None else None,
+            "pareto_k_max": float(np.max(loo.pareto_k.values)) if loo is not None else None,
+            "aicc": aicc(best, n_parameters, n_data) if n_parameters is not None else None, "k": n_parameters, "n_data": n_data,
+            "max_log_likelihood": best}

@@ -6,8 +6,8 @@ A forward model is any object with
 * ``parameter_names``: tuple of str — the order of the columns of ``theta``;
 * ``observables``: tuple of str — e.g. ``("log_volume",)``;
 * ``times``: 1-D float array — the output time grid shared by all observables;
-* ``space(preset=None) -> ParameterSpace`` — admissible ranges and log/linear scale of the parameters (registry
-  models build it with :meth:`calib.design.ParameterSpace.from_registry`);
+* optional ``space(preset=None) -> ParameterSpace`` — default ranges and log/linear scales of the parameters (models
+  in the registry need none: the workflow takes ranges and scales from the registry and ``[design.bounds]``);
 * ``simulate(theta, condition=None) -> ndarray`` of shape ``(n, len(observables), len(times))`` for a
   ``(n, len(parameter_names))`` batch ``theta`` and one condition (a mapping: schedule, covariates, options).
 
@@ -16,12 +16,15 @@ the "exact" emulator so the surrogate route can be validated against the exact l
 
 Models are found by spec string with :func:`load_forward_model`: ``"toy.logistic"``, ``"toy.linear"`` (shipped in
 :mod:`calib.toy`) or ``"package.module:attribute"`` where the attribute is a forward-model instance, class or
-zero-argument factory.
+factory. A model with settings travels as a **descriptor** (:func:`forward_descriptor`): the spec plus the keyword
+arguments of the class, JSON-serialisable — campaigns store it, workers rebuild the model from it (never re-reading
+data files), and surrogates record it so a surrogate trained for another model or other settings is refused.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -35,13 +38,32 @@ class ForwardModel(Protocol):
     observables: tuple[str, ...]
     times: np.ndarray
 
-    def space(self, preset: str | None = None): ...
-
     def simulate(self, theta: np.ndarray, condition: Mapping[str, Any] | None = None) -> np.ndarray: ...
 
 
-def load_forward_model(spec: str, **kwargs) -> ForwardModel:
-    """Resolve a forward-model spec string (``"toy.logistic"`` or ``"pkg.module:attr"``) to an instance."""
+def forward_descriptor(spec: str, options: Mapping[str, Any] | None = None) -> str | dict:
+    """The serialisable identity of a forward model: the spec string alone, or ``{"spec", "options"}`` when the
+    class takes keyword arguments (sorted, JSON values only)."""
+    if not options:
+        return spec
+    opts = json.loads(json.dumps(dict(options), sort_keys=True))  # JSON values only (raises on others)
+    return {"spec": spec, "options": opts}
+
+
+def descriptor_key(descriptor: str | Mapping) -> str:
+    """A canonical string of a descriptor (equal iff the descriptors are equal), for caches and comparisons."""
+    return descriptor if isinstance(descriptor, str) else json.dumps(descriptor, sort_keys=True)
+
+
+def load_forward_model(spec: str | Mapping, **kwargs) -> ForwardModel:
+    """Resolve a forward-model spec string (``"toy.logistic"`` or ``"pkg.module:attr"``) or a descriptor
+    (:func:`forward_descriptor`) to an instance; ``kwargs`` (and a descriptor's options) go to the class/factory."""
+    if isinstance(spec, Mapping):
+        unknown = sorted(set(spec) - {"spec", "options"})
+        if unknown or "spec" not in spec:
+            raise ValueError(f"forward descriptor {dict(spec)} must have 'spec' and optionally 'options'")
+        kwargs = {**dict(spec.get("options") or {}), **kwargs}
+        spec = spec["spec"]
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"forward model spec must be a non-empty string, got {spec!r}")
     if spec.startswith("toy."):
@@ -63,13 +85,34 @@ def load_forward_model(spec: str, **kwargs) -> ForwardModel:
         obj = getattr(mod, attr)
     else:
         raise ValueError(f"forward model spec {spec!r} must be 'toy.<name>' or 'package.module:attribute'")
-    model = obj(**kwargs) if callable(obj) and not hasattr(obj, "simulate") or isinstance(obj, type) else obj
-    missing = [a for a in ("name", "parameter_names", "observables", "times", "simulate", "space")
-               if not hasattr(model, a)]
+    if kwargs and not (isinstance(obj, type) or callable(obj) and not hasattr(obj, "simulate")):
+        raise ValueError(f"forward model {spec!r} is an instance; it takes no options (got {sorted(kwargs)})")
+    try:
+        model = obj(**kwargs) if callable(obj) and not hasattr(obj, "simulate") or isinstance(obj, type) else obj
+    except TypeError as exc:
+        raise ValueError(f"forward model {spec!r}: bad options {sorted(kwargs)}: {exc}") from None
+    missing = [a for a in ("name", "parameter_names", "observables", "times", "simulate") if not hasattr(model, a)]
     if missing:
         raise ValueError(f"forward model {spec!r} lacks {missing} (see calib.forward_api.ForwardModel)")
     model.spec = spec
+    model.descriptor = forward_descriptor(spec, kwargs)
     return model
+
+
+def full_vectors(theta: np.ndarray, names, model_names, fixed: Mapping[str, float] | None = None) -> np.ndarray:
+    """The forward model's full input rows from values of the free parameters ``names`` (columns of ``theta``) and
+    ``fixed`` values of the others — the one "free parameters + base set → full vector" step."""
+    theta = np.atleast_2d(np.asarray(theta, float))
+    names, fixed = list(names), dict(fixed or {})
+    if theta.shape[1] != len(names):
+        raise ValueError(f"theta has {theta.shape[1]} columns for {len(names)} parameters {names}")
+    missing = [n for n in model_names if n not in names and n not in fixed]
+    if missing:
+        raise ValueError(f"parameter(s) {missing} are neither free nor fixed")
+    out = np.empty((len(theta), len(model_names)))
+    for j, n in enumerate(model_names):
+        out[:, j] = theta[:, names.index(n)] if n in names else float(fixed[n])
+    return out
 
 
 def check_output(model: ForwardModel, out: np.ndarray, n: int) -> np.ndarray:

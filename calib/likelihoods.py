@@ -84,8 +84,11 @@ def _noise_sd(name: str, spec: ObservableSpec, sig_data: np.ndarray):
 
 
 def observe(name: str, spec: ObservableSpec, mu, var, y: np.ndarray, censoring: np.ndarray,
-            sigma_data: np.ndarray, dims: str, source: str = "data", store_sd: bool = False):
-    """Create the observed variable ``y_<name>`` of the current model for these rows (module docstring)."""
+            sigma_data: np.ndarray, dims: str, source: str = "data", store_sd: bool = False,
+            bounds: tuple[float, float] | None = None):
+    """Create the observed variable ``y_<name>`` of the current model for these rows (module docstring).
+    ``bounds = (lower, upper)`` censors every row at the same limits instead of the data's flags (predictions of new
+    subjects: below the detection limit / above the humane endpoint, as measured)."""
     import pymc as pm
     import pytensor.tensor as pt
 
@@ -95,7 +98,10 @@ def observe(name: str, spec: ObservableSpec, mu, var, y: np.ndarray, censoring: 
         sd = pt.sqrt(pt.square(_noise_sd(name, spec, np.asarray(sigma_data, float))) + var)
         if store_sd:
             pm.Deterministic(f"sd_{name}", sd, dims=dims)
-        lower, upper = censoring_bounds(y, censoring)
+        if bounds is None:
+            lower, upper = censoring_bounds(y, censoring)
+        else:
+            lower, upper = np.full(len(y), float(bounds[0])), np.full(len(y), float(bounds[1]))
         yd = pm.Data(f"data_{name}", y, dims=dims)
         return pm.Censored(f"y_{name}", continuous_dist(spec, mu, sd), lower=lower, upper=upper, observed=yd,
                            dims=dims)

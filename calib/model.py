@@ -87,7 +87,7 @@ def _safe(name: str) -> str:
 def build_model(emulators, parameters: Sequence[ParameterSpec], data: Measurements,
                 observables: Mapping[str, ObservableSpec] | None = None, conditions: Conditions | None = None,
                 *, model: str | None = None, preset: str | None = None, store_predictions: bool = True,
-                shared_subjects: bool = False):
+                shared_subjects: bool = False, censor_bounds: Mapping[str, tuple[float, float]] | None = None):
     """Build the calibration ``pm.Model``.
 
     ``emulators``: one emulator (used for every condition) or ``{condition: emulator}``; an emulator has
@@ -95,6 +95,8 @@ def build_model(emulators, parameters: Sequence[ParameterSpec], data: Measuremen
     A subject id that occurs under several conditions is one subject (one set of latent values) only with
     ``shared_subjects=True`` (the same animal really measured under several conditions); otherwise it is an error —
     per-group numbering ("1", "2", … in every arm) would silently merge different animals.
+    ``censor_bounds = {observable: (lower, upper)}`` censors all rows of an observable at fixed limits (predictive
+    models of new subjects; see :func:`calib.likelihoods.observe`).
     """
     import pymc as pm
     import pytensor.tensor as pt
@@ -256,6 +258,6 @@ def build_model(emulators, parameters: Sequence[ParameterSpec], data: Measuremen
             if store_predictions:
                 pm.Deterministic(f"mu_{oname}", mu, dims=dims_name)
             observe(oname, ospec, mu, var, y, cz, data.sigma[rows], dims_name, source=str(data.source),
-                    store_sd=store_predictions)
+                    store_sd=store_predictions, bounds=(censor_bounds or {}).get(oname))
     m.calib_info = info
     return m

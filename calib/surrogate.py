@@ -197,12 +197,25 @@ def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum(d, 0.0)
 
 
+def _full_space(forward, space=None) -> ParameterSpace:
+    """The parameter space of a forward model's full input vector: ``space`` if given (its names must be the model's
+    parameters, in order), else the model's own ``space()``."""
+    if space is None:
+        if not hasattr(forward, "space"):
+            raise ValueError(f"forward model {forward.name!r} has no space(); pass the parameter space explicitly")
+        return forward.space()
+    if tuple(space.names) != tuple(forward.parameter_names):
+        raise ValueError(f"parameter space {list(space.names)} is not the input vector of forward model "
+                         f"{forward.name!r} ({list(forward.parameter_names)})")
+    return space
+
+
 class ExactEmulator:
     """Wraps a forward model with ``simulate_pt`` as a zero-variance "emulator" (exact-likelihood reference)."""
 
     family = "exact"
 
-    def __init__(self, forward, condition=None):
+    def __init__(self, forward, condition=None, space=None):
         if not hasattr(forward, "simulate_pt"):
             raise ValueError(f"forward model {forward.name!r} has no PyTensor form (simulate_pt); use a surrogate "
                              f"or the black-box emulator")
@@ -210,7 +223,7 @@ class ExactEmulator:
         self.condition = condition
         self.observables = tuple(forward.observables)
         self.times = np.asarray(forward.times, float)
-        self.space = forward.space()
+        self.space = _full_space(forward, space)
         self.surrogate_id = f"exact-{forward.name}"
 
     def predict_pt(self, theta):
@@ -229,12 +242,12 @@ class BlackBoxEmulator:
 
     family = "blackbox"
 
-    def __init__(self, forward, condition=None):
+    def __init__(self, forward, condition=None, space=None):
         self.forward = forward
         self.condition = condition
         self.observables = tuple(forward.observables)
         self.times = np.asarray(forward.times, float)
-        self.space = forward.space()
+        self.space = _full_space(forward, space)
         self.surrogate_id = f"blackbox-{forward.name}"
 
     def predict_pt(self, theta):
@@ -262,7 +275,11 @@ def _forward_op_class():
         def __init__(self, forward, condition):
             self.forward = forward
             self.condition = condition
-            self.key = (forward.name, json.dumps(condition, sort_keys=True, default=str))
+            from .forward_api import descriptor_key
+
+            # the model's full identity (spec + options), not just its name: two settings never share an Op
+            self.key = (descriptor_key(getattr(forward, "descriptor", forward.name)),
+                        json.dumps(condition, sort_keys=True, default=str))
 
         def make_node(self, theta):
             theta = pt.as_tensor_variable(theta)

@@ -8,7 +8,8 @@
 
 Both models accept test-only condition keys: ``sleep`` (seconds per batch, to make campaigns killable) and
 ``fail_above`` (``{parameter: threshold}`` — a run whose parameter exceeds the threshold raises, to test failure
-records).
+records). The logistic model's treatment: ``growth_factor`` (the growth rate is multiplied by it; default 1), so a
+held-out arm can be predicted. Other condition keys are refused.
 """
 
 from __future__ import annotations
@@ -22,9 +23,15 @@ import numpy as np
 from .design import ParameterSpace
 
 
+_CONDITION_KEYS = {"sleep", "fail_above", "growth_factor", "description"}
+
+
 def _test_hooks(model, theta: np.ndarray, condition: Mapping[str, Any] | None) -> None:
     if not condition:
         return
+    unknown = sorted(set(condition) - _CONDITION_KEYS)
+    if unknown:
+        raise ValueError(f"{model.name}: unknown condition key(s) {unknown}; allowed: {sorted(_CONDITION_KEYS)}")
     if condition.get("sleep"):
         _time.sleep(float(condition["sleep"]))
     for name, thr in dict(condition.get("fail_above", {})).items():
@@ -62,6 +69,13 @@ class LinearModel:
         return pt.concatenate([y] * len(self.observables), axis=1) if len(self.observables) > 1 else y
 
 
+def _growth_factor(condition) -> float:
+    f = float((condition or {}).get("growth_factor", 1.0))
+    if not f >= 0:
+        raise ValueError(f"toy.logistic: growth_factor must be >= 0, got {f}")
+    return f
+
+
 class LogisticModel:
     name = "toy.logistic"
     parameter_names = ("growth_rate", "carrying_capacity", "initial_volume")
@@ -79,14 +93,15 @@ class LogisticModel:
     def simulate(self, theta, condition=None):
         theta = np.atleast_2d(np.asarray(theta, dtype=float))
         _test_hooks(self, theta, condition)
-        r, k, v0 = theta[:, 0:1], theta[:, 1:2], theta[:, 2:3]
+        r, k, v0 = theta[:, 0:1] * _growth_factor(condition), theta[:, 1:2], theta[:, 2:3]
         v = k / (1.0 + (k / v0 - 1.0) * np.exp(-r * self.times[None, :]))
         return np.log(v)[:, None, :]
 
     def simulate_pt(self, theta, condition=None):
         import pytensor.tensor as pt
 
-        r, k, v0 = theta[:, 0][:, None], theta[:, 1][:, None], theta[:, 2][:, None]
+        _test_hooks(self, np.zeros((0, 3)), condition)
+        r, k, v0 = theta[:, 0][:, None] * _growth_factor(condition), theta[:, 1][:, None], theta[:, 2][:, None]
         v = k / (1.0 + (k / v0 - 1.0) * pt.exp(-r * self.times[None, :]))
         return pt.log(v)[:, None, :]
 

@@ -1,97 +1,59 @@
 """Bayesian counterpart of seed 002's fit to Dewan et al. 2009 (TSA primary tumours, folder 2, all eight arms).
 
-Two variants (LQ + vascular damage as Supp. Table 3; modified LQ as Supp. Table 1), posterior summaries next to
-the seed's best fit, predictive bands over the data, LOO and AICc, posterior contraction, prediction of the folder-3
-IT-timing arms (not fitted) with coverage, and the surrogate-route validation: NUTS on the surrogate vs SMC on the
-true forward model for a 3-parameter restriction (means within 0.2 posterior sd, sds within 20 %).
+Two variants, each one config next to the data (``calib/datasets/dewan2009/{lq_vascular,modified_lq}.toml``): LQ +
+vascular damage (Supp. Table 3) and modified LQ (Supp. Table 1). This script runs them through the workflow and
+collects the posterior next to the seed's best fit, LOO and AICc, posterior contraction, coverage of the fitted arms
+and of the folder-3 IT-timing arms (not fitted; predicted by the true forward model), and the surrogate-route
+validation: NUTS on the surrogates vs SMC on the true forward model for a 3-parameter restriction of the first config
+(means within 0.2 posterior sd, sds within 20 %).
 """
 
 from __future__ import annotations
 
+import copy
+import shutil
 from pathlib import Path
 
-import numpy as np
-
-from studies._common import save_figure, use_agg, write_json
+from studies._common import write_json
 
 NAME = "rit_dewan_fit"
+VARIANTS = ("lq_vascular", "modified_lq")
+RESTRICTED = ("tumour_proliferation_rate", "tumour_alpha", "immune_kill_rate")
 
 
-def _plot(fit, bands, meas, conditions, times, path_name, out, title):
-    import matplotlib.pyplot as plt
+def _config(variant: str, quick: bool) -> dict:
+    from calib.config import load_config
+    from calib.datasets import dataset_dir
 
-    n = len(conditions)
-    cols = 4
-    rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.5 * rows), sharex=True, sharey=True)
-    for ax, c in zip(np.ravel(axes), conditions):
-        b = {k: np.exp(v) for k, v in bands[c].items()}
-        ax.fill_between(times, b["q05"], b["q95"], alpha=0.25, color="C0")
-        ax.fill_between(times, b["q25"], b["q75"], alpha=0.4, color="C0")
-        ax.plot(times, b["q50"], color="C0")
-        m = meas.condition == c
-        ax.plot(meas.time[m], np.exp(meas.value[m]), "ko", ms=3)
-        ax.set_yscale("log")
-        ax.set_title(c.split("_", 2)[2], fontsize=8)
-    for ax in np.ravel(axes)[n:]:
-        ax.set_visible(False)
-    fig.suptitle(title, fontsize=9)
-    return save_figure(fig, out, path_name)
+    cfg = load_config(dataset_dir("dewan2009") / f"{variant}.toml")
+    if quick:
+        cfg["design"]["n"] = 128
+        cfg["sampler"].update(draws=250, tune=300)
+        cfg["refinement"]["draws"] = 200
+        cfg["predict"]["draws"] = 200
+    return cfg
 
 
 def run(out: Path, quick: bool = False) -> dict:
-    use_agg()
-    from calib.rit_calibration import FitSettings
-    from calib.rit_dewan import (
-        contraction,
-        coverage,
-        fit_variant,
-        information_criteria,
-        load_dewan,
-        predictive_bands,
-    )
+    from calib.workflow import Calibration
     from priors import registry
 
     out = Path(out)
-    # a Sobol design over the box, one active-refinement round where a pilot posterior sits, then the fit
-    settings = FitSettings(n_design=128, draws=250, tune=300, chains=2, refine_rounds=1, refine_draws=200) if quick \
-        else FitSettings(n_design=192, draws=1000, tune=1000, chains=2, refine_rounds=1)
-    fit_meas, held_meas, _ = load_dewan()
-    fit_conds = list(dict.fromkeys(fit_meas.condition.tolist()))
-    held_conds = list(dict.fromkeys(held_meas.condition.tolist()))
-    result: dict = {"settings": settings.__dict__, "variants": {}}
-    for variant, preset in (("lq_vascular", "dewan_table3"), ("modified_lq", "dewan_table1")):
-        fit = fit_variant(variant, out / "work", settings)
-        times = next(iter(fit.surrogates.values())).times
-        bands = predictive_bands(fit, fit_conds + held_conds, seed=settings.seed)
-        seed_values = registry().parameter_set("rit", preset)
-        post = fit.idata.posterior
-        from calib.outputs import check_diagnostics
-
-        diag = check_diagnostics(fit.idata, var_names=[v for v in post.data_vars if not v.startswith(("mu_", "sd_"))
-                                                       and not v.endswith("_z")])
-        result["variants"][variant] = {
-            "preset": preset,
-            "posterior": {n: {"mean": float(post[n].mean()), "sd": float(post[n].std()),
-                              "q05": float(post[n].quantile(0.05)), "q95": float(post[n].quantile(0.95)),
-                              "seed_best_fit": seed_values[n]}
-                          for n in fit.surrogates[fit_conds[0]].space.names},
-            "contraction": contraction(fit),
-            "information_criteria": information_criteria(fit, len(fit_meas)),
-            "fit_arms": coverage(fit_meas, bands, times),
-            "heldout_arms": coverage(held_meas, bands, times),
-            "diagnostics": diag,
-            "slow_mixing": _slow_mixing(fit, contraction(fit), diag["thresholds"]["ess_min"]),
-            "surrogate_validation": fit.validation,
-            "seconds": fit.seconds,
-        }
-        _plot(fit, bands, fit_meas, fit_conds, times, f"dewan_fit_{variant}.png", out,
-              f"Dewan TSA fit ({variant}): 50/90 % posterior predictive, data = digitised means")
-        _plot(fit, bands, held_meas, held_conds, times, f"dewan_heldout_{variant}.png", out,
-              f"Dewan folder-3 arms predicted ({variant}, not fitted)")
+    result: dict = {"settings": {"configs": [f"calib/datasets/dewan2009/{v}.toml" for v in VARIANTS],
+                                 "quick": quick}, "variants": {}}
+    for variant in VARIANTS:
+        cal = Calibration(_config(variant, quick), out / f"dewan_{variant}", force=True)
+        res = cal.run()
+        seed_values = registry().parameter_set("rit", cal.cfg["model"]["preset"])
+        for n in cal.free:
+            res["posterior"][n]["seed_best_fit"] = seed_values[n]
+        res["slow_mixing"] = _slow_mixing(cal.idata, res["contraction"], res["diagnostics"]["thresholds"]["ess_min"])
+        result["variants"][variant] = res
+        shutil.copyfile(cal.out / "predictions_fit.png", out / f"dewan_fit_{variant}.png")
+        shutil.copyfile(cal.out / "predictions_heldout.png", out / f"dewan_heldout_{variant}.png")
     main = result["variants"]["lq_vascular"]
-    result["fit_arms_coverage_90"] = main["fit_arms"]["coverage_90"]
-    result["heldout_arms_coverage_90"] = main["heldout_arms"]["coverage_90"]
+    result["fit_arms_coverage_90"] = main["prediction"]["fit"]["coverage_90"]
+    result["heldout_arms_coverage_90"] = main["prediction"]["heldout"]["coverage_90"]
     result["diagnostics"] = main["diagnostics"]
     result["identified"] = {v: sorted(n for n, c in r["contraction"].items() if c >= 0.5)
                             for v, r in result["variants"].items()}
@@ -100,12 +62,12 @@ def run(out: Path, quick: bool = False) -> dict:
     return result
 
 
-def _slow_mixing(fit, contraction: dict, ess_min: float) -> dict:
+def _slow_mixing(idata, contraction: dict, ess_min: float) -> dict:
     """Which parameters miss the bulk-ESS threshold, next to their posterior contraction: a parameter the data do
     not identify (contraction < 0.5) leaves a flat direction along which NUTS moves slowly."""
     import arviz as az
 
-    ess = az.ess(fit.idata, var_names=list(contraction))
+    ess = az.ess(idata, var_names=list(contraction))
     slow = {n: {"ess_bulk": float(ess[n]), "contraction": c, "identified": c >= 0.5}
             for n, c in contraction.items() if float(ess[n]) < ess_min}
     return {"parameters": slow,
@@ -115,19 +77,31 @@ def _slow_mixing(fit, contraction: dict, ess_min: float) -> dict:
 
 
 def _validate_route(out: Path, quick: bool) -> dict:
-    """NUTS on the surrogate vs SMC on the true forward model (3 free parameters, Table 3 otherwise)."""
-    from calib.rit_calibration import FitSettings
-    from calib.rit_dewan import fit_variant
+    """NUTS on the surrogates vs SMC on the true forward model (3 free parameters, Table 3 otherwise), both through
+    the workflow on the lq_vascular config restricted in memory."""
+    from calib.workflow import Calibration
 
-    n_design = 96 if quick else 128
-    nuts = fit_variant("restricted", out / "work", FitSettings(n_design=n_design, draws=500 if quick else 2000,
-                                                               tune=500 if quick else 1000, chains=2,
-                                                               refine_rounds=1 if quick else 2), heldout=False)
-    smc = fit_variant("restricted", out / "work", FitSettings(n_design=n_design, draws=500 if quick else 2000,
-                                                              chains=1), method="smc", blackbox=True, heldout=False)
+    base = _config("lq_vascular", quick)
+    base["model"]["options"]["parameter_names"] = list(RESTRICTED)
+    base["parameters"] = {n: base["parameters"][n] for n in RESTRICTED}
+    base["design"]["bounds"] = {n: base["design"]["bounds"][n] for n in RESTRICTED}
+    base["design"]["n"] = 96 if quick else 128
+    base["conditions"]["heldout"] = []
+    base["predict"]["draws"] = 0
+    nuts_cfg = copy.deepcopy(base)
+    nuts_cfg["sampler"].update(draws=500 if quick else 2000, tune=500 if quick else 1000)
+    nuts_cfg["refinement"]["rounds"] = 1 if quick else 2
+    smc_cfg = copy.deepcopy(base)
+    smc_cfg["emulator"] = {"kind": "blackbox"}
+    smc_cfg.pop("refinement")
+    smc_cfg["sampler"] = {"method": "smc", "draws": 500 if quick else 2000, "chains": 1, "seed": 1}
+    nuts = Calibration(nuts_cfg, out / "dewan_restricted_nuts", force=True)
+    nuts_summary = nuts.run()
+    smc = Calibration(smc_cfg, out / "dewan_restricted_smc", force=True)
+    smc_summary = smc.run()
     rows = {}
     ok = True
-    for n in nuts.surrogates[next(iter(nuts.surrogates))].space.names:
+    for n in RESTRICTED:
         a, b = nuts.idata.posterior[n].values.ravel(), smc.idata.posterior[n].values.ravel()
         dz = abs(a.mean() - b.mean()) / b.std()
         ratio = a.std() / b.std()
@@ -137,5 +111,5 @@ def _validate_route(out: Path, quick: bool) -> dict:
                    "pass": bool(dz <= 0.2 and abs(ratio - 1) <= 0.2)}
         ok = ok and rows[n]["pass"]
     return {"parameters": rows, "all_pass": ok, "criteria": "|mean diff| <= 0.2 sd_true, |sd ratio - 1| <= 0.2",
-            "surrogate_at_posterior": nuts.validation["at_posterior"],
-            "wall_clock_s": {"nuts_surrogate": nuts.seconds, "smc_true_model": smc.seconds}}
+            "surrogate_at_posterior": nuts_summary["surrogate_at_posterior"],
+            "wall_clock_s": {"nuts_surrogate": nuts_summary["seconds"], "smc_true_model": smc_summary["seconds"]}}

@@ -1,4 +1,4 @@
-"""CLI of the calibration layer: ``campaign run|resume|status``, ``surrogate fit|validate``, ``calibrate``, ``ppc``,
+"""CLI of the calibration layer: ``campaign run|resume|status``, ``surrogate fit|validate``, ``calibrate``, ``predict``, ``ppc``,
 ``sbc`` and ``bench calib``."""
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def cmd_calibrate(args) -> int:
     from calib.pipeline import calibrate
 
     summary = calibrate(args.config, out_dir=args.out, surrogate=args.surrogate, force=args.force,
-                        method=args.method, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed)
+                        progress=not args.quiet, method=args.method, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed)
     _print(summary)
     return 0 if summary["diagnostics"].get("ok") is not False else 3
 
@@ -120,6 +120,14 @@ def cmd_ppc(args) -> int:
 
     res = ppc(args.run_dir)
     _print({o: {k: v for k, v in b.items() if k.startswith("fraction")} for o, b in res["observables"].items()})
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from calib.pipeline import predict
+
+    res = predict(args.run_dir, args.conditions, out=args.out, progress=not args.quiet)
+    _print({k: v for k, v in res.items() if k != "bands"})
     return 0
 
 
@@ -202,7 +210,17 @@ def register(commands) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--force", action="store_true",
                    help="replace the files of a previous run in the output folder (nothing else is ever deleted)")
+    p.add_argument("--quiet", action="store_true", help="no progress output (campaigns, sampling, prediction)")
     p.set_defaults(func=cmd_calibrate)
+
+    p = commands.add("predict", help="predict conditions for new subjects from a calibration run (true forward "
+                                     "model at posterior draws): bands, coverage, tumour-control fractions")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--conditions", nargs="+", default=None,
+                   help="condition names of the run's conditions table (default: the run's fitted + held-out)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: the run folder)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_predict)
 
     p = commands.add("ppc", help="posterior predictive bands over the data of a calibration run")
     p.add_argument("run_dir", type=Path)

@@ -123,7 +123,7 @@ def test_tagged_refinement_round_is_not_repeated(tmp_path, rng):
 
 def test_config_refuses_a_surrogate_of_another_forward_model_or_condition(fitted, tmp_path):
     """A surrogate trained for another forward model or another condition would bias the posterior silently."""
-    from calib.pipeline import check_surrogate_provenance, load_emulators
+    from calib.workflow import Calibration, check_surrogate_provenance
 
     sur, _ = fitted
     sur.save(tmp_path / "s.npz")
@@ -136,7 +136,16 @@ def test_config_refuses_a_surrogate_of_another_forward_model_or_condition(fitted
     loaded.forward_ = None
     with pytest.raises(ValueError, match="no provenance"):
         check_surrogate_provenance(loaded, "s.npz", "toy.logistic", "ctrl", None)
-    cfg = {"model": {"forward": "toy.linear"}, "emulator": {"kind": "surrogate", "path": "s.npz"},
-           "_base": str(tmp_path)}
-    with pytest.raises(ValueError, match="but \\[model\\] forward is 'toy.linear'"):
-        load_emulators(cfg, ["ctrl"])
+    with pytest.raises(ValueError, match="but the config's forward model is 'toy.linear'"):
+        check_surrogate_provenance(GPSurrogate.load(tmp_path / "s.npz"), "s.npz", "toy.linear", "ctrl", None)
+    # options are part of the identity: the same class with other settings is another forward model
+    with pytest.raises(ValueError, match="trained on forward model 'toy.logistic', but .*options"):
+        check_surrogate_provenance(GPSurrogate.load(tmp_path / "s.npz"), "s.npz",
+                                   {"spec": "toy.logistic", "options": {"noise": 0.1}}, "ctrl", None)
+    # through the workflow: the config's [emulator] path is checked before any sampling
+    (tmp_path / "m.csv").write_text("subject,condition,observable,time,value\na,ctrl,log_volume,1,4.0\n")
+    cfg = {"model": {"forward": "toy.linear"}, "data": {"measurements": "m.csv"},
+           "parameters": {"slope": {"role": "population", "prior": {"distribution": "Normal", "mu": 0, "sigma": 1}}},
+           "emulator": {"kind": "surrogate", "path": "s.npz"}, "_base": str(tmp_path), "_path": "c.toml"}
+    with pytest.raises(ValueError, match="but the config's forward model is 'toy.linear'"):
+        Calibration(cfg, tmp_path / "run", progress=False).train()

@@ -1,29 +1,32 @@
-"""The RIT model behind the calibration core: adapter, schedule mapping, Morisada set-up, quickstart end to end."""
+"""The RIT model behind the calibration workflow: its simulator, the bundled configs (Morisada, Dewan), refinement,
+the quickstart end to end."""
 
+import copy
 import json
+import math
 
 import numpy as np
 import pytest
 
-from calib.forward_api import ForwardModel, check_output
-from calib.rit_calibration import (
-    FitSettings,
-    RitForwardModel,
-    morisada_setup,
-    schedule_from_condition,
-    to_log_volume,
-)
-from forward.rit import simulate_volumes
+from calib.config import load_config
+from calib.datasets import dataset_dir
+from calib.forward_api import ForwardModel, check_output, load_forward_model
+from calib.workflow import Calibration
+from forward.rit import Schedule, simulate_volumes
+from forward.rit.simulator import RitSimulator
 from priors import registry
 
+CONFIGS = [dataset_dir("morisada2018") / "moc1.toml", dataset_dir("morisada2018") / "mc38.toml",
+           dataset_dir("dewan2009") / "lq_vascular.toml", dataset_dir("dewan2009") / "modified_lq.toml"]
 
-def test_adapter_matches_forward_model_and_protocol():
-    fm = RitForwardModel(data_days=(7.0, 40.0), day_offset=7.0, pretreatment_volume_mm3=60.0)
+
+def test_simulator_matches_forward_model_and_protocol():
+    fm = RitSimulator(data_days=(7.0, 40.0), day_offset=7.0, pretreatment_volume_mm3=60.0)
     assert isinstance(fm, ForwardModel)
     cond = {"rt_days": [10.0, 11.0], "rt_doses_gy": [8.0, 8.0], "drug": "anti_pd1", "drug_days": [7.0, 12.0, 17.0]}
     theta = np.array([[0.1, 20.0, 0.05], [0.2, 5.0, 0.1]])
     out = check_output(fm, fm.simulate(theta, cond), 2)
-    sched = schedule_from_condition(cond, 7.0, t_end=34.0)
+    sched = Schedule.from_condition(cond, 7.0, 34.0)
     assert sched.rt_days == (3.0, 4.0) and sched.pdl1_days == (0.0, 5.0, 10.0)
     ps = registry().parameter_set("rit", "dewan_table3").replace(
         tumour_proliferation_rate=0.2, immune_kill_rate=5.0, tumour_alpha=0.1)
@@ -32,75 +35,113 @@ def test_adapter_matches_forward_model_and_protocol():
     assert out[0, 0, 0] == pytest.approx(np.log(60.0), rel=1e-6)  # day 0 sits at the pre-treatment volume
 
 
+def test_simulator_descriptor_rebuilds_the_same_model():
+    """Campaign workers rebuild the simulator from its descriptor (class + options): no data file is read."""
+    opts = {"preset": "dewan_table3", "parameter_names": ["tumour_alpha"], "data_days": [12.0, 20.0],
+            "day_offset": 12.0}
+    fm = load_forward_model("forward.rit.simulator:RitSimulator", **opts)
+    again = load_forward_model(fm.descriptor)
+    assert again.descriptor == fm.descriptor and again.parameter_names == ("tumour_alpha",)
+    np.testing.assert_array_equal(again.simulate([[0.1]], {}), fm.simulate([[0.1]], {}))
+    with pytest.raises(ValueError, match="bad options"):
+        load_forward_model("forward.rit.simulator:RitSimulator", day_ofset=12.0)
+
+
+def test_schedule_and_simulator_errors():
+    with pytest.raises(ValueError, match="before model day 0"):
+        Schedule.from_condition({"rt_days": [5.0], "rt_doses_gy": [2.0]}, 7.0, 30.0)
+    with pytest.raises(ValueError, match="unknown drug 'aspirin'"):
+        Schedule.from_condition({"drug": "aspirin", "drug_days": [8.0]}, 7.0, 30.0)
+    # a misspelled schedule column used to be dropped silently (an RT-only model for a drug arm)
+    with pytest.raises(ValueError, match=r"unknown column\(s\) \['drug_dayz'\]"):
+        Schedule.from_condition({"drug": "anti_pd1", "drug_dayz": [8.0]}, 7.0, 30.0)
+    with pytest.raises(ValueError, match="before day_offset"):
+        RitSimulator(data_days=(5.0, 30.0), day_offset=7.0)
+    with pytest.raises(ValueError, match="pretreatment_volume_mm3 must be > 0"):
+        RitSimulator(pretreatment_volume_mm3=0.0)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_bundled_configs_resolve_their_data_conditions_and_priors(config):
+    cal = Calibration(config, "/nonexistent/never-written", progress=False)
+    fit, held = cal.conditions
+    assert fit and held and not set(fit) & set(held)
+    assert set(cal.data.observables) == {"log_volume"} and np.all(np.isfinite(cal.data.value))
+    assert cal.data.value.max() < math.log(5e3)
+    space = cal.space(cal.free)
+    for s in cal.parameters:  # priors live on the surrogates' training box
+        j = list(space.names).index(s.name)
+        assert s.prior.support == pytest.approx((space.lower[j], space.upper[j]))
+    for c in fit + held:
+        Schedule.from_condition(cal.schedule(c), cal.forward.day_offset, 100.0)  # every schedule is valid
+
+
+@pytest.mark.parametrize("line", ["MOC1", "MC38"])
+def test_morisada_pretreatment_volume_follows_its_stated_rule(line):
+    """The config states a number; the rule in its comment (median control volume on the first measurement day,
+    extrapolated back to day 7 with the median control growth between the first two days) reproduces it."""
+    cal = Calibration(dataset_dir("morisada2018") / f"{line.lower()}.toml", "/nonexistent", progress=False)
+    meas = cal.tables[0]
+    ok = (meas.condition == f"{line}_Control") & (meas.censoring == "none")
+    d0, d1 = np.unique(meas.time[ok])[:2]
+    v0, v1 = (np.median(np.exp(meas.value[ok & (meas.time == d)])) for d in (d0, d1))  # median volume (mm³)
+    rate = math.log(v1 / v0) / (d1 - d0)
+    assert cal.forward.pretreatment_volume_mm3 == pytest.approx(v0 * math.exp(-rate * (d0 - 7.0)), rel=1e-6)
+    # the detection limit of the predictions is the data's own (10 mm³, left-censored rows)
+    assert cal.censor_limits()["log_volume"] == (pytest.approx(math.log(10.0)), math.inf)
+
+
+def test_log_transform_rejects_zeros(tmp_path):
+    from calib.data import Measurements
+    from calib.workflow import log_transform
+
+    bad = Measurements.from_arrays(["m"], ["c"], ["v"], [1.0], [0.0], source="x.csv")
+    with pytest.raises(ValueError, match="x.csv, data row 1: v = 0.0 cannot be log-transformed"):
+        log_transform(bad, {"v": "log_v"})
+
+
+def _restricted_dewan(fit_conditions, n_design):
+    cfg = load_config(dataset_dir("dewan2009") / "lq_vascular.toml")
+    names = ["tumour_proliferation_rate", "tumour_alpha", "immune_kill_rate"]
+    cfg["model"]["options"]["parameter_names"] = names
+    cfg["parameters"] = {n: cfg["parameters"][n] for n in names}
+    cfg["design"]["bounds"] = {n: cfg["design"]["bounds"][n] for n in names}
+    cfg["design"]["n"] = n_design
+    cfg["conditions"] = {"fit": list(fit_conditions), "heldout": []}
+    return cfg
+
+
 def test_refinement_shrinks_the_surrogate_error_where_the_posterior_is(tmp_path):
     """Dewan restricted variant, one irradiated arm: a coarse design, then one active-refinement round around a
     posterior-like cloud; the true-model check at fresh draws of that cloud improves and the round is recorded."""
-    from calib.rit_calibration import posterior_check, refine_surrogates, train_surrogates
-    from calib.rit_dewan import dewan_forward, load_dewan
+    from calib.surrogate import refine
 
-    _, _, conds = load_dewan()
-    fwd = dewan_forward("restricted")
     cond = "tsa_fig2_8Gyx3+PBS"
-    settings = FitSettings(n_design=24, refine_points=16)
-    trained = train_surrogates("calib.rit_dewan:dewan_restricted", fwd, [cond], conds, tmp_path, settings, False)
+    cal = Calibration(_restricted_dewan([cond], 24), tmp_path, progress=False)
+    cal.train()
     rng = np.random.default_rng(0)
     centre = np.array([0.14, 0.03, 18.0])                        # near seed 002 Table 3 (λ1, α_C, p)
     cloud = centre * np.exp(rng.normal(0.0, 0.05, size=(400, 3)))
-    before = posterior_check(trained["surrogates"], fwd, conds, cloud[200:], n=40)
-    refine_surrogates(trained, cloud[:200], settings, round_no=1, progress=False)
-    after = posterior_check(trained["surrogates"], fwd, conds, cloud[200:], n=40)
+    before = cal.surrogate_check(cloud[200:], n=40)
+    camp = cal.campaigns[cond]
+    cal.emulators[cond], _ = refine(camp, cloud[:200], 16, tag="round1", seed=1)
+    after = cal.surrogate_check(cloud[200:], n=40)
     assert after["worst_condition"] == cond and before["n_draws"] == 40
     assert after["max_rmse"] < 0.5 * before["max_rmse"]
-    camp = trained["campaigns"][cond]
     assert len(camp.meta["refinement_rounds"]["round1"]) == 16 and len(camp.training_data()[0]) == 24 + 16
-
-
-def test_schedule_mapping_errors():
-    with pytest.raises(ValueError, match="before model day 0"):
-        schedule_from_condition({"rt_days": [5.0], "rt_doses_gy": [2.0]}, 7.0, t_end=30.0)
-    with pytest.raises(ValueError, match="unknown drug 'aspirin'"):
-        schedule_from_condition({"drug": "aspirin", "drug_days": [8.0]}, 7.0, t_end=30.0)
-    # a misspelled schedule column used to be dropped silently (an RT-only model for a drug arm)
-    with pytest.raises(ValueError, match=r"unknown column\(s\) \['drug_dayz'\]"):
-        schedule_from_condition({"drug": "anti_pd1", "drug_dayz": [8.0]}, 7.0, t_end=30.0)
-    with pytest.raises(ValueError, match="before day_offset"):
-        RitForwardModel(data_days=(5.0, 30.0), day_offset=7.0)
-
-
-def test_morisada_setup_log_volumes_and_assumptions():
-    setup, meas, conds = morisada_setup("MOC1")
-    assert set(meas.condition) == set(setup.fit_conditions + setup.heldout_conditions)
-    assert set(meas.observable) == {"log_volume"}
-    assert np.all(np.isfinite(meas.value)) and meas.value.max() < np.log(5e3)
-    assert 20 < setup.assumptions["pretreatment_volume_mm3"] < 120
-    assert setup.latent == ("tumour_proliferation_rate", "immune_kill_rate")
-    for name, prior in setup.priors.items():
-        lo, hi = setup.forward.space().lower[setup.forward.parameter_names.index(name)], \
-            setup.forward.space().upper[setup.forward.parameter_names.index(name)]
-        assert prior.support == pytest.approx((lo, hi))  # priors live on the surrogate's training box
-    with pytest.raises(ValueError, match="unknown Morisada cell line"):
-        morisada_setup("B16")
-
-
-def test_to_log_volume_rejects_zeros():
-    setup, meas, _ = morisada_setup("MC38")
-    from calib.data import Measurements
-
-    bad = Measurements.from_arrays(["m"], ["c"], ["v"], [1.0], [0.0], source="x.csv")
-    with pytest.raises(ValueError, match="x.csv: volumes must be > 0"):
-        to_log_volume(bad)
 
 
 @pytest.mark.slow
 def test_quickstart_end_to_end_tiny(tmp_path):
     from calib.quickstart import run_quickstart
 
-    report = run_quickstart(tmp_path, settings=FitSettings(n_design=24, draws=40, tune=40, chains=2),
-                            progress=False)
+    report = run_quickstart(tmp_path, settings={"design": {"n": 24}, "refinement": {"draws": 30, "points": 8},
+                                                "sampler": {"draws": 40, "tune": 40, "compile_mode": "C"},
+                                                "predict": {"draws": 20}}, progress=False)
     cal = report["calibration"]
     assert 0.0 <= cal["heldout_coverage_90"] <= 1.0
-    check = cal["surrogate_at_posterior"]               # surrogate vs true model at posterior mice, every arm
-    assert check["n_draws"] == 40 and len(check["per_condition"]) == 6 and np.isfinite(check["max_rmse"])
+    check = cal["surrogate_at_posterior"]               # surrogate vs true model at posterior mice, every fitted arm
+    assert check["n_draws"] == 40 and len(check["per_condition"]) == 4 and np.isfinite(check["max_abs_error"])
     for f in ("report.json", "posterior_summary.json", "diagnostics.json", "ppc_fit_arms.png",
               "heldout_prediction.png"):
         assert (tmp_path / f).exists(), f
@@ -109,23 +150,28 @@ def test_quickstart_end_to_end_tiny(tmp_path):
 
 
 @pytest.mark.slow
-def test_dewan_fit_refines_checkpoints_and_resumes(tmp_path):
-    """Tiny Dewan fit (restricted variant): one refinement round recorded in every campaign, the surrogate checked
-    at posterior draws, and a rerun with the same settings loads the checkpoint instead of sampling again."""
-    from calib.campaign import Campaign
-    from calib.rit_dewan import dewan_forward, fit_variant
-
-    settings = FitSettings(n_design=24, draws=60, tune=60, refine_rounds=1, refine_draws=40, refine_points=8)
-    first = fit_variant("restricted", tmp_path, settings, heldout=False)
-    assert set(first.surrogates) == {c for c in first.surrogates if c.startswith("tsa_fig2_")}
-    assert len(first.surrogates) == 8
-    tag = dewan_forward("restricted").config().numerics_tag  # campaigns are keyed by design and numerics
-    assert tag == "exponential-dt0.05x4-k2"
-    camp = Campaign(tmp_path / "restricted" / "campaigns" / f"sobol24-seed1-{tag}" / "tsa_fig2_8Gyx3+PBS")
-    assert len(camp.meta["refinement_rounds"]["round1"]) == 8
-    check = first.validation["at_posterior"]
+def test_dewan_workflow_refines_and_a_rerun_reuses_campaigns_and_rounds(tmp_path):
+    """Tiny Dewan fit (restricted variant, 8 arms): one refinement round recorded in every campaign (keyed by the
+    forward descriptor, numerics and design), the surrogates checked at posterior draws, LOO over every row, and a
+    forced rerun simulates nothing again (the finished runs and the recorded round are reused)."""
+    cfg = _restricted_dewan([f"tsa_fig2_{a}" for a in ("0Gy+PBS", "0Gy+9H10", "20Gyx1+PBS", "20Gyx1+9H10",
+                                                      "8Gyx3+PBS", "8Gyx3+9H10", "6Gyx5+PBS", "6Gyx5+9H10")], 24)
+    cfg["refinement"] = {"rounds": 1, "draws": 40, "points": 8}
+    cfg["sampler"].update(draws=60, tune=60, compile_mode="C")
+    cfg["predict"]["draws"] = 0
+    first = Calibration(copy.deepcopy(cfg), tmp_path / "run")
+    summary = first.run()
+    assert len(first.campaigns) == 8
+    key = first.campaign_key()
+    assert "exponential-dt0.05x4-k2" in key                  # campaigns are keyed by numerics and design
+    for camp in first.campaigns.values():
+        assert len(camp.meta["refinement_rounds"]["round1"]) == 8 and camp.n >= 32
+    check = summary["surrogate_at_posterior"]
     assert check["n_draws"] == 40 and np.isfinite(check["max_rmse"])
-    again = fit_variant("restricted", tmp_path, settings, heldout=False)
-    np.testing.assert_array_equal(again.idata.posterior["tumour_alpha"].values,
-                                  first.idata.posterior["tumour_alpha"].values)
-    assert again.seconds == first.seconds                   # loaded, not re-timed
+    assert summary["information_criteria"]["n_data"] == 40 and summary["information_criteria"]["aicc"] is not None
+    again = Calibration(copy.deepcopy(cfg), tmp_path / "run", force=True, progress=False)
+    again.train()
+    again.refine()                                           # round1 is recorded: its runs are not proposed again
+    sizes = {c: camp.n for c, camp in again.campaigns.items()}
+    assert sizes == {c: camp.n for c, camp in first.campaigns.items()}
+    assert all(camp.status()["pending"] == 0 for camp in again.campaigns.values())

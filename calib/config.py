@@ -1,0 +1,166 @@
+"""The calibration config: one TOML file, one validating loader (:func:`load_config`).
+
+Every section and key is declared in :data:`SCHEMA` with its type; an unknown key, a wrong type or a missing
+required entry is an error naming the key path and its line in the file (a typo never silently changes a run).
+Relative paths are relative to the config file. The full reference with an example is in docs/calib.md.
+
+    [model]        forward = "toy.logistic" | "package.module:Class";  registry_model; preset
+                   [model.options]  keyword arguments of the forward class (its serialisable descriptor)
+    [data]         measurements; conditions; shared_subjects; observables = [...] (keep only these);
+                   [data.log_transform] obs = "log_obs"
+    [conditions]   fit = [...]; heldout = [...]   (default: every condition of the data is fitted)
+    [design]       n; method; seed; chunk_size; workers; [design.bounds] name = [lo, hi]
+    [emulator]     kind = "surrogate" | "exact" | "blackbox"; path | [emulator.paths]; test_fraction
+    [refinement]   rounds; points; draws
+    [parameters.NAME]  role; prior; value; sd; covariates; coef_sd
+    [observables.NAME] family; sigma; nu; link; cutpoints; n_trials
+    [sampler]      method; draws; tune; chains; cores; seed; target_accept; advi_iterations; compile_mode
+    [diagnostics]  rhat_max; ess_min; strict; surrogate_check_draws
+    [predict]      draws (0: no prediction); subjects_per_draw; seed; detection_limit; endpoint
+    [output]       dir
+    [sbc]          [sbc.sampler] ...
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+NUMBER = (int, float)
+_SAMPLER = {"method": str, "draws": int, "tune": int, "chains": int, "cores": int, "seed": int,
+            "target_accept": NUMBER, "advi_iterations": int, "compile_mode": str}
+#: section -> {key: type}; ``"*"`` = a table of named entries, each with the keys given; a type ``dict`` marks a
+#: free-form sub-table (checked by its consumer, e.g. the forward class's constructor)
+SCHEMA: dict[str, dict] = {
+    "model": {"forward": str, "registry_model": str, "preset": str, "options": dict},
+    "data": {"measurements": str, "conditions": str, "shared_subjects": bool, "observables": list,
+             "log_transform": dict},
+    "conditions": {"fit": list, "heldout": list},
+    "design": {"n": int, "method": str, "seed": int, "chunk_size": int, "workers": int, "bounds": dict},
+    "emulator": {"kind": str, "path": str, "paths": dict, "test_fraction": NUMBER},
+    "refinement": {"rounds": int, "points": int, "draws": int},
+    "parameters": {"*": {"role": str, "prior": dict, "value": NUMBER, "sd": (int, float, dict),
+                         "covariates": list, "coef_sd": NUMBER}},
+    "observables": {"*": {"family": str, "sigma": (int, float, dict), "nu": NUMBER, "link": str,
+                          "cutpoints": list, "n_trials": int}},
+    "sampler": _SAMPLER,
+    "diagnostics": {"rhat_max": NUMBER, "ess_min": NUMBER, "strict": bool, "surrogate_check_draws": int},
+    "predict": {"draws": int, "subjects_per_draw": int, "seed": int, "detection_limit": NUMBER,
+                "endpoint": NUMBER},
+    "output": {"dir": str},
+    "sbc": {"sampler": dict},
+}
+REQUIRED = ("model", "data", "parameters")
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be run as written (the message names the file, key path and line)."""
+
+
+def line_of(text: str, section: str, key: str) -> int | None:
+    """Line number of ``key`` inside ``[section]`` (or of the header ``[section.key]``) in the TOML text."""
+    header = None
+    for i, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("[") and "]" in stripped:
+            name = stripped.lstrip("[").split("]")[0].strip()
+            if name == f"{section}.{key}":
+                return i
+            header = name
+        elif header == section and stripped.split("=")[0].strip() == key:
+            return i
+    return None
+
+
+def _where(path: Path, text: str, section: str, key: str) -> str:
+    line = line_of(text, section, key)
+    return f"{path}{f', line {line}' if line else ''}"
+
+
+def _type_name(t) -> str:
+    ts = t if isinstance(t, tuple) else (t,)
+    return " or ".join({int: "integer", float: "number", str: "string", bool: "true/false", list: "array",
+                        dict: "table"}[x] for x in ts)
+
+
+def _check_entry(body: dict, allowed: dict, section: str, path: Path, text: str) -> None:
+    for key, value in body.items():
+        if key not in allowed:
+            raise ConfigError(f"{_where(path, text, section, key)}: unknown key {section}.{key}; allowed: "
+                              f"{sorted(allowed)}")
+        want = allowed[key]
+        ok = isinstance(value, want) and not (isinstance(value, bool) and bool not in
+                                               (want if isinstance(want, tuple) else (want,)))
+        if not ok:
+            raise ConfigError(f"{_where(path, text, section, key)}: {section}.{key} must be a {_type_name(want)}, "
+                              f"got {value!r}")
+
+
+def check_keys(cfg: dict, text: str, path: Path) -> None:
+    """Reject unknown sections and keys and values of the wrong type, naming the key path and the line."""
+    unknown = sorted(set(cfg) - set(SCHEMA))
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {unknown}; allowed: {sorted(SCHEMA)}")
+    for sec, allowed in SCHEMA.items():
+        body = cfg.get(sec)
+        if body is None:
+            continue
+        if not isinstance(body, dict):
+            raise ConfigError(f"{path}: [{sec}] must be a table, got {type(body).__name__}")
+        if "*" in allowed:
+            for name, entry in body.items():
+                if not isinstance(entry, dict):
+                    raise ConfigError(f"{_where(path, text, sec, name)}: {sec}.{name} must be a table")
+                _check_entry(entry, allowed["*"], f"{sec}.{name}", path, text)
+        else:
+            _check_entry(body, allowed, sec, path, text)
+    for sec in REQUIRED:
+        if sec not in cfg:
+            raise ConfigError(f"{path}: missing section [{sec}]")
+    if "forward" not in cfg["model"]:
+        raise ConfigError(f"{path}: [model] needs 'forward' (e.g. \"toy.logistic\")")
+    if "measurements" not in cfg["data"]:
+        raise ConfigError(f"{path}: [data] needs 'measurements' (a CSV table)")
+    for key in ("fit", "heldout"):
+        vals = cfg.get("conditions", {}).get(key, [])
+        if not all(isinstance(v, str) for v in vals):
+            raise ConfigError(f"{_where(path, text, 'conditions', key)}: conditions.{key} must list condition names")
+    both = sorted(set(cfg.get("conditions", {}).get("fit", [])) & set(cfg.get("conditions", {}).get("heldout", [])))
+    if both:
+        raise ConfigError(f"{_where(path, text, 'conditions', 'heldout')}: condition(s) {both} are both fitted and "
+                          "held out")
+    for name, b in cfg.get("design", {}).get("bounds", {}).items():
+        if not (isinstance(b, list) and len(b) == 2 and all(isinstance(v, NUMBER) for v in b) and b[0] < b[1]):
+            raise ConfigError(f"{_where(path, text, 'design.bounds', name)}: design.bounds.{name} must be "
+                              f"[lower, upper] with lower < upper, got {b!r}")
+    for name, new in cfg.get("data", {}).get("log_transform", {}).items():
+        if not isinstance(new, str) or not new:
+            raise ConfigError(f"{_where(path, text, 'data.log_transform', name)}: data.log_transform.{name} must "
+                              f"name the new observable (e.g. \"log_{name}\"), got {new!r}")
+
+
+def load_config(path: str | Path) -> dict:
+    """Read and validate a calibration config; adds ``_base`` (its folder) and ``_path``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such config file")
+    text = path.read_text()
+    try:
+        cfg = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: malformed TOML: {exc}") from None
+    check_keys(cfg, text, path)
+    cfg["_base"] = str(path.resolve().parent)
+    cfg["_path"] = str(path)
+    return cfg
+
+
+def resolve(cfg: dict, rel: str | Path) -> Path:
+    """A path from the config, relative to the config file's folder."""
+    p = Path(rel)
+    return p if p.is_absolute() else Path(cfg["_base"]) / p
+
+
+def public(cfg: dict) -> dict:
+    """The config without the loader's private entries (``_base``, ``_path``, …)."""
+    return {k: v for k, v in cfg.items() if not k.startswith("_")}

@@ -1,0 +1,716 @@
+"""One calibration workflow for every forward model and data set, driven by one config (:mod:`calib.config`).
+
+    data (+ log transform, fit / held-out conditions)
+      → design over the free parameters → one campaign per fitted condition (resumable, cached in the run folder)
+      → one emulator per condition (PCA-GP surrogate; or the exact / black-box forward model)
+      → refinement rounds (pilot posterior → new runs where it puts mass → refit)
+      → PyMC hierarchical model (:func:`calib.model.build_model`) → sampling → MCMC diagnostics
+      → the surrogates against the true forward model at posterior draws
+      → posterior predictive of *new* subjects of every condition (fitted and held out), by the **true forward model**
+        at posterior draws inside ``pm.sample_posterior_predictive(predictions=True)`` — never an emulator trained
+        for other conditions — with coverage of the data and tumour-control fractions
+      → run folder: ``idata.nc``, ``predictions.nc``, ``summary.json``, ``diagnostics.json``, ``config.toml``,
+        figures; campaigns under ``campaigns/`` (kept across reruns: keyed by forward descriptor, numerics and design).
+
+A model plugs in through its simulator (``[model] forward`` + ``[model.options]``), a data set through a config and
+its tables; nothing here knows a model or a data set by name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from .config import load_config, public, resolve
+from .data import Conditions, Measurements, read_conditions, read_measurements
+from .likelihoods import CONTINUOUS, ObservableSpec
+from .model import ParameterSpec, build_model
+from .outputs import write_json
+
+#: what a workflow run writes into its folder (``--force`` replaces exactly these; ``campaigns`` is kept)
+RUN_FILES = ("idata.nc", "predictions.nc", "diagnostics.json", "summary.json", "config.toml", "ppc.json", "ppc.png",
+             "predictions_fit.png", "predictions_heldout.png", "predictions.json")
+KEEP = ("campaigns",)
+
+
+def prepare_output_dir(out: Path, produced: tuple[str, ...] = RUN_FILES, force: bool = False,
+                       keep: tuple[str, ...] = KEEP) -> None:
+    """Check an output folder before any computation: creatable and writable; empty (apart from ``keep``), or —
+    with ``force`` — holding only files of a previous run (``produced``), which are then removed so no stale file
+    stays beside new ones. Anything else in it is never deleted: the run is refused with the files named."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output {out} exists and is not a folder")
+    if out.is_dir():
+        present = sorted(p.name for p in out.iterdir() if p.name not in keep)
+        if present:
+            foreign = [n for n in present if n not in produced and not n.endswith(".tmp")]
+            if not force:
+                raise ValueError(f"output folder {out} is not empty ({', '.join(present[:5])}"
+                                 f"{', …' if len(present) > 5 else ''}); pass --force to replace a previous run, "
+                                 "or choose another --out")
+            if foreign:
+                raise ValueError(f"output folder {out} holds files that are not from a calibration run "
+                                 f"({', '.join(foreign[:5])}); refusing to replace it even with --force")
+            for n in present:
+                (out / n).unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write_probe.tmp"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"output folder {out} is not writable: {exc.strerror or exc}") from None
+
+
+def subset(meas: Measurements, mask: np.ndarray) -> Measurements:
+    return Measurements.from_arrays(meas.subject[mask], meas.condition[mask], meas.observable[mask],
+                                    meas.time[mask], meas.value[mask], meas.sigma[mask], meas.censoring[mask],
+                                    source=meas.source)
+
+
+def log_transform(meas: Measurements, mapping: dict[str, str]) -> Measurements:
+    """Rows of observable ``old`` become ``mapping[old]`` with the log of their values (censoring limits too)."""
+    obs = meas.observable.copy()
+    val = meas.value.copy()
+    sig = meas.sigma.copy()
+    missing = sorted(set(mapping) - set(meas.observables))
+    if missing:
+        raise ValueError(f"[data.log_transform]: observable(s) {missing} are not in {meas.source} "
+                         f"(it has {meas.observables})")
+    for old, new in mapping.items():
+        rows = meas.observable == old
+        if np.any(val[rows] <= 0):
+            r = int(np.flatnonzero(rows & (val <= 0))[0])
+            raise ValueError(f"{meas.source}, data row {r + 1}: {old} = {val[r]} cannot be log-transformed (> 0 "
+                             "needed; a complete regression is a left-censored row at the detection limit)")
+        val[rows] = np.log(val[rows])
+        sig[rows] = sig[rows] / np.exp(val[rows])  # delta method: sd(log y) = sd(y) / y (NaN stays NaN)
+        obs[rows] = new
+    return Measurements.from_arrays(meas.subject, meas.condition, obs, meas.time, val, sig, meas.censoring,
+                                    source=meas.source)
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Calibration:
+    """The workflow of one config (module docstring). Steps can be run one by one (``train``, ``fit``, ``predict``)
+    or all at once with :meth:`run`."""
+
+    def __init__(self, config: str | Path | dict, out: str | Path | None = None, *, force: bool = False,
+                 progress: bool = True, surrogate: str | Path | None = None, sampler: dict | None = None):
+        self.cfg = config if isinstance(config, dict) else load_config(config)
+        if surrogate is not None:
+            self.cfg["emulator"] = {"kind": "surrogate", "path": str(Path(surrogate).resolve())}
+        self.out = Path(out) if out else resolve(self.cfg, self.cfg.get("output", {}).get("dir", "calib_run"))
+        self.force = force
+        self.progress = progress
+        self.sampler = {"method": "nuts", "draws": 1000, "tune": 1000, "chains": 4, "seed": 0,
+                        **self.cfg.get("sampler", {}), **{k: v for k, v in (sampler or {}).items() if v is not None}}
+        self.seconds: dict[str, float] = {}
+        self._log = print if progress else (lambda *a, **k: None)
+
+    # ------------------------------------------------------------------ inputs
+    @cached_property
+    def tables(self) -> tuple[Measurements, Conditions | None]:
+        d = self.cfg["data"]
+        meas = read_measurements(resolve(self.cfg, d["measurements"]))
+        conds = read_conditions(resolve(self.cfg, d["conditions"])) if d.get("conditions") else None
+        if d.get("observables"):
+            missing = sorted(set(d["observables"]) - set(meas.observables))
+            if missing:
+                raise ValueError(f"{self.cfg['_path']}: [data] observables {missing} are not in {meas.source} "
+                                 f"(it has {meas.observables})")
+            meas = subset(meas, np.isin(meas.observable, d["observables"]))
+        if d.get("log_transform"):
+            meas = log_transform(meas, d["log_transform"])
+        return meas, conds
+
+    @cached_property
+    def conditions(self) -> tuple[list[str], list[str]]:
+        """(fitted, held-out) condition names; without ``[conditions]`` every condition of the data is fitted."""
+        meas, conds = self.tables
+        in_data = list(dict.fromkeys(meas.condition.tolist()))
+        c = self.cfg.get("conditions", {})
+        fit, held = list(c.get("fit", in_data)), list(c.get("heldout", []))
+        where = self.cfg.get("_path", "config")
+        for name in fit:
+            if name not in in_data:
+                raise ValueError(f"{where}: fitted condition {name!r} has no rows in {meas.source}")
+        known = set(in_data) | set(conds.schedules if conds else ())
+        for name in held:
+            if name not in known:
+                raise ValueError(f"{where}: held-out condition {name!r} is neither in the data nor in the conditions "
+                                 "table")
+        if conds is not None:
+            for name in fit + held:
+                if name not in conds.schedules:
+                    raise ValueError(f"{conds.source}: no row for condition {name!r}")
+        return fit, held
+
+    @cached_property
+    def data(self) -> Measurements:
+        """The fitted rows."""
+        meas, _ = self.tables
+        return subset(meas, np.isin(meas.condition, self.conditions[0]))
+
+    def schedule(self, condition: str) -> dict | None:
+        conds = self.tables[1]
+        return conds.schedules.get(condition) if conds else None
+
+    @cached_property
+    def forward(self):
+        from .forward_api import load_forward_model
+
+        m = self.cfg["model"]
+        return load_forward_model(m["forward"], **m.get("options", {}))
+
+    @property
+    def descriptor(self):
+        return self.forward.descriptor
+
+    @cached_property
+    def parameters(self) -> list[ParameterSpec]:
+        specs = [ParameterSpec(name=n, **spec) for n, spec in self.cfg["parameters"].items()]
+        unknown = [s.name for s in specs if s.name not in self.forward.parameter_names]
+        if unknown:
+            raise ValueError(f"{self.cfg['_path']}: [parameters.{unknown[0]}] is not a parameter of forward model "
+                             f"{self.forward.name!r} ({list(self.forward.parameter_names)})")
+        return specs
+
+    @property
+    def free(self) -> list[str]:
+        """Calibrated parameters (population + latent), in the forward model's order: the emulator inputs."""
+        roles = {s.name: s.role for s in self.parameters}
+        return [n for n in self.forward.parameter_names if roles.get(n) in ("population", "latent")]
+
+    @property
+    def latent(self) -> list[str]:
+        return [s.name for s in self.parameters if s.role == "latent"]
+
+    @cached_property
+    def fixed(self) -> dict[str, float]:
+        """Values of the forward model's other parameters: the spec's value, else the registry preset's."""
+        specs = {s.name: s for s in self.parameters}
+        out = {}
+        for n in self.forward.parameter_names:
+            if n in self.free:
+                continue
+            s = specs.get(n)
+            if s is not None and s.value is not None:
+                out[n] = float(s.value)
+            elif self.cfg["model"].get("registry_model"):
+                from priors import registry
+
+                out[n] = registry().parameter_set(self.cfg["model"]["registry_model"],
+                                                  self.cfg["model"].get("preset", "default"))[n]
+            else:
+                raise ValueError(f"{self.cfg['_path']}: parameter {n!r} of {self.forward.name!r} is neither "
+                                 "calibrated nor given a value ([parameters.{n}] role = \"fixed\", value = …)")
+        return out
+
+    @cached_property
+    def observables(self) -> dict[str, ObservableSpec]:
+        specs = self.cfg.get("observables", {})
+        unknown = sorted(set(specs) - set(self.data.observables))
+        if unknown:
+            raise ValueError(f"{self.cfg['_path']}: [observables.{unknown[0]}] names no observable of the data "
+                             f"(the data have {sorted(self.data.observables)})")
+        return {n: ObservableSpec(**spec) for n, spec in specs.items()}
+
+    def space(self, names):
+        """The parameter box of ``names``: ``[design.bounds]`` within the registry's ranges (scales from the
+        registry), or the forward model's own ``space()``; a name with neither is an error."""
+        from .design import ParameterSpace
+
+        bounds = {k: tuple(v) for k, v in self.cfg.get("design", {}).get("bounds", {}).items()}
+        unknown = sorted(set(bounds) - set(self.free))
+        if unknown:
+            raise ValueError(f"{self.cfg['_path']}: [design.bounds] {unknown} are not calibrated parameters "
+                             f"({self.free})")
+        reg = self.cfg["model"].get("registry_model")
+        if reg:
+            return ParameterSpace.from_registry(reg, names, self.cfg["model"].get("preset"), bounds=bounds)
+        if hasattr(self.forward, "space"):
+            full = self.forward.space()
+            lo, hi, sc = [], [], []
+            for n in names:
+                j = list(full.names).index(n)
+                a, b = bounds.get(n, (full.lower[j], full.upper[j]))
+                lo.append(float(a))
+                hi.append(float(b))
+                sc.append(full.scales[j])
+            return ParameterSpace(tuple(names), tuple(lo), tuple(hi), tuple(sc))
+        missing = [n for n in names if n not in bounds]
+        if missing:
+            raise ValueError(f"{self.cfg['_path']}: no range for {missing}: give [design.bounds] (the forward model "
+                             "has no space() and no registry_model is set)")
+        return ParameterSpace(tuple(names), tuple(float(bounds[n][0]) for n in names),
+                              tuple(float(bounds[n][1]) for n in names), tuple("linear" for _ in names))
+
+    # ------------------------------------------------------------------ emulators
+    def _exact_emulators(self, conditions, kind: str) -> dict:
+        from .surrogate import BlackBoxEmulator, ExactEmulator
+
+        cls = ExactEmulator if kind == "exact" else BlackBoxEmulator
+        space = self.space(list(self.forward.parameter_names)) if set(self.forward.parameter_names) <= set(
+            self.free) or not hasattr(self.forward, "space") else None
+        return {c: cls(self.forward, self.schedule(c), space=space) for c in conditions}
+
+    def campaign_key(self) -> str:
+        d = self.cfg.get("design", {})
+        return (f"{d.get('method', 'sobol')}{d.get('n', 160)}-seed{d.get('seed', 0)}-"
+                f"{getattr(self.forward, 'numerics_tag', 'exact')}-"
+                f"{_digest(self.descriptor, self.fixed, self.space(self.free).to_dict())[:8]}")
+
+    def train(self) -> dict:
+        """Emulators of the fitted conditions: loaded (``path``/``paths``, provenance checked), exact, or trained on
+        campaigns over ``[design]`` (resumable: a rerun finishes pending runs and reuses finished ones)."""
+        em = self.cfg.get("emulator", {"kind": "surrogate"})
+        kind = em.get("kind", "surrogate")
+        fit = self.conditions[0]
+        if kind in ("exact", "blackbox"):
+            self.emulators, self.campaigns, self.validation = self._exact_emulators(fit, kind), {}, {}
+            return self.emulators
+        if kind != "surrogate":
+            raise ValueError(f"[emulator] kind must be 'surrogate', 'exact' or 'blackbox', got {kind!r}")
+        if "path" in em or "paths" in em:
+            self.emulators, self.campaigns, self.validation = self._load_surrogates(em, fit), {}, {}
+            return self.emulators
+        if "design" not in self.cfg:
+            raise ValueError(f"{self.cfg['_path']}: [emulator] kind = 'surrogate' needs a trained surrogate (path / "
+                             "[emulator.paths]) or a [design] to train one")
+        from .campaign import Campaign
+        from .design import design as make_design
+        from .surrogate import fit_from_campaign
+
+        t0 = time.perf_counter()
+        d = self.cfg["design"]
+        space = self.space(self.free)
+        points = make_design(space, int(d.get("n", 160)), method=d.get("method", "sobol"), seed=int(d.get("seed", 0)))
+        self.emulators, self.validation, self.campaigns = {}, {}, {}
+        for c in fit:
+            folder = self.out / "campaigns" / self.campaign_key() / c.replace("/", "_")
+            camp = Campaign(folder) if (folder / "meta.json").exists() else Campaign.create(
+                folder, self.descriptor, points, condition=self.schedule(c) or {}, parameter_names=self.free,
+                fixed=self.fixed, space=space, chunk_size=int(d.get("chunk_size", 8)))
+            self._log(f"[campaign] {c}: {camp.status()['pending']} of {camp.n} runs pending")
+            camp.run(workers=int(d.get("workers", 0)), progress=self.progress)
+            sur, rep = fit_from_campaign(camp, test_fraction=float(em.get("test_fraction", 0.2)),
+                                         seed=int(d.get("seed", 0)))
+            self.emulators[c], self.validation[c], self.campaigns[c] = sur, rep, camp
+        self.seconds["emulators"] = round(time.perf_counter() - t0, 1)
+        return self.emulators
+
+    def _load_surrogates(self, em: dict, conditions) -> dict:
+        from .surrogate import GPSurrogate
+
+        if "paths" in em:
+            missing = sorted(set(conditions) - set(em["paths"]))
+            if missing:
+                raise ValueError(f"[emulator.paths] has no surrogate for condition(s) {missing}")
+            paths = {c: resolve(self.cfg, em["paths"][c]) for c in conditions}
+        else:
+            paths = {c: resolve(self.cfg, em["path"]) for c in conditions}
+        out = {}
+        for c, path in paths.items():
+            sur = GPSurrogate.load(path)
+            check_surrogate_provenance(sur, path, self.descriptor, c, self.schedule(c))
+            out[c] = sur
+        return out
+
+    # ------------------------------------------------------------------ the PyMC model and sampling
+    def model(self, emulators=None, data=None, *, censor_bounds=None, parameters=None):
+        return build_model(emulators or self.emulators, parameters or self.parameters, data or self.data,
+                           self.observables, self.tables[1], model=self.cfg["model"].get("registry_model"),
+                           preset=self.cfg["model"].get("preset"),
+                           shared_subjects=bool(self.cfg["data"].get("shared_subjects")),
+                           censor_bounds=censor_bounds)
+
+    def _sample(self, model, **over):
+        from .inference import sample
+
+        return sample(model, progressbar=self.progress, **{**self.sampler, **over})
+
+    def subject_parameters(self, idata) -> np.ndarray:
+        """Posterior draws of every fitted subject's free parameters (emulator-input order), ``(draws × subjects,
+        len(free))``."""
+        post = idata.posterior
+        n_subj = len(post.coords["subject"]) if "subject" in post.coords else 1
+        cols = []
+        for n in self.free:
+            v = post[n].values
+            cols.append((v if n in self.latent else np.repeat(v[..., None], n_subj, axis=-1)).ravel())
+        return np.column_stack(cols)
+
+    def refine(self) -> None:
+        """``[refinement] rounds`` of: pilot posterior on the current surrogates → ``points`` new runs per condition
+        where it puts mass → refit (tagged per round in each campaign, so a rerun never repeats a round)."""
+        from .surrogate import refine
+
+        r = self.cfg.get("refinement", {})
+        rounds = int(r.get("rounds", 0))
+        if not rounds:
+            return
+        if not self.campaigns:
+            raise ValueError(f"{self.cfg['_path']}: [refinement] needs surrogates trained from a [design]")
+        t0 = time.perf_counter()
+        for k in range(rounds):
+            n = int(r.get("draws", 300))
+            self._log(f"[refinement] round {k + 1}/{rounds}: pilot posterior ({n} draws)")
+            pilot = self._sample(self.model(), draws=n, tune=n, posterior_predictive=False)
+            theta = self.subject_parameters(pilot)
+            for c, camp in self.campaigns.items():
+                self.emulators[c], _ = refine(camp, theta, int(r.get("points", 48)), workers=int(
+                    self.cfg.get("design", {}).get("workers", 0)), progress=self.progress, tag=f"round{k + 1}",
+                    seed=int(self.cfg.get("design", {}).get("seed", 0)))
+        self.seconds["refinement"] = round(time.perf_counter() - t0, 1)
+
+    def fit(self):
+        """Sample the posterior of the fitted data; returns the InferenceData (also ``self.idata``)."""
+        t0 = time.perf_counter()
+        self._log(f"[sampling] {self.sampler['method']}: {self.sampler['chains']} chains × {self.sampler['draws']} "
+                  f"draws ({len(self.data)} rows, {len(self.data.subjects)} subjects)")
+        model = self.model()
+        self.idata = self._sample(model)
+        if model.observed_RVs and self.sampler["method"] in ("nuts", "smc", "demetropolis"):
+            import pymc as pm
+
+            with model:  # pointwise log-likelihood of every row (censored included): LOO in the summary
+                pm.compute_log_likelihood(self.idata, progressbar=False)
+        self.seconds["sampling"] = round(time.perf_counter() - t0, 1)
+        return self.idata
+
+    def priors(self) -> dict:
+        """The prior of every population parameter and of every latent parameter's location (link space)."""
+        from priors import Prior
+
+        from .model import _prior_for
+
+        reg, preset = self.cfg["model"].get("registry_model"), self.cfg["model"].get("preset")
+        out = {}
+        for s in self.parameters:
+            if s.role == "population":
+                out[s.name] = _prior_for(s, reg, preset)
+            elif s.role == "latent":
+                p = _prior_for(s, reg, preset).parameters
+                out[f"{s.name}_loc"] = Prior("Normal", {"mu": p["mu"], "sigma": p["sigma"]})
+        return out
+
+    def surrogate_check(self, posterior, n: int | None = None) -> dict | None:
+        """The emulators against the true forward model at ``n`` posterior draws of the fitted subjects (where the
+        calibration relied on them): RMSE, max |error|, own-interval coverage, per condition. ``posterior`` is an
+        InferenceData or a matrix of free-parameter rows (emulator-input order)."""
+        from .forward_api import full_vectors
+        from .surrogate import validate
+
+        if getattr(next(iter(self.emulators.values())), "family", "") in ("exact", "blackbox"):
+            return None
+        n = n or int(self.cfg.get("diagnostics", {}).get("surrogate_check_draws", 40))
+        rng = np.random.default_rng(int(self.sampler["seed"]))
+        post = posterior if isinstance(posterior, np.ndarray) else self.subject_parameters(posterior)
+        theta = post[rng.choice(len(post), size=min(n, len(post)), replace=False)]
+        full = full_vectors(theta, self.free, self.forward.parameter_names, self.fixed)
+        out = {}
+        for c, em in self.emulators.items():
+            rep = validate(em, theta, self.forward.simulate(full, self.schedule(c)))["observables"]
+            out[c] = {o: {k: r[k] for k in ("rmse", "max_abs_error", "coverage_90")} for o, r in rep.items()}
+        worst = max(((c, o) for c in out for o in out[c]), key=lambda co: out[co[0]][co[1]]["max_abs_error"])
+        return {"n_draws": len(theta), "max_abs_error": out[worst[0]][worst[1]]["max_abs_error"],
+                "max_rmse": max(r["rmse"] for v in out.values() for r in v.values()),
+                "worst_condition": worst[0], "per_condition": out}
+
+    # ------------------------------------------------------------------ prediction of new subjects
+    def _prediction_rows(self, conditions) -> Measurements:
+        """New subjects of each condition on the forward grid restricted to the data's day range (the condition's
+        own rows; a condition without data: the range of all data), plus every data day of the condition."""
+        meas, _ = self.tables
+        k = int(self.cfg.get("predict", {}).get("subjects_per_draw", 4))
+        grid = np.asarray(self.forward.times, float)
+        cols = {f: [] for f in ("subject", "condition", "observable", "time")}
+        for c in conditions:
+            rows = meas.condition == c
+            t = meas.time[rows] if rows.any() else meas.time
+            days = np.union1d(grid[(grid >= t.min() - 1e-9) & (grid <= t.max() + 1e-9)], np.unique(meas.time[rows]))
+            for o in self.data.observables:
+                for j in range(k):
+                    for d in days:
+                        cols["subject"].append(f"{c}/new{j + 1}")
+                        cols["condition"].append(c)
+                        cols["observable"].append(o)
+                        cols["time"].append(d)
+        sigma = np.full(len(cols["time"]), np.nan)
+        for o in self.data.observables:  # data with per-row sd: new subjects get the typical one
+            s = self.data.sigma[self.data.observable == o]
+            if np.all(np.isfinite(s)):
+                sigma[np.asarray(cols["observable"]) == o] = float(np.median(s))
+        return Measurements.from_arrays(cols["subject"], cols["condition"], cols["observable"], cols["time"],
+                                        np.zeros(len(cols["time"])), sigma, source="prediction rows")
+
+    def censor_limits(self) -> dict[str, tuple[float, float]]:
+        """Per continuous observable: the lower limit (``[predict] detection_limit``, else the data's own left-
+        censoring value) and the upper (``[predict] endpoint``), in observable units (log-transformed as the data)."""
+        p = self.cfg.get("predict", {})
+        logs = set(self.cfg["data"].get("log_transform", {}).values())
+        out = {}
+        for o in self.data.observables:
+            if self.observables.get(o, ObservableSpec()).family not in CONTINUOUS:
+                continue
+            g = np.log if o in logs else float
+            left = self.tables[0].value[(self.tables[0].observable == o) & (self.tables[0].censoring == "left")]
+            lo = float(g(p["detection_limit"])) if "detection_limit" in p else (float(left.min()) if len(left)
+                                                                                 else -np.inf)
+            hi = float(g(p["endpoint"])) if "endpoint" in p else np.inf
+            out[o] = (lo, hi)
+        return out
+
+    def predict(self, idata, conditions) -> dict:
+        """Posterior predictive of new subjects of ``conditions`` by the true forward model at posterior draws:
+        PyMC's ``sample_posterior_predictive(predictions=True)`` on the same hierarchical model with a fresh subject
+        dimension (new latent values drawn from the fitted population), the run's observation family and censoring
+        at the detection limit / endpoint. Returns ``{"idata": predictions, "summary": coverage and control}``."""
+        import pymc as pm
+
+        from dataclasses import replace
+
+        from .surrogate import BlackBoxEmulator
+
+        t0 = time.perf_counter()
+        p = self.cfg.get("predict", {})
+        rows = self._prediction_rows(conditions)
+        space = self.space(list(self.forward.parameter_names)) if set(self.forward.parameter_names) <= set(
+            self.free) or not hasattr(self.forward, "space") else None
+        ems = {c: BlackBoxEmulator(self.forward, self.schedule(c), space=space) for c in conditions}
+        # new subjects sit at the average covariate (a covariate effect needs the new subject's covariates)
+        specs = [replace(s, covariates=()) for s in self.parameters]
+        limits = self.censor_limits()
+        model = self.model(ems, rows, censor_bounds=limits, parameters=specs)
+        thin = _thin(idata, int(p.get("draws", 400)))
+        names = [f"{n}_eta" for n in self.latent] + [v for o in rows.observables for v in (f"y_{o}", f"mu_{o}")]
+        self._log(f"[predict] {len(conditions)} condition(s) × {int(p.get('subjects_per_draw', 4))} new subjects × "
+                  f"{thin.posterior.sizes['chain'] * thin.posterior.sizes['draw']} posterior draws (true forward model)")
+        with model:
+            pred = pm.sample_posterior_predictive(thin, var_names=names, predictions=True,
+                                                  random_seed=int(p.get("seed", self.sampler["seed"])),
+                                                  progressbar=self.progress)
+        summary = predictive_summary(pred, rows, self.tables[0], conditions, limits)
+        self.seconds["prediction"] = round(time.perf_counter() - t0, 1)
+        return {"idata": pred, "rows": rows, "summary": summary}
+
+    # ------------------------------------------------------------------ the whole run
+    def fit_data_hash(self) -> str:
+        """Identity of what the posterior depends on: the fitted rows and their conditions' schedules."""
+        return _digest(self.data.digest(), {c: self.schedule(c) for c in self.conditions[0]})
+
+    def run(self) -> dict:
+        from .outputs import check_diagnostics, provenance, save_idata
+
+        prepare_output_dir(self.out, force=self.force)
+        t0 = time.perf_counter()
+        fit, held = self.conditions
+        self._log(f"[data] {len(self.data)} rows of {len(fit)} fitted condition(s); held out: {held or 'none'}")
+        self.train()
+        self.refine()
+        idata = self.fit()
+        dcfg = self.cfg.get("diagnostics", {})
+        diag = check_diagnostics(idata, rhat_max=dcfg.get("rhat_max", 1.01), ess_min=dcfg.get("ess_min", 400),
+                                 strict=dcfg.get("strict", False)) \
+            if self.sampler["method"] in ("nuts", "demetropolis") else \
+            {"ok": None, "note": f"no MCMC diagnostics for method {self.sampler['method']}"}
+        sid = ";".join(sorted({f"{c}={e.surrogate_id}" for c, e in self.emulators.items()}))
+        meas, conds = self.tables
+        data_hash = meas.digest() + (conds.digest() if conds else "")
+        attrs = provenance(public(self.cfg), data_hash, sid)
+        attrs.update({"measurements": str(resolve(self.cfg, self.cfg["data"]["measurements"]).resolve()),
+                      "config_path": str(Path(self.cfg["_path"]).resolve()), "fit_data_hash": self.fit_data_hash()})
+        save_idata(idata, self.out / "idata.nc", attrs)
+        shutil.copyfile(self.cfg["_path"], self.out / "config.toml")
+        summary = {"output": str(self.out), "method": self.sampler["method"], "diagnostics": diag,
+                   "data_hash": data_hash, "fit_data_hash": attrs["fit_data_hash"],
+                   "config_hash": attrs["config_hash"], "surrogate_id": sid,
+                   "conditions": {"fit": fit, "heldout": held},
+                   "excluded_conditions": sorted(set(meas.condition.tolist()) - set(fit) - set(held)),
+                   "posterior": posterior_summary(idata, self.latent)}
+        if self.validation:
+            summary["surrogate_validation"] = {c: {"n_train": r["n_train"], "n_test": r["n_test"], **{
+                o: {k: v for k, v in e.items() if k in ("r2", "rmse", "max_abs_error", "coverage_50", "coverage_90")}
+                for o, e in r.get("observables", {}).items()}} for c, r in self.validation.items()}
+        from .diagnostics import information_criteria, posterior_contraction
+
+        summary["contraction"] = posterior_contraction(idata, self.priors())
+        if "log_likelihood" in idata.groups():
+            n_sigma = sum(1 for v in idata.posterior.data_vars if v.startswith("sigma_"))
+            summary["information_criteria"] = information_criteria(
+                idata, None if self.latent else len([s for s in self.parameters if s.role == "population"]) + n_sigma)
+        check = self.surrogate_check(idata)
+        if check is not None:
+            summary["surrogate_at_posterior"] = check
+        if (self.cfg.get("conditions") or self.cfg.get("predict")) and self.cfg.get("predict", {}).get("draws", 1):
+            pred = self.predict(idata, fit + held)
+            save_idata(pred["idata"], self.out / "predictions.nc", attrs)
+            summary["prediction"] = {"fit": _restrict(pred["summary"], fit),
+                                     "heldout": _restrict(pred["summary"], held)}
+            write_json(self.out / "predictions.json", pred["summary"])
+            self.plot(pred, fit, "predictions_fit.png", "fitted conditions: data and new-subject predictive")
+            if held:
+                self.plot(pred, held, "predictions_heldout.png", "held-out conditions: prediction (not fitted)")
+        self.seconds["total"] = round(time.perf_counter() - t0, 1)
+        summary["seconds"] = self.seconds
+        write_json(self.out / "diagnostics.json", diag)
+        write_json(self.out / "summary.json", summary)
+        return summary
+
+    def plot(self, pred: dict, conditions, filename: str, title: str):
+        from .outputs import save_figure, use_agg
+
+        use_agg()
+        import matplotlib.pyplot as plt
+
+        meas = self.tables[0]
+        bands = pred["summary"]["bands"]
+        obs = self.data.observables
+        fig, axes = plt.subplots(len(obs), len(conditions), figsize=(3.3 * len(conditions), 3.0 * len(obs)),
+                                 squeeze=False, sharey="row")
+        for i, o in enumerate(obs):
+            for ax, c in zip(axes[i], conditions):
+                b = bands[c][o]
+                t = np.asarray(b["time"])
+                ax.fill_between(t, b["q05"], b["q95"], color="C0", alpha=0.2, label="90 % new subject")
+                ax.fill_between(t, b["q25"], b["q75"], color="C0", alpha=0.35, label="50 %")
+                ax.plot(t, b["q50"], color="C0")
+                sel = (meas.condition == c) & (meas.observable == o)
+                for s in dict.fromkeys(meas.subject[sel].tolist()):
+                    r = sel & (meas.subject == s)
+                    order = np.argsort(meas.time[r])
+                    tt, v, cz = meas.time[r][order], meas.value[r][order], meas.censoring[r][order]
+                    ax.plot(tt, v, color="k", lw=0.6, alpha=0.6)
+                    ax.scatter(tt[cz == "left"], v[cz == "left"], marker="v", color="C3", s=10, zorder=3)
+                    ax.scatter(tt[cz == "right"], v[cz == "right"], marker="^", color="C2", s=10, zorder=3)
+                ax.set_title(c, fontsize=8)
+                ax.set_xlabel("time")
+            axes[i][0].set_ylabel(o)
+        axes[0][0].legend(fontsize=7, loc="upper left")
+        fig.suptitle(title, fontsize=10)
+        return save_figure(fig, self.out, filename)
+
+
+def _thin(idata, n: int):
+    """At most ``n`` posterior draws in total, evenly spaced in every chain."""
+    post = idata.posterior
+    per_chain = max(1, n // post.sizes["chain"])
+    idx = np.unique(np.linspace(0, post.sizes["draw"] - 1, min(per_chain, post.sizes["draw"])).astype(int))
+    import arviz as az
+
+    return az.InferenceData(posterior=post.isel(draw=idx))  # other groups (SMC stages) have other "draw" sizes
+
+
+def _restrict(summary: dict, conditions) -> dict:
+    per = {c: summary["per_condition"][c] for c in conditions}
+    n = sum(v["n_obs"] for v in per.values())
+    return {"per_condition": per, "n_obs": n,
+            "coverage_50": sum(v["coverage_50"] * v["n_obs"] for v in per.values()) / n if n else None,
+            "coverage_90": sum(v["coverage_90"] * v["n_obs"] for v in per.values()) / n if n else None}
+
+
+def predictive_summary(pred, rows: Measurements, meas: Measurements, conditions, limits: dict) -> dict:
+    """Bands (5/25/50/75/95 %) per condition, observable and day; coverage of the data's uncensored rows by the
+    50 %/90 % intervals; observed vs predicted fraction of subjects with tumour control (the last value at the
+    detection limit: a subject whose last row is left-censored / a new subject whose draw on the condition's last
+    data day is at the lower censoring bound; ``noise_free``: its forward-model value is below the limit)."""
+    out = {"bands": {}, "per_condition": {}}
+    for c in conditions:
+        out["bands"][c] = {}
+        entry = {"n_obs": 0, "inside_50": 0, "inside_90": 0}
+        for o in rows.observables:
+            y = pred.predictions[f"y_{o}"].stack(s=("chain", "draw")).values  # (rows of o, samples)
+            mu = pred.predictions[f"mu_{o}"].stack(s=("chain", "draw")).values
+            ro = np.flatnonzero(rows.observable == o)
+            sel = rows.condition[ro] == c
+            t_all, y_c, mu_c = rows.time[ro][sel], y[sel], mu[sel]
+            days = np.unique(t_all)
+            q = {f"q{int(k * 100):02d}": [] for k in (0.05, 0.25, 0.5, 0.75, 0.95)}
+            by_day = {}
+            for d in days:
+                draws = y_c[t_all == d].ravel()
+                by_day[float(d)] = draws
+                for k in q:
+                    q[k].append(float(np.quantile(draws, int(k[1:]) / 100)))
+            out["bands"][c][o] = {"time": days.tolist(), **q}
+            data = (meas.condition == c) & (meas.observable == o)
+            unc = data & (meas.censoring == "none")
+            for t, v in zip(meas.time[unc], meas.value[unc]):
+                draws = by_day[float(t)]
+                entry["n_obs"] += 1
+                entry["inside_50"] += int(np.quantile(draws, 0.25) <= v <= np.quantile(draws, 0.75))
+                entry["inside_90"] += int(np.quantile(draws, 0.05) <= v <= np.quantile(draws, 0.95))
+            lower = limits.get(o, (-np.inf, np.inf))[0]
+            if np.isfinite(lower) and o == rows.observables[0]:
+                last = days.max() if not data.any() else meas.time[data].max()
+                at_last = t_all == last
+                entry["predicted_control_fraction"] = float(np.mean(y_c[at_last] <= lower + 1e-9))
+                entry["predicted_control_fraction_noise_free"] = float(np.mean(mu_c[at_last] < lower))
+                subj = list(dict.fromkeys(meas.subject[data].tolist()))
+                ended = 0
+                for s in subj:
+                    r = np.flatnonzero(data & (meas.subject == s))
+                    ended += meas.censoring[r[np.argmax(meas.time[r])]] == "left"
+                entry["observed_control_fraction"] = ended / len(subj) if subj else None
+                entry["n_subjects"] = len(subj)
+        n = entry.pop("n_obs")
+        i50, i90 = entry.pop("inside_50"), entry.pop("inside_90")
+        out["per_condition"][c] = {"n_obs": n, "coverage_50": i50 / n if n else None,
+                                   "coverage_90": i90 / n if n else None, **entry}
+    return out
+
+
+def posterior_summary(idata, latent) -> dict:
+    """Mean, sd and 90 % interval of population parameters and of the noise/hierarchy scales; for latent
+    parameters the population median (link⁻¹ of the location) and the between-subject sd in link space."""
+    import arviz as az
+
+    post = idata.posterior
+    out = {}
+    for v in post.data_vars:
+        if v.startswith(("mu_", "sd_")) or v.endswith("_eta") or v in latent:
+            continue
+        vals = post[v].values.reshape(post.sizes["chain"] * post.sizes["draw"], -1)
+        if vals.shape[1] != 1:
+            continue
+        x = vals[:, 0]
+        out[v] = {"mean": float(x.mean()), "sd": float(x.std()), "q05": float(np.quantile(x, 0.05)),
+                  "q95": float(np.quantile(x, 0.95))}
+    for n in latent:
+        v = post[n].values.reshape(post.sizes["chain"] * post.sizes["draw"], -1)
+        out[n] = {"subject_median": float(np.median(v)), "subject_q05": float(np.quantile(v, 0.05)),
+                  "subject_q95": float(np.quantile(v, 0.95))}
+    del az
+    return out
+
+
+def check_surrogate_provenance(sur, path, forward, condition_id: str, schedule: dict | None) -> None:
+    """Refuse a surrogate trained for another forward model (spec or options) or another condition (it would bias
+    the posterior silently): its recorded descriptor must equal the config's, and its recorded condition (schedule)
+    the condition's row of the conditions table (no table: a condition without schedule)."""
+    from .forward_api import descriptor_key
+
+    if getattr(sur, "forward_", None) is None:
+        raise ValueError(f"{path}: surrogate has no provenance (forward model and condition it was trained on); "
+                         "refit it from a campaign (`immunocal surrogate fit`)")
+    if descriptor_key(sur.forward_) != descriptor_key(forward):
+        raise ValueError(f"{path}: surrogate was trained on forward model {sur.forward_!r}, but the config's forward "
+                         f"model is {forward!r}")
+    trained = {k: v for k, v in (sur.condition_ or {}).items() if k != "condition"}
+    trained_id = (sur.condition_ or {}).get("condition")
+    expected = dict(schedule or {})
+    if json.dumps(trained, sort_keys=True) != json.dumps(expected, sort_keys=True) or \
+            (trained_id is not None and trained_id != condition_id):
+        raise ValueError(f"{path}: surrogate was trained for condition {trained_id or '(unnamed)'} {trained}, but "
+                         f"data condition {condition_id!r} is {expected}")

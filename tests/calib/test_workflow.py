@@ -1,0 +1,196 @@
+"""The one calibration workflow: a data set the test writes to a folder is calibrated and predicted by config alone."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from calib.toy import LogisticModel
+
+TRUE_K = 1500.0
+ARMS = {"control": 1.0, "treated": 0.5, "combo": 0.25}
+
+
+def write_dataset(folder, seed=3, n_per_arm=4, noise=0.08):
+    """Per-mouse logistic growth, mice numbered 1..n in every arm (ids qualified by arm), one held-out arm."""
+    rng = np.random.default_rng(seed)
+    fm = LogisticModel()
+    lines = ["subject,condition,observable,time,value,sigma,censoring"]
+    for arm, factor in ARMS.items():
+        for k in range(1, n_per_arm + 1):
+            r = float(np.exp(np.log(0.3) + 0.15 * rng.standard_normal()))
+            y = fm.simulate([[r, TRUE_K, 50.0]], {"growth_factor": factor})[0, 0]
+            y = y + noise * rng.standard_normal(len(y))
+            for t, v in zip(fm.times, y):
+                lines.append(f"{arm}/{k},{arm},volume_mm3,{t:g},{np.exp(v):.6g},,")
+    (folder / "measurements.csv").write_text("\n".join(lines) + "\n")
+    (folder / "conditions.csv").write_text("condition,growth_factor\n" +
+                                           "".join(f"{a},{f}\n" for a, f in ARMS.items()))
+    (folder / "calibrate.toml").write_text(CONFIG)
+    return folder / "calibrate.toml"
+
+
+CONFIG = """
+[model]
+forward = "toy.logistic"
+
+[data]
+measurements = "measurements.csv"
+conditions = "conditions.csv"
+log_transform = { volume_mm3 = "log_volume" }
+
+[conditions]
+fit = ["control", "treated"]
+heldout = ["combo"]
+
+[design]
+n = 64
+seed = 1
+bounds = { growth_rate = [0.1, 0.8], carrying_capacity = [500.0, 4000.0] }
+
+[emulator]
+kind = "surrogate"
+
+[parameters.growth_rate]
+role = "latent"
+prior = { distribution = "LogNormal", mu = -1.2, sigma = 0.5 }
+sd = { distribution = "HalfNormal", sigma = 0.3 }
+
+[parameters.carrying_capacity]
+role = "population"
+prior = { distribution = "LogNormal", mu = 7.3, sigma = 0.5 }
+
+[parameters.initial_volume]
+role = "fixed"
+value = 50.0
+
+[observables.log_volume]
+family = "student_t"
+nu = 5
+sigma = { distribution = "HalfNormal", sigma = 0.3 }
+
+[sampler]
+draws = 300
+tune = 400
+chains = 2
+seed = 1
+target_accept = 0.95
+
+[predict]
+draws = 200
+subjects_per_draw = 3
+"""
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    from calib.pipeline import calibrate
+
+    folder = tmp_path_factory.mktemp("dataset")
+    cfg = write_dataset(folder)
+    summary = calibrate(cfg, out_dir=folder / "run")
+    return cfg, folder / "run", summary
+
+
+def test_a_new_data_set_is_calibrated_and_a_held_out_arm_predicted_by_config_alone(finished_run):
+    cfg, run, summary = finished_run
+    for f in ("idata.nc", "predictions.nc", "summary.json", "diagnostics.json", "config.toml",
+              "predictions_fit.png", "predictions_heldout.png"):
+        assert (run / f).exists(), f
+    assert summary["conditions"] == {"fit": ["control", "treated"], "heldout": ["combo"]}
+    # the population carrying capacity is recovered (truth 1500; data reach it in the control arm)
+    k = summary["posterior"]["carrying_capacity"]
+    assert k["q05"] < TRUE_K < k["q95"] and k["sd"] < 300
+    # the surrogates were checked against the true model where the posterior is
+    assert summary["surrogate_at_posterior"]["max_abs_error"] < 0.2
+    # the held-out arm (never fitted, growth halved again) is predicted by the true forward model for new mice:
+    # its observations fall inside the 90 % predictive interval about as often as promised
+    held = summary["prediction"]["heldout"]
+    assert held["n_obs"] == 4 * len(LogisticModel().times)
+    assert 0.75 <= held["coverage_90"] <= 1.0
+    assert 0.25 <= held["coverage_50"] <= 0.85
+    # and its median prediction is far from what the fitted arms look like (the condition is applied)
+    bands = json.loads((run / "predictions.json").read_text())["bands"]
+    assert bands["combo"]["log_volume"]["q50"][-1] < bands["control"]["log_volume"]["q50"][-1] - 1.0
+
+
+def test_predict_command_reproduces_the_run_and_refuses_changed_data(finished_run, tmp_path):
+    from calib.pipeline import predict
+
+    cfg, run, summary = finished_run
+    res = predict(run, ["combo"])
+    assert res["coverage_90"] == pytest.approx(summary["prediction"]["heldout"]["coverage_90"], abs=1e-12)
+    assert (run / "predict_combo.json").exists()
+    with pytest.raises(ValueError, match="no row in the conditions table"):
+        predict(run, ["combo_typo"])
+    # the fitted data change -> the posterior no longer belongs to them
+    meas = cfg.parent / "measurements.csv"
+    original = meas.read_text()
+    try:
+        meas.write_text(original.replace("control/1,control,volume_mm3,2,", "control/1,control,volume_mm3,2.5,", 1))
+        with pytest.raises(ValueError, match="fitted data or their schedules changed"):
+            predict(run, ["combo"])
+    finally:
+        meas.write_text(original)
+
+
+def test_rerun_needs_force_and_reuses_the_campaigns(finished_run, capsys):
+    from calib.workflow import Calibration
+
+    cfg, run, _ = finished_run
+    with pytest.raises(ValueError, match="pass --force"):
+        Calibration(cfg, run).run()
+    cal = Calibration(cfg, run, force=True)
+    cal.train()  # cached campaigns: nothing to simulate again
+    assert all(c.status()["pending"] == 0 and c.n == 64 for c in cal.campaigns.values())
+    assert "0 of 64 runs pending" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("heldout = [\"combo\"]", "heldout = [\"comb\"]"), "held-out condition 'comb' is neither in the data"),
+    (("fit = [\"control\", \"treated\"]", "fit = [\"control\", \"treated\", \"combo\"]"), "both fitted and held out"),
+    (("n = 64", "n = 64.5"), r"line \d+: design.n must be a integer"),
+    (("growth_rate = [0.1, 0.8]", "growth_rate = [0.8, 0.1]"), "lower < upper"),
+    (("seed = 1\nbounds", "sed = 1\nbounds"), r"unknown key design.sed"),
+    (("volume_mm3 = \"log_volume\"", "volume_mm = \"log_volume\""), r"observable\(s\) \['volume_mm'\] are not in"),
+    (("[parameters.initial_volume]", "[parameters.initial_volum]"), "not a parameter of forward model"),
+])
+def test_workflow_config_errors_are_named_before_any_computation(tmp_path, edit, message):
+    from calib.workflow import Calibration
+
+    cfg = write_dataset(tmp_path)
+    cfg.write_text(cfg.read_text().replace(*edit))
+    with pytest.raises(ValueError, match=message):
+        cal = Calibration(cfg, tmp_path / "run", progress=False)
+        cal.conditions, cal.data, cal.parameters, cal.fixed  # noqa: B018 - what run() resolves first
+    assert not (tmp_path / "run" / "campaigns").exists()
+
+
+def test_a_surrogate_of_another_condition_is_refused(finished_run, tmp_path):
+    """The trained surrogate of 'control' offered as the surrogate of 'treated' is refused before sampling."""
+    from calib.workflow import Calibration
+
+    cfg, run, _ = finished_run
+    cal = Calibration(cfg, run, force=True, progress=False)
+    cal.train()
+    cal.emulators["control"].save(tmp_path / "control.npz")
+    text = cfg.read_text().replace('kind = "surrogate"', 'kind = "surrogate"\npath = "%s"' % (tmp_path / "control.npz"))
+    (tmp_path / "c.toml").write_text(text.replace('"measurements.csv"', '"%s"' % (cfg.parent / "measurements.csv"))
+                                     .replace('"conditions.csv"', '"%s"' % (cfg.parent / "conditions.csv")))
+    with pytest.raises(ValueError, match="trained for condition .* but data condition 'treated'"):
+        Calibration(tmp_path / "c.toml", tmp_path / "run2", progress=False).train()
+
+
+def test_subject_ids_repeated_across_groups_are_refused(tmp_path):
+    from calib.workflow import Calibration
+
+    cfg = write_dataset(tmp_path)
+    meas = tmp_path / "measurements.csv"
+    meas.write_text(meas.read_text().replace("control/", "").replace("treated/", ""))
+    cal = Calibration(cfg, tmp_path / "run", progress=False)
+    cal.cfg["emulator"] = {"kind": "exact"}
+    cal.train()
+    with pytest.raises(ValueError, match="subject '1' appears under conditions 'control' and 'treated'"):
+        cal.model()
