@@ -523,7 +523,7 @@ class Calibration:
         dcfg = self.cfg.get("diagnostics", {})
         diag = check_diagnostics(idata, rhat_max=dcfg.get("rhat_max", 1.01), ess_min=dcfg.get("ess_min", 400),
                                  strict=dcfg.get("strict", False)) \
-            if self.sampler["method"] in ("nuts", "demetropolis") else \
+            if self.sampler["method"] in ("nuts", "demetropolis", "smc") else \
             {"ok": None, "note": f"no MCMC diagnostics for method {self.sampler['method']}"}
         sid = ";".join(sorted({f"{c}={e.surrogate_id}" for c, e in self.emulators.items()}))
         meas, conds = self.tables

@@ -123,6 +123,39 @@ def cmd_ppc(args) -> int:
     return 0
 
 
+def cmd_wide_to_long(args) -> int:
+    """Per-group wide tables (one column per animal) -> one long measurement table; ids qualified by the group."""
+    import numpy as np
+
+    from calib.data import Measurements, wide_to_long
+
+    parts = []
+    for item in args.tables:
+        cond, _, file = item.rpartition("=")
+        path = Path(file)
+        parts.append(wide_to_long(path, condition=cond or path.stem, observable=args.observable,
+                                  time_column=args.time_column, detection_limit=args.detection_limit,
+                                  endpoint=args.endpoint))
+    seen: dict[str, str] = {}
+    for m in parts:
+        c = str(m.condition[0]) if len(m) else ""
+        if c in seen:
+            raise ValueError(f"condition {c!r} comes from two tables ({seen[c]} and {m.source}); name them "
+                             "CONDITION=FILE")
+        seen[c] = str(m.source)
+    cat = {f: np.concatenate([getattr(m, f) for m in parts]) for f in
+           ("subject", "condition", "observable", "time", "value", "sigma", "censoring")}
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise ValueError(f"{out} exists; pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Measurements.from_arrays(**cat, source=str(out)).to_csv(out)
+    print(json.dumps({"out": str(out), "rows": int(len(cat["value"])), "conditions": list(seen),
+                      "subjects": len(set(cat["subject"].tolist())),
+                      "censored": {k: int(np.sum(cat["censoring"] == k)) for k in ("left", "right")}}, indent=2))
+    return 0
+
+
 def cmd_predict(args) -> int:
     from calib.pipeline import predict
 
@@ -221,6 +254,21 @@ def register(commands) -> None:
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the run folder)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_predict)
+
+    p = commands.add("data", help="data-table tools")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="TOOL")
+    w = dsub.add_parser("wide-to-long", help="per-group wide tables (a time column + one column per animal) -> one "
+                                             "long measurement table for `immunocal calibrate`")
+    w.add_argument("tables", nargs="+", help="CONDITION=FILE, or FILE (the condition is the file name without .csv)")
+    w.add_argument("--out", required=True, type=Path, help="long table to write (CSV)")
+    w.add_argument("--observable", default="volume_mm3")
+    w.add_argument("--time-column", default="day")
+    w.add_argument("--detection-limit", type=float, default=None,
+                   help="values at or below it become left-censored rows at the limit")
+    w.add_argument("--endpoint", type=float, default=None,
+                   help="humane endpoint: a value at or above it becomes a right-censored row (later cells empty)")
+    w.add_argument("--force", action="store_true", help="replace --out if it exists")
+    w.set_defaults(func=cmd_wide_to_long)
 
     p = commands.add("ppc", help="posterior predictive bands over the data of a calibration run")
     p.add_argument("run_dir", type=Path)

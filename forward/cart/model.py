@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
+from forward.errors import SimulationError
+
 from .diffusion import SOLVERS, VariableCoefficientDiffusion, make_diffusion
 from .grid import Grid
 from .kernels import clamp_nonneg, reaction_half_step, reaction_rhs
@@ -42,7 +44,7 @@ from .params import FIELDS, diffusion_coefficients, param_array
 from . import params as P
 
 
-class InstabilityError(RuntimeError):
+class InstabilityError(SimulationError):
     """The explicit reaction step or the solution became unstable (non-finite or strongly negative values)."""
 
 

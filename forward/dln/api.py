@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from forward.errors import SimulationError
 from priors import ParameterError, registry
 
 from . import model
@@ -13,6 +14,10 @@ from .model import PARAM_NAMES, DLNResult
 from .plan import TreatmentPlan
 
 MODEL = "dln"
+
+
+class DlnNumericalError(SimulationError, FloatingPointError):
+    """A DLN run produced non-finite values."""
 
 
 def default_parameters(preset: str = "default", **overrides: float):
@@ -71,7 +76,7 @@ def simulate_array(
         _opts(tumour_update, influx_mode),
     )
     if not (np.all(np.isfinite(tr)) and np.all(np.isfinite(dl))):
-        raise FloatingPointError("DLN simulation produced non-finite values; check the parameter values")
+        raise DlnNumericalError("DLN simulation produced non-finite values; check the parameter values")
     return DLNResult(net.targets, net.dlns, tr, dl, flux, net.volume_coefficients(float(prm[model.K_VOL])))
 
 

@@ -220,6 +220,39 @@ class TreatmentPlan:
                 gd[_check_day(day, days, f"drug '{g['name']}'"), col] += amount
         return cls(network, days, td, dd, gd)
 
+    @classmethod
+    def from_condition(cls, condition: Mapping[str, Any] | None, network: Network, days: int) -> TreatmentPlan:
+        """The plan of one conditions-table row (days from inoculation = model days).
+
+        Columns: ``rt_days`` + ``rt_doses_gy`` (the first target, the primary tumour), ``dln_rt_days`` +
+        ``dln_rt_doses_gy`` (the first DLN the primary drains to), any drug by name as ``<drug>_days`` (optionally
+        ``<drug>_doses``, standard doses; default 1 per day) — several drugs per condition — and ``condition``,
+        ``description``. An unknown column is an error (a misspelled one would silently drop a treatment)."""
+        condition = dict(condition or {})
+        name = condition.get("condition", "")
+        drugs = [*DRUG_NAMES, *DRUG_ALIASES]
+        known = {"condition", "description", "rt_days", "rt_doses_gy", "dln_rt_days", "dln_rt_doses_gy",
+                 *(f"{d}_days" for d in drugs), *(f"{d}_doses" for d in drugs)}
+        unknown = sorted(set(condition) - known)
+        if unknown:
+            raise PlanError(f"condition {name!r}: unknown column(s) {unknown} for the DLN model (a misspelled schedule "
+                            f"column would silently drop that treatment); known: {sorted(known)}")
+        radiation = []
+        primary = network.targets[0]
+        for key, where in (("rt", {"target": primary}), ("dln_rt", {"dln": network.drains_to[primary][0]})):
+            rdays, doses = list(condition.get(f"{key}_days", [])), list(condition.get(f"{key}_doses_gy", []))
+            if len(rdays) != len(doses):
+                raise PlanError(f"condition {name!r}: {len(doses)} {key}_doses_gy for {len(rdays)} {key}_days")
+            radiation += [{**where, "days": [d], "dose_gy": g} for d, g in zip(rdays, doses)]
+        given = []
+        for d in drugs:
+            ddays = list(condition.get(f"{d}_days", []))
+            doses = list(condition.get(f"{d}_doses", [])) or [1.0] * len(ddays)
+            if len(doses) != len(ddays):
+                raise PlanError(f"condition {name!r}: {len(doses)} {d}_doses for {len(ddays)} {d}_days")
+            given += [{"name": d, "days": [day], "dose": amount} for day, amount in zip(ddays, doses)]
+        return cls.build(network, days, radiation, given)
+
     def describe(self) -> dict[str, Any]:
         """JSON-able summary (for study outputs)."""
         out: dict[str, Any] = {"days": self.days, "radiation": [], "drugs": {}}

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from forward.errors import SimulationError
 from priors import ParameterSet, registry
 
 from . import kernels as K
@@ -54,7 +55,7 @@ SCHEMES = ("exponential", "explicit")
 MAX_FREE_GROWTH_DAYS = 2000.0
 
 
-class EulerInstabilityError(ValueError):
+class EulerInstabilityError(SimulationError, ValueError):
     """An explicit Euler step drove a population negative (rate x dt > 1): the step is too large."""
 
 
@@ -90,7 +91,7 @@ def _check_memory(config: RitConfig, schedule: Schedule, n_fractions: int, recor
         )
 
 
-class FreeGrowthError(ValueError):
+class FreeGrowthError(SimulationError, ValueError):
     """The untreated tumour never reaches the pre-treatment volume that defines day 0."""
 
 
