@@ -283,10 +283,20 @@ class Campaign:
             res = {key: v[keep] for key, v in res.items()}
         return res
 
-    def training_data(self) -> tuple[np.ndarray, np.ndarray]:
-        """Successful runs as ``(theta, outputs)`` ready for a surrogate."""
+    def training_data(self, rounds=None) -> tuple[np.ndarray, np.ndarray]:
+        """Successful runs as ``(theta, outputs)`` ready for a surrogate. With ``rounds`` (refinement-round tags),
+        only the design's runs and those rounds' runs — so a surrogate never depends on rounds recorded by another
+        run with other settings (``None``: every run)."""
         r = self.load()
-        return r["theta"][r["ok"]], r["outputs"][r["ok"]]
+        keep = r["ok"]
+        if rounds is not None:
+            recorded = self.meta.get("refinement_rounds", {})
+            unknown = sorted(set(rounds) - set(recorded))
+            if unknown:
+                raise ValueError(f"{self.path}: no refinement round(s) {unknown} recorded (has {sorted(recorded)})")
+            excluded = {i for tag, idx in recorded.items() if tag not in rounds for i in idx}
+            keep = keep & np.array([int(i) not in excluded for i in r["indices"]], dtype=bool)
+        return r["theta"][keep], r["outputs"][keep]
 
     def failures(self) -> list[dict]:
         r = self.load()

@@ -57,34 +57,27 @@ class ParameterSpace:
     def dim(self) -> int:
         return len(self.names)
 
-    def _g(self):
-        lo = np.array([np.log(a) if s == "log" else a for a, s in zip(self.lower, self.scales)])
-        hi = np.array([np.log(b) if s == "log" else b for b, s in zip(self.upper, self.scales)])
-        return lo, hi, np.array([s == "log" for s in self.scales])
+    @property
+    def intervals(self) -> tuple:
+        """One :class:`priors.transforms.Interval` per parameter: the one implementation of the unit-cube map."""
+        from priors.transforms import Interval
+
+        return tuple(Interval(a, b, s) for a, b, s in zip(self.lower, self.upper, self.scales))
 
     def from_unit(self, u: np.ndarray) -> np.ndarray:
-        lo, hi, islog = self._g()
-        y = lo + (hi - lo) * np.asarray(u, dtype=float)
-        return np.where(islog, np.exp(y), y)
+        u = np.asarray(u, dtype=float)
+        return np.stack([iv.from_unit(u[..., j]) for j, iv in enumerate(self.intervals)], axis=-1)
 
     def to_unit(self, x: np.ndarray) -> np.ndarray:
-        lo, hi, islog = self._g()
         x = np.asarray(x, dtype=float)
         with np.errstate(divide="ignore", invalid="ignore"):
-            y = np.where(islog, np.log(np.where(islog, x, 1.0)), x)
-        return (y - lo) / (hi - lo)
+            return np.stack([iv.to_unit(x[..., j]) for j, iv in enumerate(self.intervals)], axis=-1)
 
     def to_unit_pt(self, x):
         """:meth:`to_unit` as a PyTensor expression (``x`` has the parameters on its last axis)."""
         import pytensor.tensor as pt
 
-        lo, hi, islog = self._g()
-        cols = []
-        for j in range(self.dim):
-            xj = x[..., j]
-            yj = pt.log(xj) if islog[j] else xj
-            cols.append((yj - lo[j]) / (hi[j] - lo[j]))
-        return pt.stack(cols, axis=-1)
+        return pt.stack([iv.to_unit(x[..., j]) for j, iv in enumerate(self.intervals)], axis=-1)
 
     def to_dict(self) -> dict:
         return {"names": list(self.names), "lower": list(self.lower), "upper": list(self.upper),

@@ -327,10 +327,11 @@ def validate(surrogate, theta: np.ndarray, outputs: np.ndarray, levels=(0.5, 0.9
     return rep
 
 
-def fit_from_campaign(campaign, test_fraction: float = 0.2, seed: int = 0, **kwargs):
-    """Fit a :class:`GPSurrogate` on a campaign's successful runs, holding out ``test_fraction`` for validation.
-    Returns ``(surrogate, report)``; the surrogate remembers the campaign's forward spec and condition."""
-    theta, Y = campaign.training_data()
+def fit_from_campaign(campaign, test_fraction: float = 0.2, seed: int = 0, rounds=None, **kwargs):
+    """Fit a :class:`GPSurrogate` on a campaign's successful runs (the design's and, with ``rounds``, only those
+    refinement rounds'; ``None``: all), holding out ``test_fraction`` for validation. Returns
+    ``(surrogate, report)``; the surrogate remembers the campaign's forward descriptor and condition."""
+    theta, Y = campaign.training_data(rounds)
     if len(theta) == 0:
         raise ValueError(f"{campaign.path}: no successful runs to train on (run the campaign first)")
     rng = np.random.default_rng(seed)
@@ -369,7 +370,7 @@ def propose_refinement(posterior_theta: np.ndarray, existing_theta: np.ndarray, 
 
 
 def refine(campaign, posterior_theta: np.ndarray, n_new: int, workers: int | None = 0, progress: bool = False,
-           tag: str | None = None, **fit_kwargs):
+           tag: str | None = None, rounds=None, **fit_kwargs):
     """Active refinement: propose ``n_new`` points where ``posterior_theta`` (draws, ``(m, p)``) puts mass, run them
     in ``campaign``, and refit. Returns ``(surrogate, report)`` of :func:`fit_from_campaign` (no hold-out).
 
@@ -385,4 +386,4 @@ def refine(campaign, posterior_theta: np.ndarray, n_new: int, workers: int | Non
             rounds[tag] = [int(i) for i in indices]
             campaign.save_meta()
     campaign.run(workers=workers, progress=progress)
-    return fit_from_campaign(campaign, test_fraction=0.0, **fit_kwargs)
+    return fit_from_campaign(campaign, test_fraction=0.0, rounds=rounds, **fit_kwargs)

@@ -304,8 +304,9 @@ class Calibration:
                 fixed=self.fixed, space=space, chunk_size=int(d.get("chunk_size", 8)))
             self._log(f"[campaign] {c}: {camp.status()['pending']} of {camp.n} runs pending")
             camp.run(workers=int(d.get("workers", 0)), progress=self.progress)
+            # the design's runs only: refinement rounds recorded by earlier runs enter in refine(), as configured
             sur, rep = fit_from_campaign(camp, test_fraction=float(em.get("test_fraction", 0.2)),
-                                         seed=int(d.get("seed", 0)))
+                                         seed=int(d.get("seed", 0)), rounds=[])
             self.emulators[c], self.validation[c], self.campaigns[c] = sur, rep, camp
         self.seconds["emulators"] = round(time.perf_counter() - t0, 1)
         return self.emulators
@@ -371,7 +372,7 @@ class Calibration:
             for c, camp in self.campaigns.items():
                 self.emulators[c], _ = refine(camp, theta, int(r.get("points", 48)), workers=int(
                     self.cfg.get("design", {}).get("workers", 0)), progress=self.progress, tag=f"round{k + 1}",
-                    seed=int(self.cfg.get("design", {}).get("seed", 0)))
+                    rounds=[f"round{j + 1}" for j in range(k + 1)], seed=int(self.cfg.get("design", {}).get("seed", 0)))
         self.seconds["refinement"] = round(time.perf_counter() - t0, 1)
 
     def fit(self):

@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
-from scipy.special import expit, logit
+from scipy.special import logit
+
+from .transforms import Interval
 
 _REQUIRED = {
     "Normal": ("mu", "sigma"),
@@ -99,46 +101,43 @@ class Prior:
     # ------------------------------------------------------------------ link space (hierarchies, predictions)
     def link_inverse(self, z):
         """θ = link⁻¹(z) from the prior's link space: identity (``Normal``), exp (``LogNormal``), the bounded
-        logistic ``g⁻¹(g(a) + (g(b) − g(a))·σ(z))`` (``BoundedLogitNormal``; ``g`` = log on a log scale). Takes numpy
+        logistic ``g⁻¹(g(a) + (g(b) − g(a))·σ(z))`` (``BoundedLogitNormal``: :meth:`Interval.expit`). Takes numpy
         values or PyTensor variables (the one implementation used by the PyMC builders and by numpy predictives)."""
-        d, p = self.distribution, self.parameters
-        if type(z).__module__.startswith("pytensor"):
-            import pytensor.tensor as pt
-
-            exp, sigmoid = pt.exp, pt.sigmoid
-        else:
-            z = np.asarray(z, dtype=float)
-            exp, sigmoid = np.exp, expit
+        d = self.distribution
         if d == "Normal":
-            return z
+            return z if type(z).__module__.startswith("pytensor") else np.asarray(z, dtype=float)
         if d == "LogNormal":
-            return exp(z)
+            if type(z).__module__.startswith("pytensor"):
+                import pytensor.tensor as pt
+
+                return pt.exp(z)
+            return np.exp(np.asarray(z, dtype=float))
         if d == "BoundedLogitNormal":
-            lo, hi = float(self._g(p["lower"])), float(self._g(p["upper"]))
-            y = lo + (hi - lo) * sigmoid(z)
-            return exp(y) if p.get("scale", "linear") == "log" else y
+            return self.interval.expit(z)
         raise ValueError(f"a {d} prior has no link space (Normal, LogNormal or BoundedLogitNormal have one)")
 
     def link(self, theta):
         """z = link(θ), the inverse of :meth:`link_inverse` (numpy)."""
-        d, p = self.distribution, self.parameters
+        d = self.distribution
         theta = np.asarray(theta, dtype=float)
         if d == "Normal":
             return theta
         if d == "LogNormal":
             return np.log(theta)
         if d == "BoundedLogitNormal":
-            lo, hi = float(self._g(p["lower"])), float(self._g(p["upper"]))
-            u = (self._g(theta) - lo) / (hi - lo)
-            return np.log(u) - np.log1p(-u)
+            return self.interval.logit(theta)
         raise ValueError(f"a {d} prior has no link space (Normal, LogNormal or BoundedLogitNormal have one)")
 
     # ------------------------------------------------------------------ helpers for bounded-logit priors
-    def _g(self, x):
-        return np.log(x) if self.parameters.get("scale", "linear") == "log" else np.asarray(x, dtype=float)
+    @property
+    def interval(self) -> Interval:
+        """The admissible interval of a bounded prior with its scale (``priors.transforms.Interval``)."""
+        p = self.parameters
+        return Interval(float(p["lower"]), float(p["upper"]), p.get("scale", "linear"))
 
-    def _g_inv(self, y):
-        return np.exp(y) if self.parameters.get("scale", "linear") == "log" else y
+    def _g(self, x):
+        """The prior's scale g (log or identity) — its link-space contraction metric."""
+        return Interval(1.0, 2.0, self.parameters.get("scale", "linear")).g(x)
 
     @property
     def support(self) -> tuple[float, float]:
@@ -179,17 +178,11 @@ class Prior:
             with np.errstate(divide="ignore"):
                 return np.where(inside, base.logpdf(x) - math.log(mass), -np.inf)
         if d == "BoundedLogitNormal":
-            lo, hi = self._g(p["lower"]), self._g(p["upper"])
+            iv = self.interval
             inside = (x > p["lower"]) & (x < p["upper"])
             xs = np.where(inside, x, 0.5 * (p["lower"] + p["upper"]))
-            y = self._g(xs)
-            u = (y - lo) / (hi - lo)
-            z = logit(u)
-            # change of variables θ -> y -> u -> z: dz/dθ = g'(θ) / ((hi − lo)·u·(1 − u))
-            log_jac = -np.log(hi - lo) - np.log(u) - np.log1p(-u)
-            if p.get("scale", "linear") == "log":
-                log_jac = log_jac - np.log(xs)
-            out = stats.norm(p["mu"], p["sigma"]).logpdf(z) + log_jac
+            # change of variables θ -> z = logit(θ): density N(z; mu, sigma)·|dz/dθ|
+            out = stats.norm(p["mu"], p["sigma"]).logpdf(iv.logit(xs)) + iv.log_abs_dlogit(xs)
             return np.where(inside, out, -np.inf)
         return self._scipy().logpdf(x)
 
@@ -204,9 +197,7 @@ class Prior:
             lo, hi = base.cdf(p["lower"]), base.cdf(p["upper"])
             return base.ppf(rng.uniform(lo, hi, size=size))
         if d == "BoundedLogitNormal":
-            z = rng.normal(p["mu"], p["sigma"], size=size)
-            lo, hi = self._g(p["lower"]), self._g(p["upper"])
-            return self._g_inv(lo + (hi - lo) * expit(z))
+            return self.interval.expit(rng.normal(p["mu"], p["sigma"], size=size))
         return self._scipy().rvs(size=size, random_state=rng)
 
     # ------------------------------------------------------------------ PyMC side

@@ -146,6 +146,16 @@ def test_rerun_needs_force_and_reuses_the_campaigns(finished_run, capsys):
     cal.train()  # cached campaigns: nothing to simulate again
     assert all(c.status()["pending"] == 0 and c.n == 64 for c in cal.campaigns.values())
     assert "0 of 64 runs pending" in capsys.readouterr().out
+    # a refinement round recorded by another run (other settings) never leaks into this config's surrogates
+    from calib.surrogate import refine
+
+    before = {c: e.surrogate_id for c, e in cal.emulators.items()}
+    camp = cal.campaigns["control"]
+    refine(camp, np.array([[0.3, 1500.0]] * 8), 4, tag="round1")
+    assert camp.n == 68
+    again = Calibration(cfg, run, force=True, progress=False)
+    again.train()
+    assert {c: e.surrogate_id for c, e in again.emulators.items()} == before
 
 
 @pytest.mark.parametrize("edit, message", [

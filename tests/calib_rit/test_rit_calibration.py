@@ -135,7 +135,7 @@ def test_refinement_shrinks_the_surrogate_error_where_the_posterior_is(tmp_path)
 def test_quickstart_end_to_end_tiny(tmp_path):
     from calib.quickstart import run_quickstart
 
-    report = run_quickstart(tmp_path, settings={"design": {"n": 24}, "refinement": {"draws": 30, "points": 8},
+    report = run_quickstart(tmp_path, settings={"design": {"n": 24},
                                                 "sampler": {"draws": 40, "tune": 40, "compile_mode": "C"},
                                                 "predict": {"draws": 20}}, progress=False)
     cal = report["calibration"]

@@ -49,3 +49,30 @@ def test_errors():
         bounded_logit(np.nan, 0.0, 1.0)
     with pytest.raises(ValueError, match="lower < upper"):
         bounded_logit(0.5, 1.0, 0.0)
+
+
+@pytest.mark.parametrize("scale, lo, hi", [("linear", -2.0, 3.0), ("log", 1e-3, 50.0)])
+def test_interval_maps_agree_on_numpy_and_pytensor_and_invert(scale, lo, hi):
+    """One implementation of the unit-cube map and the bounded logit, numpy and PyTensor alike."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    from priors.transforms import Interval
+
+    iv = Interval(lo, hi, scale)
+    x = iv.from_unit(np.linspace(0.01, 0.99, 7))
+    np.testing.assert_allclose(iv.to_unit(x), np.linspace(0.01, 0.99, 7), rtol=1e-12)
+    np.testing.assert_allclose(iv.expit(iv.logit(x)), x, rtol=1e-12)
+    v = pt.dvector("v")
+    f = pytensor.function([v], [iv.to_unit(v), iv.logit(v), iv.expit(v)])
+    u_pt, z_pt, e_pt = f(x)
+    np.testing.assert_allclose(u_pt, iv.to_unit(x), rtol=1e-12)
+    np.testing.assert_allclose(z_pt, iv.logit(x), rtol=1e-12)
+    np.testing.assert_allclose(e_pt, iv.expit(x), rtol=1e-12)
+    h = 1e-6 * np.maximum(np.abs(x), 1.0)  # log |dz/dθ| against a central difference
+    fd = (iv.logit(x + h) - iv.logit(x - h)) / (2 * h)
+    np.testing.assert_allclose(iv.log_abs_dlogit(x), np.log(fd), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="log-scale interval needs lower > 0"):
+        Interval(0.0, 1.0, "log")
+    with pytest.raises(ValueError, match="scale must be one of"):
+        Interval(0.0, 1.0, "logit")
