@@ -9,7 +9,8 @@ Relative paths are relative to the config file. The full reference with an examp
     [data]         measurements; conditions; shared_subjects; observables = [...] (keep only these);
                    [data.log_transform] obs = "log_obs"
     [conditions]   fit = [...]; heldout = [...]   (default: every condition of the data is fitted)
-    [design]       n; method; seed; chunk_size; workers; [design.bounds] name = [lo, hi]
+    [design]       n; method; seed; chunk_size; workers; [design.bounds] name = [lo, hi];
+                   [design.scales] name = "log" | "linear" (parameters outside the registry)
     [emulator]     kind = "surrogate" | "exact" | "blackbox"; path | [emulator.paths]; test_fraction
     [refinement]   rounds; points; draws
     [parameters.NAME]  role; prior; value; sd; covariates; coef_sd
@@ -36,7 +37,8 @@ SCHEMA: dict[str, dict] = {
     "data": {"measurements": str, "conditions": str, "shared_subjects": bool, "observables": list,
              "log_transform": dict},
     "conditions": {"fit": list, "heldout": list},
-    "design": {"n": int, "method": str, "seed": int, "chunk_size": int, "workers": int, "bounds": dict},
+    "design": {"n": int, "method": str, "seed": int, "chunk_size": int, "workers": int, "bounds": dict,
+               "scales": dict},
     "emulator": {"kind": str, "path": str, "paths": dict, "test_fraction": NUMBER},
     "refinement": {"rounds": int, "points": int, "draws": int},
     "parameters": {"*": {"role": str, "prior": dict, "value": NUMBER, "sd": (int, float, dict),

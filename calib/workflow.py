@@ -228,33 +228,49 @@ class Calibration:
 
     def space(self, names):
         """The parameter box of ``names``: ``[design.bounds]`` within the registry's ranges (scales from the
-        registry), or the forward model's own ``space()``; a name with neither is an error."""
+        registry), or the forward model's own ``space()``; a name in neither (e.g. a simulator setting such as the
+        RIT pre-treatment volume) needs ``[design.bounds]`` and takes ``[design.scales]`` (default linear)."""
         from .design import ParameterSpace
 
-        bounds = {k: tuple(v) for k, v in self.cfg.get("design", {}).get("bounds", {}).items()}
-        unknown = sorted(set(bounds) - set(self.free))
-        if unknown:
-            raise ValueError(f"{self.cfg['_path']}: [design.bounds] {unknown} are not calibrated parameters "
-                             f"({self.free})")
+        d = self.cfg.get("design", {})
+        bounds = {k: tuple(v) for k, v in d.get("bounds", {}).items()}
+        scales = dict(d.get("scales", {}))
+        for k, v in {**{b: None for b in bounds}, **scales}.items():
+            if k not in self.free:
+                raise ValueError(f"{self.cfg['_path']}: [design] bounds/scales name {k!r}, which is not a calibrated "
+                                 f"parameter ({self.free})")
+            if v is not None and v not in ("linear", "log"):
+                raise ValueError(f"{self.cfg['_path']}: [design.scales] {k} = {v!r}; choose 'linear' or 'log'")
         reg = self.cfg["model"].get("registry_model")
+        known = set()
         if reg:
-            return ParameterSpace.from_registry(reg, names, self.cfg["model"].get("preset"), bounds=bounds)
-        if hasattr(self.forward, "space"):
-            full = self.forward.space()
-            lo, hi, sc = [], [], []
-            for n in names:
-                j = list(full.names).index(n)
-                a, b = bounds.get(n, (full.lower[j], full.upper[j]))
-                lo.append(float(a))
-                hi.append(float(b))
-                sc.append(full.scales[j])
-            return ParameterSpace(tuple(names), tuple(lo), tuple(hi), tuple(sc))
-        missing = [n for n in names if n not in bounds]
+            from priors import registry
+
+            known = {n for n in names if n in registry().names(reg)}
+        elif hasattr(self.forward, "space"):
+            known = set(self.forward.space().names) & set(names)
+        missing = [n for n in names if n not in known and n not in bounds]
         if missing:
-            raise ValueError(f"{self.cfg['_path']}: no range for {missing}: give [design.bounds] (the forward model "
-                             "has no space() and no registry_model is set)")
-        return ParameterSpace(tuple(names), tuple(float(bounds[n][0]) for n in names),
-                              tuple(float(bounds[n][1]) for n in names), tuple("linear" for _ in names))
+            raise ValueError(f"{self.cfg['_path']}: no range for {missing}: give [design.bounds] (they are neither "
+                             f"registry parameters nor in the forward model's space())")
+        ref = {}
+        if reg and known:
+            ref = ParameterSpace.from_registry(reg, [n for n in names if n in known], self.cfg["model"].get("preset"),
+                                               bounds={k: v for k, v in bounds.items() if k in known})
+        elif known:
+            ref = self.forward.space()
+        lo, hi, sc = [], [], []
+        for n in names:
+            if n in known:
+                j = list(ref.names).index(n)
+                a, b = bounds.get(n, (ref.lower[j], ref.upper[j])) if not reg else (ref.lower[j], ref.upper[j])
+                s = scales.get(n, ref.scales[j])
+            else:
+                (a, b), s = bounds[n], scales.get(n, "linear")
+            lo.append(float(a))
+            hi.append(float(b))
+            sc.append(s)
+        return ParameterSpace(tuple(names), tuple(lo), tuple(hi), tuple(sc))
 
     # ------------------------------------------------------------------ emulators
     def _exact_emulators(self, conditions, kind: str) -> dict:
@@ -302,7 +318,9 @@ class Calibration:
             camp = Campaign(folder) if (folder / "meta.json").exists() else Campaign.create(
                 folder, self.descriptor, points, condition=self.schedule(c) or {}, parameter_names=self.free,
                 fixed=self.fixed, space=space, chunk_size=int(d.get("chunk_size", 8)))
-            self._log(f"[campaign] {c}: {camp.status()['pending']} of {camp.n} runs pending")
+            rounds = sorted(camp.meta.get("refinement_rounds", {}))
+            self._log(f"[campaign] {c}: {camp.status()['pending']} of {camp.n} runs pending"
+                      + (f" (recorded refinement rounds {rounds}: used as [refinement] says)" if rounds else ""))
             camp.run(workers=int(d.get("workers", 0)), progress=self.progress)
             # the design's runs only: refinement rounds recorded by earlier runs enter in refine(), as configured
             sur, rep = fit_from_campaign(camp, test_fraction=float(em.get("test_fraction", 0.2)),

@@ -8,7 +8,9 @@ shape ``(n, len(observables), len(times))``. The object is rebuilt in campaign w
 Time: data days count from inoculation (or any origin of the data set); the model's day 0 — the day the tumour
 reaches its pre-treatment volume — sits at data day ``day_offset``. The condition (a conditions-table row, data days)
 becomes a :class:`~forward.rit.Schedule` through :meth:`Schedule.from_condition` (several drugs; unknown keys refused).
-Parameters not in ``parameter_names`` keep the values of the registry preset ``preset``.
+Parameters not in ``parameter_names`` keep the values of the registry preset ``preset``. ``parameter_names`` may
+include :data:`PRETREATMENT_VOLUME` — the volume that defines model day 0, a setting of the run rather than a registry
+parameter — so that a calibration can make it per-animal (a latent) instead of one value for all.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 LOG_VOLUME = "log_volume"
+#: the pseudo-parameter for a per-row pre-treatment volume (mm³)
+PRETREATMENT_VOLUME = "pretreatment_volume_mm3"
 #: volumes below this (mm³; a controlled tumour keeps ~1 cell) are floored before taking logs
 VOLUME_FLOOR_MM3 = 1e-6
 
@@ -66,7 +70,21 @@ class RitSimulator:
         theta = np.atleast_2d(np.asarray(theta, float))
         t_model = self.times - self.day_offset
         schedule = Schedule.from_condition(condition or {}, self.day_offset, float(t_model[-1]) + 1.0)
-        vols, ok = simulate_volumes_batch(self.preset, self.parameter_names, theta, schedule, t_model, self.config())
+        if PRETREATMENT_VOLUME in self.parameter_names:  # one run per row, each with its own day-0 volume
+            from dataclasses import replace
+
+            j = self.parameter_names.index(PRETREATMENT_VOLUME)
+            names = [n for n in self.parameter_names if n != PRETREATMENT_VOLUME]
+            rest = np.delete(theta, j, axis=1)
+            if np.any(~(theta[:, j] > 0)):
+                raise ValueError(f"{PRETREATMENT_VOLUME} must be > 0, got {theta[~(theta[:, j] > 0), j][0]}")
+            parts = [simulate_volumes_batch(self.preset, names, rest[i:i + 1], schedule, t_model,
+                                            replace(self.config(), pretreatment_volume_mm3=float(theta[i, j])))
+                     for i in range(len(theta))]
+            vols, ok = np.vstack([v for v, _ in parts]), np.concatenate([o for _, o in parts])
+        else:
+            vols, ok = simulate_volumes_batch(self.preset, self.parameter_names, theta, schedule, t_model,
+                                              self.config())
         with np.errstate(divide="ignore", invalid="ignore"):
             out = np.log(np.maximum(vols, VOLUME_FLOOR_MM3))
         out[~ok] = np.nan

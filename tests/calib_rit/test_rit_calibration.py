@@ -175,3 +175,28 @@ def test_dewan_workflow_refines_and_a_rerun_reuses_campaigns_and_rounds(tmp_path
     sizes = {c: camp.n for c, camp in again.campaigns.items()}
     assert sizes == {c: camp.n for c, camp in first.campaigns.items()}
     assert all(camp.status()["pending"] == 0 for camp in again.campaigns.values())
+
+
+def test_pretreatment_volume_can_be_a_per_row_parameter(tmp_path):
+    """The day-0 volume as a simulator parameter (per mouse in a calibration) gives exactly the runs of simulators
+    built with that volume; the workflow takes its range from [design.bounds] and its scale from [design.scales]."""
+    from forward.rit.simulator import PRETREATMENT_VOLUME
+
+    cond = {"rt_days": [10.0, 11.0], "rt_doses_gy": [8.0, 8.0]}
+    fm = RitSimulator(parameter_names=("tumour_alpha", PRETREATMENT_VOLUME), data_days=(7.0, 30.0))
+    out = fm.simulate([[0.05, 40.0], [0.08, 70.0]], cond)
+    for row, (alpha, v0) in enumerate([(0.05, 40.0), (0.08, 70.0)]):
+        ref = RitSimulator(parameter_names=("tumour_alpha",), data_days=(7.0, 30.0), pretreatment_volume_mm3=v0)
+        np.testing.assert_array_equal(out[row], ref.simulate([[alpha]], cond)[0])
+    cfg = load_config(dataset_dir("morisada2018") / "moc1.toml")
+    cfg["model"]["options"]["parameter_names"].append(PRETREATMENT_VOLUME)
+    cfg["model"]["options"].pop("pretreatment_volume_mm3")
+    cfg["parameters"][PRETREATMENT_VOLUME] = {"role": "latent", "prior": {"distribution": "LogNormal", "mu": 4.1,
+                                                                         "sigma": 0.3}}
+    cal = Calibration(cfg, tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"no range for \['pretreatment_volume_mm3'\]"):
+        cal.space(cal.free)
+    cfg["design"]["bounds"][PRETREATMENT_VOLUME] = [20.0, 150.0]
+    cfg["design"]["scales"] = {PRETREATMENT_VOLUME: "log"}
+    space = Calibration(cfg, tmp_path, progress=False).space(cal.free)
+    assert space.names[-1] == PRETREATMENT_VOLUME and space.scales[-1] == "log" and space.upper[-1] == 150.0
