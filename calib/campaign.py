@@ -116,10 +116,7 @@ class Campaign:
         if missing:
             raise ValueError(f"parameter(s) {missing} are neither in the design nor fixed")
         if space is None:
-            full = model.space()
-            space = type(full)(tuple(names), tuple(full.lower[full.names.index(n)] for n in names),
-                               tuple(full.upper[full.names.index(n)] for n in names),
-                               tuple(full.scales[full.names.index(n)] for n in names))
+            space = model.space().subset(names)
         if list(space.names) != names:
             raise ValueError(f"space names {list(space.names)} differ from the design's {names}")
         if design.shape[1] != len(names):

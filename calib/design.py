@@ -57,6 +57,15 @@ class ParameterSpace:
     def dim(self) -> int:
         return len(self.names)
 
+    def subset(self, names: Sequence[str]) -> ParameterSpace:
+        """The space of ``names`` (a subset, in that order); an unknown name is an error listing the space's."""
+        missing = [n for n in names if n not in self.names]
+        if missing:
+            raise ValueError(f"parameter space has no {missing}; it has {list(self.names)}")
+        j = [self.names.index(n) for n in names]
+        return ParameterSpace(tuple(names), tuple(self.lower[i] for i in j), tuple(self.upper[i] for i in j),
+                              tuple(self.scales[i] for i in j))
+
     @property
     def intervals(self) -> tuple:
         """One :class:`priors.transforms.Interval` per parameter: the one implementation of the unit-cube map."""

@@ -41,9 +41,7 @@ def cmd_campaign_run(args) -> int:
     missing = [n for n in vary if n not in full.names]
     if missing:
         raise ValueError(f"--vary: {args.forward!r} has no parameter(s) {missing}; it has {list(full.names)}")
-    space = type(full)(tuple(vary), tuple(full.lower[full.names.index(n)] for n in vary),
-                       tuple(full.upper[full.names.index(n)] for n in vary),
-                       tuple(full.scales[full.names.index(n)] for n in vary))
+    space = full.subset(vary)
     cond = json.loads(args.condition) if args.condition else None
     if args.conditions_table:
         from calib.data import read_conditions

@@ -30,7 +30,7 @@ class DlnSimulator:
     name: str = "dln"
 
     def __post_init__(self):
-        from .api import default_parameters, param_array
+        from .api import default_parameters
         from .model import PARAM_NAMES
         from .scenarios import one_site_network, two_site_network
 
@@ -46,20 +46,14 @@ class DlnSimulator:
         if not self.floor_mm3 > 0:
             raise ValueError(f"DLN simulator: floor_mm3 must be > 0, got {self.floor_mm3}")
         self._net = two_site_network() if self.network == "two_site" else one_site_network()
-        self._base = param_array(default_parameters(self.preset))
-        self._cols = [PARAM_NAMES.index(n) for n in self.parameter_names]
+        self._base_set = default_parameters(self.preset)
         self.times = np.arange(lo, hi + 0.5, 1.0)
         self.observables = tuple(f"log_volume_{t}" for t in self._net.targets)
 
     def simulate(self, theta: np.ndarray, condition: dict | None = None) -> np.ndarray:
-        from .api import simulate_batch
+        from .api import log_volume_batch
         from .plan import TreatmentPlan
 
-        theta = np.atleast_2d(np.asarray(theta, float))
-        if theta.shape[1] != len(self.parameter_names):
-            raise ValueError(f"theta has {theta.shape[1]} columns for {len(self.parameter_names)} parameters")
         plan = TreatmentPlan.from_condition(condition, self._net, int(self.times[-1]) + 1)
-        prms = np.repeat(self._base[None, :], len(theta), axis=0)
-        prms[:, self._cols] = theta
-        vols = simulate_batch(plan, prms)[:, self.times.astype(int), :]  # (n, times, targets)
-        return np.log(np.maximum(vols, self.floor_mm3)).transpose(0, 2, 1)
+        return log_volume_batch(plan, theta, self.parameter_names, self.times.astype(int), self._base_set,
+                                self.floor_mm3)
