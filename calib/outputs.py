@@ -92,10 +92,18 @@ def save_idata(idata, path: str | Path, attrs: dict | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for g in idata.groups():
-        getattr(idata, g).attrs.update({k: str(v) for k, v in (attrs or {}).items()})
+        ds = getattr(idata, g)
+        ds.attrs.update({k: str(v) for k, v in (attrs or {}).items()})
+        for name in [v for v in ds.data_vars if ds[v].dtype == object]:
+            # ragged per-chain records (SMC's per-stage statistics) cannot go to netCDF as numbers: JSON text
+            ds[name] = ds[name].copy(data=np.vectorize(lambda x: json.dumps(np.asarray(x).tolist()),
+                                                       otypes=[str])(ds[name].values))
     tmp = path.with_name(path.name + ".tmp.nc")
-    idata.to_netcdf(str(tmp))
-    os.replace(tmp, path)
+    try:
+        idata.to_netcdf(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write leaves nothing behind
     return path
 
 

@@ -50,7 +50,7 @@ def prepare_output_dir(out: Path, produced: tuple[str, ...] = RUN_FILES, force: 
     if out.is_dir():
         present = sorted(p.name for p in out.iterdir() if p.name not in keep)
         if present:
-            foreign = [n for n in present if n not in produced and not n.endswith(".tmp")]
+            foreign = [n for n in present if n not in produced and ".tmp" not in n]  # + half-written files
             if not force:
                 raise ValueError(f"output folder {out} is not empty ({', '.join(present[:5])}"
                                  f"{', …' if len(present) > 5 else ''}); pass --force to replace a previous run, "

@@ -59,7 +59,7 @@ def _bayesian(out: Path, quick: bool) -> dict:
     folder = dataset_dir("morisada2018").parents[1] / "data" / "dln_generalisation"
     cfg = load_config(folder / "calibrate.toml")
     if quick:
-        cfg["sampler"]["draws"] = 300
+        cfg["sampler"]["draws"] = 150  # a smoke run: SMC with 150 particles is not converged
         cfg["predict"]["draws"] = 100
     cal = Calibration(cfg, out / "dln_generalisation_bayes", force=True)
     summary = cal.run()
