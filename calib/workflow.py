@@ -343,6 +343,15 @@ class Calibration:
         for c, path in paths.items():
             sur = GPSurrogate.load(path)
             check_surrogate_provenance(sur, path, self.descriptor, c, self.schedule(c))
+            if list(sur.space.names) != self.free:
+                raise ValueError(f"{path}: surrogate takes parameters {list(sur.space.names)}, but the config "
+                                 f"calibrates {self.free}")
+            if self.cfg.get("design", {}).get("bounds"):
+                want = self.space(self.free)
+                if (tuple(want.lower), tuple(want.upper), tuple(want.scales)) != (
+                        tuple(sur.space.lower), tuple(sur.space.upper), tuple(sur.space.scales)):
+                    raise ValueError(f"{path}: surrogate was trained over the box {sur.space.to_dict()}, but the "
+                                     f"config's [design] box is {want.to_dict()}")
             out[c] = sur
         return out
 

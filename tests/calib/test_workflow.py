@@ -191,6 +191,13 @@ def test_a_surrogate_of_another_condition_is_refused(finished_run, tmp_path):
                                      .replace('"conditions.csv"', '"%s"' % (cfg.parent / "conditions.csv")))
     with pytest.raises(ValueError, match="trained for condition .* but data condition 'treated'"):
         Calibration(tmp_path / "c.toml", tmp_path / "run2", progress=False).train()
+    # the same surrogate for its own condition, but the config's design box changed since it was trained
+    text = (tmp_path / "c.toml").read_text().replace('fit = ["control", "treated"]', 'fit = ["control"]')
+    (tmp_path / "c2.toml").write_text(text.replace("growth_rate = [0.1, 0.8]", "growth_rate = [0.1, 0.9]"))
+    with pytest.raises(ValueError, match="trained over the box .* but the config's \\[design\\] box"):
+        Calibration(tmp_path / "c2.toml", tmp_path / "run3", progress=False).train()
+    (tmp_path / "c3.toml").write_text(text)
+    assert list(Calibration(tmp_path / "c3.toml", tmp_path / "run4", progress=False).train()) == ["control"]
 
 
 def test_subject_ids_repeated_across_groups_are_refused(tmp_path):
