@@ -218,6 +218,14 @@ class Calibration:
         return out
 
     @cached_property
+    def problem(self):
+        """The calibration problem (:class:`calib.problem.Problem`): built once, handed to every step."""
+        from .problem import Problem
+
+        return Problem(tuple(self.forward.parameter_names), tuple(self.free), self.space(self.free), self.fixed,
+                       tuple(n for n in self.free if n in self.latent), self.priors())
+
+    @cached_property
     def observables(self) -> dict[str, ObservableSpec]:
         specs = self.cfg.get("observables", {})
         unknown = sorted(set(specs) - set(self.data.observables))
@@ -285,7 +293,7 @@ class Calibration:
         d = self.cfg.get("design", {})
         return (f"{d.get('method', 'sobol')}{d.get('n', 160)}-seed{d.get('seed', 0)}-"
                 f"{getattr(self.forward, 'numerics_tag', 'exact')}-"
-                f"{_digest(self.descriptor, self.fixed, self.space(self.free).to_dict())[:8]}")
+                f"{_digest(self.descriptor, self.problem.fixed, self.problem.space.to_dict())[:8]}")
 
     def train(self) -> dict:
         """Emulators of the fitted conditions: loaded (``path``/``paths``, provenance checked), exact, or trained on
@@ -310,14 +318,15 @@ class Calibration:
 
         t0 = time.perf_counter()
         d = self.cfg["design"]
-        space = self.space(self.free)
+        space = self.problem.space
         points = make_design(space, int(d.get("n", 160)), method=d.get("method", "sobol"), seed=int(d.get("seed", 0)))
         self.emulators, self.validation, self.campaigns = {}, {}, {}
         for c in fit:
             folder = self.out / "campaigns" / self.campaign_key() / c.replace("/", "_")
             camp = Campaign(folder) if (folder / "meta.json").exists() else Campaign.create(
-                folder, self.descriptor, points, condition=self.schedule(c) or {}, parameter_names=self.free,
-                fixed=self.fixed, space=space, chunk_size=int(d.get("chunk_size", 8)))
+                folder, self.descriptor, points, condition=self.schedule(c) or {},
+                parameter_names=list(self.problem.free), fixed=dict(self.problem.fixed), space=space,
+                chunk_size=int(d.get("chunk_size", 8)))
             rounds = sorted(camp.meta.get("refinement_rounds", {}))
             self._log(f"[campaign] {c}: {camp.status()['pending']} of {camp.n} runs pending"
                       + (f" (recorded refinement rounds {rounds}: used as [refinement] says)" if rounds else ""))
@@ -437,7 +446,6 @@ class Calibration:
         """The emulators against the true forward model at ``n`` posterior draws of the fitted subjects (where the
         calibration relied on them): RMSE, max |error|, own-interval coverage, per condition. ``posterior`` is an
         InferenceData or a matrix of free-parameter rows (emulator-input order)."""
-        from .forward_api import full_vectors
         from .surrogate import validate
 
         if getattr(next(iter(self.emulators.values())), "family", "") in ("exact", "blackbox"):
@@ -446,7 +454,7 @@ class Calibration:
         rng = np.random.default_rng(int(self.sampler["seed"]))
         post = posterior if isinstance(posterior, np.ndarray) else self.subject_parameters(posterior)
         theta = post[rng.choice(len(post), size=min(n, len(post)), replace=False)]
-        full = full_vectors(theta, self.free, self.forward.parameter_names, self.fixed)
+        full = self.problem.full_vector(theta)
         out = {}
         for c, em in self.emulators.items():
             rep = validate(em, theta, self.forward.simulate(full, self.schedule(c)))["observables"]
@@ -566,7 +574,7 @@ class Calibration:
                    "config_hash": attrs["config_hash"], "surrogate_id": sid,
                    "conditions": {"fit": fit, "heldout": held},
                    "excluded_conditions": sorted(set(meas.condition.tolist()) - set(fit) - set(held)),
-                   "posterior": posterior_summary(idata, self.latent)}
+                   "problem": self.problem.to_dict(), "posterior": posterior_summary(idata, self.latent)}
         if self.validation:
             summary["surrogate_validation"] = {c: {"n_train": r["n_train"], "n_test": r["n_test"], **{
                 o: {k: v for k, v in e.items() if k in ("r2", "rmse", "max_abs_error", "coverage_50", "coverage_90")}

@@ -262,3 +262,20 @@ def test_readme_shows_the_shipped_two_drug_config_verbatim():
     shipped = (root / "calib" / "data" / "rit_two_drugs" / "calibrate.toml").read_text()
     block = readme.split("## Calibrating your own data", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
     assert block == shipped
+
+
+def test_problem_is_built_once_from_registry_and_config(tmp_path):
+    """The problem object: free parameters in the model's order, their box, fixed values, the full input vector."""
+    from calib.design import ParameterSpace
+    from calib.problem import Problem
+    from calib.workflow import Calibration
+
+    cal = Calibration(write_dataset(tmp_path), tmp_path / "run", progress=False)
+    p = cal.problem
+    assert p.free == ("growth_rate", "carrying_capacity") and p.latent == ("growth_rate",)
+    assert p.population == ("carrying_capacity",) and dict(p.fixed) == {"initial_volume": 50.0}
+    assert p.space.lower == (0.1, 500.0) and p.space.scales == ("log", "log")   # [design.bounds], toy's scales
+    np.testing.assert_array_equal(p.full_vector([[0.3, 1500.0]]), [[0.3, 1500.0, 50.0]])
+    assert set(p.priors) == {"growth_rate_loc", "carrying_capacity"}
+    with pytest.raises(ValueError, match="neither calibrated nor fixed"):
+        Problem(("a", "b"), ("a",), ParameterSpace(("a",), (0.0,), (1.0,), ("linear",)), {})
