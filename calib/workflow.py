@@ -715,7 +715,8 @@ def posterior_summary(idata, latent) -> dict:
     post = idata.posterior
     out = {}
     for v in post.data_vars:
-        if v.startswith(("mu_", "sd_")) or v.endswith("_eta") or v in latent:
+        if v.startswith(("mu_", "sd_")) or v.endswith("_eta") or v in latent or (
+                v.endswith("_z") and v[:-2] in post.data_vars):  # a bounded prior's unconstrained twin
             continue
         vals = post[v].values.reshape(post.sizes["chain"] * post.sizes["draw"], -1)
         if vals.shape[1] != 1:

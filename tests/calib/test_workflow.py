@@ -243,8 +243,7 @@ def test_two_drug_example_predicts_its_held_out_arm(tmp_path):
     from calib.workflow import Calibration
 
     cfg = load_config(dataset_dir("morisada2018").parents[1] / "data" / "rit_two_drugs" / "calibrate.toml")
-    cfg["sampler"].update(draws=300, tune=400, compile_mode="C")
-    cfg["refinement"]["draws"] = 150
+    cfg["sampler"].update(draws=300, tune=400)
     cfg["predict"]["draws"] = 100
     summary = Calibration(cfg, tmp_path / "run", progress=False).run()
     held = summary["prediction"]["heldout"]
