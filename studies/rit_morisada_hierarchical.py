@@ -33,7 +33,7 @@ def run(out: Path, quick: bool = False, cell_lines=("MOC1", "MC38")) -> dict:
         res = cal.run()
         for src, dst in (("predictions_fit.png", "fit_ppc"), ("predictions_heldout.png", "heldout")):
             shutil.copyfile(cal.out / src, Path(out) / f"morisada_{line}_{dst}.png")
-        result["settings"]["configs"][line] = str(config.relative_to(config.parents[2]))
+        result["settings"]["configs"][line] = str(config.relative_to(config.parents[3]))  # calib/datasets/…
         result["cell_lines"][line] = res
     cells = result["cell_lines"].values()
     held = [r["prediction"]["heldout"] for r in cells]
