@@ -43,7 +43,7 @@ def predict(run_dir: str | Path, conditions=None, out: str | Path | None = None,
     import arviz as az
 
     from .outputs import save_idata
-    from .workflow import _restrict
+    from .predict import restrict as _restrict
 
     run_dir = Path(run_dir)
     if not (run_dir / "idata.nc").exists():
@@ -158,7 +158,7 @@ def sbc_from_config(config_path: str | Path, n_replicates: int = 50, n_draws: in
     from .inference import sample
 
     cfg = load_config(config_path)
-    model, data, _, _ = build_from_config(cfg)
+    model, _, _, _ = build_from_config(cfg)
     data_vars = [v.name for v in model.data_vars if v.name.startswith("data_")]
     obs_names = [f"y_{v[len('data_'):]}" for v in data_vars]
     if not data_vars:

@@ -32,6 +32,8 @@ from .data import Conditions, Measurements, read_conditions, read_measurements
 from .likelihoods import CONTINUOUS, ObservableSpec
 from .model import ParameterSpec, build_model
 from .outputs import write_json
+from .predict import plot_predictions, predictive_summary, restrict
+from .predict import thin as thin_posterior
 
 #: what a workflow run writes into its folder (``--force`` replaces exactly these; ``campaigns`` is kept)
 RUN_FILES = ("idata.nc", "predictions.nc", "diagnostics.json", "summary.json", "config.toml", "ppc.json", "ppc.png",
@@ -529,7 +531,7 @@ class Calibration:
         specs = [replace(s, covariates=()) for s in self.parameters]
         limits = self.censor_limits()
         model = self.model(ems, rows, censor_bounds=limits, parameters=specs)
-        thin = _thin(idata, int(p.get("draws", 400)))
+        thin = thin_posterior(idata, int(p.get("draws", 400)))
         names = [f"{n}_eta" for n in self.latent] + [v for o in rows.observables for v in (f"y_{o}", f"mu_{o}")]
         self._log(f"[predict] {len(conditions)} condition(s) × {int(p.get('subjects_per_draw', 4))} new subjects × "
                   f"{thin.posterior.sizes['chain'] * thin.posterior.sizes['draw']} posterior draws (true forward model)")
@@ -592,120 +594,19 @@ class Calibration:
         if (self.cfg.get("conditions") or self.cfg.get("predict")) and self.cfg.get("predict", {}).get("draws", 1):
             pred = self.predict(idata, fit + held)
             save_idata(pred["idata"], self.out / "predictions.nc", attrs)
-            summary["prediction"] = {"fit": _restrict(pred["summary"], fit),
-                                     "heldout": _restrict(pred["summary"], held)}
+            summary["prediction"] = {"fit": restrict(pred["summary"], fit),
+                                     "heldout": restrict(pred["summary"], held)}
             write_json(self.out / "predictions.json", pred["summary"])
-            self.plot(pred, fit, "predictions_fit.png", "fitted conditions: data and new-subject predictive")
+            plot_predictions(pred, meas, self.data.observables, fit, self.out, "predictions_fit.png",
+                             "fitted conditions: data and new-subject predictive")
             if held:
-                self.plot(pred, held, "predictions_heldout.png", "held-out conditions: prediction (not fitted)")
+                plot_predictions(pred, meas, self.data.observables, held, self.out, "predictions_heldout.png",
+                                 "held-out conditions: prediction (not fitted)")
         self.seconds["total"] = round(time.perf_counter() - t0, 1)
         summary["seconds"] = self.seconds
         write_json(self.out / "diagnostics.json", diag)
         write_json(self.out / "summary.json", summary)
         return summary
-
-    def plot(self, pred: dict, conditions, filename: str, title: str):
-        from .outputs import save_figure, use_agg
-
-        use_agg()
-        import matplotlib.pyplot as plt
-
-        meas = self.tables[0]
-        bands = pred["summary"]["bands"]
-        obs = self.data.observables
-        fig, axes = plt.subplots(len(obs), len(conditions), figsize=(3.3 * len(conditions), 3.0 * len(obs)),
-                                 squeeze=False, sharey="row")
-        for i, o in enumerate(obs):
-            for ax, c in zip(axes[i], conditions):
-                b = bands[c][o]
-                t = np.asarray(b["time"])
-                ax.fill_between(t, b["q05"], b["q95"], color="C0", alpha=0.2, label="90 % new subject")
-                ax.fill_between(t, b["q25"], b["q75"], color="C0", alpha=0.35, label="50 %")
-                ax.plot(t, b["q50"], color="C0")
-                sel = (meas.condition == c) & (meas.observable == o)
-                for s in dict.fromkeys(meas.subject[sel].tolist()):
-                    r = sel & (meas.subject == s)
-                    order = np.argsort(meas.time[r])
-                    tt, v, cz = meas.time[r][order], meas.value[r][order], meas.censoring[r][order]
-                    ax.plot(tt, v, color="k", lw=0.6, alpha=0.6)
-                    ax.scatter(tt[cz == "left"], v[cz == "left"], marker="v", color="C3", s=10, zorder=3)
-                    ax.scatter(tt[cz == "right"], v[cz == "right"], marker="^", color="C2", s=10, zorder=3)
-                ax.set_title(c, fontsize=8)
-                ax.set_xlabel("time")
-            axes[i][0].set_ylabel(o)
-        axes[0][0].legend(fontsize=7, loc="upper left")
-        fig.suptitle(title, fontsize=10)
-        return save_figure(fig, self.out, filename)
-
-
-def _thin(idata, n: int):
-    """At most ``n`` posterior draws in total, evenly spaced in every chain."""
-    post = idata.posterior
-    per_chain = max(1, n // post.sizes["chain"])
-    idx = np.unique(np.linspace(0, post.sizes["draw"] - 1, min(per_chain, post.sizes["draw"])).astype(int))
-    import arviz as az
-
-    return az.InferenceData(posterior=post.isel(draw=idx))  # other groups (SMC stages) have other "draw" sizes
-
-
-def _restrict(summary: dict, conditions) -> dict:
-    per = {c: summary["per_condition"][c] for c in conditions}
-    n = sum(v["n_obs"] for v in per.values())
-    return {"per_condition": per, "n_obs": n,
-            "coverage_50": sum(v["coverage_50"] * v["n_obs"] for v in per.values()) / n if n else None,
-            "coverage_90": sum(v["coverage_90"] * v["n_obs"] for v in per.values()) / n if n else None}
-
-
-def predictive_summary(pred, rows: Measurements, meas: Measurements, conditions, limits: dict) -> dict:
-    """Bands (5/25/50/75/95 %) per condition, observable and day; coverage of the data's uncensored rows by the
-    50 %/90 % intervals; observed vs predicted fraction of subjects with tumour control (the last value at the
-    detection limit: a subject whose last row is left-censored / a new subject whose draw on the condition's last
-    data day is at the lower censoring bound; ``noise_free``: its forward-model value is below the limit)."""
-    out = {"bands": {}, "per_condition": {}}
-    for c in conditions:
-        out["bands"][c] = {}
-        entry = {"n_obs": 0, "inside_50": 0, "inside_90": 0}
-        for o in rows.observables:
-            y = pred.predictions[f"y_{o}"].stack(s=("chain", "draw")).values  # (rows of o, samples)
-            mu = pred.predictions[f"mu_{o}"].stack(s=("chain", "draw")).values
-            ro = np.flatnonzero(rows.observable == o)
-            sel = rows.condition[ro] == c
-            t_all, y_c, mu_c = rows.time[ro][sel], y[sel], mu[sel]
-            days = np.unique(t_all)
-            q = {f"q{int(k * 100):02d}": [] for k in (0.05, 0.25, 0.5, 0.75, 0.95)}
-            by_day = {}
-            for d in days:
-                draws = y_c[t_all == d].ravel()
-                by_day[float(d)] = draws
-                for k in q:
-                    q[k].append(float(np.quantile(draws, int(k[1:]) / 100)))
-            out["bands"][c][o] = {"time": days.tolist(), **q}
-            data = (meas.condition == c) & (meas.observable == o)
-            unc = data & (meas.censoring == "none")
-            for t, v in zip(meas.time[unc], meas.value[unc]):
-                draws = by_day[float(t)]
-                entry["n_obs"] += 1
-                entry["inside_50"] += int(np.quantile(draws, 0.25) <= v <= np.quantile(draws, 0.75))
-                entry["inside_90"] += int(np.quantile(draws, 0.05) <= v <= np.quantile(draws, 0.95))
-            lower = limits.get(o, (-np.inf, np.inf))[0]
-            if np.isfinite(lower) and o == rows.observables[0]:
-                last = days.max() if not data.any() else meas.time[data].max()
-                at_last = t_all == last
-                entry["predicted_control_fraction"] = float(np.mean(y_c[at_last] <= lower + 1e-9))
-                entry["predicted_control_fraction_noise_free"] = float(np.mean(mu_c[at_last] < lower))
-                subj = list(dict.fromkeys(meas.subject[data].tolist()))
-                ended = 0
-                for s in subj:
-                    r = np.flatnonzero(data & (meas.subject == s))
-                    ended += meas.censoring[r[np.argmax(meas.time[r])]] == "left"
-                entry["observed_control_fraction"] = ended / len(subj) if subj else None
-                entry["n_subjects"] = len(subj)
-        n = entry.pop("n_obs")
-        i50, i90 = entry.pop("inside_50"), entry.pop("inside_90")
-        out["per_condition"][c] = {"n_obs": n, "coverage_50": i50 / n if n else None,
-                                   "coverage_90": i90 / n if n else None, **entry}
-    return out
-
 
 def posterior_summary(idata, latent) -> dict:
     """Mean, sd and 90 % interval of population parameters and of the noise/hierarchy scales; for latent
