@@ -444,6 +444,35 @@ class Calibration:
                 out[f"{s.name}_loc"] = Prior("Normal", {"mu": p["mu"], "sigma": p["sigma"]})
         return out
 
+    def chain_modes(self, idata) -> dict | None:
+        """Each chain's posterior median (every free variable) scored by the log-likelihood of the fitted rows under
+        the emulators and under the **true** forward model (the same observation layer; black-box emulators): chains
+        in different modes, and a mode the true model rejects (a surrogate artefact), show up here."""
+        import arviz as az
+        import pymc as pm
+        import xarray as xr
+
+        if getattr(next(iter(self.emulators.values())), "family", "") in ("exact", "blackbox"):
+            return None
+        post = idata.posterior
+        out = {}
+        ems_true = self._exact_emulators(self.conditions[0], "blackbox")
+        for label, model in (("emulator", self.model()), ("true_model", self.model(ems_true))):
+            names = [v.name for v in model.free_RVs] + [v.name for v in model.deterministics]
+            for ch in post.chain.values:
+                point = {n: post[n].sel(chain=ch).median("draw").expand_dims(chain=[0], draw=[0])
+                         for n in names if n in post}
+                one = az.InferenceData(posterior=xr.Dataset(point))
+                with model:
+                    ll = pm.compute_log_likelihood(one, extend_inferencedata=False, progressbar=False)
+                total = float(sum(ll[v].sum() for v in ll.data_vars))
+                out.setdefault(f"chain_{int(ch)}", {})[f"log_likelihood_{label}"] = total
+        true = [v["log_likelihood_true_model"] for v in out.values()]
+        return {"per_chain": out, "true_model_spread": float(max(true) - min(true)),
+                "note": "log-likelihood of the fitted rows at each chain's posterior median; a spread of more than "
+                        "a few units means the chains sit in different modes, and a chain the true model scores "
+                        "far lower sits in a surrogate artefact"}
+
     def surrogate_check(self, posterior, n: int | None = None) -> dict | None:
         """The emulators against the true forward model at ``n`` posterior draws of the fitted subjects (where the
         calibration relied on them): RMSE, max |error|, own-interval coverage, per condition. ``posterior`` is an
@@ -591,6 +620,8 @@ class Calibration:
         check = self.surrogate_check(idata)
         if check is not None:
             summary["surrogate_at_posterior"] = check
+            if idata.posterior.sizes["chain"] > 1:
+                summary["chain_modes"] = self.chain_modes(idata)
         if (self.cfg.get("conditions") or self.cfg.get("predict")) and self.cfg.get("predict", {}).get("draws", 1):
             pred = self.predict(idata, fit + held)
             save_idata(pred["idata"], self.out / "predictions.nc", attrs)

@@ -105,6 +105,11 @@ def test_a_new_data_set_is_calibrated_and_a_held_out_arm_predicted_by_config_alo
     assert k["q05"] < TRUE_K < k["q95"] and k["sd"] < 300
     # the surrogates were checked against the true model where the posterior is
     assert summary["surrogate_at_posterior"]["max_abs_error"] < 0.2
+    # both chains in one mode, which the true model scores as the emulators do (an accurate surrogate)
+    modes = summary["chain_modes"]
+    assert set(modes["per_chain"]) == {"chain_0", "chain_1"} and modes["true_model_spread"] < 5
+    for c in modes["per_chain"].values():
+        assert abs(c["log_likelihood_emulator"] - c["log_likelihood_true_model"]) < 5
     # the held-out arm (never fitted, growth halved again) is predicted by the true forward model for new mice:
     # its observations fall inside the 90 % predictive interval about as often as promised
     held = summary["prediction"]["heldout"]
