@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import time
 from functools import cached_property
 from pathlib import Path
@@ -118,7 +119,10 @@ class Calibration:
         self.sampler = {"method": "nuts", "draws": 1000, "tune": 1000, "chains": 4, "seed": 0,
                         **self.cfg.get("sampler", {}), **{k: v for k, v in (sampler or {}).items() if v is not None}}
         self.seconds: dict[str, float] = {}
-        self._log = print if progress else (lambda *a, **k: None)
+        # PyMC's live progress bars only on a terminal (in a log they are noise, and their console outlives a
+        # redirected stream); the stage lines below always, on stderr: stdout carries the result (summary JSON)
+        self._bars = progress and sys.stdout.isatty()
+        self._log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if progress else (lambda *a: None)
 
     # ------------------------------------------------------------------ inputs
     @cached_property
@@ -377,7 +381,7 @@ class Calibration:
     def _sample(self, model, **over):
         from .inference import sample
 
-        return sample(model, progressbar=self.progress, **{**self.sampler, **over})
+        return sample(model, progressbar=self._bars, **{**self.sampler, **over})
 
     def subject_parameters(self, idata) -> np.ndarray:
         """Posterior draws of every fitted subject's free parameters (emulator-input order), ``(draws × subjects,
@@ -567,7 +571,7 @@ class Calibration:
         with model:
             pred = pm.sample_posterior_predictive(thin, var_names=names, predictions=True,
                                                   random_seed=int(p.get("seed", self.sampler["seed"])),
-                                                  progressbar=self.progress)
+                                                  progressbar=self._bars)
         summary = predictive_summary(pred, rows, self.tables[0], conditions, limits)
         self.seconds["prediction"] = round(time.perf_counter() - t0, 1)
         return {"idata": pred, "rows": rows, "summary": summary}

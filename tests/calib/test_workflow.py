@@ -150,7 +150,7 @@ def test_rerun_needs_force_and_reuses_the_campaigns(finished_run, capsys):
     cal = Calibration(cfg, run, force=True)
     cal.train()  # cached campaigns: nothing to simulate again
     assert all(c.status()["pending"] == 0 and c.n == 64 for c in cal.campaigns.values())
-    assert "0 of 64 runs pending" in capsys.readouterr().out
+    assert "0 of 64 runs pending" in capsys.readouterr().err
     # a refinement round recorded by another run (other settings) never leaks into this config's surrogates
     from calib.surrogate import refine
 
