@@ -287,12 +287,17 @@ class Calibration:
         return ParameterSpace(tuple(names), tuple(lo), tuple(hi), tuple(sc))
 
     # ------------------------------------------------------------------ emulators
+    def _input_space(self):
+        """The box of the forward model's full input vector for exact / black-box emulators: the design box when
+        every input is calibrated (or the model has no ``space()``), else ``None`` (the model's own ``space()``)."""
+        names = list(self.forward.parameter_names)
+        return self.space(names) if set(names) <= set(self.free) or not hasattr(self.forward, "space") else None
+
     def _exact_emulators(self, conditions, kind: str) -> dict:
         from .surrogate import BlackBoxEmulator, ExactEmulator
 
         cls = ExactEmulator if kind == "exact" else BlackBoxEmulator
-        space = self.space(list(self.forward.parameter_names)) if set(self.forward.parameter_names) <= set(
-            self.free) or not hasattr(self.forward, "space") else None
+        space = self._input_space()
         return {c: cls(self.forward, self.schedule(c), space=space) for c in conditions}
 
     def campaign_key(self) -> str:
@@ -548,17 +553,16 @@ class Calibration:
         PyMC's ``sample_posterior_predictive(predictions=True)`` on the same hierarchical model with a fresh subject
         dimension (new latent values drawn from the fitted population), the run's observation family and censoring
         at the detection limit / endpoint. Returns ``{"idata": predictions, "summary": coverage and control}``."""
-        import pymc as pm
-
         from dataclasses import replace
+
+        import pymc as pm
 
         from .surrogate import BlackBoxEmulator
 
         t0 = time.perf_counter()
         p = self.cfg.get("predict", {})
         rows = self._prediction_rows(conditions)
-        space = self.space(list(self.forward.parameter_names)) if set(self.forward.parameter_names) <= set(
-            self.free) or not hasattr(self.forward, "space") else None
+        space = self._input_space()
         ems = {c: BlackBoxEmulator(self.forward, self.schedule(c), space=space) for c in conditions}
         # new subjects sit at the average covariate (a covariate effect needs the new subject's covariates)
         specs = [replace(s, covariates=()) for s in self.parameters]
@@ -646,8 +650,6 @@ class Calibration:
 def posterior_summary(idata, latent) -> dict:
     """Mean, sd and 90 % interval of population parameters and of the noise/hierarchy scales; for latent
     parameters the population median (link⁻¹ of the location) and the between-subject sd in link space."""
-    import arviz as az
-
     post = idata.posterior
     out = {}
     for v in post.data_vars:
@@ -664,7 +666,6 @@ def posterior_summary(idata, latent) -> dict:
         v = post[n].values.reshape(post.sizes["chain"] * post.sizes["draw"], -1)
         out[n] = {"subject_median": float(np.median(v)), "subject_q05": float(np.quantile(v, 0.05)),
                   "subject_q95": float(np.quantile(v, 0.95))}
-    del az
     return out
 
 
