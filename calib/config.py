@@ -13,7 +13,9 @@ Relative paths are relative to the config file. The full reference with an examp
                    [design.scales] name = "log" | "linear" (parameters outside the registry)
     [emulator]     kind = "surrogate" | "exact" | "blackbox"; path | [emulator.paths]; test_fraction
     [refinement]   rounds; points; draws
-    [parameters.NAME]  role; prior; value; sd; covariates; coef_sd
+    [parameters.NAME]  role; prior; value; sd; covariates; coef_sd;
+                       observable; time  (role = "observed": each subject's measurement of ``observable`` — a raw
+                       data-table name — at data day ``time`` is its value of NAME)
     [observables.NAME] family; sigma; nu; link; cutpoints; n_trials
     [sampler]      method; draws; tune; chains; cores; seed; target_accept; advi_iterations; compile_mode
     [diagnostics]  rhat_max; ess_min; strict; surrogate_check_draws
@@ -42,7 +44,7 @@ SCHEMA: dict[str, dict] = {
     "emulator": {"kind": str, "path": str, "paths": dict, "test_fraction": NUMBER},
     "refinement": {"rounds": int, "points": int, "draws": int},
     "parameters": {"*": {"role": str, "prior": dict, "value": NUMBER, "sd": (int, float, dict),
-                         "covariates": list, "coef_sd": NUMBER}},
+                         "covariates": list, "coef_sd": NUMBER, "observable": str, "time": NUMBER}},
     "observables": {"*": {"family": str, "sigma": (int, float, dict), "nu": NUMBER, "link": str,
                           "cutpoints": list, "n_trials": int}},
     "sampler": _SAMPLER,
@@ -135,6 +137,16 @@ def check_keys(cfg: dict, text: str, path: Path) -> None:
         if not (isinstance(b, list) and len(b) == 2 and all(isinstance(v, NUMBER) for v in b) and b[0] < b[1]):
             raise ConfigError(f"{_where(path, text, 'design.bounds', name)}: design.bounds.{name} must be "
                               f"[lower, upper] with lower < upper, got {b!r}")
+    for name, spec in cfg.get("parameters", {}).items():
+        observed = spec.get("role") == "observed"
+        for key in ("observable", "time"):
+            if observed and key not in spec:
+                raise ConfigError(f"{_where(path, text, 'parameters', name)}: parameters.{name} has role "
+                                  f"'observed' and needs '{key}' (the data observable and day that give each "
+                                  "subject's value)")
+            if not observed and key in spec:
+                raise ConfigError(f"{_where(path, text, f'parameters.{name}', key)}: parameters.{name}.{key} "
+                                  "belongs to role = \"observed\"")
     for name, new in cfg.get("data", {}).get("log_transform", {}).items():
         if not isinstance(new, str) or not new:
             raise ConfigError(f"{_where(path, text, 'data.log_transform', name)}: data.log_transform.{name} must "

@@ -10,7 +10,11 @@ Parameter roles
                 (``LogNormal``) or the seed-000 bounded logit (``BoundedLogitNormal``); ``sd`` is a number (fixed) or
                 a prior (default ``HalfNormal(0.5)``); covariates ``x`` are standardised subject covariates from the
                 conditions table, ``β_k ~ N(0, coef_sd)``;
-``fixed``       a constant (``value``; default: the registry preset value).
+``fixed``       a constant (``value``; default: the registry preset value);
+``observed``    one *known* value per subject, taken from the data (e.g. each animal's initial volume = its first
+                measurement): ``values = {subject: value}``; or ``{subject: [candidates]}`` — then the value is drawn
+                uniformly from the candidates (``{name}_pick``, a categorical: new subjects of a prediction take
+                observed values of real subjects).
 
 Observations: each data row ``(subject, condition, observable, time)`` is mapped to the emulator of its condition,
 evaluated at the subject's parameter vector, and linearly interpolated in time on the emulator's grid; the rows of
@@ -30,6 +34,8 @@ from priors import Prior
 from .data import Conditions, Measurements
 from .likelihoods import ObservableSpec, observe
 
+ROLES = ("population", "latent", "fixed", "observed")
+
 
 @dataclass
 class ParameterSpec:
@@ -40,11 +46,15 @@ class ParameterSpec:
     sd: Prior | float | None = None
     covariates: tuple[str, ...] = ()
     coef_sd: float = 1.0
+    values: Mapping[str, object] | None = None  # role "observed": subject -> value (or candidate values)
 
     def __post_init__(self):
-        if self.role not in ("population", "latent", "fixed"):
-            raise ValueError(f"parameter '{self.name}': role must be 'population', 'latent' or 'fixed', "
+        if self.role not in ROLES:
+            raise ValueError(f"parameter '{self.name}': role must be one of {', '.join(map(repr, ROLES))}, "
                              f"got {self.role!r}")
+        if (self.role == "observed") != (self.values is not None):
+            raise ValueError(f"parameter '{self.name}': per-subject values go with role 'observed' (and it needs "
+                             "them)")
         if self.role == "fixed" and self.value is None:
             pass  # filled from the registry by the builder
         if isinstance(self.prior, Mapping):
@@ -64,6 +74,7 @@ class ModelInfo:
     latent: list[str]
     population: list[str]
     fixed: dict[str, float]
+    observed: list[str] = field(default_factory=list)
     rows: dict[str, np.ndarray] = field(default_factory=dict)  # observable -> data row indices
     surrogate_ids: dict[str, str] = field(default_factory=dict)
 
@@ -76,6 +87,30 @@ def _prior_for(spec: ParameterSpec, model: str | None, preset: str | None) -> Pr
     from priors import registry
 
     return registry().record(model, spec.name).prior(preset or "default")
+
+
+def _observed_column(name: str, values: Mapping, subjects: Sequence[str]):
+    """The per-subject column of an ``observed`` parameter: constants, or a uniform pick among each subject's
+    candidate values (a ``{name}_pick`` categorical over the pooled candidates)."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    missing = [s for s in subjects if s not in values]
+    if missing:
+        raise ValueError(f"parameter '{name}' (role 'observed') has no value for subject(s) {missing[:5]}")
+    cand = [np.atleast_1d(np.asarray(values[s], float)) for s in subjects]
+    bad = [s for s, c in zip(subjects, cand) if c.size == 0 or not np.all(np.isfinite(c))]
+    if bad:
+        raise ValueError(f"parameter '{name}' (role 'observed'): subject {bad[0]!r} has no finite value")
+    if all(c.size == 1 for c in cand):
+        return pt.as_tensor_variable(np.array([c[0] for c in cand]))
+    pool = np.unique(np.concatenate(cand))
+    p = np.zeros((len(subjects), len(pool)))
+    for i, c in enumerate(cand):
+        idx = np.searchsorted(pool, c)
+        np.add.at(p[i], idx, 1.0 / len(c))
+    pick = pm.Categorical(f"{name}_pick", p=p, dims="subject")
+    return pt.as_tensor_variable(pool)[pick]
 
 
 def _safe(name: str) -> str:
@@ -154,7 +189,8 @@ def build_model(emulators, parameters: Sequence[ParameterSpec], data: Measuremen
             seen[subj] = cond
     latent = [n for n in names if n in specs and specs[n].role == "latent"]
     population = [n for n in names if n in specs and specs[n].role == "population"]
-    info = ModelInfo(subjects, units, names, latent, population, fixed)
+    observed = [n for n in names if n in specs and specs[n].role == "observed"]
+    info = ModelInfo(subjects, units, names, latent, population, fixed, observed)
     coords = {"subject": subjects, "obs_id": np.arange(len(data))}
 
     with pm.Model(coords=coords) as m:
@@ -185,6 +221,8 @@ def build_model(emulators, parameters: Sequence[ParameterSpec], data: Measuremen
                 beta = pm.Normal(f"{n}_beta", 0.0, s.coef_sd, dims=f"{n}_covariate")
                 z = z + pt.dot(Xs, beta)
             cols[n] = pm.Deterministic(n, prior.link_inverse(z), dims="subject")
+        for n in observed:
+            cols[n] = pm.Deterministic(n, _observed_column(n, specs[n].values, subjects), dims="subject")
 
         # parameter matrix per (subject, condition) unit
         u_subj = np.array([s_index[s] for s, _ in units])
@@ -192,7 +230,7 @@ def build_model(emulators, parameters: Sequence[ParameterSpec], data: Measuremen
         for n in names:
             if n in fixed:
                 theta_cols.append(pt.fill(pt.zeros(len(units)), fixed[n]))
-            elif n in latent:
+            elif n in latent or n in observed:
                 theta_cols.append(cols[n][u_subj])
             else:
                 theta_cols.append(pt.fill(pt.zeros(len(units)), cols[n]))

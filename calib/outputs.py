@@ -113,8 +113,9 @@ def check_diagnostics(idata, var_names=None, rhat_max: float = RHAT_MAX, ess_min
     import arviz as az
 
     post = idata.posterior
-    if var_names is None:
-        var_names = [v for v in post.data_vars if not v.startswith(("mu_", "sd_"))]
+    if var_names is None:  # sampled quantities (not predictions, not constants such as role-"observed" inputs)
+        var_names = [v for v in post.data_vars if not v.startswith(("mu_", "sd_"))
+                     and bool((post[v].max(("chain", "draw")) > post[v].min(("chain", "draw"))).any())]
     summ = az.summary(idata, var_names=var_names, kind="diagnostics")
     rhat = summ["r_hat"].to_numpy(dtype=float)
     ess_b = summ["ess_bulk"].to_numpy(dtype=float)

@@ -26,6 +26,7 @@ class Problem:
     fixed: Mapping[str, float]
     latent: tuple[str, ...] = ()
     priors: Mapping = field(default_factory=dict)
+    observed: tuple[str, ...] = ()  # per-subject inputs known from the data (role "observed"): inputs, not sampled
 
     def __post_init__(self):
         if tuple(self.space.names) != tuple(self.free):
@@ -33,13 +34,18 @@ class Problem:
         missing = [n for n in self.model_names if n not in self.free and n not in self.fixed]
         if missing:
             raise ValueError(f"problem: parameter(s) {missing} are neither calibrated nor fixed")
-        stray = [n for n in self.latent if n not in self.free]
+        stray = [n for n in (*self.latent, *self.observed) if n not in self.free]
         if stray:
-            raise ValueError(f"problem: latent parameter(s) {stray} are not calibrated")
+            raise ValueError(f"problem: per-subject parameter(s) {stray} are not emulator inputs")
 
     @property
     def population(self) -> tuple[str, ...]:
-        return tuple(n for n in self.free if n not in self.latent)
+        return tuple(n for n in self.free if n not in self.latent and n not in self.observed)
+
+    @property
+    def per_subject(self) -> tuple[str, ...]:
+        """Inputs with one value per subject: latent (sampled) and observed (from the data)."""
+        return tuple(n for n in self.free if n in self.latent or n in self.observed)
 
     def full_vector(self, theta: np.ndarray) -> np.ndarray:
         """Forward-model input rows from rows of free-parameter values (``(n, len(free))``)."""
@@ -47,5 +53,6 @@ class Problem:
 
     def to_dict(self) -> dict:
         return {"model_names": list(self.model_names), "free": list(self.free), "latent": list(self.latent),
+                "observed": list(self.observed),
                 "space": self.space.to_dict(), "fixed": dict(self.fixed),
                 "priors": {k: v.to_dict() for k, v in self.priors.items()}}

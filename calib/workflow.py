@@ -126,9 +126,14 @@ class Calibration:
 
     # ------------------------------------------------------------------ inputs
     @cached_property
+    def raw_measurements(self) -> Measurements:
+        """The measurement table as read (before observable selection and log transform)."""
+        return read_measurements(resolve(self.cfg, self.cfg["data"]["measurements"]))
+
+    @cached_property
     def tables(self) -> tuple[Measurements, Conditions | None]:
         d = self.cfg["data"]
-        meas = read_measurements(resolve(self.cfg, d["measurements"]))
+        meas = self.raw_measurements
         conds = read_conditions(resolve(self.cfg, d["conditions"])) if d.get("conditions") else None
         if d.get("observables"):
             missing = sorted(set(d["observables"]) - set(meas.observables))
@@ -139,6 +144,49 @@ class Calibration:
         if d.get("log_transform"):
             meas = log_transform(meas, d["log_transform"])
         return meas, conds
+
+    @cached_property
+    def observed_inputs(self) -> dict[str, dict[str, float]]:
+        """``{parameter: {subject: value}}`` for every role-``observed`` parameter: each subject's uncensored
+        measurement of the configured (raw) observable at the configured data day, for every subject that has one
+        (fitted and held-out conditions)."""
+        raw = self.raw_measurements
+        out = {}
+        for name, spec in self.cfg["parameters"].items():
+            if spec.get("role") != "observed":
+                continue
+            obs, day = spec["observable"], float(spec["time"])
+            if obs not in raw.observables:
+                raise ValueError(f"{self.cfg['_path']}: [parameters.{name}] observable {obs!r} is not in "
+                                 f"{raw.source} (it has {raw.observables})")
+            rows = np.flatnonzero((raw.observable == obs) & np.isclose(raw.time, day, rtol=0, atol=1e-9))
+            if len(rows) == 0:
+                raise ValueError(f"{self.cfg['_path']}: [parameters.{name}] no {obs} measured at day {day:g} in "
+                                 f"{raw.source}")
+            vals: dict[str, float] = {}
+            for r in rows:
+                subj = str(raw.subject[r])
+                if raw.censoring[r] != "none":
+                    raise ValueError(f"{raw.source}, data row {r + 1}: subject {subj!r}'s {obs} at day {day:g} is "
+                                     f"{raw.censoring[r]}-censored and cannot be its {name} (role 'observed'); make "
+                                     f"{name} latent instead")
+                if subj in vals:
+                    raise ValueError(f"{raw.source}, data row {r + 1}: subject {subj!r} has two {obs} rows at day "
+                                     f"{day:g}; the value of {name} is ambiguous")
+                vals[subj] = float(raw.value[r])
+            out[name] = vals
+        return out
+
+    def _conditioned_rows(self, meas: Measurements) -> np.ndarray:
+        """Rows of ``meas`` that became role-``observed`` inputs (conditioned on, so not also fitted)."""
+        mask = np.zeros(len(meas), bool)
+        logs = self.cfg["data"].get("log_transform", {})
+        for name, vals in self.observed_inputs.items():
+            spec = self.cfg["parameters"][name]
+            obs = logs.get(spec["observable"], spec["observable"])
+            mask |= ((meas.observable == obs) & np.isclose(meas.time, float(spec["time"]), rtol=0, atol=1e-9)
+                     & np.isin(meas.subject, list(vals)))
+        return mask
 
     @cached_property
     def conditions(self) -> tuple[list[str], list[str]]:
@@ -164,9 +212,9 @@ class Calibration:
 
     @cached_property
     def data(self) -> Measurements:
-        """The fitted rows."""
+        """The fitted rows (without the rows that give role-``observed`` inputs: those are conditioned on)."""
         meas, _ = self.tables
-        return subset(meas, np.isin(meas.condition, self.conditions[0]))
+        return subset(meas, np.isin(meas.condition, self.conditions[0]) & ~self._conditioned_rows(meas))
 
     def schedule(self, condition: str) -> dict | None:
         conds = self.tables[1]
@@ -185,7 +233,17 @@ class Calibration:
 
     @cached_property
     def parameters(self) -> list[ParameterSpec]:
-        specs = [ParameterSpec(name=n, **spec) for n, spec in self.cfg["parameters"].items()]
+        specs = []
+        for n, spec in self.cfg["parameters"].items():
+            if spec.get("role") == "observed":
+                vals = self.observed_inputs[n]
+                lacking = [s for s in self.data.subjects if s not in vals]
+                if lacking:
+                    raise ValueError(f"{self.cfg['_path']}: [parameters.{n}] fitted subject(s) {lacking[:5]} have no "
+                                     f"{spec['observable']} at day {spec['time']:g} to take {n} from")
+                spec = {k: v for k, v in spec.items() if k not in ("observable", "time")}
+                spec["values"] = {s: vals[s] for s in self.data.subjects}
+            specs.append(ParameterSpec(name=n, **spec))
         unknown = [s.name for s in specs if s.name not in self.forward.parameter_names]
         if unknown:
             raise ValueError(f"{self.cfg['_path']}: [parameters.{unknown[0]}] is not a parameter of forward model "
@@ -194,13 +252,18 @@ class Calibration:
 
     @property
     def free(self) -> list[str]:
-        """Calibrated parameters (population + latent), in the forward model's order: the emulator inputs."""
-        roles = {s.name: s.role for s in self.parameters}
-        return [n for n in self.forward.parameter_names if roles.get(n) in ("population", "latent")]
+        """Emulator inputs in the forward model's order: calibrated parameters (population + latent) and per-subject
+        inputs known from the data (observed)."""
+        roles = {n: spec.get("role", "population") for n, spec in self.cfg["parameters"].items()}
+        return [n for n in self.forward.parameter_names if roles.get(n) in ("population", "latent", "observed")]
 
     @property
     def latent(self) -> list[str]:
-        return [s.name for s in self.parameters if s.role == "latent"]
+        return [n for n, spec in self.cfg["parameters"].items() if spec.get("role") == "latent"]
+
+    @property
+    def observed(self) -> list[str]:
+        return [n for n, spec in self.cfg["parameters"].items() if spec.get("role") == "observed"]
 
     @cached_property
     def fixed(self) -> dict[str, float]:
@@ -228,8 +291,18 @@ class Calibration:
         """The calibration problem (:class:`calib.problem.Problem`): built once, handed to every step."""
         from .problem import Problem
 
-        return Problem(tuple(self.forward.parameter_names), tuple(self.free), self.space(self.free), self.fixed,
-                       tuple(n for n in self.free if n in self.latent), self.priors())
+        space = self.space(self.free)
+        for n, vals in self.observed_inputs.items():  # every subject's value (fitted and held out) inside the box
+            j = list(space.names).index(n)
+            out = {s: v for s, v in vals.items() if not space.lower[j] <= v <= space.upper[j]}
+            if out:
+                s0 = next(iter(out))
+                raise ValueError(f"{self.cfg['_path']}: subject {s0!r} has {n} = {out[s0]:g} (observed), outside "
+                                 f"the design box [{space.lower[j]:g}, {space.upper[j]:g}] ({len(out)} subject(s)); "
+                                 f"widen [design.bounds] {n}")
+        return Problem(tuple(self.forward.parameter_names), tuple(self.free), space, self.fixed,
+                       tuple(n for n in self.free if n in self.latent), self.priors(),
+                       tuple(n for n in self.free if n in self.observed))
 
     @cached_property
     def observables(self) -> dict[str, ObservableSpec]:
@@ -396,7 +469,8 @@ class Calibration:
         cols = []
         for n in self.free:
             v = post[n].values
-            cols.append((v if n in self.latent else np.repeat(v[..., None], n_subj, axis=-1)).ravel())
+            per_subject = n in self.latent or n in self.observed
+            cols.append((v if per_subject else np.repeat(v[..., None], n_subj, axis=-1)).ravel())
         return np.column_stack(cols)
 
     def refine(self) -> None:
@@ -531,6 +605,18 @@ class Calibration:
         return Measurements.from_arrays(cols["subject"], cols["condition"], cols["observable"], cols["time"],
                                         np.zeros(len(cols["time"])), sigma, source="prediction rows")
 
+    def _new_subject_pools(self, name: str, rows: Measurements) -> dict[str, np.ndarray]:
+        """Candidate values of an observed input for each new subject: those of its condition's real subjects."""
+        vals = self.observed_inputs[name]
+        raw = self.raw_measurements
+        by_cond: dict[str, list[float]] = {}
+        for subj, cond in dict.fromkeys(zip(raw.subject.tolist(), raw.condition.tolist())):
+            if subj in vals:
+                by_cond.setdefault(cond, []).append(vals[subj])
+        everyone = np.array(list(vals.values()))
+        return {subj: np.array(by_cond.get(cond, everyone))
+                for subj, cond in dict.fromkeys(zip(rows.subject.tolist(), rows.condition.tolist()))}
+
     def censor_limits(self) -> dict[str, tuple[float, float]]:
         """Per continuous observable: the lower limit (``[predict] detection_limit``, else the data's own left-
         censoring value) and the upper (``[predict] endpoint``), in observable units (log-transformed as the data)."""
@@ -564,12 +650,15 @@ class Calibration:
         rows = self._prediction_rows(conditions)
         space = self._input_space()
         ems = {c: BlackBoxEmulator(self.forward, self.schedule(c), space=space) for c in conditions}
-        # new subjects sit at the average covariate (a covariate effect needs the new subject's covariates)
-        specs = [replace(s, covariates=()) for s in self.parameters]
+        # new subjects sit at the average covariate (a covariate effect needs the new subject's covariates); an
+        # observed input is drawn from the values of the condition's real subjects (else of all subjects)
+        specs = [replace(s, covariates=(), values=self._new_subject_pools(n, rows) if s.role == "observed" else None)
+                 for s, n in ((s, s.name) for s in self.parameters)]
         limits = self.censor_limits()
         model = self.model(ems, rows, censor_bounds=limits, parameters=specs)
         thin = thin_posterior(idata, int(p.get("draws", 400)))
-        names = [f"{n}_eta" for n in self.latent] + [v for o in rows.observables for v in (f"y_{o}", f"mu_{o}")]
+        names = [f"{n}_eta" for n in self.latent] + [v for n in self.observed for v in (f"{n}_pick", n)] + \
+            [v for o in rows.observables for v in (f"y_{o}", f"mu_{o}")]
         self._log(f"[predict] {len(conditions)} condition(s) × {int(p.get('subjects_per_draw', 4))} new subjects × "
                   f"{thin.posterior.sizes['chain'] * thin.posterior.sizes['draw']} posterior draws (true forward model)")
         with model:
@@ -613,7 +702,13 @@ class Calibration:
                    "config_hash": attrs["config_hash"], "surrogate_id": sid,
                    "conditions": {"fit": fit, "heldout": held},
                    "excluded_conditions": sorted(set(meas.condition.tolist()) - set(fit) - set(held)),
-                   "problem": self.problem.to_dict(), "posterior": posterior_summary(idata, self.latent)}
+                   "problem": self.problem.to_dict(),
+                   "posterior": posterior_summary(idata, self.latent + self.observed)}
+        if self.observed:
+            summary["observed_inputs"] = {n: {"rows_conditioned_on": int(self._conditioned_rows(
+                subset(meas, np.isin(meas.condition, fit))).sum()), "subjects": len(self.data.subjects), **{
+                k: float(f(list(v.values()))) for k, f in (("min", np.min), ("median", np.median), ("max", np.max))}}
+                for n, v in self.observed_inputs.items()}
         if self.validation:
             summary["surrogate_validation"] = {c: {"n_train": r["n_train"], "n_test": r["n_test"], **{
                 o: {k: v for k, v in e.items() if k in ("r2", "rmse", "max_abs_error", "coverage_50", "coverage_90")}

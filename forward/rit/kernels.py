@@ -461,6 +461,26 @@ def _free_growth_step(theta, y, ytry, no_cd, ringR, ringJ, m, k, frac, s1, s2, h
     return inc
 
 
+@njit(cache=True)
+def _pre_volumes(vhist, k, theta_frac, hf, pre_times, out_pre):
+    """Volumes at negative model times from the free-growth record: ``vhist[i]`` at step position ``i`` (i <= k),
+    ``vhist[k + 1]`` (= the pre-treatment volume) at day 0, position ``k + theta_frac``; log-linear interpolation."""
+    day0 = k + theta_frac
+    for q in range(pre_times.shape[0]):
+        pos = day0 + pre_times[q] / hf
+        if pos <= 0.0:
+            out_pre[q] = vhist[0]
+            continue
+        if pos >= k:
+            i, w, width = k, pos - k, theta_frac
+        else:
+            i = math.floor(pos)
+            w, width = pos - i, 1.0
+        a = math.log(vhist[i])
+        b = math.log(vhist[i + 1])
+        out_pre[q] = math.exp(a + (b - a) * (w / width if width > 0.0 else 1.0))
+
+
 @njit(cache=True, inline="always")
 def _vascular(vasc_on, kv, t, t_vasc):
     if not vasc_on:
@@ -493,6 +513,8 @@ def run(
     out_states,
     out_cohorts,
     info,
+    pre_times,
+    out_pre,
 ):
     """Free growth to ``v_pre`` (defines day 0), then ``n_steps`` treatment steps of length ``dt``, each integrated
     as ``n_sub`` substeps of ``h = dt / n_sub`` (events and records stay on the ``dt`` grid). Free growth, untreated
@@ -500,6 +522,9 @@ def run(
 
     ``out_states`` (n_steps + 1, N_STATES) and ``out_cohorts`` (n_steps + 1, n_fractions) receive the recorded
     states at t_j = j dt (pass arrays with 0 rows to skip recording; then only ``info`` is filled).
+    ``out_pre`` receives the volume at the (negative) model times ``pre_times`` of the free-growth phase — data
+    measured before treatment — interpolated log-linearly between free-growth steps (pass empty arrays to skip);
+    a time before the start of free growth gets the initial volume ``C(0) V_C``.
     ``exponential``: True = exponential midpoint rule (:func:`step`, the default), False = the seed's explicit Euler
     (negative values are set to 0 and counted). Both phases use the same step; the last free-growth step is
     shortened to ``theta dt`` with ``theta`` solved (Illinois regula falsi, to round-off) so that ``V`` lands exactly
@@ -536,6 +561,9 @@ def run(
     qr = 0.0
     V = y[Y_C] * vc + y[Y_TA] * vt
     theta_frac = 0.0
+    n_pre = pre_times.shape[0]
+    vhist = np.empty(max_free_steps + 2 if n_pre > 0 else 1)  # V at free-growth step k (for pre_times)
+    vhist[0] = V
     if V < v_pre:
         while True:
             inc = _free_growth_step(theta, y, ytry, no_cd, ringR, ringJ, m, k, 1.0, s1, s2, hf, initR, exponential,
@@ -551,6 +579,8 @@ def run(
                 y[i] = ytry[i]
             qr += inc
             k += 1
+            if n_pre > 0:
+                vhist[k] = Vnew
             ringR[k % m] = qr
             ringJ[k % m] = y[Y_THA]
             V = Vnew
@@ -580,6 +610,9 @@ def run(
             y[i] = ytry[i]
         qr += inc
     info[I_T_FREE] = (k + theta_frac) * hf
+    if n_pre > 0:
+        vhist[k + 1] = max(V, v_pre)
+        _pre_volumes(vhist, k, theta_frac, hf, pre_times, out_pre)
 
     # cumulative histories on the substep grid: index hpre + i <-> t = i h (i down to -hpre)
     h = dt / n_sub

@@ -282,9 +282,13 @@ def _check_info(info: np.ndarray, config: RitConfig, theta: np.ndarray) -> None:
         )
 
 
+_NO_TIMES = np.zeros(0)
+
+
 def _run_deterministic(theta: np.ndarray, config: RitConfig, arrays: tuple, states: np.ndarray, cohorts: np.ndarray,
-                       info: np.ndarray) -> None:
-    """One deterministic kernel run (no Markov mode) filling ``states``, ``cohorts`` and ``info`` in place.
+                       info: np.ndarray, pre_times: np.ndarray = _NO_TIMES, out_pre: np.ndarray = _NO_TIMES) -> None:
+    """One deterministic kernel run (no Markov mode) filling ``states``, ``cohorts`` and ``info`` in place (and
+    ``out_pre`` with the free-growth volumes at the negative model times ``pre_times``).
 
     ``arrays`` is the tuple returned by :func:`_schedule_arrays`; drug amounts scale the registry doses of ``theta``.
     """
@@ -292,7 +296,7 @@ def _run_deterministic(theta: np.ndarray, config: RitConfig, arrays: tuple, stat
     K.run(theta, K.SURVIVAL_CODES[config.survival], config.vascular_damage, config.pretreatment_volume_mm3,
           config.dt, n_steps, config.substeps, config.free_growth_step, rt_idx, rt_dose, c4_idx, c4_fac * theta[K.P_IC4], p1_idx, p1_fac * theta[K.P_IP1],
           config.scheme == "exponential", False, 0.0, _DUMMY_RNG, False, config.max_free_steps,
-          states, cohorts, info)
+          states, cohorts, info, pre_times, out_pre)
 
 
 def simulate(
@@ -341,14 +345,17 @@ def _info_dict(info: np.ndarray, dt: float) -> dict:
 
 
 def _obs_positions(times, dt: float, t_end: float) -> np.ndarray:
+    """Grid positions of observation days ``times`` (days after day 0; negative = before treatment, in the free-
+    growth phase, position -1 here: those come from the kernel's free-growth record)."""
     times = np.asarray(times, dtype=np.float64)
     if times.ndim != 1 or not np.all(np.isfinite(times)):
         raise ValueError("observation times must be a 1-d array of finite days")
-    if np.any(times < 0) or np.any(times > t_end + 1e-9):
+    if np.any(times > t_end + 1e-9):
         raise ValueError(
-            f"observation times must lie in [0, t_end = {t_end:g}] days, got {times.min():g}..{times.max():g}"
+            f"observation times must lie in (-inf, t_end = {t_end:g}] days (negative: before day 0, in free growth), "
+            f"got {times.min():g}..{times.max():g}"
         )
-    return np.minimum(times / dt, round(t_end / dt))
+    return np.where(times < 0, -1.0, np.minimum(np.maximum(times, 0.0) / dt, round(t_end / dt)))
 
 
 def simulate_volumes(
@@ -360,6 +367,7 @@ def simulate_volumes(
     dt: float | None = None,
 ) -> np.ndarray:
     """Tumour volume V = C_tot V_C + T_a V_T [mm^3] at ``times`` (days after day 0) — the calibration hook.
+    Negative times lie in the untreated free-growth phase before day 0 (pre-treatment measurements).
 
     Deterministic, smooth in the parameters (day 0 is located by a fractional last free-growth step, delays are
     interpolated), linear interpolation between grid points. Raises :class:`EulerInstabilityError` when the
@@ -402,6 +410,9 @@ def _batch(thetas: np.ndarray, schedule: Schedule, times, config: RitConfig):
     _check_memory(config, schedule, len(schedule.rt_days))
     rt_idx, rt_dose, c4_idx, c4_fac, p1_idx, p1_fac, n_steps = _schedule_arrays(schedule, config.dt)
     pos = _obs_positions(times, config.dt, schedule.t_end)
+    pre = pos < 0  # before day 0: the free-growth record
+    pre_times = np.ascontiguousarray(np.asarray(times, dtype=np.float64)[pre])
+    out_pre = np.zeros(len(pre_times))
     out = np.zeros((thetas.shape[0], len(pos)))
     info = np.zeros((thetas.shape[0], K.N_INFO))
     states = np.zeros((n_steps + 1, K.N_STATES))
@@ -410,8 +421,9 @@ def _batch(thetas: np.ndarray, schedule: Schedule, times, config: RitConfig):
     for r in range(thetas.shape[0]):
         th = np.ascontiguousarray(thetas[r])
         _run_deterministic(th, config, (rt_idx, rt_dose, c4_idx, c4_fac, p1_idx, p1_fac, n_steps), states, cohorts,
-                           info[r])
+                           info[r], pre_times, out_pre)
         out[r] = np.interp(pos, grid, states[:, K.S_V])
+        out[r, pre] = out_pre
     return out, info
 
 

@@ -6,7 +6,8 @@ shape ``(n, len(observables), len(times))``. The object is rebuilt in campaign w
 (this class's import path + its keyword arguments), so workers never re-read data files.
 
 Time: data days count from inoculation (or any origin of the data set); the model's day 0 — the day the tumour
-reaches its pre-treatment volume — sits at data day ``day_offset``. The condition (a conditions-table row, data days)
+reaches its pre-treatment volume — sits at data day ``day_offset``. Data days before it (pre-treatment measurements)
+are read off the untreated free-growth phase that precedes day 0 in the model. The condition (a conditions-table row, data days)
 becomes a :class:`~forward.rit.Schedule` through :meth:`Schedule.from_condition` (several drugs; unknown keys refused).
 Parameters not in ``parameter_names`` keep the values of the registry preset ``preset``. ``parameter_names`` may
 include :data:`PRETREATMENT_VOLUME` — the volume that defines model day 0, a setting of the run rather than a registry
@@ -44,8 +45,6 @@ class RitSimulator:
         lo, hi = (float(v) for v in self.data_days)
         if not hi > lo:
             raise ValueError(f"data_days must be an increasing pair, got {self.data_days}")
-        if not lo >= self.day_offset:
-            raise ValueError(f"data_days start {lo} is before day_offset {self.day_offset} (the model's day 0)")
         if self.observables != (LOG_VOLUME,):
             raise ValueError(f"the RIT simulator emits only {LOG_VOLUME!r}, not {list(self.observables)}")
         if self.pretreatment_volume_mm3 is not None and not self.pretreatment_volume_mm3 > 0:
@@ -68,8 +67,8 @@ class RitSimulator:
         from .schedule import Schedule
 
         theta = np.atleast_2d(np.asarray(theta, float))
-        t_model = self.times - self.day_offset
-        schedule = Schedule.from_condition(condition or {}, self.day_offset, float(t_model[-1]) + 1.0)
+        t_model = self.times - self.day_offset  # negative before day 0: the free-growth phase
+        schedule = Schedule.from_condition(condition or {}, self.day_offset, max(float(t_model[-1]), 0.0) + 1.0)
         if PRETREATMENT_VOLUME in self.parameter_names:  # one run per row, each with its own day-0 volume
             from dataclasses import replace
 

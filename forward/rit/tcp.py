@@ -20,7 +20,7 @@ from scipy import stats
 from priors import registry
 
 from . import kernels as K
-from .model import MODEL, RitConfig, _as_parameter_set, _check_survival, _schedule_arrays, parameter_array
+from .model import _NO_TIMES, MODEL, RitConfig, _as_parameter_set, _check_survival, _schedule_arrays, parameter_array
 from .schedule import Schedule
 
 __all__ = [
@@ -158,6 +158,8 @@ def population_tcp(
             states,
             cohorts,
             info[r],
+            _NO_TIMES,
+            _NO_TIMES,
         )
         if record_volumes:
             vols[r] = states[:, K.S_V]

@@ -110,7 +110,7 @@ def test_builder_errors():
         build_model(em, [ParameterSpec("level", prior=pri)], data)
     with pytest.raises(ValueError, match=r"no emulator for condition\(s\) \['c'\]"):
         build_model({"other": em}, [ParameterSpec("level", prior=pri)], data)
-    with pytest.raises(ValueError, match="role must be 'population', 'latent' or 'fixed'"):
+    with pytest.raises(ValueError, match="role must be one of 'population', 'latent', 'fixed', 'observed'"):
         ParameterSpec("level", "global")
     with pytest.raises(ValueError, match="unknown observation family 'poisson'"):
         ObservableSpec("poisson")

@@ -250,7 +250,11 @@ def test_two_drug_example_predicts_its_held_out_arm(tmp_path):
     cfg = load_config(dataset_dir("morisada2018").parents[1] / "data" / "rit_two_drugs" / "calibrate.toml")
     cfg["sampler"].update(draws=300, tune=400)
     cfg["predict"]["draws"] = 100
-    summary = Calibration(cfg, tmp_path / "run", progress=False).run()
+    cal = Calibration(cfg, tmp_path / "run", progress=False)
+    summary = cal.run()
+    # each mouse's day-7 volume is its day-0 input (24 rows conditioned on); its day-4 rows, before day 0, are fitted
+    assert summary["observed_inputs"]["pretreatment_volume_mm3"]["rows_conditioned_on"] == 24
+    assert np.sum(cal.data.time == 4.0) == 24 and not np.any(cal.data.time == 7.0)
     held = summary["prediction"]["heldout"]
     assert held["n_obs"] > 30 and held["coverage_90"] >= 0.7
     a = summary["posterior"]["tumour_alpha"]
@@ -283,3 +287,75 @@ def test_problem_is_built_once_from_registry_and_config(tmp_path):
     assert set(p.priors) == {"growth_rate_loc", "carrying_capacity"}
     with pytest.raises(ValueError, match="neither calibrated nor fixed"):
         Problem(("a", "b"), ("a",), ParameterSpace(("a",), (0.0,), (1.0,), ("linear",)), {})
+
+
+OBSERVED_V0 = """
+[parameters.initial_volume]
+role = "observed"             # each mouse's own day-0 measurement
+observable = "volume_mm3"
+time = 0.0
+"""
+
+
+def write_varied_start(folder, seed=5, noise=0.05):
+    """Mice that start at different volumes (log-normal around 40 mm³): the case a shared initial volume gets wrong."""
+    rng = np.random.default_rng(seed)
+    fm = LogisticModel()
+    lines = ["subject,condition,observable,time,value,sigma,censoring"]
+    for arm, factor in ARMS.items():
+        for k in range(1, 5):
+            v0 = float(np.clip(40.0 * np.exp(0.4 * rng.standard_normal()), 12.0, 95.0))
+            y = fm.simulate([[0.3, TRUE_K, v0]], {"growth_factor": factor})[0, 0]
+            y = y + noise * rng.standard_normal(len(y))
+            lines += [f"{arm}/{k},{arm},volume_mm3,{t:g},{np.exp(v):.6g},," for t, v in zip(fm.times, y)]
+    (folder / "measurements.csv").write_text("\n".join(lines) + "\n")
+    (folder / "conditions.csv").write_text("condition,growth_factor\n" +
+                                           "".join(f"{a},{f}\n" for a, f in ARMS.items()))
+    text = CONFIG.replace('[parameters.initial_volume]\nrole = "fixed"\nvalue = 50.0\n', OBSERVED_V0)
+    (folder / "calibrate.toml").write_text(text.replace('kind = "surrogate"', 'kind = "exact"'))
+    return folder / "calibrate.toml"
+
+
+def test_per_subject_initial_volume_from_the_observed_first_measurement(tmp_path):
+    """Role "observed": each mouse's day-0 measurement is its initial volume (an emulator input per subject, not
+    sampled); those rows are conditioned on, not fitted again; new mice of a prediction start at volumes of their
+    arm's real mice (a categorical pick per posterior draw)."""
+    from calib.workflow import Calibration
+
+    cfg = write_varied_start(tmp_path)
+    cal = Calibration(cfg, tmp_path / "run", progress=False)
+    raw = cal.raw_measurements
+    first = {s: v for s, t, v in zip(raw.subject, raw.time, raw.value) if t == 0.0}
+    assert cal.observed_inputs == {"initial_volume": first}
+    assert cal.problem.observed == ("initial_volume",) and "initial_volume" not in cal.problem.population
+    assert not np.any(cal.data.time == 0.0) and len(cal.data) == 8 * (len(LogisticModel().times) - 1)
+    summary = cal.run()
+    assert summary["observed_inputs"]["initial_volume"]["rows_conditioned_on"] == 8
+    assert summary["diagnostics"]["rhat_max"] < 1.05
+    r = cal.idata.posterior["growth_rate"].values  # every mouse's growth rate near its truth (0.3)
+    assert np.all(np.abs(np.median(r, axis=(0, 1)) / 0.3 - 1) < 0.15)
+    np.testing.assert_allclose(cal.idata.posterior["initial_volume"].values[0, 0],
+                               [first[s] for s in cal.idata.posterior.subject.values])
+    held = summary["prediction"]["heldout"]
+    assert 0.75 <= held["coverage_90"] <= 1.0
+    pred = cal.predict(cal.idata, ["combo"])["idata"].predictions["initial_volume"].values
+    pool = {v for s, v in first.items() if s.startswith("combo/")}
+    assert set(np.unique(pred)) == pool  # new combo mice start at the combo mice's observed volumes, all of them
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("time = 0.0", "time = 1.0"), r"no volume_mm3 measured at day 1"),
+    (('observable = "volume_mm3"\n', ""), r"role 'observed' and needs 'observable'"),
+    (('role = "observed"', 'role = "fixed"'), r"parameters.initial_volume.observable belongs to role"),
+    (("combo/1,combo,volume_mm3,0,", "combo/1,combo,volume_mm3,0,500"),
+     r"subject 'combo/1' has initial_volume = [\d.]+ \(observed\), outside the design box"),
+])
+def test_observed_inputs_errors_are_named(tmp_path, edit, message):
+    from calib.workflow import Calibration
+
+    cfg = write_varied_start(tmp_path)
+    for f in (cfg, tmp_path / "measurements.csv"):
+        f.write_text(f.read_text().replace(*edit, 1))
+    with pytest.raises(ValueError, match=message):
+        cal = Calibration(cfg, tmp_path / "run", progress=False)
+        cal.conditions, cal.data, cal.parameters, cal.problem  # noqa: B018

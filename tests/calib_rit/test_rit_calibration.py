@@ -35,6 +35,20 @@ def test_simulator_matches_forward_model_and_protocol():
     assert out[0, 0, 0] == pytest.approx(np.log(60.0), rel=1e-6)  # day 0 sits at the pre-treatment volume
 
 
+def test_simulator_reads_data_days_before_day_0_off_the_free_growth_phase():
+    """Measurements before the model's day 0 (before treatment) are usable: those data days come from the untreated
+    free growth that precedes day 0 (exponential for the Table 3 preset: log V falls linearly back in time)."""
+    fm = RitSimulator(data_days=(3.0, 20.0), day_offset=7.0, pretreatment_volume_mm3=50.0)
+    theta = [[0.2, 5.0, 0.1]]
+    out = fm.simulate(theta, {"rt_days": [9.0], "rt_doses_gy": [8.0]})[0, 0]
+    assert fm.times[0] == 3.0 and out[4] == pytest.approx(math.log(50.0), rel=1e-12)
+    np.testing.assert_allclose(out[:5], math.log(50.0) + 0.2 * (fm.times[:5] - 7.0), rtol=1e-10)
+    later = RitSimulator(data_days=(7.0, 20.0), day_offset=7.0, pretreatment_volume_mm3=50.0)
+    np.testing.assert_array_equal(out[4:], later.simulate(theta, {"rt_days": [9.0], "rt_doses_gy": [8.0]})[0, 0])
+    with pytest.raises(ValueError, match="before model day 0"):  # treatment before day 0 stays refused
+        fm.simulate(theta, {"rt_days": [5.0], "rt_doses_gy": [8.0]})
+
+
 def test_simulator_descriptor_rebuilds_the_same_model():
     """Campaign workers rebuild the simulator from its descriptor (class + options): no data file is read."""
     opts = {"preset": "dewan_table3", "parameter_names": ["tumour_alpha"], "data_days": [12.0, 20.0],
@@ -55,8 +69,6 @@ def test_schedule_and_simulator_errors():
     # a misspelled schedule column used to be dropped silently (an RT-only model for a drug arm)
     with pytest.raises(ValueError, match=r"unknown column\(s\) \['drug_dayz'\]"):
         Schedule.from_condition({"drug": "anti_pd1", "drug_dayz": [8.0]}, 7.0, 30.0)
-    with pytest.raises(ValueError, match="before day_offset"):
-        RitSimulator(data_days=(5.0, 30.0), day_offset=7.0)
     with pytest.raises(ValueError, match="pretreatment_volume_mm3 must be > 0"):
         RitSimulator(pretreatment_volume_mm3=0.0)
 

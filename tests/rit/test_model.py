@@ -49,6 +49,34 @@ def test_free_growth_lands_exactly_on_pretreatment_volume(preset, v0):
         assert ex.info["free_growth_days"] == pytest.approx(t_exact, abs=1e-9)
 
 
+def test_pretreatment_volumes_before_day_0_come_from_the_free_growth_phase(t3):
+    """Negative times (measurements before treatment) read the free-growth phase: exact exponential growth back
+    from day 0 when growth is unsaturated, the inoculum C(0) V_C before free growth began, time-translation
+    consistency (a run whose day-0 volume is V(-s) is the same trajectory shifted by s) and second-order
+    convergence of the log-linear interpolation when growth saturates."""
+    sched = Schedule(rt_days=(0.0,), rt_doses_gy=(8.0,), t_end=10.0)
+    t = np.array([-3000.0, -20.0, -5.5, -0.2, 0.0, 2.0])
+    v = simulate_volumes(t3, sched, t)
+    lam = t3["tumour_proliferation_rate"]
+    np.testing.assert_allclose(v[1:5], 32.0 * np.exp(lam * t[1:5]), rtol=1e-10)
+    assert v[0] == pytest.approx(t3["initial_tumour_cells"] * t3["tumour_cell_volume"], rel=1e-12)
+    np.testing.assert_array_equal(v[4:], simulate_volumes(t3, sched, t[4:]))  # treatment phase untouched
+
+    names, sat = ["proliferation_saturation"], [[1.5e-8]]  # capacity 50 mm^3: free growth visibly logistic
+    pre = np.array([-40.0, -10.3, -5.0, -1.0, -0.2])
+    cfg = RitConfig.from_preset("dewan_table3")
+    v, _ = simulate_volumes_batch(t3, names, sat, Schedule(t_end=5.0), pre - 3.7, cfg, validate=False)
+    v0, _ = simulate_volumes_batch(t3, names, sat, Schedule(t_end=5.0), [-3.7], cfg, validate=False)
+    shifted, _ = simulate_volumes_batch(t3, names, sat, Schedule(t_end=5.0), pre,
+                                        RitConfig.from_preset("dewan_table3", pretreatment_volume_mm3=float(v0[0, 0])),
+                                        validate=False)
+    np.testing.assert_allclose(shifted[0], v[0], rtol=2e-4)
+    runs = [simulate_volumes_batch(t3, names, sat, Schedule(t_end=5.0), pre, RitConfig.from_preset(
+        "dewan_table3", dt=dt), validate=False)[0][0] for dt in (0.05, 0.025, 0.0125)]
+    e1, e2 = np.abs(runs[0] / runs[2] - 1).max(), np.abs(runs[1] / runs[2] - 1).max()
+    assert e1 < 5e-4 and e1 / e2 > 3.0  # (4/3 for a second-order scheme measured against h/4: 5)
+
+
 def _no_immune(ps, **extra):
     """Switch off T-cell activation and natural antigen production: A^ is driven by doomed cells only."""
     return ps.replace(t_cell_activation_rate=0.0, antigen_production_rate=0.0, **extra)
