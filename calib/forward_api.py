@@ -12,7 +12,11 @@ A forward model is any object with
   ``(n, len(parameter_names))`` batch ``theta`` and one condition (a mapping: schedule, covariates, options).
 
 Optional: ``simulate_pt(theta, condition)`` — the same map as a PyTensor expression (closed-form toy models), used as
-the "exact" emulator so the surrogate route can be validated against the exact likelihood.
+the "exact" emulator so the surrogate route can be validated against the exact likelihood; or
+``simulate_jacobian(theta, condition) -> (outputs, jacobian)`` with ``jacobian`` of shape ``(n, len(observables),
+len(times), len(parameter_names))`` — the exact derivative of what ``simulate`` computes (forward-mode sensitivities
+through the model's own time stepping) — which makes the "exact" emulator a PyTensor Op with a gradient
+(:func:`calib.surrogate.ForwardGradOp`), so NUTS runs on the true model.
 
 Models are found by spec string with :func:`load_forward_model`: ``"toy.logistic"``, ``"toy.linear"`` (shipped in
 :mod:`calib.toy`) or ``"package.module:attribute"`` where the attribute is a forward-model instance, class or

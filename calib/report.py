@@ -136,14 +136,21 @@ SECTIONS = {
                          lambda j: [("distant day 30 (mm³)", _dict_line(_get(j, "distant_day30")))], []),
     "dln_generalisation": ("DLN: calibrate on control + monotherapy, predict combinations",
                            lambda j: [("least squares over replicates (seed protocol)", _dict_line(_get(j, "summary"))),
-                                      ("Bayesian, config route (true model, SMC): held-out coverage 50 % / 90 %",
+                                      ("Bayesian, config route (true model, exact gradients, NUTS): held-out "
+                                       "coverage 50 % / 90 %",
                                        f"{_f(_get(j, 'bayesian.prediction.heldout.coverage_50'))} / "
                                        f"{_f(_get(j, 'bayesian.prediction.heldout.coverage_90'))}"),
                                       ("Bayesian: truth inside the 90 % interval (fraction of parameters)",
                                        _f(_get(j, "bayesian.truth_inside_90_fraction"))),
                                       ("Bayesian: test RMSE (log) of the posterior-median prediction vs truth",
                                        _f(_get(j, "bayesian.test_rmse_log_posterior_median"))),
-                                      ("Bayesian: diagnostics", _dict_line(_get(j, "bayesian.diagnostics")))],
+                                      ("Bayesian: diagnostics", _dict_line(_get(j, "bayesian.diagnostics"))),
+                                      ("Same posterior by black-box SMC: max |Δ mean| / sd; sd ratio NUTS/SMC",
+                                       f"{_f(_get(j, 'bayesian.smc_blackbox.max_abs_mean_difference_over_sd'))}; "
+                                       + "–".join(_f(v) for v in _get(j, "bayesian.smc_blackbox.sd_ratio_range") or [])),
+                                      ("Seconds: NUTS (exact gradients) / SMC (black box)",
+                                       f"{_get(j, 'bayesian.seconds.total')} / "
+                                       f"{_get(j, 'bayesian.smc_blackbox.seconds.total')}")],
                            ["dln_generalisation.png"]),
     "ct041_lgbm": ("Virtual CT041-like cohort: LightGBM nested-CV baseline (seed 000 Table 2)",
                    lambda j: [("per latent ρ/MAE/RMSE/R², virtual N = 37 (seed 000 Table 2 in brackets)",

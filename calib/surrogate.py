@@ -17,6 +17,7 @@ The emulator variance is added to the observation variance in the likelihood (se
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -211,14 +212,15 @@ def _full_space(forward, space=None) -> ParameterSpace:
 
 
 class ExactEmulator:
-    """Wraps a forward model with ``simulate_pt`` as a zero-variance "emulator" (exact-likelihood reference)."""
+    """The true forward model as a zero-variance "emulator" with gradients: its PyTensor form (``simulate_pt``) or,
+    for a simulator with exact sensitivities (``simulate_jacobian``), :func:`ForwardGradOp` — NUTS on the true model."""
 
     family = "exact"
 
     def __init__(self, forward, condition=None, space=None):
-        if not hasattr(forward, "simulate_pt"):
-            raise ValueError(f"forward model {forward.name!r} has no PyTensor form (simulate_pt); use a surrogate "
-                             f"or the black-box emulator")
+        if not (hasattr(forward, "simulate_pt") or hasattr(forward, "simulate_jacobian")):
+            raise ValueError(f"forward model {forward.name!r} has neither a PyTensor form (simulate_pt) nor exact "
+                             "sensitivities (simulate_jacobian): use a surrogate or the black-box emulator")
         self.forward = forward
         self.condition = condition
         self.observables = tuple(forward.observables)
@@ -229,7 +231,10 @@ class ExactEmulator:
     def predict_pt(self, theta):
         import pytensor.tensor as pt
 
-        mean = self.forward.simulate_pt(theta, self.condition)
+        if hasattr(self.forward, "simulate_pt"):
+            mean = self.forward.simulate_pt(theta, self.condition)
+        else:
+            mean = ForwardGradOp(self.forward, self.condition)(pt.as_tensor_variable(theta))[0]
         return mean, pt.zeros_like(mean)
 
     def predict(self, theta, return_var=True):
@@ -262,6 +267,7 @@ class BlackBoxEmulator:
         return (mean, np.zeros_like(mean)) if return_var else mean
 
 
+@functools.cache
 def _forward_op_class():
     import pytensor.tensor as pt
     from pytensor.graph.basic import Apply
@@ -299,6 +305,64 @@ def _forward_op_class():
 
 def ForwardOp(forward, condition=None):
     return _forward_op_class()(forward, condition)
+
+
+@functools.cache
+def _forward_grad_op_class():
+    import pytensor.tensor as pt
+    from pytensor.graph.basic import Apply
+
+    base = _forward_op_class()
+
+    class _ForwardGradOp(base):
+        """``theta (n, p) -> [outputs (n, n_obs, n_t), jacobian (n, n_obs, n_t, p)]`` from the forward model's exact
+        sensitivities (``simulate_jacobian``); the gradient of a scalar of ``outputs`` is the vector–Jacobian
+        product ``Σ_{o,t} ḡ[n,o,t] J[n,o,t,:]`` — one forward-mode run gives value and gradient (PyTensor merges
+        the node, so ``outputs`` and ``jacobian`` are computed once per evaluation)."""
+
+        def make_node(self, theta):
+            theta = pt.as_tensor_variable(theta)
+            if theta.ndim != 2:
+                raise TypeError(f"forward model {self.forward.name!r}: theta must be a matrix (subjects × "
+                                f"{len(self.forward.parameter_names)} parameters), got a {theta.ndim}-d tensor")
+            return Apply(self, [theta], [pt.tensor3(dtype="float64"), pt.tensor4(dtype="float64")])
+
+        def perform(self, node, inputs, outputs):
+            (theta,) = inputs
+            theta = np.atleast_2d(np.asarray(theta, np.float64))
+            p = len(self.forward.parameter_names)
+            if theta.shape[1] != p:
+                raise ValueError(f"forward model {self.forward.name!r}: theta has {theta.shape[1]} columns, expected "
+                                 f"{p} ({list(self.forward.parameter_names)})")
+            y, jac = self.forward.simulate_jacobian(theta, self.condition)
+            outputs[0][0] = np.asarray(y, np.float64)
+            outputs[1][0] = np.asarray(jac, np.float64)
+
+        def infer_shape(self, fgraph, node, shapes):
+            n, p = shapes[0]
+            shape = (n, len(self.forward.observables), len(self.forward.times))
+            return [shape, (*shape, p)]
+
+        def grad(self, inputs, output_grads):
+            from pytensor.gradient import DisconnectedType
+
+            g_y, g_j = output_grads
+            if not isinstance(g_j.type, DisconnectedType):
+                raise NotImplementedError("no second derivatives: the Jacobian output is not differentiable")
+            jac = self(inputs[0])[1]
+            return [pt.sum(g_y[:, :, :, None] * jac, axis=(1, 2))]
+
+        def connection_pattern(self, node):
+            return [[True, False]]
+
+    return _ForwardGradOp
+
+
+def ForwardGradOp(forward, condition=None):
+    """The forward model as a differentiable PyTensor Op (exact sensitivities; see :class:`ExactEmulator`)."""
+    if not hasattr(forward, "simulate_jacobian"):
+        raise ValueError(f"forward model {forward.name!r} has no exact sensitivities (simulate_jacobian)")
+    return _forward_grad_op_class()(forward, condition)
 
 
 def validate(surrogate, theta: np.ndarray, outputs: np.ndarray, levels=(0.5, 0.9)) -> dict:

@@ -6,9 +6,11 @@ Truth = registry defaults with the free immune parameters perturbed (log-normal,
 1. The seed's point-estimate protocol over replicates: scipy least_squares on the training arms
    (forward/dln/generalisation.py).
 2. The same protocol as a Bayesian calibration by config alone (``calib/data/dln_generalisation/calibrate.toml``,
-   one replicate shipped with its truth): the true model in the likelihood, SMC, the held-out arms predicted by the
-   true model at posterior draws — coverage of their data, the truth inside the 90 % intervals, and the test RMSE of
-   the posterior-median prediction against the noise-free truth (comparable with 1.).
+   one replicate shipped with its truth): the true model with exact gradients in the likelihood, NUTS, the held-out
+   arms predicted by the true model at posterior draws — coverage of their data, the truth inside the 90 % intervals,
+   and the test RMSE of the posterior-median prediction against the noise-free truth (comparable with 1.). The same
+   config with the gradient-free route (black-box true model + SMC) is run beside it: two independent samplers on
+   the same posterior, compared parameter by parameter (|Δ mean| / sd, sd ratio).
 """
 
 from pathlib import Path
@@ -50,6 +52,7 @@ def run(out: Path, quick: bool = False) -> dict:
 
 def _bayesian(out: Path, quick: bool) -> dict:
     """The shipped replicate through the calibration workflow (its config), checked against its known truth."""
+    import copy
     import json
 
     from calib.config import load_config
@@ -58,11 +61,19 @@ def _bayesian(out: Path, quick: bool) -> dict:
 
     folder = dataset_dir("morisada2018").parents[1] / "data" / "dln_generalisation"
     cfg = load_config(folder / "calibrate.toml")
-    if quick:
-        cfg["sampler"]["draws"] = 150  # a smoke run: SMC with 150 particles is not converged
-        cfg["predict"]["draws"] = 100
+    smc = copy.deepcopy(cfg)
+    smc["emulator"] = {"kind": "blackbox"}
+    smc["sampler"] = {"method": "smc", "draws": 2000, "chains": 2, "seed": cfg["sampler"]["seed"]}
+    if quick:  # a smoke run, not converged
+        cfg["sampler"].update(draws=100, tune=100)
+        smc["sampler"]["draws"] = 150
+        cfg["predict"]["draws"] = smc["predict"]["draws"] = 100
     cal = Calibration(cfg, out / "dln_generalisation_bayes", force=True)
     summary = cal.run()
+    smc_summary = Calibration(smc, out / "dln_generalisation_bayes_smc", force=True).run()
+    agreement = {n: {"abs_mean_difference_over_sd": abs(summary["posterior"][n]["mean"] - smc_summary["posterior"][n][
+        "mean"]) / smc_summary["posterior"][n]["sd"], "sd_ratio_nuts_over_smc": summary["posterior"][n]["sd"] /
+        smc_summary["posterior"][n]["sd"]} for n in cal.free}
     truth = json.loads((folder / "truth.json").read_text())["truth"]
     post = cal.idata.posterior
     inside = {n: bool(summary["posterior"][n]["q05"] <= truth[n] <= summary["posterior"][n]["q95"]) for n in cal.free}
@@ -80,4 +91,12 @@ def _bayesian(out: Path, quick: bool) -> dict:
             "truth_inside_90_fraction": float(np.mean(list(inside.values()))),
             "contraction": summary["contraction"], "prediction": summary["prediction"],
             "test_rmse_log_posterior_median": float(np.sqrt(np.mean(np.concatenate(sq)))),
-            "seconds": summary["seconds"]}
+            "seconds": summary["seconds"],
+            "smc_blackbox": {"diagnostics": smc_summary["diagnostics"], "seconds": smc_summary["seconds"],
+                             "prediction_heldout": {k: v for k, v in smc_summary["prediction"]["heldout"].items()
+                                                    if k != "per_condition"},
+                             "agreement_with_nuts": agreement,
+                             "max_abs_mean_difference_over_sd": max(
+                                 a["abs_mean_difference_over_sd"] for a in agreement.values()),
+                             "sd_ratio_range": [min(a["sd_ratio_nuts_over_smc"] for a in agreement.values()),
+                                                max(a["sd_ratio_nuts_over_smc"] for a in agreement.values())]}}

@@ -116,6 +116,55 @@ def simulate_batch(
     return cells * k[:, None, :]
 
 
+def log_volume_batch_jacobian(
+    plan: TreatmentPlan,
+    theta: np.ndarray,
+    names,
+    days,
+    base: Mapping[str, float] | None = None,
+    floor_mm3: float = 1e-3,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`log_volume_batch` and its exact Jacobian with respect to the columns of ``theta``: forward-mode
+    sensitivities through the same map (``model._run``), ``(log_volume (n, I, D), jacobian (n, I, D, len(names)))``.
+    Where the volume is floored the derivative is 0 (the floor is flat). Parameters that act only through
+    thresholds or durations (``model.SWITCH_PARAMS``: piecewise constant, derivative 0 almost everywhere) are
+    refused — a gradient-based sampler could not move them."""
+    days = np.asarray(days, dtype=int)
+    if days.min() < 0 or days.max() > plan.days:
+        raise ValueError(f"observation days must lie in [0, {plan.days}], got {days.min()}..{days.max()}")
+    names = list(names)
+    switch = [n for n in names if PARAM_NAMES.index(n) in model.SWITCH_PARAMS] if set(names) <= set(PARAM_NAMES) \
+        else []
+    if switch:
+        raise ValueError(f"DLN sensitivities: {switch} act only through thresholds/durations on the 1-day grid "
+                         "(the map is piecewise constant in them: no gradient); calibrate them with a gradient-free "
+                         "sampler (emulator kind 'blackbox')")
+    prms = parameter_rows(theta, names, base)
+    cols = np.array([PARAM_NAMES.index(n) for n in names], dtype=np.int64)
+    net = plan.network
+    n_sim, n_t, nk = prms.shape[0], len(net.targets), len(cols)
+    init = np.stack([net.initial_tumour(row[model.N0_TUM]) for row in prms])
+    d_init = np.zeros((n_sim, n_t, nk))
+    k_vol = np.stack([net.volume_coefficients(row[model.K_VOL]) for row in prms])
+    d_log_k = np.zeros((n_sim, n_t, nk))
+    for j, c in enumerate(cols):  # targets without a per-target override take the parameter itself
+        for i, target in enumerate(net.targets):
+            if c == model.N0_TUM and target not in net.initial_cells:
+                d_init[:, i, j] = 1.0
+            if c == model.K_VOL and target not in net.volume_per_cell:
+                d_log_k[:, i, j] = 1.0 / k_vol[:, i]
+    cells, dcells = model.run_batch_tangent(prms, cols, net.drain_matrix, plan.target_dose, plan.dln_dose,
+                                            plan.drug_dose, np.ascontiguousarray(init), d_init, _opts(
+                                                "survive_then_grow", "seed"))
+    vols = cells * k_vol[:, None, :]
+    kept = vols[:, days, :] > floor_mm3
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dlog = dcells[:, days] / cells[:, days, :, None] + d_log_k[:, None]
+    jac = np.where(kept[..., None], dlog, 0.0)
+    out = np.log(np.maximum(vols[:, days, :], floor_mm3))
+    return out.transpose(0, 2, 1), jac.transpose(0, 2, 1, 3)
+
+
 def parameter_rows(
     theta: np.ndarray,
     names: tuple[str, ...] | list[str],

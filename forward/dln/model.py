@@ -302,13 +302,48 @@ def c_trex1(d_max: float, c10: float, c11: float, c12: float) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+#: parameters that act only through a threshold or a duration on the 1-day grid (drug state machines): the map is
+#: piecewise constant in them, so their exact derivative is 0 almost everywhere — refused by the sensitivities
+SWITCH_PARAMS = (PD1_THR, PD1_DECAY, PD1_CONC, T_PDL1, T_CTLA4, T_BEZA)
+
+
+@njit(cache=True, inline="always")
+def _lq_d(alpha, beta, d, da, db):
+    """Eq 27 and its tangent: exp(-alpha d - beta d^2), given tangents ``da``, ``db`` of alpha and beta."""
+    v = math.exp(-alpha * d - beta * d * d)
+    return v, -v * (d * da + d * d * db)
+
+
+@njit(cache=True, inline="always")
+def _ntcp_d(e, de, td50, dtd50, m, dm):
+    """LKB NTCP at uniform EQD2 ``e`` over the whole organ (v = 1: n drops out) and its tangent."""
+    t = (e - td50) / (m * td50)
+    dt = de / (m * td50) - e * (dm * td50 + m * dtd50) / (m * td50) ** 2 + dm / (m * m)
+    return 0.5 * (1.0 + math.erf(t / _SQRT2)), math.exp(-0.5 * t * t) / math.sqrt(2.0 * math.pi) * dt
+
+
+@njit(cache=True, inline="always")
+def _min_d(a, da, b, db):
+    """min(a, b) and the tangent of the branch it takes (a at a tie)."""
+    if a <= b:
+        return a, da
+    return b, db
+
+
 @njit(cache=True)
-def _run(prm, drains, target_dose, dln_dose, drug_dose, init_tumour, opts, tr, dl, flux):
+def _run(prm, drains, target_dose, dln_dose, drug_dose, init_tumour, opts, tr, dl, flux, dprm, dinit, dtr, ddl):
     """Advance the map over ``T = target_dose.shape[0]`` days, writing into tr (T+1, N_TV, I), dl (T+1, N_DV, M),
-    flux (T, 4). ``drains`` is the (I, M) 0/1 target->DLN matrix; drug_dose is (T, 4) in the order of DRUGS."""
+    flux (T, 4). ``drains`` is the (I, M) 0/1 target->DLN matrix; drug_dose is (T, 4) in the order of DRUGS.
+
+    Forward-mode sensitivities through the same map: ``dprm`` (N_PARAMS, K) holds the tangent of every parameter
+    with respect to K directions (a column of the identity for each calibrated parameter), ``dinit`` (I, K) that of
+    the initial tumour cells; ``dtr`` (T+1, 7, I, K) and ``ddl`` (T+1, 3, M, K) receive the tangents of the seven
+    target states and of the DLN APC / CTL / Treg — the exact derivative of what the map computes (K = 0: values
+    only). Thresholds and durations (:data:`SWITCH_PARAMS`) act discretely and carry no tangent."""
     n_days = target_dose.shape[0]
     n_t = target_dose.shape[1]
     n_d = dln_dose.shape[1]
+    nk = dprm.shape[1]
     tumour_form = opts[0]
     influx_mode = opts[1]
     p = prm[P_EXP]
@@ -325,15 +360,25 @@ def _run(prm, drains, target_dose, dln_dose, drug_dose, init_tumour, opts, tr, d
             tr[0, v, i] = 0.0
         tr[0, 0, i] = init_tumour[i]
         tr[0, 1, i] = prm[N0_CTL]
+        for k in range(nk):
+            for v in range(7):
+                dtr[0, v, i, k] = 0.0
+            dtr[0, 0, i, k] = dinit[i, k]
+            dtr[0, 1, i, k] = dprm[N0_CTL, k]
     for m in range(n_d):
         for v in range(N_DV):
             dl[0, v, m] = 0.0
         dl[0, 3, m] = 1.0
+        for k in range(nk):
+            for v in range(3):
+                ddl[0, v, m, k] = 0.0
 
     d_max = np.zeros(n_t)
     irradiated = np.zeros(n_t, dtype=np.bool_)
     eqd2_acc = np.zeros(n_d)
     apc_in = np.zeros(n_t)
+    d_eqd2 = np.zeros((n_d, nk))
+    d_apc_in = np.zeros((n_t, nk))
     pd1_conc = 0.0
     pd1_state = 0  # 0 never/control, 1 state I, 2 state II
     ctla4_last = -1.0e9
@@ -346,6 +391,9 @@ def _run(prm, drains, target_dose, dln_dose, drug_dose, init_tumour, opts, tr, d
     # eq 9 normalised so that a spared DLN has supply exactly 1 (seed: "ideally spared doses: n_naive = 1");
     # the LKB curve itself gives NTCP(0) = Phi(-1/m) > 0
     naive0 = 1.0 - lkb_ntcp(0.0, prm[TD50], prm[NTCP_N], prm[NTCP_M], 1.0)
+    d_naive0 = np.zeros(nk)
+    for k in range(nk):
+        d_naive0[k] = -_ntcp_d(0.0, 0.0, prm[TD50], dprm[TD50, k], prm[NTCP_M], dprm[NTCP_M, k])[1]
 
     for t in range(n_days):
         # ---- drugs given today (state machines, seed Methods)
@@ -372,36 +420,49 @@ def _run(prm, drains, target_dose, dln_dose, drug_dose, init_tumour, opts, tr, d
                 d_max[i] = max(d_max[i], target_dose[t, i])
         flag = t < flag_until
 
+        # the day's effective parameters, by index (their tangents are the parameters' own)
         if pd1_state == 1:
-            lpd1_dln = prm[LPD1_I]
-            lpd1_tme = prm[LPD1_I]
+            j_pd1_dln = LPD1_I
+            j_pd1_tme = LPD1_I
         elif pd1_state == 2:
-            lpd1_dln = prm[LPD1_II]
-            lpd1_tme = prm[LPD1_OVER] if flag else prm[LPD1_II]
+            j_pd1_dln = LPD1_II
+            j_pd1_tme = LPD1_OVER if flag else LPD1_II
         else:
-            lpd1_dln = prm[LPD1_0]
-            lpd1_tme = prm[LPD1_OVER] if flag else prm[LPD1_0]
-        loa = prm[LOA_PD1] if pd1_state != 0 else prm[LOA]
+            j_pd1_dln = LPD1_0
+            j_pd1_tme = LPD1_OVER if flag else LPD1_0
+        j_oa = LOA_PD1 if pd1_state != 0 else LOA
         if ctla4_given and (t - ctla4_last) < prm[T_CTLA4]:
-            c5, c6, g6, g7 = prm[C5_I], prm[C6_I], prm[G6_I], prm[G7_I]
+            j5, j6, j_g6, j_g7 = C5_I, C6_I, G6_I, G7_I
         elif ctla4_given:
-            c5, c6, g6, g7 = prm[C5_II], prm[C6], prm[G6_II], prm[G7_II]
+            j5, j6, j_g6, j_g7 = C5_II, C6, G6_II, G7_II
         else:
-            c5, c6, g6, g7 = prm[C5], prm[C6], prm[G6], prm[G7]
-        lexh = prm[LEXH_B] if (beza_first >= 0 and (t - beza_last) < prm[T_BEZA]) else prm[LEXH]
+            j5, j6, j_g6, j_g7 = C5, C6, G6, G7
+        j_exh = LEXH_B if (beza_first >= 0 and (t - beza_last) < prm[T_BEZA]) else LEXH
+        lpd1_dln, lpd1_tme, loa = prm[j_pd1_dln], prm[j_pd1_tme], prm[j_oa]
+        c5, c6, g6, g7, lexh = prm[j5], prm[j6], prm[j_g6], prm[j_g7], prm[j_exh]
         g1 = 0.0 if cd8_given else prm[G1]
+        g1_on = 0.0 if cd8_given else 1.0
 
         # ---- DLN outflow of the CTLs / Tregs present at t (eqs 3, 15: sum_m lambda_RT^(X-DLN) n_m)
         ctl_leave = 0.0
         treg_leave = 0.0
         ctl_out = 0.0
         treg_out = 0.0
+        d_ctl_out = np.zeros(nk)
+        d_treg_out = np.zeros(nk)
         for m in range(n_d):
             d = dln_dose[t, m]
             ctl_leave += dl[t, 1, m]
             treg_leave += dl[t, 2, m]
-            ctl_out += lq_survival(prm[A_CTL], prm[B_CTL], d) * dl[t, 1, m]
-            treg_out += lq_survival(prm[A_TREG], prm[B_TREG], d) * dl[t, 2, m]
+            s_ctl = lq_survival(prm[A_CTL], prm[B_CTL], d)
+            s_treg = lq_survival(prm[A_TREG], prm[B_TREG], d)
+            ctl_out += s_ctl * dl[t, 1, m]
+            treg_out += s_treg * dl[t, 2, m]
+            for k in range(nk):
+                ds_ctl = _lq_d(prm[A_CTL], prm[B_CTL], d, dprm[A_CTL, k], dprm[B_CTL, k])[1]
+                ds_treg = _lq_d(prm[A_TREG], prm[B_TREG], d, dprm[A_TREG, k], dprm[B_TREG, k])[1]
+                d_ctl_out[k] += ds_ctl * dl[t, 1, m] + s_ctl * ddl[t, 1, m, k]
+                d_treg_out[k] += ds_treg * dl[t, 2, m] + s_treg * ddl[t, 2, m, k]
         share = 1.0 / n_t if influx_mode == 1 else 1.0 / n_d
         ctl_arrive = 0.0
         treg_arrive = 0.0
@@ -431,7 +492,8 @@ def _run(prm, drains, target_dose, dln_dose, drug_dose, init_tumour, opts, tr, d
             l_ind_ctl = math.exp(-prm[G4] * n * nctl)  # eq 21
             l_ind_treg = math.exp(-prm[G5] * n)  # eq 22
             l_ctla4 = math.exp(-g6 * (nctl + treg))  # eq 23
-            cinf = prm[CINF_RT] if irradiated[i] else prm[CINF]
+            j_inf = CINF_RT if irradiated[i] else CINF
+            cinf = prm[j_inf]
             influx = cinf * (1.0 - l_ind_ctl) * share * ctl_out  # eq 3, first term
             treg_in = (1.0 - l_ind_treg) * share * treg_out  # eq 15, second term
             ctl_arrive += influx
@@ -458,11 +520,76 @@ def _run(prm, drains, target_dose, dln_dose, drug_dose, init_tumour, opts, tr, d
             tr[t, 8, i] = ctrex
             tr[t, 9, i] = influx
 
+            # tangents of the same expressions (product and chain rules, line by line)
+            for k in range(nk):
+                dn, de, dx = dtr[t, 0, i, k], dtr[t, 1, i, k], dtr[t, 2, i, k]
+                dag, dmdsc, dm2, dtreg = dtr[t, 3, i, k], dtr[t, 4, i, k], dtr[t, 5, i, k], dtr[t, 6, i, k]
+                dnctl = de + dx
+                dnp = p * n ** (p - 1.0) * dn + np_ * math.log(n) * dprm[P_EXP, k] if n > 0.0 else 0.0
+                dlrt_t = _lq_d(prm[A_TUM], prm[B_TUM], d, dprm[A_TUM, k], dprm[B_TUM, k])[1]
+                dlrt_ctl = _lq_d(prm[A_CTL], prm[B_CTL], d, dprm[A_CTL, k], dprm[B_CTL, k])[1]
+                dlrt_treg = _lq_d(prm[A_TREG], prm[B_TREG], d, dprm[A_TREG, k], dprm[B_TREG, k])[1]
+                dlrt_apc = _lq_d(prm[A_APC], prm[B_APC], d, dprm[A_APC, k], dprm[B_APC, k])[1]
+                dlrt_m2 = _lq_d(prm[A_M2], prm[B_M2], d, dprm[A_M2, k], dprm[B_M2, k])[1]
+                dlrt_mdsc = _lq_d(prm[A_MDSC], prm[B_MDSC], d, dprm[A_MDSC, k], dprm[B_MDSC, k])[1]
+                dl_imm = -l_imm * (g1_on * dprm[G1, k] * nctl + g1 * dnctl)
+                dl_mdsc = -l_mdsc * (dprm[G2, k] * (mdsc + m2) + prm[G2] * (dmdsc + dm2))
+                dl_treg = -l_treg * (dprm[G3, k] * treg + prm[G3] * dtreg)
+                dl_ctl = (dl_mdsc * l_treg * prm[LNL_CTL] * lpd1_tme + l_mdsc * dl_treg * prm[LNL_CTL] * lpd1_tme
+                          + l_mdsc * l_treg * dprm[LNL_CTL, k] * lpd1_tme
+                          + l_mdsc * l_treg * prm[LNL_CTL] * dprm[j_pd1_tme, k])
+                dl_ind_ctl = -l_ind_ctl * (dprm[G4, k] * n * nctl + prm[G4] * (dn * nctl + n * dnctl))
+                dl_ind_treg = -l_ind_treg * (dprm[G5, k] * n + prm[G5] * dn)
+                dl_ctla4 = -l_ctla4 * (dprm[j_g6, k] * (nctl + treg) + g6 * (dnctl + dtreg))
+                dinflux = share * (dprm[j_inf, k] * (1.0 - l_ind_ctl) * ctl_out - cinf * dl_ind_ctl * ctl_out
+                                   + cinf * (1.0 - l_ind_ctl) * d_ctl_out[k])
+                dtreg_in = share * (-dl_ind_treg * treg_out + (1.0 - l_ind_treg) * d_treg_out[k])
+                u = prm[C11] * (d_max[i] - prm[C12])
+                du = dprm[C11, k] * (d_max[i] - prm[C12]) - prm[C11] * dprm[C12, k]
+                dctrex = 0.5 * (dprm[C10, k] * (1.0 + math.erf(u))
+                                - (2.0 - prm[C10]) * 2.0 / math.sqrt(math.pi) * math.exp(-u * u) * du)
+                di_int = _min_d(prm[C8] * np_, dprm[C8, k] * np_ + prm[C8] * dnp, prm[CAP_INT], dprm[CAP_INT, k])[1]
+                di_rad = _min_d(prm[C9] * (1.0 - lrt_t) * n,
+                                dprm[C9, k] * (1.0 - lrt_t) * n - prm[C9] * dlrt_t * n + prm[C9] * (1.0 - lrt_t) * dn,
+                                prm[CAP_RAD], dprm[CAP_RAD, k])[1]
+                di_mdsc = _min_d(prm[C2] * np_, dprm[C2, k] * np_ + prm[C2] * dnp, prm[CAP_MDSC],
+                                 dprm[CAP_MDSC, k])[1]
+                di_m2 = _min_d(prm[C3] * np_, dprm[C3, k] * np_ + prm[C3] * dnp, prm[CAP_M2], dprm[CAP_M2, k])[1]
+                di_treg = _min_d(prm[C4] * np_, dprm[C4, k] * np_ + prm[C4] * dnp, prm[CAP_TREG],
+                                 dprm[CAP_TREG, k])[1]
+                dsurv = dlrt_t * l_imm + lrt_t * dl_imm
+                if tumour_form == 0:
+                    dtr[t + 1, 0, i, k] = (dprm[C0, k] * lrt_t * l_imm * n
+                                           + (1.0 + prm[C0]) * (dsurv * n + lrt_t * l_imm * dn))
+                else:
+                    dtr[t + 1, 0, i, k] = (dn + dprm[C0, k] * n + prm[C0] * dn + dsurv * n
+                                           - (1.0 - lrt_t * l_imm) * dn)
+                a_e = lrt_ctl * l_ctl  # common factor of eqs 3-4
+                da_e = dlrt_ctl * l_ctl + lrt_ctl * dl_ctl
+                dlexh = dprm[j_exh, k]
+                dtr[t + 1, 1, i, k] = (dinflux + dprm[C1, k] * e + prm[C1] * de
+                                       + (da_e * lexh + a_e * dlexh) * e + a_e * lexh * de)
+                dtr[t + 1, 2, i, k] = (-dlexh * a_e * e + (1.0 - lexh) * (da_e * e + a_e * de)
+                                       + (da_e * loa + a_e * dprm[j_oa, k]) * x + a_e * loa * dx)
+                dtr[t + 1, 3, i, k] = (dctrex * (i_int + i_rad) + ctrex * (di_int + di_rad)
+                                       + dprm[LNL_AG, k] * ag + prm[LNL_AG] * dag)
+                dtr[t + 1, 4, i, k] = (di_mdsc + dlrt_mdsc * prm[LNL_MDSC] * mdsc
+                                       + lrt_mdsc * (dprm[LNL_MDSC, k] * mdsc + prm[LNL_MDSC] * dmdsc))
+                dtr[t + 1, 5, i, k] = (di_m2 + dlrt_m2 * prm[LNL_M2] * m2
+                                       + lrt_m2 * (dprm[LNL_M2, k] * m2 + prm[LNL_M2] * dm2))
+                f_treg = lrt_treg * lpd1_tme * prm[LNL_TREG]
+                df_treg = (dlrt_treg * lpd1_tme * prm[LNL_TREG] + lrt_treg * dprm[j_pd1_tme, k] * prm[LNL_TREG]
+                           + lrt_treg * lpd1_tme * dprm[LNL_TREG, k])
+                dtr[t + 1, 6, i, k] = di_treg + dtreg_in + df_treg * treg + f_treg * dtreg
+                d_apc_in[i, k] = (dlrt_apc * l_ctla4 + lrt_apc * dl_ctla4) * ag + lrt_apc * l_ctla4 * dag
+
         # ---- DLNs
         for m in range(n_d):
             d = dln_dose[t, m]
-            eqd2_acc[m] = eqd2_acc[m] * rec + eqd2(d, prm[EQD2_A], prm[EQD2_B])
-            naive = (1.0 - lkb_ntcp(eqd2_acc[m], prm[TD50], prm[NTCP_N], prm[NTCP_M], 1.0)) / naive0  # eq 9
+            acc_old = eqd2_acc[m]
+            eqd2_acc[m] = acc_old * rec + eqd2(d, prm[EQD2_A], prm[EQD2_B])
+            ntcp = lkb_ntcp(eqd2_acc[m], prm[TD50], prm[NTCP_N], prm[NTCP_M], 1.0)
+            naive = (1.0 - ntcp) / naive0  # eq 9
             apc = dl[t, 0, m]
             l_ctla4_dln = math.exp(-g7 * (dl[t, 1, m] + dl[t, 2, m]))  # eq 24
             src = 0.0
@@ -477,6 +604,29 @@ def _run(prm, drains, target_dose, dln_dose, drug_dose, init_tumour, opts, tr, d
             dl[t, 4, m] = eqd2_acc[m]
             dl[t + 1, 3, m] = naive
             dl[t + 1, 4, m] = eqd2_acc[m]
+            for k in range(nk):
+                a_, b_ = prm[EQD2_A], prm[EQD2_B]
+                deqd2 = d * (b_ * (2.0 - d) * dprm[EQD2_A, k] + a_ * (d - 2.0) * dprm[EQD2_B, k]) / (a_ + 2 * b_) ** 2
+                d_eqd2[m, k] = (d_eqd2[m, k] - acc_old * dprm[DLN_REC, k]) * rec + deqd2
+                dntcp = _ntcp_d(eqd2_acc[m], d_eqd2[m, k], prm[TD50], dprm[TD50, k], prm[NTCP_M], dprm[NTCP_M, k])[1]
+                dnaive = (-dntcp * naive0 - (1.0 - ntcp) * d_naive0[k]) / (naive0 * naive0)
+                dsrc = 0.0
+                for i in range(n_t):
+                    if drains[i, m] > 0.0:
+                        dsrc += d_apc_in[i, k]
+                dl_ctla4_dln = -l_ctla4_dln * (dprm[j_g7, k] * (dl[t, 1, m] + dl[t, 2, m])
+                                               + g7 * (ddl[t, 1, m, k] + ddl[t, 2, m, k]))
+                dlrt_apc_dln = _lq_d(prm[A_APC], prm[B_APC], d, dprm[A_APC, k], dprm[B_APC, k])[1]
+                dapc = ddl[t, 0, m, k]
+                ddl[t + 1, 0, m, k] = ((dprm[C7, k] * src + prm[C7] * dsrc) / i_m[m]
+                                       + (dl_ctla4_dln * prm[LNL_APC] * lrt_apc_dln
+                                          + l_ctla4_dln * dprm[LNL_APC, k] * lrt_apc_dln
+                                          + l_ctla4_dln * prm[LNL_APC] * dlrt_apc_dln) * apc
+                                       + l_ctla4_dln * prm[LNL_APC] * lrt_apc_dln * dapc)
+                q = lpd1_dln * naive * apc
+                dq = dprm[j_pd1_dln, k] * naive * apc + lpd1_dln * dnaive * apc + lpd1_dln * naive * dapc
+                ddl[t + 1, 1, m, k] = dprm[j5, k] * q + c5 * dq
+                ddl[t + 1, 2, m, k] = dprm[j6, k] * q + c6 * dq
 
         flux[t, 0] = ctl_leave
         flux[t, 1] = ctl_arrive
@@ -497,7 +647,8 @@ def run_single(prm, drains, target_dose, dln_dose, drug_dose, init_tumour, opts)
     tr = np.empty((n_days + 1, N_TV, n_t))
     dl = np.empty((n_days + 1, N_DV, n_d))
     flux = np.empty((max(n_days, 0), 4))
-    _run(prm, drains, target_dose, dln_dose, drug_dose, init_tumour, opts, tr, dl, flux)
+    _run(prm, drains, target_dose, dln_dose, drug_dose, init_tumour, opts, tr, dl, flux, np.zeros((N_PARAMS, 0)),
+         np.zeros((n_t, 0)), np.zeros((n_days + 1, 7, n_t, 0)), np.zeros((n_days + 1, 3, n_d, 0)))
     return tr, dl, flux
 
 
@@ -514,11 +665,44 @@ def run_batch(prms, drains, target_dose, dln_dose, drug_dose, init_tumours, opts
         tr = np.empty((n_days + 1, N_TV, n_t))
         dl = np.empty((n_days + 1, N_DV, n_d))
         flux = np.empty((n_days, 4))
-        _run(prms[s], drains, target_dose, dln_dose, drug_dose, init_tumours[s], opts, tr, dl, flux)
+        _run(prms[s], drains, target_dose, dln_dose, drug_dose, init_tumours[s], opts, tr, dl, flux,
+             np.zeros((N_PARAMS, 0)), np.zeros((n_t, 0)), np.zeros((n_days + 1, 7, n_t, 0)),
+             np.zeros((n_days + 1, 3, n_d, 0)))
         for t in range(n_days + 1):
             for i in range(n_t):
                 out[s, t, i] = tr[t, 0, i]
     return out
+
+
+@njit(cache=True)
+def run_batch_tangent(prms, cols, drains, target_dose, dln_dose, drug_dose, init_tumours, d_init, opts):
+    """As :func:`run_batch`, plus the exact sensitivities of the tumour cells to the parameters ``cols`` (kernel
+    indices): ``(cells (n_sim, T+1, I), dcells (n_sim, T+1, I, K))``; ``d_init`` (n_sim, I, K) is the tangent of
+    the initial tumour cells. Serial on purpose: it runs inside a sampler's likelihood, whose chains are forked
+    processes (a GNU-OpenMP thread pool started before a fork aborts the child)."""
+    n_sim = prms.shape[0]
+    n_days, n_t = target_dose.shape
+    n_d = dln_dose.shape[1]
+    nk = cols.shape[0]
+    out = np.empty((n_sim, n_days + 1, n_t))
+    dout = np.empty((n_sim, n_days + 1, n_t, nk))
+    for s in range(n_sim):
+        tr = np.empty((n_days + 1, N_TV, n_t))
+        dl = np.empty((n_days + 1, N_DV, n_d))
+        flux = np.empty((n_days, 4))
+        dtr = np.empty((n_days + 1, 7, n_t, nk))
+        ddl = np.empty((n_days + 1, 3, n_d, nk))
+        dprm = np.zeros((N_PARAMS, nk))
+        for k in range(nk):
+            dprm[cols[k], k] = 1.0
+        _run(prms[s], drains, target_dose, dln_dose, drug_dose, init_tumours[s], opts, tr, dl, flux, dprm,
+             d_init[s], dtr, ddl)
+        for t in range(n_days + 1):
+            for i in range(n_t):
+                out[s, t, i] = tr[t, 0, i]
+                for k in range(nk):
+                    dout[s, t, i, k] = dtr[t, 0, i, k]
+    return out, dout
 
 
 # ---------------------------------------------------------------------------------------------------------------

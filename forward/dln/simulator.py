@@ -57,3 +57,13 @@ class DlnSimulator:
         plan = TreatmentPlan.from_condition(condition, self._net, int(self.times[-1]) + 1)
         return log_volume_batch(plan, theta, self.parameter_names, self.times.astype(int), self._base_set,
                                 self.floor_mm3)
+
+    def simulate_jacobian(self, theta: np.ndarray, condition: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`simulate` and its exact Jacobian ``(n, len(observables), len(times), len(parameter_names))``
+        (forward-mode sensitivities through the model's own daily map: the ``exact`` emulator's gradient)."""
+        from .api import log_volume_batch_jacobian
+        from .plan import TreatmentPlan
+
+        plan = TreatmentPlan.from_condition(condition, self._net, int(self.times[-1]) + 1)
+        return log_volume_batch_jacobian(plan, theta, self.parameter_names, self.times.astype(int), self._base_set,
+                                         self.floor_mm3)

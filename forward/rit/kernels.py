@@ -128,6 +128,21 @@ OK, FREE_GROWTH_FAILED, NONFINITE = 0, 1, 2
 N_INFO = 8
 
 
+# ------------------------------------------------------------------------ real or complex arithmetic (complex step)
+# Every kernel runs on float64 parameters (the simulation) or on complex128 ones (complex-step differentiation:
+# theta + i h e_k with h = 1e-200 gives d(output)/d theta_k = Im(output) / h exactly, to round-off — the exact
+# derivative of this very discretisation, branches included). So branches compare real parts and min/max pick the
+# branch by its real part (its derivative is then the branch's own).
+@njit(cache=True, inline="always")
+def _min(a, b):
+    return a if a.real <= b.real else b
+
+
+@njit(cache=True, inline="always")
+def _max(a, b):
+    return a if a.real >= b.real else b
+
+
 @njit(cache=True)
 def log_sf_tumour(theta, survival, d):
     """ln SF_C(d): 0 = LQ (eq 1), 1 = modified LQ (eq 2), 2 = LQL (eq 3)."""
@@ -136,10 +151,10 @@ def log_sf_tumour(theta, survival, d):
     if survival == 2:
         x = theta[P_X]
         y = x * d
-        if y < 1e-4:
+        if y.real < 1e-4:
             g = d * d * (1.0 - y / 3.0 + y * y / 12.0)
         else:
-            g = 2.0 * (y + math.expm1(-y)) / (x * x)
+            g = 2.0 * (y + np.expm1(-y)) / (x * x)
         return -alpha * d - beta * g
     if survival == 1:
         beta = beta * (1.0 + theta[P_C] * math.sqrt(d))
@@ -149,9 +164,9 @@ def log_sf_tumour(theta, survival, d):
 @njit(cache=True, inline="always")
 def omega(tbar, td1, td2):
     """Mitotic-delay ramp, eq (8) with the typo fixed: 0 for tbar <= td1, linear on (td1, td2], 1 after td2."""
-    if tbar <= td1:
+    if tbar.real <= td1.real:
         return 0.0
-    if tbar > td2:
+    if tbar.real > td2.real:
         return 1.0
     return (tbar - td1) / (td2 - td1)
 
@@ -159,10 +174,10 @@ def omega(tbar, td1, td2):
 @njit(cache=True, inline="always")
 def kill_rate(theta, ta, ctot, p1):
     """Per-cell immune kill rate p (1 + p1) (T_a/C_tot)^q / (s + (T_a/C_tot)^q) (eqs 18, 22)."""
-    if ctot <= 0.0 or ta <= 0.0:
+    if ctot.real <= 0.0 or ta.real <= 0.0:
         return 0.0
     # x^q / (s + x^q) written as 1 / (1 + s (C_tot/T_a)^q): no overflow when C_tot underflows towards 0
-    return theta[P_P] * (1.0 + p1) / (1.0 + theta[P_S] * math.exp(theta[P_Q] * math.log(ctot / ta)))
+    return theta[P_P] * (1.0 + p1) / (1.0 + theta[P_S] * np.exp(theta[P_Q] * np.log(ctot / ta)))
 
 
 @njit(cache=True)
@@ -200,11 +215,11 @@ def relax(y, k, s, h):
 
     Positive for ``y, s >= 0``, exact in the stiff limit (``-> s/k``) — the building block of the scheme."""
     x = k * h
-    if x < 1e-5:
+    if x.real < 1e-5:
         return y * (1.0 - x + 0.5 * x * x) + s * h * (1.0 - 0.5 * x + x * x / 6.0)
-    if x > 745.0:  # e^-x underflows: the stiff limit
+    if x.real > 745.0:  # e^-x underflows: the stiff limit
         return s / k
-    e = math.exp(-x)
+    e = np.exp(-x)
     return y * e + s * (1.0 - e) / k
 
 
@@ -238,9 +253,9 @@ def _slope(d0, d1):
     """Node slope of a cumulative history from the increments of the two adjacent steps: the central (second-order)
     estimate, limited to [0, 3 min(d0, d1)] (Fritsch-Carlson), which keeps the interpolant monotone; 0 where a
     neighbouring step has no flux (a source switching on from 0 starts with zero slope)."""
-    if d0 <= 0.0 or d1 <= 0.0:
+    if d0.real <= 0.0 or d1.real <= 0.0:
         return 0.0
-    return min(0.5 * (d0 + d1), 3.0 * min(d0, d1))
+    return _min(0.5 * (d0 + d1), 3.0 * _min(d0, d1))
 
 
 @njit(cache=True, inline="always")
@@ -261,11 +276,11 @@ def _cum_at(hist, pos, last, smooth):
     cubic Hermite interpolation (:func:`_hermite`) when ``smooth``, else linear (piecewise-constant rate within a
     step: the seed's explicit Euler with linearly interpolated pointwise history); past ``last`` — only when a delay
     is shorter than the step — linear extrapolation with the last step's mean rate."""
-    if pos >= last:
+    if pos.real >= last:
         return hist[last] + (pos - last) * (hist[last] - hist[last - 1])
-    i0 = int(math.floor(pos))
+    i0 = int(math.floor(pos.real))
     w = pos - i0
-    if w <= 0.0:
+    if w.real <= 0.0:
         return hist[i0]
     d0 = hist[i0 + 1] - hist[i0]
     if not smooth:
@@ -279,15 +294,15 @@ def _cum_at(hist, pos, last, smooth):
 def _cum_ring(ring, m, k, pos, dt, init_rate, smooth):
     """:func:`_cum_at` on a ring buffer of size ``m`` holding positions k-m+1..k of free growth; before position 0
     the history is the initial state (constant rate ``init_rate``, cumulative 0 at position 0)."""
-    if pos <= 0.0:
+    if pos.real <= 0.0:
         return init_rate * pos * dt
-    if pos >= k:
+    if pos.real >= k:
         last = ring[k % m]
         prev = ring[(k - 1) % m] if k > 0 else -init_rate * dt
         return last + (pos - k) * (last - prev)
-    i0 = int(math.floor(pos))
+    i0 = int(math.floor(pos.real))
     w = pos - i0
-    if w <= 0.0:
+    if w.real <= 0.0:
         return ring[i0 % m]
     d0 = ring[(i0 + 1) % m] - ring[i0 % m]
     if not smooth:
@@ -342,7 +357,7 @@ def step(theta, y, Cd, t_rt, n_cd, t, h, dqr_half, dqr, dqj_half, dqj, f0, fmid,
     for i in range(n_cd):
         cd_tot += Cd[i]
     ctot = C + cd_tot
-    kill = kill_prev if (exponential and kill_prev >= 0.0) else kill_rate(theta, Ta, ctot, p1)
+    kill = kill_prev if (exponential and kill_prev.real >= 0.0) else kill_rate(theta, Ta, ctot, p1)
     growth = lam1 * (1.0 - lam2 * ctot)
     bp = b / (1.0 + c4)
     if not exponential:
@@ -355,29 +370,29 @@ def step(theta, y, Cd, t_rt, n_cd, t, h, dqr_half, dqr, dqj_half, dqj, f0, fmid,
         r_now = rho * ctot + psi * phi * cleared
         act = (a + bp) * A * Th
         if integer_mode:
-            n_new, capped = markov_step(int(C), growth * h, kill * h, rng)
+            n_new, capped = markov_step(int(C.real), (growth * h).real, (kill * h).real, rng)
             Cn = float(n_new)
         else:
             Cn = C + h * (growth - kill) * C
         for i in range(n_cd):
             cdn = Cd[i] - h * (phi * omega(t - t_rt[i], td1, td2) + kill) * Cd[i]
-            if cdn < 0.0:
+            if cdn.real < 0.0:
                 cdn = 0.0
                 neg = True
             Cd[i] = cdn
-        if Cn < 0.0:
+        if Cn.real < 0.0:
             Cn = 0.0
             neg = True
         An = A + dqr - h * (sigma * A + act)
-        if An < 0.0:
+        if An.real < 0.0:
             An = 0.0
             neg = True
-        Thn = min(Th + h * (hsrc - act), t0cap)
-        if Thn < 0.0:
+        Thn = _min(Th + h * (hsrc - act), t0cap)
+        if Thn.real < 0.0:
             Thn = 0.0
             neg = True
         Tan = Ta + f0 * dqj - h * (iota * ctot + eta) * Ta
-        if Tan < 0.0:
+        if Tan.real < 0.0:
             Tan = 0.0
             neg = True
         y[Y_C] = Cn
@@ -394,11 +409,11 @@ def step(theta, y, Cd, t_rt, n_cd, t, h, dqr_half, dqr, dqj_half, dqj, f0, fmid,
     hh = 0.5 * h
     # stage 1: rates frozen at t, half step -> midpoint state. A predictor needs only O(h^2) accuracy, so it uses
     # the linearly implicit form (y + h/2 s) / (1 + h/2 k): positive, stable, no exponential
-    C_m = C * (1.0 + hh * max(growth, 0.0)) / (1.0 + hh * (kill + max(-growth, 0.0)))
+    C_m = C * (1.0 + hh * _max(growth, 0.0)) / (1.0 + hh * (kill + _max(-growth, 0.0)))
     cd_m = 0.0
     for i in range(n_cd):
         cd_m += Cd[i] / (1.0 + hh * (phi * omega(t - t_rt[i], td1, td2) + kill))
-    Th_m = min((Th + hh * hsrc) / (1.0 + hh * (a + bp) * A), t0cap)
+    Th_m = _min((Th + hh * hsrc) / (1.0 + hh * (a + bp) * A), t0cap)
     A_m = (A + dqr_half) / (1.0 + hh * (sigma + (a + bp) * Th))
     Ta_m = (Ta + f0 * dqj_half) / (1.0 + hh * (iota * ctot + eta))
     e_c4 = decay_half[0]
@@ -411,27 +426,28 @@ def step(theta, y, Cd, t_rt, n_cd, t, h, dqr_half, dqr, dqj_half, dqj, f0, fmid,
     growth_m = lam1 * (1.0 - lam2 * ctot_m)
     bp_m = b / (1.0 + c4_m)
     if integer_mode:
-        C = float(birth_death_exact(int(C), max(growth_m, 0.0), kill_m + max(-growth_m, 0.0), h, rng))
+        C = float(birth_death_exact(int(C.real), _max(growth_m, 0.0).real, (kill_m + _max(-growth_m, 0.0)).real,
+                                    h, rng))
     else:
-        C = C * math.exp((growth_m - kill_m) * h)
+        C = C * np.exp((growth_m - kill_m) * h)
     cleared = 0.0
     cd_new = 0.0
-    e_kill = math.exp(-kill_m * h) if n_cd > 0 else 1.0
+    e_kill = np.exp(-kill_m * h) if n_cd > 0 else 1.0
     for i in range(n_cd):
         clear_rate = phi * omega(t + hh - t_rt[i], td1, td2)
         total = clear_rate + kill_m
-        cdn = Cd[i] * (e_kill if clear_rate == 0.0 else e_kill * math.exp(-clear_rate * h))
-        if total > 0.0:
+        cdn = Cd[i] * (e_kill if clear_rate.real == 0.0 else e_kill * np.exp(-clear_rate * h))
+        if total.real > 0.0:
             cleared += (Cd[i] - cdn) * (clear_rate / total)
         Cd[i] = cdn
         cd_new += cdn
     # T^ with the activation rate frozen at its midpoint value; `left` counts the cells that left T^ (>= 0)
     Th_free = relax(Th, (a + bp_m) * A_m, hsrc, h)
     left = Th + hsrc * h - Th_free
-    if a + bp_m > 0.0:
+    if (a + bp_m).real > 0.0:
         y[Y_THA] += left * (a / (a + bp_m))
         y[Y_THB] += left * (bp_m / (a + bp_m))
-    y[Y_TH] = min(Th_free, t0cap)
+    y[Y_TH] = _min(Th_free, t0cap)
     y[Y_A] = relax(A, sigma + (a + bp_m) * Th_m, dqr / h, h)
     y[Y_TA] = relax(Ta, iota * ctot_m + eta, fmid * dqj / h, h)
     y[Y_C] = C
@@ -468,24 +484,24 @@ def _pre_volumes(vhist, k, theta_frac, hf, pre_times, out_pre):
     day0 = k + theta_frac
     for q in range(pre_times.shape[0]):
         pos = day0 + pre_times[q] / hf
-        if pos <= 0.0:
+        if pos.real <= 0.0:
             out_pre[q] = vhist[0]
             continue
-        if pos >= k:
+        if pos.real >= k:
             i, w, width = k, pos - k, theta_frac
         else:
-            i = math.floor(pos)
+            i = math.floor(pos.real)
             w, width = pos - i, 1.0
-        a = math.log(vhist[i])
-        b = math.log(vhist[i + 1])
-        out_pre[q] = math.exp(a + (b - a) * (w / width if width > 0.0 else 1.0))
+        a = np.log(vhist[i])
+        b = np.log(vhist[i + 1])
+        out_pre[q] = np.exp(a + (b - a) * (w / width if width.real > 0.0 else 1.0))
 
 
 @njit(cache=True, inline="always")
 def _vascular(vasc_on, kv, t, t_vasc):
     if not vasc_on:
         return 1.0
-    return min(kv * (t - t_vasc), 1.0)
+    return _min(kv * (t - t_vasc), 1.0)
 
 
 @njit(cache=True)
@@ -544,36 +560,36 @@ def run(
     vt = theta[P_VT]
     s1 = theta[P_TAU1] / hf
     s2 = theta[P_TAU2] / hf
-    mpre = int(math.ceil(max(s1, s2))) + 2
+    mpre = int(math.ceil(max(s1.real, s2.real))) + 2
 
     # ---------------------------------------------------------------- free growth (no treatment) to v_pre
-    y = np.zeros(N_Y)
+    y = np.zeros(N_Y, dtype=theta.dtype)
     y[Y_C] = theta[P_C0]
     y[Y_TH] = theta[P_T0]
-    ytry = np.zeros(N_Y)
-    no_cd = np.zeros(1)
+    ytry = np.zeros(N_Y, dtype=theta.dtype)
+    no_cd = np.zeros(1, dtype=theta.dtype)
     m = mpre + 2
-    fg_decay = np.zeros(2)  # no drugs during free growth
-    ringR = np.zeros(m)  # cumulative int R ds from the start of free growth (R = rho C(0) before it)
-    ringJ = np.zeros(m)  # cumulative int J ds = T^_a
+    fg_decay = np.zeros(2, dtype=theta.dtype)  # no drugs during free growth
+    ringR = np.zeros(m, dtype=theta.dtype)  # cumulative int R ds from the start of free growth (R = rho C(0) before)
+    ringJ = np.zeros(m, dtype=theta.dtype)  # cumulative int J ds = T^_a
     initR = rho * theta[P_C0]
     k = 0
     qr = 0.0
     V = y[Y_C] * vc + y[Y_TA] * vt
     theta_frac = 0.0
     n_pre = pre_times.shape[0]
-    vhist = np.empty(max_free_steps + 2 if n_pre > 0 else 1)  # V at free-growth step k (for pre_times)
+    vhist = np.empty(max_free_steps + 2 if n_pre > 0 else 1, dtype=theta.dtype)  # V at free-growth step k
     vhist[0] = V
-    if V < v_pre:
+    if V.real < v_pre.real:
         while True:
             inc = _free_growth_step(theta, y, ytry, no_cd, ringR, ringJ, m, k, 1.0, s1, s2, hf, initR, exponential,
                                     rng, fg_decay)
             Vnew = ytry[Y_C] * vc + ytry[Y_TA] * vt
-            if not (Vnew > 0.0 and Vnew < 1e300) or k >= max_free_steps:
+            if not (Vnew.real > 0.0 and Vnew.real < 1e300) or k >= max_free_steps:
                 info[I_STATUS] = FREE_GROWTH_FAILED
                 info[I_T_FREE] = k * hf
                 return
-            if Vnew >= v_pre:
+            if Vnew.real >= v_pre.real:
                 break
             for i in range(N_Y):
                 y[i] = ytry[i]
@@ -594,9 +610,9 @@ def run(
             inc = _free_growth_step(theta, y, ytry, no_cd, ringR, ringJ, m, k, theta_frac, s1, s2, hf, initR,
                                     exponential, rng, fg_decay)
             g = ytry[Y_C] * vc + ytry[Y_TA] * vt - v_pre
-            if abs(g) <= 1e-14 * v_pre or hi - lo <= 1e-15:
+            if abs(g.real) <= 1e-14 * v_pre.real or (hi - lo).real <= 1e-15:
                 break
-            if g > 0.0:
+            if g.real > 0.0:
                 hi, ghi = theta_frac, g
                 if side == 1:
                     glo *= 0.5
@@ -609,19 +625,19 @@ def run(
         for i in range(N_Y):
             y[i] = ytry[i]
         qr += inc
-    info[I_T_FREE] = (k + theta_frac) * hf
+    info[I_T_FREE] = ((k + theta_frac) * hf).real
     if n_pre > 0:
-        vhist[k + 1] = max(V, v_pre)
+        vhist[k + 1] = _max(V, v_pre)
         _pre_volumes(vhist, k, theta_frac, hf, pre_times, out_pre)
 
     # cumulative histories on the substep grid: index hpre + i <-> t = i h (i down to -hpre)
     h = dt / n_sub
     s1 = theta[P_TAU1] / h
     s2 = theta[P_TAU2] / h
-    hpre = int(math.ceil(max(s1, s2))) + 2
+    hpre = int(math.ceil(max(s1.real, s2.real))) + 2
     nh = hpre + n_steps * n_sub + 1
-    HR = np.empty(nh)
-    HJ = np.empty(nh)
+    HR = np.empty(nh, dtype=theta.dtype)
+    HJ = np.empty(nh, dtype=theta.dtype)
     HR[hpre] = qr
     HJ[hpre] = y[Y_THA]
     day0_pos = k + theta_frac
@@ -631,7 +647,7 @@ def run(
         HJ[hpre - q] = _cum_ring(ringJ, m, k, pos, hf, 0.0, exponential)
 
     # ---------------------------------------------------------------- treatment phase
-    Cd = np.zeros(max(n_rt, 1))
+    Cd = np.zeros(max(n_rt, 1), dtype=theta.dtype)
     t_rt = np.zeros(max(n_rt, 1))
     t_vasc = -1.0
     vasc_on = False
@@ -645,9 +661,9 @@ def run(
     bt = theta[P_BT]
     min_c = y[Y_C]
     integer_mode = False
-    reuse = min(s1, s2) >= 2.0
+    reuse = min(s1.real, s2.real) >= 2.0
     kill_last = -1.0
-    decay = np.array([math.exp(-theta[P_NU] * 0.5 * h), math.exp(-theta[P_MU] * 0.5 * h)])
+    decay = np.array([np.exp(-theta[P_NU] * 0.5 * h), np.exp(-theta[P_MU] * 0.5 * h)])
     r0 = _cum_at(HR, hpre - s1, hpre, exponential)
     j0 = _cum_at(HJ, hpre - s2, hpre, exponential)
     for j in range(n_steps + 1):
@@ -658,16 +674,16 @@ def run(
             kill_last = -1.0
         while ri < n_rt and rt_idx[ri] == j:
             d = rt_dose[ri]
-            sf = math.exp(log_sf_tumour(theta, survival, d))
+            sf = np.exp(log_sf_tumour(theta, survival, d))
             if integer_mode:
-                surv = float(rng.binomial(int(C), sf))
+                surv = float(rng.binomial(int(C.real), sf.real))
             else:
                 surv = sf * C
             Cd[ri] = C - surv  # every cell removed from C enters cohort ri
             C = surv
             t_rt[ri] = t
-            y[Y_TA] *= math.exp(-at * d - bt * d * d)
-            if vascular and d > theta[P_DV]:
+            y[Y_TA] *= np.exp(-at * d - bt * d * d)
+            if vascular and d > theta[P_DV].real:
                 t_vasc = t
                 vasc_on = True
             ri += 1
@@ -678,16 +694,16 @@ def run(
             y[Y_P1] += p1_amt[pi]
             pi += 1
         # Markov mode: C becomes an integer number of cells below the threshold (unbiased stochastic rounding)
-        if stochastic and C < markov_threshold and not integer_mode:
-            fl = math.floor(C)
-            C = fl + (1.0 if rng.random() < C - fl else 0.0)
+        if stochastic and C.real < markov_threshold and not integer_mode:
+            fl = math.floor(C.real)
+            C = fl + (1.0 if rng.random() < C.real - fl else 0.0)
             integer_mode = True
-        elif integer_mode and C >= markov_threshold:
+        elif integer_mode and C.real >= markov_threshold:
             integer_mode = False
         y[Y_C] = C
         # 2. record the post-impulse state at t_j
         f = _vascular(vasc_on, kv, t, t_vasc)
-        min_c = min(min_c, C)
+        min_c = _min(min_c, C)
         if record:
             cd_tot = 0.0
             for i in range(ri):
@@ -705,13 +721,13 @@ def run(
             out_states[j, S_F] = f
             for i in range(n_rt):
                 out_cohorts[j, i] = Cd[i] if i < ri else 0.0
-        if C <= 0.0 and info[I_CONTROLLED_STEP] < 0.0 and integer_mode:
+        if C.real <= 0.0 and info[I_CONTROLLED_STEP] < 0.0 and integer_mode:
             info[I_CONTROLLED_STEP] = j
             if stop_on_control:
                 break
         if j == n_steps:
             break
-        if not (math.isfinite(C) and math.isfinite(y[Y_TA]) and math.isfinite(y[Y_A])):
+        if not (np.isfinite(C) and np.isfinite(y[Y_TA]) and np.isfinite(y[Y_A])):
             info[I_STATUS] = NONFINITE
             break
         # 3. n_sub substeps t_j -> t_{j+1}; delayed sources from the cumulative histories
@@ -747,5 +763,5 @@ def run(
                 info[I_N_NEGATIVE] += 1.0
                 if info[I_FIRST_NEGATIVE_STEP] < 0.0:
                     info[I_FIRST_NEGATIVE_STEP] = j
-    info[I_FINAL_C] = y[Y_C]
-    info[I_MIN_C] = min_c
+    info[I_FINAL_C] = y[Y_C].real
+    info[I_MIN_C] = min_c.real

@@ -292,11 +292,16 @@ def _run_deterministic(theta: np.ndarray, config: RitConfig, arrays: tuple, stat
 
     ``arrays`` is the tuple returned by :func:`_schedule_arrays`; drug amounts scale the registry doses of ``theta``.
     """
+    _run_kernel(theta, config.pretreatment_volume_mm3, config, arrays, states, cohorts, info, pre_times, out_pre)
+
+
+def _run_kernel(theta, v_pre, config: RitConfig, arrays: tuple, states, cohorts, info, pre_times, out_pre) -> None:
+    """The deterministic kernel call (float64 ``theta``, or complex128 for complex-step derivatives)."""
     rt_idx, rt_dose, c4_idx, c4_fac, p1_idx, p1_fac, n_steps = arrays
-    K.run(theta, K.SURVIVAL_CODES[config.survival], config.vascular_damage, config.pretreatment_volume_mm3,
-          config.dt, n_steps, config.substeps, config.free_growth_step, rt_idx, rt_dose, c4_idx, c4_fac * theta[K.P_IC4], p1_idx, p1_fac * theta[K.P_IP1],
-          config.scheme == "exponential", False, 0.0, _DUMMY_RNG, False, config.max_free_steps,
-          states, cohorts, info, pre_times, out_pre)
+    K.run(theta, K.SURVIVAL_CODES[config.survival], config.vascular_damage, v_pre, config.dt, n_steps,
+          config.substeps, config.free_growth_step, rt_idx, rt_dose, c4_idx, c4_fac * theta[K.P_IC4], p1_idx,
+          p1_fac * theta[K.P_IP1], config.scheme == "exponential", False, 0.0, _DUMMY_RNG, False,
+          config.max_free_steps, states, cohorts, info, pre_times, out_pre)
 
 
 def simulate(
@@ -378,7 +383,7 @@ def simulate_volumes(
     if dt is not None:
         config = replace(config, dt=dt)
     theta = parameter_array(ps)[None, :]
-    vols, info = _batch(theta, schedule, times, config)
+    vols, info, _ = _batch(theta, schedule, times, config)
     _check_info(info[0], config, theta[0])
     return vols[0]
 
@@ -404,11 +409,21 @@ def _check_survival(thetas: np.ndarray, config: RitConfig, schedule: Schedule) -
         )
 
 
-def _batch(thetas: np.ndarray, schedule: Schedule, times, config: RitConfig):
-    """Deterministic runs, one per row of ``thetas`` (one compiled kernel call each: ~0.3 ms at dt = 0.05 d)."""
+#: complex step: d f / d theta_k = Im f(theta + i H e_k) / H — the exact derivative of the discrete map, to round-off
+#: (no difference is taken, so no cancellation; H^2 underflows to 0, so complex arithmetic is dual-number arithmetic)
+COMPLEX_STEP = 1e-200
+
+
+def _batch(thetas: np.ndarray, schedule: Schedule, times, config: RitConfig, v_pre: np.ndarray | None = None,
+           jac_cols: Sequence[int] = ()):
+    """Deterministic runs, one per row of ``thetas`` (one compiled kernel call each: ~0.3 ms at dt = 0.05 d), with
+    per-row pre-treatment volumes ``v_pre`` (default: the config's). ``jac_cols``: kernel parameter indices (``-1``
+    = the pre-treatment volume) whose exact derivatives are returned too, by one complex-step run of the same kernel
+    per column (:data:`COMPLEX_STEP`). Returns ``(volumes (n, T), info (n, N_INFO), jacobian (n, T, K) or None)``."""
     _check_survival(thetas, config, schedule)
     _check_memory(config, schedule, len(schedule.rt_days))
-    rt_idx, rt_dose, c4_idx, c4_fac, p1_idx, p1_fac, n_steps = _schedule_arrays(schedule, config.dt)
+    arrays = _schedule_arrays(schedule, config.dt)
+    rt_idx, n_steps = arrays[0], arrays[-1]
     pos = _obs_positions(times, config.dt, schedule.t_end)
     pre = pos < 0  # before day 0: the free-growth record
     pre_times = np.ascontiguousarray(np.asarray(times, dtype=np.float64)[pre])
@@ -418,13 +433,32 @@ def _batch(thetas: np.ndarray, schedule: Schedule, times, config: RitConfig):
     states = np.zeros((n_steps + 1, K.N_STATES))
     cohorts = np.zeros((n_steps + 1, len(rt_idx)))
     grid = np.arange(n_steps + 1, dtype=np.float64)
+    v_pre = np.full(thetas.shape[0], config.pretreatment_volume_mm3) if v_pre is None else np.asarray(v_pre, float)
+    jac = np.zeros((thetas.shape[0], len(pos), len(jac_cols))) if len(jac_cols) else None
+    if jac is not None:
+        c_states = np.zeros((n_steps + 1, K.N_STATES), dtype=np.complex128)
+        c_cohorts = np.zeros((n_steps + 1, len(rt_idx)), dtype=np.complex128)
+        c_pre = np.zeros(len(pre_times), dtype=np.complex128)
+        c_info = np.zeros(K.N_INFO)
     for r in range(thetas.shape[0]):
         th = np.ascontiguousarray(thetas[r])
-        _run_deterministic(th, config, (rt_idx, rt_dose, c4_idx, c4_fac, p1_idx, p1_fac, n_steps), states, cohorts,
+        _run_deterministic(th, replace(config, pretreatment_volume_mm3=float(v_pre[r])), arrays, states, cohorts,
                            info[r], pre_times, out_pre)
         out[r] = np.interp(pos, grid, states[:, K.S_V])
         out[r, pre] = out_pre
-    return out, info
+        if jac is None or info[r, K.I_STATUS] != K.OK:
+            continue
+        for j, col in enumerate(jac_cols):
+            th_c = th.astype(np.complex128)
+            vp = complex(v_pre[r])
+            if col < 0:
+                vp += 1j * COMPLEX_STEP
+            else:
+                th_c[col] += 1j * COMPLEX_STEP
+            _run_kernel(th_c, vp, config, arrays, c_states, c_cohorts, c_info, pre_times, c_pre)
+            jac[r, :, j] = np.interp(pos, grid, c_states[:, K.S_V].imag) / COMPLEX_STEP
+            jac[r, pre, j] = c_pre.imag / COMPLEX_STEP
+    return out, info, jac
 
 
 def simulate_volumes_batch(
@@ -437,13 +471,19 @@ def simulate_volumes_batch(
     *,
     dt: float | None = None,
     validate: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
+    pretreatment_volumes: np.ndarray | None = None,
+    jacobian: bool = False,
+):
     """Volumes for many parameter vectors at once (one compiled kernel call per row, ~0.3 ms each).
 
     ``values`` (n, len(names)) replaces the parameters ``names`` of the parameter set ``base``. Rows are checked
     against the registry bounds when ``validate`` (a row out of range raises, naming the row). Returns
     ``(volumes (n, len(times)), ok (n,) bool)``; rows whose explicit Euler step was unstable or whose tumour never
     reached the pre-treatment volume have ``ok = False`` and NaN volumes (a campaign records them, never stops).
+    ``pretreatment_volumes`` (n,): each row's day-0 volume (default: the config's).
+    ``jacobian``: also return the exact derivatives ``d V / d values`` (n, len(times), len(names)) — plus a last
+    column ``d V / d pretreatment volume`` when ``pretreatment_volumes`` is given — by complex-step runs of the same
+    kernel (deterministic runs of either scheme; NaN on rows that are not ok): ``(volumes, ok, jacobian)``.
     """
     ps = _as_parameter_set(base)
     config = config or RitConfig.from_preset(ps.preset)
@@ -468,12 +508,20 @@ def simulate_volumes_batch(
                 _check_consistency(thetas[r])
             except ValueError as exc:
                 raise type(exc)(f"row {r}: {exc}") from None
-    vols, info = _batch(thetas, schedule, times, config)
+    jac_cols = (*cols, -1) if pretreatment_volumes is not None else tuple(cols)
+    if pretreatment_volumes is not None:
+        pretreatment_volumes = np.asarray(pretreatment_volumes, dtype=np.float64).reshape(-1)
+        if pretreatment_volumes.shape != (values.shape[0],) or not np.all(pretreatment_volumes > 0):
+            raise ValueError(f"pretreatment_volumes must be {values.shape[0]} positive volumes (mm^3), one per row")
+    vols, info, jac = _batch(thetas, schedule, times, config, pretreatment_volumes, jac_cols if jacobian else ())
     ok = info[:, K.I_STATUS] == K.OK
     if config.on_negative == "raise":
         ok &= info[:, K.I_N_NEGATIVE] == 0
     vols[~ok] = np.nan
-    return vols, ok
+    if not jacobian:
+        return vols, ok
+    jac[~ok] = np.nan
+    return vols, ok, jac
 
 
 def step_error_estimate(params, schedule: Schedule, config: RitConfig | None = None, *, warn: bool = True) -> dict:

@@ -63,28 +63,39 @@ class RitSimulator:
         return self.config().numerics_tag
 
     def simulate(self, theta: np.ndarray, condition: dict | None = None) -> np.ndarray:
+        return self._log_volumes(theta, condition, jacobian=False)[0]
+
+    def simulate_jacobian(self, theta: np.ndarray, condition: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`simulate` and its exact Jacobian ``(n, 1, len(times), len(parameter_names))``: complex-step runs of
+        the same kernel (the derivative of the discretisation itself, to round-off), 0 where the volume is floored
+        (the ``exact`` emulator's gradient; docs/rit.md "Exact sensitivities")."""
+        return self._log_volumes(theta, condition, jacobian=True)
+
+    def _log_volumes(self, theta, condition, jacobian: bool):
         from .model import simulate_volumes_batch
         from .schedule import Schedule
 
         theta = np.atleast_2d(np.asarray(theta, float))
         t_model = self.times - self.day_offset  # negative before day 0: the free-growth phase
         schedule = Schedule.from_condition(condition or {}, self.day_offset, max(float(t_model[-1]), 0.0) + 1.0)
-        if PRETREATMENT_VOLUME in self.parameter_names:  # one run per row, each with its own day-0 volume
-            from dataclasses import replace
-
-            j = self.parameter_names.index(PRETREATMENT_VOLUME)
-            names = [n for n in self.parameter_names if n != PRETREATMENT_VOLUME]
-            rest = np.delete(theta, j, axis=1)
-            if np.any(~(theta[:, j] > 0)):
-                raise ValueError(f"{PRETREATMENT_VOLUME} must be > 0, got {theta[~(theta[:, j] > 0), j][0]}")
-            parts = [simulate_volumes_batch(self.preset, names, rest[i:i + 1], schedule, t_model,
-                                            replace(self.config(), pretreatment_volume_mm3=float(theta[i, j])))
-                     for i in range(len(theta))]
-            vols, ok = np.vstack([v for v, _ in parts]), np.concatenate([o for _, o in parts])
-        else:
-            vols, ok = simulate_volumes_batch(self.preset, self.parameter_names, theta, schedule, t_model,
-                                              self.config())
+        names, v_pre = list(self.parameter_names), None
+        if PRETREATMENT_VOLUME in names:  # each row its own day-0 volume (the last Jacobian column of the batch)
+            j = names.index(PRETREATMENT_VOLUME)
+            v_pre = theta[:, j]
+            if np.any(~(v_pre > 0)):
+                raise ValueError(f"{PRETREATMENT_VOLUME} must be > 0, got {v_pre[~(v_pre > 0)][0]}")
+            names.pop(j)
+            theta = np.delete(theta, j, axis=1)
+        res = simulate_volumes_batch(self.preset, names, theta, schedule, t_model, self.config(),
+                                     pretreatment_volumes=v_pre, jacobian=jacobian)
+        vols = res[0]
         with np.errstate(divide="ignore", invalid="ignore"):
             out = np.log(np.maximum(vols, VOLUME_FLOOR_MM3))
-        out[~ok] = np.nan
-        return out[:, None, :]
+        out[~res[1]] = np.nan
+        if not jacobian:
+            return out[:, None, :], None
+        jac = np.where((vols > VOLUME_FLOOR_MM3)[..., None], res[2] / vols[..., None], 0.0)
+        if v_pre is not None:  # back to the simulator's column order
+            jac = np.insert(jac[..., :-1], self.parameter_names.index(PRETREATMENT_VOLUME), jac[..., -1], axis=-1)
+        jac[~res[1]] = np.nan
+        return out[:, None, :], jac[:, None, :, :]

@@ -118,7 +118,7 @@ def test_builder_errors():
     with pytest.raises(ValueError, match="latent parameters need a Normal, LogNormal or BoundedLogitNormal prior"):
         build_model(em, [ParameterSpec("level", "latent", prior=Prior("Uniform", {"lower": 0, "upper": 1})),
                          ParameterSpec("slope", "fixed", value=0.0)], data)
-    with pytest.raises(ValueError, match="has no PyTensor form"):
+    with pytest.raises(ValueError, match="has neither a PyTensor form"):
         ExactEmulator(type("F", (), {"name": "f"})())
     with pytest.raises(ValueError, match="unknown inference method 'hmc'"):
         sample(None, method="hmc")

@@ -149,3 +149,68 @@ def test_config_refuses_a_surrogate_of_another_forward_model_or_condition(fitted
            "emulator": {"kind": "surrogate", "path": "s.npz"}, "_base": str(tmp_path), "_path": "c.toml"}
     with pytest.raises(ValueError, match="but the config's forward model is 'toy.linear'"):
         Calibration(cfg, tmp_path / "run", progress=False).train()
+
+
+class _JacobianLogistic:
+    """The toy logistic model offering exact sensitivities (closed form) and no PyTensor expression."""
+
+    name = "toy.logistic_jacobian"
+
+    def __init__(self):
+        self._toy = LogisticModel()
+        self.parameter_names, self.observables, self.times = (self._toy.parameter_names, self._toy.observables,
+                                                              self._toy.times)
+
+    def space(self):
+        return self._toy.space()
+
+    def simulate(self, theta, condition=None):
+        return self._toy.simulate(theta, condition)
+
+    def simulate_jacobian(self, theta, condition=None):
+        theta = np.atleast_2d(np.asarray(theta, float))
+        f = float((condition or {}).get("growth_factor", 1.0))
+        r, k, v0 = theta[:, 0:1] * f, theta[:, 1:2], theta[:, 2:3]
+        t = self.times[None, :]
+        e = np.exp(-r * t)
+        den = 1.0 + (k / v0 - 1.0) * e
+        y = np.log(k) - np.log(den)  # log V = log K - log(1 + (K/V0 - 1) e^{-rt})
+        dr = f * (k / v0 - 1.0) * t * e / den
+        dk = 1.0 / k - (e / v0) / den
+        dv0 = (k * e / v0**2) / den
+        return y[:, None, :], np.stack([dr, dk, dv0], -1)[:, None, :, :]
+
+
+def test_exact_emulator_op_gradient_is_the_vector_jacobian_product(rng):
+    """A forward model with ``simulate_jacobian`` (and no ``simulate_pt``) becomes a differentiable Op: its value
+    equals ``simulate``, the gradient of a scalar is the vector-Jacobian product and matches central differences
+    of ``simulate``; a wrong input shape is a named error."""
+    from calib.surrogate import ExactEmulator, ForwardGradOp
+
+    fm = _JacobianLogistic()
+    cond = {"growth_factor": 0.5}
+    em = ExactEmulator(fm, cond)
+    th = pt.matrix("th")
+    mean, var = em.predict_pt(th)
+    assert "ForwardGradOp" in pytensor.printing.debugprint(mean, file="str")
+    loss = pt.sum(pt.sin(mean))
+    f = pytensor.function([th], [mean, var, pt.grad(loss, th)])
+    x = np.column_stack([rng.uniform(0.1, 0.6, 4), rng.uniform(500, 3000, 4), rng.uniform(20, 80, 4)])
+    m, v, g = f(x)
+    np.testing.assert_allclose(m, fm.simulate(x, cond), rtol=1e-12)
+    assert np.all(v == 0)
+    y, jac = fm.simulate_jacobian(x, cond)
+    np.testing.assert_allclose(g, np.einsum("not,notp->np", np.cos(y), jac), rtol=1e-12)
+    fd = np.zeros_like(x)
+    for i in range(4):
+        for j in range(3):
+            h = 1e-6 * x[i, j]
+            up, dn = x.copy(), x.copy()
+            up[i, j] += h
+            dn[i, j] -= h
+            fd[i, j] = (np.sin(fm.simulate(up, cond)).sum() - np.sin(fm.simulate(dn, cond)).sum()) / (2 * h)
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-9)
+    with pytest.raises(TypeError, match="theta must be a matrix"):
+        ForwardGradOp(fm)(pt.vector("v"))
+    with pytest.raises(ValueError, match="has neither a PyTensor form"):
+        ExactEmulator(type("M", (), {"name": "m", "observables": ("y",), "times": np.zeros(1)})())

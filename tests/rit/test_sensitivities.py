@@ -1,0 +1,84 @@
+"""Exact sensitivities of the RIT model (complex-step runs of the same kernel) against central differences."""
+
+import numpy as np
+import pytest
+
+from forward.rit import RitConfig, Schedule, simulate_volumes_batch
+from forward.rit.kernels import PARAM_NAMES
+from forward.rit.simulator import RitSimulator
+from priors import registry
+
+CASES = {  # preset, schedule: impulses of every kind, the vascular-damage switch (> 15 Gy, Table 3), survival models
+    "table3_20Gy_ctla4": ("dewan_table3", Schedule(rt_days=(0.0,), rt_doses_gy=(20.0,), ctla4_days=(1.0, 4.0, 7.0),
+                                                  t_end=30.0)),
+    "table2_8Gyx3_pdl1": ("dewan_table2", Schedule(rt_days=(0.0, 1.0, 2.0), rt_doses_gy=(8.0,) * 3,
+                                                  pdl1_days=(0.0, 3.0, 6.0), t_end=30.0)),
+    "deng_2Gyx5_both": ("deng_table1", Schedule(rt_days=(0.0, 1.0, 2.0, 3.0, 4.0), rt_doses_gy=(2.0,) * 5,
+                                               ctla4_days=(2.0,), pdl1_days=(1.0, 5.0), t_end=30.0)),
+}
+TIMES = np.arange(-6.0, 30.0, 1.5)  # from before day 0 (free growth) to the horizon
+
+
+def _central(ps, names, x, sched, cfg, j, v_pre, rel=1e-6):
+    up, dn = x.copy(), x.copy()
+    h = rel * abs(x[0, j])
+    up[0, j] += h
+    dn[0, j] -= h
+    f = [simulate_volumes_batch(ps, names, v, sched, TIMES, cfg, validate=False, pretreatment_volumes=[v_pre])[0][0]
+         for v in (up, dn)]
+    return (f[0] - f[1]) / (2 * h)
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_complex_step_jacobian_matches_central_differences_for_every_parameter(case):
+    """All 34 parameters of the kernel and the pre-treatment volume, on schedules with radiation, both drugs, the
+    vascular-damage switch and three survival models: d V / d theta equals central differences to their accuracy."""
+    preset, sched = CASES[case]
+    ps = registry().parameter_set("rit", preset)
+    cfg = RitConfig.from_preset(preset)
+    names = [n for n in PARAM_NAMES if ps[n] != 0.0]  # a zero value has no relative step (its column is tested
+    x = np.array([[ps[n] for n in names]])              # where another preset makes it non-zero)
+    v_pre = cfg.pretreatment_volume_mm3
+    v, ok, jac = simulate_volumes_batch(ps, names, x, sched, TIMES, cfg, validate=False,
+                                        pretreatment_volumes=[v_pre], jacobian=True)
+    assert ok[0] and jac.shape == (1, len(TIMES), len(names) + 1)
+    np.testing.assert_array_equal(v, simulate_volumes_batch(ps, names, x, sched, TIMES, cfg, validate=False,
+                                                            pretreatment_volumes=[v_pre])[0])
+    nonzero = 0
+    for j, n in enumerate(names):
+        fd = _central(ps, names, x, sched, cfg, j, v_pre)
+        scale = np.abs(fd).max()
+        nonzero += scale > 0
+        # central differences: truncation O(h^2) and round-off eps |V| / h, so 1e-5 relative (plus round-off)
+        tol = 1e-5 * scale + 1e3 * np.finfo(float).eps * np.abs(v).max() / (1e-6 * abs(x[0, j]))
+        err = np.abs(jac[0, :, j] - fd).max()
+        assert err <= tol, f"{n}: max |complex step - central| = {err:.3g} (scale {scale:.3g})"
+    fd = (simulate_volumes_batch(ps, names, x, sched, TIMES, cfg, pretreatment_volumes=[v_pre * (1 + 1e-6)])[0][0]
+          - simulate_volumes_batch(ps, names, x, sched, TIMES, cfg, pretreatment_volumes=[v_pre * (1 - 1e-6)])[0][0]
+          ) / (2e-6 * v_pre)
+    np.testing.assert_allclose(jac[0, :, -1], fd, rtol=1e-5, atol=1e-5 * np.abs(fd).max())
+    assert nonzero >= 20  # the check is not of zeros
+
+
+def test_simulator_jacobian_of_log_volume_and_its_column_order():
+    """The simulator's Jacobian of log volume: per-row pre-treatment volumes in their own column, the value
+    identical to ``simulate``, d log V / d log V_pre = 1 on day 0, rows independent of the batch."""
+    names = ("tumour_proliferation_rate", "pretreatment_volume_mm3", "immune_kill_rate", "tumour_alpha")
+    fm = RitSimulator(parameter_names=names, data_days=(4.0, 30.0), day_offset=7.0)
+    cond = {"rt_days": [10.0, 11.0], "rt_doses_gy": [8.0, 8.0], "anti_pd1_days": [10.0, 13.0], "anti_ctla4_days": [10.0]}
+    theta = np.array([[0.14, 45.0, 6.0, 0.05], [0.2, 60.0, 3.0, 0.08], [0.1, 30.0, 20.0, 0.03]])
+    y, jac = fm.simulate_jacobian(theta, cond)
+    np.testing.assert_array_equal(y, fm.simulate(theta, cond))
+    assert jac.shape == (3, 1, len(fm.times), 4)
+    day0 = list(fm.times).index(7.0)
+    np.testing.assert_allclose(jac[:, 0, day0, 1] * theta[:, 1], 1.0, rtol=1e-10)
+    # day 0 sits at V_pre whatever else (to the day-0 root finder's tolerance, 1e-14 relative in V)
+    np.testing.assert_allclose(jac[:, 0, day0, [0, 2, 3]], 0.0, atol=1e-10)
+    np.testing.assert_allclose(fm.simulate_jacobian(theta[1:2], cond)[1], jac[1:2], rtol=1e-12)
+    for j in range(4):
+        up, dn = theta.copy(), theta.copy()
+        h = 1e-6 * theta[:, j]
+        up[:, j] += h
+        dn[:, j] -= h
+        fd = (fm.simulate(up, cond) - fm.simulate(dn, cond)) / (2 * h[:, None, None])
+        np.testing.assert_allclose(jac[..., j], fd, rtol=1e-5, atol=1e-6 * np.abs(fd).max())
