@@ -93,6 +93,8 @@ PARAM_NAMES = (
     P_KV,
 ) = range(len(PARAM_NAMES))
 
+N_PARAMS = len(PARAM_NAMES)
+
 SURVIVAL_CODES = {"lq": 0, "modified_lq": 1, "lql": 2}
 
 #: columns of the recorded state array
@@ -312,9 +314,192 @@ def _cum_ring(ring, m, k, pos, dt, init_rate, smooth):
     return ring[i0 % m] + _hermite(dm, d0, dp, w)
 
 
+# ------------------------------------------------------------------------- tangents (forward-mode sensitivities)
+# Each helper returns the tangent of a building block for one direction, given the tangents of its inputs. They are
+# compiled for complex arguments too (the complex-step specialisation types every line, though it runs with K = 0),
+# hence the real-part comparisons.
+@njit(cache=True, inline="always")
+def _relax_tangent(y, k, s, h, dy, dk, ds, dh):
+    """Tangent of :func:`relax` ``(y, k, s, h)`` (same branches)."""
+    x = k * h
+    dx = dk * h + k * dh
+    if x.real < 1e-5:
+        p = 1.0 - x + 0.5 * x * x
+        q = 1.0 - 0.5 * x + x * x / 6.0
+        return dy * p + y * (x - 1.0) * dx + (ds * h + s * dh) * q + s * h * (x / 3.0 - 0.5) * dx
+    if x.real > 745.0:
+        return ds / k - s * dk / (k * k)
+    e = np.exp(-x)
+    de = -e * dx
+    return dy * e + y * de + (ds * (1.0 - e) - s * de) / k - s * (1.0 - e) * dk / (k * k)
+
+
+@njit(cache=True, inline="always")
+def _kill_rate_tangent(theta, dth, k, ta, ctot, p1, dta, dctot, dp1):
+    """Tangent of :func:`kill_rate` in direction ``k`` of ``dth`` (P, K)."""
+    if ctot.real <= 0.0 or ta.real <= 0.0:
+        return 0.0 * ctot
+    lr = np.log(ctot / ta)
+    z = np.exp(theta[P_Q] * lr)
+    den = 1.0 + theta[P_S] * z
+    dz = z * (dth[P_Q, k] * lr + theta[P_Q] * (dctot / ctot - dta / ta))
+    num = theta[P_P] * (1.0 + p1)
+    dnum = dth[P_P, k] * (1.0 + p1) + theta[P_P] * dp1
+    return dnum / den - num * (dth[P_S, k] * z + theta[P_S] * dz) / (den * den)
+
+
+@njit(cache=True, inline="always")
+def _omega_tangent(tbar, td1, td2, dtbar, dtd1, dtd2):
+    """Tangent of :func:`omega` (0 on the flat parts)."""
+    if tbar.real <= td1.real or tbar.real > td2.real:
+        return 0.0 * (td2 - td1)
+    w = td2 - td1
+    return (dtbar - dtd1) / w - (tbar - td1) * (dtd2 - dtd1) / (w * w)
+
+
+@njit(cache=True)
+def _step_tangent(theta, dth, y, cd_old, t_rt, n_cd, t, h, dh, dqr_half, dqr, dqj_half, dqj, dqin, f0,
+                  fmid, dfv, decay_half, ddec, kill_prev, dkill_prev, kill, Th_m, A_m, Ta_m, c4_m, p1_m, kill_m,
+                  Th_free, left, C_new, dCd, dy, dinc, dkill):
+    """Tangent of one exponential-scheme :func:`step` (see its docstring for the tangent arguments): the same
+    expressions differentiated line by line, from the values ``step`` computed (``y`` and ``cd_old``: the state and
+    cohorts at t; ``C_new``, ``Th_free``, ``left``: after the step; the stage-1 midpoint values; the kill rates
+    used). Called before ``step`` updates ``y`` and the cohorts. Updates ``dy`` and ``dCd`` in place; writes
+    ``dinc`` and ``dkill``."""
+    nk = dy.shape[1]
+    lam1, lam2, a = theta[P_LAM1], theta[P_LAM2], theta[P_A]
+    b = (theta[P_R] - 1.0) * a
+    rho, psi, phi = theta[P_RHO], theta[P_PSI], theta[P_PHI]
+    td1, td2, sigma, hsrc = theta[P_TD1], theta[P_TD2], theta[P_SIGMA], theta[P_H]
+    iota, eta, t0cap = theta[P_IOTA], theta[P_ETA], theta[P_T0]
+    C, A, Th, Ta, c4, p1 = y[Y_C], y[Y_A], y[Y_TH], y[Y_TA], y[Y_C4], y[Y_P1]
+    ctot = C
+    for i in range(n_cd):
+        ctot += cd_old[i]
+    growth = lam1 * (1.0 - lam2 * ctot)
+    bp = b / (1.0 + c4)
+    hh = 0.5 * h
+    e_c4, e_p1 = decay_half[0], decay_half[1]
+    cd_m = 0.0
+    for i in range(n_cd):
+        cd_m += cd_old[i] / (1.0 + hh * (phi * omega(t - t_rt[i], td1, td2) + kill))
+    gp, gm = 0.0 * growth, 0.0 * growth  # _max(growth, 0), _max(-growth, 0)
+    if growth.real >= 0.0:
+        gp = growth
+    if -growth.real >= 0.0:
+        gm = -growth
+    num = 1.0 + hh * gp
+    den = 1.0 + hh * (kill + gm)
+    C_m = C * num / den
+    ctot_m = C_m + cd_m
+    growth_m = lam1 * (1.0 - lam2 * ctot_m)
+    bp_m = b / (1.0 + c4_m)
+    e_c = np.exp((growth_m - kill_m) * h)
+    cd_new, cleared = 0.0 * C, 0.0 * C  # the step's cohorts after it and the cells cleared (as step computes them)
+    for i in range(n_cd):
+        clear_rate = phi * omega(t + hh - t_rt[i], td1, td2)
+        total = clear_rate + kill_m
+        cdn = cd_old[i] * np.exp(-total * h)
+        cd_new += cdn
+        if total.real > 0.0:
+            cleared += (cd_old[i] - cdn) * (clear_rate / total)
+    for k in range(nk):
+        dlam1, dlam2, da = dth[P_LAM1, k], dth[P_LAM2, k], dth[P_A, k]
+        db = dth[P_R, k] * a + (theta[P_R] - 1.0) * da
+        dhh = 0.5 * dh[k]
+        dC, dA, dTh, dTa, dc4, dp1 = dy[Y_C, k], dy[Y_A, k], dy[Y_TH, k], dy[Y_TA, k], dy[Y_C4, k], dy[Y_P1, k]
+        dctot = dC
+        for i in range(n_cd):
+            dctot += dCd[i, k]
+        if kill_prev.real >= 0.0:  # the predictor's kill rate: the previous midpoint's, or evaluated at t
+            dkill_t = dkill_prev[k]
+        else:
+            dkill_t = _kill_rate_tangent(theta, dth, k, Ta, ctot, p1, dTa, dctot, dp1)
+        dgrowth = dlam1 * (1.0 - lam2 * ctot) - lam1 * (dlam2 * ctot + lam2 * dctot)
+        dbp = db / (1.0 + c4) - b * dc4 / ((1.0 + c4) * (1.0 + c4))
+        # stage 1 (half step, linearly implicit)
+        dgp = dgrowth if growth.real >= 0.0 else 0.0 * dgrowth
+        dgm = -dgrowth if -growth.real >= 0.0 else 0.0 * dgrowth
+        dnum = dhh * gp + hh * dgp
+        dden = dhh * (kill + gm) + hh * (dkill_t + dgm)
+        dC_m = (dC * num + C * dnum) / den - C_m * dden / den
+        dcd_m = 0.0 * dC_m
+        for i in range(n_cd):
+            tb = t - t_rt[i]
+            om = omega(tb, td1, td2)
+            dom = _omega_tangent(tb, td1, td2, 0.0, dth[P_TD1, k], dth[P_TD2, k])
+            den_i = 1.0 + hh * (phi * om + kill)
+            dden_i = dhh * (phi * om + kill) + hh * (dth[P_PHI, k] * om + phi * dom + dkill_t)
+            dcd_m += dCd[i, k] / den_i - cd_old[i] * dden_i / (den_i * den_i)
+        xth = Th + hh * hsrc
+        qth = 1.0 + hh * (a + bp) * A
+        if (xth / qth).real <= t0cap.real:
+            dxth = dTh + dhh * hsrc + hh * dth[P_H, k]
+            dqth = dhh * (a + bp) * A + hh * ((da + dbp) * A + (a + bp) * dA)
+            dTh_m = dxth / qth - xth * dqth / (qth * qth)
+        else:
+            dTh_m = dth[P_T0, k]
+        qa = 1.0 + hh * (sigma + (a + bp) * Th)
+        dqa = dhh * (sigma + (a + bp) * Th) + hh * (dth[P_SIGMA, k] + (da + dbp) * Th + (a + bp) * dTh)
+        dA_m = (dA + dqin[0, k]) / qa - (A + dqr_half) * dqa / (qa * qa)
+        qt = 1.0 + hh * (iota * ctot + eta)
+        dqt = dhh * (iota * ctot + eta) + hh * (dth[P_IOTA, k] * ctot + iota * dctot + dth[P_ETA, k])
+        dTa_m = (dTa + dfv[0, k] * dqj_half + f0 * dqin[2, k]) / qt - (Ta + f0 * dqj_half) * dqt / (qt * qt)
+        dc4_m = dc4 * e_c4 + c4 * ddec[0, k]
+        dp1_m = dp1 * e_p1 + p1 * ddec[1, k]
+        # stage 2 (midpoint rates over the full step)
+        dctot_m = dC_m + dcd_m
+        dkill_m = _kill_rate_tangent(theta, dth, k, Ta_m, ctot_m, p1_m, dTa_m, dctot_m, dp1_m)
+        dgrowth_m = dlam1 * (1.0 - lam2 * ctot_m) - lam1 * (dlam2 * ctot_m + lam2 * dctot_m)
+        dbp_m = db / (1.0 + c4_m) - b * dc4_m / ((1.0 + c4_m) * (1.0 + c4_m))
+        dC_new = dC * e_c + C_new * ((dgrowth_m - dkill_m) * h + (growth_m - kill_m) * dh[k])
+        dcleared = 0.0 * dC_new
+        dcd_new = 0.0 * dC_new
+        for i in range(n_cd):
+            tb = t + hh - t_rt[i]
+            om = omega(tb, td1, td2)
+            dom = _omega_tangent(tb, td1, td2, dhh, dth[P_TD1, k], dth[P_TD2, k])
+            clear_rate = phi * om
+            dclear = dth[P_PHI, k] * om + phi * dom
+            total = clear_rate + kill_m
+            dtotal = dclear + dkill_m
+            factor = np.exp(-total * h)
+            dcdn = dCd[i, k] * factor - cd_old[i] * factor * (dtotal * h + total * dh[k])
+            if total.real > 0.0:
+                fr = clear_rate / total
+                dfr = dclear / total - clear_rate * dtotal / (total * total)
+                dcleared += (dCd[i, k] - dcdn) * fr + cd_old[i] * (1.0 - factor) * dfr
+            dCd[i, k] = dcdn
+            dcd_new += dcdn
+        ab = a + bp_m
+        dab = da + dbp_m
+        dhs = dth[P_H, k]
+        dTh_free = _relax_tangent(Th, ab * A_m, hsrc, h, dTh, dab * A_m + ab * dA_m, dhs, dh[k])
+        dleft = dTh + dhs * h + hsrc * dh[k] - dTh_free
+        if ab.real > 0.0:
+            dy[Y_THA, k] += dleft * (a / ab) + left * (da / ab - a * dab / (ab * ab))
+            dy[Y_THB, k] += dleft * (bp_m / ab) + left * (dbp_m / ab - bp_m * dab / (ab * ab))
+        dy[Y_TH, k] = dTh_free if Th_free.real <= t0cap.real else dth[P_T0, k]
+        ka = sigma + ab * Th_m
+        dka = dth[P_SIGMA, k] + dab * Th_m + ab * dTh_m
+        dsa = dqin[1, k] / h - dqr * dh[k] / (h * h)
+        dy[Y_A, k] = _relax_tangent(A, ka, dqr / h, h, dA, dka, dsa, dh[k])
+        kt = iota * ctot_m + eta
+        dkt = dth[P_IOTA, k] * ctot_m + iota * dctot_m + dth[P_ETA, k]
+        dst = (dfv[1, k] * dqj + fmid * dqin[3, k]) / h - fmid * dqj * dh[k] / (h * h)
+        dy[Y_TA, k] = _relax_tangent(Ta, kt, fmid * dqj / h, h, dTa, dkt, dst, dh[k])
+        dy[Y_C4, k] = dc4_m * e_c4 + c4_m * ddec[0, k]
+        dy[Y_P1, k] = dp1_m * e_p1 + p1_m * ddec[1, k]
+        dy[Y_C, k] = dC_new
+        src = ctot + C_new + cd_new
+        dinc[k] = (dth[P_RHO, k] * hh * src + rho * dhh * src + rho * hh * (dctot + dC_new + dcd_new)
+                   + dth[P_PSI, k] * cleared + psi * dcleared)
+        dkill[k] = dkill_m
+
+
 @njit(cache=True, inline="always")
 def step(theta, y, Cd, t_rt, n_cd, t, h, dqr_half, dqr, dqj_half, dqj, f0, fmid, exponential, integer_mode, rng,
-         decay_half, kill_prev):
+         decay_half, kill_prev, tg):
     """Advance the state ``y`` (layout ``Y_*``) and doomed cohorts ``Cd[:n_cd]`` from ``t`` to ``t + h``.
 
     Delayed sources enter as integrals over the step: ``dqr`` = int R(s - tau_1) ds and ``dqj`` = int J(s - tau_2) ds
@@ -332,6 +517,14 @@ def step(theta, y, Cd, t_rt, n_cd, t, h, dqr_half, dqr, dqj_half, dqj, f0, fmid,
     Otherwise the seed's explicit Euler (negative values set to 0 and flagged).
 
     Returns ``(R integral of this step, negative flag, capped probabilities, kill rate used at the midpoint)``.
+
+    Forward-mode sensitivities (exponential scheme, deterministic mode): ``tg = None`` for values only (the branch
+    is pruned at compile time: the value path is the same machine code as without it), else the tuple
+    ``(dth, dy, dCd, dh, dqin, dfv, ddec, dkill_prev, dinc, dkill)`` of :func:`_step_tangent`: ``dth`` (P, K) the
+    parameters' tangents in K directions, ``dy`` (N_Y, K) and ``dCd`` (n, K) the state's (updated in place), ``dh``
+    (K,) the step's (non-zero only for the day-0 landing step), ``dqin`` (4, K) those of ``dqr_half, dqr,
+    dqj_half, dqj``, ``dfv`` (2, K) of ``f0, fmid``, ``ddec`` (2, K) of ``decay_half``, ``dkill_prev`` (K,);
+    ``dinc`` and ``dkill`` (K,) receive those of the returned R integral and kill rate.
     """
     lam1 = theta[P_LAM1]
     lam2 = theta[P_LAM2]
@@ -430,6 +623,13 @@ def step(theta, y, Cd, t_rt, n_cd, t, h, dqr_half, dqr, dqj_half, dqj, f0, fmid,
                                     h, rng))
     else:
         C = C * np.exp((growth_m - kill_m) * h)
+    # T^ with the activation rate frozen at its midpoint value; `left` counts the cells that left T^ (>= 0)
+    Th_free = relax(Th, (a + bp_m) * A_m, hsrc, h)
+    left = Th + hsrc * h - Th_free
+    if tg is not None:  # forward-mode sensitivities of this step (y and Cd still hold the state at t)
+        _step_tangent(theta, tg[0], y, Cd, t_rt, n_cd, t, h, tg[3], dqr_half, dqr, dqj_half, dqj, tg[4], f0, fmid,
+                      tg[5], decay_half, tg[6], kill_prev, tg[7], kill, Th_m, A_m, Ta_m, c4_m, p1_m, kill_m,
+                      Th_free, left, C, tg[2], tg[1], tg[8], tg[9])
     cleared = 0.0
     cd_new = 0.0
     e_kill = np.exp(-kill_m * h) if n_cd > 0 else 1.0
@@ -441,9 +641,6 @@ def step(theta, y, Cd, t_rt, n_cd, t, h, dqr_half, dqr, dqj_half, dqj, f0, fmid,
             cleared += (Cd[i] - cdn) * (clear_rate / total)
         Cd[i] = cdn
         cd_new += cdn
-    # T^ with the activation rate frozen at its midpoint value; `left` counts the cells that left T^ (>= 0)
-    Th_free = relax(Th, (a + bp_m) * A_m, hsrc, h)
-    left = Th + hsrc * h - Th_free
     if (a + bp_m).real > 0.0:
         y[Y_THA] += left * (a / (a + bp_m))
         y[Y_THB] += left * (bp_m / (a + bp_m))
@@ -459,7 +656,7 @@ def step(theta, y, Cd, t_rt, n_cd, t, h, dqr_half, dqr, dqj_half, dqj, f0, fmid,
 
 @njit(cache=True, inline="always")
 def _free_growth_step(theta, y, ytry, no_cd, ringR, ringJ, m, k, frac, s1, s2, hf, initR, exponential, rng,
-                      no_drugs):
+                      no_drugs, tg):
     """One untreated step of ``frac * hf`` from the free-growth state ``y`` (left unchanged) into ``ytry``, delayed
     sources read off the free-growth ring buffers; returns the step's antigen-source integral."""
     for i in range(N_Y):
@@ -472,7 +669,7 @@ def _free_growth_step(theta, y, ytry, no_cd, ringR, ringJ, m, k, frac, s1, s2, h
         _cum_ring(ringR, m, k, k + frac - s1, hf, initR, exponential) - r0,
         _cum_ring(ringJ, m, k, k + 0.5 * frac - s2, hf, 0.0, exponential) - j0,
         _cum_ring(ringJ, m, k, k + frac - s2, hf, 0.0, exponential) - j0,
-        1.0, 1.0, exponential, False, rng, no_drugs, -1.0,
+        1.0, 1.0, exponential, False, rng, no_drugs, -1.0, tg,
     )
     return inc
 
@@ -573,6 +770,7 @@ def run(
     ringR = np.zeros(m, dtype=theta.dtype)  # cumulative int R ds from the start of free growth (R = rho C(0) before)
     ringJ = np.zeros(m, dtype=theta.dtype)  # cumulative int J ds = T^_a
     initR = rho * theta[P_C0]
+    tg = None  # no sensitivities on this path
     k = 0
     qr = 0.0
     V = y[Y_C] * vc + y[Y_TA] * vt
@@ -583,7 +781,7 @@ def run(
     if V.real < v_pre.real:
         while True:
             inc = _free_growth_step(theta, y, ytry, no_cd, ringR, ringJ, m, k, 1.0, s1, s2, hf, initR, exponential,
-                                    rng, fg_decay)
+                                    rng, fg_decay, tg)
             Vnew = ytry[Y_C] * vc + ytry[Y_TA] * vt
             if not (Vnew.real > 0.0 and Vnew.real < 1e300) or k >= max_free_steps:
                 info[I_STATUS] = FREE_GROWTH_FAILED
@@ -608,7 +806,7 @@ def run(
         for _ in range(200):
             theta_frac = lo - glo * (hi - lo) / (ghi - glo)
             inc = _free_growth_step(theta, y, ytry, no_cd, ringR, ringJ, m, k, theta_frac, s1, s2, hf, initR,
-                                    exponential, rng, fg_decay)
+                                    exponential, rng, fg_decay, tg)
             g = ytry[Y_C] * vc + ytry[Y_TA] * vt - v_pre
             if abs(g.real) <= 1e-14 * v_pre.real or (hi - lo).real <= 1e-15:
                 break
@@ -750,7 +948,7 @@ def run(
                 _cum_at(HJ, p_j + 0.5, last, exponential) - j0,
                 j1 - j0,
                 _vascular(vasc_on, kv, tu, t_vasc), _vascular(vasc_on, kv, tu + 0.5 * h, t_vasc),
-                exponential, integer_mode, rng, decay, kill_last,
+                exponential, integer_mode, rng, decay, kill_last, tg,
             )
             HR[last + 1] = HR[last] + inc
             HJ[last + 1] = y[Y_THA]

@@ -82,3 +82,63 @@ def test_simulator_jacobian_of_log_volume_and_its_column_order():
         dn[:, j] -= h
         fd = (fm.simulate(up, cond) - fm.simulate(dn, cond)) / (2 * h[:, None, None])
         np.testing.assert_allclose(jac[..., j], fd, rtol=1e-5, atol=1e-6 * np.abs(fd).max())
+
+
+def _one_step_driver():
+    from numba import njit
+
+    from forward.rit import kernels as K
+
+    @njit(cache=False)
+    def one_step(theta, y, Cd, t_rt, n_cd, t, h, q, fv, dec, kill_prev, rng, tg):
+        inc, neg, cap, kl = K.step(theta, y, Cd, t_rt, n_cd, t, h, q[0], q[1], q[2], q[3], fv[0], fv[1], True, False,
+                                   rng, dec, kill_prev, tg)
+        return inc, kl
+
+    return one_step
+
+
+@pytest.mark.parametrize("kill_prev", [-1.0, 3.7], ids=["kill_at_t", "kill_from_previous_midpoint"])
+def test_step_tangent_equals_complex_step_in_every_input(kill_prev):
+    """The forward-mode tangent of one exponential-scheme step (``step(..., tg)``) against complex-step runs of the
+    same ``step``, in every direction at once: all 34 parameters, the 8 states, two doomed cohorts (one inside the
+    mitotic-delay ramp), the step length, the four delayed-source integrals, the vascular factors, the drug decay
+    factors and the previous kill rate — to round-off (1e-10 relative)."""
+    from forward.rit import kernels as K
+
+    one_step = _one_step_driver()
+    theta = np.array([registry().parameter_set("rit", "dewan_table3")[n] for n in PARAM_NAMES])
+    y = np.array([5e6, 120.0, 8e5, 3e4, 2e4, 2e5, 0.4, 0.3])  # C, A^, T^, T^_a, T^_b, T_a, c4, p1
+    cd = np.array([1e6, 4e5])
+    t_rt, t, h = np.array([0.0, 1.0]), 2.2, 0.0125  # cohort 1: t - t_rt = 1.2 inside the ramp [1.0, 1.5]
+    q = np.array([3e5, 6e5, 150.0, 310.0])
+    fv, dec = np.array([0.7, 0.75]), np.array([np.exp(-0.01), np.exp(-0.02)])
+    blocks = [("theta", theta), ("y", y), ("cd", cd), ("h", np.array([h])), ("q", q), ("fv", fv), ("dec", dec),
+              ("kill_prev", np.array([kill_prev]))]
+    sizes = [len(v) for _, v in blocks]
+    nk = sum(sizes)
+    seeds = np.eye(nk)
+    off = np.cumsum([0, *sizes])
+    seed = {name: seeds[off[i]:off[i + 1]] for i, (name, _) in enumerate(blocks)}
+    dy, dcd = seed["y"].copy(), seed["cd"].copy()
+    dinc, dkill = np.zeros(nk), np.zeros(nk)
+    tg = (seed["theta"].copy(), dy, dcd, seed["h"][0].copy(), seed["q"].copy(), seed["fv"].copy(),
+          seed["dec"].copy(), seed["kill_prev"][0].copy(), dinc, dkill)
+    y1, cd1 = y.copy(), cd.copy()
+    inc, kl = one_step(theta, y1, cd1, t_rt, 2, t, h, q, fv, dec, kill_prev, np.random.default_rng(0), tg)
+    y0, c0 = y.copy(), cd.copy()
+    inc0, kl0 = one_step(theta, y0, c0, t_rt, 2, t, h, q, fv, dec, kill_prev, np.random.default_rng(0), None)
+    assert inc == inc0 and kl == kl0 and np.array_equal(y1, y0)  # the tangent leaves the values alone
+    H = 1e-200
+    for j in range(nk):
+        pert = [v.astype(complex) for _, v in blocks]
+        b = int(np.searchsorted(off, j, side="right") - 1)
+        pert[b][j - off[b]] += 1j * H
+        th_c, y_c, cd_c, h_c, q_c, fv_c, dec_c, kp_c = pert
+        inc_c, kl_c = one_step(th_c, y_c, cd_c, t_rt, 2, t, h_c[0], q_c, fv_c, dec_c, kp_c[0],
+                               np.random.default_rng(0), None)
+        ref = np.concatenate([y_c.imag, cd_c.imag, [inc_c.imag, kl_c.imag]]) / H
+        got = np.concatenate([dy[:, j], dcd[:, j], [dinc[j], dkill[j]]])
+        np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12 * (np.abs(ref).max() + 1e-300),
+                                   err_msg=f"direction {j} ({blocks[b][0]}[{j - off[b]}])")
+    assert K.N_PARAMS == len(PARAM_NAMES)
