@@ -282,7 +282,7 @@ def _cum_at(hist, pos, last, smooth):
         return hist[last] + (pos - last) * (hist[last] - hist[last - 1])
     i0 = int(math.floor(pos.real))
     w = pos - i0
-    if w.real <= 0.0:
+    if w.real <= 0.0 and w.imag == 0.0:  # on a node (a complex-step position goes on: its slope counts)
         return hist[i0]
     d0 = hist[i0 + 1] - hist[i0]
     if not smooth:
@@ -304,7 +304,7 @@ def _cum_ring(ring, m, k, pos, dt, init_rate, smooth):
         return last + (pos - k) * (last - prev)
     i0 = int(math.floor(pos.real))
     w = pos - i0
-    if w.real <= 0.0:
+    if w.real <= 0.0 and w.imag == 0.0:
         return ring[i0 % m]
     d0 = ring[(i0 + 1) % m] - ring[i0 % m]
     if not smooth:
@@ -318,6 +318,94 @@ def _cum_ring(ring, m, k, pos, dt, init_rate, smooth):
 # Each helper returns the tangent of a building block for one direction, given the tangents of its inputs. They are
 # compiled for complex arguments too (the complex-step specialisation types every line, though it runs with K = 0),
 # hence the real-part comparisons.
+@njit(cache=True, inline="always")
+def _slope_tangent(d0, d1, dd0, dd1):
+    """Tangent of :func:`_slope` (the branch it takes)."""
+    if d0.real <= 0.0 or d1.real <= 0.0:
+        return 0.0 * dd0
+    c = 0.5 * (d0 + d1)
+    m, dm = (d0, dd0) if d0.real <= d1.real else (d1, dd1)
+    if c.real <= 3.0 * m.real:
+        return 0.5 * (dd0 + dd1)
+    return 3.0 * dm
+
+
+@njit(cache=True, inline="always")
+def _hermite_tangent(dm, d0, dp, w, ddm, dd0, ddp, dw):
+    """Tangent of :func:`_hermite` with respect to the increments and the fraction ``w``."""
+    s0 = _slope(dm, d0)
+    s1 = _slope(d0, dp)
+    ds0 = _slope_tangent(dm, d0, ddm, dd0)
+    ds1 = _slope_tangent(d0, dp, dd0, ddp)
+    w2 = w * w
+    return (dd0 * (3.0 * w2 - 2.0 * w2 * w) + ds0 * (w2 * w - 2.0 * w2 + w) + ds1 * (w2 * w - w2)
+            + dw * (d0 * (6.0 * w - 6.0 * w2) + s0 * (3.0 * w2 - 4.0 * w + 1.0) + s1 * (3.0 * w2 - 2.0 * w)))
+
+
+@njit(cache=True)
+def _cum_at_tangent(hist, dhist, pos, dpos, last, k):
+    """Tangent (direction ``k``) of :func:`_cum_at` (smooth interpolant) given the history's tangents ``dhist``
+    (n, K) and the position's ``dpos``."""
+    if pos.real >= last:
+        return dhist[last, k] + dpos * (hist[last] - hist[last - 1]) + (pos - last) * (dhist[last, k]
+                                                                                      - dhist[last - 1, k])
+    i0 = int(math.floor(pos.real))
+    w = pos - i0
+    d0 = hist[i0 + 1] - hist[i0]
+    dd0 = dhist[i0 + 1, k] - dhist[i0, k]
+    dm, ddm = (hist[i0] - hist[i0 - 1], dhist[i0, k] - dhist[i0 - 1, k]) if i0 > 0 else (d0, dd0)
+    dp, ddp = (hist[i0 + 2] - hist[i0 + 1], dhist[i0 + 2, k] - dhist[i0 + 1, k]) if i0 + 2 <= last else (d0, dd0)
+    return dhist[i0, k] + _hermite_tangent(dm, d0, dp, w, ddm, dd0, ddp, dpos)
+
+
+@njit(cache=True)
+def _cum_ring_tangent(ring, dring, m, kk, pos, dpos, dt, init_rate, dinit, k):
+    """Tangent (direction ``k``) of :func:`_cum_ring` (smooth) given the ring's tangents ``dring`` (m, K), the
+    initial rate's ``dinit`` and the position's ``dpos``."""
+    if pos.real <= 0.0:
+        return (dinit * pos + init_rate * dpos) * dt
+    if pos.real >= kk:
+        last, dlast = ring[kk % m], dring[kk % m, k]
+        prev, dprev = (ring[(kk - 1) % m], dring[(kk - 1) % m, k]) if kk > 0 else (-init_rate * dt, -dinit * dt)
+        return dlast + dpos * (last - prev) + (pos - kk) * (dlast - dprev)
+    i0 = int(math.floor(pos.real))
+    w = pos - i0
+    r0, dr0 = ring[i0 % m], dring[i0 % m, k]
+    d0 = ring[(i0 + 1) % m] - r0
+    dd0 = dring[(i0 + 1) % m, k] - dr0
+    if i0 > 0:
+        dm, ddm = r0 - ring[(i0 - 1) % m], dr0 - dring[(i0 - 1) % m, k]
+    else:
+        dm, ddm = r0 + init_rate * dt, dr0 + dinit * dt
+    if i0 + 2 <= kk:
+        dp, ddp = ring[(i0 + 2) % m] - ring[(i0 + 1) % m], dring[(i0 + 2) % m, k] - dring[(i0 + 1) % m, k]
+    else:
+        dp, ddp = d0, dd0
+    return dr0 + _hermite_tangent(dm, d0, dp, w, ddm, dd0, ddp, dpos)
+
+
+@njit(cache=True)
+def _log_sf_tangent(theta, dth, k, survival, d):
+    """Tangent (direction ``k``) of :func:`log_sf_tumour`."""
+    alpha, beta = theta[P_ALPHA], theta[P_BETA]
+    da, db = dth[P_ALPHA, k], dth[P_BETA, k]
+    if survival == 2:
+        x = theta[P_X]
+        dx = dth[P_X, k]
+        y = x * d
+        if y.real < 1e-4:
+            g = d * d * (1.0 - y / 3.0 + y * y / 12.0)
+            dg = d * d * (-1.0 / 3.0 + y / 6.0) * dx * d
+        else:
+            g = 2.0 * (y + np.expm1(-y)) / (x * x)
+            dg = 2.0 * d * (1.0 - np.exp(-y)) * dx / (x * x) - 2.0 * g * dx / x
+        return -da * d - db * g - beta * dg
+    if survival == 1:
+        sq = math.sqrt(d)
+        return -da * d - (db * (1.0 + theta[P_C] * sq) + beta * dth[P_C, k] * sq) * d * d
+    return -da * d - db * d * d
+
+
 @njit(cache=True, inline="always")
 def _relax_tangent(y, k, s, h, dy, dk, ds, dh):
     """Tangent of :func:`relax` ``(y, k, s, h)`` (same branches)."""
@@ -342,7 +430,11 @@ def _kill_rate_tangent(theta, dth, k, ta, ctot, p1, dta, dctot, dp1):
     lr = np.log(ctot / ta)
     z = np.exp(theta[P_Q] * lr)
     den = 1.0 + theta[P_S] * z
-    dz = z * (dth[P_Q, k] * lr + theta[P_Q] * (dctot / ctot - dta / ta))
+    # d log(C_tot) = dC_tot / C_tot, written so that an eradicated tumour (C_tot underflowing towards 0, its
+    # tangent with it) gives 0 rather than 0 x inf
+    rel = dctot / ctot if dctot != 0.0 else 0.0 * dctot
+    # (C_tot/T_a)^q underflowed to 0 (log -> -inf): it stays 0 under small changes
+    dz = z * (dth[P_Q, k] * lr + theta[P_Q] * (rel - dta / ta)) if z != 0.0 else 0.0 * z
     num = theta[P_P] * (1.0 + p1)
     dnum = dth[P_P, k] * (1.0 + p1) + theta[P_P] * dp1
     return dnum / den - num * (dth[P_S, k] * z + theta[P_S] * dz) / (den * den)
@@ -658,19 +750,42 @@ def step(theta, y, Cd, t_rt, n_cd, t, h, dqr_half, dqr, dqj_half, dqj, f0, fmid,
 def _free_growth_step(theta, y, ytry, no_cd, ringR, ringJ, m, k, frac, s1, s2, hf, initR, exponential, rng,
                       no_drugs, tg):
     """One untreated step of ``frac * hf`` from the free-growth state ``y`` (left unchanged) into ``ytry``, delayed
-    sources read off the free-growth ring buffers; returns the step's antigen-source integral."""
+    sources read off the free-growth ring buffers; returns the step's antigen-source integral.
+
+    ``tg``: None, or the tangents ``(dth, dy, dytry, dringR, dringJ, dinitR, ds1, ds2, dfrac, step_tg)`` — the
+    positions ``k + c frac - s`` move with ``dfrac`` and ``-ds``, the step length with ``hf dfrac``; ``step_tg`` is
+    :func:`step`'s tangent tuple (its ``dy`` is ``dytry``), filled here."""
     for i in range(N_Y):
         ytry[i] = y[i]
+    if tg is not None:
+        dth, dy, dytry, dringR, dringJ, dinitR, ds1, ds2, dfrac, stg = tg
+        dq = stg[4]
+        for kk in range(dy.shape[1]):
+            for i in range(N_Y):
+                dytry[i, kk] = dy[i, kk]
+            r0 = _cum_ring_tangent(ringR, dringR, m, k, k - s1, -ds1[kk], hf, initR, dinitR[kk], kk)
+            j0 = _cum_ring_tangent(ringJ, dringJ, m, k, k - s2, -ds2[kk], hf, 0.0, 0.0, kk)
+            dq[0, kk] = _cum_ring_tangent(ringR, dringR, m, k, k + 0.5 * frac - s1, 0.5 * dfrac[kk] - ds1[kk], hf,
+                                          initR, dinitR[kk], kk) - r0
+            dq[1, kk] = _cum_ring_tangent(ringR, dringR, m, k, k + frac - s1, dfrac[kk] - ds1[kk], hf, initR,
+                                          dinitR[kk], kk) - r0
+            dq[2, kk] = _cum_ring_tangent(ringJ, dringJ, m, k, k + 0.5 * frac - s2, 0.5 * dfrac[kk] - ds2[kk], hf,
+                                          0.0, 0.0, kk) - j0
+            dq[3, kk] = _cum_ring_tangent(ringJ, dringJ, m, k, k + frac - s2, dfrac[kk] - ds2[kk], hf, 0.0, 0.0,
+                                          kk) - j0
+            stg[3][kk] = hf * dfrac[kk]
     r0 = _cum_ring(ringR, m, k, k - s1, hf, initR, exponential)
     j0 = _cum_ring(ringJ, m, k, k - s2, hf, 0.0, exponential)
-    inc, neg, cap, kl = step(
-        theta, ytry, no_cd, no_cd, 0, 0.0, frac * hf,
-        _cum_ring(ringR, m, k, k + 0.5 * frac - s1, hf, initR, exponential) - r0,
-        _cum_ring(ringR, m, k, k + frac - s1, hf, initR, exponential) - r0,
-        _cum_ring(ringJ, m, k, k + 0.5 * frac - s2, hf, 0.0, exponential) - j0,
-        _cum_ring(ringJ, m, k, k + frac - s2, hf, 0.0, exponential) - j0,
-        1.0, 1.0, exponential, False, rng, no_drugs, -1.0, tg,
-    )
+    qrh = _cum_ring(ringR, m, k, k + 0.5 * frac - s1, hf, initR, exponential) - r0
+    qrf = _cum_ring(ringR, m, k, k + frac - s1, hf, initR, exponential) - r0
+    qjh = _cum_ring(ringJ, m, k, k + 0.5 * frac - s2, hf, 0.0, exponential) - j0
+    qjf = _cum_ring(ringJ, m, k, k + frac - s2, hf, 0.0, exponential) - j0
+    if tg is None:
+        inc, neg, cap, kl = step(theta, ytry, no_cd, no_cd, 0, 0.0, frac * hf, qrh, qrf, qjh, qjf, 1.0, 1.0,
+                                 exponential, False, rng, no_drugs, -1.0, None)
+    else:
+        inc, neg, cap, kl = step(theta, ytry, no_cd, no_cd, 0, 0.0, frac * hf, qrh, qrf, qjh, qjf, 1.0, 1.0,
+                                 exponential, False, rng, no_drugs, -1.0, tg[9])
     return inc
 
 
@@ -728,6 +843,7 @@ def run(
     info,
     pre_times,
     out_pre,
+    tan=None,
 ):
     """Free growth to ``v_pre`` (defines day 0), then ``n_steps`` treatment steps of length ``dt``, each integrated
     as ``n_sub`` substeps of ``h = dt / n_sub`` (events and records stay on the ``dt`` grid). Free growth, untreated
@@ -745,6 +861,12 @@ def run(
     ``stochastic``: Markov birth-death for C below ``markov_threshold`` cells — the exact linear birth-death process
     over each step with the step's midpoint rates (exponential scheme) or the seed's per-step probabilities
     (explicit scheme).
+    ``tan``: None (values only; the tangent code is pruned at compile time), or ``(dth, dv_pre, out_dV, out_dpre)``
+    for forward-mode sensitivities of a deterministic exponential-scheme run in K directions: ``dth`` (P, K) the
+    parameters' tangents, ``dv_pre`` (K,) the pre-treatment volume's; ``out_dV`` (n_steps + 1, K) and ``out_dpre``
+    (len(pre_times), K) receive those of the recorded volume and of the pre-treatment volumes. The day-0 landing
+    fraction carries its implicit derivative (``d theta = -(dV - dv_pre) / (dV / d theta)`` from one more landing
+    step with an extra direction for ``theta``).
     """
     for i in range(N_INFO):
         info[i] = 0.0
@@ -770,7 +892,6 @@ def run(
     ringR = np.zeros(m, dtype=theta.dtype)  # cumulative int R ds from the start of free growth (R = rho C(0) before)
     ringJ = np.zeros(m, dtype=theta.dtype)  # cumulative int J ds = T^_a
     initR = rho * theta[P_C0]
-    tg = None  # no sensitivities on this path
     k = 0
     qr = 0.0
     V = y[Y_C] * vc + y[Y_TA] * vt
@@ -778,10 +899,38 @@ def run(
     n_pre = pre_times.shape[0]
     vhist = np.empty(max_free_steps + 2 if n_pre > 0 else 1, dtype=theta.dtype)  # V at free-growth step k
     vhist[0] = V
+    if tan is not None:  # K parameter directions + one for the landing fraction (column K)
+        dth_k, dvpre, out_dV, out_dpre = tan
+        nk = dth_k.shape[1]
+        nf = nk + 1
+        dthf = np.zeros((N_PARAMS, nf))
+        dthf[:, :nk] = dth_k
+        dyf = np.zeros((N_Y, nf))
+        dyt = np.zeros((N_Y, nf))
+        dringR = np.zeros((m, nf))
+        dringJ = np.zeros((m, nf))
+        dqr = np.zeros(nf)
+        dinitR = dthf[P_RHO] * theta[P_C0] + rho * dthf[P_C0]
+        ds1 = dthf[P_TAU1] / hf
+        ds2 = dthf[P_TAU2] / hf
+        dfrac = np.zeros(nf)
+        for kk in range(nf):
+            dyf[Y_C, kk] = dthf[P_C0, kk]
+            dyf[Y_TH, kk] = dthf[P_T0, kk]
+        dvhist = np.zeros((max_free_steps + 2 if n_pre > 0 else 1, nf))
+        for kk in range(nf):
+            dvhist[0, kk] = dyf[Y_C, kk] * vc + y[Y_C] * dthf[P_VC, kk]
+        stg = (dthf, dyt, np.zeros((1, nf)), np.zeros(nf), np.zeros((4, nf)), np.zeros((2, nf)),
+               np.zeros((2, nf)), np.zeros(nf), np.zeros(nf), np.zeros(nf))
+        tg = (dthf, dyf, dyt, dringR, dringJ, dinitR, ds1, ds2, dfrac, stg)
     if V.real < v_pre.real:
         while True:
-            inc = _free_growth_step(theta, y, ytry, no_cd, ringR, ringJ, m, k, 1.0, s1, s2, hf, initR, exponential,
-                                    rng, fg_decay, tg)
+            if tan is None:
+                inc = _free_growth_step(theta, y, ytry, no_cd, ringR, ringJ, m, k, 1.0, s1, s2, hf, initR,
+                                        exponential, rng, fg_decay, None)
+            else:
+                inc = _free_growth_step(theta, y, ytry, no_cd, ringR, ringJ, m, k, 1.0, s1, s2, hf, initR,
+                                        exponential, rng, fg_decay, tg)
             Vnew = ytry[Y_C] * vc + ytry[Y_TA] * vt
             if not (Vnew.real > 0.0 and Vnew.real < 1e300) or k >= max_free_steps:
                 info[I_STATUS] = FREE_GROWTH_FAILED
@@ -798,6 +947,16 @@ def run(
             ringR[k % m] = qr
             ringJ[k % m] = y[Y_THA]
             V = Vnew
+            if tan is not None:
+                for kk in range(nf):
+                    for i in range(N_Y):
+                        dyf[i, kk] = dyt[i, kk]
+                    dqr[kk] += stg[8][kk]
+                    dringR[k % m, kk] = dqr[kk]
+                    dringJ[k % m, kk] = dyf[Y_THA, kk]
+                    if n_pre > 0:
+                        dvhist[k, kk] = (dyf[Y_C, kk] * vc + y[Y_C] * dthf[P_VC, kk] + dyf[Y_TA, kk] * vt
+                                         + y[Y_TA] * dthf[P_VT, kk])
         # last step shortened to theta dt: V(theta) = v_pre solved by Illinois regula falsi on [0, 1]
         lo, glo = 0.0, V - v_pre
         hi, ghi = 1.0, Vnew - v_pre
@@ -806,7 +965,7 @@ def run(
         for _ in range(200):
             theta_frac = lo - glo * (hi - lo) / (ghi - glo)
             inc = _free_growth_step(theta, y, ytry, no_cd, ringR, ringJ, m, k, theta_frac, s1, s2, hf, initR,
-                                    exponential, rng, fg_decay, tg)
+                                    exponential, rng, fg_decay, None)
             g = ytry[Y_C] * vc + ytry[Y_TA] * vt - v_pre
             if abs(g.real) <= 1e-14 * v_pre.real or (hi - lo).real <= 1e-15:
                 break
@@ -820,6 +979,22 @@ def run(
                 if side == -1:
                     ghi *= 0.5
                 side = -1
+        if tan is not None:  # the landing step once more, with the fraction's own direction (column nk)
+            dfrac[nk] = 1.0
+            inc = _free_growth_step(theta, y, ytry, no_cd, ringR, ringJ, m, k, theta_frac, s1, s2, hf, initR,
+                                    exponential, rng, fg_decay, tg)
+            dv_f = dyt[Y_C, nk] * vc + dyt[Y_TA, nk] * vt
+            for kk in range(nk):
+                dv = (dyt[Y_C, kk] * vc + ytry[Y_C] * dthf[P_VC, kk] + dyt[Y_TA, kk] * vt
+                      + ytry[Y_TA] * dthf[P_VT, kk])
+                dfrac[kk] = -(dv - dvpre[kk]) / dv_f
+                for i in range(N_Y):
+                    dyt[i, kk] += dyt[i, nk] * dfrac[kk]
+                stg[8][kk] += stg[8][nk] * dfrac[kk]
+            for kk in range(nk):
+                for i in range(N_Y):
+                    dyf[i, kk] = dyt[i, kk]
+                dqr[kk] += stg[8][kk]
         for i in range(N_Y):
             y[i] = ytry[i]
         qr += inc
@@ -827,6 +1002,27 @@ def run(
     if n_pre > 0:
         vhist[k + 1] = _max(V, v_pre)
         _pre_volumes(vhist, k, theta_frac, hf, pre_times, out_pre)
+        if tan is not None:  # d of the log-linear interpolation: node values, the day-0 position, the last width
+            for kk in range(nk):
+                dvhist[k + 1, kk] = dvpre[kk] if V.real < v_pre.real else dvhist[k, kk]
+                day0 = k + theta_frac
+                for q in range(n_pre):
+                    pos = day0 + pre_times[q] / hf
+                    if pos <= 0.0:
+                        out_dpre[q, kk] = dvhist[0, kk]
+                        continue
+                    if pos >= k:
+                        i, w, width, dw, dwidth = k, pos - k, theta_frac, dfrac[kk], dfrac[kk]
+                    else:
+                        i = int(math.floor(pos))
+                        w, width, dw, dwidth = pos - i, 1.0, dfrac[kk], 0.0
+                    a = math.log(vhist[i])
+                    b = math.log(vhist[i + 1])
+                    da = dvhist[i, kk] / vhist[i]
+                    db = dvhist[i + 1, kk] / vhist[i + 1]
+                    r = w / width if width > 0.0 else 1.0
+                    dr = (dw * width - w * dwidth) / (width * width) if width > 0.0 else 0.0
+                    out_dpre[q, kk] = out_pre[q] * (da + (db - da) * r + (b - a) * dr)
 
     # cumulative histories on the substep grid: index hpre + i <-> t = i h (i down to -hpre)
     h = dt / n_sub
@@ -843,6 +1039,16 @@ def run(
         pos = day0_pos - q * h / hf
         HR[hpre - q] = _cum_ring(ringR, m, k, pos, hf, initR, exponential)
         HJ[hpre - q] = _cum_ring(ringJ, m, k, pos, hf, 0.0, exponential)
+    if tan is not None:  # the histories' tangents: ring tangents at positions that move with the landing fraction
+        dHR = np.zeros((nh, nk))
+        dHJ = np.zeros((nh, nk))
+        for kk in range(nk):
+            dHR[hpre, kk] = dqr[kk]
+            dHJ[hpre, kk] = dyf[Y_THA, kk]
+            for q in range(1, hpre + 1):
+                pos = day0_pos - q * h / hf
+                dHR[hpre - q, kk] = _cum_ring_tangent(ringR, dringR, m, k, pos, dfrac[kk], hf, initR, dinitR[kk], kk)
+                dHJ[hpre - q, kk] = _cum_ring_tangent(ringJ, dringJ, m, k, pos, dfrac[kk], hf, 0.0, 0.0, kk)
 
     # ---------------------------------------------------------------- treatment phase
     Cd = np.zeros(max(n_rt, 1), dtype=theta.dtype)
@@ -864,9 +1070,34 @@ def run(
     decay = np.array([np.exp(-theta[P_NU] * 0.5 * h), np.exp(-theta[P_MU] * 0.5 * h)])
     r0 = _cum_at(HR, hpre - s1, hpre, exponential)
     j0 = _cum_at(HJ, hpre - s2, hpre, exponential)
+    if tan is not None:  # the treatment phase's tangents and the step's tangent tuple
+        dy = np.ascontiguousarray(dyf[:, :nk])
+        dCd = np.zeros((max(n_rt, 1), nk))
+        ds1t = dth_k[P_TAU1] / h
+        ds2t = dth_k[P_TAU2] / h
+        ddec = np.zeros((2, nk))
+        ddec[0] = -0.5 * h * decay[0] * dth_k[P_NU]
+        ddec[1] = -0.5 * h * decay[1] * dth_k[P_MU]
+        dqt = np.zeros((4, nk))
+        dfvt = np.zeros((2, nk))
+        dkill_last = np.zeros(nk)
+        dinc = np.zeros(nk)
+        dkl = np.zeros(nk)
+        ttg = (dth_k, dy, dCd, np.zeros(nk), dqt, dfvt, ddec, dkill_last, dinc, dkl)
+        dr0 = np.zeros(nk)
+        dj0 = np.zeros(nk)
+        dr1 = np.zeros(nk)
+        dj1 = np.zeros(nk)
+        dCl = np.zeros(nk)
+        for kk in range(nk):
+            dr0[kk] = _cum_at_tangent(HR, dHR, hpre - s1, -ds1t[kk], hpre, kk)
+            dj0[kk] = _cum_at_tangent(HJ, dHJ, hpre - s2, -ds2t[kk], hpre, kk)
     for j in range(n_steps + 1):
         t = j * dt
         C = y[Y_C]
+        if tan is not None:
+            for kk in range(nk):
+                dCl[kk] = dy[Y_C, kk]
         # 1. impulses at t_j (they change C, T_a or p1: the predictor's kill rate is recomputed)
         if (ri < n_rt and rt_idx[ri] == j) or (pi < n_p1 and p1_idx[pi] == j) or integer_mode:
             kill_last = -1.0
@@ -877,6 +1108,13 @@ def run(
                 surv = float(rng.binomial(int(C.real), sf.real))
             else:
                 surv = sf * C
+            if tan is not None:
+                e_ta = math.exp(-at * d - bt * d * d)
+                for kk in range(nk):
+                    dsurv = sf * _log_sf_tangent(theta, dth_k, kk, survival, d) * C + sf * dCl[kk]
+                    dCd[ri, kk] = dCl[kk] - dsurv
+                    dCl[kk] = dsurv
+                    dy[Y_TA, kk] = (dy[Y_TA, kk] - y[Y_TA] * (dth_k[P_AT, kk] * d + dth_k[P_BT, kk] * d * d)) * e_ta
             Cd[ri] = C - surv  # every cell removed from C enters cohort ri
             C = surv
             t_rt[ri] = t
@@ -887,9 +1125,15 @@ def run(
             ri += 1
         while ci < n_c4 and c4_idx[ci] == j:
             y[Y_C4] += c4_amt[ci]
+            if tan is not None and theta[P_IC4] != 0.0:  # the amount is a factor times the dose parameter
+                for kk in range(nk):
+                    dy[Y_C4, kk] += c4_amt[ci] / theta[P_IC4] * dth_k[P_IC4, kk]
             ci += 1
         while pi < n_p1 and p1_idx[pi] == j:
             y[Y_P1] += p1_amt[pi]
+            if tan is not None and theta[P_IP1] != 0.0:
+                for kk in range(nk):
+                    dy[Y_P1, kk] += p1_amt[pi] / theta[P_IP1] * dth_k[P_IP1, kk]
             pi += 1
         # Markov mode: C becomes an integer number of cells below the threshold (unbiased stochastic rounding)
         if stochastic and C.real < markov_threshold and not integer_mode:
@@ -899,6 +1143,17 @@ def run(
         elif integer_mode and C.real >= markov_threshold:
             integer_mode = False
         y[Y_C] = C
+        if tan is not None:
+            cd_t = 0.0
+            for i in range(ri):
+                cd_t += Cd[i]
+            for kk in range(nk):
+                dy[Y_C, kk] = dCl[kk]
+                dcd_t = 0.0
+                for i in range(ri):
+                    dcd_t += dCd[i, kk]
+                out_dV[j, kk] = ((dCl[kk] + dcd_t) * vc + (C + cd_t) * dth_k[P_VC, kk] + dy[Y_TA, kk] * vt
+                                 + y[Y_TA] * dth_k[P_VT, kk])
         # 2. record the post-impulse state at t_j
         f = _vascular(vasc_on, kv, t, t_vasc)
         min_c = _min(min_c, C)
@@ -941,15 +1196,38 @@ def run(
                 j0 = _cum_at(HJ, p_j, last, exponential)
             r1 = _cum_at(HR, p_r + 1.0, last, exponential)
             j1 = _cum_at(HJ, p_j + 1.0, last, exponential)
-            inc, neg, cap, kl = step(
-                theta, y, Cd, t_rt, ri, tu, h,
-                _cum_at(HR, p_r + 0.5, last, exponential) - r0,
-                r1 - r0,
-                _cum_at(HJ, p_j + 0.5, last, exponential) - j0,
-                j1 - j0,
-                _vascular(vasc_on, kv, tu, t_vasc), _vascular(vasc_on, kv, tu + 0.5 * h, t_vasc),
-                exponential, integer_mode, rng, decay, kill_last, tg,
-            )
+            qrh = _cum_at(HR, p_r + 0.5, last, exponential) - r0
+            qjh = _cum_at(HJ, p_j + 0.5, last, exponential) - j0
+            f_0 = _vascular(vasc_on, kv, tu, t_vasc)
+            f_m = _vascular(vasc_on, kv, tu + 0.5 * h, t_vasc)
+            if tan is None:
+                inc, neg, cap, kl = step(theta, y, Cd, t_rt, ri, tu, h, qrh, r1 - r0, qjh, j1 - j0, f_0, f_m,
+                                         exponential, integer_mode, rng, decay, kill_last, None)
+            else:
+                for kk in range(nk):
+                    if not reuse:
+                        dr0[kk] = _cum_at_tangent(HR, dHR, p_r, -ds1t[kk], last, kk)
+                        dj0[kk] = _cum_at_tangent(HJ, dHJ, p_j, -ds2t[kk], last, kk)
+                    dr1[kk] = _cum_at_tangent(HR, dHR, p_r + 1.0, -ds1t[kk], last, kk)
+                    dj1[kk] = _cum_at_tangent(HJ, dHJ, p_j + 1.0, -ds2t[kk], last, kk)
+                    dqt[0, kk] = _cum_at_tangent(HR, dHR, p_r + 0.5, -ds1t[kk], last, kk) - dr0[kk]
+                    dqt[1, kk] = dr1[kk] - dr0[kk]
+                    dqt[2, kk] = _cum_at_tangent(HJ, dHJ, p_j + 0.5, -ds2t[kk], last, kk) - dj0[kk]
+                    dqt[3, kk] = dj1[kk] - dj0[kk]
+                    # the branch _min takes: kv (t - t_RT) while it is <= 1 (a tie takes the ramp, as the value)
+                    on0 = vasc_on and kv * (tu - t_vasc) <= 1.0
+                    onm = vasc_on and kv * (tu + 0.5 * h - t_vasc) <= 1.0
+                    dfvt[0, kk] = dth_k[P_KV, kk] * (tu - t_vasc) if on0 else 0.0
+                    dfvt[1, kk] = dth_k[P_KV, kk] * (tu + 0.5 * h - t_vasc) if onm else 0.0
+                inc, neg, cap, kl = step(theta, y, Cd, t_rt, ri, tu, h, qrh, r1 - r0, qjh, j1 - j0, f_0, f_m,
+                                         exponential, integer_mode, rng, decay, kill_last, ttg)
+                for kk in range(nk):
+                    dHR[last + 1, kk] = dHR[last, kk] + dinc[kk]
+                    dHJ[last + 1, kk] = dy[Y_THA, kk]
+                    dkill_last[kk] = dkl[kk]
+                    if reuse:
+                        dr0[kk] = dr1[kk]
+                        dj0[kk] = dj1[kk]
             HR[last + 1] = HR[last] + inc
             HJ[last + 1] = y[Y_THA]
             kill_last = kl

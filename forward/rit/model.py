@@ -295,13 +295,19 @@ def _run_deterministic(theta: np.ndarray, config: RitConfig, arrays: tuple, stat
     _run_kernel(theta, config.pretreatment_volume_mm3, config, arrays, states, cohorts, info, pre_times, out_pre)
 
 
-def _run_kernel(theta, v_pre, config: RitConfig, arrays: tuple, states, cohorts, info, pre_times, out_pre) -> None:
-    """The deterministic kernel call (float64 ``theta``, or complex128 for complex-step derivatives)."""
+def _run_kernel(theta, v_pre, config: RitConfig, arrays: tuple, states, cohorts, info, pre_times, out_pre,
+                tangents=None) -> None:
+    """The deterministic kernel call (float64 ``theta``, or complex128 for complex-step derivatives; ``tangents``:
+    the kernel's forward-mode sensitivities ``(dth, dv_pre, out_dV, out_dpre)``, see :func:`kernels.run`)."""
     rt_idx, rt_dose, c4_idx, c4_fac, p1_idx, p1_fac, n_steps = arrays
-    K.run(theta, K.SURVIVAL_CODES[config.survival], config.vascular_damage, v_pre, config.dt, n_steps,
-          config.substeps, config.free_growth_step, rt_idx, rt_dose, c4_idx, c4_fac * theta[K.P_IC4], p1_idx,
-          p1_fac * theta[K.P_IP1], config.scheme == "exponential", False, 0.0, _DUMMY_RNG, False,
-          config.max_free_steps, states, cohorts, info, pre_times, out_pre)
+    args = (theta, K.SURVIVAL_CODES[config.survival], config.vascular_damage, v_pre, config.dt, n_steps,
+            config.substeps, config.free_growth_step, rt_idx, rt_dose, c4_idx, c4_fac * theta[K.P_IC4], p1_idx,
+            p1_fac * theta[K.P_IP1], config.scheme == "exponential", False, 0.0, _DUMMY_RNG, False,
+            config.max_free_steps, states, cohorts, info, pre_times, out_pre)
+    if tangents is None:
+        K.run(*args)
+    else:
+        K.run(*args, tangents)
 
 
 def simulate(
@@ -414,12 +420,22 @@ def _check_survival(thetas: np.ndarray, config: RitConfig, schedule: Schedule) -
 COMPLEX_STEP = 1e-200
 
 
+JACOBIAN_METHODS = ("tangent", "complex_step")
+
+
 def _batch(thetas: np.ndarray, schedule: Schedule, times, config: RitConfig, v_pre: np.ndarray | None = None,
-           jac_cols: Sequence[int] = ()):
+           jac_cols: Sequence[int] = (), jacobian_method: str = "tangent"):
     """Deterministic runs, one per row of ``thetas`` (one compiled kernel call each: ~0.3 ms at dt = 0.05 d), with
     per-row pre-treatment volumes ``v_pre`` (default: the config's). ``jac_cols``: kernel parameter indices (``-1``
-    = the pre-treatment volume) whose exact derivatives are returned too, by one complex-step run of the same kernel
-    per column (:data:`COMPLEX_STEP`). Returns ``(volumes (n, T), info (n, N_INFO), jacobian (n, T, K) or None)``."""
+    = the pre-treatment volume) whose exact derivatives are returned too — by the kernel's forward-mode tangents
+    (``"tangent"``: one run carries all K directions; exponential scheme) or by one complex-step run of the same
+    kernel per column (``"complex_step"``, :data:`COMPLEX_STEP`: the reference the tangents are tested against).
+    Returns ``(volumes (n, T), info (n, N_INFO), jacobian (n, T, K) or None)``."""
+    if jacobian_method not in JACOBIAN_METHODS:
+        raise ValueError(f"jacobian_method must be one of {JACOBIAN_METHODS}, got {jacobian_method!r}")
+    if len(jac_cols) and jacobian_method == "tangent" and config.scheme != "exponential":
+        raise ValueError("forward-mode tangents exist for the exponential scheme only (the explicit scheme clips "
+                         "negative values, which has no derivative); use jacobian_method='complex_step'")
     _check_survival(thetas, config, schedule)
     _check_memory(config, schedule, len(schedule.rt_days))
     arrays = _schedule_arrays(schedule, config.dt)
@@ -435,15 +451,35 @@ def _batch(thetas: np.ndarray, schedule: Schedule, times, config: RitConfig, v_p
     grid = np.arange(n_steps + 1, dtype=np.float64)
     v_pre = np.full(thetas.shape[0], config.pretreatment_volume_mm3) if v_pre is None else np.asarray(v_pre, float)
     jac = np.zeros((thetas.shape[0], len(pos), len(jac_cols))) if len(jac_cols) else None
-    if jac is not None:
+    if jac is not None and jacobian_method == "complex_step":
         c_states = np.zeros((n_steps + 1, K.N_STATES), dtype=np.complex128)
         c_cohorts = np.zeros((n_steps + 1, len(rt_idx)), dtype=np.complex128)
         c_pre = np.zeros(len(pre_times), dtype=np.complex128)
         c_info = np.zeros(K.N_INFO)
+    if jac is not None and jacobian_method == "tangent":
+        nk = len(jac_cols)
+        dth = np.zeros((K.N_PARAMS, nk))
+        dvpre = np.zeros(nk)
+        for j, col in enumerate(jac_cols):
+            if col < 0:
+                dvpre[j] = 1.0
+            else:
+                dth[col, j] = 1.0
+        out_dV = np.zeros((n_steps + 1, nk))
+        out_dpre = np.zeros((len(pre_times), nk))
     for r in range(thetas.shape[0]):
         th = np.ascontiguousarray(thetas[r])
-        _run_deterministic(th, replace(config, pretreatment_volume_mm3=float(v_pre[r])), arrays, states, cohorts,
-                           info[r], pre_times, out_pre)
+        cfg_r = replace(config, pretreatment_volume_mm3=float(v_pre[r]))
+        if jac is not None and jacobian_method == "tangent":
+            _run_kernel(th, cfg_r.pretreatment_volume_mm3, cfg_r, arrays, states, cohorts, info[r], pre_times, out_pre,
+                        (dth, dvpre, out_dV, out_dpre))
+            out[r] = np.interp(pos, grid, states[:, K.S_V])
+            out[r, pre] = out_pre
+            for j in range(nk):
+                jac[r, :, j] = np.interp(pos, grid, out_dV[:, j])
+                jac[r, pre, j] = out_dpre[:, j]
+            continue
+        _run_deterministic(th, cfg_r, arrays, states, cohorts, info[r], pre_times, out_pre)
         out[r] = np.interp(pos, grid, states[:, K.S_V])
         out[r, pre] = out_pre
         if jac is None or info[r, K.I_STATUS] != K.OK:
@@ -473,6 +509,7 @@ def simulate_volumes_batch(
     validate: bool = True,
     pretreatment_volumes: np.ndarray | None = None,
     jacobian: bool = False,
+    jacobian_method: str = "tangent",
 ):
     """Volumes for many parameter vectors at once (one compiled kernel call per row, ~0.3 ms each).
 
@@ -482,8 +519,9 @@ def simulate_volumes_batch(
     reached the pre-treatment volume have ``ok = False`` and NaN volumes (a campaign records them, never stops).
     ``pretreatment_volumes`` (n,): each row's day-0 volume (default: the config's).
     ``jacobian``: also return the exact derivatives ``d V / d values`` (n, len(times), len(names)) — plus a last
-    column ``d V / d pretreatment volume`` when ``pretreatment_volumes`` is given — by complex-step runs of the same
-    kernel (deterministic runs of either scheme; NaN on rows that are not ok): ``(volumes, ok, jacobian)``.
+    column ``d V / d pretreatment volume`` when ``pretreatment_volumes`` is given — by the kernel's forward-mode
+    tangents (default; exponential scheme) or complex-step runs of the same kernel (``jacobian_method=
+    "complex_step"``, either scheme) — NaN on rows that are not ok: ``(volumes, ok, jacobian)``.
     """
     ps = _as_parameter_set(base)
     config = config or RitConfig.from_preset(ps.preset)
@@ -513,7 +551,8 @@ def simulate_volumes_batch(
         pretreatment_volumes = np.asarray(pretreatment_volumes, dtype=np.float64).reshape(-1)
         if pretreatment_volumes.shape != (values.shape[0],) or not np.all(pretreatment_volumes > 0):
             raise ValueError(f"pretreatment_volumes must be {values.shape[0]} positive volumes (mm^3), one per row")
-    vols, info, jac = _batch(thetas, schedule, times, config, pretreatment_volumes, jac_cols if jacobian else ())
+    vols, info, jac = _batch(thetas, schedule, times, config, pretreatment_volumes, jac_cols if jacobian else (),
+                             jacobian_method)
     ok = info[:, K.I_STATUS] == K.OK
     if config.on_negative == "raise":
         ok &= info[:, K.I_N_NEGATIVE] == 0
