@@ -116,6 +116,13 @@ def simulate_batch(
     return cells * k[:, None, :]
 
 
+def _observation_days(plan: TreatmentPlan, days) -> np.ndarray:
+    days = np.asarray(days, dtype=int)
+    if days.min() < 0 or days.max() > plan.days:
+        raise ValueError(f"observation days must lie in [0, {plan.days}], got {days.min()}..{days.max()}")
+    return days
+
+
 def log_volume_batch_jacobian(
     plan: TreatmentPlan,
     theta: np.ndarray,
@@ -129,9 +136,7 @@ def log_volume_batch_jacobian(
     Where the volume is floored the derivative is 0 (the floor is flat). Parameters that act only through
     thresholds or durations (``model.SWITCH_PARAMS``: piecewise constant, derivative 0 almost everywhere) are
     refused — a gradient-based sampler could not move them."""
-    days = np.asarray(days, dtype=int)
-    if days.min() < 0 or days.max() > plan.days:
-        raise ValueError(f"observation days must lie in [0, {plan.days}], got {days.min()}..{days.max()}")
+    days = _observation_days(plan, days)
     names = list(names)
     switch = [n for n in names if PARAM_NAMES.index(n) in model.SWITCH_PARAMS] if set(names) <= set(PARAM_NAMES) \
         else []
@@ -203,8 +208,6 @@ def log_volume_batch(
     """log(max(V, floor)) of every target on ``days``: shape (n, I, len(days)) for a named parameter batch ``theta``.
 
     The building block for a calibration adapter (calib.forward_api): one plan = one condition."""
-    days = np.asarray(days, dtype=int)
-    if days.min() < 0 or days.max() > plan.days:
-        raise ValueError(f"observation days must lie in [0, {plan.days}], got {days.min()}..{days.max()}")
+    days = _observation_days(plan, days)
     vols = simulate_batch(plan, parameter_rows(theta, names, base))
     return np.log(np.maximum(vols[:, days, :], floor_mm3)).transpose(0, 2, 1)
