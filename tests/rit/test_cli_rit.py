@@ -58,6 +58,7 @@ def test_bench_prints_contract_keys(capsys):
     assert main(["bench", "rit", "--repeats", "2"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert isinstance(res["single_sim_s"], float) and isinstance(res["tcp200_s"], float)
+    assert res["gradient"]["tangent_over_values"] > 1.0  # value + 3 tangent directions cost more than values
 
 
 def test_bad_input_exits_2_with_message(tmp_path, capsys):
