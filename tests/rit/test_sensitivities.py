@@ -120,6 +120,7 @@ def _one_step_driver():
     return one_step
 
 
+@pytest.mark.slow  # compiles the step in three specialisations (float, tangent, complex): minutes on a cold cache
 @pytest.mark.parametrize("kill_prev", [-1.0, 3.7], ids=["kill_at_t", "kill_from_previous_midpoint"])
 def test_step_tangent_equals_complex_step_in_every_input(kill_prev):
     """The forward-mode tangent of one exponential-scheme step (``step(..., tg)``) against complex-step runs of the
