@@ -145,7 +145,7 @@ def cmd_tcp(args) -> int:
 def cmd_bench(args) -> int:
     from forward.rit.bench import benchmark
 
-    print(json.dumps(benchmark(repeats=args.repeats, complex_step=args.complex_step)))
+    print(json.dumps(benchmark(repeats=args.repeats, gradient=args.gradient, complex_step=args.complex_step)))
     return 0
 
 
@@ -174,6 +174,9 @@ def register(commands) -> None:
         "rit", help="time one 60-day simulation and a 200-run population TCP (prints JSON)"
     )
     p.add_argument("--repeats", type=int, default=20, help="repetitions of the single simulation (median)")
+    p.add_argument("--gradient", action="store_true",
+                   help="also time the volumes with their exact derivatives (forward-mode tangents; compiles the "
+                        "tangent specialisation of the kernel the first time: minutes)")
     p.add_argument("--complex-step", action="store_true",
                    help="also time the complex-step reference derivatives (compiles a third kernel specialisation)")
     p.set_defaults(func=cmd_bench)

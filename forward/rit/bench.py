@@ -26,11 +26,11 @@ def _median_seconds(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
-def benchmark(repeats: int = 20, complex_step: bool = False) -> dict:
+def benchmark(repeats: int = 20, gradient: bool = False, complex_step: bool = False) -> dict:
     """Median seconds of one deterministic 60-day simulation (Table 3, 8 Gy x 3 + anti-CTLA-4 at 2, 5, 8,
     dt = 0.05 d, free growth included) and seconds of one 200-run population TCP of the same schedule; the
     volumes of that run alone and with their exact derivatives in the three usually calibrated parameters
-    (forward-mode tangents; with ``complex_step`` also the complex-step reference)."""
+    (``gradient``: forward-mode tangents; with ``complex_step`` also the complex-step reference)."""
     ps = registry().parameter_set("rit", "dewan_table3")
     sched = Schedule.from_strings(rt="8x3@0,1,2", ctla4="2,5,8", t_end=60.0)
     simulate(ps, sched)  # JIT / cache load
@@ -43,16 +43,18 @@ def benchmark(repeats: int = 20, complex_step: bool = False) -> dict:
     t0 = time.perf_counter()
     res = population_tcp(ps, sched, np.random.default_rng(1), n_sims=200)
     t_tcp = time.perf_counter() - t0
-    days = np.arange(0.0, 60.0, 1.0)
-    x = np.array([[ps[n] for n in GRADIENT_PARAMETERS]])
-    grad = {"values_s": _median_seconds(lambda: simulate_volumes_batch(ps, GRADIENT_PARAMETERS, x, sched, days),
-                                        repeats)}
-    for method in ("tangent", "complex_step") if complex_step else ("tangent",):
-        grad[f"values_and_{method}_s"] = _median_seconds(lambda m=method: simulate_volumes_batch(
-            ps, GRADIENT_PARAMETERS, x, sched, days, jacobian=True, jacobian_method=m), repeats)
-        grad[f"{method}_over_values"] = grad[f"values_and_{method}_s"] / grad["values_s"]
+    grad = None
+    if gradient or complex_step:
+        days = np.arange(0.0, 60.0, 1.0)
+        x = np.array([[ps[n] for n in GRADIENT_PARAMETERS]])
+        grad = {"parameters": list(GRADIENT_PARAMETERS), "values_s": _median_seconds(
+            lambda: simulate_volumes_batch(ps, GRADIENT_PARAMETERS, x, sched, days), repeats)}
+        for method in ("tangent", "complex_step") if complex_step else ("tangent",):
+            grad[f"values_and_{method}_s"] = _median_seconds(lambda m=method: simulate_volumes_batch(
+                ps, GRADIENT_PARAMETERS, x, sched, days, jacobian=True, jacobian_method=m), repeats)
+            grad[f"{method}_over_values"] = grad[f"values_and_{method}_s"] / grad["values_s"]
     return {
-        "gradient": {"parameters": list(GRADIENT_PARAMETERS), **grad},
+        **({"gradient": grad} if grad else {}),
         "single_sim_s": float(np.median(times)),
         "tcp200_s": t_tcp,
         "tcp200": res.tcp,

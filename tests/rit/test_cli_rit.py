@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from calib.cli.main import main
 
@@ -58,7 +59,14 @@ def test_bench_prints_contract_keys(capsys):
     assert main(["bench", "rit", "--repeats", "2"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert isinstance(res["single_sim_s"], float) and isinstance(res["tcp200_s"], float)
-    assert res["gradient"]["tangent_over_values"] > 1.0  # value + 3 tangent directions cost more than values
+    assert "gradient" not in res  # only with --gradient (a cold compile of the tangent kernel takes minutes)
+
+
+@pytest.mark.slow
+def test_bench_gradient_keys(capsys):
+    assert main(["bench", "rit", "--repeats", "2", "--gradient", "--complex-step"]) == 0
+    g = json.loads(capsys.readouterr().out)["gradient"]
+    assert g["tangent_over_values"] > 1.0 and g["complex_step_over_values"] > 1.0
 
 
 def test_bad_input_exits_2_with_message(tmp_path, capsys):

@@ -1,5 +1,9 @@
 """Exact sensitivities of the RIT model: the kernel's forward-mode tangents against complex-step runs of the same
-kernel (to round-off), and both against central differences."""
+kernel (to round-off), and both against central differences.
+
+All carry the ``slow`` marker: the tangent and complex-step specialisations of the kernel take minutes to compile
+on a cold cache (a clean CI run), more than the rest of the fast suite. Run them after any kernel change:
+``pytest -m slow tests/rit/test_sensitivities.py`` (seconds once compiled)."""
 
 import numpy as np
 import pytest
@@ -39,6 +43,7 @@ def _case(case):
     return ps, sched, cfg, names, x, cfg.pretreatment_volume_mm3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
 def test_tangents_match_central_differences_for_every_parameter(case):
     """All non-zero parameters of the kernel and the pre-treatment volume, on schedules with radiation, both drugs,
@@ -82,6 +87,7 @@ def test_tangents_equal_complex_step_to_round_off(case):
     assert worst.max() < 1.0, f"tangent vs complex step: {dict(zip([*names, 'v_pre'], worst.round(9)))}"
 
 
+@pytest.mark.slow
 def test_simulator_jacobian_of_log_volume_and_its_column_order():
     """The simulator's Jacobian of log volume: per-row pre-treatment volumes in their own column, the value
     identical to ``simulate``, d log V / d log V_pre = 1 on day 0, rows independent of the batch."""
@@ -120,7 +126,7 @@ def _one_step_driver():
     return one_step
 
 
-@pytest.mark.slow  # compiles the step in three specialisations (float, tangent, complex): minutes on a cold cache
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_prev", [-1.0, 3.7], ids=["kill_at_t", "kill_from_previous_midpoint"])
 def test_step_tangent_equals_complex_step_in_every_input(kill_prev):
     """The forward-mode tangent of one exponential-scheme step (``step(..., tg)``) against complex-step runs of the
