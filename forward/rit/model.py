@@ -469,9 +469,8 @@ def _batch(thetas: np.ndarray, schedule: Schedule, times, config: RitConfig, v_p
         out_dpre = np.zeros((len(pre_times), nk))
     for r in range(thetas.shape[0]):
         th = np.ascontiguousarray(thetas[r])
-        cfg_r = replace(config, pretreatment_volume_mm3=float(v_pre[r]))
         if jac is not None and jacobian_method == "tangent":
-            _run_kernel(th, cfg_r.pretreatment_volume_mm3, cfg_r, arrays, states, cohorts, info[r], pre_times, out_pre,
+            _run_kernel(th, float(v_pre[r]), config, arrays, states, cohorts, info[r], pre_times, out_pre,
                         (dth, dvpre, out_dV, out_dpre))
             out[r] = np.interp(pos, grid, states[:, K.S_V])
             out[r, pre] = out_pre
@@ -479,7 +478,7 @@ def _batch(thetas: np.ndarray, schedule: Schedule, times, config: RitConfig, v_p
                 jac[r, :, j] = np.interp(pos, grid, out_dV[:, j])
                 jac[r, pre, j] = out_dpre[:, j]
             continue
-        _run_deterministic(th, cfg_r, arrays, states, cohorts, info[r], pre_times, out_pre)
+        _run_kernel(th, float(v_pre[r]), config, arrays, states, cohorts, info[r], pre_times, out_pre)
         out[r] = np.interp(pos, grid, states[:, K.S_V])
         out[r, pre] = out_pre
         if jac is None or info[r, K.I_STATUS] != K.OK:
