@@ -209,3 +209,50 @@ def information_criteria(idata, n_parameters: int | None = None) -> dict:
             "pareto_k_max": float(np.max(loo.pareto_k.values)) if loo is not None else None,
             "aicc": aicc(best, n_parameters, n_data) if n_parameters is not None else None, "k": n_parameters, "n_data": n_data,
             "max_log_likelihood": best}
+
+
+#: the exact route's cost budget: one value + gradient of every fitted unit in at most this many seconds keeps a NUTS
+#: fit (2 chains x 2000 iterations at ~30 leapfrog steps) within ~2 hours on one core per chain
+EXACT_GRADIENT_BUDGET_S = 0.1
+
+
+def route_advice(route: str, exact_available: bool, surrogate_rmse: dict | None = None,
+                 noise_sd: dict | None = None, gradient_seconds: float | None = None,
+                 budget_s: float = EXACT_GRADIENT_BUDGET_S) -> dict:
+    """The workflow's triage rule between likelihood routes (docs/calib.md "Which route").
+
+    - ``exact`` (the true model with exact gradients) whenever the forward model has them and one value + gradient
+      of all fitted units costs at most ``budget_s``: no emulator error at all;
+    - ``surrogate`` for expensive models; after the fit, **escalate** when the surrogate's RMSE at posterior draws
+      exceeds the fitted observation noise sd of any observable (the emulator's error then dominates the likelihood)
+      — to ``exact`` when available, else to more refinement rounds or the black-box model with SMC;
+    - ``blackbox`` (SMC on the true model): nothing to check.
+
+    ``surrogate_rmse`` / ``noise_sd``: per observable. Returns ``{"route", "advice", "reason", ...}`` with advice
+    ``keep``, ``escalate_to_exact``, ``refine_or_blackbox`` or ``surrogate_cheaper``."""
+    out: dict = {"route": route, "exact_available": bool(exact_available)}
+    if route == "surrogate" and surrogate_rmse and noise_sd:
+        ratio = {o: float(surrogate_rmse[o] / noise_sd[o]) for o in surrogate_rmse if o in noise_sd and noise_sd[o] > 0}
+        out["surrogate_rmse_over_noise"] = ratio
+        bad = sorted(o for o, r in ratio.items() if r > 1.0)
+        if bad:
+            out["advice"] = "escalate_to_exact" if exact_available else "refine_or_blackbox"
+            out["reason"] = (f"the surrogate's RMSE at posterior draws exceeds the fitted noise sd for {bad} "
+                             f"(ratio {max(ratio[o] for o in bad):.2f}): its error dominates the likelihood; "
+                             + ("set [emulator] kind = \"exact\"" if exact_available else
+                                "add [refinement] rounds or use kind = \"blackbox\" with SMC"))
+            return out
+        out["advice"] = "keep"
+        out["reason"] = "surrogate RMSE at posterior draws below the noise sd of every observable"
+        return out
+    if route == "exact" and gradient_seconds is not None:
+        out["gradient_seconds"] = float(gradient_seconds)
+        if gradient_seconds > budget_s:
+            out["advice"] = "surrogate_cheaper"
+            out["reason"] = (f"one value + gradient of all fitted units costs {gradient_seconds:.3g} s > "
+                             f"{budget_s:g} s: NUTS on the true model is slow; a surrogate (validated at posterior "
+                             "draws) may be cheaper")
+            return out
+    out["advice"] = "keep"
+    out["reason"] = "no rule applies" if route not in ("exact", "surrogate") else "within the route's rule"
+    return out

@@ -23,6 +23,7 @@ import json
 import shutil
 import sys
 import time
+import warnings
 from functools import cached_property
 from pathlib import Path
 
@@ -102,6 +103,10 @@ def log_transform(meas: Measurements, mapping: dict[str, str]) -> Measurements:
 
 def _digest(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class RouteWarning(UserWarning):
+    """The likelihood route's triage rule says the fit should move to another route (calib.diagnostics.route_advice)."""
 
 
 class Calibration:
@@ -578,6 +583,44 @@ class Calibration:
                 "max_rmse": max(r["rmse"] for v in out.values() for r in v.values()),
                 "worst_condition": worst[0], "per_condition": out}
 
+    def exact_gradient_seconds(self, idata) -> float | None:
+        """Seconds for one value + Jacobian of every fitted unit (subject x condition) by the true model at a
+        posterior draw — the exact route's cost per NUTS gradient (None when the route is not ``exact`` or the model
+        has no ``simulate_jacobian``)."""
+        em = next(iter(self.emulators.values()))
+        if getattr(em, "family", "") != "exact" or not hasattr(self.forward, "simulate_jacobian"):
+            return None
+        full = self.problem.full_vector(self.subject_parameters(idata)[:1])
+        fit = self.conditions[0]
+        self.forward.simulate_jacobian(full, self.schedule(fit[0]))  # kernels loaded from the cache
+        t0 = time.perf_counter()
+        for c in fit:
+            n = len(np.unique(self.data.subject[self.data.condition == c]))
+            self.forward.simulate_jacobian(np.repeat(full, n, axis=0), self.schedule(c))
+        return time.perf_counter() - t0
+
+    def route(self, idata, check: dict | None) -> dict:
+        """The triage rule (:func:`calib.diagnostics.route_advice`) applied to this fit; an escalation is announced
+        loudly (a ``RouteWarning`` and a banner on stderr)."""
+        from .diagnostics import route_advice
+
+        kind = self.cfg.get("emulator", {}).get("kind", "surrogate")
+        exact = hasattr(self.forward, "simulate_jacobian") or hasattr(self.forward, "simulate_pt")
+        rmse = noise = None
+        if check is not None:
+            rmse = {}
+            for per_obs in check["per_condition"].values():
+                for o, r in per_obs.items():
+                    rmse[o] = max(rmse.get(o, 0.0), r["rmse"])
+            noise = {o: float(idata.posterior[f"sigma_{o}"].median()) for o in rmse
+                     if f"sigma_{o}" in idata.posterior}
+        advice = route_advice(kind, exact, rmse, noise, self.exact_gradient_seconds(idata) if kind == "exact" else None)
+        if advice["advice"] in ("escalate_to_exact", "refine_or_blackbox"):
+            msg = f"LIKELIHOOD ROUTE: {advice['reason']}"
+            print("\n" + "!" * 78 + f"\n!! {msg}\n" + "!" * 78, file=sys.stderr)
+            warnings.warn(msg, RouteWarning, stacklevel=2)
+        return advice
+
     # ------------------------------------------------------------------ prediction of new subjects
     def _prediction_rows(self, conditions) -> Measurements:
         """New subjects of each condition on the forward grid restricted to the data's day range (the condition's
@@ -725,6 +768,7 @@ class Calibration:
             summary["surrogate_at_posterior"] = check
             if idata.posterior.sizes["chain"] > 1:
                 summary["chain_modes"] = self.chain_modes(idata)
+        summary["route"] = self.route(idata, check)
         if (self.cfg.get("conditions") or self.cfg.get("predict")) and self.cfg.get("predict", {}).get("draws", 1):
             pred = self.predict(idata, fit + held)
             save_idata(pred["idata"], self.out / "predictions.nc", attrs)

@@ -172,11 +172,13 @@ def cmd_sbc(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from calib.bench import bench_nuts, bench_surrogate
+    from calib.bench import bench_exact_rit, bench_nuts, bench_surrogate
 
     out = {"surrogate_100_eval_grad_s": bench_surrogate(),
            "surrogate_100_eval_grad_numba_s": bench_surrogate(mode="NUMBA")}
     out.update(bench_nuts(n_subjects=args.subjects, draws=args.draws, chains=args.chains, cores=args.cores))
+    if not args.no_exact:
+        out.update(bench_exact_rit())
     print(json.dumps(out))
     return 0
 
@@ -285,4 +287,6 @@ def register(commands) -> None:
     b.add_argument("--draws", type=int, default=1000)
     b.add_argument("--chains", type=int, default=4)
     b.add_argument("--cores", type=int, default=2)
+    b.add_argument("--no-exact", action="store_true",
+                   help="skip the exact route's RIT gradient timing (its first run compiles the tangent kernel)")
     b.set_defaults(func=cmd_bench)

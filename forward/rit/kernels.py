@@ -342,20 +342,68 @@ def _hermite_tangent(dm, d0, dp, w, ddm, dd0, ddp, dw):
             + dw * (d0 * (6.0 * w - 6.0 * w2) + s0 * (3.0 * w2 - 4.0 * w + 1.0) + s1 * (3.0 * w2 - 2.0 * w)))
 
 
+@njit(cache=True, inline="always")
+def _slope_coefficients(d0, d1):
+    """:func:`_slope_tangent` as the coefficients ``(c0, c1)`` of ``d s = c0 dd0 + c1 dd1`` (the branch taken)."""
+    if d0.real <= 0.0 or d1.real <= 0.0:
+        return 0.0, 0.0
+    lower_first = d0.real <= d1.real
+    m = d0 if lower_first else d1
+    if (0.5 * (d0 + d1)).real <= 3.0 * m.real:
+        return 0.5, 0.5
+    return (3.0, 0.0) if lower_first else (0.0, 3.0)
+
+
 @njit(cache=True)
-def _cum_at_tangent(hist, dhist, pos, dpos, last, k):
-    """Tangent (direction ``k``) of :func:`_cum_at` (smooth interpolant) given the history's tangents ``dhist``
-    (n, K) and the position's ``dpos``."""
-    if pos.real >= last:
-        return dhist[last, k] + dpos * (hist[last] - hist[last - 1]) + (pos - last) * (dhist[last, k]
-                                                                                      - dhist[last - 1, k])
+def _cum_weights(hist, pos, last, cw, r):
+    """The tangent of :func:`_cum_at` (smooth interpolant) at ``pos`` as a linear form, computed once from the values
+    for all directions: ``d F = sum_j cw[r, j] dhist[i0 - 1 + j] + cw[r, 4] dpos`` (``j = 0..3``: nodes
+    ``i0 - 1 .. i0 + 2``, weight 0 on a node the interpolant does not use). Returns ``i0``; :func:`_cum_apply`
+    evaluates the form for one direction. (Hermite is linear in the increments once the slopes' branches are fixed.)"""
+    if pos.real >= last:  # linear extrapolation with the last step's increment
+        e = pos - last
+        cw[r, 0] = 0.0
+        cw[r, 1] = -e
+        cw[r, 2] = 1.0 + e
+        cw[r, 3] = 0.0
+        cw[r, 4] = hist[last] - hist[last - 1]
+        return last - 1
     i0 = int(math.floor(pos.real))
     w = pos - i0
     d0 = hist[i0 + 1] - hist[i0]
-    dd0 = dhist[i0 + 1, k] - dhist[i0, k]
-    dm, ddm = (hist[i0] - hist[i0 - 1], dhist[i0, k] - dhist[i0 - 1, k]) if i0 > 0 else (d0, dd0)
-    dp, ddp = (hist[i0 + 2] - hist[i0 + 1], dhist[i0 + 2, k] - dhist[i0 + 1, k]) if i0 + 2 <= last else (d0, dd0)
-    return dhist[i0, k] + _hermite_tangent(dm, d0, dp, w, ddm, dd0, ddp, dpos)
+    dm = hist[i0] - hist[i0 - 1] if i0 > 0 else d0
+    dp = hist[i0 + 2] - hist[i0 + 1] if i0 + 2 <= last else d0
+    a0, b0 = _slope_coefficients(dm, d0)
+    a1, b1 = _slope_coefficients(d0, dp)
+    w2 = w * w
+    w3 = w2 * w
+    h10 = w3 - 2.0 * w2 + w
+    h11 = w3 - w2
+    cm = a0 * h10  # coefficients of the increments ddm, dd0, ddp
+    c0 = 3.0 * w2 - 2.0 * w3 + b0 * h10 + a1 * h11
+    cp = b1 * h11
+    if i0 == 0:  # dm = d0
+        c0 += cm
+        cm = 0.0 * cm
+    if i0 + 2 > last:  # dp = d0
+        c0 += cp
+        cp = 0.0 * cp
+    cw[r, 0] = -cm
+    cw[r, 1] = 1.0 + cm - c0
+    cw[r, 2] = c0 - cp
+    cw[r, 3] = cp
+    cw[r, 4] = (d0 * (6.0 * w - 6.0 * w2) + _slope(dm, d0) * (3.0 * w2 - 4.0 * w + 1.0)
+                + _slope(d0, dp) * (3.0 * w2 - 2.0 * w))
+    return i0
+
+
+@njit(cache=True, inline="always")
+def _cum_apply(dhist, i0, cw, r, k, dpos):
+    """The linear form of :func:`_cum_weights` (row ``r``) in direction ``k``."""
+    lo = i0 - 1 if i0 > 0 else 0
+    hi = min(i0 + 2, dhist.shape[0] - 1)
+    return (cw[r, 0] * dhist[lo, k] + cw[r, 1] * dhist[i0, k] + cw[r, 2] * dhist[i0 + 1, k] + cw[r, 3] * dhist[hi, k]
+            + cw[r, 4] * dpos)
 
 
 @njit(cache=True)
@@ -407,8 +455,18 @@ def _log_sf_tangent(theta, dth, k, survival, d):
 
 
 @njit(cache=True, inline="always")
-def _relax_tangent(y, k, s, h, dy, dk, ds, dh):
-    """Tangent of :func:`relax` ``(y, k, s, h)`` (same branches)."""
+def _relax_exp(k, h):
+    """``e^{-k h}`` where :func:`relax` uses it (neither the series nor the stiff-limit branch), else 0: computed
+    once per step for all tangent directions."""
+    x = k * h
+    if x.real < 1e-5 or x.real > 745.0:
+        return 0.0 * x
+    return np.exp(-x)
+
+
+@njit(cache=True, inline="always")
+def _relax_tangent(y, k, s, h, e, dy, dk, ds, dh):
+    """Tangent of :func:`relax` ``(y, k, s, h)`` (same branches), ``e`` = :func:`_relax_exp` ``(k, h)``."""
     x = k * h
     dx = dk * h + k * dh
     if x.real < 1e-5:
@@ -417,19 +475,27 @@ def _relax_tangent(y, k, s, h, dy, dk, ds, dh):
         return dy * p + y * (x - 1.0) * dx + (ds * h + s * dh) * q + s * h * (x / 3.0 - 0.5) * dx
     if x.real > 745.0:
         return ds / k - s * dk / (k * k)
-    e = np.exp(-x)
     de = -e * dx
     return dy * e + y * de + (ds * (1.0 - e) - s * de) / k - s * (1.0 - e) * dk / (k * k)
 
 
 @njit(cache=True, inline="always")
-def _kill_rate_tangent(theta, dth, k, ta, ctot, p1, dta, dctot, dp1):
-    """Tangent of :func:`kill_rate` in direction ``k`` of ``dth`` (P, K)."""
+def _kill_parts(theta, ta, ctot):
+    """The value pieces of :func:`kill_rate` its tangent needs, computed once for all directions:
+    ``(active, ln(C_tot/T_a), (C_tot/T_a)^q, 1 + s (C_tot/T_a)^q)``."""
     if ctot.real <= 0.0 or ta.real <= 0.0:
-        return 0.0 * ctot
+        return False, 0.0 * ctot, 0.0 * ctot, 1.0 + 0.0 * ctot
     lr = np.log(ctot / ta)
     z = np.exp(theta[P_Q] * lr)
-    den = 1.0 + theta[P_S] * z
+    return True, lr, z, 1.0 + theta[P_S] * z
+
+
+@njit(cache=True, inline="always")
+def _kill_rate_tangent(theta, dth, k, ta, ctot, p1, dta, dctot, dp1, parts):
+    """Tangent of :func:`kill_rate` in direction ``k`` of ``dth`` (P, K); ``parts`` = :func:`_kill_parts`."""
+    active, lr, z, den = parts
+    if not active:
+        return 0.0 * ctot
     # d log(C_tot) = dC_tot / C_tot, written so that an eradicated tumour (C_tot underflowing towards 0, its
     # tangent with it) gives 0 rather than 0 x inf
     rel = dctot / ctot if dctot != 0.0 else 0.0 * dctot
@@ -452,12 +518,14 @@ def _omega_tangent(tbar, td1, td2, dtbar, dtd1, dtd2):
 @njit(cache=True)
 def _step_tangent(theta, dth, y, cd_old, t_rt, n_cd, t, h, dh, dqr_half, dqr, dqj_half, dqj, dqin, f0,
                   fmid, dfv, decay_half, ddec, kill_prev, dkill_prev, kill, Th_m, A_m, Ta_m, c4_m, p1_m, kill_m,
-                  Th_free, left, C_new, dCd, dy, dinc, dkill):
+                  Th_free, left, C_new, dCd, dy, dinc, dkill, wk):
     """Tangent of one exponential-scheme :func:`step` (see its docstring for the tangent arguments): the same
     expressions differentiated line by line, from the values ``step`` computed (``y`` and ``cd_old``: the state and
     cohorts at t; ``C_new``, ``Th_free``, ``left``: after the step; the stage-1 midpoint values; the kill rates
     used). Called before ``step`` updates ``y`` and the cohorts. Updates ``dy`` and ``dCd`` in place; writes
-    ``dinc`` and ``dkill``."""
+    ``dinc`` and ``dkill``. Every value-dependent transcendental (kill-rate powers, relaxation exponentials, the
+    cohorts' mitotic-delay ramps and decay factors, kept in the scratch ``wk`` (>= n_cd, 7)) is computed once, before
+    the loop over the K directions, which is then arithmetic only."""
     nk = dy.shape[1]
     lam1, lam2, a = theta[P_LAM1], theta[P_LAM2], theta[P_A]
     b = (theta[P_R] - 1.0) * a
@@ -473,8 +541,11 @@ def _step_tangent(theta, dth, y, cd_old, t_rt, n_cd, t, h, dh, dqr_half, dqr, dq
     hh = 0.5 * h
     e_c4, e_p1 = decay_half[0], decay_half[1]
     cd_m = 0.0
-    for i in range(n_cd):
-        cd_m += cd_old[i] / (1.0 + hh * (phi * omega(t - t_rt[i], td1, td2) + kill))
+    for i in range(n_cd):  # wk[i]: ramp at t, stage-1 denominator, ramp at t + h/2, clearance, total, decay, share
+        om = omega(t - t_rt[i], td1, td2)
+        wk[i, 0] = om
+        wk[i, 1] = 1.0 + hh * (phi * om + kill)
+        cd_m += cd_old[i] / wk[i, 1]
     gp, gm = 0.0 * growth, 0.0 * growth  # _max(growth, 0), _max(-growth, 0)
     if growth.real >= 0.0:
         gp = growth
@@ -489,12 +560,33 @@ def _step_tangent(theta, dth, y, cd_old, t_rt, n_cd, t, h, dh, dqr_half, dqr, dq
     e_c = np.exp((growth_m - kill_m) * h)
     cd_new, cleared = 0.0 * C, 0.0 * C  # the step's cohorts after it and the cells cleared (as step computes them)
     for i in range(n_cd):
-        clear_rate = phi * omega(t + hh - t_rt[i], td1, td2)
+        om = omega(t + hh - t_rt[i], td1, td2)
+        clear_rate = phi * om
         total = clear_rate + kill_m
-        cdn = cd_old[i] * np.exp(-total * h)
+        factor = np.exp(-total * h)
+        wk[i, 2] = om
+        wk[i, 3] = clear_rate
+        wk[i, 4] = total
+        wk[i, 5] = factor
+        wk[i, 6] = clear_rate / total if total.real > 0.0 else 0.0 * total
+        cdn = cd_old[i] * factor
         cd_new += cdn
         if total.real > 0.0:
-            cleared += (cd_old[i] - cdn) * (clear_rate / total)
+            cleared += (cd_old[i] - cdn) * wk[i, 6]
+    kill_t_parts = _kill_parts(theta, Ta, ctot)
+    kill_m_parts = _kill_parts(theta, Ta_m, ctot_m)
+    xth = Th + hh * hsrc
+    qth = 1.0 + hh * (a + bp) * A
+    th_capped = (xth / qth).real > t0cap.real
+    qa = 1.0 + hh * (sigma + (a + bp) * Th)
+    qt = 1.0 + hh * (iota * ctot + eta)
+    ab = a + bp_m
+    ka = sigma + ab * Th_m
+    kt = iota * ctot_m + eta
+    e_th = _relax_exp(ab * A_m, h)
+    e_a = _relax_exp(ka, h)
+    e_ta = _relax_exp(kt, h)
+    src = ctot + C_new + cd_new
     for k in range(nk):
         dlam1, dlam2, da = dth[P_LAM1, k], dth[P_LAM2, k], dth[P_A, k]
         db = dth[P_R, k] * a + (theta[P_R] - 1.0) * da
@@ -506,7 +598,7 @@ def _step_tangent(theta, dth, y, cd_old, t_rt, n_cd, t, h, dh, dqr_half, dqr, dq
         if kill_prev.real >= 0.0:  # the predictor's kill rate: the previous midpoint's, or evaluated at t
             dkill_t = dkill_prev[k]
         else:
-            dkill_t = _kill_rate_tangent(theta, dth, k, Ta, ctot, p1, dTa, dctot, dp1)
+            dkill_t = _kill_rate_tangent(theta, dth, k, Ta, ctot, p1, dTa, dctot, dp1, kill_t_parts)
         dgrowth = dlam1 * (1.0 - lam2 * ctot) - lam1 * (dlam2 * ctot + lam2 * dctot)
         dbp = db / (1.0 + c4) - b * dc4 / ((1.0 + c4) * (1.0 + c4))
         # stage 1 (half step, linearly implicit)
@@ -517,73 +609,61 @@ def _step_tangent(theta, dth, y, cd_old, t_rt, n_cd, t, h, dh, dqr_half, dqr, dq
         dC_m = (dC * num + C * dnum) / den - C_m * dden / den
         dcd_m = 0.0 * dC_m
         for i in range(n_cd):
-            tb = t - t_rt[i]
-            om = omega(tb, td1, td2)
-            dom = _omega_tangent(tb, td1, td2, 0.0, dth[P_TD1, k], dth[P_TD2, k])
-            den_i = 1.0 + hh * (phi * om + kill)
+            om = wk[i, 0]
+            dom = _omega_tangent(t - t_rt[i], td1, td2, 0.0, dth[P_TD1, k], dth[P_TD2, k])
+            den_i = wk[i, 1]
             dden_i = dhh * (phi * om + kill) + hh * (dth[P_PHI, k] * om + phi * dom + dkill_t)
             dcd_m += dCd[i, k] / den_i - cd_old[i] * dden_i / (den_i * den_i)
-        xth = Th + hh * hsrc
-        qth = 1.0 + hh * (a + bp) * A
-        if (xth / qth).real <= t0cap.real:
+        if not th_capped:
             dxth = dTh + dhh * hsrc + hh * dth[P_H, k]
             dqth = dhh * (a + bp) * A + hh * ((da + dbp) * A + (a + bp) * dA)
             dTh_m = dxth / qth - xth * dqth / (qth * qth)
         else:
             dTh_m = dth[P_T0, k]
-        qa = 1.0 + hh * (sigma + (a + bp) * Th)
         dqa = dhh * (sigma + (a + bp) * Th) + hh * (dth[P_SIGMA, k] + (da + dbp) * Th + (a + bp) * dTh)
         dA_m = (dA + dqin[0, k]) / qa - (A + dqr_half) * dqa / (qa * qa)
-        qt = 1.0 + hh * (iota * ctot + eta)
         dqt = dhh * (iota * ctot + eta) + hh * (dth[P_IOTA, k] * ctot + iota * dctot + dth[P_ETA, k])
         dTa_m = (dTa + dfv[0, k] * dqj_half + f0 * dqin[2, k]) / qt - (Ta + f0 * dqj_half) * dqt / (qt * qt)
         dc4_m = dc4 * e_c4 + c4 * ddec[0, k]
         dp1_m = dp1 * e_p1 + p1 * ddec[1, k]
         # stage 2 (midpoint rates over the full step)
         dctot_m = dC_m + dcd_m
-        dkill_m = _kill_rate_tangent(theta, dth, k, Ta_m, ctot_m, p1_m, dTa_m, dctot_m, dp1_m)
+        dkill_m = _kill_rate_tangent(theta, dth, k, Ta_m, ctot_m, p1_m, dTa_m, dctot_m, dp1_m, kill_m_parts)
         dgrowth_m = dlam1 * (1.0 - lam2 * ctot_m) - lam1 * (dlam2 * ctot_m + lam2 * dctot_m)
         dbp_m = db / (1.0 + c4_m) - b * dc4_m / ((1.0 + c4_m) * (1.0 + c4_m))
         dC_new = dC * e_c + C_new * ((dgrowth_m - dkill_m) * h + (growth_m - kill_m) * dh[k])
         dcleared = 0.0 * dC_new
         dcd_new = 0.0 * dC_new
         for i in range(n_cd):
-            tb = t + hh - t_rt[i]
-            om = omega(tb, td1, td2)
-            dom = _omega_tangent(tb, td1, td2, dhh, dth[P_TD1, k], dth[P_TD2, k])
-            clear_rate = phi * om
+            om = wk[i, 2]
+            dom = _omega_tangent(t + hh - t_rt[i], td1, td2, dhh, dth[P_TD1, k], dth[P_TD2, k])
             dclear = dth[P_PHI, k] * om + phi * dom
-            total = clear_rate + kill_m
+            total = wk[i, 4]
             dtotal = dclear + dkill_m
-            factor = np.exp(-total * h)
+            factor = wk[i, 5]
             dcdn = dCd[i, k] * factor - cd_old[i] * factor * (dtotal * h + total * dh[k])
             if total.real > 0.0:
-                fr = clear_rate / total
-                dfr = dclear / total - clear_rate * dtotal / (total * total)
-                dcleared += (dCd[i, k] - dcdn) * fr + cd_old[i] * (1.0 - factor) * dfr
+                dfr = dclear / total - wk[i, 3] * dtotal / (total * total)
+                dcleared += (dCd[i, k] - dcdn) * wk[i, 6] + cd_old[i] * (1.0 - factor) * dfr
             dCd[i, k] = dcdn
             dcd_new += dcdn
-        ab = a + bp_m
         dab = da + dbp_m
         dhs = dth[P_H, k]
-        dTh_free = _relax_tangent(Th, ab * A_m, hsrc, h, dTh, dab * A_m + ab * dA_m, dhs, dh[k])
+        dTh_free = _relax_tangent(Th, ab * A_m, hsrc, h, e_th, dTh, dab * A_m + ab * dA_m, dhs, dh[k])
         dleft = dTh + dhs * h + hsrc * dh[k] - dTh_free
         if ab.real > 0.0:
             dy[Y_THA, k] += dleft * (a / ab) + left * (da / ab - a * dab / (ab * ab))
             dy[Y_THB, k] += dleft * (bp_m / ab) + left * (dbp_m / ab - bp_m * dab / (ab * ab))
         dy[Y_TH, k] = dTh_free if Th_free.real <= t0cap.real else dth[P_T0, k]
-        ka = sigma + ab * Th_m
         dka = dth[P_SIGMA, k] + dab * Th_m + ab * dTh_m
         dsa = dqin[1, k] / h - dqr * dh[k] / (h * h)
-        dy[Y_A, k] = _relax_tangent(A, ka, dqr / h, h, dA, dka, dsa, dh[k])
-        kt = iota * ctot_m + eta
+        dy[Y_A, k] = _relax_tangent(A, ka, dqr / h, h, e_a, dA, dka, dsa, dh[k])
         dkt = dth[P_IOTA, k] * ctot_m + iota * dctot_m + dth[P_ETA, k]
         dst = (dfv[1, k] * dqj + fmid * dqin[3, k]) / h - fmid * dqj * dh[k] / (h * h)
-        dy[Y_TA, k] = _relax_tangent(Ta, kt, fmid * dqj / h, h, dTa, dkt, dst, dh[k])
+        dy[Y_TA, k] = _relax_tangent(Ta, kt, fmid * dqj / h, h, e_ta, dTa, dkt, dst, dh[k])
         dy[Y_C4, k] = dc4_m * e_c4 + c4_m * ddec[0, k]
         dy[Y_P1, k] = dp1_m * e_p1 + p1_m * ddec[1, k]
         dy[Y_C, k] = dC_new
-        src = ctot + C_new + cd_new
         dinc[k] = (dth[P_RHO, k] * hh * src + rho * dhh * src + rho * hh * (dctot + dC_new + dcd_new)
                    + dth[P_PSI, k] * cleared + psi * dcleared)
         dkill[k] = dkill_m
@@ -612,11 +692,12 @@ def step(theta, y, Cd, t_rt, n_cd, t, h, dqr_half, dqr, dqj_half, dqj, f0, fmid,
 
     Forward-mode sensitivities (exponential scheme, deterministic mode): ``tg = None`` for values only (the branch
     is pruned at compile time: the value path is the same machine code as without it), else the tuple
-    ``(dth, dy, dCd, dh, dqin, dfv, ddec, dkill_prev, dinc, dkill)`` of :func:`_step_tangent`: ``dth`` (P, K) the
+    ``(dth, dy, dCd, dh, dqin, dfv, ddec, dkill_prev, dinc, dkill, wk)`` of :func:`_step_tangent`: ``dth`` (P, K) the
     parameters' tangents in K directions, ``dy`` (N_Y, K) and ``dCd`` (n, K) the state's (updated in place), ``dh``
     (K,) the step's (non-zero only for the day-0 landing step), ``dqin`` (4, K) those of ``dqr_half, dqr,
     dqj_half, dqj``, ``dfv`` (2, K) of ``f0, fmid``, ``ddec`` (2, K) of ``decay_half``, ``dkill_prev`` (K,);
-    ``dinc`` and ``dkill`` (K,) receive those of the returned R integral and kill rate.
+    ``dinc`` and ``dkill`` (K,) receive those of the returned R integral and kill rate; ``wk`` (>= n_cd, 7) is
+    scratch.
     """
     lam1 = theta[P_LAM1]
     lam2 = theta[P_LAM2]
@@ -721,7 +802,7 @@ def step(theta, y, Cd, t_rt, n_cd, t, h, dqr_half, dqr, dqj_half, dqj, f0, fmid,
     if tg is not None:  # forward-mode sensitivities of this step (y and Cd still hold the state at t)
         _step_tangent(theta, tg[0], y, Cd, t_rt, n_cd, t, h, tg[3], dqr_half, dqr, dqj_half, dqj, tg[4], f0, fmid,
                       tg[5], decay_half, tg[6], kill_prev, tg[7], kill, Th_m, A_m, Ta_m, c4_m, p1_m, kill_m,
-                      Th_free, left, C, tg[2], tg[1], tg[8], tg[9])
+                      Th_free, left, C, tg[2], tg[1], tg[8], tg[9], tg[10])
     cleared = 0.0
     cd_new = 0.0
     e_kill = np.exp(-kill_m * h) if n_cd > 0 else 1.0
@@ -921,7 +1002,7 @@ def run(
         for kk in range(nf):
             dvhist[0, kk] = dyf[Y_C, kk] * vc + y[Y_C] * dthf[P_VC, kk]
         stg = (dthf, dyt, np.zeros((1, nf)), np.zeros(nf), np.zeros((4, nf)), np.zeros((2, nf)),
-               np.zeros((2, nf)), np.zeros(nf), np.zeros(nf), np.zeros(nf))
+               np.zeros((2, nf)), np.zeros(nf), np.zeros(nf), np.zeros(nf), np.zeros((1, 7)))
         tg = (dthf, dyf, dyt, dringR, dringJ, dinitR, ds1, ds2, dfrac, stg)
     if V.real < v_pre.real:
         while True:
@@ -1083,15 +1164,19 @@ def run(
         dkill_last = np.zeros(nk)
         dinc = np.zeros(nk)
         dkl = np.zeros(nk)
-        ttg = (dth_k, dy, dCd, np.zeros(nk), dqt, dfvt, ddec, dkill_last, dinc, dkl)
+        ttg = (dth_k, dy, dCd, np.zeros(nk), dqt, dfvt, ddec, dkill_last, dinc, dkl, np.zeros((max(n_rt, 1), 7)))
+        cw = np.zeros((6, 5))  # the delayed-source interpolants' tangents as linear forms (_cum_weights)
+        iw = np.zeros(6, dtype=np.int64)
         dr0 = np.zeros(nk)
         dj0 = np.zeros(nk)
         dr1 = np.zeros(nk)
         dj1 = np.zeros(nk)
         dCl = np.zeros(nk)
+        iw[0] = _cum_weights(HR, hpre - s1, hpre, cw, 0)
+        iw[1] = _cum_weights(HJ, hpre - s2, hpre, cw, 1)
         for kk in range(nk):
-            dr0[kk] = _cum_at_tangent(HR, dHR, hpre - s1, -ds1t[kk], hpre, kk)
-            dj0[kk] = _cum_at_tangent(HJ, dHJ, hpre - s2, -ds2t[kk], hpre, kk)
+            dr0[kk] = _cum_apply(dHR, iw[0], cw, 0, kk, -ds1t[kk])
+            dj0[kk] = _cum_apply(dHJ, iw[1], cw, 1, kk, -ds2t[kk])
     for j in range(n_steps + 1):
         t = j * dt
         C = y[Y_C]
@@ -1204,19 +1289,26 @@ def run(
                 inc, neg, cap, kl = step(theta, y, Cd, t_rt, ri, tu, h, qrh, r1 - r0, qjh, j1 - j0, f_0, f_m,
                                          exponential, integer_mode, rng, decay, kill_last, None)
             else:
+                if not reuse:
+                    iw[0] = _cum_weights(HR, p_r, last, cw, 0)
+                    iw[1] = _cum_weights(HJ, p_j, last, cw, 1)
+                iw[2] = _cum_weights(HR, p_r + 1.0, last, cw, 2)
+                iw[3] = _cum_weights(HJ, p_j + 1.0, last, cw, 3)
+                iw[4] = _cum_weights(HR, p_r + 0.5, last, cw, 4)
+                iw[5] = _cum_weights(HJ, p_j + 0.5, last, cw, 5)
+                # the branch _min takes: kv (t - t_RT) while it is <= 1 (a tie takes the ramp, as the value)
+                on0 = vasc_on and kv * (tu - t_vasc) <= 1.0
+                onm = vasc_on and kv * (tu + 0.5 * h - t_vasc) <= 1.0
                 for kk in range(nk):
                     if not reuse:
-                        dr0[kk] = _cum_at_tangent(HR, dHR, p_r, -ds1t[kk], last, kk)
-                        dj0[kk] = _cum_at_tangent(HJ, dHJ, p_j, -ds2t[kk], last, kk)
-                    dr1[kk] = _cum_at_tangent(HR, dHR, p_r + 1.0, -ds1t[kk], last, kk)
-                    dj1[kk] = _cum_at_tangent(HJ, dHJ, p_j + 1.0, -ds2t[kk], last, kk)
-                    dqt[0, kk] = _cum_at_tangent(HR, dHR, p_r + 0.5, -ds1t[kk], last, kk) - dr0[kk]
+                        dr0[kk] = _cum_apply(dHR, iw[0], cw, 0, kk, -ds1t[kk])
+                        dj0[kk] = _cum_apply(dHJ, iw[1], cw, 1, kk, -ds2t[kk])
+                    dr1[kk] = _cum_apply(dHR, iw[2], cw, 2, kk, -ds1t[kk])
+                    dj1[kk] = _cum_apply(dHJ, iw[3], cw, 3, kk, -ds2t[kk])
+                    dqt[0, kk] = _cum_apply(dHR, iw[4], cw, 4, kk, -ds1t[kk]) - dr0[kk]
                     dqt[1, kk] = dr1[kk] - dr0[kk]
-                    dqt[2, kk] = _cum_at_tangent(HJ, dHJ, p_j + 0.5, -ds2t[kk], last, kk) - dj0[kk]
+                    dqt[2, kk] = _cum_apply(dHJ, iw[5], cw, 5, kk, -ds2t[kk]) - dj0[kk]
                     dqt[3, kk] = dj1[kk] - dj0[kk]
-                    # the branch _min takes: kv (t - t_RT) while it is <= 1 (a tie takes the ramp, as the value)
-                    on0 = vasc_on and kv * (tu - t_vasc) <= 1.0
-                    onm = vasc_on and kv * (tu + 0.5 * h - t_vasc) <= 1.0
                     dfvt[0, kk] = dth_k[P_KV, kk] * (tu - t_vasc) if on0 else 0.0
                     dfvt[1, kk] = dth_k[P_KV, kk] * (tu + 0.5 * h - t_vasc) if onm else 0.0
                 inc, neg, cap, kl = step(theta, y, Cd, t_rt, ri, tu, h, qrh, r1 - r0, qjh, j1 - j0, f_0, f_m,

@@ -36,6 +36,8 @@ class RitSimulator:
     data_days: tuple[float, float] = (7.0, 121.0)
     day_offset: float = 7.0
     pretreatment_volume_mm3: float | None = None
+    dt: float | None = None
+    substeps: int | None = None
     name: str = "rit"
     observables: tuple[str, ...] = (LOG_VOLUME,)
 
@@ -49,12 +51,16 @@ class RitSimulator:
             raise ValueError(f"the RIT simulator emits only {LOG_VOLUME!r}, not {list(self.observables)}")
         if self.pretreatment_volume_mm3 is not None and not self.pretreatment_volume_mm3 > 0:
             raise ValueError(f"pretreatment_volume_mm3 must be > 0, got {self.pretreatment_volume_mm3}")
+        self.config()  # dt and substeps are validated by RitConfig (named errors)
         self.times = np.arange(lo, hi + 0.5, 1.0)  # data days, daily grid
 
     def config(self):
+        """The preset's :class:`~forward.rit.RitConfig` with this simulator's settings (``None`` keeps the preset's:
+        the converged default grid dt = 0.05 d x 4 substeps, docs/rit.md)."""
         from .model import RitConfig
 
-        over = {} if self.pretreatment_volume_mm3 is None else {"pretreatment_volume_mm3": self.pretreatment_volume_mm3}
+        over = {key: value for key, value in (("pretreatment_volume_mm3", self.pretreatment_volume_mm3),
+                                              ("dt", self.dt), ("substeps", self.substeps)) if value is not None}
         return RitConfig.from_preset(self.preset, **over)
 
     @property
@@ -66,9 +72,9 @@ class RitSimulator:
         return self._log_volumes(theta, condition, jacobian=False)[0]
 
     def simulate_jacobian(self, theta: np.ndarray, condition: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`simulate` and its exact Jacobian ``(n, 1, len(times), len(parameter_names))``: complex-step runs of
-        the same kernel (the derivative of the discretisation itself, to round-off), 0 where the volume is floored
-        (the ``exact`` emulator's gradient; docs/rit.md "Exact sensitivities")."""
+        """:meth:`simulate` and its exact Jacobian ``(n, 1, len(times), len(parameter_names))``: the kernel's
+        forward-mode tangents (the derivative of the discretisation itself, to round-off), 0 where the volume is
+        floored (the ``exact`` emulator's gradient; docs/rit.md "Exact sensitivities")."""
         return self._log_volumes(theta, condition, jacobian=True)
 
     def _log_volumes(self, theta, condition, jacobian: bool):

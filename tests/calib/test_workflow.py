@@ -100,6 +100,11 @@ def test_a_new_data_set_is_calibrated_and_a_held_out_arm_predicted_by_config_alo
               "predictions_fit.png", "predictions_heldout.png"):
         assert (run / f).exists(), f
     assert summary["conditions"] == {"fit": ["control", "treated"], "heldout": ["combo"]}
+    # the triage rule compared the surrogate's error at posterior draws with the fitted noise (docs/calib.md)
+    route = summary["route"]
+    assert route["route"] == "surrogate" and route["advice"] in ("keep", "escalate_to_exact")
+    ratio = route["surrogate_rmse_over_noise"]["log_volume"]
+    assert (route["advice"] == "keep") == (ratio <= 1.0)
     # the population carrying capacity is recovered (truth 1500; data reach it in the control arm)
     k = summary["posterior"]["carrying_capacity"]
     assert k["q05"] < TRUE_K < k["q95"] and k["sd"] < 300
@@ -331,6 +336,7 @@ def test_per_subject_initial_volume_from_the_observed_first_measurement(tmp_path
     assert not np.any(cal.data.time == 0.0) and len(cal.data) == 8 * (len(LogisticModel().times) - 1)
     summary = cal.run()
     assert summary["observed_inputs"]["initial_volume"]["rows_conditioned_on"] == 8
+    assert summary["route"]["route"] == "exact" and summary["route"]["advice"] == "keep"
     assert summary["diagnostics"]["rhat_max"] < 1.05
     r = cal.idata.posterior["growth_rate"].values  # every mouse's growth rate near its truth (0.3)
     assert np.all(np.abs(np.median(r, axis=(0, 1)) / 0.3 - 1) < 0.15)

@@ -119,6 +119,7 @@ def _restricted_dewan(fit_conditions, n_design):
     cfg["parameters"] = {n: cfg["parameters"][n] for n in names}
     cfg["design"]["bounds"] = {n: cfg["design"]["bounds"][n] for n in names}
     cfg["design"]["n"] = n_design
+    cfg["emulator"] = {"kind": "surrogate"}  # the shipped config uses the true model: these test the surrogate route
     cfg["conditions"] = {"fit": list(fit_conditions), "heldout": []}
     return cfg
 

@@ -152,7 +152,7 @@ def test_step_tangent_equals_complex_step_in_every_input(kill_prev):
     dy, dcd = seed["y"].copy(), seed["cd"].copy()
     dinc, dkill = np.zeros(nk), np.zeros(nk)
     tg = (seed["theta"].copy(), dy, dcd, seed["h"][0].copy(), seed["q"].copy(), seed["fv"].copy(),
-          seed["dec"].copy(), seed["kill_prev"][0].copy(), dinc, dkill)
+          seed["dec"].copy(), seed["kill_prev"][0].copy(), dinc, dkill, np.zeros((2, 7)))
     y1, cd1 = y.copy(), cd.copy()
     inc, kl = one_step(theta, y1, cd1, t_rt, 2, t, h, q, fv, dec, kill_prev, np.random.default_rng(0), tg)
     y0, c0 = y.copy(), cd.copy()
