@@ -24,10 +24,12 @@ def thin(idata, n: int):
 
 
 def restrict(summary: dict, conditions) -> dict:
-    """The per-condition entries of ``conditions`` with their pooled coverage."""
+    """The per-condition entries of ``conditions`` with their pooled coverage (and what drives each prediction)."""
     per = {c: summary["per_condition"][c] for c in conditions}
     n = sum(v["n_obs"] for v in per.values())
+    ident = summary.get("identifiability", {})
     return {"per_condition": per, "n_obs": n,
+            "identifiability": {c: ident[c] for c in conditions if c in ident},
             "coverage_50": sum(v["coverage_50"] * v["n_obs"] for v in per.values()) / n if n else None,
             "coverage_90": sum(v["coverage_90"] * v["n_obs"] for v in per.values()) / n if n else None}
 
@@ -80,6 +82,66 @@ def predictive_summary(pred, rows: Measurements, meas: Measurements, conditions,
                                    "coverage_90": i90 / n if n else None, **entry}
     return out
 
+
+
+#: a parameter the fit leaves near its prior (contraction below this) ...
+PRIOR_DRIVEN_CONTRACTION = 0.5
+#: ... that explains at least this share of a prediction's spread over posterior draws makes the prediction prior-driven
+PRIOR_DRIVEN_SHARE = 0.2
+
+
+def first_order_share(x: np.ndarray, y: np.ndarray, bins: int = 10) -> float | None:
+    """Share of ``var(y)`` explained by ``x`` alone, ``var(E[y | x]) / var(y)``, by quantile bins of ``x`` (the
+    first-order Sobol index of the posterior draws; positive bias ~ (bins - 1) / len(x)). None when y is constant."""
+    vy = float(np.var(y))
+    if not vy > 0 or np.ptp(x) == 0:
+        return None
+    edges = np.quantile(x, np.linspace(0, 1, bins + 1))
+    idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, bins - 1)
+    means = np.array([y[idx == b].mean() if np.any(idx == b) else np.nan for b in range(bins)])
+    counts = np.array([np.sum(idx == b) for b in range(bins)])
+    ok = counts > 0
+    return float(min(np.sum(counts[ok] * (means[ok] - y.mean()) ** 2) / counts.sum() / vy, 1.0))
+
+
+def prediction_identifiability(thinned, pred, rows: Measurements, conditions, contraction: dict,
+                               link: dict | None = None) -> dict:
+    """Which fitted parameters drive each condition's prediction, beside how much the fit informed them.
+
+    Per condition and observable, the prediction is the new subjects' mean forward-model value (``mu``) on the
+    condition's last day, one value per posterior draw; each parameter of ``contraction`` (population parameters and
+    latent locations, in their prior's link space ``link[name]``) gets its first-order share of that prediction's
+    spread (:func:`first_order_share`). A parameter with contraction < :data:`PRIOR_DRIVEN_CONTRACTION` and share
+    >= :data:`PRIOR_DRIVEN_SHARE` makes the prediction **prior-driven**: what it says about that condition comes from
+    the prior, not from the fitted arms."""
+    link = link or {}
+    post = thinned.posterior
+    out = {}
+    for c in conditions:
+        per_obs = {}
+        for o in rows.observables:
+            sel = np.flatnonzero(rows.observable == o)
+            mine = sel[rows.condition[sel] == c]
+            if not len(mine):
+                continue
+            last = mine[rows.time[mine] == rows.time[mine].max()]
+            mu = pred.predictions[f"mu_{o}"].values  # (chain, draw, rows of o)
+            pos = np.searchsorted(sel, last)
+            y = mu[..., pos].mean(axis=-1).ravel()
+            params = {}
+            for n, k in contraction.items():
+                if n not in post:
+                    continue
+                x = np.asarray(link.get(n, lambda v: v)(post[n].values.ravel()), float)
+                share = first_order_share(x, y)
+                params[n] = {"contraction": float(k), "first_order_share": share,
+                             "prior_driven": bool(share is not None and k < PRIOR_DRIVEN_CONTRACTION
+                                                  and share >= PRIOR_DRIVEN_SHARE)}
+            driven = sorted(n for n, r in params.items() if r["prior_driven"])
+            per_obs[o] = {"day": float(rows.time[last][0]), "prediction_sd": float(np.std(y)),
+                          "parameters": params, "prior_driven": bool(driven), "prior_driven_by": driven}
+        out[c] = per_obs
+    return out
 
 
 def plot_predictions(pred: dict, meas: Measurements, observables, conditions, out: Path, filename: str,

@@ -34,7 +34,8 @@ from .data import Conditions, Measurements, read_conditions, read_measurements
 from .likelihoods import CONTINUOUS, ObservableSpec
 from .model import ParameterSpec, build_model
 from .outputs import write_json
-from .predict import plot_predictions, predictive_summary, restrict
+from .diagnostics import posterior_contraction
+from .predict import plot_predictions, prediction_identifiability, predictive_summary, restrict
 from .predict import thin as thin_posterior
 
 #: what a workflow run writes into its folder (``--force`` replaces exactly these; ``campaigns`` is kept)
@@ -709,6 +710,10 @@ class Calibration:
                                                   random_seed=int(p.get("seed", self.sampler["seed"])),
                                                   progressbar=self._bars)
         summary = predictive_summary(pred, rows, self.tables[0], conditions, limits)
+        priors = self.priors()
+        summary["identifiability"] = prediction_identifiability(
+            thin, pred, rows, conditions, posterior_contraction(idata, priors),
+            {n: getattr(p, "_g", None) for n, p in priors.items() if getattr(p, "_g", None) is not None})
         self.seconds["prediction"] = round(time.perf_counter() - t0, 1)
         return {"idata": pred, "rows": rows, "summary": summary}
 

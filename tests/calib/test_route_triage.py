@@ -25,3 +25,32 @@ def test_exact_route_over_its_cost_budget_is_flagged():
 def test_no_noise_estimate_means_no_escalation_rule_applies():
     assert route_advice("surrogate", True, {"y": 5.0}, {})["advice"] == "keep"
     assert route_advice("blackbox", False)["advice"] == "keep"
+
+
+def test_first_order_share_and_prior_driven_flags():
+    """A prediction driven by a parameter the fit left at its prior is flagged; one driven by an identified
+    parameter is not; the share is var(E[y|x]) / var(y) (1 for y = f(x), 1/2 for x + noise, ~0 for unrelated x)."""
+    import numpy as np
+    import xarray as xr
+    from types import SimpleNamespace
+
+    from calib.data import Measurements
+    from calib.predict import first_order_share, prediction_identifiability
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(1, 400)), rng.normal(size=(1, 400))
+    assert first_order_share(a.ravel(), np.tanh(a.ravel())) > 0.95
+    noisy = first_order_share(a.ravel(), a.ravel() + rng.normal(size=400))  # half the variance is explained
+    assert abs(noisy - 0.5) < 0.1
+    assert first_order_share(a.ravel(), b.ravel()) < 0.06
+    assert first_order_share(a.ravel(), np.ones(400)) is None
+    rows = Measurements.from_arrays(["A/new1", "A/new1", "B/new1"], ["A", "A", "B"], ["y", "y", "y"],
+                                    [0.0, 5.0, 5.0], [np.nan] * 3)
+    mu = np.stack([np.zeros(400), a.ravel() + 0.1 * b.ravel(), b.ravel()], axis=-1)[None]  # A driven by a, B by b
+    pred = SimpleNamespace(predictions={"mu_y": xr.DataArray(mu, dims=("chain", "draw", "obs"))})
+    thinned = SimpleNamespace(posterior={"a": xr.DataArray(a, dims=("chain", "draw")),
+                                         "b_loc": xr.DataArray(b, dims=("chain", "draw"))})
+    res = prediction_identifiability(thinned, pred, rows, ["A", "B"], {"a": 0.1, "b_loc": 0.9})
+    assert res["A"]["y"]["day"] == 5.0 and res["A"]["y"]["prior_driven_by"] == ["a"]
+    assert res["B"]["y"]["prior_driven"] is False  # driven by b_loc, which the fit identified (contraction 0.9)
+    assert res["B"]["y"]["parameters"]["b_loc"]["first_order_share"] > 0.9

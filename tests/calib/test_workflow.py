@@ -105,6 +105,13 @@ def test_a_new_data_set_is_calibrated_and_a_held_out_arm_predicted_by_config_alo
     assert route["route"] == "surrogate" and route["advice"] in ("keep", "escalate_to_exact")
     ratio = route["surrogate_rmse_over_noise"]["log_volume"]
     assert (route["advice"] == "keep") == (ratio <= 1.0)
+    # beside the held-out prediction: which parameters drive it and whether the fit informed them
+    ident = summary["prediction"]["heldout"]["identifiability"]["combo"]["log_volume"]
+    assert set(ident["parameters"]) == set(summary["contraction"]) and ident["prediction_sd"] > 0
+    for n, r in ident["parameters"].items():
+        assert r["contraction"] == pytest.approx(summary["contraction"][n], abs=1e-9)
+        assert r["prior_driven"] == (r["contraction"] < 0.5 and (r["first_order_share"] or 0) >= 0.2)
+    assert ident["prior_driven_by"] == sorted(n for n, r in ident["parameters"].items() if r["prior_driven"])
     # the population carrying capacity is recovered (truth 1500; data reach it in the control arm)
     k = summary["posterior"]["carrying_capacity"]
     assert k["q05"] < TRUE_K < k["q95"] and k["sd"] < 300
