@@ -176,10 +176,26 @@ def omega(tbar, td1, td2):
 @njit(cache=True, inline="always")
 def kill_rate(theta, ta, ctot, p1):
     """Per-cell immune kill rate p (1 + p1) (T_a/C_tot)^q / (s + (T_a/C_tot)^q) (eqs 18, 22)."""
+    return _kill_from_parts(theta, p1, _kill_parts(theta, ta, ctot))
+
+
+@njit(cache=True, inline="always")
+def _kill_parts(theta, ta, ctot):
+    """The pieces of :func:`kill_rate` (its tangent reuses them): ``(active, ln(C_tot/T_a), (C_tot/T_a)^q,
+    1 + s (C_tot/T_a)^q)``; x^q / (s + x^q) is written as 1 / (1 + s (C_tot/T_a)^q): no overflow when C_tot
+    underflows towards 0."""
     if ctot.real <= 0.0 or ta.real <= 0.0:
-        return 0.0
-    # x^q / (s + x^q) written as 1 / (1 + s (C_tot/T_a)^q): no overflow when C_tot underflows towards 0
-    return theta[P_P] * (1.0 + p1) / (1.0 + theta[P_S] * np.exp(theta[P_Q] * np.log(ctot / ta)))
+        return False, 0.0 * ctot, 0.0 * ctot, 1.0 + 0.0 * ctot
+    lr = np.log(ctot / ta)
+    z = np.exp(theta[P_Q] * lr)
+    return True, lr, z, 1.0 + theta[P_S] * z
+
+
+@njit(cache=True, inline="always")
+def _kill_from_parts(theta, p1, parts):
+    if not parts[0]:
+        return 0.0 * parts[3]
+    return theta[P_P] * (1.0 + p1) / parts[3]
 
 
 @njit(cache=True)
@@ -216,12 +232,27 @@ def relax(y, k, s, h):
     """Exact value after ``h`` of ``y' = s - k y`` with constant ``k >= 0`` and ``s``: ``y e^-kh + s (1 - e^-kh)/k``.
 
     Positive for ``y, s >= 0``, exact in the stiff limit (``-> s/k``) — the building block of the scheme."""
+    return _relax_e(y, k, s, h, _relax_exp(k, h))
+
+
+@njit(cache=True, inline="always")
+def _relax_exp(k, h):
+    """``e^{-k h}`` where :func:`relax` uses it (neither the series nor the stiff-limit branch), else 0: computed
+    once per step, shared by the value and every tangent direction."""
+    x = k * h
+    if x.real < 1e-5 or x.real > 745.0:
+        return 0.0 * x
+    return np.exp(-x)
+
+
+@njit(cache=True, inline="always")
+def _relax_e(y, k, s, h, e):
+    """:func:`relax` given ``e`` = :func:`_relax_exp` ``(k, h)``."""
     x = k * h
     if x.real < 1e-5:
         return y * (1.0 - x + 0.5 * x * x) + s * h * (1.0 - 0.5 * x + x * x / 6.0)
     if x.real > 745.0:  # e^-x underflows: the stiff limit
         return s / k
-    e = np.exp(-x)
     return y * e + s * (1.0 - e) / k
 
 
@@ -455,16 +486,6 @@ def _log_sf_tangent(theta, dth, k, survival, d):
 
 
 @njit(cache=True, inline="always")
-def _relax_exp(k, h):
-    """``e^{-k h}`` where :func:`relax` uses it (neither the series nor the stiff-limit branch), else 0: computed
-    once per step for all tangent directions."""
-    x = k * h
-    if x.real < 1e-5 or x.real > 745.0:
-        return 0.0 * x
-    return np.exp(-x)
-
-
-@njit(cache=True, inline="always")
 def _relax_tangent(y, k, s, h, e, dy, dk, ds, dh):
     """Tangent of :func:`relax` ``(y, k, s, h)`` (same branches), ``e`` = :func:`_relax_exp` ``(k, h)``."""
     x = k * h
@@ -477,17 +498,6 @@ def _relax_tangent(y, k, s, h, e, dy, dk, ds, dh):
         return ds / k - s * dk / (k * k)
     de = -e * dx
     return dy * e + y * de + (ds * (1.0 - e) - s * de) / k - s * (1.0 - e) * dk / (k * k)
-
-
-@njit(cache=True, inline="always")
-def _kill_parts(theta, ta, ctot):
-    """The value pieces of :func:`kill_rate` its tangent needs, computed once for all directions:
-    ``(active, ln(C_tot/T_a), (C_tot/T_a)^q, 1 + s (C_tot/T_a)^q)``."""
-    if ctot.real <= 0.0 or ta.real <= 0.0:
-        return False, 0.0 * ctot, 0.0 * ctot, 1.0 + 0.0 * ctot
-    lr = np.log(ctot / ta)
-    z = np.exp(theta[P_Q] * lr)
-    return True, lr, z, 1.0 + theta[P_S] * z
 
 
 @njit(cache=True, inline="always")
@@ -518,14 +528,15 @@ def _omega_tangent(tbar, td1, td2, dtbar, dtd1, dtd2):
 @njit(cache=True)
 def _step_tangent(theta, dth, y, cd_old, t_rt, n_cd, t, h, dh, dqr_half, dqr, dqj_half, dqj, dqin, f0,
                   fmid, dfv, decay_half, ddec, kill_prev, dkill_prev, kill, Th_m, A_m, Ta_m, c4_m, p1_m, kill_m,
-                  Th_free, left, C_new, dCd, dy, dinc, dkill, wk):
+                  Th_free, left, C_new, dCd, dy, dinc, dkill, wk, km_parts, e_c, e_th, e_a, e_ta):
     """Tangent of one exponential-scheme :func:`step` (see its docstring for the tangent arguments): the same
     expressions differentiated line by line, from the values ``step`` computed (``y`` and ``cd_old``: the state and
     cohorts at t; ``C_new``, ``Th_free``, ``left``: after the step; the stage-1 midpoint values; the kill rates
     used). Called before ``step`` updates ``y`` and the cohorts. Updates ``dy`` and ``dCd`` in place; writes
-    ``dinc`` and ``dkill``. Every value-dependent transcendental (kill-rate powers, relaxation exponentials, the
-    cohorts' mitotic-delay ramps and decay factors, kept in the scratch ``wk`` (>= n_cd, 7)) is computed once, before
-    the loop over the K directions, which is then arithmetic only."""
+    ``dinc`` and ``dkill``. Every value-dependent transcendental is computed once: the ones the value step has
+    (``km_parts`` = the midpoint kill rate's :func:`_kill_parts`, ``e_c`` = e^{(growth - kill) h}, the relaxation
+    exponentials ``e_th``, ``e_a``, ``e_ta`` of T^, A^, T_a) are passed in; the cohorts' mitotic-delay ramps and decay
+    factors go to the scratch ``wk`` (>= n_cd, 7) before the loop over the K directions, which is arithmetic only."""
     nk = dy.shape[1]
     lam1, lam2, a = theta[P_LAM1], theta[P_LAM2], theta[P_A]
     b = (theta[P_R] - 1.0) * a
@@ -557,7 +568,6 @@ def _step_tangent(theta, dth, y, cd_old, t_rt, n_cd, t, h, dh, dqr_half, dqr, dq
     ctot_m = C_m + cd_m
     growth_m = lam1 * (1.0 - lam2 * ctot_m)
     bp_m = b / (1.0 + c4_m)
-    e_c = np.exp((growth_m - kill_m) * h)
     cd_new, cleared = 0.0 * C, 0.0 * C  # the step's cohorts after it and the cells cleared (as step computes them)
     for i in range(n_cd):
         om = omega(t + hh - t_rt[i], td1, td2)
@@ -573,8 +583,9 @@ def _step_tangent(theta, dth, y, cd_old, t_rt, n_cd, t, h, dh, dqr_half, dqr, dq
         cd_new += cdn
         if total.real > 0.0:
             cleared += (cd_old[i] - cdn) * wk[i, 6]
-    kill_t_parts = _kill_parts(theta, Ta, ctot)
-    kill_m_parts = _kill_parts(theta, Ta_m, ctot_m)
+    # the kill rate at t only when the predictor used it (else the previous midpoint's, with its own tangent)
+    kill_t_parts = _kill_parts(theta, Ta, ctot) if kill_prev.real < 0.0 else (False, 0.0 * ctot, 0.0 * ctot,
+                                                                                 1.0 + 0.0 * ctot)
     xth = Th + hh * hsrc
     qth = 1.0 + hh * (a + bp) * A
     th_capped = (xth / qth).real > t0cap.real
@@ -583,9 +594,6 @@ def _step_tangent(theta, dth, y, cd_old, t_rt, n_cd, t, h, dh, dqr_half, dqr, dq
     ab = a + bp_m
     ka = sigma + ab * Th_m
     kt = iota * ctot_m + eta
-    e_th = _relax_exp(ab * A_m, h)
-    e_a = _relax_exp(ka, h)
-    e_ta = _relax_exp(kt, h)
     src = ctot + C_new + cd_new
     for k in range(nk):
         dlam1, dlam2, da = dth[P_LAM1, k], dth[P_LAM2, k], dth[P_A, k]
@@ -628,7 +636,7 @@ def _step_tangent(theta, dth, y, cd_old, t_rt, n_cd, t, h, dh, dqr_half, dqr, dq
         dp1_m = dp1 * e_p1 + p1 * ddec[1, k]
         # stage 2 (midpoint rates over the full step)
         dctot_m = dC_m + dcd_m
-        dkill_m = _kill_rate_tangent(theta, dth, k, Ta_m, ctot_m, p1_m, dTa_m, dctot_m, dp1_m, kill_m_parts)
+        dkill_m = _kill_rate_tangent(theta, dth, k, Ta_m, ctot_m, p1_m, dTa_m, dctot_m, dp1_m, km_parts)
         dgrowth_m = dlam1 * (1.0 - lam2 * ctot_m) - lam1 * (dlam2 * ctot_m + lam2 * dctot_m)
         dbp_m = db / (1.0 + c4_m) - b * dc4_m / ((1.0 + c4_m) * (1.0 + c4_m))
         dC_new = dC * e_c + C_new * ((dgrowth_m - dkill_m) * h + (growth_m - kill_m) * dh[k])
@@ -788,21 +796,30 @@ def step(theta, y, Cd, t_rt, n_cd, t, h, dqr_half, dqr, dqj_half, dqj, f0, fmid,
     p1_m = p1 * e_p1
     # stage 2: rates frozen at the midpoint state, full step
     ctot_m = C_m + cd_m
-    kill_m = kill_rate(theta, Ta_m, ctot_m, p1_m)
+    km_parts = _kill_parts(theta, Ta_m, ctot_m)
+    kill_m = _kill_from_parts(theta, p1_m, km_parts)
     growth_m = lam1 * (1.0 - lam2 * ctot_m)
     bp_m = b / (1.0 + c4_m)
+    e_c = 0.0 * C
     if integer_mode:
         C = float(birth_death_exact(int(C.real), _max(growth_m, 0.0).real, (kill_m + _max(-growth_m, 0.0)).real,
                                     h, rng))
     else:
-        C = C * np.exp((growth_m - kill_m) * h)
+        e_c = np.exp((growth_m - kill_m) * h)
+        C = C * e_c
     # T^ with the activation rate frozen at its midpoint value; `left` counts the cells that left T^ (>= 0)
-    Th_free = relax(Th, (a + bp_m) * A_m, hsrc, h)
+    k_th = (a + bp_m) * A_m
+    e_th = _relax_exp(k_th, h)
+    Th_free = _relax_e(Th, k_th, hsrc, h, e_th)
     left = Th + hsrc * h - Th_free
+    k_a = sigma + (a + bp_m) * Th_m
+    e_a = _relax_exp(k_a, h)
+    k_ta = iota * ctot_m + eta
+    e_ta = _relax_exp(k_ta, h)
     if tg is not None:  # forward-mode sensitivities of this step (y and Cd still hold the state at t)
         _step_tangent(theta, tg[0], y, Cd, t_rt, n_cd, t, h, tg[3], dqr_half, dqr, dqj_half, dqj, tg[4], f0, fmid,
                       tg[5], decay_half, tg[6], kill_prev, tg[7], kill, Th_m, A_m, Ta_m, c4_m, p1_m, kill_m,
-                      Th_free, left, C, tg[2], tg[1], tg[8], tg[9], tg[10])
+                      Th_free, left, C, tg[2], tg[1], tg[8], tg[9], tg[10], km_parts, e_c, e_th, e_a, e_ta)
     cleared = 0.0
     cd_new = 0.0
     e_kill = np.exp(-kill_m * h) if n_cd > 0 else 1.0
@@ -818,8 +835,8 @@ def step(theta, y, Cd, t_rt, n_cd, t, h, dqr_half, dqr, dqj_half, dqj, f0, fmid,
         y[Y_THA] += left * (a / (a + bp_m))
         y[Y_THB] += left * (bp_m / (a + bp_m))
     y[Y_TH] = _min(Th_free, t0cap)
-    y[Y_A] = relax(A, sigma + (a + bp_m) * Th_m, dqr / h, h)
-    y[Y_TA] = relax(Ta, iota * ctot_m + eta, fmid * dqj / h, h)
+    y[Y_A] = _relax_e(A, k_a, dqr / h, h, e_a)
+    y[Y_TA] = _relax_e(Ta, k_ta, fmid * dqj / h, h, e_ta)
     y[Y_C] = C
     y[Y_C4] = c4_m * e_c4
     y[Y_P1] = p1_m * e_p1
