@@ -584,6 +584,44 @@ class Calibration:
                 "max_rmse": max(r["rmse"] for v in out.values() for r in v.values()),
                 "worst_condition": worst[0], "per_condition": out}
 
+    def numerics_check(self, idata, n: int | None = None) -> dict | None:
+        """The forward model's numerical resolution checked where the posterior is: at ``n`` posterior draws of the
+        fitted subjects, every fitted condition simulated at the run's resolution and once refined (the simulator's
+        ``refined()``, e.g. half the integration step), compared on the fitted rows' days; the largest difference
+        is reported in units of the fitted noise sd (``converged``: below 0.1 sd — the discretisation error is then
+        negligible beside the observation noise). An unconverged resolution is announced loudly. None when the
+        route does not simulate the true model in the likelihood or the simulator has no ``refined()``."""
+        em = next(iter(self.emulators.values()))
+        if getattr(em, "family", "") not in ("exact", "blackbox") or not hasattr(self.forward, "refined"):
+            return None
+        n = n or int(self.cfg.get("diagnostics", {}).get("surrogate_check_draws", 40))
+        rng = np.random.default_rng(int(self.sampler["seed"]))
+        post = self.subject_parameters(idata)
+        full = self.problem.full_vector(post[rng.choice(len(post), size=min(n, len(post)), replace=False)])
+        fine = self.forward.refined()
+        grid = np.asarray(self.forward.times, float)
+        worst, per_obs = 0.0, {}
+        for c in self.conditions[0]:
+            days = np.unique(self.data.time[self.data.condition == c])
+            a, b = self.forward.simulate(full, self.schedule(c)), fine.simulate(full, self.schedule(c))
+            for j, o in enumerate(self.forward.observables):
+                interp = [np.array([np.interp(days, grid, row) for row in x[:, j]]) for x in (a, b)]
+                diff = np.abs(interp[0] - interp[1])
+                d = float(np.nanmax(diff)) if np.isfinite(diff).any() else 0.0
+                per_obs[o] = max(per_obs.get(o, 0.0), d)
+        noise = {o: float(idata.posterior[f"sigma_{o}"].median()) for o in per_obs if f"sigma_{o}" in idata.posterior}
+        ratio = {o: per_obs[o] / noise[o] for o in noise if noise[o] > 0}
+        worst = max(ratio.values(), default=0.0)
+        out = {"n_draws": len(full), "resolution": getattr(self.forward, "numerics_tag", ""),
+               "refined": getattr(fine, "numerics_tag", ""), "max_abs_diff": per_obs,
+               "max_diff_over_noise": ratio, "converged": bool(worst < 0.1)}
+        if not out["converged"]:
+            msg = (f"NUMERICS: the forward model at {out['resolution']} differs from {out['refined']} by "
+                   f"{worst:.2f} noise sd at posterior draws: refine the resolution")
+            print("\n" + "!" * 78 + f"\n!! {msg}\n" + "!" * 78, file=sys.stderr)
+            warnings.warn(msg, RouteWarning, stacklevel=2)
+        return out
+
     def exact_gradient_seconds(self, idata) -> float | None:
         """Seconds for one value + Jacobian of every fitted unit (subject x condition) by the true model at a
         posterior draw — the exact route's cost per NUTS gradient (None when the route is not ``exact`` or the model
@@ -774,6 +812,9 @@ class Calibration:
             if idata.posterior.sizes["chain"] > 1:
                 summary["chain_modes"] = self.chain_modes(idata)
         summary["route"] = self.route(idata, check)
+        numerics = self.numerics_check(idata)
+        if numerics is not None:
+            summary["numerics_at_posterior"] = numerics
         if (self.cfg.get("conditions") or self.cfg.get("predict")) and self.cfg.get("predict", {}).get("draws", 1):
             pred = self.predict(idata, fit + held)
             save_idata(pred["idata"], self.out / "predictions.nc", attrs)

@@ -63,6 +63,13 @@ class RitSimulator:
                                               ("dt", self.dt), ("substeps", self.substeps)) if value is not None}
         return RitConfig.from_preset(self.preset, **over)
 
+    def refined(self) -> RitSimulator:
+        """The same simulator with twice the substeps (half the integration step): the workflow's resolution check
+        at posterior draws (``calib.workflow.Calibration.numerics_check``)."""
+        from dataclasses import replace
+
+        return replace(self, substeps=2 * self.config().substeps)
+
     @property
     def numerics_tag(self) -> str:
         """The time-integration settings (scheme, step, kernel revision): part of every campaign's identity."""

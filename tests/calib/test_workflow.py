@@ -344,6 +344,26 @@ def test_per_subject_initial_volume_from_the_observed_first_measurement(tmp_path
     summary = cal.run()
     assert summary["observed_inputs"]["initial_volume"]["rows_conditioned_on"] == 8
     assert summary["route"]["route"] == "exact" and summary["route"]["advice"] == "keep"
+    # the resolution check at posterior draws: a closed form has nothing to refine; a simulator whose refined
+    # version differs by 0.05 in log volume is compared in units of the fitted noise sd
+    assert "numerics_at_posterior" not in summary and cal.numerics_check(cal.idata) is None
+    base = cal.forward
+
+    class Shifted:
+        numerics_tag = "refined"
+
+        def simulate(self, theta, condition=None):
+            return base.simulate(theta, condition) + 0.05
+
+    object.__setattr__(base, "refined", lambda: Shifted())
+    try:
+        check = cal.numerics_check(cal.idata, n=5)
+    finally:
+        object.__delattr__(base, "refined")
+    sigma = float(cal.idata.posterior["sigma_log_volume"].median())
+    assert check["n_draws"] == 5 and check["max_abs_diff"]["log_volume"] == pytest.approx(0.05, rel=1e-9)
+    assert check["max_diff_over_noise"]["log_volume"] == pytest.approx(0.05 / sigma)
+    assert check["converged"] == (0.05 / sigma < 0.1)
     assert summary["diagnostics"]["rhat_max"] < 1.05
     r = cal.idata.posterior["growth_rate"].values  # every mouse's growth rate near its truth (0.3)
     assert np.all(np.abs(np.median(r, axis=(0, 1)) / 0.3 - 1) < 0.15)

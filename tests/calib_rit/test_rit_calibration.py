@@ -71,6 +71,23 @@ def test_schedule_and_simulator_errors():
         Schedule.from_condition({"drug": "anti_pd1", "drug_dayz": [8.0]}, 7.0, 30.0)
     with pytest.raises(ValueError, match="pretreatment_volume_mm3 must be > 0"):
         RitSimulator(pretreatment_volume_mm3=0.0)
+    with pytest.raises(ValueError, match="substeps must be an integer >= 1"):
+        RitSimulator(substeps=0)
+    with pytest.raises(ValueError, match=r"time step dt must be in \(0, 1\]"):
+        RitSimulator(dt=0.0)
+
+
+def test_simulator_numerics_settings_and_refinement():
+    """dt and substeps are simulator settings (part of every campaign key through numerics_tag); refined() halves
+    the integration step (the workflow's resolution check at posterior draws)."""
+    base = RitSimulator(data_days=(7.0, 20.0))
+    assert base.numerics_tag == "exponential-dt0.05x4-k2"
+    coarse = RitSimulator(data_days=(7.0, 20.0), substeps=2)
+    assert coarse.numerics_tag == "exponential-dt0.05x2-k2" and coarse.refined().numerics_tag == base.numerics_tag
+    theta = np.array([[0.2, 5.0, 0.1]])
+    cond = {"rt_days": [8.0], "rt_doses_gy": [8.0]}
+    a, b = coarse.simulate(theta, cond), base.simulate(theta, cond)
+    assert a.shape == b.shape and 0 < np.abs(a - b).max() < 0.05  # the same model at another resolution
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
