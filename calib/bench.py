@@ -103,6 +103,7 @@ def bench_exact_rit(repeats: int = 5, seed: int = 0) -> dict:
         cal = Calibration(dataset_dir("morisada2018") / "moc1.toml", tmp, progress=False)
         fm, conditions, data = cal.forward, cal.conditions[0], cal.data
         schedules = {c: cal.schedule(c) for c in conditions}
+        space = cal._input_space()
     inputs, values, total = [], [], 0.0
     for c in conditions:
         n = len(np.unique(data.subject[data.condition == c]))
@@ -110,7 +111,7 @@ def bench_exact_rit(repeats: int = 5, seed: int = 0) -> dict:
         inputs.append(th)
         values.append(np.column_stack([rng.uniform(0.05, 0.2, n), np.exp(rng.uniform(0.0, np.log(100.0), n)),
                                        np.full(n, 0.05)]))
-        total = total + ExactEmulator(fm, schedules[c]).predict_pt(th)[0].sum()
+        total = total + ExactEmulator(fm, schedules[c], space=space).predict_pt(th)[0].sum()
     f = pytensor.function(inputs, [total, *pytensor.grad(total, inputs)])
     f(*values)  # compile (kernel specialisations are cached on disk)
 

@@ -16,7 +16,12 @@ the "exact" emulator so the surrogate route can be validated against the exact l
 ``simulate_jacobian(theta, condition) -> (outputs, jacobian)`` with ``jacobian`` of shape ``(n, len(observables),
 len(times), len(parameter_names))`` — the exact derivative of what ``simulate`` computes (forward-mode sensitivities
 through the model's own time stepping) — which makes the "exact" emulator a PyTensor Op with a gradient
-(:func:`calib.surrogate.ForwardGradOp`), so NUTS runs on the true model.
+(:func:`calib.surrogate.ForwardGradOp`), so NUTS runs on the true model. A simulator whose cost grows with the
+horizon may set ``supports_until = True`` and accept ``until`` (one last needed time per row) in ``simulate`` and
+``simulate_jacobian``: each row is then computed only up to its own last data day (outputs after it are finite but
+not the model's; the likelihood reads none of them). ``refined()`` returns the same simulator at a finer numerical
+resolution (the workflow's resolution check at posterior draws); ``numerics_tag`` names the resolution (part of
+every campaign key).
 
 Models are found by spec string with :func:`load_forward_model`: ``"toy.logistic"``, ``"toy.linear"`` (shipped in
 :mod:`calib.toy`) or ``"package.module:attribute"`` where the attribute is a forward-model instance, class or

@@ -243,7 +243,14 @@ def build_model(emulators, parameters: Sequence[ParameterSpec], data: Measuremen
         for c in dict.fromkeys(cd for _, cd in units):
             idx = [i for i, u in enumerate(units) if u[1] == c]
             em = emulators[c]
-            mean, var = em.predict_pt(theta_units[idx])
+            if getattr(em, "accepts_until", False):  # each unit simulated only up to its own last data day
+                last = {}
+                for subj, cond, t in zip(data.subject, data.condition, data.time):
+                    if cond == c:
+                        last[subj] = max(last.get(subj, -np.inf), float(t))
+                mean, var = em.predict_pt(theta_units[idx], until=[last[units[i][0]] for i in idx])
+            else:
+                mean, var = em.predict_pt(theta_units[idx])
             if getattr(em, "family", "") not in ("exact", "blackbox"):
                 # keep the posterior inside the emulator's training box: far outside, a GP reverts to its mean with
                 # a large variance, a flat likelihood region that traps chains (seen on the toy example: one of 4

@@ -228,13 +228,23 @@ class ExactEmulator:
         self.space = _full_space(forward, space)
         self.surrogate_id = f"exact-{forward.name}"
 
-    def predict_pt(self, theta):
+    @property
+    def accepts_until(self) -> bool:
+        """Whether :meth:`predict_pt` uses per-row horizons (the simulator computes only up to each row's last
+        needed time: ``supports_until`` in the forward protocol)."""
+        return not hasattr(self.forward, "simulate_pt") and bool(getattr(self.forward, "supports_until", False))
+
+    def predict_pt(self, theta, until=None):
+        """Mean (and zero variance) of ``theta``'s rows; ``until`` (one time per row, when :attr:`accepts_until`):
+        each row is simulated only up to that time — outputs after it are finite but not the model's, so the
+        caller reads none of them (the likelihood uses each subject's own data days)."""
         import pytensor.tensor as pt
 
         if hasattr(self.forward, "simulate_pt"):
             mean = self.forward.simulate_pt(theta, self.condition)
         else:
-            mean = ForwardGradOp(self.forward, self.condition)(pt.as_tensor_variable(theta))[0]
+            mean = ForwardGradOp(self.forward, self.condition,
+                                 until if self.accepts_until else None)(pt.as_tensor_variable(theta))[0]
         return mean, pt.zeros_like(mean)
 
     def predict(self, theta, return_var=True):
@@ -318,7 +328,13 @@ def _forward_grad_op_class():
         """``theta (n, p) -> [outputs (n, n_obs, n_t), jacobian (n, n_obs, n_t, p)]`` from the forward model's exact
         sensitivities (``simulate_jacobian``); the gradient of a scalar of ``outputs`` is the vector–Jacobian
         product ``Σ_{o,t} ḡ[n,o,t] J[n,o,t,:]`` — one forward-mode run gives value and gradient (PyTensor merges
-        the node, so ``outputs`` and ``jacobian`` are computed once per evaluation)."""
+        the node, so ``outputs`` and ``jacobian`` are computed once per evaluation). ``until``: one last needed
+        time per row (part of the Op's identity), passed to the simulator."""
+
+        def __init__(self, forward, condition, until=None):
+            super().__init__(forward, condition)
+            self.until = None if until is None else tuple(float(t) for t in until)
+            self.key = (*self.key, self.until)
 
         def make_node(self, theta):
             theta = pt.as_tensor_variable(theta)
@@ -334,7 +350,13 @@ def _forward_grad_op_class():
             if theta.shape[1] != p:
                 raise ValueError(f"forward model {self.forward.name!r}: theta has {theta.shape[1]} columns, expected "
                                  f"{p} ({list(self.forward.parameter_names)})")
-            y, jac = self.forward.simulate_jacobian(theta, self.condition)
+            if self.until is None:
+                y, jac = self.forward.simulate_jacobian(theta, self.condition)
+            else:
+                if len(self.until) != theta.shape[0]:
+                    raise ValueError(f"forward model {self.forward.name!r}: {len(self.until)} horizons for "
+                                     f"{theta.shape[0]} rows of theta")
+                y, jac = self.forward.simulate_jacobian(theta, self.condition, until=np.asarray(self.until))
             outputs[0][0] = np.asarray(y, np.float64)
             outputs[1][0] = np.asarray(jac, np.float64)
 
@@ -358,11 +380,13 @@ def _forward_grad_op_class():
     return _ForwardGradOp
 
 
-def ForwardGradOp(forward, condition=None):
+def ForwardGradOp(forward, condition=None, until=None):
     """The forward model as a differentiable PyTensor Op (exact sensitivities; see :class:`ExactEmulator`)."""
     if not hasattr(forward, "simulate_jacobian"):
         raise ValueError(f"forward model {forward.name!r} has no exact sensitivities (simulate_jacobian)")
-    return _forward_grad_op_class()(forward, condition)
+    if until is not None and not getattr(forward, "supports_until", False):
+        raise ValueError(f"forward model {forward.name!r} does not take per-row horizons (supports_until)")
+    return _forward_grad_op_class()(forward, condition, until)
 
 
 def validate(surrogate, theta: np.ndarray, outputs: np.ndarray, levels=(0.5, 0.9)) -> dict:

@@ -424,7 +424,7 @@ JACOBIAN_METHODS = ("tangent", "complex_step")
 
 
 def _batch(thetas: np.ndarray, schedule: Schedule, times, config: RitConfig, v_pre: np.ndarray | None = None,
-           jac_cols: Sequence[int] = (), jacobian_method: str = "tangent"):
+           jac_cols: Sequence[int] = (), jacobian_method: str = "tangent", horizons: np.ndarray | None = None):
     """Deterministic runs, one per row of ``thetas`` (one compiled kernel call each: ~0.3 ms at dt = 0.05 d), with
     per-row pre-treatment volumes ``v_pre`` (default: the config's). ``jac_cols``: kernel parameter indices (``-1``
     = the pre-treatment volume) whose exact derivatives are returned too — by the kernel's forward-mode tangents
@@ -469,17 +469,21 @@ def _batch(thetas: np.ndarray, schedule: Schedule, times, config: RitConfig, v_p
         out_dpre = np.zeros((len(pre_times), nk))
     for r in range(thetas.shape[0]):
         th = np.ascontiguousarray(thetas[r])
+        row_arrays, g = arrays, grid
+        if horizons is not None:  # stop at the first grid point at or after the row's horizon
+            n_r = int(min(n_steps, max(0, math.ceil(horizons[r] / config.dt - 1e-9))))
+            row_arrays, g = (*arrays[:-1], n_r), grid[:n_r + 1]
         if jac is not None and jacobian_method == "tangent":
-            _run_kernel(th, float(v_pre[r]), config, arrays, states, cohorts, info[r], pre_times, out_pre,
+            _run_kernel(th, float(v_pre[r]), config, row_arrays, states, cohorts, info[r], pre_times, out_pre,
                         (dth, dvpre, out_dV, out_dpre))
-            out[r] = np.interp(pos, grid, states[:, K.S_V])
+            out[r] = np.interp(pos, g, states[:len(g), K.S_V])
             out[r, pre] = out_pre
             for j in range(nk):
-                jac[r, :, j] = np.interp(pos, grid, out_dV[:, j])
+                jac[r, :, j] = np.interp(pos, g, out_dV[:len(g), j])
                 jac[r, pre, j] = out_dpre[:, j]
             continue
-        _run_kernel(th, float(v_pre[r]), config, arrays, states, cohorts, info[r], pre_times, out_pre)
-        out[r] = np.interp(pos, grid, states[:, K.S_V])
+        _run_kernel(th, float(v_pre[r]), config, row_arrays, states, cohorts, info[r], pre_times, out_pre)
+        out[r] = np.interp(pos, g, states[:len(g), K.S_V])
         out[r, pre] = out_pre
         if jac is None or info[r, K.I_STATUS] != K.OK:
             continue
@@ -490,8 +494,8 @@ def _batch(thetas: np.ndarray, schedule: Schedule, times, config: RitConfig, v_p
                 vp += 1j * COMPLEX_STEP
             else:
                 th_c[col] += 1j * COMPLEX_STEP
-            _run_kernel(th_c, vp, config, arrays, c_states, c_cohorts, c_info, pre_times, c_pre)
-            jac[r, :, j] = np.interp(pos, grid, c_states[:, K.S_V].imag) / COMPLEX_STEP
+            _run_kernel(th_c, vp, config, row_arrays, c_states, c_cohorts, c_info, pre_times, c_pre)
+            jac[r, :, j] = np.interp(pos, g, c_states[:len(g), K.S_V].imag) / COMPLEX_STEP
             jac[r, pre, j] = c_pre.imag / COMPLEX_STEP
     return out, info, jac
 
@@ -509,6 +513,7 @@ def simulate_volumes_batch(
     pretreatment_volumes: np.ndarray | None = None,
     jacobian: bool = False,
     jacobian_method: str = "tangent",
+    horizons: np.ndarray | None = None,
 ):
     """Volumes for many parameter vectors at once (one compiled kernel call per row, ~0.3 ms each).
 
@@ -521,6 +526,8 @@ def simulate_volumes_batch(
     column ``d V / d pretreatment volume`` when ``pretreatment_volumes`` is given — by the kernel's forward-mode
     tangents (default; exponential scheme) or complex-step runs of the same kernel (``jacobian_method=
     "complex_step"``, either scheme) — NaN on rows that are not ok: ``(volumes, ok, jacobian)``.
+    ``horizons`` (n,): model days up to which each row is needed — the run stops at the first grid point at or after
+    it (no cost beyond), and later times hold the value (and derivative) there: finite, not the model's.
     """
     ps = _as_parameter_set(base)
     config = config or RitConfig.from_preset(ps.preset)
@@ -550,8 +557,12 @@ def simulate_volumes_batch(
         pretreatment_volumes = np.asarray(pretreatment_volumes, dtype=np.float64).reshape(-1)
         if pretreatment_volumes.shape != (values.shape[0],) or not np.all(pretreatment_volumes > 0):
             raise ValueError(f"pretreatment_volumes must be {values.shape[0]} positive volumes (mm^3), one per row")
+    if horizons is not None:
+        horizons = np.asarray(horizons, dtype=np.float64).reshape(-1)
+        if horizons.shape != (values.shape[0],) or np.any(np.isnan(horizons)):
+            raise ValueError(f"horizons must be {values.shape[0]} model days, one per row")
     vols, info, jac = _batch(thetas, schedule, times, config, pretreatment_volumes, jac_cols if jacobian else (),
-                             jacobian_method)
+                             jacobian_method, horizons)
     ok = info[:, K.I_STATUS] == K.OK
     if config.on_negative == "raise":
         ok &= info[:, K.I_N_NEGATIVE] == 0

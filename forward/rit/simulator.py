@@ -40,6 +40,8 @@ class RitSimulator:
     substeps: int | None = None
     name: str = "rit"
     observables: tuple[str, ...] = (LOG_VOLUME,)
+    #: simulate / simulate_jacobian take ``until`` (one last needed data day per row; forward protocol)
+    supports_until = True
 
     def __post_init__(self):
         self.parameter_names = tuple(self.parameter_names)
@@ -75,16 +77,19 @@ class RitSimulator:
         """The time-integration settings (scheme, step, kernel revision): part of every campaign's identity."""
         return self.config().numerics_tag
 
-    def simulate(self, theta: np.ndarray, condition: dict | None = None) -> np.ndarray:
-        return self._log_volumes(theta, condition, jacobian=False)[0]
+    def simulate(self, theta: np.ndarray, condition: dict | None = None, until=None) -> np.ndarray:
+        """Log volumes ``(n, 1, len(times))``; ``until`` (n,): each row simulated only up to that data day (later
+        outputs hold the value there: finite, not the model's — for callers that read no later time)."""
+        return self._log_volumes(theta, condition, jacobian=False, until=until)[0]
 
-    def simulate_jacobian(self, theta: np.ndarray, condition: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def simulate_jacobian(self, theta: np.ndarray, condition: dict | None = None,
+                          until=None) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`simulate` and its exact Jacobian ``(n, 1, len(times), len(parameter_names))``: the kernel's
         forward-mode tangents (the derivative of the discretisation itself, to round-off), 0 where the volume is
         floored (the ``exact`` emulator's gradient; docs/rit.md "Exact sensitivities")."""
         return self._log_volumes(theta, condition, jacobian=True)
 
-    def _log_volumes(self, theta, condition, jacobian: bool):
+    def _log_volumes(self, theta, condition, jacobian: bool, until=None):
         from .model import simulate_volumes_batch
         from .schedule import Schedule
 
@@ -99,8 +104,14 @@ class RitSimulator:
                 raise ValueError(f"{PRETREATMENT_VOLUME} must be > 0, got {v_pre[~(v_pre > 0)][0]}")
             names.pop(j)
             theta = np.delete(theta, j, axis=1)
+        horizons = None
+        if until is not None:
+            until = np.asarray(until, float).reshape(-1)
+            if until.shape != (theta.shape[0],) or not np.all(np.isfinite(until)):
+                raise ValueError(f"until must hold one finite data day per row ({theta.shape[0]}), got {until!r}")
+            horizons = until - self.day_offset
         res = simulate_volumes_batch(self.preset, names, theta, schedule, t_model, self.config(),
-                                     pretreatment_volumes=v_pre, jacobian=jacobian)
+                                     pretreatment_volumes=v_pre, jacobian=jacobian, horizons=horizons)
         vols = res[0]
         with np.errstate(divide="ignore", invalid="ignore"):
             out = np.log(np.maximum(vols, VOLUME_FLOOR_MM3))

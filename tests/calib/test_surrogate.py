@@ -214,3 +214,66 @@ def test_exact_emulator_op_gradient_is_the_vector_jacobian_product(rng):
         ForwardGradOp(fm)(pt.vector("v"))
     with pytest.raises(ValueError, match="has neither a PyTensor form"):
         ExactEmulator(type("M", (), {"name": "m", "observables": ("y",), "times": np.zeros(1)})())
+
+
+class _HorizonLogistic(_JacobianLogistic):
+    """The same model taking per-row horizons: outputs after a row's ``until`` hold the value there."""
+
+    name = "toy.logistic_horizon"
+    supports_until = True
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def simulate_jacobian(self, theta, condition=None, until=None):
+        y, jac = super().simulate_jacobian(theta, condition)
+        self.calls.append(None if until is None else np.asarray(until).tolist())
+        if until is not None:
+            for r, u in enumerate(until):
+                k = int(np.searchsorted(self.times, u))
+                y[r, :, k + 1:] = y[r, :, k:k + 1]
+                jac[r, :, k + 1:] = jac[r, :, k:k + 1]
+        return y, jac
+
+
+def test_per_row_horizons_reach_the_simulator_through_the_op_and_the_model(rng):
+    """The likelihood passes each unit's last data day as ``until`` to a simulator that supports it: values and
+    gradients at the data days are unchanged; a horizon per row is part of the Op's identity; a wrong count or a
+    simulator without the capability is a named error."""
+    from calib.data import Measurements
+    from calib.model import ObservableSpec, ParameterSpec, build_model
+    from calib.surrogate import ExactEmulator, ForwardGradOp
+
+    fm = _HorizonLogistic()
+    em = ExactEmulator(fm, None)
+    assert em.accepts_until and not ExactEmulator(_JacobianLogistic(), None).accepts_until
+    t = fm.times
+    # subject a observed to times[2], subject b to times[-1]
+    subj = ["a"] * 3 + ["b"] * len(t)
+    times = np.concatenate([t[:3], t])
+    data = Measurements.from_arrays(subj, ["c"] * len(subj), ["log_volume"] * len(subj), times,
+                                    rng.normal(5.0, 0.1, len(subj)))
+    from priors import Prior
+
+    params = [ParameterSpec("growth_rate", "population", prior=Prior("LogNormal", {"mu": -1.2, "sigma": 0.3})),
+              ParameterSpec("carrying_capacity", "fixed", value=1500.0),
+              ParameterSpec("initial_volume", "fixed", value=50.0)]
+    m = build_model({"c": em}, params, data, {"log_volume": ObservableSpec(sigma=0.2)})
+    with m:
+        logp = m.compile_logp()
+        dlogp = m.compile_dlogp()
+    point = m.initial_point()
+    value, grad = logp(point), dlogp(point)
+    assert fm.calls[-1] == [float(t[2]), float(t[-1])]
+    fm_full = _JacobianLogistic()
+    m_full = build_model({"c": ExactEmulator(fm_full, None)}, params, data, {"log_volume": ObservableSpec(sigma=0.2)})
+    with m_full:
+        np.testing.assert_allclose(value, m_full.compile_logp()(point), rtol=1e-12)
+        np.testing.assert_allclose(grad, m_full.compile_dlogp()(point), rtol=1e-12)
+    op = ForwardGradOp(fm, None, [1.0, 2.0])
+    assert op != ForwardGradOp(fm, None, [1.0, 3.0]) and op == ForwardGradOp(fm, None, [1.0, 2.0])
+    with pytest.raises(ValueError, match="2 horizons for 3 rows"):
+        pytensor.function([], op(pt.as_tensor_variable(np.ones((3, 3))))[0])()
+    with pytest.raises(ValueError, match="does not take per-row horizons"):
+        ForwardGradOp(_JacobianLogistic(), None, [1.0])

@@ -230,3 +230,21 @@ def test_pretreatment_volume_can_be_a_per_row_parameter(tmp_path):
     cfg["design"]["scales"] = {PRETREATMENT_VOLUME: "log"}
     space = Calibration(cfg, tmp_path, progress=False).space(cal.free)
     assert space.names[-1] == PRETREATMENT_VOLUME and space.scales[-1] == "log" and space.upper[-1] == 150.0
+
+
+def test_per_row_horizons_cost_nothing_beyond_and_change_nothing_before():
+    """``until``: each row simulated only to its own last data day (later outputs hold the value there); values up
+    to that day are bit-identical to the full run, including a row whose horizon lies before day 0."""
+    fm = RitSimulator(data_days=(3.0, 60.0), day_offset=7.0, pretreatment_volume_mm3=50.0)
+    theta = np.array([[0.2, 5.0, 0.1], [0.15, 20.0, 0.05], [0.1, 2.0, 0.2]])
+    cond = {"rt_days": [8.0, 9.0], "rt_doses_gy": [8.0, 8.0]}
+    until = np.array([20.0, 60.0, 5.0])
+    full = fm.simulate(theta, cond)
+    part = fm.simulate(theta, cond, until=until)
+    for r, u in enumerate(until):
+        keep = fm.times <= u
+        np.testing.assert_array_equal(part[r, 0, keep], full[r, 0, keep])
+        assert np.all(part[r, 0, ~keep] == part[r, 0, keep][-1]) or u < fm.day_offset
+    assert not np.array_equal(part[0], full[0])  # row 0 really stopped at day 20
+    with pytest.raises(ValueError, match="one finite data day per row"):
+        fm.simulate(theta, cond, until=[20.0, 30.0])

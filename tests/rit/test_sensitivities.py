@@ -171,3 +171,20 @@ def test_step_tangent_equals_complex_step_in_every_input(kill_prev):
         np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12 * (np.abs(ref).max() + 1e-300),
                                    err_msg=f"direction {j} ({blocks[b][0]}[{j - off[b]}])")
     assert K.N_PARAMS == len(PARAM_NAMES)
+
+
+@pytest.mark.slow
+def test_tangents_with_per_row_horizons_equal_the_full_run_before_the_horizon():
+    """``until`` stops each row's run at its own last data day: values and Jacobian up to it are those of the
+    full run, bit for bit."""
+    fm = RitSimulator(data_days=(7.0, 60.0), day_offset=7.0, pretreatment_volume_mm3=50.0)
+    theta = np.array([[0.2, 5.0, 0.1], [0.15, 20.0, 0.05]])
+    cond = {"rt_days": [8.0, 9.0], "rt_doses_gy": [8.0, 8.0]}
+    y, jac = fm.simulate_jacobian(theta, cond)
+    yp, jp = fm.simulate_jacobian(theta, cond, until=[25.0, 60.0])
+    keep = fm.times <= 25.0
+    np.testing.assert_array_equal(yp[0, 0, keep], y[0, 0, keep])
+    np.testing.assert_array_equal(jp[0, 0, keep], jac[0, 0, keep])
+    np.testing.assert_array_equal(yp[1], y[1])
+    np.testing.assert_array_equal(jp[1], jac[1])
+    assert np.all(np.isfinite(jp))
