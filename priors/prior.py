@@ -246,8 +246,8 @@ def default_prior(default: float, lower: float, upper: float, scale: str, sigma:
     if not (math.isfinite(lower) and math.isfinite(upper)):
         return Prior("TruncatedNormal", {"mu": float(default), "sigma": float(max(abs(default), 1.0)),
                                          "lower": float(lower), "upper": float(upper)})
-    if scale == "log" and lower <= 0:
-        scale = "linear"
+    if scale == "log" and lower <= 0:  # was a silent switch to a linear prior
+        raise ValueError(f"a log-scale prior needs a positive lower bound, got [{lower:g}, {upper:g}]")
     g = (lambda v: math.log(v)) if scale == "log" else (lambda v: float(v))
     lo, hi = g(lower), g(upper)
     centre = (g(default) - lo) / (hi - lo) if (scale != "log" or default > 0) else 0.0

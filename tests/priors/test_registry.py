@@ -245,3 +245,12 @@ def test_malformed_registry_file_is_rejected(tmp_path):
                     'unit = "1"\ndescription = "d"\ndefault = 1.0\nbounds = [2.0, 1.0]\nscale = "linear"\nsource = "s"\n')
     with pytest.raises(ParameterFileError, match=r"m.toml: parameter #1 \('x'\): bounds must satisfy lower < upper"):
         load_model_file(path)
+
+
+def test_a_log_scale_default_prior_with_a_non_positive_bound_is_an_error():
+    """It used to switch silently to a linear prior."""
+    from priors.prior import default_prior
+
+    with pytest.raises(ValueError, match="log-scale prior needs a positive lower bound"):
+        default_prior(1e-20, 0.0, 1e-6, "log")
+    assert default_prior(1e-20, 1e-30, 1e-6, "log").parameters["scale"] == "log"
