@@ -248,3 +248,12 @@ def test_per_row_horizons_cost_nothing_beyond_and_change_nothing_before():
     assert not np.array_equal(part[0], full[0])  # row 0 really stopped at day 20
     with pytest.raises(ValueError, match="one finite data day per row"):
         fm.simulate(theta, cond, until=[20.0, 30.0])
+
+
+@pytest.mark.slow
+def test_bench_exact_route_times_value_and_gradient_of_the_40_moc1_mice():
+    from calib.bench import bench_exact_rit
+
+    res = bench_exact_rit(repeats=1)
+    assert res["exact_rit_moc1_subjects"] == 40 and res["exact_rit_numerics"] == "exponential-dt0.05x4-k2"
+    assert 0 < res["exact_rit_moc1_40_value_s"] < res["exact_rit_moc1_40_value_grad_s"]
