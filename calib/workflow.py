@@ -760,6 +760,28 @@ class Calibration:
         """Identity of what the posterior depends on: the fitted rows and their conditions' schedules."""
         return _digest(self.data.digest(), {c: self.schedule(c) for c in self.conditions[0]})
 
+    def load_finished(self) -> dict | None:
+        """The summary of a finished run of this very calibration in the output folder — same config (hash of the
+        public config, sampler settings included), same fitted rows and schedules, same forward numerics — with its
+        InferenceData as ``self.idata``: a study killed half-way resumes without refitting what it has. None when
+        there is none (or anything differs)."""
+        import arviz as az
+
+        from .outputs import config_hash
+
+        path = self.out / "summary.json"
+        if not (path.is_file() and (self.out / "idata.nc").is_file()):
+            return None
+        summary = json.loads(path.read_text())
+        numerics = summary.get("numerics", summary.get("numerics_at_posterior", {}).get("resolution"))
+        if (summary.get("config_hash") != config_hash(public(self.cfg))
+                or summary.get("fit_data_hash") != self.fit_data_hash()
+                or numerics != getattr(self.forward, "numerics_tag", "")):
+            return None
+        self.idata = az.from_netcdf(self.out / "idata.nc")
+        self._log(f"[resume] {self.out}: a finished run of this config, data and numerics — reused")
+        return summary
+
     def run(self) -> dict:
         from .outputs import check_diagnostics, provenance, save_idata
 
@@ -786,6 +808,7 @@ class Calibration:
         summary = {"output": str(self.out), "method": self.sampler["method"], "diagnostics": diag,
                    "data_hash": data_hash, "fit_data_hash": attrs["fit_data_hash"],
                    "config_hash": attrs["config_hash"], "surrogate_id": sid,
+                   "numerics": getattr(self.forward, "numerics_tag", ""),
                    "conditions": {"fit": fit, "heldout": held},
                    "excluded_conditions": sorted(set(meas.condition.tolist()) - set(fit) - set(held)),
                    "problem": self.problem.to_dict(),

@@ -45,7 +45,7 @@ def run(out: Path, quick: bool = False) -> dict:
                                  "quick": quick}, "variants": {}}
     for variant in VARIANTS:
         cal = Calibration(_config(variant, quick), out / f"dewan_{variant}", force=True)
-        res = cal.run()
+        res = cal.load_finished() or cal.run()  # a rerun after a kill reuses the finished fits
         seed_values = registry().parameter_set("rit", cal.cfg["model"]["preset"])
         for n in cal.free:
             res["posterior"][n]["seed_best_fit"] = seed_values[n]
@@ -100,7 +100,7 @@ def _compare_routes(out: Path, quick: bool) -> dict:
     runs, summaries = {}, {}
     for name, cfg in (("exact_nuts", base), ("surrogate_nuts", surrogate), ("smc_true", smc)):
         runs[name] = Calibration(cfg, out / f"dewan_restricted_{name}", force=True)
-        summaries[name] = runs[name].run()
+        summaries[name] = runs[name].load_finished() or runs[name].run()
     ref = runs["smc_true"].idata.posterior
     result: dict = {"criteria": "|mean diff| <= 0.2 sd_SMC, |sd ratio - 1| <= 0.2",
                     "wall_clock_s": {k: v["seconds"] for k, v in summaries.items()},

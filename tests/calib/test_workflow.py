@@ -392,3 +392,21 @@ def test_observed_inputs_errors_are_named(tmp_path, edit, message):
     with pytest.raises(ValueError, match=message):
         cal = Calibration(cfg, tmp_path / "run", progress=False)
         cal.conditions, cal.data, cal.parameters, cal.problem  # noqa: B018
+
+
+def test_a_finished_run_is_reused_only_for_the_same_config_data_and_numerics(finished_run):
+    """Studies resume after a kill: a finished run of the same config, fitted data and numerics is loaded (summary
+    and posterior), anything else is not."""
+    from calib.config import load_config
+    from calib.workflow import Calibration
+
+    cfg, run, summary = finished_run
+    cal = Calibration(cfg, run, force=True, progress=False)
+    again = cal.load_finished()
+    assert again is not None and again["config_hash"] == summary["config_hash"]
+    k = summary["posterior"]["carrying_capacity"]  # the loaded posterior is the run's
+    assert float(cal.idata.posterior["carrying_capacity"].mean()) == pytest.approx(k["mean"], rel=1e-12)
+    other = load_config(cfg)
+    other["sampler"]["draws"] = other["sampler"].get("draws", 1000) + 1
+    assert Calibration(other, run, force=True, progress=False).load_finished() is None
+    assert Calibration(cfg, run.parent / "elsewhere", force=True, progress=False).load_finished() is None
