@@ -624,7 +624,8 @@ class Calibration:
 
     def exact_gradient_seconds(self, idata) -> float | None:
         """Seconds for one value + Jacobian of every fitted unit (subject x condition) by the true model at a
-        posterior draw — the exact route's cost per NUTS gradient (None when the route is not ``exact`` or the model
+        posterior draw, each to its own last data day when the model takes horizons — the exact route's cost per NUTS
+        gradient (None when the route is not ``exact`` or the model
         has no ``simulate_jacobian``)."""
         em = next(iter(self.emulators.values()))
         if getattr(em, "family", "") != "exact" or not hasattr(self.forward, "simulate_jacobian"):
@@ -632,10 +633,17 @@ class Calibration:
         full = self.problem.full_vector(self.subject_parameters(idata)[:1])
         fit = self.conditions[0]
         self.forward.simulate_jacobian(full, self.schedule(fit[0]))  # kernels loaded from the cache
+        horizons = getattr(next(iter(self.emulators.values())), "accepts_until", False)
         t0 = time.perf_counter()
         for c in fit:
-            n = len(np.unique(self.data.subject[self.data.condition == c]))
-            self.forward.simulate_jacobian(np.repeat(full, n, axis=0), self.schedule(c))
+            rows = self.data.condition == c
+            subjects = np.unique(self.data.subject[rows])
+            theta = np.repeat(full, len(subjects), axis=0)
+            if horizons:  # as in the likelihood: each subject to its own last data day
+                last = [float(self.data.time[rows & (self.data.subject == s)].max()) for s in subjects]
+                self.forward.simulate_jacobian(theta, self.schedule(c), until=last)
+            else:
+                self.forward.simulate_jacobian(theta, self.schedule(c))
         return time.perf_counter() - t0
 
     def route(self, idata, check: dict | None) -> dict:
