@@ -110,6 +110,17 @@ class RouteWarning(UserWarning):
     """The likelihood route's triage rule says the fit should move to another route (calib.diagnostics.route_advice)."""
 
 
+def _noise_sd(idata, observables) -> dict:
+    """Posterior median of each observable's noise sd (observables whose noise is fitted)."""
+    return {o: float(idata.posterior[f"sigma_{o}"].median()) for o in observables if f"sigma_{o}" in idata.posterior}
+
+
+def _announce(msg: str) -> None:
+    """A route or resolution problem, loudly: a banner on stderr and a ``RouteWarning``."""
+    print("\n" + "!" * 78 + f"\n!! {msg}\n" + "!" * 78, file=sys.stderr)
+    warnings.warn(msg, RouteWarning, stacklevel=3)
+
+
 class Calibration:
     """The workflow of one config (module docstring). Steps can be run one by one (``train``, ``fit``, ``predict``)
     or all at once with :meth:`run`."""
@@ -609,7 +620,7 @@ class Calibration:
                 diff = np.abs(interp[0] - interp[1])
                 d = float(np.nanmax(diff)) if np.isfinite(diff).any() else 0.0
                 per_obs[o] = max(per_obs.get(o, 0.0), d)
-        noise = {o: float(idata.posterior[f"sigma_{o}"].median()) for o in per_obs if f"sigma_{o}" in idata.posterior}
+        noise = _noise_sd(idata, per_obs)
         ratio = {o: per_obs[o] / noise[o] for o in noise if noise[o] > 0}
         worst = max(ratio.values(), default=0.0)
         out = {"n_draws": len(full), "resolution": getattr(self.forward, "numerics_tag", ""),
@@ -618,8 +629,7 @@ class Calibration:
         if not out["converged"]:
             msg = (f"NUMERICS: the forward model at {out['resolution']} differs from {out['refined']} by "
                    f"{worst:.2f} noise sd at posterior draws: refine the resolution")
-            print("\n" + "!" * 78 + f"\n!! {msg}\n" + "!" * 78, file=sys.stderr)
-            warnings.warn(msg, RouteWarning, stacklevel=2)
+            _announce(msg)
         return out
 
     def exact_gradient_seconds(self, idata) -> float | None:
@@ -659,13 +669,11 @@ class Calibration:
             for per_obs in check["per_condition"].values():
                 for o, r in per_obs.items():
                     rmse[o] = max(rmse.get(o, 0.0), r["rmse"])
-            noise = {o: float(idata.posterior[f"sigma_{o}"].median()) for o in rmse
-                     if f"sigma_{o}" in idata.posterior}
+            noise = _noise_sd(idata, rmse)
         advice = route_advice(kind, exact, rmse, noise, self.exact_gradient_seconds(idata) if kind == "exact" else None)
         if advice["advice"] in ("escalate_to_exact", "refine_or_blackbox"):
             msg = f"LIKELIHOOD ROUTE: {advice['reason']}"
-            print("\n" + "!" * 78 + f"\n!! {msg}\n" + "!" * 78, file=sys.stderr)
-            warnings.warn(msg, RouteWarning, stacklevel=2)
+            _announce(msg)
         return advice
 
     # ------------------------------------------------------------------ prediction of new subjects
