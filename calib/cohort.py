@@ -153,18 +153,15 @@ class _Job:
     base: dict | None = None   # parameter values replacing the preset (``--params FILE``)
 
 
-def simulate_one(thetas: Mapping[str, float], dose_cells: float, noise: Mapping[str, np.ndarray],
-                 cfg: CohortConfig | None = None, rtol: float | None = None, obs_step: float | None = None,
-                 base: Mapping[str, float] | None = None) -> dict:
-    """Forward model + observation model for one virtual patient; returns the observed columns and the model's
-    noise-free summaries (``model_*``). ``base``: parameter values of the ``normalised`` preset to start from
-    (the latents then replace the parameters they scale); ``rtol``/``obs_step``: resolution (ODE tolerance, output
-    grid in days)."""
-    from forward.cart.observables import car_t_kinetics, diameter_ratio, recist_category
+def _model_run(thetas: Mapping[str, float], dose_cells: float, cfg: CohortConfig, rtol: float | None,
+               obs_step: float | None, base: Mapping[str, float] | None) -> dict:
+    """The noise-free part of one virtual patient: the homogeneous ODE from the latent map, the burden at the scan
+    days, C + E on the daily blood samples and the cytokine drivers (shared by :func:`simulate_one` and
+    :class:`CohortSimulator`)."""
+    from forward.cart.observables import car_t_kinetics
     from forward.cart.patient import simulate_patient
     from priors import registry
 
-    cfg = cfg or CohortConfig()
     lm = latent_map()
     base_ps = registry().parameter_set(lm.model, lm.preset, overrides=dict(base)) if base else None
     ps, inp = lm.to_model(thetas, base=base_ps)
@@ -179,45 +176,172 @@ def simulate_one(thetas: Mapping[str, float], dose_cells: float, noise: Mapping[
                          tb_fraction=inp["tb_fraction"], t_end=cfg.t_end, observation_times=t,
                          detection_limit=cfg.detection_limit, rtol=rtol or cfg.rtol)
     s = r.series
-    burden = s["burden"]
-    # imaging: noisy longest diameter at scan days -> burden-equivalent series
     scan_t = np.arange(0.0, cfg.t_end + 1e-9, cfg.scan_every)
-    b_scan = np.interp(scan_t, t, burden)
-    d = diameter_ratio(b_scan) * np.exp(cfg.sd_diameter * noise["scans"][: scan_t.size])
-    d[0] = 1.0
-    b_obs = b_scan[0] * d ** 3
-    b_obs[b_scan < cfg.detection_limit] = 0.0   # below the detection limit a lesion is not measurable
+    td, total = t[::per_day], (s["C"] + s["E"])[::per_day]
+    wd = td <= cfg.kinetics_window + 1e-9
+    kin = car_t_kinetics(td[wd], total[wd], cfg.persistence_fraction)
+    above = np.flatnonzero(total >= cfg.persistence_fraction * kin.c_max)
+    w = t <= cfg.kinetics_window + 1e-9
+    kill = ps["tumour_kill_rate"] * s["C"] * s["TA"]  # cytokine proxy: peak kill rate γ C T_A over the window
+    return {"scan_t": scan_t, "b_scan": np.interp(scan_t, t, s["burden"]), "kinetics": kin,
+            "persistence": float(td[above[-1]]), "k_peak": float(kill[w].max()), "a_peak": float(s["A"][w].max()),
+            "tumour0": inp["tumour0"], "observables": r.observables}
+
+
+def _scan_outcomes(b_obs: np.ndarray, scan_t: np.ndarray, cfg: CohortConfig) -> tuple[str, float, int]:
+    """Best RECIST and (PFS day, event) from a measured burden series at the scan days (0 below detection)."""
+    from forward.cart.observables import recist_category
+
     recist = recist_category(np.maximum(b_obs, 1e-300), scan_t, cfg.detection_limit, cfg.sd_min_days)
     dn = np.cbrt(np.maximum(b_obs, 0.0) / b_obs[0])
     nadir = np.minimum.accumulate(dn)
     hit = np.flatnonzero((dn - nadir >= 0.2 * nadir) & (dn > 0))
     pfs_day, event = (float(scan_t[hit[0]]), 1) if hit.size else (float(scan_t[-1]), 0)
-    # blood: C + E sampled daily
-    td, total = t[::per_day], (s["C"] + s["E"])[::per_day]
-    wd = td <= cfg.kinetics_window + 1e-9
-    kin = car_t_kinetics(td[wd], total[wd], cfg.persistence_fraction)
-    above = np.flatnonzero(total >= cfg.persistence_fraction * kin.c_max)
-    persistence = float(td[above[-1]])
-    w = t <= cfg.kinetics_window + 1e-9
-    # cytokine proxy: peak kill rate γ C T_A over the kinetics window
-    kill = ps["tumour_kill_rate"] * s["C"] * s["TA"]
-    k_peak = float(kill[w].max())
-    a_peak = float(s["A"][w].max())
+    return recist, pfs_day, event
+
+
+def simulate_one(thetas: Mapping[str, float], dose_cells: float, noise: Mapping[str, np.ndarray],
+                 cfg: CohortConfig | None = None, rtol: float | None = None, obs_step: float | None = None,
+                 base: Mapping[str, float] | None = None) -> dict:
+    """Forward model + observation model for one virtual patient; returns the observed columns and the model's
+    noise-free summaries (``model_*``). ``base``: parameter values of the ``normalised`` preset to start from
+    (the latents then replace the parameters they scale); ``rtol``/``obs_step``: resolution (ODE tolerance, output
+    grid in days)."""
+    from forward.cart.observables import diameter_ratio
+
+    cfg = cfg or CohortConfig()
+    run = _model_run(thetas, dose_cells, cfg, rtol, obs_step, base)
+    scan_t, b_scan, kin = run["scan_t"], run["b_scan"], run["kinetics"]
+    # imaging: noisy longest diameter at scan days -> burden-equivalent series
+    d = diameter_ratio(b_scan) * np.exp(cfg.sd_diameter * noise["scans"][: scan_t.size])
+    d[0] = 1.0
+    b_obs = b_scan[0] * d ** 3
+    b_obs[b_scan < cfg.detection_limit] = 0.0   # below the detection limit a lesion is not measurable
+    recist, pfs_day, event = _scan_outcomes(b_obs, scan_t, cfg)
+    k_peak, a_peak = run["k_peak"], run["a_peak"]
     m = noise["markers"]
     il6 = cfg.marker_scale[0] * k_peak * math.exp(cfg.sd_marker * m[0])
     crp = cfg.marker_scale[1] * k_peak ** 0.7 * math.exp(cfg.sd_marker * m[1])
     fer = cfg.marker_scale[2] * (k_peak * (1.0 + a_peak)) ** 0.5 * math.exp(cfg.sd_marker * m[2])
     sev = math.log(max(k_peak, 1e-12) / cfg.crs_reference) + cfg.sd_crs * float(noise["crs"])
     crs = int(np.searchsorted(np.asarray(cfg.crs_thresholds), sev, side="right"))
-    o = r.observables
+    o = run["observables"]
     return {
         "best_recist": recist, "recist_score": RECIST_ORDER.index(recist), "orr": int(recist in ("CR", "PR")),
         "dcr": int(recist in ("CR", "PR", "SD")), "c_max": kin.c_max * math.exp(cfg.sd_cmax * float(noise["cmax"])),
-        "t_max": kin.t_max, "persistence": persistence, "crs_grade": crs, "il6_peak": il6, "crp_peak": crp,
+        "t_max": kin.t_max, "persistence": run["persistence"], "crs_grade": crs, "il6_peak": il6, "crp_peak": crp,
         "ferritin_peak": fer, "pfs_months": pfs_day / DAYS_PER_MONTH, "pfs_event": event,
         "model_best_response": o.best_response, "model_recist": o.recist, "model_c_max": kin.c_max,
-        "model_k_peak": k_peak, "model_pfs_days": o.pfs, "model_tumour0": inp["tumour0"],
+        "model_k_peak": k_peak, "model_pfs_days": o.pfs, "model_tumour0": run["tumour0"],
     }
+
+
+#: what :class:`CohortSimulator` returns per patient, named after the data observables of
+#: :func:`to_measurements` (the workflow's ``[observables.NAME]``): noise-free means of the cohort's observation model
+#: on the scale the data are given (ordinal ones: the latent score whose cut-points the likelihood learns)
+PERSONALISATION_OBSERVABLES = ("log_baseline_burden", "recist_score", "log_pfs_months", "log_c_max", "t_max",
+                               "persistence", "crs_grade", "log_il6_peak", "log_crp_peak", "log_ferritin_peak")
+
+
+class CohortSimulator:
+    """The virtual cohort's forward model in the calibration protocol (:mod:`calib.forward_api`): the six latents
+    θ ∈ (0, 1) → the noise-free means of every observed output, for one dose level (condition column
+    ``cart_doses``, cells). The observation model that adds the noise is the cohort's own (module docstring):
+
+    * ``log_baseline_burden`` = log tumour0; ``log_c_max`` = log C_max; ``t_max``, ``persistence`` (days, daily
+      samples); ``log_il6_peak`` = log(s₁ K), ``log_crp_peak`` = log s₂ + 0.7 log K, ``log_ferritin_peak`` =
+      log s₃ + 0.5 log(K (1 + A_peak)) — the measured values are these plus Gaussian noise of known sd;
+    * ``crs_grade``: the severity log(K / K_ref) / σ_crs, so that P(grade ≤ g) = Φ(c_g / σ_crs − score): an ordered
+      probit with cut-points c / σ_crs;
+    * ``recist_score``: response depth −⅓ log(b_nadir / b₀) over the noise-free scans (nadir floored at half the
+      detection limit), the score of an ordered probit over PD < SD < PR < CR (cut-points learned: the categories
+      depend on the noisy scans and early progression, not on the depth alone);
+    * ``log_pfs_months``: log of the noise-free scan-based PFS (the follow-up when it never progresses; a patient
+      without progression is a right-censored row).
+    """
+
+    name = "cart_cohort"
+    parameter_names = LATENTS
+    observables = PERSONALISATION_OBSERVABLES
+    times = np.array([0.0])
+
+    def __init__(self, rtol: float | None = None, obs_step: float | None = None):
+        self.cfg = CohortConfig()
+        self.rtol, self.obs_step = rtol, obs_step
+
+    def space(self, preset=None):
+        from .design import ParameterSpace
+
+        return ParameterSpace(LATENTS, np.zeros(6), np.ones(6), ("linear",) * 6)
+
+    @property
+    def numerics_tag(self) -> str:
+        return f"rtol={self.rtol or self.cfg.rtol:g},obs_step={self.obs_step or self.cfg.obs_step:g}"
+
+    @staticmethod
+    def dose_of(condition) -> float:
+        doses = list((condition or {}).get("cart_doses") or [])
+        unknown = sorted(set(condition or {}) - {"cart_days", "cart_doses", "description"})
+        if unknown or len(doses) != 1 or not (np.isfinite(doses[0]) and doses[0] > 0):
+            raise ValueError(f"cart_cohort: a condition is one infusion ('cart_days' = 0, 'cart_doses' = cells > 0); "
+                             f"got {dict(condition or {})}")
+        return float(doses[0])
+
+    def summaries(self, theta_row: np.ndarray, dose: float) -> np.ndarray:
+        cfg = self.cfg
+        th = {lat: float(np.clip(v, 1e-9, 1 - 1e-9)) for lat, v in zip(LATENTS, theta_row)}
+        run = _model_run(th, dose, cfg, self.rtol, self.obs_step, None)
+        b, scan_t, k, a = run["b_scan"], run["scan_t"], max(run["k_peak"], 1e-12), run["a_peak"]
+        depth = -math.log(max(b.min(), 0.5 * cfg.detection_limit) / b[0]) / 3.0
+        b_obs = np.where(b < cfg.detection_limit, 0.0, b)
+        _, pfs_day, _ = _scan_outcomes(b_obs, scan_t, cfg)
+        s1, s2, s3 = cfg.marker_scale
+        return np.array([math.log(run["tumour0"]), depth, math.log(pfs_day / DAYS_PER_MONTH),
+                         math.log(run["kinetics"].c_max), run["kinetics"].t_max, run["persistence"],
+                         math.log(k / cfg.crs_reference) / cfg.sd_crs, math.log(s1 * k),
+                         math.log(s2) + 0.7 * math.log(k), math.log(s3) + 0.5 * math.log(k * (1.0 + a))])
+
+    def simulate(self, theta, condition=None) -> np.ndarray:
+        theta = np.atleast_2d(np.asarray(theta, float))
+        dose = self.dose_of(condition)
+        return np.stack([self.summaries(row, dose) for row in theta])[:, :, None]
+
+
+def dose_condition(dose_cells: float) -> str:
+    """The condition name of a dose level: ``dose_3.75e8``."""
+    return f"dose_{dose_cells / 1e8:g}e8"
+
+
+def to_tables(df: pd.DataFrame, cfg: CohortConfig | None = None) -> tuple[list[dict], list[dict]]:
+    """A cohort table → the calibration workflow's measurement and condition rows (:mod:`calib.data`): one condition
+    per dose level (``dose_<cells>``), one subject per patient with its covariates (``pancreatic``, ``other``,
+    ``cldn18_2``, ``prior_lines``: the cohort's covariate effects), one row per observable at time 0 — known noise
+    sds as the ``sigma`` column, PFS without progression right-censored at the follow-up."""
+    cfg = cfg or CohortConfig()
+    validate_columns(df, ["patient_id", *COVARIATES, *OBSERVED], numeric=[c for c in (*COVARIATES, *OBSERVED)
+                                                                         if c not in ("tumour_type", "best_recist")])
+    meas, conds = [], []
+    for dose in sorted(set(df["dose"].astype(float))):
+        conds.append({"condition": dose_condition(dose), "subject": "", "cart_days": "0", "cart_doses": f"{dose:g}"})
+    for r in df.itertuples(index=False):
+        cond = dose_condition(float(r.dose))
+        conds.append({"condition": cond, "subject": r.patient_id, "cart_days": "", "cart_doses": "",
+                      "pancreatic": float(r.tumour_type == "pancreatic"), "other": float(r.tumour_type == "other"),
+                      "cldn18_2": float(r.cldn18_2), "prior_lines": float(r.prior_lines),
+                      "dose_1e8": float(r.dose) / 1e8})
+        rows = [("log_baseline_burden", math.log(r.baseline_burden), cfg.sd_burden, ""),
+                ("recist_score", float(r.recist_score), math.nan, ""),
+                ("log_pfs_months", math.log(r.pfs_months), math.nan, "" if r.pfs_event else "right"),
+                ("log_c_max", math.log(r.c_max), cfg.sd_cmax, ""), ("t_max", float(r.t_max), math.nan, ""),
+                ("persistence", float(r.persistence), math.nan, ""), ("crs_grade", float(r.crs_grade), math.nan, ""),
+                ("log_il6_peak", math.log(r.il6_peak), cfg.sd_marker, ""),
+                ("log_crp_peak", math.log(r.crp_peak), cfg.sd_marker, ""),
+                ("log_ferritin_peak", math.log(r.ferritin_peak), cfg.sd_marker, "")]
+        for obs, value, sigma, cens in rows:
+            meas.append({"subject": r.patient_id, "condition": cond, "observable": obs, "time": 0,
+                         "value": f"{value:.10g}", "sigma": "" if math.isnan(sigma) else f"{sigma:g}",
+                         "censoring": cens})
+    return meas, conds
 
 
 def _run_job(job: _Job) -> dict:
@@ -269,6 +393,26 @@ def generate_cohort(n: int, rng: np.random.Generator, cfg: CohortConfig | None =
 
 
 # ----------------------------------------------------------------------------------------------- tables
+def write_tables(df: pd.DataFrame, directory: str | Path, cfg: CohortConfig | None = None) -> tuple[Path, Path]:
+    """:func:`to_tables` written as ``measurements.csv`` and ``conditions.csv`` in ``directory`` (atomically)."""
+    import csv
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    meas, conds = to_tables(df, cfg)
+    paths = []
+    for name, rows in (("measurements.csv", meas), ("conditions.csv", conds)):
+        header = list(dict.fromkeys(k for r in rows for k in r))
+        tmp = directory / (name + ".tmp")
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=header, lineterminator="\n", restval="")
+            w.writeheader()
+            w.writerows(rows)
+        os.replace(tmp, directory / name)
+        paths.append(directory / name)
+    return paths[0], paths[1]
+
+
 def save_cohort(df: pd.DataFrame, path: str | Path, seed: int | None = None) -> Path:
     """Tidy CSV (one row per virtual patient); a ``# virtual cohort`` comment line heads the file."""
     path = Path(path)

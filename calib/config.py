@@ -37,7 +37,7 @@ _SAMPLER = {"method": str, "draws": int, "tune": int, "chains": int, "cores": in
 SCHEMA: dict[str, dict] = {
     "model": {"forward": str, "registry_model": str, "preset": str, "options": dict},
     "data": {"measurements": str, "conditions": str, "shared_subjects": bool, "observables": list,
-             "log_transform": dict},
+             "log_transform": dict, "heldout_subjects": list},
     "conditions": {"fit": list, "heldout": list},
     "design": {"n": int, "method": str, "seed": int, "chunk_size": int, "workers": int, "bounds": dict,
                "scales": dict},
@@ -51,6 +51,8 @@ SCHEMA: dict[str, dict] = {
     "diagnostics": {"rhat_max": NUMBER, "ess_min": NUMBER, "strict": bool, "surrogate_check_draws": int},
     "predict": {"draws": int, "subjects_per_draw": int, "seed": int, "detection_limit": NUMBER,
                 "endpoint": NUMBER},
+    "personalise": {"method": str, "draws": int, "tune": int, "chains": int, "seed": int, "target_accept": NUMBER,
+                    "population_draws": int},
     "output": {"dir": str},
     "sbc": {"sampler": dict},
 }
@@ -129,6 +131,10 @@ def check_keys(cfg: dict, text: str, path: Path) -> None:
         vals = cfg.get("conditions", {}).get(key, [])
         if not all(isinstance(v, str) for v in vals):
             raise ConfigError(f"{_where(path, text, 'conditions', key)}: conditions.{key} must list condition names")
+    held_subjects = cfg.get("data", {}).get("heldout_subjects", [])
+    if not all(isinstance(v, str) and v for v in held_subjects) or len(set(held_subjects)) != len(held_subjects):
+        raise ConfigError(f"{_where(path, text, 'data', 'heldout_subjects')}: data.heldout_subjects must list "
+                          f"distinct subject ids, got {held_subjects!r}")
     both = sorted(set(cfg.get("conditions", {}).get("fit", [])) & set(cfg.get("conditions", {}).get("heldout", [])))
     if both:
         raise ConfigError(f"{_where(path, text, 'conditions', 'heldout')}: condition(s) {both} are both fitted and "

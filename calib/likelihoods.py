@@ -33,7 +33,7 @@ class ObservableSpec:
     family: str = "normal"
     sigma: Prior | float | None = None
     nu: float = 4.0
-    link: str = "logistic"
+    link: str | None = None  # ordinal families: implied by the family name (ordinal_probit -> "probit")
     cutpoints: Sequence[float] | None = None
     n_trials: int | None = None
 
@@ -42,6 +42,14 @@ class ObservableSpec:
             raise ValueError(f"unknown observation family {self.family!r}; choose one of {list(FAMILIES)}")
         if isinstance(self.sigma, Mapping):
             self.sigma = Prior.from_dict(dict(self.sigma))
+        if self.family.startswith("ordinal_"):
+            implied = self.family.split("_", 1)[1]
+            if self.link not in (None, implied):
+                raise ValueError(f"observation family {self.family!r} has the {implied} link; got link = "
+                                 f"{self.link!r} (use family 'ordinal_{self.link}')")
+            self.link = implied
+        elif self.link is not None:
+            raise ValueError(f"'link' applies to the ordinal families only, not to {self.family!r}")
         if self.family == "student_t" and not (np.isfinite(self.nu) and self.nu > 0):
             raise ValueError(f"student_t observable needs nu > 0, got {self.nu!r}")
 
@@ -132,3 +140,53 @@ def observe(name: str, spec: ObservableSpec, mu, var, y: np.ndarray, censoring: 
     if spec.link == "probit":
         return pm.OrderedProbit(f"y_{name}", eta=eta, cutpoints=cuts, sigma=1.0, observed=yk, dims=dims)
     raise ValueError(f"ordinal link must be 'logistic' or 'probit', got {spec.link!r}")
+
+
+def rows_logp_per_draw(spec: ObservableSpec, mu, var, y: np.ndarray, censoring: np.ndarray, sigma_data: np.ndarray,
+                       sigma_draws: np.ndarray | None = None, cutpoint_draws: np.ndarray | None = None):
+    """Log-likelihood of each data row under each of S draws of the observation model's population parameters
+    (PyTensor ``(S, rows)``): the same densities as :func:`observe` (censored rows through ``pm.Censored``), with the
+    noise sd of rows without a ``sigma`` value taken from ``sigma_draws`` ``(S,)`` and ordinal cut-points from
+    ``cutpoint_draws`` ``(S, K−1)``. ``mu``/``var``: emulator mean and variance of the rows. Used where a fitted
+    population is the prior of new subjects (:mod:`calib.personalise`)."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    y = np.asarray(y, float)
+    censoring = np.asarray(censoring)
+    sig_data = np.asarray(sigma_data, float)
+    if spec.family in CONTINUOUS:
+        if np.all(np.isfinite(sig_data)):
+            sig = pt.as_tensor_variable(sig_data)[None, :]
+        elif sigma_draws is not None:
+            sig = pt.where(np.isfinite(sig_data)[None, :], np.nan_to_num(sig_data, nan=1.0)[None, :],
+                           pt.as_tensor_variable(np.asarray(sigma_draws, float))[:, None])
+        elif spec.sigma is not None and not isinstance(spec.sigma, Prior):
+            sig = pt.as_tensor_variable(np.where(np.isfinite(sig_data), sig_data, float(spec.sigma)))[None, :]
+        else:
+            raise ValueError("rows without a sigma value need draws of the fitted noise sd")
+        sd = pt.sqrt(pt.square(sig) + var[None, :])
+        lower, upper = censoring_bounds(y, censoring)
+        dist = pm.Censored.dist(continuous_dist(spec, mu[None, :], sd), lower=lower[None, :], upper=upper[None, :])
+        return pm.logp(dist, np.broadcast_to(y, (1, len(y))))
+    if np.any(censoring != "none"):
+        raise ValueError(f"censoring flags on a {spec.family} observable")
+    eta = (mu / pt.sqrt(1.0 + np.pi * var / 8.0))[None, :]
+    yk = np.round(y).astype("int64")
+    if spec.family in ("bernoulli", "binomial"):
+        n = 1 if spec.family == "bernoulli" else int(spec.n_trials)
+        return pm.logp(pm.Binomial.dist(n=n, logit_p=eta), yk[None, :])
+    if cutpoint_draws is None:
+        raise ValueError("an ordinal observable needs draws of the fitted cut-points")
+    cuts = pt.as_tensor_variable(np.asarray(cutpoint_draws, float))[:, None, :]  # (S, 1, K-1)
+    x = cuts - eta[:, :, None]
+    cdf = 0.5 * pt.erfc(-x / np.sqrt(2.0)) if spec.link == "probit" else pt.sigmoid(x)
+    S = cdf.shape[0]
+    ones, zeros = pt.ones((S, len(y), 1)), pt.zeros((S, len(y), 1))
+    upper_cdf = pt.concatenate([cdf, ones], axis=2)
+    lower_cdf = pt.concatenate([zeros, cdf], axis=2)
+    K = int(np.asarray(cutpoint_draws).shape[1]) + 1
+    onehot = np.zeros((len(y), K))
+    onehot[np.arange(len(y)), yk] = 1.0
+    p = pt.sum((upper_cdf - lower_cdf) * onehot[None, :, :], axis=2)
+    return pt.log(pt.maximum(p, 1e-300))

@@ -113,10 +113,86 @@ def _observed_column(name: str, values: Mapping, subjects: Sequence[str]):
     return pt.as_tensor_variable(pool)[pick]
 
 
+def standardised_covariates(conditions: Conditions, subjects: Sequence[str], names: Sequence[str],
+                            reference: Sequence[str] | None = None) -> np.ndarray:
+    """``(len(subjects), len(names))`` covariates centred and scaled by the mean and sd over the ``reference``
+    subjects (default: the subjects themselves) — the design of a latent's covariate regression; new subjects are
+    scaled as the fitted ones were."""
+    X = conditions.covariate_matrix(subjects, names)
+    R = X if reference is None else conditions.covariate_matrix(reference, names)
+    sd = R.std(0)
+    return (X - R.mean(0)) / np.where(sd > 0, sd, 1.0)
+
+
 def _safe(name: str) -> str:
     import re
 
     return re.sub(r"[^0-9A-Za-z_]", "_", str(name))
+
+
+def emulate_rows(emulators: Mapping, units: Sequence[tuple[str, str]], theta_units, data: Measurements,
+                 info: ModelInfo | None = None):
+    """Emulator mean and variance at every data row (PyTensor vectors, one entry per row of ``data``): each
+    condition's emulator evaluated on its (subject, condition) units (rows of ``theta_units``, emulator-input order),
+    linearly interpolated in time on the emulator's grid. Emulators of surrogate kinds get a soft wall at the edge of
+    their training box (a ``pm.Potential`` in the current model). Records surrogate ids in ``info``."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    flat_mean, flat_var, offset = [], [], 0
+    unit_pos: dict[tuple[str, str], tuple[int, str]] = {}
+    cond_offsets = {}
+    for c in dict.fromkeys(cd for _, cd in units):
+        idx = [i for i, u in enumerate(units) if u[1] == c]
+        em = emulators[c]
+        if getattr(em, "accepts_until", False):  # each unit simulated only up to its own last data day
+            last = {}
+            for subj, cond, t in zip(data.subject, data.condition, data.time):
+                if cond == c:
+                    last[subj] = max(last.get(subj, -np.inf), float(t))
+            mean, var = em.predict_pt(theta_units[idx], until=[last[units[i][0]] for i in idx])
+        else:
+            mean, var = em.predict_pt(theta_units[idx])
+        if getattr(em, "family", "") not in ("exact", "blackbox"):
+            # keep the posterior inside the emulator's training box: far outside, a GP reverts to its mean with
+            # a large variance, a flat likelihood region that traps chains (seen on the toy example: one of 4
+            # chains at growth_rate ≈ 100 with training range [0.05, 1]); a smooth quadratic wall of width 1 %
+            u = em.space.to_unit_pt(theta_units[idx])
+            excess = pt.maximum(u - 1.0, 0.0) + pt.maximum(-u, 0.0)
+            pm.Potential(f"emulator_domain_{_safe(c)}", -0.5 * pt.sum(pt.square(excess / 0.01)))
+        width = len(em.observables) * len(em.times)
+        flat_mean.append(mean.reshape((len(idx), width)).flatten())
+        flat_var.append(var.reshape((len(idx), width)).flatten())
+        cond_offsets[c] = offset
+        for p, i in enumerate(idx):
+            unit_pos[units[i]] = (p, c)
+        offset += len(idx) * width
+        if info is not None:
+            info.surrogate_ids[c] = getattr(em, "surrogate_id", type(em).__name__)
+    flat_mean = pt.concatenate(flat_mean)
+    flat_var = pt.concatenate(flat_var)
+
+    lo_idx = np.empty(len(data), int)
+    hi_idx = np.empty(len(data), int)
+    w = np.empty(len(data))
+    for r in range(len(data)):
+        p, c = unit_pos[(data.subject[r], data.condition[r])]
+        em = emulators[c]
+        if data.observable[r] not in em.observables:
+            raise ValueError(f"{data.source}, data row {r + 1}: observable {str(data.observable[r])!r} is not an "
+                             f"output of the emulator for condition {c!r} ({list(em.observables)})")
+        o = em.observables.index(data.observable[r])
+        t, grid = data.time[r], em.times
+        if t < grid[0] - 1e-9 or t > grid[-1] + 1e-9:
+            raise ValueError(f"{data.source}, data row {r + 1}: time {t} is outside the emulator's time grid "
+                             f"[{grid[0]}, {grid[-1]}]")
+        k = int(np.clip(np.searchsorted(grid, t, side="right") - 1, 0, len(grid) - 2)) if len(grid) > 1 else 0
+        frac = 0.0 if len(grid) == 1 else float(np.clip((t - grid[k]) / (grid[k + 1] - grid[k]), 0, 1))
+        base = cond_offsets[c] + p * len(em.observables) * len(grid) + o * len(grid)
+        lo_idx[r], hi_idx[r], w[r] = base + k, base + min(k + 1, len(grid) - 1), frac
+    mu_all = flat_mean[lo_idx] * (1 - w) + flat_mean[hi_idx] * w
+    var_all = flat_var[lo_idx] * (1 - w) + flat_var[hi_idx] * w
+    return mu_all, var_all
 
 
 def build_model(emulators, parameters: Sequence[ParameterSpec], data: Measurements,
@@ -215,8 +291,7 @@ def build_model(emulators, parameters: Sequence[ParameterSpec], data: Measuremen
             if s.covariates:
                 if conditions is None:
                     raise ValueError(f"parameter '{n}' has covariates {list(s.covariates)} but no conditions table")
-                X = conditions.covariate_matrix(subjects, s.covariates)
-                Xs = (X - X.mean(0)) / np.where(X.std(0) > 0, X.std(0), 1.0)
+                Xs = standardised_covariates(conditions, subjects, s.covariates)
                 m.add_coord(f"{n}_covariate", list(s.covariates))
                 beta = pm.Normal(f"{n}_beta", 0.0, s.coef_sd, dims=f"{n}_covariate")
                 z = z + pt.dot(Xs, beta)
@@ -236,59 +311,7 @@ def build_model(emulators, parameters: Sequence[ParameterSpec], data: Measuremen
                 theta_cols.append(pt.fill(pt.zeros(len(units)), cols[n]))
         theta_units = pt.stack(theta_cols, axis=1)
 
-        # evaluate each condition's emulator on its units; flatten into one vector with offsets
-        flat_mean, flat_var, offset = [], [], 0
-        unit_pos: dict[tuple[str, str], tuple[int, str]] = {}
-        cond_offsets = {}
-        for c in dict.fromkeys(cd for _, cd in units):
-            idx = [i for i, u in enumerate(units) if u[1] == c]
-            em = emulators[c]
-            if getattr(em, "accepts_until", False):  # each unit simulated only up to its own last data day
-                last = {}
-                for subj, cond, t in zip(data.subject, data.condition, data.time):
-                    if cond == c:
-                        last[subj] = max(last.get(subj, -np.inf), float(t))
-                mean, var = em.predict_pt(theta_units[idx], until=[last[units[i][0]] for i in idx])
-            else:
-                mean, var = em.predict_pt(theta_units[idx])
-            if getattr(em, "family", "") not in ("exact", "blackbox"):
-                # keep the posterior inside the emulator's training box: far outside, a GP reverts to its mean with
-                # a large variance, a flat likelihood region that traps chains (seen on the toy example: one of 4
-                # chains at growth_rate ≈ 100 with training range [0.05, 1]); a smooth quadratic wall of width 1 %
-                u = em.space.to_unit_pt(theta_units[idx])
-                excess = pt.maximum(u - 1.0, 0.0) + pt.maximum(-u, 0.0)
-                pm.Potential(f"emulator_domain_{_safe(c)}", -0.5 * pt.sum(pt.square(excess / 0.01)))
-            width = len(em.observables) * len(em.times)
-            flat_mean.append(mean.reshape((len(idx), width)).flatten())
-            flat_var.append(var.reshape((len(idx), width)).flatten())
-            cond_offsets[c] = offset
-            for p, i in enumerate(idx):
-                unit_pos[units[i]] = (p, c)
-            offset += len(idx) * width
-            info.surrogate_ids[c] = getattr(em, "surrogate_id", type(em).__name__)
-        flat_mean = pt.concatenate(flat_mean)
-        flat_var = pt.concatenate(flat_var)
-
-        lo_idx = np.empty(len(data), int)
-        hi_idx = np.empty(len(data), int)
-        w = np.empty(len(data))
-        for r in range(len(data)):
-            p, c = unit_pos[(data.subject[r], data.condition[r])]
-            em = emulators[c]
-            if data.observable[r] not in em.observables:
-                raise ValueError(f"{data.source}, data row {r + 1}: observable {str(data.observable[r])!r} is not an "
-                                 f"output of the emulator for condition {c!r} ({list(em.observables)})")
-            o = em.observables.index(data.observable[r])
-            t, grid = data.time[r], em.times
-            if t < grid[0] - 1e-9 or t > grid[-1] + 1e-9:
-                raise ValueError(f"{data.source}, data row {r + 1}: time {t} is outside the emulator's time grid "
-                                 f"[{grid[0]}, {grid[-1]}]")
-            k = int(np.clip(np.searchsorted(grid, t, side="right") - 1, 0, len(grid) - 2)) if len(grid) > 1 else 0
-            frac = 0.0 if len(grid) == 1 else float(np.clip((t - grid[k]) / (grid[k + 1] - grid[k]), 0, 1))
-            base = cond_offsets[c] + p * len(em.observables) * len(grid) + o * len(grid)
-            lo_idx[r], hi_idx[r], w[r] = base + k, base + min(k + 1, len(grid) - 1), frac
-        mu_all = flat_mean[lo_idx] * (1 - w) + flat_mean[hi_idx] * w
-        var_all = flat_var[lo_idx] * (1 - w) + flat_var[hi_idx] * w
+        mu_all, var_all = emulate_rows(emulators, units, theta_units, data, info)
 
         for oname, ospec in observables.items():
             rows = np.flatnonzero(data.observable == oname)

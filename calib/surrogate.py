@@ -404,8 +404,10 @@ def validate(surrogate, theta: np.ndarray, outputs: np.ndarray, levels=(0.5, 0.9
         ss_tot = ((yo - yo.mean(0)) ** 2).sum(0)
         varying = ss_tot > 1e-12 * max(ss_tot.max(), 1e-300)  # times where the output varies over the runs
         r2_t = np.where(varying, 1 - (eo**2).sum(0) / np.where(varying, ss_tot, 1.0), np.nan)
-        r2_all = 1 - (eo**2).sum() / ((yo - yo.mean()) ** 2).sum()
-        entry = {"r2": float(r2_all), "r2_min_over_times": float(np.nanmin(r2_t)) if np.any(np.isfinite(r2_t))
+        ss_all = ((yo - yo.mean()) ** 2).sum()
+        # an output constant over the design (e.g. a quantity saturated at the follow-up) has no R²: None, named
+        r2_all = float(1 - (eo**2).sum() / ss_all) if ss_all > 1e-12 * max(float((yo**2).sum()), 1e-300) else None
+        entry = {"r2": r2_all, "constant": r2_all is None, "r2_min_over_times": float(np.nanmin(r2_t)) if np.any(np.isfinite(r2_t))
                  else None, "max_abs_error": float(np.abs(eo).max()),
                  "rmse": float(np.sqrt((eo**2).mean())), "max_abs_error_by_time": np.abs(eo).max(0).tolist()}
         for lev in levels:

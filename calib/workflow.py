@@ -39,8 +39,8 @@ from .predict import plot_predictions, prediction_identifiability, predictive_su
 from .predict import thin as thin_posterior
 
 #: what a workflow run writes into its folder (``--force`` replaces exactly these; ``campaigns`` is kept)
-RUN_FILES = ("idata.nc", "predictions.nc", "diagnostics.json", "summary.json", "config.toml", "ppc.json", "ppc.png",
-             "predictions_fit.png", "predictions_heldout.png", "predictions.json")
+RUN_FILES = ("idata.nc", "predictions.nc", "personalised.nc", "diagnostics.json", "summary.json", "config.toml",
+             "ppc.json", "ppc.png", "predictions_fit.png", "predictions_heldout.png", "predictions.json")
 KEEP = ("campaigns",)
 
 
@@ -228,10 +228,43 @@ class Calibration:
         return fit, held
 
     @cached_property
-    def data(self) -> Measurements:
-        """The fitted rows (without the rows that give role-``observed`` inputs: those are conditioned on)."""
+    def heldout_subjects(self) -> list[str]:
+        """``[data] heldout_subjects``: subjects left out of the fit and personalised after it (checked: each has
+        rows, all of them in fitted conditions)."""
+        held = list(self.cfg["data"].get("heldout_subjects", []))
         meas, _ = self.tables
-        return subset(meas, np.isin(meas.condition, self.conditions[0]) & ~self._conditioned_rows(meas))
+        unknown = [s for s in held if s not in set(meas.subject.tolist())]
+        if unknown:
+            raise ValueError(f"{self.cfg['_path']}: [data] heldout_subjects {unknown[:5]} have no rows in "
+                             f"{meas.source}")
+        rows = np.isin(meas.subject, held)
+        outside = sorted(set(meas.condition[rows].tolist()) - set(self.conditions[0]))
+        if outside:
+            raise ValueError(f"{self.cfg['_path']}: held-out subjects are measured under condition(s) {outside}, "
+                             "which are not fitted (a personalised posterior needs the condition's emulator)")
+        return held
+
+    @cached_property
+    def data(self) -> Measurements:
+        """The fitted rows (without the rows that give role-``observed`` inputs: those are conditioned on, and
+        without the held-out subjects)."""
+        meas, _ = self.tables
+        return subset(meas, np.isin(meas.condition, self.conditions[0]) & ~self._conditioned_rows(meas)
+                      & ~np.isin(meas.subject, self.heldout_subjects))
+
+    def personalise(self, rows: Measurements | None = None):
+        """Posterior of the latents of new subjects given the fitted population (:mod:`calib.personalise`):
+        ``rows`` (default: the held-out subjects' rows), with the ``[personalise]`` settings. Returns the
+        InferenceData (dims ``subject``)."""
+        from .personalise import personalise
+
+        if rows is None:
+            meas, _ = self.tables
+            rows = subset(meas, np.isin(meas.subject, self.heldout_subjects) & ~self._conditioned_rows(meas))
+        p = dict(self.cfg.get("personalise", {}))
+        n_pop = int(p.pop("population_draws", 200))
+        return personalise(self, rows, method=p.pop("method", "nuts"), n_population_draws=n_pop,
+                           progressbar=self._bars, **p)
 
     def schedule(self, condition: str) -> dict | None:
         conds = self.tables[1]
@@ -854,6 +887,13 @@ class Calibration:
         numerics = self.numerics_check(idata)
         if numerics is not None:
             summary["numerics_at_posterior"] = numerics
+        if self.heldout_subjects:
+            t1 = time.perf_counter()
+            self._log(f"[personalise] {len(self.heldout_subjects)} held-out subject(s) given the fitted population")
+            self.personalised = self.personalise()
+            save_idata(self.personalised, self.out / "personalised.nc", attrs)
+            summary["personalised"] = personalised_summary(self.personalised, self.latent)
+            self.seconds["personalise"] = round(time.perf_counter() - t1, 1)
         if (self.cfg.get("conditions") or self.cfg.get("predict")) and self.cfg.get("predict", {}).get("draws", 1):
             pred = self.predict(idata, fit + held)
             save_idata(pred["idata"], self.out / "predictions.nc", attrs)
@@ -870,6 +910,23 @@ class Calibration:
         write_json(self.out / "diagnostics.json", diag)
         write_json(self.out / "summary.json", summary)
         return summary
+
+def personalised_summary(idata, latent, levels=(0.05, 0.25, 0.5, 0.75, 0.95)) -> dict:
+    """Per new subject and latent: posterior mean, sd and quantiles (and the MCMC diagnostics when sampled)."""
+    import arviz as az
+
+    post = idata.posterior
+    out: dict = {"subjects": {}}
+    flat = {n: post[n].stack(k=("chain", "draw")).values for n in latent}  # (subjects, samples)
+    for i, s in enumerate(post.coords["subject"].values.tolist()):
+        out["subjects"][s] = {n: {"mean": float(flat[n][i].mean()), "sd": float(flat[n][i].std()),
+                                  **{f"q{int(q * 100):02d}": float(np.quantile(flat[n][i], q)) for q in levels}}
+                              for n in latent}
+    if post.sizes["chain"] > 1 and post.attrs.get("inference_method") in ("nuts", None):
+        out["rhat_max"] = float(max(az.rhat(post[latent]).max().to_array()))
+        out["ess_bulk_min"] = float(min(az.ess(post[latent]).min().to_array()))
+    return out
+
 
 def posterior_summary(idata, latent) -> dict:
     """Mean, sd and 90 % interval of population parameters and of the noise/hierarchy scales; for latent

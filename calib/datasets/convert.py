@@ -12,7 +12,8 @@ day whose value is the last measured volume (the tumour was at least that large)
 Dewan (group means): the digitised days are rounded to the measurement days; ``A_Left`` is the irradiated primary
 (observable ``tumour_volume_mm3``), ``A_Right`` the non-irradiated secondary (``secondary_tumour_volume_mm3``);
 ``3/B_Left`` Y values are paired with the days of ``3/B_Right`` (its own X columns are mis-digitised). Each arm is
-one "subject" (``<condition>:mean``) because only group means were digitised.
+one "subject" (``<condition>:mean``) because only group means were digitised. A mean below the detection limit
+(including the small negative digitised values) becomes a below-detection row (``censoring = left``, value = limit).
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def _read_pairs(path: Path) -> list[tuple[str, list[float], list[float]]]:
 
 
 def dewan_tables(raw_dir: Path, a: dict) -> tuple[list[dict], list[dict]]:
-    days = a["measurement_days"]
+    days, limit = a["measurement_days"], a["detection_limit_mm3"]
     measurements, conditions = [], []
     for key, files in _DEWAN_FILES.items():
         arms = _DEWAN_ARMS[key]
@@ -167,9 +168,11 @@ def dewan_tables(raw_dir: Path, a: dict) -> tuple[list[dict], list[dict]]:
                     day = min(days, key=lambda d: abs(d - x))
                     if abs(day - x) > 1.0:
                         raise ValueError(f"{raw_dir / rel}: arm '{label}' day {x:.2f} is not near {days}")
+                    below = y < limit
                     measurements.append({"subject": f"{condition}:mean", "condition": condition,
                                          "observable": observable, "time": f"{day:g}",
-                                         "value": f"{max(y, 0.0):.6g}", "censoring": ""})
+                                         "value": f"{limit:g}" if below else f"{y:.6g}",
+                                         "censoring": "left" if below else ""})
         for label, (rt_days, dose, drug_days) in arms.items():
             conditions.append({
                 "condition": f"{_PREFIX[key]}_{label}", "rt_days": _join(rt_days),

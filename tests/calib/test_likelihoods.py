@@ -102,7 +102,13 @@ def test_bad_observations_are_named():
         _model(ObservableSpec("bernoulli"), [1, 0], ["left", "none"], np.zeros(2))
     with pytest.raises(ValueError, match="needs 0/1 values"):
         _model(ObservableSpec("bernoulli"), [2, 0], ["none", "none"], np.zeros(2))
-    with pytest.raises(ValueError, match="ordinal link must be"):
-        _model(ObservableSpec("ordinal_logistic", link="cloglog", cutpoints=[0.0, 1.0]), [0], ["none"], np.zeros(1))
+    with pytest.raises(ValueError, match="has the logistic link; got link = 'cloglog'"):
+        ObservableSpec("ordinal_logistic", link="cloglog", cutpoints=[0.0, 1.0])
+    # the family name decides the link (an ordinal_probit observable was once built as a logistic one)
+    assert ObservableSpec("ordinal_probit", cutpoints=[0.0]).link == "probit"
+    with pytest.raises(ValueError, match="has the probit link"):
+        ObservableSpec("ordinal_probit", link="logistic", cutpoints=[0.0])
+    with pytest.raises(ValueError, match="ordinal families only"):
+        ObservableSpec("normal", link="probit")
     with pytest.raises(ValueError, match="nu > 0"):
         ObservableSpec("student_t", nu=0.0)

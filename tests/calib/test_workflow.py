@@ -410,3 +410,38 @@ def test_a_finished_run_is_reused_only_for_the_same_config_data_and_numerics(fin
     other["sampler"]["draws"] = other["sampler"].get("draws", 1000) + 1
     assert Calibration(other, run, force=True, progress=False).load_finished() is None
     assert Calibration(cfg, run.parent / "elsewhere", force=True, progress=False).load_finished() is None
+
+
+def test_held_out_subjects_are_left_out_of_the_fit_and_personalised(tmp_path):
+    """``[data] heldout_subjects``: their rows leave the fit; after it each gets a posterior of its latents given
+    the fitted population, close to its true growth rate; unknown ids and unfitted conditions are named errors."""
+    from calib.workflow import Calibration
+
+    cfg = write_dataset(tmp_path, n_per_arm=5)
+    text = cfg.read_text().replace('role = "population"\nprior = { distribution = "LogNormal", mu = 7.3, sigma = 0.5 }',
+                                   'role = "fixed"\nvalue = 1500.0')
+    text = text.replace(", carrying_capacity = [500.0, 4000.0]", "")
+    text = text.replace("[data]\n", '[data]\nheldout_subjects = ["control/1", "treated/2"]\n')
+    text = text.replace("[predict]\ndraws = 200", "[personalise]\ndraws = 500\ntune = 500\n\n[predict]\ndraws = 0")
+    cfg.write_text(text)
+    cal = Calibration(cfg, tmp_path / "run", progress=False)
+    assert not np.isin(cal.data.subject, ["control/1", "treated/2"]).any() and len(cal.data.subjects) == 8
+    summary = cal.run()
+    pers = summary["personalised"]
+    assert set(pers["subjects"]) == {"control/1", "treated/2"} and pers["rhat_max"] < 1.05
+    rng = np.random.default_rng(3)  # the data set's own draws: the true growth rates in file order
+    true_r = {}
+    for arm in ARMS:
+        for k in range(1, 6):
+            true_r[f"{arm}/{k}"] = float(np.exp(np.log(0.3) + 0.15 * rng.standard_normal()))
+            rng.standard_normal(len(LogisticModel().times))
+    for s, post in pers["subjects"].items():
+        g = post["growth_rate"]
+        assert g["q05"] < true_r[s] < g["q95"] and g["sd"] < 0.1, (s, g, true_r[s])
+    assert (tmp_path / "run" / "personalised.nc").is_file()
+
+    for edit, message in ((('"control/1", "treated/2"', '"control/9"'), r"heldout_subjects \['control/9'\] have no"),
+                          (('"control/1", "treated/2"', '"combo/1"'), r"condition\(s\) \['combo'\], which are not fit")):
+        cfg.write_text(text.replace(*edit))
+        with pytest.raises(ValueError, match=message):
+            Calibration(cfg, tmp_path / "run2", progress=False).data  # noqa: B018

@@ -78,6 +78,11 @@ def test_dewan_rows_and_days(shared_dir):
     untreated = next(r for r in rows if r["condition"] == "tsa_fig2_0Gy+PBS" and r["time"] == "32"
                      and r["observable"] == "tumour_volume_mm3")
     assert float(untreated["value"]) == pytest.approx(float(raw[-1]["0Gy+PBSY"]), rel=1e-5)
+    # means below the detection limit (5 mm^3) are left-censored there; every other row is the digitised value
+    left = [(r["condition"], r["time"]) for r in rows if r["censoring"] == "left"]
+    assert ("tsa_fig2_8Gyx3+9H10", "32") in left and float(raw[-1]["8Gyx3+9H10Y"]) < 5.0
+    assert all(float(r["value"]) == 5.0 for r in rows if r["censoring"] == "left")
+    assert all(float(r["value"]) >= 5.0 and r["censoring"] == "" for r in rows if r["censoring"] != "left")
     cond = {r["condition"]: r for r in _rows(dataset_dir("dewan2009") / "conditions.csv")}
     assert cond["tsa_fig3b_IR+9H10(16-18-21)"]["rt_days"] == "12;13;14"
     assert cond["tsa_fig3b_IR+9H10(16-18-21)"]["drug_days"] == "16;18;21"

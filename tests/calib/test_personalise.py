@@ -1,0 +1,135 @@
+"""New-subject posteriors given a fitted population (calib.personalise): the per-draw observation densities equal
+PyMC's own, and the posterior of a linear-Gaussian subject is the exact conjugate one (one population draw) and the
+exact two-component mixture (two draws)."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from calib.data import Conditions, Measurements
+from calib.likelihoods import ObservableSpec, rows_logp_per_draw
+from calib.model import ParameterSpec
+from calib.personalise import new_subject_model
+from calib.surrogate import ExactEmulator
+from calib.toy import LinearModel, linear_gaussian_posterior
+from priors import Prior
+
+
+def _eval(expr):
+    return np.asarray(expr.eval())
+
+
+@pytest.mark.parametrize("family", ["normal", "student_t"])
+def test_continuous_rows_per_draw_match_scipy_with_censoring(family):
+    import pytensor.tensor as pt
+
+    spec = ObservableSpec(family=family, nu=4.0)
+    mu, var = np.array([0.1, 0.5, -0.3, 1.0]), np.array([0.01, 0.0, 0.04, 0.02])
+    y = np.array([0.2, 0.0, -1.0, 0.9])
+    cz = np.array(["none", "left", "right", "none"])
+    sig_data = np.array([np.nan, 0.3, np.nan, np.nan])
+    sig_draws = np.array([0.5, 1.2])
+    got = _eval(rows_logp_per_draw(spec, pt.as_tensor_variable(mu), pt.as_tensor_variable(var), y, cz, sig_data,
+                                   sigma_draws=sig_draws))
+    dist = stats.norm if family == "normal" else stats.t(4.0)
+    for s, sig in enumerate(sig_draws):
+        sd = np.sqrt(np.where(np.isfinite(sig_data), sig_data, sig) ** 2 + var)
+        want = [dist.logpdf((y[0] - mu[0]) / sd[0]) - np.log(sd[0]), dist.logcdf((y[1] - mu[1]) / sd[1]),
+                dist.logsf((y[2] - mu[2]) / sd[2]), dist.logpdf((y[3] - mu[3]) / sd[3]) - np.log(sd[3])]
+        np.testing.assert_allclose(got[s], want, rtol=1e-6)  # PyMC's log-ccdf is accurate to ~1e-8
+
+
+@pytest.mark.parametrize("link", ["probit", "logistic"])
+def test_ordinal_rows_per_draw_match_pymc(link):
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    spec = ObservableSpec(family=f"ordinal_{link}", cutpoints=[-1.0, 0.5, 2.0])
+    mu, var = np.array([0.3, -0.8, 2.5, 1.1]), np.zeros(4)
+    y = np.array([0, 1, 3, 2])
+    cuts = np.array([[-1.0, 0.5, 2.0], [-0.5, 0.2, 1.0]])
+    got = _eval(rows_logp_per_draw(spec, pt.as_tensor_variable(mu), pt.as_tensor_variable(var), y,
+                                   np.full(4, "none"), np.full(4, np.nan), cutpoint_draws=cuts))
+    for s in range(2):
+        if link == "probit":
+            d = pm.OrderedProbit.dist(eta=mu, cutpoints=cuts[s], sigma=1.0)
+        else:
+            d = pm.OrderedLogistic.dist(eta=mu, cutpoints=cuts[s])
+        np.testing.assert_allclose(got[s], _eval(pm.logp(d, y)), rtol=1e-6)  # PyMC: erf approximations
+
+
+def _linear_setup(sd_noise=0.4):
+    model = LinearModel(times=(0.0, 1.0, 2.0, 3.0))
+    em = ExactEmulator(model)
+    specs = [ParameterSpec("level", role="latent", prior=Prior("Normal", {"mu": 0.0, "sigma": 5.0}),
+                           covariates=("age",)),
+             ParameterSpec("slope", role="latent", prior=Prior("Normal", {"mu": 0.0, "sigma": 5.0}))]
+    links = {s.name: s.prior for s in specs}
+    t = np.array([0.0, 1.0, 2.0, 3.0, 0.0, 2.0])
+    y = np.array([1.3, 1.9, 2.2, 3.1, -0.4, 0.7])
+    subj = np.array(["a"] * 4 + ["b"] * 2)
+    rows = Measurements.from_arrays(subj, np.full(6, "arm"), np.full(6, "y"), t, y, np.full(6, sd_noise),
+                                    source="new subjects")
+    cond = Conditions(schedules={"arm": {}}, covariates={"a": {"age": 70.0}, "b": {"age": 50.0},
+                                                          "f1": {"age": 40.0}, "f2": {"age": 60.0}})
+    return em, specs, links, rows, cond, t, y, subj
+
+
+def _draws(locs, sds, betas):
+    S = len(locs)
+    return {"n": S, "latent": {"level": {"loc": np.array([l[0] for l in locs]), "sd": np.array([s[0] for s in sds]),
+                                         "beta": np.array(betas, float).reshape(S, 1)},
+                               "slope": {"loc": np.array([l[1] for l in locs]), "sd": np.array([s[1] for s in sds]),
+                                         "beta": np.zeros((S, 0))}},
+            "observables": {"y": {}}}
+
+
+def _subject_posterior(prior_mean, prior_sd, t, y, sd_noise):
+    H = np.column_stack([np.ones_like(t), t])
+    return linear_gaussian_posterior(np.asarray(prior_mean), np.diag(np.square(prior_sd)), H, y,
+                                     sd_noise**2 * np.eye(len(t)))
+
+
+def test_one_population_draw_gives_the_conjugate_posterior():
+    import pymc as pm
+
+    em, specs, links, rows, cond, t, y, subj = _linear_setup()
+    draws = _draws([(1.0, 0.5)], [(0.8, 0.3)], [[0.6]])
+    m = new_subject_model({"arm": em}, specs, links, draws, rows, {"y": ObservableSpec("normal")}, cond, ["f1", "f2"])
+    with m:
+        idata = pm.sample(draws=3000, tune=1000, chains=2, random_seed=3, progressbar=False,
+                          compute_convergence_checks=False)
+    x_std = (np.array([70.0, 50.0]) - 50.0) / 10.0  # scaled as the fitted subjects f1 (40), f2 (60)
+    for i, s in enumerate(("a", "b")):
+        mean, cov = _subject_posterior([1.0 + 0.6 * x_std[i], 0.5], [0.8, 0.3], t[subj == s], y[subj == s], 0.4)
+        got = idata.posterior["z"].sel(subject=s).stack(k=("chain", "draw")).values
+        se = np.sqrt(np.diag(cov)) / np.sqrt(600)  # Monte Carlo error at an effective sample size >= 600
+        assert np.all(np.abs(got.mean(1) - mean) <= 4 * se), (got.mean(1), mean)
+        np.testing.assert_allclose(got.std(1), np.sqrt(np.diag(cov)), rtol=0.1)
+
+
+def test_two_population_draws_give_the_exact_mixture():
+    import pymc as pm
+
+    em, specs, links, rows, cond, t, y, subj = _linear_setup()
+    locs, sds, betas = [(1.0, 0.5), (-0.5, 0.0)], [(0.8, 0.3), (0.5, 0.5)], [[0.6], [0.0]]
+    draws = _draws(locs, sds, betas)
+    m = new_subject_model({"arm": em}, specs, links, draws, rows, {"y": ObservableSpec("normal")}, cond, ["f1", "f2"])
+    with m:
+        idata = pm.sample(draws=4000, tune=1000, chains=2, random_seed=4, progressbar=False,
+                          compute_convergence_checks=False)
+    s, x = "b", 0.0  # subject b at the fitted subjects' mean age
+    tb, yb = t[subj == s], y[subj == s]
+    H = np.column_stack([np.ones_like(tb), tb])
+    comps, logw = [], []
+    for (loc, sd, beta) in zip(locs, sds, betas):
+        m0 = np.array([loc[0] + beta[0] * x, loc[1]])
+        P0 = np.diag(np.square(sd))
+        comps.append(_subject_posterior(m0, sd, tb, yb, 0.4))
+        logw.append(stats.multivariate_normal(H @ m0, H @ P0 @ H.T + 0.16 * np.eye(len(tb))).logpdf(yb))
+    w = np.exp(np.array(logw) - max(logw))
+    w /= w.sum()
+    mean = sum(wi * c[0] for wi, c in zip(w, comps))
+    got = idata.posterior["z"].sel(subject=s).stack(k=("chain", "draw")).values.mean(1)
+    assert 0.05 < w[0] < 0.95  # both components matter: a real mixture
+    np.testing.assert_allclose(got, mean, atol=0.05)
