@@ -41,7 +41,7 @@ SCHEMA: dict[str, dict] = {
     "conditions": {"fit": list, "heldout": list},
     "design": {"n": int, "method": str, "seed": int, "chunk_size": int, "workers": int, "bounds": dict,
                "scales": dict},
-    "emulator": {"kind": str, "path": str, "paths": dict, "test_fraction": NUMBER},
+    "emulator": {"kind": str, "path": str, "paths": dict, "test_fraction": NUMBER, "variance": str},
     "refinement": {"rounds": int, "points": int, "draws": int},
     "parameters": {"*": {"role": str, "prior": dict, "value": NUMBER, "sd": (int, float, dict),
                          "covariates": list, "coef_sd": NUMBER, "observable": str, "time": NUMBER}},

@@ -41,6 +41,8 @@ class GPSurrogate:
         self.max_components = max_components
         self.n_restarts = n_restarts
         self.seed = seed
+        self.variance = "gp"           # or "held_out" (predict_pt)
+        self.heldout_var_ = None       # (n_obs, n_times): mean squared held-out error (fit_from_campaign)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, theta: np.ndarray, outputs: np.ndarray) -> GPSurrogate:
@@ -128,10 +130,23 @@ class GPSurrogate:
         var = (v @ (self.W_**2) * self.y_scale_**2 + self.resid_var_).reshape(shape)
         return mean, var
 
+    def use_variance(self, mode: str) -> GPSurrogate:
+        """Select the emulator variance of :meth:`predict_pt`: ``"gp"`` or ``"held_out"`` (needs a validation)."""
+        if mode not in ("gp", "held_out"):
+            raise ValueError(f"emulator variance must be 'gp' or 'held_out', got {mode!r}")
+        if mode == "held_out" and self.heldout_var_ is None:
+            raise ValueError("emulator variance 'held_out' needs a surrogate validated on held-out runs "
+                             "([emulator] test_fraction > 0 when it was trained)")
+        self.variance = mode
+        return self
+
     # ------------------------------------------------------------------ PyTensor prediction
     def predict_pt(self, theta):
         """Mean and variance as PyTensor expressions of a ``(n, p)`` tensor ``theta``; shapes ``(n, n_obs, n_t)``.
-        All GP components are evaluated in one batched graph (small graph, fast compilation)."""
+        All GP components are evaluated in one batched graph (small graph, fast compilation). The variance is the
+        GP's own (``variance = "gp"``) or, with ``variance = "held_out"``, each output's mean squared error on the
+        held-out runs (:func:`fit_from_campaign`) — constant over the box, for many subjects × training runs where
+        the GP variance's O(subjects · runs²) cost dominates the log-density."""
         import pytensor.tensor as pt
 
         X = self.space.to_unit_pt(theta)
@@ -140,11 +155,13 @@ class GPSurrogate:
         d2 = (a**2).sum(-1)[:, :, None] + (b**2).sum(-1)[:, None, :] - 2 * pt.matmul(a, b.transpose(0, 2, 1))
         kx = self.amp_[:, None, None] * pt.exp(-0.5 * pt.maximum(d2, 0.0))
         m = (kx * self.alpha_[:, None, :]).sum(-1).T  # (m, k)
-        u = pt.matmul(kx, self.Linv_.transpose(0, 2, 1))
-        v = pt.maximum((self.amp_ + self.noise_)[:, None] - (u**2).sum(-1), self.noise_[:, None]).T
         n = theta.shape[0]
         shape = (n, len(self.observables), len(self.times))
         mean = (self.y_mean_ + pt.dot(m, self.W_) * self.y_scale_).reshape(shape)
+        if self.variance == "held_out":  # constant per output: O(m n) instead of the O(m n²) GP variance
+            return mean, pt.zeros(shape) + self.heldout_var_[None, :, :]
+        u = pt.matmul(kx, self.Linv_.transpose(0, 2, 1))
+        v = pt.maximum((self.amp_ + self.noise_)[:, None] - (u**2).sum(-1), self.noise_[:, None]).T
         var = (pt.dot(v, self.W_**2) * self.y_scale_**2 + self.resid_var_).reshape(shape)
         return mean, var
 
@@ -170,7 +187,9 @@ class GPSurrogate:
 
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, meta=np.array(json.dumps(self._meta())), **{a: getattr(self, a) for a in self._ARRAYS})
+        extra = {} if self.heldout_var_ is None else {"heldout_var_": self.heldout_var_}
+        np.savez(tmp, meta=np.array(json.dumps(self._meta())), **{a: getattr(self, a) for a in self._ARRAYS},
+                 **extra)
         os.replace(tmp, path)
         return path
 
@@ -187,6 +206,7 @@ class GPSurrogate:
                       meta["pca_tol"], meta["max_components"])
             for a in cls._ARRAYS:
                 setattr(obj, a, z[a])
+            obj.heldout_var_ = z["heldout_var_"] if "heldout_var_" in z else None
         obj.forward_ = meta.get("forward")
         obj.condition_ = meta.get("condition")
         obj.fixed_ = meta.get("fixed") or {}
@@ -435,6 +455,8 @@ def fit_from_campaign(campaign, test_fraction: float = 0.2, seed: int = 0, round
     sur.condition_ = campaign.meta["condition"]
     sur.fixed_ = dict(campaign.meta.get("fixed", {}))
     report = validate(sur, theta[test], Y[test]) if n_test else {"n_test": 0}
+    if n_test:
+        sur.heldout_var_ = ((sur.predict(theta[test], return_var=False) - Y[test]) ** 2).mean(0)
     report["n_train"] = len(train)
     return sur, report
 

@@ -442,7 +442,7 @@ class Calibration:
             raise ValueError(f"[emulator] kind must be 'surrogate', 'exact' or 'blackbox', got {kind!r}")
         if "path" in em or "paths" in em:
             self.emulators, self.campaigns, self.validation = self._load_surrogates(em, fit), {}, {}
-            return self.emulators
+            return self._surrogate_variance(em)
         if "design" not in self.cfg:
             raise ValueError(f"{self.cfg['_path']}: [emulator] kind = 'surrogate' needs a trained surrogate (path / "
                              "[emulator.paths]) or a [design] to train one")
@@ -470,6 +470,13 @@ class Calibration:
                                          seed=int(d.get("seed", 0)), rounds=[])
             self.emulators[c], self.validation[c], self.campaigns[c] = sur, rep, camp
         self.seconds["emulators"] = round(time.perf_counter() - t0, 1)
+        return self._surrogate_variance(em)
+
+    def _surrogate_variance(self, em: dict) -> dict:
+        """``[emulator] variance``: the GP's own (``"gp"``, default) or each output's held-out mean squared error
+        (``"held_out"``: constant over the box, cheap for many subjects)."""
+        for sur in self.emulators.values():
+            sur.use_variance(em.get("variance", "gp"))
         return self.emulators
 
     def _load_surrogates(self, em: dict, conditions) -> dict:
@@ -544,6 +551,7 @@ class Calibration:
                 self.emulators[c], _ = refine(camp, theta, int(r.get("points", 48)), workers=int(
                     self.cfg.get("design", {}).get("workers", 0)), progress=self.progress, tag=f"round{k + 1}",
                     rounds=[f"round{j + 1}" for j in range(k + 1)], seed=int(self.cfg.get("design", {}).get("seed", 0)))
+        self._surrogate_variance(self.cfg.get("emulator", {}))  # refits have no held-out runs: "gp" only
         self.seconds["refinement"] = round(time.perf_counter() - t0, 1)
 
     def fit(self):

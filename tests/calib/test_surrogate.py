@@ -74,6 +74,29 @@ def test_save_load_roundtrip(fitted, tmp_path):
         GPSurrogate.load(tmp_path / "none.npz")
 
 
+def test_held_out_variance_is_the_validation_error_and_survives_a_save(fitted, logistic_campaign, tmp_path):
+    """``variance = "held_out"``: the same mean, the held-out mean squared error of each output as the variance
+    (stored with the surrogate); refused for a surrogate without held-out runs."""
+    import pytensor.tensor as pt
+
+    sur, _ = fitted
+    theta, Y = logistic_campaign.training_data()
+    test = np.random.default_rng(0).permutation(len(theta))[:64]  # fit_from_campaign's split (seed 0, 25 %)
+    want = ((sur.predict(theta[test], return_var=False) - Y[test]) ** 2).mean(0)
+    np.testing.assert_allclose(sur.heldout_var_, want, rtol=1e-12)
+    X = design(sur.space, 4, seed=5)
+    m_gp, _ = sur.predict_pt(pt.as_tensor_variable(X))
+    back = GPSurrogate.load(sur.save(tmp_path / "s.npz")).use_variance("held_out")
+    m_ho, v_ho = back.predict_pt(pt.as_tensor_variable(X))
+    np.testing.assert_allclose(m_ho.eval(), m_gp.eval(), rtol=1e-12)
+    np.testing.assert_allclose(v_ho.eval(), np.broadcast_to(want, (4, *want.shape)), rtol=1e-12)
+    untested, _ = fit_from_campaign(logistic_campaign, test_fraction=0.0, n_restarts=0)
+    with pytest.raises(ValueError, match="needs a surrogate validated on held-out runs"):
+        untested.use_variance("held_out")
+    with pytest.raises(ValueError, match="must be 'gp' or 'held_out'"):
+        sur.use_variance("pointwise")
+
+
 def test_fit_errors():
     fm = LogisticModel()
     sur = GPSurrogate(fm.space(), fm.observables, fm.times)

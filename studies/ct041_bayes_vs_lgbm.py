@@ -1,0 +1,212 @@
+"""Bayesian personalisation vs the seed-000 LightGBM mapping on the same VIRTUAL CT041-like cohort, truth and folds.
+
+The cohort is ``ct041_lgbm``'s (N = 37, seed 1; homogeneous CAR-T ODE). For each of ``repeats`` × 5 outer folds
+(``calib.baseline.outer_folds``, the LightGBM study's folds):
+
+* **Bayes** — the config ``calib/datasets/ct041_virtual/personalise.toml`` through the calibration workflow with the
+  fold's test patients as ``[data] heldout_subjects``: the population (covariate regression of the logit latents,
+  non-centred patient effects, learned noise and cut-points) is fitted to the training patients by NUTS; each test
+  patient's latents then get their posterior given that population and the patient's own covariates and
+  observations (:mod:`calib.personalise`). One set of PCA-GP emulators (one per dose level) serves every fold.
+* **LightGBM** — seed 000's regressor on the same features and folds, with conformal predictive ensembles from
+  cross-validated training residuals (:func:`calib.baseline.conformal_latents`) so intervals and CRPS compare.
+
+Reported per latent and method: MAE, RMSE, Spearman ρ and R² of the point estimate (posterior mean / LightGBM
+prediction) against the truth, 50 %/90 % interval coverage and width, CRPS (mean over repeats, SD over repeats);
+for Bayes also SBC ranks of the truth among each test patient's posterior draws (uniformity test) and the
+contraction of each latent (1 − mean posterior variance / the cohort's variance of the truth): the
+identifiability table. ``--quick``: one repeat, short chains, LightGBM's small grid (smoke test only).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+
+from studies._common import save_figure, use_agg, write_json
+
+NAME = "ct041_bayes_vs_lgbm"
+COHORT_SEED = 1  # the cohort of ct041_lgbm
+N_SPLITS = 5
+POSTERIOR_DRAWS = 400  # per test patient, thinned evenly from the chains
+
+
+def _base_config(data_dir: Path, quick: bool) -> dict:
+    from calib.config import load_config
+    from calib.datasets import dataset_dir
+
+    cfg = load_config(dataset_dir("ct041_virtual") / "personalise.toml")
+    cfg["data"]["measurements"] = str((data_dir / "measurements.csv").resolve())
+    cfg["data"]["conditions"] = str((data_dir / "conditions.csv").resolve())
+    cfg["predict"] = {"draws": 0}
+    if quick:
+        cfg["sampler"].update(draws=200, tune=300)
+        cfg["personalise"] = {**cfg.get("personalise", {}), "draws": 200, "tune": 300}
+    return cfg
+
+
+def _emulators(cfg: dict, folder: Path) -> tuple[dict, dict]:
+    """Train the per-dose emulators once (the design of the config) and save them; every fold loads them."""
+    from calib.workflow import Calibration
+
+    cal = Calibration(cfg, folder, force=True, progress=False)
+    cal.train()
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {c: str(em.save(folder / f"{c}.npz").resolve()) for c, em in cal.emulators.items()}
+    return paths, cal.validation
+
+
+def _fold_draws(cfg: dict, folder: Path, test_ids: list[str], latents: list[str]) -> tuple[dict, dict]:
+    """Fit the fold's population and personalise its test patients; ``{patient: (draws, latents)}`` and the
+    fold's diagnostics. A finished fold (same config and data) is read back."""
+    import arviz as az
+
+    from calib.workflow import Calibration
+
+    cal = Calibration(cfg, folder, force=True, progress=False)
+    done = folder / "personalised.nc"
+    summary = cal.load_finished() if done.exists() else None
+    if summary is None:
+        summary = cal.run()
+    post = az.from_netcdf(done).posterior
+    out = {}
+    for s in test_ids:
+        x = np.column_stack([post[n].sel(subject=s).stack(k=("chain", "draw")).values for n in latents])
+        idx = np.unique(np.linspace(0, len(x) - 1, min(POSTERIOR_DRAWS, len(x))).astype(int))
+        out[s] = x[idx]
+    diag = {"population": summary["diagnostics"], "personalised_rhat_max": summary["personalised"].get("rhat_max"),
+            "personalised_ess_bulk_min": summary["personalised"].get("ess_bulk_min"),
+            "seconds": summary["seconds"]}
+    return out, diag
+
+
+def _scores(truth: np.ndarray, point: np.ndarray, ensembles: list[np.ndarray]) -> dict:
+    """Point and probabilistic scores of one latent over the cohort (one repeat)."""
+    from calib.baseline import regression_metrics
+    from calib.diagnostics import crps_ensemble
+
+    res = regression_metrics(truth, point)
+    for lev in (0.5, 0.9):
+        lo = np.array([np.quantile(e, 0.5 - lev / 2) for e in ensembles])
+        hi = np.array([np.quantile(e, 0.5 + lev / 2) for e in ensembles])
+        res[f"coverage_{int(lev * 100)}"] = float(np.mean((lo <= truth) & (truth <= hi)))
+        res[f"width_{int(lev * 100)}"] = float(np.mean(hi - lo))
+    res["crps"] = float(np.mean([crps_ensemble(np.array([t]), e[:, None])[0] for t, e in zip(truth, ensembles)]))
+    return res
+
+
+def _aggregate(per_repeat: list[dict]) -> dict:
+    keys = per_repeat[0].keys()
+    return {k: float(np.nanmean([r[k] for r in per_repeat])) for k in keys} | {
+        "sd_over_repeats": {k: float(np.nanstd([r[k] for r in per_repeat])) for k in keys}}
+
+
+def _figures(out: Path, table: dict, sbc: dict) -> None:
+    import matplotlib.pyplot as plt
+
+    lats = list(table)
+    short = [k.removeprefix("theta_") for k in lats]
+    x = np.arange(len(lats))
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.2))
+    for ax, m in zip(axes, ("mae", "r2", "coverage_90", "crps")):
+        for j, meth in enumerate(("bayes", "lightgbm")):
+            ax.bar(x + (j - 0.5) * 0.38, [table[k][meth][m] for k in lats], 0.38,
+                   yerr=[table[k][meth]["sd_over_repeats"][m] for k in lats], label=meth)
+        if m == "coverage_90":
+            ax.axhline(0.9, color="k", lw=0.6, ls="--")
+        ax.set_xticks(x, short, rotation=45)
+        ax.set_title(m)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("VIRTUAL cohort (N = 37): Bayesian personalisation vs LightGBM, out-of-fold")
+    save_figure(fig, out, f"{NAME}_scores.png")
+    fig, axes = plt.subplots(1, len(lats), figsize=(2.4 * len(lats), 2.4), sharey=True)
+    for ax, k in zip(np.atleast_1d(axes), lats):
+        ax.hist(sbc[k]["ranks"], bins=10, range=(0, 1), color="0.5")
+        ax.set_title(f"{k.removeprefix('theta_')} (p = {sbc[k]['p_value']:.2f})", fontsize=8)
+    fig.suptitle("SBC: rank of the true latent among each test patient's posterior draws (normalised)")
+    save_figure(fig, out, f"{NAME}_sbc.png")
+
+
+def run(out: Path, quick: bool = False) -> dict:
+    from scipy import stats
+
+    from calib.baseline import SMALL_GRID, conformal_latents, outer_folds
+    from calib.cohort import generate_cohort, write_tables
+    from priors.latents import LATENTS
+
+    use_agg()
+    out = Path(out)
+    work = out / NAME
+    repeats = 1 if quick else 10
+    latents = list(LATENTS)
+    df = generate_cohort(37, np.random.default_rng(COHORT_SEED))
+    write_tables(df, work / "data")
+    ids = df["patient_id"].tolist()
+    truth = df[[f"true_{n}" for n in latents]].to_numpy(float)
+    base = _base_config(work / "data", quick)
+    t0 = time.perf_counter()
+    paths, validation = _emulators(base, work / "emulators")
+    t_emulators = time.perf_counter() - t0
+    bayes_draws: list[dict] = []
+    fold_diag = []
+    t0 = time.perf_counter()
+    for r in range(repeats):
+        folds = outer_folds(len(df), N_SPLITS, r)
+        draws: dict = {}
+        for k in range(N_SPLITS):
+            cfg = copy.deepcopy(base)
+            cfg["emulator"] = {"kind": "surrogate", "paths": paths}
+            test = [ids[i] for i in np.flatnonzero(folds == k)]
+            cfg["data"]["heldout_subjects"] = test
+            d, diag = _fold_draws(cfg, work / f"repeat{r}_fold{k}", test, latents)
+            draws.update(d)
+            fold_diag.append({"repeat": r, "fold": k, **diag})
+            print(f"[{NAME}] repeat {r + 1}/{repeats} fold {k + 1}/{N_SPLITS}: population R-hat "
+                  f"{diag['population'].get('rhat_max')}, personalised R-hat {diag['personalised_rhat_max']}",
+                  flush=True)
+        bayes_draws.append(draws)
+    t_bayes = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    lgbm = conformal_latents(df, latents=latents, n_splits=N_SPLITS, repeats=repeats, n_jobs=2,
+                             param_grid=SMALL_GRID if quick else None)
+    t_lgbm = time.perf_counter() - t0
+
+    table, sbc, ident = {}, {}, {}
+    for j, lat in enumerate(latents):
+        per = {"bayes": [], "lightgbm": []}
+        for r in range(repeats):
+            ens_b = [bayes_draws[r][s][:, j] for s in ids]
+            per["bayes"].append(_scores(truth[:, j], np.array([e.mean() for e in ens_b]), ens_b))
+            ens_l = [lgbm["ensembles"][r][i][:, j] for i in range(len(ids))]
+            per["lightgbm"].append(_scores(truth[:, j], lgbm["oof"][r, :, j], ens_l))
+        table[lat] = {m: _aggregate(v) for m, v in per.items()}
+        ranks = np.array([np.mean(bayes_draws[r][s][:, j] < truth[i, j]) for r in range(repeats)
+                          for i, s in enumerate(ids)])
+        counts = np.histogram(ranks, bins=10, range=(0, 1))[0]
+        sbc[lat] = {"ranks": ranks.tolist(), "counts": counts.tolist(),
+                    "p_value": float(stats.chisquare(counts).pvalue)}
+        post_var = np.mean([bayes_draws[r][s][:, j].var() for r in range(repeats) for s in ids])
+        z = np.array([(bayes_draws[r][s][:, j].mean() - truth[i, j]) / bayes_draws[r][s][:, j].std()
+                      for r in range(repeats) for i, s in enumerate(ids)])
+        ident[lat] = {"contraction": float(1 - post_var / truth[:, j].var()),
+                      "mean_posterior_sd": float(np.sqrt(post_var)), "cohort_sd": float(truth[:, j].std()),
+                      "z_score_mean": float(z.mean()), "z_score_sd": float(z.std()),
+                      "identified": bool(1 - post_var / truth[:, j].var() >= 0.5)}
+    print("latent      MAE bayes/lgbm    R² bayes/lgbm    cov90 bayes/lgbm   CRPS bayes/lgbm   contraction")
+    for k, v in table.items():
+        b, g = v["bayes"], v["lightgbm"]
+        print(f"{k:11s} {b['mae']:.3f}/{g['mae']:.3f}     {b['r2']:6.3f}/{g['r2']:6.3f}   "
+              f"{b['coverage_90']:.2f}/{g['coverage_90']:.2f}        {b['crps']:.3f}/{g['crps']:.3f}       "
+              f"{ident[k]['contraction']:.2f}")
+    _figures(out, table, sbc)
+    result = {"virtual": True, "quick": quick, "cohort_seed": COHORT_SEED, "n": len(df), "repeats": repeats,
+              "outer_folds": N_SPLITS, "config": "calib/datasets/ct041_virtual/personalise.toml",
+              "table": table, "sbc": {k: {kk: vv for kk, vv in v.items() if kk != "ranks"} for k, v in sbc.items()},
+              "identifiability": ident, "lightgbm_intervals": lgbm["method"],
+              "emulator_validation": validation, "folds": fold_diag,
+              "seconds": {"emulators": t_emulators, "bayes": t_bayes, "lightgbm": t_lgbm}}
+    write_json(out, NAME, result)
+    return result
