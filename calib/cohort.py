@@ -425,6 +425,31 @@ def save_cohort(df: pd.DataFrame, path: str | Path, seed: int | None = None) -> 
     return path
 
 
+def patient_table(df: pd.DataFrame, fit_idata, personalised_idata, latents: Sequence[str],
+                  levels=(0.05, 0.25, 0.5, 0.75, 0.95)) -> pd.DataFrame:
+    """One row per patient of ``df``: each latent's posterior mean, sd and quantiles — from the population fit
+    (``set = fitted``: the hierarchical posterior of a fitted patient) or from the personalisation given the fitted
+    population (``set = heldout``) — next to the true value where the (virtual) cohort has it."""
+    rows = []
+    sources = [("fitted", fit_idata)] + ([("heldout", personalised_idata)] if personalised_idata is not None else [])
+    for label, idata in sources:
+        post = idata.posterior
+        for s in post.coords["subject"].values.tolist():
+            row = {"patient_id": s, "set": label}
+            for n in latents:
+                x = post[n].sel(subject=s).values.ravel()
+                row[f"{n}_mean"], row[f"{n}_sd"] = float(x.mean()), float(x.std())
+                for q in levels:
+                    row[f"{n}_q{int(q * 100):02d}"] = float(np.quantile(x, q))
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    truth = [c for c in df.columns if c.startswith("true_")]
+    if truth:
+        out = out.merge(df[["patient_id", *truth]].astype({"patient_id": str}), on="patient_id", how="left")
+    order = {p: i for i, p in enumerate(df["patient_id"].astype(str))}
+    return out.sort_values("patient_id", key=lambda c: c.map(order)).reset_index(drop=True)
+
+
 def load_cohort(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():

@@ -134,7 +134,9 @@ def observe(name: str, spec: ObservableSpec, mu, var, y: np.ndarray, censoring: 
         raise ValueError(f"ordinal observable {name!r}: cutpoints must increase, got {list(c0)}")
     import pymc.distributions.transforms as tr
 
-    cuts = pm.Normal(f"cutpoints_{name}", mu=c0, sigma=1.0, shape=len(c0), transform=tr.ordered, initval=c0)
+    # no initval: the support point (mu = c0, increasing) is already ordered, and an initval stops PyMC from
+    # converting the model (compute_log_likelihood, freeze_dims_and_data)
+    cuts = pm.Normal(f"cutpoints_{name}", mu=c0, sigma=1.0, shape=len(c0), transform=tr.ordered)
     if spec.link == "logistic":
         return pm.OrderedLogistic(f"y_{name}", eta=eta, cutpoints=cuts, observed=yk, dims=dims)
     if spec.link == "probit":

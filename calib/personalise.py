@@ -88,10 +88,12 @@ def new_subject_model(emulators, latent_specs: Sequence, links: dict, draws: dic
         means.append(mean)
     start = np.column_stack([mean.mean(0) for mean in means])  # the population mean: the chains' start
     with pm.Model(coords={"subject": subjects, "latent": latents}) as m:
-        z_rv = pm.Flat("z", dims=("subject", "latent"), initval=start)
-        # the density is written on z's value variable (pm.logp of distributions whose parameters depend on a model
-        # RV would clone it); the latents themselves are recorded from the RV
-        z = m.rvs_to_values[z_rv]
+        # z = start + offset with a flat offset: the chains start at the population mean (an initval would stop
+        # PyMC's Numba compile mode); the density is written on the offset's value variable (pm.logp of
+        # distributions whose parameters depend on a model RV would clone it), the latents are recorded from the RV
+        offset = pm.Flat("z_offset", dims=("subject", "latent"))
+        z_rv = pm.Deterministic("z", start + offset, dims=("subject", "latent"))
+        z = start + m.rvs_to_values[offset]
         lp = pt.zeros((S, len(subjects)))
         cols = []
         for j, spec in enumerate(latent_specs):

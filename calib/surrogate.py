@@ -206,7 +206,7 @@ class GPSurrogate:
                       meta["pca_tol"], meta["max_components"])
             for a in cls._ARRAYS:
                 setattr(obj, a, z[a])
-            obj.heldout_var_ = z["heldout_var_"] if "heldout_var_" in z else None
+            obj.heldout_var_ = z.get("heldout_var_")
         obj.forward_ = meta.get("forward")
         obj.condition_ = meta.get("condition")
         obj.fixed_ = meta.get("fixed") or {}

@@ -3,15 +3,17 @@
 * ``dewan2009/`` — group means digitised from Dewan et al., Clin Cancer Res 2009;15:5379–88 (the data seed 002
   fits).
 * ``morisada2018/`` — per-mouse tumour volumes, Morisada et al., OncoImmunology 2018;7(3):e1395996 (Fig. 6).
+* ``ct041_virtual/`` — a VIRTUAL CT041-like cohort (N = 37, :mod:`calib.cohort`, seed 1): not patient data; the
+  tables of :func:`calib.cohort.write_tables` and the Bayesian personalisation config.
 
-Each folder holds ``measurements.csv``, ``conditions.csv`` and ``PROVENANCE.md``. They are produced from the raw files
-in ``shared/data/`` by :mod:`calib.datasets.convert` with the assumptions in ``schedule_assumptions.toml``.
+Each folder holds ``measurements.csv``, ``conditions.csv`` and ``PROVENANCE.md``. The real ones are produced from the
+raw files in ``shared/data/`` by :mod:`calib.datasets.convert` with the assumptions in ``schedule_assumptions.toml``.
 """
 
 from importlib import resources
 from pathlib import Path
 
-DATASETS = ("dewan2009", "morisada2018")
+DATASETS = ("dewan2009", "morisada2018", "ct041_virtual")
 
 
 def dataset_dir(name: str) -> Path:

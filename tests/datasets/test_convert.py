@@ -87,3 +87,14 @@ def test_dewan_rows_and_days(shared_dir):
     assert cond["tsa_fig3b_IR+9H10(16-18-21)"]["rt_days"] == "12;13;14"
     assert cond["tsa_fig3b_IR+9H10(16-18-21)"]["drug_days"] == "16;18;21"
     assert cond["tsa_fig3a_IR+PBS"]["rt_doses_gy"] == "20"
+
+
+def test_virtual_ct041_tables_are_the_generators(tmp_path):
+    """The bundled virtual tables are write_tables of the seed-1, N = 37 cohort (as PROVENANCE.md says)."""
+    import numpy as np
+
+    from calib.cohort import generate_cohort, write_tables
+
+    write_tables(generate_cohort(37, np.random.default_rng(1)), tmp_path)
+    for table in ("measurements.csv", "conditions.csv"):
+        assert (tmp_path / table).read_text() == (dataset_dir("ct041_virtual") / table).read_text()
