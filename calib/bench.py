@@ -1,10 +1,12 @@
 """``immunocal bench calib``: surrogate value+gradient time for 100 parameter vectors, NUTS time on the
 linear-Gaussian hierarchical problem with 100 subjects (4 chains × 1000 draws), and the exact route's cost: value +
-gradient of the RIT log volumes of the 40 Morisada MOC1 mice of the four fitted arms through the exact emulator."""
+gradient of the RIT log volumes of the 40 Morisada MOC1 mice of the four fitted arms through the exact emulator.
+``immunocal bench personalise``: one new patient's latent posterior given a fitted population (NUTS, ADVI)."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -136,3 +138,42 @@ def run() -> dict:
     out.update(bench_nuts())
     out.update(bench_exact_rit())
     return out
+
+
+def bench_personalise(out: str | Path, population_draws: int = 200, seed: int = 0) -> dict:
+    """Seconds for one new patient's latent posterior given a fitted population (``calib.personalise``), on the
+    bundled VIRTUAL CT041 tables: the population is fitted once to 36 patients (``out``; a finished fit there is
+    reused), then the 37th is personalised by NUTS (1 chain × 1000 draws after 1000 tuning, one core) and by ADVI
+    (mean-field, 20,000 iterations, 1000 draws). Seconds include PyMC's compilation of the patient's model."""
+    import time
+
+    from .config import load_config
+    from .data import subset
+    from .datasets import dataset_dir
+    from .workflow import Calibration
+
+    cfg = load_config(dataset_dir("ct041_virtual") / "personalise.toml")
+    cfg["data"]["measurements"] = str(dataset_dir("ct041_virtual") / "measurements.csv")
+    cfg["data"]["conditions"] = str(dataset_dir("ct041_virtual") / "conditions.csv")
+    cfg["data"]["heldout_subjects"] = ["V0037"]
+    cfg["personalise"] = {"population_draws": population_draws}
+    cal = Calibration(cfg, Path(out), force=True, progress=False)
+    t0 = time.perf_counter()
+    if cal.load_finished() is None:
+        cal.run()
+    else:
+        cal.train()
+    fit_s = time.perf_counter() - t0
+    meas, _ = cal.tables
+    rows = subset(meas, meas.subject == "V0037")
+    res = {"personalise_population_fit_s": fit_s, "personalise_population_draws": population_draws}
+    for name, kw in (("nuts", {"method": "nuts", "chains": 1, "cores": 1, "draws": 1000, "tune": 1000}),
+                     ("advi", {"method": "advi", "draws": 1000})):
+        from .personalise import personalise
+
+        t0 = time.perf_counter()
+        personalise(cal, rows, n_population_draws=population_draws, **{**kw, "seed": seed})
+        res[f"personalise_one_patient_{name}_s"] = time.perf_counter() - t0
+    res["targets"] = {"personalise_one_patient_nuts_s": 10.0, "personalise_one_patient_pathfinder_s": 1.0}
+    res["pathfinder"] = "not measured: pymc-extras is not installed (optional extra 'pathfinder')"
+    return res

@@ -148,7 +148,7 @@ def cmd_wide_to_long(args) -> int:
         raise ValueError(f"{out} exists; pass --force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     Measurements.from_arrays(**cat, source=str(out)).to_csv(out)
-    print(json.dumps({"out": str(out), "rows": int(len(cat["value"])), "conditions": list(seen),
+    print(json.dumps({"out": str(out), "rows": len(cat["value"]), "conditions": list(seen),
                       "subjects": len(set(cat["subject"].tolist())),
                       "censored": {k: int(np.sum(cat["censoring"] == k)) for k in ("left", "right")}}, indent=2))
     return 0
@@ -168,6 +168,13 @@ def cmd_sbc(args) -> int:
     res = sbc_from_config(args.config, n_replicates=args.replicates, n_draws=args.ranks, seed=args.seed,
                           out_dir=args.out)
     _print({n: {k: v for k, v in r.items() if k != "ranks"} for n, r in res.items()})
+    return 0
+
+
+def cmd_bench_personalise(args) -> int:
+    from calib.bench import bench_personalise
+
+    print(json.dumps({**bench_personalise(args.out, args.population_draws), "_command": "immunocal bench personalise"}))
     return 0
 
 
@@ -290,3 +297,10 @@ def register(commands) -> None:
     b.add_argument("--no-exact", action="store_true",
                    help="skip the exact route's RIT gradient timing (its first run compiles the tangent kernel)")
     b.set_defaults(func=cmd_bench)
+
+    bp = commands.model_verb("bench").add_parser(
+        "personalise", help="one new patient's latent posterior given a fitted population (JSON)")
+    bp.add_argument("--out", type=Path, default=Path("bench-personalise"),
+                    help="folder of the population fit (reused when finished; default ./bench-personalise)")
+    bp.add_argument("--population-draws", type=int, default=200)
+    bp.set_defaults(func=cmd_bench_personalise)
