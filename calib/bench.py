@@ -148,9 +148,8 @@ def bench_personalise(out: str | Path, population_draws: int = 200, seed: int = 
     import time
 
     from .config import load_config
-    from .data import subset
     from .datasets import dataset_dir
-    from .workflow import Calibration
+    from .workflow import Calibration, subset
 
     cfg = load_config(dataset_dir("ct041_virtual") / "personalise.toml")
     cfg["data"]["measurements"] = str(dataset_dir("ct041_virtual") / "measurements.csv")

@@ -63,11 +63,13 @@ def new_subject_model(emulators, latent_specs: Sequence, links: dict, draws: dic
     import pytensor.tensor as pt
 
     names = list(next(iter(emulators.values())).space.names)
-    latents = [s.name for s in latent_specs]
-    if names != latents:
-        raise ValueError(f"personalisation needs emulators over the latent parameters {latents} only; they also take "
-                         f"{[n for n in names if n not in latents]} (population-level inputs: fix them, or make them "
-                         "latent)")
+    if sorted(names) != sorted(s.name for s in latent_specs):
+        raise ValueError(f"personalisation needs emulators over the latent parameters "
+                         f"{sorted(s.name for s in latent_specs)} only; they also take "
+                         f"{[n for n in names if n not in {s.name for s in latent_specs}]} (population-level inputs: "
+                         "fix them, or make them latent)")
+    latent_specs = sorted(latent_specs, key=lambda s: names.index(s.name))  # the emulators' input order
+    latents = names
     subjects = rows.subjects
     units = list(dict.fromkeys(zip(rows.subject.tolist(), rows.condition.tolist())))
     if len(units) != len(subjects):

@@ -158,7 +158,7 @@ def run(out: Path, quick: bool = False) -> dict:
         draws: dict = {}
         for k in range(N_SPLITS):
             cfg = copy.deepcopy(base)
-            cfg["emulator"] = {"kind": "surrogate", "paths": paths}
+            cfg["emulator"] = {**base["emulator"], "paths": paths}  # the config's variance mode with the saved GPs
             test = [ids[i] for i in np.flatnonzero(folds == k)]
             cfg["data"]["heldout_subjects"] = test
             d, diag = _fold_draws(cfg, work / f"repeat{r}_fold{k}", test, latents)
