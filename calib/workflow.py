@@ -40,7 +40,8 @@ from .predict import thin as thin_posterior
 
 #: what a workflow run writes into its folder (``--force`` replaces exactly these; ``campaigns`` is kept)
 RUN_FILES = ("idata.nc", "predictions.nc", "personalised.nc", "diagnostics.json", "summary.json", "config.toml",
-             "ppc.json", "ppc.png", "predictions_fit.png", "predictions_heldout.png", "predictions.json")
+             "config_effective.json", "ppc.json", "ppc.png", "predictions_fit.png", "predictions_heldout.png",
+             "predictions.json")
 KEEP = ("campaigns",)
 
 
@@ -862,6 +863,9 @@ class Calibration:
                       "config_path": str(Path(self.cfg["_path"]).resolve()), "fit_data_hash": self.fit_data_hash()})
         save_idata(idata, self.out / "idata.nc", attrs)
         shutil.copyfile(self.cfg["_path"], self.out / "config.toml")
+        # what actually ran: a study or a command may change the config in memory (held-out subjects, saved
+        # emulators, data paths), which the copied file does not show
+        write_json(self.out / "config_effective.json", public(self.cfg))
         summary = {"output": str(self.out), "method": self.sampler["method"], "diagnostics": diag,
                    "data_hash": data_hash, "fit_data_hash": attrs["fit_data_hash"],
                    "config_hash": attrs["config_hash"], "surrogate_id": sid,

@@ -439,6 +439,8 @@ def test_held_out_subjects_are_left_out_of_the_fit_and_personalised(tmp_path):
         g = post["growth_rate"]
         assert g["q05"] < true_r[s] < g["q95"] and g["sd"] < 0.1, (s, g, true_r[s])
     assert (tmp_path / "run" / "personalised.nc").is_file()
+    ran = json.loads((tmp_path / "run" / "config_effective.json").read_text())
+    assert ran["data"]["heldout_subjects"] == ["control/1", "treated/2"] and ran["personalise"]["draws"] == 500
 
     for edit, message in ((('"control/1", "treated/2"', '"control/9"'), r"heldout_subjects \['control/9'\] have no"),
                           (('"control/1", "treated/2"', '"combo/1"'), r"condition\(s\) \['combo'\], which are not fit")):
