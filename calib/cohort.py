@@ -430,17 +430,15 @@ def patient_table(df: pd.DataFrame, fit_idata, personalised_idata, latents: Sequ
     """One row per patient of ``df``: each latent's posterior mean, sd and quantiles — from the population fit
     (``set = fitted``: the hierarchical posterior of a fitted patient) or from the personalisation given the fitted
     population (``set = heldout``) — next to the true value where the (virtual) cohort has it."""
+    from .diagnostics import subject_posteriors
+
     rows = []
     sources = [("fitted", fit_idata)] + ([("heldout", personalised_idata)] if personalised_idata is not None else [])
     for label, idata in sources:
-        post = idata.posterior
-        for s in post.coords["subject"].values.tolist():
+        for s, post in subject_posteriors(idata, latents, levels)["subjects"].items():
             row = {"patient_id": s, "set": label}
-            for n in latents:
-                x = post[n].sel(subject=s).values.ravel()
-                row[f"{n}_mean"], row[f"{n}_sd"] = float(x.mean()), float(x.std())
-                for q in levels:
-                    row[f"{n}_q{int(q * 100):02d}"] = float(np.quantile(x, q))
+            for n, v in post.items():
+                row.update({f"{n}_{k}": x for k, x in v.items()})
             rows.append(row)
     out = pd.DataFrame(rows)
     truth = [c for c in df.columns if c.startswith("true_")]

@@ -256,3 +256,21 @@ def route_advice(route: str, exact_available: bool, surrogate_rmse: dict | None 
     out["advice"] = "keep"
     out["reason"] = "no rule applies" if route not in ("exact", "surrogate") else "within the route's rule"
     return out
+
+
+def subject_posteriors(idata, latent, levels=(0.05, 0.25, 0.5, 0.75, 0.95)) -> dict:
+    """Per subject and latent parameter: posterior mean, sd and quantiles (``{"subjects": {s: {name: {...}}}}``),
+    and R-hat / bulk ESS over the latents when several NUTS chains were run."""
+    import arviz as az
+
+    post = idata.posterior
+    out: dict = {"subjects": {}}
+    flat = {n: post[n].stack(k=("chain", "draw")).values for n in latent}  # (subjects, samples)
+    for i, s in enumerate(post.coords["subject"].values.tolist()):
+        out["subjects"][s] = {n: {"mean": float(flat[n][i].mean()), "sd": float(flat[n][i].std()),
+                                  **{f"q{int(q * 100):02d}": float(np.quantile(flat[n][i], q)) for q in levels}}
+                              for n in latent}
+    if post.sizes["chain"] > 1 and post.attrs.get("inference_method") in ("nuts", None):
+        out["rhat_max"] = float(max(az.rhat(post[latent]).max().to_array()))
+        out["ess_bulk_min"] = float(min(az.ess(post[latent]).min().to_array()))
+    return out

@@ -901,10 +901,12 @@ class Calibration:
             summary["numerics_at_posterior"] = numerics
         if self.heldout_subjects:
             t1 = time.perf_counter()
+            from .diagnostics import subject_posteriors
+
             self._log(f"[personalise] {len(self.heldout_subjects)} held-out subject(s) given the fitted population")
             self.personalised = self.personalise()
             save_idata(self.personalised, self.out / "personalised.nc", attrs)
-            summary["personalised"] = personalised_summary(self.personalised, self.latent)
+            summary["personalised"] = subject_posteriors(self.personalised, self.latent)
             self.seconds["personalise"] = round(time.perf_counter() - t1, 1)
         if (self.cfg.get("conditions") or self.cfg.get("predict")) and self.cfg.get("predict", {}).get("draws", 1):
             pred = self.predict(idata, fit + held)
@@ -922,23 +924,6 @@ class Calibration:
         write_json(self.out / "diagnostics.json", diag)
         write_json(self.out / "summary.json", summary)
         return summary
-
-def personalised_summary(idata, latent, levels=(0.05, 0.25, 0.5, 0.75, 0.95)) -> dict:
-    """Per new subject and latent: posterior mean, sd and quantiles (and the MCMC diagnostics when sampled)."""
-    import arviz as az
-
-    post = idata.posterior
-    out: dict = {"subjects": {}}
-    flat = {n: post[n].stack(k=("chain", "draw")).values for n in latent}  # (subjects, samples)
-    for i, s in enumerate(post.coords["subject"].values.tolist()):
-        out["subjects"][s] = {n: {"mean": float(flat[n][i].mean()), "sd": float(flat[n][i].std()),
-                                  **{f"q{int(q * 100):02d}": float(np.quantile(flat[n][i], q)) for q in levels}}
-                              for n in latent}
-    if post.sizes["chain"] > 1 and post.attrs.get("inference_method") in ("nuts", None):
-        out["rhat_max"] = float(max(az.rhat(post[latent]).max().to_array()))
-        out["ess_bulk_min"] = float(min(az.ess(post[latent]).min().to_array()))
-    return out
-
 
 def posterior_summary(idata, latent) -> dict:
     """Mean, sd and 90 % interval of population parameters and of the noise/hierarchy scales; for latent
