@@ -273,4 +273,13 @@ def subject_posteriors(idata, latent, levels=(0.05, 0.25, 0.5, 0.75, 0.95)) -> d
     if post.sizes["chain"] > 1 and post.attrs.get("inference_method") in ("nuts", None):
         out["rhat_max"] = float(max(az.rhat(post[latent]).max().to_array()))
         out["ess_bulk_min"] = float(min(az.ess(post[latent]).min().to_array()))
+    if "importance" in idata.groups():  # calib.personalise.importance_posterior: Pareto k̂ and ESS per subject
+        imp = idata.importance
+        k, ess = imp["pareto_k"].values, imp["ess_importance"].values
+        subjects = imp.coords["subject"].values.tolist()
+        out["pareto_k_max"], out["ess_importance_min"] = float(k.max()), float(ess.min())
+        for s, ks, es in zip(subjects, k, ess):
+            out["subjects"][s]["importance"] = {"pareto_k": float(ks), "ess": float(es)}
+        out["failures"] = [f"{s}: Pareto k̂ {ks:.2f} > {imp.attrs['khat_max']} (importance weights unreliable)"
+                           for s, ks in zip(subjects, k) if ks > imp.attrs["khat_max"]]
     return out

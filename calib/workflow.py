@@ -907,6 +907,8 @@ class Calibration:
             self.personalised = self.personalise()
             save_idata(self.personalised, self.out / "personalised.nc", attrs)
             summary["personalised"] = subject_posteriors(self.personalised, self.latent)
+            for failure in summary["personalised"].get("failures", []):  # recorded in the summary, and said
+                warnings.warn(f"[personalise] {failure}", stacklevel=2)
             self.seconds["personalise"] = round(time.perf_counter() - t1, 1)
         if (self.cfg.get("conditions") or self.cfg.get("predict")) and self.cfg.get("predict", {}).get("draws", 1):
             pred = self.predict(idata, fit + held)

@@ -441,6 +441,18 @@ def test_held_out_subjects_are_left_out_of_the_fit_and_personalised(tmp_path):
     assert (tmp_path / "run" / "personalised.nc").is_file()
     ran = json.loads((tmp_path / "run" / "config_effective.json").read_text())
     assert ran["data"]["heldout_subjects"] == ["control/1", "treated/2"] and ran["personalise"]["draws"] == 500
+    # the same posteriors by importance sampling ([personalise] method = "importance"): k̂ and ESS per subject
+    from calib.diagnostics import subject_posteriors
+
+    cal.cfg["personalise"] = {"method": "importance", "particles": 2000, "block": 1000, "draws": 2000, "seed": 2}
+    imp = subject_posteriors(cal.personalise(), cal.latent)
+    assert imp["pareto_k_max"] < 0.7 and imp["ess_importance_min"] > 300 and imp["failures"] == []
+    for s, post in pers["subjects"].items():
+        a, b = post["growth_rate"], imp["subjects"][s]["growth_rate"]
+        assert abs(a["mean"] - b["mean"]) < 0.25 * a["sd"] and b["sd"] == pytest.approx(a["sd"], rel=0.2), (a, b)
+    cal.cfg["personalise"] = {"method": "importance", "tune": 100}
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['tune'\]"):
+        cal.personalise()
 
     for edit, message in ((('"control/1", "treated/2"', '"control/9"'), r"heldout_subjects \['control/9'\] have no"),
                           (('"control/1", "treated/2"', '"combo/1"'), r"condition\(s\) \['combo'\], which are not fit")):
