@@ -143,36 +143,57 @@ def run() -> dict:
 def bench_personalise(out: str | Path, population_draws: int = 200, seed: int = 0) -> dict:
     """Seconds for one new patient's latent posterior given a fitted population (``calib.personalise``), on the
     bundled VIRTUAL CT041 tables: the population is fitted once to 36 patients (``out``; a finished fit there is
-    reused), then the 37th is personalised by NUTS (1 chain × 1000 draws after 1000 tuning, one core) and by ADVI
-    (mean-field, 20,000 iterations, 1000 draws). Seconds include PyMC's compilation of the patient's model."""
+    reused), then the 37th is personalised by importance sampling (the config's settings: the reference, with its
+    Pareto k̂ and ESS), by NUTS (2 chains × 1000 draws after 1000 tuning, one core: R-hat says whether the chains
+    agree) and by ADVI (mean-field, 20,000 iterations, 1000 draws); NUTS and ADVI are scored against the reference
+    (per latent |Δ posterior mean| / reference sd and the sd ratio, link scale). Seconds include compilation."""
     import time
+
+    import arviz as az
+    import numpy as np
 
     from .config import load_config
     from .datasets import dataset_dir
+    from .personalise import personalise
     from .workflow import Calibration, subset
 
     cfg = load_config(dataset_dir("ct041_virtual") / "personalise.toml")
     cfg["data"]["measurements"] = str(dataset_dir("ct041_virtual") / "measurements.csv")
     cfg["data"]["conditions"] = str(dataset_dir("ct041_virtual") / "conditions.csv")
     cfg["data"]["heldout_subjects"] = ["V0037"]
-    cfg["personalise"] = {"population_draws": population_draws}
+    cfg["personalise"] = {**cfg.get("personalise", {}), "population_draws": population_draws}
     cal = Calibration(cfg, Path(out), force=True, progress=False)
     t0 = time.perf_counter()
-    if cal.load_finished() is None:
-        cal.run()
+    summary = cal.load_finished()
+    if summary is None:
+        summary = cal.run()
     else:
         cal.train()
     fit_s = time.perf_counter() - t0
     meas, _ = cal.tables
     rows = subset(meas, meas.subject == "V0037")
-    res = {"personalise_population_fit_s": fit_s, "personalise_population_draws": population_draws}
-    for name, kw in (("nuts", {"method": "nuts", "chains": 1, "cores": 1, "draws": 1000, "tune": 1000}),
+    res = {"personalise_population_fit_s": fit_s, "personalise_population_draws": population_draws,
+           "population_diagnostics": summary["diagnostics"]}
+    imp = {k: v for k, v in cfg["personalise"].items() if k not in ("method", "population_draws")}
+    ref = None
+    for name, kw in (("importance", {"method": "importance", **imp}),
+                     ("nuts", {"method": "nuts", "chains": 2, "cores": 1, "draws": 1000, "tune": 1000}),
                      ("advi", {"method": "advi", "draws": 1000})):
-        from .personalise import personalise
-
         t0 = time.perf_counter()
-        personalise(cal, rows, n_population_draws=population_draws, **{**kw, "seed": seed})
+        idata = personalise(cal, rows, n_population_draws=population_draws, **{**kw, "seed": seed})
         res[f"personalise_one_patient_{name}_s"] = time.perf_counter() - t0
+        z = idata.posterior["z"].isel(subject=0).stack(k=("chain", "draw")).values  # (latent, draws)
+        if name == "importance":
+            ref = z
+            res["importance_pareto_k"] = float(idata.importance["pareto_k"].values[0])
+            res["importance_ess"] = float(idata.importance["ess_importance"].values[0])
+            continue
+        dm = np.abs(z.mean(1) - ref.mean(1)) / ref.std(1)
+        ratio = z.std(1) / ref.std(1)
+        res[f"{name}_vs_importance"] = {"max_abs_dmean_over_sd": float(dm.max()),
+                                        "sd_ratio_min": float(ratio.min()), "sd_ratio_max": float(ratio.max())}
+        if name == "nuts":
+            res["nuts_rhat_max"] = float(az.rhat(idata.posterior["z"]).to_array().max())
     res["targets"] = {"personalise_one_patient_nuts_s": 10.0, "personalise_one_patient_pathfinder_s": 1.0}
     res["pathfinder"] = "not measured: pymc-extras is not installed (optional extra 'pathfinder')"
     return res

@@ -183,9 +183,42 @@ def _model_run(thetas: Mapping[str, float], dose_cells: float, cfg: CohortConfig
     above = np.flatnonzero(total >= cfg.persistence_fraction * kin.c_max)
     w = t <= cfg.kinetics_window + 1e-9
     kill = ps["tumour_kill_rate"] * s["C"] * s["TA"]  # cytokine proxy: peak kill rate γ C T_A over the window
-    return {"scan_t": scan_t, "b_scan": np.interp(scan_t, t, s["burden"]), "kinetics": kin,
-            "persistence": float(td[above[-1]]), "k_peak": float(kill[w].max()), "a_peak": float(s["A"][w].max()),
+    return {"scan_t": scan_t, "b_scan": np.interp(scan_t, t, s["burden"]), "kinetics": kin, "t": t,
+            "burden": s["burden"], "total": s["C"] + s["E"], "persistence": float(td[above[-1]]), "k_peak": float(kill[w].max()), "a_peak": float(s["A"][w].max()),
             "tumour0": inp["tumour0"], "observables": r.observables}
+
+
+def peak_time(t: np.ndarray, y: np.ndarray, window: float) -> float:
+    """Time of the maximum of ``y`` over ``t ≤ window`` between grid points: the vertex of the parabola through the
+    largest sample and its neighbours (exact for a locally quadratic peak; a maximum at the window's edge stays
+    there). The continuous quantity the daily-sampled T_max rounds."""
+    w = np.flatnonzero(t <= window + 1e-9)
+    k = int(np.argmax(y[w]))
+    if k == 0 or k == len(w) - 1:
+        return float(t[w[k]])
+    y0, y1, y2 = y[w[k - 1]], y[w[k]], y[w[k + 1]]
+    h = t[w[k + 1]] - t[w[k]]
+    curv = y0 - 2.0 * y1 + y2
+    return float(t[w[k]] + (0.5 * h * (y0 - y2) / curv if curv < 0 else 0.0))
+
+
+def progression_time(t: np.ndarray, burden: np.ndarray, detection_limit: float) -> float:
+    """First time the noise-free lesion diameter exceeds its running nadir by 20 % (RECIST progression on a
+    continuous clock; a lesion below the detection limit has diameter 0 and progresses when it reappears), linearly
+    interpolated between grid points; ``inf`` when it never does within ``t``. The continuous quantity the scan-based
+    PFS rounds up to the next scan."""
+    b = np.where(burden < detection_limit, 0.0, burden)
+    dn = np.cbrt(np.maximum(b, 0.0) / b[0])
+    nadir = np.minimum.accumulate(dn)
+    g = np.where(dn > 0, dn - 1.2 * nadir, -1.0)  # ≥ 0: progressed
+    hit = np.flatnonzero(g >= 0)
+    if hit.size == 0:
+        return math.inf
+    k = int(hit[0])
+    if k == 0:
+        return float(t[0])
+    gk, gp = g[k], dn[k - 1] - 1.2 * nadir[k] if dn[k - 1] > 0 else -1.0
+    return float(t[k - 1] + (t[k] - t[k - 1]) * (-gp) / (gk - gp)) if gk > gp else float(t[k])
 
 
 def _scan_outcomes(b_obs: np.ndarray, scan_t: np.ndarray, cfg: CohortConfig) -> tuple[str, float, int]:
@@ -248,16 +281,21 @@ class CohortSimulator:
     θ ∈ (0, 1) → the noise-free means of every observed output, for one dose level (condition column
     ``cart_doses``, cells). The observation model that adds the noise is the cohort's own (module docstring):
 
-    * ``log_baseline_burden`` = log tumour0; ``log_c_max`` = log C_max; ``t_max``, ``persistence`` (days, daily
-      samples); ``log_il6_peak`` = log(s₁ K), ``log_crp_peak`` = log s₂ + 0.7 log K, ``log_ferritin_peak`` =
+    * ``log_baseline_burden`` = log tumour0; ``log_c_max`` = log C_max; ``persistence`` (days, daily samples);
+    * ``t_max``: the continuous peak time of C + E (:func:`peak_time`), which the daily samples round to the day
+      (the data's T_max); the learned noise sd absorbs the rounding (sd ≈ 0.3 d) — the daily value itself is a step
+      function of the latents that a GP cannot emulate (emulator RMSE 5× the fitted noise, seen on the study); ``log_il6_peak`` = log(s₁ K), ``log_crp_peak`` = log s₂ + 0.7 log K, ``log_ferritin_peak`` =
       log s₃ + 0.5 log(K (1 + A_peak)) — the measured values are these plus Gaussian noise of known sd;
     * ``crs_grade``: the severity log(K / K_ref) / σ_crs, so that P(grade ≤ g) = Φ(c_g / σ_crs − score): an ordered
       probit with cut-points c / σ_crs;
     * ``recist_score``: response depth −⅓ log(b_nadir / b₀) over the noise-free scans (nadir floored at half the
       detection limit), the score of an ordered probit over PD < SD < PR < CR (cut-points learned: the categories
       depend on the noisy scans and early progression, not on the depth alone);
-    * ``log_pfs_months``: log of the noise-free scan-based PFS (the follow-up when it never progresses; a patient
-      without progression is a right-censored row).
+    * ``log_pfs_months``: log of the continuous noise-free progression time (:func:`progression_time`) plus half a
+      scan interval — the expected scan at which a progression at a uniformly placed time within an interval is
+      seen — capped at the follow-up plus half an interval when it never progresses (such a patient is a
+      right-censored row at the follow-up); the scan day itself, a step function of the latents, is what the data
+      give.
     """
 
     name = "cart_cohort"
@@ -276,7 +314,9 @@ class CohortSimulator:
 
     @property
     def numerics_tag(self) -> str:
-        return f"rtol={self.rtol or self.cfg.rtol:g},obs_step={self.obs_step or self.cfg.obs_step:g}"
+        # "continuous-timings": T_max and PFS as continuous times (earlier campaigns emulated the sampled ones)
+        return (f"continuous-timings,rtol={self.rtol or self.cfg.rtol:g},"
+                f"obs_step={self.obs_step or self.cfg.obs_step:g}")
 
     @staticmethod
     def dose_of(condition) -> float:
@@ -291,13 +331,13 @@ class CohortSimulator:
         cfg = self.cfg
         th = {lat: float(np.clip(v, 1e-9, 1 - 1e-9)) for lat, v in zip(LATENTS, theta_row)}
         run = _model_run(th, dose, cfg, self.rtol, self.obs_step, None)
-        b, scan_t, k, a = run["b_scan"], run["scan_t"], max(run["k_peak"], 1e-12), run["a_peak"]
+        b, k, a = run["b_scan"], max(run["k_peak"], 1e-12), run["a_peak"]
         depth = -math.log(max(b.min(), 0.5 * cfg.detection_limit) / b[0]) / 3.0
-        b_obs = np.where(b < cfg.detection_limit, 0.0, b)
-        _, pfs_day, _ = _scan_outcomes(b_obs, scan_t, cfg)
+        pfs_day = min(progression_time(run["t"], run["burden"], cfg.detection_limit), cfg.t_end) + 0.5 * cfg.scan_every
+        t_max = peak_time(run["t"], run["total"], cfg.kinetics_window)
         s1, s2, s3 = cfg.marker_scale
         return np.array([math.log(run["tumour0"]), depth, math.log(pfs_day / DAYS_PER_MONTH),
-                         math.log(run["kinetics"].c_max), run["kinetics"].t_max, run["persistence"],
+                         math.log(run["kinetics"].c_max), t_max, run["persistence"],
                          math.log(k / cfg.crs_reference) / cfg.sd_crs, math.log(s1 * k),
                          math.log(s2) + 0.7 * math.log(k), math.log(s3) + 0.5 * math.log(k * (1.0 + a))])
 

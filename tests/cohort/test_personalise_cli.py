@@ -13,7 +13,8 @@ def _small_config(tmp_path):
 
     text = (dataset_dir("ct041_virtual") / "personalise.toml").read_text()
     for old, new in (("n = 400", "n = 96"), ("draws = 1000\ntune = 1000", "draws = 150\ntune = 200"),
-                     ("[predict]", "[personalise]\ndraws = 150\ntune = 200\npopulation_draws = 50\n\n[predict]")):
+                     ("particles = 4000\nstages = 4\ndraws = 1000",
+                      "particles = 1000\nblock = 500\nstages = 3\ndraws = 500\npopulation_draws = 50")):
         assert old in text
         text = text.replace(old, new)
     path = tmp_path / "small.toml"
