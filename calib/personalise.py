@@ -202,10 +202,12 @@ def importance_posterior(emulators, latent_specs: Sequence, links: dict, populat
     density, so modes do not trap it: stage 0 draws ``particles`` from the population mixture (the prior: draw s,
     then z ~ N(means_s, sd_s²)); each further stage draws from the defensive mixture
     ``defensive`` · prior + (1 − ``defensive``) · a Gaussian mixture (``components``, scikit-learn) fitted to the
-    previous stage resampled, with weights target / proposal (the prior term bounds them by the likelihood). The
-    final stage's weights are Pareto-smoothed (``arviz.psislw``); its Pareto k̂ is the reliability check (k̂ ≤ 0.7:
+    particles so far resampled. All stages' particles are weighed together, each against the average of all
+    stages' proposals (deterministic-mixture weights; the prior term bounds them by the likelihood). The weights
+    are Pareto-smoothed (``arviz.psislw``); its Pareto k̂ is the reliability check (k̂ ≤ 0.7:
     the estimate is trustworthy, Vehtari et al. 2024) and a subject above ``khat_max`` is reported, not hidden
-    (``summary["personalised"]["failures"]``). The density is evaluated in blocks of ``block`` particles per
+    (``summary["personalised"]["failures"]``); the ESS is that of all ``stages × particles``. The density is
+    evaluated in blocks of ``block`` particles per
     subject, all subjects at once (one compiled PyTensor function)."""
     import arviz as az
     import pymc as pm
@@ -251,44 +253,51 @@ def importance_posterior(emulators, latent_specs: Sequence, links: dict, populat
             out[:, k:k + B] = target_fn(np.ascontiguousarray(z[:, k:k + B].reshape(n * B, L))).reshape(n, B)
         return out
 
-    z = np.empty((n, P, L))
-    logq = np.empty((n, P))
-    result = {"khat": np.empty(n), "ess": np.empty(n), "stages": int(opt["stages"])}
-    lw = None
-    gmms: list = [None] * n
-    for stage in range(int(opt["stages"])):
+    T = int(opt["stages"])
+    zs = np.empty((n, T * P, L))  # every stage's particles: weighed together at the end
+    lp = np.empty((n, T * P))  # target log density
+    lp0 = np.empty((n, T * P))  # log density of the population mixture (the prior, stage 0's proposal)
+    gmms: list[list] = [[] for _ in range(n)]  # per subject, the Gaussian mixture of each later stage
+
+    def log_weights(i: int, upto: int) -> np.ndarray:
+        """Deterministic-mixture weights of the first ``upto`` stages' particles: target / the average of the
+        stages' proposals (every particle weighed against all proposals: far fewer extreme weights than stage by
+        stage; Owen & Zhou 2000, Cornuet et al. 2012)."""
+        zi, l0 = zs[i, :upto * P], lp0[i, :upto * P]
+        logq = [l0] + [np.logaddexp(np.log(alpha) + l0, np.log1p(-alpha) + g.logpdf(zi)) for g in gmms[i][:upto - 1]]
+        return lp[i, :upto * P] - (np.logaddexp.reduce(np.array(logq), axis=0) - np.log(upto))
+
+    for stage in range(T):
+        sl = slice(stage * P, (stage + 1) * P)
         for i in range(n):
             s_idx = rng.integers(0, S, P)
-            prior = means[s_idx, i] + sds[s_idx] * rng.standard_normal((P, L))
-            if gmms[i] is None:
-                z[i] = prior
-                logq[i] = _prior_mixture_logpdf(z[i], means[:, i], sds)
-                continue
-            from_gmm = rng.random(P) >= alpha
-            z[i] = prior
-            z[i, from_gmm] = gmms[i].sample(int(from_gmm.sum()), rng)
-            logq[i] = np.logaddexp(np.log(alpha) + _prior_mixture_logpdf(z[i], means[:, i], sds),
-                                   np.log1p(-alpha) + gmms[i].logpdf(z[i]))
-        lw = target(z) - logq
-        for i in range(n):
-            w = np.exp(lw[i] - lw[i].max())
-            w /= w.sum()
-            if stage + 1 < int(opt["stages"]) and alpha < 1:
-                pick = rng.choice(P, size=P, p=w)
+            zi = means[s_idx, i] + sds[s_idx] * rng.standard_normal((P, L))
+            if stage:
+                from_gmm = rng.random(P) >= alpha
+                zi[from_gmm] = gmms[i][stage - 1].sample(int(from_gmm.sum()), rng)
+            zs[i, sl] = zi
+            lp0[i, sl] = _prior_mixture_logpdf(zi, means[:, i], sds)
+        lp[:, sl] = target(zs[:, sl])
+        if stage + 1 < T:
+            for i in range(n):
+                lw = log_weights(i, stage + 1)
+                w = np.exp(lw - lw.max())
+                pick = rng.choice(len(w), size=P, p=w / w.sum())
                 gmm = GaussianMixture(int(opt["components"]), covariance_type="full", reg_covar=1e-3,
-                                      random_state=int(rng.integers(2**31))).fit(z[i, pick])
+                                      random_state=int(rng.integers(2**31))).fit(zs[i, pick])
                 # wider than the posterior (covariances × 1.5): proposal tails heavier than the target's
-                gmms[i] = _GaussianMixture(gmm.weights_, gmm.means_, 1.5 * gmm.covariances_)
+                gmms[i].append(_GaussianMixture(gmm.weights_, gmm.means_, 1.5 * gmm.covariances_))
         if progress:
-            progress(stage + 1, int(opt["stages"]))
+            progress(stage + 1, T)
+    result = {"khat": np.empty(n), "ess": np.empty(n), "stages": T}
     draws_z = np.empty((n, n_draws, L))
     for i in range(n):
-        smoothed, khat = az.psislw(lw[i].copy())
+        smoothed, khat = az.psislw(log_weights(i, T))
         w = np.exp(smoothed - smoothed.max())
         w /= w.sum()
         result["khat"][i], result["ess"][i] = float(khat), float(1.0 / np.sum(w**2))
         positions = (rng.random() + np.arange(n_draws)) / n_draws  # systematic resampling
-        draws_z[i] = z[i, np.minimum(np.searchsorted(np.cumsum(w), positions), P - 1)]
+        draws_z[i] = zs[i, np.minimum(np.searchsorted(np.cumsum(w), positions), T * P - 1)]
     zt = draws_z.transpose(1, 0, 2)[None]  # (chain, draw, subject, latent)
     post = {"z": (("chain", "draw", "subject", "latent"), zt)}
     for j, spec in enumerate(latent_specs):
