@@ -145,12 +145,14 @@ def observe(name: str, spec: ObservableSpec, mu, var, y: np.ndarray, censoring: 
 
 
 def rows_logp_per_draw(spec: ObservableSpec, mu, var, y: np.ndarray, censoring: np.ndarray, sigma_data: np.ndarray,
-                       sigma_draws: np.ndarray | None = None, cutpoint_draws: np.ndarray | None = None):
+                       sigma_draws: np.ndarray | None = None, cutpoint_draws: np.ndarray | None = None,
+                       paired: bool = False):
     """Log-likelihood of each data row under each of S draws of the observation model's population parameters
     (PyTensor ``(S, rows)``): the same densities as :func:`observe` (censored rows through ``pm.Censored``), with the
     noise sd of rows without a ``sigma`` value taken from ``sigma_draws`` ``(S,)`` and ordinal cut-points from
     ``cutpoint_draws`` ``(S, K−1)``. ``mu``/``var``: emulator mean and variance of the rows. Used where a fitted
-    population is the prior of new subjects (:mod:`calib.personalise`)."""
+    population is the prior of new subjects (:mod:`calib.personalise`). ``paired``: ordinal rows each with their own
+    cut-points (``cutpoint_draws`` ``(rows, K−1)``; result ``(1, rows)``) — posterior-predictive draws."""
     import pymc as pm
     import pytensor.tensor as pt
 
@@ -180,7 +182,10 @@ def rows_logp_per_draw(spec: ObservableSpec, mu, var, y: np.ndarray, censoring: 
         return pm.logp(pm.Binomial.dist(n=n, logit_p=eta), yk[None, :])
     if cutpoint_draws is None:
         raise ValueError("an ordinal observable needs draws of the fitted cut-points")
-    cuts = pt.as_tensor_variable(np.asarray(cutpoint_draws, float))[:, None, :]  # (S, 1, K-1)
+    cuts = np.asarray(cutpoint_draws, float)
+    if paired and cuts.shape[0] != len(y):
+        raise ValueError(f"paired cut-points: {cuts.shape[0]} rows of cut-points for {len(y)} data rows")
+    cuts = pt.as_tensor_variable(cuts)[None, :, :] if paired else pt.as_tensor_variable(cuts)[:, None, :]
     x = cuts - eta[:, :, None]
     cdf = 0.5 * pt.erfc(-x / np.sqrt(2.0)) if spec.link == "probit" else pt.sigmoid(x)
     S = cdf.shape[0]

@@ -31,12 +31,13 @@ from .model import emulate_rows, standardised_covariates
 def population_draws(idata, latent_specs, observables, n: int = 200, seed: int = 0) -> dict:
     """``n`` draws (evenly thinned over chains) of everything a new subject's posterior needs: per latent ``loc``
     ``(S,)``, ``sd`` ``(S,)`` and ``beta`` ``(S, k)``; per observable the noise sd ``sigma`` ``(S,)`` and ordinal
-    ``cutpoints`` ``(S, K−1)`` where the fit learned them."""
+    ``cutpoints`` ``(S, K−1)`` where the fit learned them; ``index``: the draws' positions among the fit's
+    posterior samples stacked over (chain, draw)."""
     post = idata.posterior
     flat = {v: post[v].stack(sample=("chain", "draw")).transpose("sample", ...).values for v in post.data_vars}
     total = next(iter(flat.values())).shape[0]
     idx = np.unique(np.linspace(0, total - 1, min(n, total)).astype(int))
-    out: dict = {"n": len(idx), "latent": {}, "observables": {}}
+    out: dict = {"n": len(idx), "index": idx, "latent": {}, "observables": {}}
     for s in latent_specs:
         loc = flat[f"{s.name}_loc"][idx]
         sd = flat[f"{s.name}_sd"][idx] if f"{s.name}_sd" in flat else np.full(len(idx), float(s.sd))
@@ -89,10 +90,11 @@ def _check_rows(emulators, rows: Measurements) -> list[tuple[str, str]]:
 
 
 def _subject_log_density(emulators, latent_specs: Sequence, links: dict, draws: dict, means: np.ndarray,
-                         rows: Measurements, observables: dict, z):
+                         rows: Measurements, observables: dict, z, per_draw: bool = False):
     """PyTensor ``(subjects,)``: each new subject's log posterior density (up to a constant) at its latents ``z``
     ``(subjects, latents)`` — log (1/S) Σ_s N(z; means_s, sd_s²) p(y | θ(z), φ_s) (module docstring). ``means``:
-    :func:`_population_means` for ``rows.subjects`` in that order. Call inside a model context (the emulators'
+    :func:`_population_means` for ``rows.subjects`` in that order. ``per_draw``: the terms of the sum instead,
+    ``(S, subjects)`` (log N(z; means_s, sd_s²) + log p(y | θ(z), φ_s)). Call inside a model context (the emulators'
     domain walls are model potentials)."""
     import pymc as pm
     import pytensor.tensor as pt
@@ -119,7 +121,7 @@ def _subject_log_density(emulators, latent_specs: Sequence, links: dict, draws: 
                                 d.get("sigma"), d.get("cutpoints"))  # (S, rows)
         # each row's log-likelihood onto its subject (accumulating: several rows per subject)
         lp = lp + pt.inc_subtensor(pt.zeros((len(subjects), S))[row_subject[r]], ll.T).T
-    return pm.math.logsumexp(lp, axis=0) - np.log(S)
+    return lp if per_draw else pm.math.logsumexp(lp, axis=0) - np.log(S)
 
 
 def new_subject_model(emulators, latent_specs: Sequence, links: dict, draws: dict, rows: Measurements,
@@ -214,6 +216,7 @@ def importance_posterior(emulators, latent_specs: Sequence, links: dict, populat
     import pytensor
     import pytensor.tensor as pt
     import xarray as xr
+    from scipy.special import logsumexp
     from sklearn.mixture import GaussianMixture
 
     unknown = sorted(set(settings) - set(IMPORTANCE_DEFAULTS))
@@ -243,15 +246,20 @@ def importance_posterior(emulators, latent_specs: Sequence, links: dict, populat
                                           rows.value[take], rows.sigma[take], rows.censoring[take], rows.source)
     zin = pt.matrix("z")
     with pm.Model():
-        dens = _subject_log_density(emulators, latent_specs, links, population, np.repeat(means, B, axis=1),
-                                    block_rows, observables, zin)
-    target_fn = pytensor.function([zin], dens)
+        per_draw = _subject_log_density(emulators, latent_specs, links, population, np.repeat(means, B, axis=1),
+                                        block_rows, observables, zin, per_draw=True)
+    per_draw_fn = pytensor.function([zin], per_draw)
 
-    def target(z):  # z (n, P, L) -> (n, P)
-        out = np.empty(z.shape[:2])
-        for k in range(0, P, B):
-            out[:, k:k + B] = target_fn(np.ascontiguousarray(z[:, k:k + B].reshape(n * B, L))).reshape(n, B)
-        return out
+    def terms(z):  # z (n, m, L) -> (S, n, m): each population draw's term of the mixture
+        m = z.shape[1]
+        pad = np.concatenate([z, np.repeat(z[:, :1], -m % B, axis=1)], axis=1)
+        out = np.empty((S, n, pad.shape[1]))
+        for k in range(0, pad.shape[1], B):
+            out[:, :, k:k + B] = per_draw_fn(np.ascontiguousarray(pad[:, k:k + B].reshape(n * B, L))).reshape(S, n, B)
+        return out[:, :, :m]
+
+    def target(z):  # z (n, m, L) -> (n, m)
+        return logsumexp(terms(z), axis=0) - np.log(S)
 
     T = int(opt["stages"])
     zs = np.empty((n, T * P, L))  # every stage's particles: weighed together at the end
@@ -298,8 +306,17 @@ def importance_posterior(emulators, latent_specs: Sequence, links: dict, populat
         result["khat"][i], result["ess"][i] = float(khat), float(1.0 / np.sum(w**2))
         positions = (rng.random() + np.arange(n_draws)) / n_draws  # systematic resampling
         draws_z[i] = zs[i, np.minimum(np.searchsorted(np.cumsum(w), positions), T * P - 1)]
+    # the population draw behind each posterior draw (recorded as its position among the fit's stacked samples), from p(s | z, y) ∝ N(z; means_s, sd_s²) p(y | θ(z), φ_s): with
+    # it, (φ_s, z) pairs are joint posterior draws (posterior predictives of observables whose noise or cut-points
+    # the population learned)
+    t = terms(draws_z)
+    cdf = np.cumsum(np.exp(t - t.max(axis=0)), axis=0)
+    u = rng.random((n, n_draws)) * cdf[-1]
+    which = (cdf < u[None]).sum(axis=0)  # (n, draws)
     zt = draws_z.transpose(1, 0, 2)[None]  # (chain, draw, subject, latent)
-    post = {"z": (("chain", "draw", "subject", "latent"), zt)}
+    post = {"z": (("chain", "draw", "subject", "latent"), zt),
+            "population_sample": (("chain", "draw", "subject"),
+                                  np.asarray(population.get("index", np.arange(S)))[which.T[None]].astype(np.int64))}
     for j, spec in enumerate(latent_specs):
         post[spec.name] = (("chain", "draw", "subject"), np.asarray(links[spec.name].link_inverse(zt[..., j])))
     coords = {"chain": [0], "draw": np.arange(n_draws), "subject": subjects, "latent": latents}
@@ -345,3 +362,43 @@ def personalise(cal, rows: Measurements, conditions: Conditions | None = None, *
                               conditions or cal.tables[1], cal.data.subjects)
     settings = {**cal.sampler, "method": method, **sampler}
     return sample(model, posterior_predictive=False, **settings)
+
+
+def category_probabilities(cal, idata, observable: str) -> tuple[list[str], np.ndarray]:
+    """Posterior-predictive probability of each category of the ordinal ``observable`` for every subject of a
+    personalised InferenceData (``method = "importance"``: each draw of the latents comes with the population sample
+    it was drawn under, so the cut-points are the joint posterior's): ``(subjects, (subjects, K))``. The density is
+    the fit's own (:func:`calib.likelihoods.rows_logp_per_draw`, the emulator of each subject's condition)."""
+    import pytensor.tensor as pt
+
+    spec = cal.observables.get(observable)
+    if spec is None or not spec.family.startswith("ordinal"):
+        raise ValueError(f"category_probabilities needs an ordinal observable of the fit; {observable!r} is "
+                         f"{'not fitted' if spec is None else spec.family}")
+    post = idata.posterior
+    if "population_sample" not in post:
+        raise ValueError("category_probabilities needs personalised draws paired with their population sample "
+                         "([personalise] method = \"importance\")")
+    cuts = cal.idata.posterior[f"cutpoints_{observable}"].stack(sample=("chain", "draw")).transpose("sample", ...)
+    cuts = cuts.values
+    meas, _ = cal.tables
+    subjects = post.coords["subject"].values.tolist()
+    K = cuts.shape[1] + 1
+    out = np.empty((len(subjects), K))
+    for i, s in enumerate(subjects):
+        conds = sorted(set(meas.condition[meas.subject == s].tolist()))
+        if len(conds) != 1:
+            raise ValueError(f"subject {s!r}: one condition expected in the measurements, found {conds}")
+        em = cal.emulators[conds[0]]
+        theta = np.column_stack([post[n].sel(subject=s).values.ravel() for n in em.space.names])
+        mean, var = em.predict_pt(pt.as_tensor_variable(theta))
+        j = list(em.observables).index(observable)
+        mu, v = mean[:, j, 0], var[:, j, 0]
+        paired = cuts[post["population_sample"].sel(subject=s).values.ravel()]  # (draws, K-1)
+        D = len(theta)
+        # every draw under every category in one evaluation: rows = (category, draw)
+        ll = rows_logp_per_draw(spec, pt.tile(mu, K), pt.tile(v, K), np.repeat(np.arange(K, dtype=float), D),
+                                np.full(K * D, "none"), np.full(K * D, np.nan), cutpoint_draws=np.tile(paired, (K, 1)),
+                                paired=True)
+        out[i] = np.exp(np.asarray(ll.eval()).reshape(K, D)).mean(axis=1)
+    return subjects, out

@@ -15,7 +15,10 @@ Reported per latent and method: MAE, RMSE, Spearman ρ and R² of the point esti
 prediction) against the truth, 50 %/90 % interval coverage and width, CRPS (mean over repeats, SD over repeats);
 for Bayes also SBC ranks of the truth among each test patient's posterior draws (uniformity test) and the
 contraction of each latent (1 − mean posterior variance / the cohort's variance of the truth): the
-identifiability table. ``--quick``: one repeat, short chains, LightGBM's small grid (smoke test only).
+identifiability table. ORR/DCR: each test patient's posterior given only the early observations
+(:data:`EARLY_OBSERVABLES`, the LightGBM classifiers' features) and its posterior-predictive best RECIST, against
+seed 000's LightGBM classifiers (AUROC, Brier score, calibration curve). ``--quick``: one repeat, short chains,
+LightGBM's small grid (smoke test only).
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ NAME = "ct041_bayes_vs_lgbm"
 COHORT_SEED = 1  # the cohort of ct041_lgbm
 N_SPLITS = 5
 POSTERIOR_DRAWS = 400  # per test patient, thinned evenly from the chains
+#: what the ORR/DCR predictions may see: the LightGBM classifiers' features (calib.baseline.BINARY_FEATURES: no
+#: RECIST, PFS or persistence, which define or follow the outcome) as the workflow's observables
+EARLY_OBSERVABLES = ("log_baseline_burden", "log_c_max", "t_max", "crs_grade", "log_il6_peak", "log_crp_peak",
+                     "log_ferritin_peak")
 
 
 def _base_config(data_dir: Path, quick: bool) -> dict:
@@ -58,9 +65,32 @@ def _emulators(cfg: dict, folder: Path) -> tuple[dict, dict]:
     return paths, cal.validation
 
 
-def _fold_draws(cfg: dict, folder: Path, test_ids: list[str], latents: list[str]) -> tuple[dict, dict]:
-    """Fit the fold's population and personalise its test patients; ``{patient: (draws, latents)}`` and the
-    fold's diagnostics. A finished fold (same config and data) is read back."""
+def _early_response(cal, folder: Path, test_ids: list[str], config_hash: str) -> dict:
+    """P(ORR), P(DCR) of each test patient from the early observations only (:data:`EARLY_OBSERVABLES`): the
+    patient's posterior given the fold's population and those rows, then the posterior-predictive RECIST category
+    (:func:`calib.personalise.category_probabilities`). Saved in the fold (``personalised_early.nc``, stamped with the
+    fold's config hash) and read back while the fold is unchanged."""
+    import arviz as az
+
+    from calib.outputs import save_idata
+    from calib.personalise import category_probabilities
+    from calib.workflow import subset
+
+    path = folder / "personalised_early.nc"
+    idata = az.from_netcdf(path) if path.exists() else None
+    if idata is None or idata.posterior.attrs.get("fold_config_hash") != config_hash:
+        meas, _ = cal.tables
+        idata = cal.personalise(subset(meas, np.isin(meas.subject, test_ids)
+                                       & np.isin(meas.observable, EARLY_OBSERVABLES)))
+        save_idata(idata, path, {"fold_config_hash": config_hash})
+    subjects, probs = category_probabilities(cal, idata, "recist_score")  # PD < SD < PR < CR
+    return {s: {"orr": float(p[2:].sum()), "dcr": float(p[1:].sum())} for s, p in zip(subjects, probs)}
+
+
+def _fold_draws(cfg: dict, folder: Path, test_ids: list[str], latents: list[str]) -> tuple[dict, dict, dict]:
+    """Fit the fold's population and personalise its test patients; ``{patient: (draws, latents)}``, the
+    fold's diagnostics and the early-data response probabilities. A finished fold (same config and data) is read
+    back."""
     import arviz as az
 
     from calib.workflow import Calibration
@@ -78,8 +108,10 @@ def _fold_draws(cfg: dict, folder: Path, test_ids: list[str], latents: list[str]
         out[s] = x[idx]
     diag = {"population": summary["diagnostics"], "personalised_rhat_max": summary["personalised"].get("rhat_max"),
             "personalised_ess_bulk_min": summary["personalised"].get("ess_bulk_min"),
+            "personalised_pareto_k_max": summary["personalised"].get("pareto_k_max"),
+            "personalised_failures": summary["personalised"].get("failures", []),
             "seconds": summary["seconds"]}
-    return out, diag
+    return out, diag, _early_response(cal, folder, test_ids, summary["config_hash"])
 
 
 def _scores(truth: np.ndarray, point: np.ndarray, ensembles: list[np.ndarray]) -> dict:
@@ -97,13 +129,26 @@ def _scores(truth: np.ndarray, point: np.ndarray, ensembles: list[np.ndarray]) -
     return res
 
 
+def _binary_scores(y: np.ndarray, p: np.ndarray) -> dict:
+    """AUROC, AUPRC, balanced accuracy, F1 (:func:`calib.baseline.binary_metrics`), Brier score and a 5-bin
+    calibration curve of out-of-fold probabilities ``p`` (averaged over repeats per patient)."""
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import brier_score_loss
+
+    from calib.baseline import binary_metrics
+
+    frac, mean_p = calibration_curve(y, p, n_bins=5, strategy="quantile")
+    return {**binary_metrics(y, p), "brier": float(brier_score_loss(y, p)), "probability": p.tolist(),
+            "calibration": {"mean_predicted": mean_p.tolist(), "observed_fraction": frac.tolist()}}
+
+
 def _aggregate(per_repeat: list[dict]) -> dict:
     keys = per_repeat[0].keys()
     return {k: float(np.nanmean([r[k] for r in per_repeat])) for k in keys} | {
         "sd_over_repeats": {k: float(np.nanstd([r[k] for r in per_repeat])) for k in keys}}
 
 
-def _figures(out: Path, table: dict, sbc: dict) -> None:
+def _figures(out: Path, table: dict, sbc: dict, binary: dict) -> None:
     import matplotlib.pyplot as plt
 
     lats = list(table)
@@ -127,12 +172,24 @@ def _figures(out: Path, table: dict, sbc: dict) -> None:
         ax.set_title(f"{k.removeprefix('theta_')} (p = {sbc[k]['p_value']:.2f})", fontsize=8)
     fig.suptitle("SBC: rank of the true latent among each test patient's posterior draws (normalised)")
     save_figure(fig, out, f"{NAME}_sbc.png")
+    fig, axes = plt.subplots(1, len(binary), figsize=(4 * len(binary), 3.6))
+    for ax, (outcome, v) in zip(np.atleast_1d(axes), binary.items()):
+        for meth in ("bayes", "lightgbm"):
+            c = v[meth].get("calibration")
+            if c:
+                ax.plot(c["mean_predicted"], c["observed_fraction"], "o-",
+                        label=f"{meth} (Brier {v[meth]['brier']:.3f})")
+        ax.plot([0, 1], [0, 1], "k--", lw=0.6)
+        ax.set(xlabel="predicted probability", ylabel="observed fraction", title=outcome.upper())
+        ax.legend(fontsize=7)
+    fig.suptitle("Out-of-fold response probabilities from early observations: calibration")
+    save_figure(fig, out, f"{NAME}_response.png")
 
 
 def run(out: Path, quick: bool = False) -> dict:
     from scipy import stats
 
-    from calib.baseline import SMALL_GRID, conformal_latents, outer_folds
+    from calib.baseline import SMALL_GRID, conformal_latents, nested_cv_binary, outer_folds
     from calib.cohort import generate_cohort, write_tables
     from priors.latents import LATENTS
 
@@ -150,27 +207,42 @@ def run(out: Path, quick: bool = False) -> dict:
     paths, validation = _emulators(base, work / "emulators")
     t_emulators = time.perf_counter() - t0
     bayes_draws: list[dict] = []
+    bayes_response: list[dict] = []
     fold_diag = []
     t0 = time.perf_counter()
     for r in range(repeats):
         folds = outer_folds(len(df), N_SPLITS, r)
         draws: dict = {}
+        response: dict = {}
         for k in range(N_SPLITS):
             cfg = copy.deepcopy(base)
             cfg["emulator"] = {**base["emulator"], "paths": paths}  # the config's variance mode with the saved GPs
             test = [ids[i] for i in np.flatnonzero(folds == k)]
             cfg["data"]["heldout_subjects"] = test
-            d, diag = _fold_draws(cfg, work / f"repeat{r}_fold{k}", test, latents)
+            d, diag, resp = _fold_draws(cfg, work / f"repeat{r}_fold{k}", test, latents)
             draws.update(d)
+            response.update(resp)
             fold_diag.append({"repeat": r, "fold": k, **diag})
             print(f"[{NAME}] repeat {r + 1}/{repeats} fold {k + 1}/{N_SPLITS}: population R-hat "
-                  f"{diag['population'].get('rhat_max')}, personalised R-hat {diag['personalised_rhat_max']}",
-                  flush=True)
+                  f"{diag['population'].get('rhat_max')}, personalised Pareto k max "
+                  f"{diag['personalised_pareto_k_max']}", flush=True)
         bayes_draws.append(draws)
+        bayes_response.append(response)
     t_bayes = time.perf_counter() - t0
     t0 = time.perf_counter()
     lgbm = conformal_latents(df, latents=latents, n_splits=N_SPLITS, repeats=repeats, n_jobs=2,
                              param_grid=SMALL_GRID if quick else None)
+    binary = {}
+    for outcome in ("orr", "dcr"):
+        y = df[outcome].to_numpy(int)
+        p_bayes = np.mean([[bayes_response[r][s][outcome] for s in ids] for r in range(repeats)], axis=0)
+        binary[outcome] = {"observed_frequency": float(y.mean()), "bayes": _binary_scores(y, p_bayes)}
+        try:
+            lg = nested_cv_binary(df, outcome, n_splits=N_SPLITS, repeats=repeats, n_jobs=2,
+                                  param_grid=SMALL_GRID if quick else None)
+            binary[outcome]["lightgbm"] = _binary_scores(y, np.asarray(lg["oof_probability"]))
+        except ValueError as err:  # too few patients of a class for stratified folds: said, not skipped
+            binary[outcome]["lightgbm"] = {"not_run": str(err)}
     t_lgbm = time.perf_counter() - t0
 
     table, sbc, ident = {}, {}, {}
@@ -200,11 +272,18 @@ def run(out: Path, quick: bool = False) -> dict:
         print(f"{k:11s} {b['mae']:.3f}/{g['mae']:.3f}     {b['r2']:6.3f}/{g['r2']:6.3f}   "
               f"{b['coverage_90']:.2f}/{g['coverage_90']:.2f}        {b['crps']:.3f}/{g['crps']:.3f}       "
               f"{ident[k]['contraction']:.2f}")
-    _figures(out, table, sbc)
+    for outcome, v in binary.items():
+        b, g = v["bayes"], v["lightgbm"]
+        print(f"{outcome.upper()} (observed {v['observed_frequency']:.2f}): AUROC bayes {b['auroc']:.3f} / lightgbm "
+              f"{g.get('auroc', float('nan')):.3f}; Brier {b['brier']:.3f} / {g.get('brier', float('nan')):.3f}")
+    _figures(out, table, sbc, binary)
     result = {"virtual": True, "quick": quick, "cohort_seed": COHORT_SEED, "n": len(df), "repeats": repeats,
               "outer_folds": N_SPLITS, "config": "calib/datasets/ct041_virtual/personalise.toml",
               "table": table, "sbc": {k: {kk: vv for kk, vv in v.items() if kk != "ranks"} for k, v in sbc.items()},
               "identifiability": ident, "lightgbm_intervals": lgbm["method"],
+              "response": {"early_observables": list(EARLY_OBSERVABLES), "folds": "Bayes: the latent folds; "
+                           "LightGBM: stratified outer folds (seed 000's protocol); out-of-fold for both",
+                           **binary},
               "emulator_validation": validation, "folds": fold_diag,
               "seconds": {"emulators": t_emulators, "bayes": t_bayes, "lightgbm": t_lgbm}}
     write_json(out, NAME, result)

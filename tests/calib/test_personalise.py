@@ -178,6 +178,9 @@ def test_importance_sampling_weighs_separated_modes_exactly():
     frac_upper = np.mean(level > 0.25)  # the modes are ~3.5 apart with sd ≤ 0.2
     ess = float(idata.importance["ess_importance"].sel(subject=s))
     assert abs(frac_upper - w[0]) <= 4 * np.sqrt(w[0] * (1 - w[0]) / ess), (frac_upper, w[0], ess)
+    # each posterior draw carries the population draw it came from: the upper mode is draw 0's
+    which = idata.posterior["population_sample"].sel(subject=s).values[0]
+    np.testing.assert_array_equal(which, np.where(level > 0.25, 0, 1))
 
 
 def test_importance_settings_are_checked():
@@ -190,3 +193,38 @@ def test_importance_settings_are_checked():
         importance_posterior(*args, tune=100)
     with pytest.raises(ValueError, match="multiple of block"):
         importance_posterior(*args, particles=1000, block=300)
+
+
+def test_category_probabilities_pair_each_draw_with_its_population_cutpoints():
+    """P(category k) = mean over draws d of Φ(c_k[s_d] − μ(z_d)) − Φ(c_{k−1}[s_d] − μ(z_d)), with s_d the population
+    sample of draw d (here μ = level at t = 0 through the exact linear emulator)."""
+    from types import SimpleNamespace
+
+    import arviz as az
+
+    from calib.personalise import category_probabilities
+
+    em = ExactEmulator(LinearModel(times=(0.0, 1.0)))
+    rng = np.random.default_rng(0)
+    cuts = np.sort(rng.normal(size=(2, 5, 3)), axis=-1)  # (chain, draw, K-1) of the fit
+    fit = az.from_dict(posterior={"cutpoints_y": cuts})
+    D = 50
+    level, slope = rng.normal(size=(1, D, 1)), rng.normal(size=(1, D, 1))
+    sample = rng.integers(0, 10, size=(1, D, 1))
+    pers = az.from_dict(posterior={"level": level, "slope": slope, "population_sample": sample},
+                        coords={"subject": ["a"]}, dims={"level": ["subject"], "slope": ["subject"],
+                                                          "population_sample": ["subject"]})
+    meas = Measurements.from_arrays(["a"], ["arm"], ["y"], [0.0], [1.0])
+    cal = SimpleNamespace(observables={"y": ObservableSpec("ordinal_probit", cutpoints=[-1.0, 0.0, 1.0])},
+                          idata=fit, tables=(meas, None), emulators={"arm": em})
+    subjects, probs = category_probabilities(cal, pers, "y")
+    flat_cuts = cuts.reshape(10, 3)[sample[0, :, 0]]  # stacked (chain, draw) order
+    edges = np.column_stack([np.full(D, -np.inf), flat_cuts, np.full(D, np.inf)])
+    mu = level[0, :, 0]
+    want = (stats.norm.cdf(edges[:, 1:] - mu[:, None]) - stats.norm.cdf(edges[:, :-1] - mu[:, None])).mean(0)
+    assert subjects == ["a"]
+    np.testing.assert_allclose(probs[0], want, rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match="importance"):
+        category_probabilities(cal, az.from_dict(posterior={"level": level, "slope": slope},
+                                                 coords={"subject": ["a"]},
+                                                 dims={"level": ["subject"], "slope": ["subject"]}), "y")
