@@ -166,6 +166,40 @@ def _prior_mixture_logpdf(z: np.ndarray, means: np.ndarray, sds: np.ndarray) -> 
     return logsumexp(q.sum(-1), axis=0) - np.log(len(means)) - 0.5 * z.shape[1] * np.log(2 * np.pi)
 
 
+def _mixture_terms(emulators, latent_specs: Sequence, links: dict, population: dict, means: np.ndarray,
+                   rows: Measurements, observables: dict, block: int):
+    """A numpy function ``z (subjects, m, latents) -> (S, subjects, m)``: the terms of each subject's mixture density
+    (:func:`_subject_log_density` ``per_draw``) at m points per subject, evaluated ``block`` points per subject at a
+    time through one compiled PyTensor function (the block's B·n points are pseudo-subjects sharing their subject's
+    rows and population means)."""
+    import pymc as pm
+    import pytensor
+    import pytensor.tensor as pt
+
+    subjects, B = rows.subjects, block
+    n, L, S = len(subjects), len(latent_specs), population["n"]
+    per = {s: np.flatnonzero(rows.subject == s) for s in subjects}
+    take = np.concatenate([per[s] for s in subjects for _ in range(B)])
+    pseudo = np.concatenate([[f"{s}~{b}"] * len(per[s]) for s in subjects for b in range(B)])
+    block_rows = Measurements.from_arrays(pseudo, rows.condition[take], rows.observable[take], rows.time[take],
+                                          rows.value[take], rows.sigma[take], rows.censoring[take], rows.source)
+    zin = pt.matrix("z")
+    with pm.Model():
+        per_draw = _subject_log_density(emulators, latent_specs, links, population, np.repeat(means, B, axis=1),
+                                        block_rows, observables, zin, per_draw=True)
+    per_draw_fn = pytensor.function([zin], per_draw)
+
+    def terms(z):
+        m = z.shape[1]
+        pad = np.concatenate([z, np.repeat(z[:, :1], -m % B, axis=1)], axis=1)
+        out = np.empty((S, n, pad.shape[1]))
+        for k in range(0, pad.shape[1], B):
+            out[:, :, k:k + B] = per_draw_fn(np.ascontiguousarray(pad[:, k:k + B].reshape(n * B, L))).reshape(S, n, B)
+        return out[:, :, :m]
+
+    return terms
+
+
 class _GaussianMixture:
     """A Gaussian mixture density with its sampler (weights ``(K,)``, means ``(K, L)``, covariances ``(K, L, L)``)."""
 
@@ -212,9 +246,6 @@ def importance_posterior(emulators, latent_specs: Sequence, links: dict, populat
     evaluated in blocks of ``block`` particles per
     subject, all subjects at once (one compiled PyTensor function)."""
     import arviz as az
-    import pymc as pm
-    import pytensor
-    import pytensor.tensor as pt
     import xarray as xr
     from scipy.special import logsumexp
     from sklearn.mixture import GaussianMixture
@@ -238,25 +269,7 @@ def importance_posterior(emulators, latent_specs: Sequence, links: dict, populat
     sds = np.column_stack([population["latent"][s.name]["sd"] for s in latent_specs])  # (S, L)
     n, L, S = len(subjects), len(latents), population["n"]
 
-    # one block: B particles of every subject as B·n pseudo-subjects sharing their subject's rows and means
-    per = {s: np.flatnonzero(rows.subject == s) for s in subjects}
-    take = np.concatenate([per[s] for s in subjects for _ in range(B)])
-    pseudo = np.concatenate([[f"{s}~{b}"] * len(per[s]) for s in subjects for b in range(B)])
-    block_rows = Measurements.from_arrays(pseudo, rows.condition[take], rows.observable[take], rows.time[take],
-                                          rows.value[take], rows.sigma[take], rows.censoring[take], rows.source)
-    zin = pt.matrix("z")
-    with pm.Model():
-        per_draw = _subject_log_density(emulators, latent_specs, links, population, np.repeat(means, B, axis=1),
-                                        block_rows, observables, zin, per_draw=True)
-    per_draw_fn = pytensor.function([zin], per_draw)
-
-    def terms(z):  # z (n, m, L) -> (S, n, m): each population draw's term of the mixture
-        m = z.shape[1]
-        pad = np.concatenate([z, np.repeat(z[:, :1], -m % B, axis=1)], axis=1)
-        out = np.empty((S, n, pad.shape[1]))
-        for k in range(0, pad.shape[1], B):
-            out[:, :, k:k + B] = per_draw_fn(np.ascontiguousarray(pad[:, k:k + B].reshape(n * B, L))).reshape(S, n, B)
-        return out[:, :, :m]
+    terms = _mixture_terms(emulators, latent_specs, links, population, means, rows, observables, B)
 
     def target(z):  # z (n, m, L) -> (n, m)
         return logsumexp(terms(z), axis=0) - np.log(S)
@@ -328,6 +341,83 @@ def importance_posterior(emulators, latent_specs: Sequence, links: dict, populat
     return az.InferenceData(posterior=posterior, importance=diag)
 
 
+def point_population(idata, latent_specs: Sequence, observables: dict) -> dict:
+    """A one-draw population (the form of :func:`population_draws`) of a per-subject inverse problem with fixed
+    population quantities (seed 000 §2.3): each latent's own prior in its link space (``N(mu, sigma)``, no
+    covariates) as the regulariser R(θ), and the fit's posterior means of the learned noise sds and cut-points as
+    θ_pop."""
+    post = idata.posterior
+    out: dict = {"n": 1, "index": np.array([-1]), "latent": {}, "observables": {}}
+    for s in latent_specs:
+        par = s.prior.parameters
+        if "mu" not in par or "sigma" not in par:
+            raise ValueError(f"{s.name}: a point population needs a prior with a link-space mu and sigma, got "
+                             f"{s.prior.to_dict()}")
+        out["latent"][s.name] = {"loc": np.array([float(par["mu"])]), "sd": np.array([float(par["sigma"])]),
+                                 "beta": np.zeros((1, len(s.covariates or ())))}
+    for o in observables:
+        entry = {}
+        for key, var in (("sigma", f"sigma_{o}"), ("cutpoints", f"cutpoints_{o}")):
+            if var in post:
+                entry[key] = post[var].mean(("chain", "draw")).values[None]
+        out["observables"][o] = entry
+    return out
+
+
+def map_estimates(emulators, latent_specs: Sequence, links: dict, population: dict, rows: Measurements,
+                  observables: dict, conditions: Conditions | None, fitted_subjects: Sequence[str], *,
+                  starts: int = 2000, block: int = 500, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """Each subject's maximum of the density of :func:`new_subject_model` (a MAP / penalised maximum-likelihood
+    point; with :func:`point_population`, seed 000's per-patient inverse problem): the best of ``starts`` draws from
+    the population (the density is multimodal: a single local search from the prior mean ends in whichever mode
+    is nearest), then ``pm.find_MAP`` (L-BFGS-B on the compiled log density and gradient) from there. Returns the
+    subjects and their latents ``(subjects, latents)`` on the parameter scale, in ``latent_specs``' order."""
+    import pymc as pm
+    from scipy.special import logsumexp
+
+    order = [s.name for s in latent_specs]
+    latent_specs = _checked_latents(emulators, latent_specs)
+    subjects = rows.subjects
+    _check_rows(emulators, rows)
+    means = _population_means(population, latent_specs, subjects, conditions, fitted_subjects)
+    sds = np.column_stack([population["latent"][s.name]["sd"] for s in latent_specs])
+    n, L, S = len(subjects), len(latent_specs), population["n"]
+    rng = np.random.default_rng(seed)
+    m = -(-starts // block) * block
+    s_idx = rng.integers(0, S, (n, m))
+    z0 = means[s_idx, np.arange(n)[:, None]] + sds[s_idx] * rng.standard_normal((n, m, L))
+    dens = logsumexp(_mixture_terms(emulators, latent_specs, links, population, means, rows, observables,
+                                    block)(z0), axis=0)
+    best = z0[np.arange(n), dens.argmax(axis=1)]
+    model = new_subject_model(emulators, latent_specs, links, population, rows, observables, conditions,
+                              fitted_subjects)
+    start = means.mean(0)
+    with model:
+        point = pm.find_MAP(start={"z_offset": best - start}, progressbar=False)
+    theta = np.column_stack([np.asarray(point[s.name]) for s in latent_specs])
+    return subjects, theta[:, [[s.name for s in latent_specs].index(o) for o in order]]
+
+
+def inverse_problem(cal, rows: Measurements | None = None, **settings) -> tuple[list[str], np.ndarray]:
+    """Seed 000's per-patient limited inverse problem on a finished calibration ``cal``: each subject of ``rows``
+    (default: the fitted rows) alone, its latents' priors as the regulariser and the fit's posterior-mean noise
+    and cut-points fixed (:func:`point_population`), maximised by :func:`map_estimates` (``settings``: ``starts``,
+    ``block``, ``seed``). The reference latents θ_ref ("pseudo-labels") the seed trains LightGBM on."""
+    from .model import _prior_for
+
+    if getattr(cal, "idata", None) is None:
+        raise ValueError("inverse_problem needs a finished calibration (run() or load_finished() first)")
+    if getattr(cal, "emulators", None) is None:
+        cal.train()
+    rows = rows if rows is not None else cal.data
+    latent_specs = [s for s in cal.parameters if s.role == "latent"]
+    observables = {o: s for o, s in cal.observables.items() if o in set(rows.observables)}
+    reg, preset = cal.cfg["model"].get("registry_model"), cal.cfg["model"].get("preset")
+    links = {s.name: _prior_for(s, reg, preset) for s in latent_specs}
+    return map_estimates(cal.emulators, latent_specs, links, point_population(cal.idata, latent_specs, observables),
+                         rows, observables, cal.tables[1], cal.data.subjects, **settings)
+
+
 def personalise(cal, rows: Measurements, conditions: Conditions | None = None, *, method: str = "nuts",
                 n_population_draws: int = 200, **sampler):
     """Posterior of the latents of the new subjects in ``rows`` given the finished calibration ``cal`` (its
@@ -379,6 +469,8 @@ def category_probabilities(cal, idata, observable: str) -> tuple[list[str], np.n
     if "population_sample" not in post:
         raise ValueError("category_probabilities needs personalised draws paired with their population sample "
                          "([personalise] method = \"importance\")")
+    if getattr(cal, "emulators", None) is None:  # a resumed calibration (load_finished)
+        cal.train()
     cuts = cal.idata.posterior[f"cutpoints_{observable}"].stack(sample=("chain", "draw")).transpose("sample", ...)
     cuts = cuts.values
     meas, _ = cal.tables

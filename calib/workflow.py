@@ -259,6 +259,8 @@ class Calibration:
         InferenceData (dims ``subject``)."""
         from .personalise import personalise
 
+        if getattr(self, "emulators", None) is None:  # a resumed run (load_finished) has not loaded them yet
+            self.train()
         if rows is None:
             meas, _ = self.tables
             rows = subset(meas, np.isin(meas.subject, self.heldout_subjects) & ~self._conditioned_rows(meas))

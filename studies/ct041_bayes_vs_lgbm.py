@@ -18,7 +18,9 @@ contraction of each latent (1 − mean posterior variance / the cohort's varianc
 identifiability table. ORR/DCR: each test patient's posterior given only the early observations
 (:data:`EARLY_OBSERVABLES`, the LightGBM classifiers' features) and its posterior-predictive best RECIST, against
 seed 000's LightGBM classifiers (AUROC, Brier score, calibration curve). ``--quick``: one repeat, short chains,
-LightGBM's small grid (smoke test only).
+LightGBM's small grid (smoke test only). The seed's protocol: θ_ref per patient (seed 000 §2.3, the per-patient
+inverse problem with the whole-cohort fit's noise and cut-points fixed; :func:`calib.personalise.inverse_problem`),
+LightGBM trained on θ_ref and scored against θ_ref (as the seed's Table 2) and against the truth.
 """
 
 from __future__ import annotations
@@ -112,6 +114,35 @@ def _fold_draws(cfg: dict, folder: Path, test_ids: list[str], latents: list[str]
             "personalised_failures": summary["personalised"].get("failures", []),
             "seconds": summary["seconds"]}
     return out, diag, _early_response(cal, folder, test_ids, summary["config_hash"])
+
+
+def _pseudo_labels(base: dict, paths: dict, folder: Path, ids: list[str], latents: list[str]) -> np.ndarray:
+    """θ_ref of seed 000 §2.3 for every patient: the population fitted once to the whole cohort (its noise sds and
+    cut-points are the fixed θ_pop), then each patient's own penalised maximum-likelihood latents
+    (:func:`calib.personalise.inverse_problem`). Saved with the fit's config hash and read back while unchanged."""
+    import pandas as pd
+
+    from calib.personalise import inverse_problem
+    from calib.workflow import Calibration
+
+    cfg = copy.deepcopy(base)
+    cfg["emulator"] = {**base["emulator"], "paths": paths}
+    cal = Calibration(cfg, folder, force=True, progress=False)
+    summary = cal.load_finished() or cal.run()
+    path = folder / "theta_ref.csv"
+    if path.exists():
+        table = pd.read_csv(path)
+        if table["config_hash"].iloc[0] == summary["config_hash"]:
+            return table.set_index("patient_id").loc[ids, latents].to_numpy(float)
+    subjects, theta = inverse_problem(cal)
+    order = [s.name for s in cal.parameters if s.role == "latent"]
+    table = pd.DataFrame(theta, columns=order)[latents]
+    table.insert(0, "patient_id", subjects)
+    table["config_hash"] = summary["config_hash"]
+    tmp = path.with_suffix(".tmp")
+    table.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return table.set_index("patient_id").loc[ids, latents].to_numpy(float)
 
 
 def _scores(truth: np.ndarray, point: np.ndarray, ensembles: list[np.ndarray]) -> dict:
@@ -232,6 +263,24 @@ def run(out: Path, quick: bool = False) -> dict:
     t0 = time.perf_counter()
     lgbm = conformal_latents(df, latents=latents, n_splits=N_SPLITS, repeats=repeats, n_jobs=2,
                              param_grid=SMALL_GRID if quick else None)
+    # seed 000's own protocol: LightGBM trained on and scored against pseudo-labels θ_ref — and against the truth
+    from calib.baseline import nested_cv_latents, regression_metrics
+    from studies.ct041_lgbm import METRICS, SEED_TABLE2
+
+    theta_ref = _pseudo_labels(base, paths, work / "full_cohort", ids, latents)
+    df_ref = df.copy()
+    df_ref[[f"true_{n}" for n in latents]] = theta_ref
+    on_ref = nested_cv_latents(df_ref, latents=latents, n_splits=N_SPLITS, repeats=repeats, n_jobs=2,
+                               param_grid=SMALL_GRID if quick else None)
+    seed_protocol = {}
+    for j, lat in enumerate(latents):
+        vs_truth = [regression_metrics(truth[:, j], on_ref["oof"][r, :, j]) for r in range(repeats)]
+        seed_protocol[lat] = {
+            "lightgbm_on_ref_vs_ref": {m: on_ref["latents"][lat][m] for m in METRICS},
+            "lightgbm_on_ref_vs_truth": {m: float(np.nanmean([x[m] for x in vs_truth])) for m in METRICS},
+            "ref_vs_truth": regression_metrics(truth[:, j], theta_ref[:, j]),
+            "seed000_table2": dict(zip(METRICS, SEED_TABLE2[lat]))}
+
     binary = {}
     for outcome in ("orr", "dcr"):
         y = df[outcome].to_numpy(int)
@@ -272,6 +321,10 @@ def run(out: Path, quick: bool = False) -> dict:
         print(f"{k:11s} {b['mae']:.3f}/{g['mae']:.3f}     {b['r2']:6.3f}/{g['r2']:6.3f}   "
               f"{b['coverage_90']:.2f}/{g['coverage_90']:.2f}        {b['crps']:.3f}/{g['crps']:.3f}       "
               f"{ident[k]['contraction']:.2f}")
+    print("seed protocol (LightGBM on θ_ref):  R² vs θ_ref / vs truth;  θ_ref vs truth R²;  seed Table 2 R²")
+    for k, v in seed_protocol.items():
+        print(f"{k:11s} {v['lightgbm_on_ref_vs_ref']['r2']:6.3f} / {v['lightgbm_on_ref_vs_truth']['r2']:6.3f}      "
+              f"{v['ref_vs_truth']['r2']:6.3f}            {v['seed000_table2']['r2']:6.3f}")
     for outcome, v in binary.items():
         b, g = v["bayes"], v["lightgbm"]
         print(f"{outcome.upper()} (observed {v['observed_frequency']:.2f}): AUROC bayes {b['auroc']:.3f} / lightgbm "
@@ -281,6 +334,7 @@ def run(out: Path, quick: bool = False) -> dict:
               "outer_folds": N_SPLITS, "config": "calib/datasets/ct041_virtual/personalise.toml",
               "table": table, "sbc": {k: {kk: vv for kk, vv in v.items() if kk != "ranks"} for k, v in sbc.items()},
               "identifiability": ident, "lightgbm_intervals": lgbm["method"],
+              "seed_protocol": seed_protocol,
               "response": {"early_observables": list(EARLY_OBSERVABLES), "folds": "Bayes: the latent folds; "
                            "LightGBM: stratified outer folds (seed 000's protocol); out-of-fold for both",
                            **binary},

@@ -228,3 +228,45 @@ def test_category_probabilities_pair_each_draw_with_its_population_cutpoints():
         category_probabilities(cal, az.from_dict(posterior={"level": level, "slope": slope},
                                                  coords={"subject": ["a"]},
                                                  dims={"level": ["subject"], "slope": ["subject"]}), "y")
+
+
+def test_map_estimates_are_the_conjugate_posterior_mode_and_the_higher_of_two_modes():
+    from calib.personalise import map_estimates
+
+    em, specs, links, rows, cond, t, y, subj = _linear_setup()
+    draws = _draws([(1.0, 0.5)], [(0.8, 0.3)], [[0.6]])
+    subjects, theta = map_estimates({"arm": em}, specs, links, draws, rows, {"y": ObservableSpec("normal")}, cond,
+                                    ["f1", "f2"], starts=200, block=100)
+    x_std = (np.array([70.0, 50.0]) - 50.0) / 10.0
+    assert subjects == ["a", "b"]
+    for i, s in enumerate(subjects):
+        mean, _ = _subject_posterior([1.0 + 0.6 * x_std[i], 0.5], [0.8, 0.3], t[subj == s], y[subj == s], 0.4)
+        np.testing.assert_allclose(theta[i], mean, atol=1e-5)  # a Gaussian's mode is its mean
+    # two separated population draws: the mode of the mixture with the larger mass wins, wherever it is
+    em, specs, links, rows, cond, t, y, subj = _linear_setup(sd_noise=1.5)
+    locs, sds = [(2.0, 0.3), (-1.5, 0.3)], [(0.2, 0.1), (0.2, 0.1)]
+    draws = _draws(locs, sds, [[0.0], [0.0]])
+    _, theta = map_estimates({"arm": em}, specs, links, draws, rows, {"y": ObservableSpec("normal")}, cond,
+                             ["f1", "f2"], starts=400, block=200, seed=1)
+    tb, yb = t[subj == "b"], y[subj == "b"]
+    modes = [_subject_posterior(np.array(loc), sd, tb, yb, 1.5)[0] for loc, sd in zip(locs, sds)]
+    H = np.column_stack([np.ones_like(tb), tb])
+    heights = [stats.multivariate_normal(H @ np.array(loc), H @ np.diag(np.square(sd)) @ H.T
+                                         + 1.5**2 * np.eye(len(tb))).logpdf(yb)
+               - 0.5 * np.linalg.slogdet(_subject_posterior(np.array(loc), sd, tb, yb, 1.5)[1])[1]
+               for loc, sd in zip(locs, sds)]  # peak height of each (well separated) Gaussian component
+    np.testing.assert_allclose(theta[1], modes[int(np.argmax(heights))], atol=1e-3)
+
+
+def test_point_population_takes_the_latent_priors_and_the_fitted_noise():
+    import arviz as az
+
+    from calib.personalise import point_population
+
+    _, specs, *_ = _linear_setup()
+    fit = az.from_dict(posterior={"sigma_y": np.full((2, 5), 0.3), "cutpoints_r": np.tile([-1.0, 1.0], (2, 5, 1))})
+    pop = point_population(fit, specs, {"y": None, "r": None})
+    assert pop["n"] == 1 and pop["latent"]["level"]["loc"].tolist() == [0.0]
+    assert pop["latent"]["level"]["sd"].tolist() == [5.0] and pop["latent"]["level"]["beta"].shape == (1, 1)
+    np.testing.assert_allclose(pop["observables"]["y"]["sigma"], [0.3], rtol=1e-12)
+    np.testing.assert_allclose(pop["observables"]["r"]["cutpoints"], [[-1.0, 1.0]], rtol=1e-12)

@@ -450,6 +450,11 @@ def test_held_out_subjects_are_left_out_of_the_fit_and_personalised(tmp_path):
     for s, post in pers["subjects"].items():
         a, b = post["growth_rate"], imp["subjects"][s]["growth_rate"]
         assert abs(a["mean"] - b["mean"]) < 0.25 * a["sd"] and b["sd"] == pytest.approx(a["sd"], rel=0.2), (a, b)
+    # a resumed run (load_finished: no emulators loaded yet) personalises too
+    resumed = Calibration(cfg, tmp_path / "run", progress=False)
+    assert resumed.load_finished() is not None
+    resumed.cfg["personalise"] = {"method": "importance", "particles": 1000, "block": 1000, "draws": 500}
+    assert resumed.personalise().posterior.sizes["subject"] == 2
     cal.cfg["personalise"] = {"method": "importance", "tune": 100}
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['tune'\]"):
         cal.personalise()
