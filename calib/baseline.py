@@ -443,19 +443,18 @@ def _timed(fn, *args):
 
 
 def _map(fn, args: list, n_jobs: int, progress: bool, desc: str) -> tuple[list, float]:
-    """Outer-fold tasks in order, optionally over ``n_jobs`` processes (joblib), with a progress bar. Returns the
-    results and the CPU seconds spent in the tasks (summed over workers)."""
-    from tqdm.auto import tqdm
+    """Outer-fold tasks in order (:func:`calib.parallel.map_tasks`, ``n_jobs`` processes). Returns the results and
+    the CPU seconds spent in the tasks (summed over workers)."""
+    from functools import partial
 
-    if n_jobs == 1:
-        res = [_timed(fn, *a) for a in tqdm(args, desc=desc, disable=not progress)]
-    else:
-        from joblib import Parallel, delayed
+    from .parallel import map_tasks
 
-        par = Parallel(n_jobs=n_jobs, return_as="generator")
-        res = list(tqdm(par(delayed(_timed)(fn, *a) for a in args), total=len(args), desc=desc,
-                        disable=not progress))
+    res = map_tasks(partial(_timed_star, fn), args, processes=n_jobs, progress=progress, desc=desc, unit="fold")
     return [r for r, _ in res], float(sum(c for _, c in res))
+
+
+def _timed_star(fn, args):
+    return _timed(fn, *args)
 
 
 def _fit_latent_fold(base, X, Y, tr, te, seed):

@@ -388,19 +388,6 @@ def _run_job(job: _Job) -> dict:
     return simulate_one(job.thetas, job.dose_cells, job.noise, job.cfg, base=job.base)
 
 
-def _parallel_map(fn, jobs: Sequence, processes: int, progress: bool, desc: str) -> list:
-    from tqdm.auto import tqdm
-
-    bar = {"total": len(jobs), "desc": desc, "disable": not progress, "unit": "patient"}
-    if processes <= 1 or len(jobs) < 8:
-        return [fn(j) for j in tqdm(jobs, **bar)]
-    import multiprocessing as mp
-
-    ctx = mp.get_context("fork" if os.name == "posix" else "spawn")
-    with ctx.Pool(processes) as pool:
-        return list(tqdm(pool.imap(fn, jobs, chunksize=max(1, len(jobs) // (8 * processes))), **bar))
-
-
 def generate_cohort(n: int, rng: np.random.Generator, cfg: CohortConfig | None = None, processes: int = 1,
                     progress: bool = False, params=None) -> pd.DataFrame:
     """A virtual cohort of ``n`` patients: covariates, observed outputs (noisy) and ``true_*`` latents.
@@ -424,7 +411,10 @@ def generate_cohort(n: int, rng: np.random.Generator, cfg: CohortConfig | None =
         nz = {"cmax": noise["cmax"][i], "crs": noise["crs"][i], "markers": noise["markers"][i],
               "scans": noise["scans"][i]}
         jobs.append(_Job(th, float(df["dose"].iat[i]), nz, cfg, base))
-    rows = _parallel_map(_run_job, jobs, processes, progress, "virtual patients")
+    from .parallel import map_tasks
+
+    rows = map_tasks(_run_job, jobs, processes=processes if len(jobs) >= 8 else 1, progress=progress,
+                     desc="virtual patients", unit="patient")
     out = pd.concat([df, pd.DataFrame(rows, index=df.index)], axis=1)
     out["baseline_burden"] = out.pop("model_tumour0") * np.exp(cfg.sd_burden * noise["burden"])
     out.insert(0, "cohort", "virtual")

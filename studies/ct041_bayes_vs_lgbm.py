@@ -145,6 +145,15 @@ def _pseudo_labels(base: dict, paths: dict, folder: Path, ids: list[str], latent
     return table.set_index("patient_id").loc[ids, latents].to_numpy(float)
 
 
+def _fold_task(task: tuple) -> tuple[dict, dict, dict]:
+    cfg, folder, test, latents = task
+    out = _fold_draws(cfg, folder, test, latents)
+    diag = out[1]
+    print(f"[{NAME}] {folder.name}: population R-hat {diag['population'].get('rhat_max')}, personalised Pareto k "
+          f"max {diag['personalised_pareto_k_max']}", flush=True)
+    return out
+
+
 def _scores(truth: np.ndarray, point: np.ndarray, ensembles: list[np.ndarray]) -> dict:
     """Point and probabilistic scores of one latent over the cohort (one repeat)."""
     from calib.baseline import regression_metrics
@@ -217,11 +226,14 @@ def _figures(out: Path, table: dict, sbc: dict, binary: dict) -> None:
     save_figure(fig, out, f"{NAME}_response.png")
 
 
-def run(out: Path, quick: bool = False) -> dict:
+def run(out: Path, quick: bool = False, scheduler=None) -> dict:
+    """The study (module docstring); ``scheduler``: a Dask scheduler address or client — each fold becomes a task
+    (the workers must see ``out``)."""
     from scipy import stats
 
     from calib.baseline import SMALL_GRID, conformal_latents, nested_cv_binary, outer_folds
     from calib.cohort import generate_cohort, write_tables
+    from calib.parallel import map_tasks
     from priors.latents import LATENTS
 
     use_agg()
@@ -241,22 +253,25 @@ def run(out: Path, quick: bool = False) -> dict:
     bayes_response: list[dict] = []
     fold_diag = []
     t0 = time.perf_counter()
+    tasks = []
     for r in range(repeats):
         folds = outer_folds(len(df), N_SPLITS, r)
-        draws: dict = {}
-        response: dict = {}
         for k in range(N_SPLITS):
             cfg = copy.deepcopy(base)
             cfg["emulator"] = {**base["emulator"], "paths": paths}  # the config's variance mode with the saved GPs
             test = [ids[i] for i in np.flatnonzero(folds == k)]
             cfg["data"]["heldout_subjects"] = test
-            d, diag, resp = _fold_draws(cfg, work / f"repeat{r}_fold{k}", test, latents)
+            tasks.append((cfg, work / f"repeat{r}_fold{k}", test, latents))
+    # one fold at a time here (its NUTS chains take both cores), or every fold a task on a Dask cluster
+    results = map_tasks(_fold_task, tasks, scheduler=scheduler, progress=True, desc="folds", unit="fold")
+    for r in range(repeats):
+        draws: dict = {}
+        response: dict = {}
+        for k in range(N_SPLITS):
+            d, diag, resp = results[r * N_SPLITS + k]
             draws.update(d)
             response.update(resp)
             fold_diag.append({"repeat": r, "fold": k, **diag})
-            print(f"[{NAME}] repeat {r + 1}/{repeats} fold {k + 1}/{N_SPLITS}: population R-hat "
-                  f"{diag['population'].get('rhat_max')}, personalised Pareto k max "
-                  f"{diag['personalised_pareto_k_max']}", flush=True)
         bayes_draws.append(draws)
         bayes_response.append(response)
     t_bayes = time.perf_counter() - t0

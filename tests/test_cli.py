@@ -66,3 +66,8 @@ def test_quickstart_writes_report(tmp_path, capsys):
 def test_study_unknown_name(tmp_path, capsys):
     code, _, err = run(capsys, "study", "no_such_study", "--out", str(tmp_path))
     assert code == 2 and "unknown study 'no_such_study'" in err
+
+
+def test_study_scheduler_is_refused_where_a_study_cannot_distribute(tmp_path, capsys):
+    code, _, err = run(capsys, "study", "rit_it_timing", "--out", str(tmp_path), "--scheduler", "tcp://nowhere:1")
+    assert code == 2 and "does not distribute over Dask" in err

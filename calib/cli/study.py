@@ -7,7 +7,6 @@ import importlib
 import pkgutil
 from pathlib import Path
 
-
 #: the package holding the study scripts (one module per study, each with ``run(out, quick)``)
 STUDIES_PACKAGE = "studies"
 
@@ -23,8 +22,16 @@ def cmd_study(args) -> int:
         raise ValueError(f"unknown study '{args.name}'; available: {names}")
     module = importlib.import_module(f"{STUDIES_PACKAGE}.{args.name}")
     out = Path(args.out)
+    extra = {}
+    if getattr(args, "scheduler", None):
+        import inspect
+
+        if "scheduler" not in inspect.signature(module.run).parameters:
+            raise ValueError(f"study '{args.name}' does not distribute over Dask (--scheduler is for studies whose "
+                             "run() takes a scheduler)")
+        extra["scheduler"] = args.scheduler
     out.mkdir(parents=True, exist_ok=True)
-    module.run(out=out, quick=args.quick)
+    module.run(out=out, quick=args.quick, **extra)
     print(f"study {args.name}: results in {out / (args.name + '.json')}")
     return 0
 
@@ -34,6 +41,8 @@ def register(commands) -> None:
     p.add_argument("name", help="study name (file in studies/)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quick", action="store_true", help="reduced sizes for a fast check")
+    p.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786): the study's independent tasks "
+                                       "run on that cluster (studies that support it)")
     p.set_defaults(func=cmd_study)
     register_report(commands)
 
