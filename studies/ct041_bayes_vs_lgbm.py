@@ -53,6 +53,7 @@ def _base_config(data_dir: Path, quick: bool) -> dict:
     cfg["predict"] = {"draws": 0}
     if quick:
         cfg["sampler"].update(draws=200, tune=300)
+        cfg["personalise"] = {**cfg.get("personalise", {}), "particles": 1000, "stages": 2, "draws": 300}
     return cfg
 
 
