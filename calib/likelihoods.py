@@ -11,7 +11,9 @@ per data row):
   ``log_likelihood``, LOO, SBC and posterior-predictive draws (censored at the same bounds) include every row;
 * ``ordinal_logistic`` / ``ordinal_probit`` — RECIST-like categories 0..K−1 from a latent score with ordered
   cut-points; ``bernoulli`` / ``binomial`` — logit-probability. Emulator uncertainty on the logit scale enters
-  by the probit approximation ``E[σ(η)] ≈ σ(η / sqrt(1 + π v / 8))``.
+  by the probit approximation ``E[σ(η)] ≈ σ(η / sqrt(1 + π v / 8))``. ``ordinal_probit`` takes a noise scale of
+  the score (``sigma``: a prior, learned as ``sigma_NAME``, or a number; default 1 — a score already in noise
+  units): P(y ≤ k) = Φ((c_k − μ) / sqrt(sigma² + v)), exact for a Gaussian emulator error v.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ class ObservableSpec:
             self.link = implied
         elif self.link is not None:
             raise ValueError(f"'link' applies to the ordinal families only, not to {self.family!r}")
+        if self.sigma is not None and self.family in ("ordinal_logistic", "bernoulli", "binomial"):
+            raise ValueError(f"'sigma' (a noise scale) applies to the continuous families and ordinal_probit, not to "
+                             f"{self.family!r}")
         if self.family == "student_t" and not (np.isfinite(self.nu) and self.nu > 0):
             raise ValueError(f"student_t observable needs nu > 0, got {self.nu!r}")
 
@@ -117,6 +122,10 @@ def observe(name: str, spec: ObservableSpec, mu, var, y: np.ndarray, censoring: 
         raise ValueError(f"{source}: censoring flags on {spec.family} observable {name!r}")
     eta = mu / pt.sqrt(1.0 + np.pi * var / 8.0)
     yk = np.round(y).astype("int64")
+    probit_sd = None
+    if spec.family == "ordinal_probit":  # exact: Φ((c − μ) / sqrt(s² + v))
+        s = 1.0 if spec.sigma is None else _noise_sd(name, spec, np.full(len(y), np.nan))
+        probit_sd, eta = pt.sqrt(pt.square(s) + var), mu
     if np.any(np.abs(y - yk) > 1e-9) or np.any(yk < 0):
         raise ValueError(f"{source}: {spec.family} observable {name!r} needs non-negative integer values")
     if spec.family == "bernoulli":
@@ -140,7 +149,7 @@ def observe(name: str, spec: ObservableSpec, mu, var, y: np.ndarray, censoring: 
     if spec.link == "logistic":
         return pm.OrderedLogistic(f"y_{name}", eta=eta, cutpoints=cuts, observed=yk, dims=dims)
     if spec.link == "probit":
-        return pm.OrderedProbit(f"y_{name}", eta=eta, cutpoints=cuts, sigma=1.0, observed=yk, dims=dims)
+        return pm.OrderedProbit(f"y_{name}", eta=eta, cutpoints=cuts, sigma=probit_sd, observed=yk, dims=dims)
     raise ValueError(f"ordinal link must be 'logistic' or 'probit', got {spec.link!r}")
 
 
@@ -150,7 +159,8 @@ def rows_logp_per_draw(spec: ObservableSpec, mu, var, y: np.ndarray, censoring: 
     """Log-likelihood of each data row under each of S draws of the observation model's population parameters
     (PyTensor ``(S, rows)``): the same densities as :func:`observe` (censored rows through ``pm.Censored``), with the
     noise sd of rows without a ``sigma`` value taken from ``sigma_draws`` ``(S,)`` and ordinal cut-points from
-    ``cutpoint_draws`` ``(S, K−1)``. ``mu``/``var``: emulator mean and variance of the rows. Used where a fitted
+    ``cutpoint_draws`` ``(S, K−1)`` (and a learned ``ordinal_probit`` scale from ``sigma_draws``). ``mu``/``var``:
+    emulator mean and variance of the rows. Used where a fitted
     population is the prior of new subjects (:mod:`calib.personalise`). ``paired``: ordinal rows each with their own
     cut-points (``cutpoint_draws`` ``(rows, K−1)``; result ``(1, rows)``) — posterior-predictive draws."""
     import pymc as pm
@@ -177,6 +187,18 @@ def rows_logp_per_draw(spec: ObservableSpec, mu, var, y: np.ndarray, censoring: 
         raise ValueError(f"censoring flags on a {spec.family} observable")
     eta = (mu / pt.sqrt(1.0 + np.pi * var / 8.0))[None, :]
     yk = np.round(y).astype("int64")
+    scale = None
+    if spec.family == "ordinal_probit":  # exact: Φ((c − μ) / sqrt(s² + v)) with s per draw when learned
+        if spec.sigma is None:
+            s2 = pt.as_tensor_variable(np.ones((1, 1)))
+        elif isinstance(spec.sigma, Prior):
+            if sigma_draws is None:
+                raise ValueError("an ordinal_probit observable with a learned scale needs draws of it")
+            s2 = pt.as_tensor_variable(np.square(np.asarray(sigma_draws, float)))
+            s2 = s2[None, :] if paired else s2[:, None]
+        else:
+            s2 = pt.as_tensor_variable(np.full((1, 1), float(spec.sigma) ** 2))
+        scale, eta = pt.sqrt(s2 + var[None, :]), mu[None, :]
     if spec.family in ("bernoulli", "binomial"):
         n = 1 if spec.family == "bernoulli" else int(spec.n_trials)
         return pm.logp(pm.Binomial.dist(n=n, logit_p=eta), yk[None, :])
@@ -186,7 +208,7 @@ def rows_logp_per_draw(spec: ObservableSpec, mu, var, y: np.ndarray, censoring: 
     if paired and cuts.shape[0] != len(y):
         raise ValueError(f"paired cut-points: {cuts.shape[0]} rows of cut-points for {len(y)} data rows")
     cuts = pt.as_tensor_variable(cuts)[None, :, :] if paired else pt.as_tensor_variable(cuts)[:, None, :]
-    x = cuts - eta[:, :, None]
+    x = cuts - eta[:, :, None] if scale is None else (cuts - eta[:, :, None]) / scale[:, :, None]
     cdf = 0.5 * pt.erfc(-x / np.sqrt(2.0)) if spec.link == "probit" else pt.sigmoid(x)
     S = cdf.shape[0]
     ones, zeros = pt.ones((S, len(y), 1)), pt.zeros((S, len(y), 1))

@@ -473,6 +473,9 @@ def category_probabilities(cal, idata, observable: str) -> tuple[list[str], np.n
         cal.train()
     cuts = cal.idata.posterior[f"cutpoints_{observable}"].stack(sample=("chain", "draw")).transpose("sample", ...)
     cuts = cuts.values
+    scales = None  # a learned probit scale: each draw's own
+    if f"sigma_{observable}" in cal.idata.posterior:
+        scales = cal.idata.posterior[f"sigma_{observable}"].stack(sample=("chain", "draw")).values
     meas, _ = cal.tables
     subjects = post.coords["subject"].values.tolist()
     K = cuts.shape[1] + 1
@@ -486,11 +489,12 @@ def category_probabilities(cal, idata, observable: str) -> tuple[list[str], np.n
         mean, var = em.predict_pt(pt.as_tensor_variable(theta))
         j = list(em.observables).index(observable)
         mu, v = mean[:, j, 0], var[:, j, 0]
-        paired = cuts[post["population_sample"].sel(subject=s).values.ravel()]  # (draws, K-1)
+        which = post["population_sample"].sel(subject=s).values.ravel()
+        paired = cuts[which]  # (draws, K-1)
         D = len(theta)
         # every draw under every category in one evaluation: rows = (category, draw)
         ll = rows_logp_per_draw(spec, pt.tile(mu, K), pt.tile(v, K), np.repeat(np.arange(K, dtype=float), D),
                                 np.full(K * D, "none"), np.full(K * D, np.nan), cutpoint_draws=np.tile(paired, (K, 1)),
-                                paired=True)
+                                sigma_draws=None if scales is None else np.tile(scales[which], K), paired=True)
         out[i] = np.exp(np.asarray(ll.eval()).reshape(K, D)).mean(axis=1)
     return subjects, out

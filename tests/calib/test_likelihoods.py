@@ -95,6 +95,34 @@ def test_discrete_families_match_scipy():
     np.testing.assert_allclose(got, ref, rtol=1e-6)
 
 
+def test_ordinal_probit_with_a_learned_scale_and_emulator_variance_is_exact():
+    """P(y = k) = Φ((c_k − μ)/√(s² + v)) − Φ((c_{k−1} − μ)/√(s² + v)): the score's noise scale s (learned,
+    ``sigma_y``) and the emulator variance v combine exactly (a Gaussian emulator error)."""
+    from priors import Prior
+
+    mu, cuts, s, v = np.array([0.3, 0.05, 0.5]), np.array([0.1, 0.36]), 0.08, 0.002
+    spec = ObservableSpec("ordinal_probit", cutpoints=cuts, sigma=Prior("HalfNormal", {"sigma": 0.2}))
+    m = _model(spec, [0, 1, 2], ["none"] * 3, mu, var=v)
+    assert "sigma_y" in m.named_vars
+    lp = m.compile_logp(vars=[m["y_y"]], sum=False, jacobian=False, mode="FAST_COMPILE")
+    point = {"cutpoints_y_ordered__": m.rvs_to_transforms[m["cutpoints_y"]].forward(cuts).eval(),
+             "sigma_y_log__": np.log(s)}
+    sd = np.sqrt(s**2 + v)
+    edges = np.concatenate([[-np.inf], cuts, [np.inf]])
+    want = [np.log(stats.norm.cdf((edges[k + 1] - mu[k]) / sd) - stats.norm.cdf((edges[k] - mu[k]) / sd))
+            for k in range(3)]
+    np.testing.assert_allclose(lp(point)[0], want, rtol=1e-6)
+    # the per-draw form used for new subjects gives the same numbers
+    from calib.likelihoods import rows_logp_per_draw
+
+    got = rows_logp_per_draw(spec, pt.as_tensor_variable(mu), pt.as_tensor_variable(np.full(3, v)),
+                             np.array([0.0, 1.0, 2.0]), np.full(3, "none"), np.full(3, np.nan),
+                             sigma_draws=np.array([s]), cutpoint_draws=cuts[None]).eval()
+    np.testing.assert_allclose(got[0], want, rtol=1e-6)
+    with pytest.raises(ValueError, match="not to 'ordinal_logistic'"):
+        ObservableSpec("ordinal_logistic", cutpoints=cuts, sigma=0.1)
+
+
 def test_bad_observations_are_named():
     with pytest.raises(ValueError, match="unknown censoring flag"):
         censoring_bounds(np.zeros(2), np.array(["none", "upper"]))
