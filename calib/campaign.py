@@ -12,8 +12,8 @@ leaves either a complete chunk or none. A chunk is scheduled only if its file do
 repeats a finished run and never loses one. A run that raises or returns non-finite values is recorded as failed
 (parameters + error text) and the campaign goes on.
 
-Parallelism: a local process pool by default (``workers``; ``0`` runs in-process), or a Dask distributed scheduler
-when ``scheduler="tcp://host:port"`` (or a ``distributed.Client``) is given.
+Parallelism (:func:`calib.parallel.completed`): local processes by default (``workers``; ``0`` runs in-process),
+or a Dask distributed scheduler when ``scheduler="tcp://host:port"`` (or a ``distributed.Client``) is given.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ import json
 import os
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .parallel import completed
 
 _MODEL_CACHE: dict[str, Any] = {}
 
@@ -79,6 +80,11 @@ def run_chunk(spec: str, condition: dict | None, indices: np.ndarray, theta_desi
     return {"indices": np.asarray(indices), "theta": np.asarray(theta_design), "outputs": out, "ok": ok,
             "errors": np.asarray(errors, dtype=str)}
 
+
+
+def _run_chunk_task(task: tuple) -> dict:
+    """:func:`run_chunk` of one ``(spec, condition, indices, theta_design, names, fixed)`` task."""
+    return run_chunk(*task)
 
 class Campaign:
     """A resumable simulation campaign stored in a folder (see module docstring)."""
@@ -216,49 +222,17 @@ class Campaign:
         spec, cond = self.meta["forward"], self.meta["condition"] or None
         names, fixed = self.meta["parameter_names"], self.meta.get("fixed", {})
         bar = tqdm(total=n_runs, desc=f"campaign {self.path.name}", unit="run", disable=not progress)
-        try:
-            if scheduler is not None:
-                self._run_dask(jobs, spec, cond, names, fixed, scheduler, bar)
-            elif workers == 0 or len(jobs) <= 1:
-                for k, (idx,) in jobs.items():
-                    self._store(k, run_chunk(spec, cond, idx, self.design[idx], names, fixed))
-                    bar.update(len(idx))
-            else:
-                import multiprocessing as mp
-
-                nw = workers or os.cpu_count() or 1
-                with ProcessPoolExecutor(max_workers=nw, mp_context=mp.get_context("spawn")) as ex:
-                    futs = {ex.submit(run_chunk, spec, cond, idx, self.design[idx], names, fixed): (k, idx)
-                            for k, (idx,) in jobs.items()}
-                    for fut in as_completed(futs):
-                        k, idx = futs[fut]
-                        self._store(k, fut.result())
-                        bar.update(len(idx))
+        keys = list(jobs)
+        tasks = [(spec, cond, jobs[k][0], self.design[jobs[k][0]], names, fixed) for k in keys]
+        processes = 1 if workers == 0 or len(jobs) <= 1 else (workers or os.cpu_count() or 1)
+        try:  # each chunk is stored the moment it arrives: a kill loses only the chunks still running
+            for i, res in completed(_run_chunk_task, tasks, processes=processes, scheduler=scheduler):
+                self._store(keys[i], res)
+                bar.update(len(tasks[i][2]))
         finally:
             bar.close()
             st = self._write_index()
         return st
-
-    def _run_dask(self, jobs, spec, cond, names, fixed, scheduler, bar) -> None:
-        try:
-            from distributed import Client
-            from distributed import as_completed as das_completed
-        except ImportError:  # pragma: no cover
-            raise ValueError("a Dask scheduler was given but 'distributed' is not installed: "
-                             "pip install 'immunocal[dask]'") from None
-        client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
-        try:
-            futs = {}
-            for k, (idx,) in jobs.items():
-                f = client.submit(run_chunk, spec, cond, idx, self.design[idx], names, fixed, pure=False)
-                futs[f] = (k, idx)
-            for f in das_completed(list(futs)):
-                k, idx = futs[f]
-                self._store(k, f.result())
-                bar.update(len(idx))
-        finally:
-            if not isinstance(scheduler, Client):
-                client.close()
 
     # ------------------------------------------------------------------ results
     def load(self) -> dict:

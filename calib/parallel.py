@@ -4,44 +4,61 @@
 runs them over that many local worker processes (joblib's loky: functions and arguments travel by cloudpickle), and
 ``scheduler`` (a ``distributed.Client`` or a scheduler address such as ``tcp://host:8786``) submits each task to a
 Dask cluster — work that outgrows one machine (the workers must import this package and see the same files).
-Used by the LightGBM baseline's folds, the virtual cohort's patients and the personalisation study's folds; the
-simulation campaigns submit their chunks to Dask themselves (they store each chunk as it arrives).
+Used by the simulation campaigns (:func:`completed`: each chunk stored as it arrives), the LightGBM baseline's
+folds, the virtual cohort's patients and the personalisation study's folds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+
+
+def completed(fn: Callable, tasks: Sequence, *, processes: int = 1, scheduler=None) -> Iterator[tuple[int, object]]:
+    """Yield ``(position, fn(task))`` as the tasks finish — serially (in order), over ``processes`` local
+    processes (joblib, completion order) or on the Dask ``scheduler`` — for callers that keep each result as it
+    arrives (the campaigns store every chunk at once). A task's exception is raised with a note naming its
+    position."""
+    tasks = list(tasks)
+    if scheduler is not None:
+        yield from _dask(fn, tasks, scheduler)
+    elif processes <= 1 or len(tasks) <= 1:
+        for i, t in enumerate(tasks):
+            yield i, _call(fn, i, t)
+    else:
+        from joblib import Parallel, delayed
+
+        par = Parallel(n_jobs=processes, return_as="generator_unordered")
+        yield from par(delayed(_indexed)(fn, i, t) for i, t in enumerate(tasks))
 
 
 def map_tasks(fn: Callable, tasks: Sequence, *, processes: int = 1, scheduler=None, progress: bool = False,
               desc: str = "", unit: str = "task") -> list:
     """``[fn(t) for t in tasks]`` (in order) — serially, over ``processes`` local processes, or on the Dask
-    ``scheduler``. A task's exception is raised here (its own type, with a note naming the task's position)."""
+    ``scheduler`` (:func:`completed`), with a progress bar."""
     from tqdm.auto import tqdm
 
     tasks = list(tasks)
-    bar = {"total": len(tasks), "desc": desc, "disable": not progress, "unit": unit}
-    if scheduler is not None:
-        return _dask(fn, tasks, scheduler, bar)
-    if processes <= 1 or len(tasks) <= 1:
-        return [_call(fn, i, t) for i, t in enumerate(tqdm(tasks, **bar))]
-    from joblib import Parallel, delayed
-
-    par = Parallel(n_jobs=processes, return_as="generator")
-    return list(tqdm(par(delayed(_call)(fn, i, t) for i, t in enumerate(tasks)), **bar))
+    out: list = [None] * len(tasks)
+    with tqdm(total=len(tasks), desc=desc, disable=not progress, unit=unit) as bar:
+        for i, res in completed(fn, tasks, processes=processes, scheduler=scheduler):
+            out[i] = res
+            bar.update(1)
+    return out
 
 
 def _call(fn, i, task):
     try:
         return fn(task)
     except Exception as err:  # the task's own error, with its position
-        err.add_note(f"in task {i} of calib.parallel.map_tasks")
+        err.add_note(f"in task {i} of calib.parallel")
         raise
 
 
-def _dask(fn, tasks: list, scheduler, bar: dict) -> list:
-    from tqdm.auto import tqdm
+def _indexed(fn, i, task):
+    return i, _call(fn, i, task)
 
+
+def _dask(fn, tasks: list, scheduler) -> Iterator[tuple[int, object]]:
     try:
         from distributed import Client, as_completed
     except ImportError:  # pragma: no cover
@@ -50,12 +67,8 @@ def _dask(fn, tasks: list, scheduler, bar: dict) -> list:
     client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
     try:
         futures = {client.submit(_call, fn, i, t, pure=False): i for i, t in enumerate(tasks)}
-        out: list = [None] * len(tasks)
-        with tqdm(**bar) as progress:
-            for f in as_completed(list(futures)):
-                out[futures[f]] = f.result()
-                progress.update(1)
-        return out
+        for f in as_completed(list(futures)):
+            yield futures[f], f.result()
     finally:
         if not isinstance(scheduler, Client):
             client.close()
