@@ -52,7 +52,7 @@ SCHEMA: dict[str, dict] = {
     "predict": {"draws": int, "subjects_per_draw": int, "seed": int, "detection_limit": NUMBER,
                 "endpoint": NUMBER},
     "personalise": {"method": str, "draws": int, "tune": int, "chains": int, "seed": int, "target_accept": NUMBER,
-                    "population_draws": int, "particles": int, "stages": int, "components": int,
+                    "population_draws": int, "particles": int, "stages": int, "max_stages": int, "components": int,
                     "defensive": NUMBER, "block": int, "khat_max": NUMBER},
     "output": {"dir": str},
     "sbc": {"sampler": dict},

@@ -153,7 +153,7 @@ def new_subject_model(emulators, latent_specs: Sequence, links: dict, draws: dic
 
 
 #: settings of :func:`importance_posterior` (``[personalise]`` keys of ``method = "importance"``)
-IMPORTANCE_DEFAULTS = {"particles": 4000, "stages": 4, "draws": 1000, "seed": 0, "components": 4,
+IMPORTANCE_DEFAULTS = {"particles": 4000, "stages": 4, "max_stages": 8, "draws": 1000, "seed": 0, "components": 4,
                        "defensive": 0.2, "block": 500, "khat_max": 0.7}
 
 
@@ -238,7 +238,8 @@ def importance_posterior(emulators, latent_specs: Sequence, links: dict, populat
     density, so modes do not trap it: stage 0 draws ``particles`` from the population mixture (the prior: draw s,
     then z ~ N(means_s, sd_s²)); each further stage draws from the defensive mixture
     ``defensive`` · prior + (1 − ``defensive``) · a Gaussian mixture (``components``, scikit-learn) fitted to the
-    particles so far resampled. All stages' particles are weighed together, each against the average of all
+    particles so far resampled; after ``stages`` stages, further stages (up to ``max_stages``) run while a
+    subject's Pareto k̂ exceeds ``khat_max``. All stages' particles are weighed together, each against the average of all
     stages' proposals (deterministic-mixture weights; the prior term bounds them by the likelihood). The weights
     are Pareto-smoothed (``arviz.psislw``); its Pareto k̂ is the reliability check (k̂ ≤ 0.7:
     the estimate is trustworthy, Vehtari et al. 2024) and a subject above ``khat_max`` is reported, not hidden
@@ -257,9 +258,10 @@ def importance_posterior(emulators, latent_specs: Sequence, links: dict, populat
     opt = {**IMPORTANCE_DEFAULTS, **settings}
     P, B, n_draws = int(opt["particles"]), int(opt["block"]), int(opt["draws"])
     alpha = float(opt["defensive"])
-    if P < B or P % B or not 0.0 < alpha <= 1.0 or int(opt["stages"]) < 1 or n_draws < 1:
+    if (P < B or P % B or not 0.0 < alpha <= 1.0 or int(opt["stages"]) < 1 or n_draws < 1
+            or int(opt["max_stages"]) < int(opt["stages"])):
         raise ValueError(f"[personalise] importance settings: particles ({P}) must be a multiple of block ({B}), "
-                         f"0 < defensive ({alpha}) ≤ 1, stages ≥ 1, draws ≥ 1")
+                         f"0 < defensive ({alpha}) ≤ 1, 1 ≤ stages ≤ max_stages, draws ≥ 1")
     rng = np.random.default_rng(int(opt["seed"]))
     latent_specs = _checked_latents(emulators, latent_specs)
     latents = [s.name for s in latent_specs]
@@ -274,10 +276,10 @@ def importance_posterior(emulators, latent_specs: Sequence, links: dict, populat
     def target(z):  # z (n, m, L) -> (n, m)
         return logsumexp(terms(z), axis=0) - np.log(S)
 
-    T = int(opt["stages"])
-    zs = np.empty((n, T * P, L))  # every stage's particles: weighed together at the end
-    lp = np.empty((n, T * P))  # target log density
-    lp0 = np.empty((n, T * P))  # log density of the population mixture (the prior, stage 0's proposal)
+    T, T_max = int(opt["stages"]), int(opt["max_stages"])
+    zs = np.empty((n, T_max * P, L))  # every stage's particles: weighed together at the end
+    lp = np.empty((n, T_max * P))  # target log density
+    lp0 = np.empty((n, T_max * P))  # log density of the population mixture (the prior, stage 0's proposal)
     gmms: list[list] = [[] for _ in range(n)]  # per subject, the Gaussian mixture of each later stage
 
     def log_weights(i: int, upto: int) -> np.ndarray:
@@ -288,7 +290,8 @@ def importance_posterior(emulators, latent_specs: Sequence, links: dict, populat
         logq = [l0] + [np.logaddexp(np.log(alpha) + l0, np.log1p(-alpha) + g.logpdf(zi)) for g in gmms[i][:upto - 1]]
         return lp[i, :upto * P] - (np.logaddexp.reduce(np.array(logq), axis=0) - np.log(upto))
 
-    for stage in range(T):
+    stage = 0
+    while True:
         sl = slice(stage * P, (stage + 1) * P)
         for i in range(n):
             s_idx = rng.integers(0, S, P)
@@ -299,17 +302,23 @@ def importance_posterior(emulators, latent_specs: Sequence, links: dict, populat
             zs[i, sl] = zi
             lp0[i, sl] = _prior_mixture_logpdf(zi, means[:, i], sds)
         lp[:, sl] = target(zs[:, sl])
-        if stage + 1 < T:
+        stage += 1
+        if progress:
+            progress(stage, T)
+        if stage >= T:  # enough stages when every subject's weights pass the PSIS check (or at max_stages)
+            khats = [az.psislw(log_weights(i, stage))[1] for i in range(n)]
+            if stage >= T_max or max(khats) <= float(opt["khat_max"]) or alpha >= 1:
+                break
+        if alpha < 1:
             for i in range(n):
-                lw = log_weights(i, stage + 1)
+                lw = log_weights(i, stage)
                 w = np.exp(lw - lw.max())
                 pick = rng.choice(len(w), size=P, p=w / w.sum())
                 gmm = GaussianMixture(int(opt["components"]), covariance_type="full", reg_covar=1e-3,
                                       random_state=int(rng.integers(2**31))).fit(zs[i, pick])
                 # wider than the posterior (covariances × 1.5): proposal tails heavier than the target's
                 gmms[i].append(_GaussianMixture(gmm.weights_, gmm.means_, 1.5 * gmm.covariances_))
-        if progress:
-            progress(stage + 1, T)
+    T = stage
     result = {"khat": np.empty(n), "ess": np.empty(n), "stages": T}
     draws_z = np.empty((n, n_draws, L))
     for i in range(n):

@@ -270,3 +270,15 @@ def test_point_population_takes_the_latent_priors_and_the_fitted_noise():
     assert pop["latent"]["level"]["sd"].tolist() == [5.0] and pop["latent"]["level"]["beta"].shape == (1, 1)
     np.testing.assert_allclose(pop["observables"]["y"]["sigma"], [0.3], rtol=1e-12)
     np.testing.assert_allclose(pop["observables"]["r"]["cutpoints"], [[-1.0, 1.0]], rtol=1e-12)
+
+
+def test_importance_sampling_adds_stages_while_the_weights_fail_the_psis_check():
+    from calib.personalise import importance_posterior
+
+    em, specs, links, rows, cond, *_ = _linear_setup()
+    draws = _draws([(0.0, 0.0)], [(5.0, 5.0)], [[0.0]])  # a population ~20× wider than the posterior
+    args = ({"arm": em}, specs, links, draws, rows, {"y": ObservableSpec("normal")}, cond, ["f1", "f2"])
+    once = importance_posterior(*args, particles=1000, block=500, stages=1, max_stages=1, draws=200, seed=3)
+    assert once.importance.attrs["stages"] == 1 and float(once.importance["pareto_k"].max()) > 0.7  # reported
+    more = importance_posterior(*args, particles=1000, block=500, stages=1, max_stages=6, draws=200, seed=3)
+    assert 1 < more.importance.attrs["stages"] <= 6 and float(more.importance["pareto_k"].max()) <= 0.7
