@@ -239,13 +239,12 @@ def importance_posterior(emulators, latent_specs: Sequence, links: dict, populat
     then z ~ N(means_s, sd_s²)); each further stage draws from the defensive mixture
     ``defensive`` · prior + (1 − ``defensive``) · a Gaussian mixture (``components``, scikit-learn) fitted to the
     particles so far resampled; after ``stages`` stages, further stages (up to ``max_stages``) run while a
-    subject's Pareto k̂ exceeds ``khat_max``. All stages' particles are weighed together, each against the average of all
-    stages' proposals (deterministic-mixture weights; the prior term bounds them by the likelihood). The weights
-    are Pareto-smoothed (``arviz.psislw``); its Pareto k̂ is the reliability check (k̂ ≤ 0.7:
-    the estimate is trustworthy, Vehtari et al. 2024) and a subject above ``khat_max`` is reported, not hidden
-    (``summary["personalised"]["failures"]``); the ESS is that of all ``stages × particles``. The density is
-    evaluated in blocks of ``block`` particles per
-    subject, all subjects at once (one compiled PyTensor function)."""
+    subject's Pareto k̂ exceeds ``khat_max``. All stages' particles are weighed together, each against the average
+    of all stages' proposals (deterministic-mixture weights; the prior term bounds them by the likelihood). The
+    weights are Pareto-smoothed (``arviz.psislw``); k̂ is the reliability check (k̂ ≤ 0.7: the estimate is
+    trustworthy, Vehtari et al. 2024) and a subject above ``khat_max`` is reported, not hidden
+    (``summary["personalised"]["failures"]``); the ESS is that of all stages' particles. The density is evaluated
+    in blocks of ``block`` particles per subject, all subjects at once (one compiled PyTensor function)."""
     import arviz as az
     import xarray as xr
     from scipy.special import logsumexp
@@ -328,9 +327,9 @@ def importance_posterior(emulators, latent_specs: Sequence, links: dict, populat
         result["khat"][i], result["ess"][i] = float(khat), float(1.0 / np.sum(w**2))
         positions = (rng.random() + np.arange(n_draws)) / n_draws  # systematic resampling
         draws_z[i] = zs[i, np.minimum(np.searchsorted(np.cumsum(w), positions), T * P - 1)]
-    # the population draw behind each posterior draw (recorded as its position among the fit's stacked samples), from p(s | z, y) ∝ N(z; means_s, sd_s²) p(y | θ(z), φ_s): with
-    # it, (φ_s, z) pairs are joint posterior draws (posterior predictives of observables whose noise or cut-points
-    # the population learned)
+    # the population draw behind each posterior draw (recorded as its position among the fit's stacked samples),
+    # from p(s | z, y) ∝ N(z; means_s, sd_s²) p(y | θ(z), φ_s): with it, (φ_s, z) pairs are joint posterior draws
+    # (posterior predictives of observables whose noise or cut-points the population learned)
     t = terms(draws_z)
     cdf = np.cumsum(np.exp(t - t.max(axis=0)), axis=0)
     u = rng.random((n, n_draws)) * cdf[-1]
