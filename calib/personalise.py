@@ -305,8 +305,8 @@ def importance_posterior(emulators, latent_specs: Sequence, links: dict, populat
         if progress:
             progress(stage, T)
         if stage >= T:  # enough stages when every subject's weights pass the PSIS check (or at max_stages)
-            khats = [az.psislw(log_weights(i, stage))[1] for i in range(n)]
-            if stage >= T_max or max(khats) <= float(opt["khat_max"]) or alpha >= 1:
+            smoothed = [az.psislw(log_weights(i, stage)) for i in range(n)]  # (log weights, k̂) per subject
+            if stage >= T_max or max(k for _, k in smoothed) <= float(opt["khat_max"]) or alpha >= 1:
                 break
         if alpha < 1:
             for i in range(n):
@@ -321,8 +321,8 @@ def importance_posterior(emulators, latent_specs: Sequence, links: dict, populat
     result = {"khat": np.empty(n), "ess": np.empty(n), "stages": T}
     draws_z = np.empty((n, n_draws, L))
     for i in range(n):
-        smoothed, khat = az.psislw(log_weights(i, T))
-        w = np.exp(smoothed - smoothed.max())
+        lw, khat = smoothed[i]  # the stopping check's smoothed weights of all T stages
+        w = np.exp(lw - lw.max())
         w /= w.sum()
         result["khat"][i], result["ess"][i] = float(khat), float(1.0 / np.sum(w**2))
         positions = (rng.random() + np.arange(n_draws)) / n_draws  # systematic resampling
@@ -415,8 +415,7 @@ def inverse_problem(cal, rows: Measurements | None = None, **settings) -> tuple[
 
     if getattr(cal, "idata", None) is None:
         raise ValueError("inverse_problem needs a finished calibration (run() or load_finished() first)")
-    if getattr(cal, "emulators", None) is None:
-        cal.train()
+    cal.ensure_emulators()
     rows = rows if rows is not None else cal.data
     latent_specs = [s for s in cal.parameters if s.role == "latent"]
     observables = {o: s for o, s in cal.observables.items() if o in set(rows.observables)}
@@ -477,8 +476,7 @@ def category_probabilities(cal, idata, observable: str) -> tuple[list[str], np.n
     if "population_sample" not in post:
         raise ValueError("category_probabilities needs personalised draws paired with their population sample "
                          "([personalise] method = \"importance\")")
-    if getattr(cal, "emulators", None) is None:  # a resumed calibration (load_finished)
-        cal.train()
+    cal.ensure_emulators()
     cuts = cal.idata.posterior[f"cutpoints_{observable}"].stack(sample=("chain", "draw")).transpose("sample", ...)
     cuts = cuts.values
     scales = None  # a learned probit scale: each draw's own

@@ -253,14 +253,19 @@ class Calibration:
         return subset(meas, np.isin(meas.condition, self.conditions[0]) & ~self._conditioned_rows(meas)
                       & ~np.isin(meas.subject, self.heldout_subjects))
 
+    def ensure_emulators(self) -> dict:
+        """The emulators, trained or loaded on first use (a resumed run — :meth:`load_finished` — has none yet)."""
+        if getattr(self, "emulators", None) is None:
+            self.train()
+        return self.emulators
+
     def personalise(self, rows: Measurements | None = None):
         """Posterior of the latents of new subjects given the fitted population (:mod:`calib.personalise`):
         ``rows`` (default: the held-out subjects' rows), with the ``[personalise]`` settings. Returns the
         InferenceData (dims ``subject``)."""
         from .personalise import personalise
 
-        if getattr(self, "emulators", None) is None:  # a resumed run (load_finished) has not loaded them yet
-            self.train()
+        self.ensure_emulators()
         if rows is None:
             meas, _ = self.tables
             rows = subset(meas, np.isin(meas.subject, self.heldout_subjects) & ~self._conditioned_rows(meas))

@@ -216,7 +216,7 @@ def test_category_probabilities_pair_each_draw_with_its_population_cutpoints():
                                                           "population_sample": ["subject"]})
     meas = Measurements.from_arrays(["a"], ["arm"], ["y"], [0.0], [1.0])
     cal = SimpleNamespace(observables={"y": ObservableSpec("ordinal_probit", cutpoints=[-1.0, 0.0, 1.0])},
-                          idata=fit, tables=(meas, None), emulators={"arm": em})
+                          idata=fit, tables=(meas, None), emulators={"arm": em}, ensure_emulators=lambda: None)
     subjects, probs = category_probabilities(cal, pers, "y")
     flat_cuts = cuts.reshape(10, 3)[sample[0, :, 0]]  # stacked (chain, draw) order
     edges = np.column_stack([np.full(D, -np.inf), flat_cuts, np.full(D, np.inf)])
