@@ -466,6 +466,7 @@ def category_probabilities(cal, idata, observable: str) -> tuple[list[str], np.n
     personalised InferenceData (``method = "importance"``: each draw of the latents comes with the population sample
     it was drawn under, so the cut-points are the joint posterior's): ``(subjects, (subjects, K))``. The density is
     the fit's own (:func:`calib.likelihoods.rows_logp_per_draw`, the emulator of each subject's condition)."""
+    import pytensor
     import pytensor.tensor as pt
 
     spec = cal.observables.get(observable)
@@ -486,21 +487,28 @@ def category_probabilities(cal, idata, observable: str) -> tuple[list[str], np.n
     subjects = post.coords["subject"].values.tolist()
     K = cuts.shape[1] + 1
     out = np.empty((len(subjects), K))
+    by_condition: dict[str, list[int]] = {}
     for i, s in enumerate(subjects):
         conds = sorted(set(meas.condition[meas.subject == s].tolist()))
         if len(conds) != 1:
             raise ValueError(f"subject {s!r}: one condition expected in the measurements, found {conds}")
-        em = cal.emulators[conds[0]]
-        theta = np.column_stack([post[n].sel(subject=s).values.ravel() for n in em.space.names])
-        mean, var = em.predict_pt(pt.as_tensor_variable(theta))
+        by_condition.setdefault(conds[0], []).append(i)
+    for cond, members in by_condition.items():  # one compiled function per emulator, all its subjects at once
+        em = cal.emulators[cond]
+        theta = np.concatenate([np.column_stack([post[n].sel(subject=subjects[i]).values.ravel()
+                                                 for n in em.space.names]) for i in members])
+        which = np.concatenate([post["population_sample"].sel(subject=subjects[i]).values.ravel() for i in members])
+        theta_in = pt.matrix("theta")  # an input, not a constant: PyTensor would fold a constant graph in Python
+        mean, var = em.predict_pt(theta_in)
         j = list(em.observables).index(observable)
         mu, v = mean[:, j, 0], var[:, j, 0]
-        which = post["population_sample"].sel(subject=s).values.ravel()
-        paired = cuts[which]  # (draws, K-1)
+        paired = cuts[which]  # (subjects × draws, K-1)
         D = len(theta)
-        # every draw under every category in one evaluation: rows = (category, draw)
+        # every draw under every category in one evaluation: rows = (category, subject and draw)
         ll = rows_logp_per_draw(spec, pt.tile(mu, K), pt.tile(v, K), np.repeat(np.arange(K, dtype=float), D),
                                 np.full(K * D, "none"), np.full(K * D, np.nan), cutpoint_draws=np.tile(paired, (K, 1)),
                                 sigma_draws=None if scales is None else np.tile(scales[which], K), paired=True)
-        out[i] = np.exp(np.asarray(ll.eval()).reshape(K, D)).mean(axis=1)
+        # (``.eval()`` of the all-constant graph constant-folded it element by element: 85 s for 7 subjects)
+        prob = np.exp(np.asarray(pytensor.function([theta_in], ll)(theta)).reshape(K, len(members), -1))
+        out[members] = prob.mean(axis=2).T
     return subjects, out

@@ -38,6 +38,23 @@ def test_nuts_recovers_exact_hierarchical_linear_gaussian_posterior(hier_fit):
     assert np.all(np.abs(sd_hat / prob["exact_sd"] - 1) < 4 / np.sqrt(2 * ess))
 
 
+def test_nuts_is_pymc_sample_draw_for_draw():
+    """``sample`` initialises NUTS up front (``pm.init_nuts``) to skip PyMC's per-variable gradient probing; the
+    chains must be exactly those of ``pm.sample`` with the same seed (same jitter, same adaptation, same draws)."""
+    import pymc as pm
+
+    with pm.Model() as m:
+        s = pm.HalfNormal("s", 1.0)
+        mu = pm.Normal("mu", 0.0, 2.0, shape=3)
+        pm.Normal("y", mu.sum(), s, observed=np.array([0.3, 1.2, -0.4]))
+        ref = pm.sample(draws=100, tune=100, chains=2, cores=1, random_seed=5, target_accept=0.9,
+                        progressbar=False, compute_convergence_checks=False)
+    ours = sample(m, draws=100, tune=100, chains=2, cores=1, seed=5, target_accept=0.9, posterior_predictive=False)
+    for v in ("s", "mu"):
+        np.testing.assert_array_equal(ours.posterior[v].values, ref.posterior[v].values)
+    np.testing.assert_array_equal(ours.sample_stats.step_size.values, ref.sample_stats.step_size.values)
+
+
 def test_outputs_diagnostics_provenance_and_posterior_predictive(hier_fit, tmp_path):
     prob, m, idata = hier_fit
     assert {"posterior", "posterior_predictive", "observed_data", "sample_stats"} <= set(idata.groups())
