@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -27,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .locking import folder_lock
 from .parallel import completed
 
 _MODEL_CACHE: dict[str, Any] = {}
@@ -96,9 +99,8 @@ class Campaign:
                                     f"'immunocal campaign run'")
         self.meta = json.loads((self.path / "meta.json").read_text())
         self.design = np.load(self.path / "design.npy")
-        for tmp in (self.path / "chunks").glob("*.tmp*"):
-            tmp.unlink()  # half-written chunk of a killed run: its runs are simply pending
-        self._write_index()
+        # opening is read-only (``campaign status`` beside a live runner must not touch its files): the runner
+        # clears half-written files under the folder's lock (:meth:`run`)
 
     # ------------------------------------------------------------------ creation
     @classmethod
@@ -132,19 +134,40 @@ class Campaign:
             raise ValueError("design contains non-finite values")
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        if (path / "meta.json").exists() and not overwrite:
-            raise ValueError(f"{path}: a campaign already exists here; use 'resume' or choose another folder")
-        (path / "chunks").mkdir(parents=True, exist_ok=True)
-        if overwrite:
-            for f in (path / "chunks").glob("chunk_*"):
-                f.unlink()
         meta = {"forward": forward, "model_name": model.name, "condition": condition or {},
                 "parameter_names": names, "fixed": fixed, "observables": list(model.observables),
                 "times": list(map(float, model.times)), "chunk_size": int(chunk_size),
                 "space": space.to_dict(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                      time.gmtime())}
-        _atomic_write_bytes(path / "design.npy", lambda fh: np.save(fh, design))
-        _atomic_write_json(path / "meta.json", meta)
+
+        def write(folder: Path) -> None:
+            (folder / "chunks").mkdir(parents=True, exist_ok=True)
+            _atomic_write_bytes(folder / "design.npy", lambda fh: np.save(fh, design))
+            _atomic_write_json(folder / "meta.json", meta)
+
+        if (path / "meta.json").exists():
+            if not overwrite:
+                raise ValueError(f"{path}: a campaign already exists here; use 'resume' or choose another folder")
+            with folder_lock(path, "campaign"):  # not while another process runs it
+                for f in (path / "chunks").glob("chunk_*"):
+                    f.unlink()
+                write(path)
+            return cls(path)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise ValueError(f"{path}: exists and is not an empty folder nor a campaign; choose another folder")
+        # a new campaign is assembled beside its place and moved there in one rename: two processes creating the
+        # same folder cannot interleave (one design with the other's chunks); the second is refused
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.creating.", dir=path.parent))
+        try:
+            write(tmp)
+            try:
+                os.rename(tmp, path)  # atomic; replaces an empty folder, fails on a non-empty one
+            except OSError:
+                raise ValueError(f"{path}: another process created a campaign here at the same time; use "
+                                 "'resume'") from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         return cls(path)
 
     # ------------------------------------------------------------------ bookkeeping
@@ -175,18 +198,35 @@ class Campaign:
         return st
 
     def status(self) -> dict:
+        """Counts of runs (the rows that pad a chunk boundary before appended points are not runs: they are never
+        computed, or computed and dropped, see :meth:`extend`)."""
         done = self.done_chunks()
+        padding = np.array(sorted(self.meta.get("padding", [])), dtype=int)
         n_done = n_failed = 0
+        unreadable = []
         for k in done:
-            with np.load(self._chunk_path(k)) as z:
-                n_done += len(z["indices"])
-                n_failed += int((~z["ok"]).sum())
-        return {"folder": str(self.path), "forward": self.meta["forward"], "n_runs": self.n,
-                "finished": n_done, "succeeded": n_done - n_failed, "failed": n_failed,
-                "pending": self.n - n_done, "chunks_done": len(done), "chunks_total": len(self._chunk_ids())}
+            try:
+                with np.load(self._chunk_path(k)) as z:
+                    real = ~np.isin(z["indices"], padding)
+                    n_done += int(real.sum())
+                    n_failed += int((~z["ok"][real]).sum())
+            except Exception:  # noqa: BLE001 - reported; the next run moves it aside and re-runs it
+                unreadable.append(self._chunk_path(k).name)
+        n_runs = self.n - len(padding)
+        st = {"folder": str(self.path), "forward": self.meta["forward"], "n_runs": n_runs,
+              "finished": n_done, "succeeded": n_done - n_failed, "failed": n_failed,
+              "pending": n_runs - n_done, "chunks_done": len(done) - len(unreadable),
+              "chunks_total": len(self._chunk_ids())}
+        if unreadable:
+            st["unreadable_chunks"] = unreadable
+        return st
 
     def extend(self, points: np.ndarray) -> np.ndarray:
         """Append design points (e.g. from active refinement); returns their indices. Existing runs are kept."""
+        with folder_lock(self.path, "campaign"):
+            return self._extend(points)
+
+    def _extend(self, points: np.ndarray) -> np.ndarray:
         points = np.atleast_2d(np.asarray(points, float))
         if points.shape[1] != self.design.shape[1]:
             raise ValueError(f"new points have {points.shape[1]} columns, expected {self.design.shape[1]}")
@@ -204,15 +244,43 @@ class Campaign:
         return np.arange(start, start + len(points))
 
     def save_meta(self) -> None:
-        """Write ``meta`` (e.g. after recording a refinement round) atomically."""
-        _atomic_write_json(self.path / "meta.json", self.meta)
+        """Write ``meta`` (e.g. after recording a refinement round) atomically, under the folder's lock."""
+        with folder_lock(self.path, "campaign"):
+            _atomic_write_json(self.path / "meta.json", self.meta)
 
     # ------------------------------------------------------------------ running
     def _store(self, k: int, res: dict) -> None:
         _atomic_write_bytes(self._chunk_path(k), lambda fh: np.savez(fh, **res))
 
     def run(self, workers: int | None = None, scheduler=None, progress: bool = True) -> dict:
-        """Run every pending chunk (this is also ``resume``). Returns :meth:`status`."""
+        """Run every pending chunk (this is also ``resume``), holding the folder's lock (a second runner is refused
+        with this one's pid). Returns :meth:`status`."""
+        with folder_lock(self.path, "campaign"):
+            self._clear_partial()
+            return self._run(workers, scheduler, progress)
+
+    def _clear_partial(self) -> None:
+        """Under the lock: remove half-written files of a killed runner (their runs are simply pending) and move a
+        chunk file that cannot be read (truncated, e.g. copied from a full disk) aside as ``*.corrupt`` — named in a
+        warning, kept, and its runs re-run."""
+        import warnings
+
+        for tmp in [*(self.path / "chunks").glob("*.tmp*"), *self.path.glob("*.tmp*")]:
+            tmp.unlink()
+        for k in self.done_chunks():
+            path = self._chunk_path(k)
+            try:
+                with np.load(path) as z:
+                    n = len(z["indices"])
+                    if any(len(z[key]) != n for key in ("theta", "outputs", "ok", "errors")):
+                        raise ValueError("arrays of different lengths")
+            except Exception as exc:  # noqa: BLE001 - any unreadable chunk is re-run, never trusted
+                bad = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+                path.replace(bad)
+                warnings.warn(f"{path}: unreadable chunk ({type(exc).__name__}: {exc}); kept as {bad.name}, its "
+                              "runs are run again", stacklevel=3)
+
+    def _run(self, workers, scheduler, progress) -> dict:
         from tqdm import tqdm
 
         pending = self.pending_chunks()
@@ -239,8 +307,12 @@ class Campaign:
         """All finished runs: ``indices, theta, outputs, ok, errors`` concatenated in index order."""
         parts = []
         for k in self.done_chunks():
-            with np.load(self._chunk_path(k)) as z:
-                parts.append({key: z[key] for key in z.files})
+            try:
+                with np.load(self._chunk_path(k)) as z:
+                    parts.append({key: z[key] for key in z.files})
+            except Exception as exc:  # noqa: BLE001
+                raise ValueError(f"{self._chunk_path(k)}: unreadable chunk ({type(exc).__name__}: {exc}); "
+                                 f"`immunocal campaign resume {self.path}` re-runs it") from None
         if not parts:
             p = self.design.shape[1]
             return {"indices": np.zeros(0, int), "theta": np.zeros((0, p)), "outputs": np.zeros((0, 0, 0)),

@@ -26,8 +26,11 @@ Relative paths are relative to the config file. The full reference with an examp
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
+
+from priors.textio import read_input_text
 
 NUMBER = (int, float)
 _SAMPLER = {"method": str, "draws": int, "tune": int, "chains": int, "cores": int, "seed": int,
@@ -60,6 +63,52 @@ SCHEMA: dict[str, dict] = {
 REQUIRED = ("model", "data", "parameters")
 
 
+def _choice(*options):
+    return (lambda v: v in options), f"one of {list(options)}"
+
+
+_AT_LEAST_1 = (lambda v: v >= 1), "an integer >= 1"
+_AT_LEAST_0 = (lambda v: v >= 0), "an integer >= 0"
+_POSITIVE = (lambda v: v > 0), "a number > 0"
+_OPEN_UNIT = (lambda v: 0 < v < 1), "a number in (0, 1)"
+_HALF_OPEN_UNIT = (lambda v: 0 <= v < 1), "a number in [0, 1)"
+
+
+def _sampler_domains(methods) -> dict:
+    return {"method": _choice(*methods), "draws": _AT_LEAST_1, "tune": _AT_LEAST_0, "chains": _AT_LEAST_1,
+            "cores": _AT_LEAST_1, "seed": _AT_LEAST_0, "target_accept": _OPEN_UNIT, "advi_iterations": _AT_LEAST_1,
+            "compile_mode": _choice("NUMBA", "C", "c", "default")}
+
+
+def _domains() -> dict:
+    """section -> {key: (predicate, what it must be)}: values a run cannot use are refused at load time, naming
+    the key and line (``chains = 0`` or ``target_accept = 1.5`` once reached PyMC; ``n = -5`` the design)."""
+    from .inference import METHODS
+    from .likelihoods import FAMILIES
+    from .model import ROLES
+
+    return {
+        "design": {"n": _AT_LEAST_1, "seed": _AT_LEAST_0, "chunk_size": _AT_LEAST_1, "workers": _AT_LEAST_0,
+                   "method": _choice("sobol", "lhs", "random")},
+        "emulator": {"kind": _choice("surrogate", "exact", "blackbox"), "test_fraction": _HALF_OPEN_UNIT,
+                     "variance": _choice("gp", "held_out")},
+        "refinement": {"rounds": _AT_LEAST_0, "points": _AT_LEAST_1, "draws": _AT_LEAST_1},
+        "parameters.*": {"role": _choice(*ROLES), "coef_sd": _POSITIVE},
+        "observables.*": {"family": _choice(*FAMILIES), "nu": _POSITIVE, "link": _choice("logistic", "probit"),
+                          "n_trials": _AT_LEAST_1},
+        "sampler": _sampler_domains(METHODS),
+        "sbc.sampler": _sampler_domains(METHODS),
+        "diagnostics": {"rhat_max": ((lambda v: v > 1), "a number > 1"), "ess_min": _POSITIVE,
+                        "surrogate_check_draws": _AT_LEAST_1},
+        "predict": {"draws": _AT_LEAST_0, "subjects_per_draw": _AT_LEAST_1, "seed": _AT_LEAST_0},
+        "personalise": {**{k: v for k, v in _sampler_domains((*METHODS, "importance")).items()
+                           if k in SCHEMA["personalise"]},
+                        "population_draws": _AT_LEAST_1, "particles": _AT_LEAST_1, "stages": _AT_LEAST_1,
+                        "max_stages": _AT_LEAST_1, "components": _AT_LEAST_1, "defensive": _HALF_OPEN_UNIT,
+                        "block": _AT_LEAST_1, "khat_max": _POSITIVE},
+    }
+
+
 class ConfigError(ValueError):
     """A config file that cannot be run as written (the message names the file, key path and line)."""
 
@@ -86,11 +135,11 @@ def _where(path: Path, text: str, section: str, key: str) -> str:
 
 def _type_name(t) -> str:
     ts = t if isinstance(t, tuple) else (t,)
-    return " or ".join({int: "integer", float: "number", str: "string", bool: "true/false", list: "array",
-                        dict: "table"}[x] for x in ts)
+    return " or ".join({int: "an integer", float: "a number", str: "a string", bool: "true/false", list: "an array",
+                        dict: "a table"}[x] for x in ts)
 
 
-def _check_entry(body: dict, allowed: dict, section: str, path: Path, text: str) -> None:
+def _check_entry(body: dict, allowed: dict, section: str, path: Path, text: str, domains: dict | None = None) -> None:
     for key, value in body.items():
         if key not in allowed:
             raise ConfigError(f"{_where(path, text, section, key)}: unknown key {section}.{key}; allowed: "
@@ -99,8 +148,13 @@ def _check_entry(body: dict, allowed: dict, section: str, path: Path, text: str)
         ok = isinstance(value, want) and not (isinstance(value, bool) and bool not in
                                                (want if isinstance(want, tuple) else (want,)))
         if not ok:
-            raise ConfigError(f"{_where(path, text, section, key)}: {section}.{key} must be a {_type_name(want)}, "
+            raise ConfigError(f"{_where(path, text, section, key)}: {section}.{key} must be {_type_name(want)}, "
                               f"got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{_where(path, text, section, key)}: {section}.{key} must be finite, got {value!r}")
+        rule = (domains or {}).get(key)
+        if rule is not None and not rule[0](value):
+            raise ConfigError(f"{_where(path, text, section, key)}: {section}.{key} must be {rule[1]}, got {value!r}")
 
 
 def check_keys(cfg: dict, text: str, path: Path) -> None:
@@ -108,6 +162,7 @@ def check_keys(cfg: dict, text: str, path: Path) -> None:
     unknown = sorted(set(cfg) - set(SCHEMA))
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {unknown}; allowed: {sorted(SCHEMA)}")
+    domains = _domains()
     for sec, allowed in SCHEMA.items():
         body = cfg.get(sec)
         if body is None:
@@ -118,9 +173,11 @@ def check_keys(cfg: dict, text: str, path: Path) -> None:
             for name, entry in body.items():
                 if not isinstance(entry, dict):
                     raise ConfigError(f"{_where(path, text, sec, name)}: {sec}.{name} must be a table")
-                _check_entry(entry, allowed["*"], f"{sec}.{name}", path, text)
+                _check_entry(entry, allowed["*"], f"{sec}.{name}", path, text, domains.get(f"{sec}.*"))
         else:
-            _check_entry(body, allowed, sec, path, text)
+            _check_entry(body, allowed, sec, path, text, domains.get(sec))
+    if "sampler" in cfg.get("sbc", {}):
+        _check_entry(cfg["sbc"]["sampler"], _SAMPLER, "sbc.sampler", path, text, domains["sbc.sampler"])
     for sec in REQUIRED:
         if sec not in cfg:
             raise ConfigError(f"{path}: missing section [{sec}]")
@@ -163,9 +220,7 @@ def check_keys(cfg: dict, text: str, path: Path) -> None:
 def load_config(path: str | Path) -> dict:
     """Read and validate a calibration config; adds ``_base`` (its folder) and ``_path``."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such config file")
-    text = path.read_text()
+    text = read_input_text(path, "config file", ConfigError)
     try:
         cfg = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

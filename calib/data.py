@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from priors.textio import read_input_text
+
 MEASUREMENT_REQUIRED = ("subject", "condition", "observable", "time", "value")
 MEASUREMENT_OPTIONAL = ("sigma", "censoring")
 CENSORING = {"": "none", "none": "none", "left": "left", "below_detection": "left", "lloq": "left",
@@ -45,9 +47,7 @@ def _where(path, line, column=None) -> str:
 
 def _read_rows(path: str | Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such data file")
-    text = path.read_text()
+    text = read_input_text(path, "data file", DataTableError)
     delim = "\t" if path.suffix.lower() in (".tsv", ".tab") or ("\t" in text.splitlines()[0] if text else False) \
         else ","
     lines = text.splitlines()

@@ -437,10 +437,19 @@ def validate(surrogate, theta: np.ndarray, outputs: np.ndarray, levels=(0.5, 0.9
     return rep
 
 
-def fit_from_campaign(campaign, test_fraction: float = 0.2, seed: int = 0, rounds=None, **kwargs):
+def fit_from_campaign(campaign, test_fraction: float = 0.2, seed: int = 0, rounds=None, partial: bool = False,
+                      **kwargs):
     """Fit a :class:`GPSurrogate` on a campaign's successful runs (the design's and, with ``rounds``, only those
     refinement rounds'; ``None``: all), holding out ``test_fraction`` for validation. Returns
-    ``(surrogate, report)``; the surrogate remembers the campaign's forward descriptor and condition."""
+    ``(surrogate, report)``; the surrogate remembers the campaign's forward descriptor and condition. A campaign with
+    pending runs is refused unless ``partial`` (its finished part is not the design: a corner of the box may be
+    missing); the report says how many runs were pending."""
+    if not 0 <= test_fraction < 1:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    pending = campaign.status()["pending"]
+    if pending and not partial:
+        raise ValueError(f"{campaign.path}: {pending} of {campaign.status()['n_runs']} runs are pending; finish it (`immunocal "
+                         f"campaign resume {campaign.path}`) or train on the finished part on purpose (--partial)")
     theta, Y = campaign.training_data(rounds)
     if len(theta) == 0:
         raise ValueError(f"{campaign.path}: no successful runs to train on (run the campaign first)")
@@ -458,6 +467,7 @@ def fit_from_campaign(campaign, test_fraction: float = 0.2, seed: int = 0, round
     if n_test:
         sur.heldout_var_ = ((sur.predict(theta[test], return_var=False) - Y[test]) ** 2).mean(0)
     report["n_train"] = len(train)
+    report["pending_runs"] = int(pending)
     return sur, report
 
 

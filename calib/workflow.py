@@ -42,7 +42,7 @@ from .predict import thin as thin_posterior
 RUN_FILES = ("idata.nc", "predictions.nc", "personalised.nc", "diagnostics.json", "summary.json", "config.toml",
              "config_effective.json", "ppc.json", "ppc.png", "predictions_fit.png", "predictions_heldout.png",
              "predictions.json")
-KEEP = ("campaigns",)
+KEEP = ("campaigns", ".lock")
 
 
 def prepare_output_dir(out: Path, produced: tuple[str, ...] = RUN_FILES, force: bool = False,
@@ -332,9 +332,16 @@ class Calibration:
             if n in self.free:
                 continue
             s = specs.get(n)
+            reg_model = self.cfg["model"].get("registry_model")
             if s is not None and s.value is not None:
                 out[n] = float(s.value)
-            elif self.cfg["model"].get("registry_model"):
+                if reg_model:  # checked like every other value: finite and inside the registry's range
+                    from priors import registry
+
+                    if n in registry().names(reg_model):
+                        registry().record(reg_model, n).check(
+                            out[n], self.cfg["model"].get("preset"), where=f"{self.cfg['_path']}: [parameters.{n}] value")
+            elif reg_model:
                 from priors import registry
 
                 out[n] = registry().parameter_set(self.cfg["model"]["registry_model"],
@@ -848,6 +855,21 @@ class Calibration:
         return summary
 
     def run(self) -> dict:
+        """Emulators, refinement, sampling, checks, personalisation and prediction into the output folder, which
+        this run holds locked (:func:`calib.locking.folder_lock`): a second run into the same folder is refused with
+        this one's pid instead of overwriting its files."""
+        from .locking import folder_lock
+
+        if self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"output {self.out} exists and is not a folder")
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"output folder {self.out} cannot be created: {exc.strerror or exc}") from None
+        with folder_lock(self.out, "output folder"):
+            return self._run()
+
+    def _run(self) -> dict:
         from .outputs import check_diagnostics, provenance, save_idata
 
         prepare_output_dir(self.out, force=self.force)

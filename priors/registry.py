@@ -48,6 +48,7 @@ import numpy as np
 
 from .errors import ParameterError, ParameterFileError, ParameterRangeError, UnknownParameterError
 from .prior import Prior, default_prior
+from .textio import read_input_text
 
 _RECORD_KEYS = {
     "name", "symbol", "unit", "unit_by_preset", "description", "default", "preset_default", "bounds",
@@ -319,9 +320,10 @@ def read_structured_file(path: str | Path, error: type[Exception] = ParameterFil
     parameter files and by the forward models' own input files (e.g. DLN treatment plans).
     """
     path = Path(path)
-    if not path.exists():
-        raise error(f"{path}: no such {what}")
-    text = path.read_text()
+    try:
+        text = read_input_text(path, what, error)
+    except FileNotFoundError as exc:
+        raise error(str(exc)) from None
     if path.suffix == ".toml":
         try:
             data = tomllib.loads(text)

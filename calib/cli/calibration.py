@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from calib.cli.types import finite_float, holdout_fraction, nonnegative_int, output_file, positive_int
+
 
 def _print(obj) -> None:
     print(json.dumps(obj, indent=2, default=float))
@@ -22,25 +24,22 @@ def _kv(items, what) -> dict:
 
 
 def cmd_campaign_run(args) -> int:
-    import numpy as np
 
     from calib.campaign import Campaign
     from calib.design import design
-    from calib.forward_api import load_forward_model
 
-    fm = load_forward_model(args.forward)
+    fm, full = _campaign_model(args.forward, args.preset)
     vary = [v.strip() for v in args.vary.split(",")] if args.vary else list(fm.parameter_names)
+    missing = [n for n in vary if n not in full.names]
+    if missing:
+        raise ValueError(f"--vary: {args.forward!r} has no parameter(s) {missing}; it has {list(full.names)}")
     fixed = {}
     if args.params:
         from priors import ParameterSet
 
         ps = ParameterSet.from_file(args.params)
         fixed.update({n: ps[n] for n in fm.parameter_names if n in ps and n not in vary})
-    fixed.update(_kv(args.fix, "--fix"))
-    full = fm.space(args.preset) if args.preset else fm.space()
-    missing = [n for n in vary if n not in full.names]
-    if missing:
-        raise ValueError(f"--vary: {args.forward!r} has no parameter(s) {missing}; it has {list(full.names)}")
+    fixed.update(_checked_fixed(_kv(args.fix, "--fix"), fm, vary, args.preset))
     space = full.subset(vary)
     cond = json.loads(args.condition) if args.condition else None
     if args.conditions_table:
@@ -58,14 +57,70 @@ def cmd_campaign_run(args) -> int:
                            parameter_names=vary, fixed=fixed, overwrite=args.overwrite, space=space)
     st = camp.run(workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
     _print(st)
-    return 0 if np.isfinite(st["finished"]) else 1
+    return _campaign_exit(st)
+
+
+def _campaign_exit(st: dict) -> int:
+    """Exit status of a campaign run: 1 (and said) when every finished run failed — a model or setting error, not
+    a region of the design; the failures are recorded (``campaign status --failures``)."""
+    import sys
+
+    if st["finished"] and st["failed"] == st["finished"]:
+        print(f"immunocal: error: all {st['failed']} finished runs of {st['folder']} failed; see `immunocal campaign "
+              f"status {st['folder']} --failures`", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _campaign_model(spec: str, preset: str | None):
+    """The forward model of ``campaign run`` and the box of its full input vector: the model's own ``space()``
+    (toy models), else the parameter registry's ranges for the model (``name``) and ``preset`` — which is checked
+    and given to the simulator, so its non-varied parameters take the same preset's values."""
+    from calib.design import ParameterSpace
+    from calib.forward_api import load_forward_model
+    from priors import registry
+
+    probe = load_forward_model(spec)
+    reg = registry()
+    if probe.name not in reg.models:
+        if preset is not None:
+            raise ValueError(f"--preset {preset!r}: forward model {spec!r} is not a registry model "
+                             f"({reg.models}) and has no presets")
+        if not hasattr(probe, "space"):
+            raise ValueError(f"forward model {spec!r} has neither a space() nor registry ranges: no design box")
+        return probe, probe.space()
+    if preset is not None:
+        reg.check_preset(probe.name, preset)
+        if getattr(probe, "preset", preset) != preset:
+            probe = load_forward_model(spec, preset=preset)
+    return probe, ParameterSpace.from_registry(probe.name, probe.parameter_names, getattr(probe, "preset", preset))
+
+
+def _checked_fixed(fixed: dict, fm, vary: list[str], preset: str | None) -> dict:
+    """``--fix`` values: parameters of the model that are not varied, finite, and inside the registry's range for
+    a registry model — checked before any run (a NaN once gave a campaign of failed runs and exit status 0)."""
+    import math
+
+    from priors import registry
+
+    for name, value in fixed.items():
+        if name not in fm.parameter_names:
+            raise ValueError(f"--fix {name}: {fm.name!r} has no parameter {name!r}; it has {list(fm.parameter_names)}")
+        if name in vary:
+            raise ValueError(f"--fix {name}: the parameter is also varied (--vary); fix it or vary it")
+        if not math.isfinite(value):
+            raise ValueError(f"--fix {name}={value}: not a finite number")
+        if fm.name in registry().models:
+            registry().record(fm.name, name).check(value, getattr(fm, "preset", preset), where="--fix")
+    return fixed
 
 
 def cmd_campaign_resume(args) -> int:
     from calib.campaign import Campaign
 
-    _print(Campaign(args.folder).run(workers=args.workers, scheduler=args.scheduler, progress=not args.quiet))
-    return 0
+    st = Campaign(args.folder).run(workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+    _print(st)
+    return _campaign_exit(st)
 
 
 def cmd_campaign_status(args) -> int:
@@ -83,8 +138,10 @@ def cmd_surrogate_fit(args) -> int:
     from calib.campaign import Campaign
     from calib.surrogate import fit_from_campaign
 
+    output_file(args.out, args.force)
+    output_file(str(args.out) + ".validation.json", args.force)
     sur, rep = fit_from_campaign(Campaign(args.campaign), test_fraction=args.test_fraction, seed=args.seed,
-                                 max_components=args.max_components)
+                                 max_components=args.max_components, partial=args.partial)
     sur.save(args.out)
     rep["path"] = str(args.out)
     Path(str(args.out) + ".validation.json").write_text(json.dumps(rep, indent=2) + "\n")
@@ -191,7 +248,7 @@ def cmd_bench(args) -> int:
 
 
 def _sched(p) -> None:
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores; 0 = serial)")
+    p.add_argument("--workers", type=nonnegative_int, default=None, help="worker processes (default: all cores; 0 = serial)")
     p.add_argument("--scheduler", default=None, help="Dask distributed scheduler address (tcp://host:port)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -202,9 +259,9 @@ def register(commands) -> None:
     r = sub.add_parser("run", help="create a design and run the forward model over it")
     r.add_argument("--forward", required=True, help="forward model: toy.logistic, toy.linear or pkg.module:attr")
     r.add_argument("--out", required=True, type=Path, help="campaign folder")
-    r.add_argument("--n", type=int, default=128, help="number of design points")
+    r.add_argument("--n", type=positive_int, default=128, help="number of design points")
     r.add_argument("--design", default="sobol", choices=["sobol", "lhs", "random"])
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=nonnegative_int, default=0)
     r.add_argument("--vary", default=None, help="comma-separated parameters to vary (default: all)")
     r.add_argument("--fix", action="append", help="name=value for a parameter not varied (repeatable)")
     r.add_argument("--params", default=None, help="parameter file (TOML/JSON) giving values of non-varied parameters")
@@ -212,7 +269,7 @@ def register(commands) -> None:
     r.add_argument("--condition", default=None, help="condition as JSON (schedule, options)")
     r.add_argument("--conditions-table", default=None, help="conditions table (CSV/TSV) to take the condition from")
     r.add_argument("--condition-id", default=None, help="row of --conditions-table to simulate")
-    r.add_argument("--chunk-size", type=int, default=8)
+    r.add_argument("--chunk-size", type=positive_int, default=8)
     r.add_argument("--overwrite", action="store_true")
     _sched(r)
     r.set_defaults(func=cmd_campaign_run)
@@ -230,9 +287,12 @@ def register(commands) -> None:
     r = sub.add_parser("fit", help="fit on a campaign (with a held-out validation report)")
     r.add_argument("campaign", type=Path)
     r.add_argument("--out", required=True, type=Path, help="surrogate file (.npz)")
-    r.add_argument("--test-fraction", type=float, default=0.2)
-    r.add_argument("--max-components", type=int, default=8)
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--force", action="store_true", help="replace an existing surrogate file")
+    r.add_argument("--test-fraction", type=holdout_fraction, default=0.2, help="runs held out for validation, in [0, 1)")
+    r.add_argument("--partial", action="store_true",
+                   help="train on a campaign that still has pending runs (refused otherwise)")
+    r.add_argument("--max-components", type=positive_int, default=8)
+    r.add_argument("--seed", type=nonnegative_int, default=0)
     r.set_defaults(func=cmd_surrogate_fit)
     r = sub.add_parser("validate", help="R², max error and interval coverage on another campaign's runs")
     r.add_argument("surrogate", type=Path)
@@ -244,10 +304,10 @@ def register(commands) -> None:
     p.add_argument("--out", type=Path, default=None, help="output folder (overrides [output] dir)")
     p.add_argument("--surrogate", type=Path, default=None, help="use this surrogate (.npz) as the emulator")
     p.add_argument("--method", default=None, help="nuts, advi, fullrank_advi, pathfinder, smc, demetropolis")
-    p.add_argument("--draws", type=int, default=None)
-    p.add_argument("--tune", type=int, default=None)
-    p.add_argument("--chains", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--draws", type=positive_int, default=None)
+    p.add_argument("--tune", type=nonnegative_int, default=None)
+    p.add_argument("--chains", type=positive_int, default=None)
+    p.add_argument("--seed", type=nonnegative_int, default=None)
     p.add_argument("--force", action="store_true",
                    help="replace the files of a previous run in the output folder (nothing else is ever deleted)")
     p.add_argument("--quiet", action="store_true", help="no progress output (campaigns, sampling, prediction)")
@@ -270,9 +330,9 @@ def register(commands) -> None:
     w.add_argument("--out", required=True, type=Path, help="long table to write (CSV)")
     w.add_argument("--observable", default="volume_mm3")
     w.add_argument("--time-column", default="day")
-    w.add_argument("--detection-limit", type=float, default=None,
+    w.add_argument("--detection-limit", type=finite_float, default=None,
                    help="values at or below it become left-censored rows at the limit")
-    w.add_argument("--endpoint", type=float, default=None,
+    w.add_argument("--endpoint", type=finite_float, default=None,
                    help="humane endpoint: a value at or above it becomes a right-censored row (later cells empty)")
     w.add_argument("--force", action="store_true", help="replace --out if it exists")
     w.set_defaults(func=cmd_wide_to_long)
@@ -283,17 +343,17 @@ def register(commands) -> None:
 
     p = commands.add("sbc", help="simulation-based calibration of the model in a config")
     p.add_argument("config", type=Path)
-    p.add_argument("--replicates", type=int, default=50)
-    p.add_argument("--ranks", type=int, default=99, help="posterior draws kept per replicate (ranks in 0..L)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--replicates", type=positive_int, default=50)
+    p.add_argument("--ranks", type=positive_int, default=99, help="posterior draws kept per replicate (ranks in 0..L)")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--out", type=Path, default=None)
     p.set_defaults(func=cmd_sbc)
 
     b = commands.model_verb("bench").add_parser("calib", help="surrogate and NUTS benchmark (JSON)")
-    b.add_argument("--subjects", type=int, default=100)
-    b.add_argument("--draws", type=int, default=1000)
-    b.add_argument("--chains", type=int, default=4)
-    b.add_argument("--cores", type=int, default=2)
+    b.add_argument("--subjects", type=positive_int, default=100)
+    b.add_argument("--draws", type=positive_int, default=1000)
+    b.add_argument("--chains", type=positive_int, default=4)
+    b.add_argument("--cores", type=positive_int, default=2)
     b.add_argument("--no-exact", action="store_true",
                    help="skip the exact route's RIT gradient timing (its first run compiles the tangent kernel)")
     b.set_defaults(func=cmd_bench)
@@ -302,5 +362,5 @@ def register(commands) -> None:
         "personalise", help="one new patient's latent posterior given a fitted population (JSON)")
     bp.add_argument("--out", type=Path, default=Path("bench-personalise"),
                     help="folder of the population fit (reused when finished; default ./bench-personalise)")
-    bp.add_argument("--population-draws", type=int, default=200)
+    bp.add_argument("--population-draws", type=positive_int, default=200)
     bp.set_defaults(func=cmd_bench_personalise)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from calib.cli.types import output_file, positive_int
+
 
 def cmd_simulate(args) -> int:
     from forward.dln import load_plan, simulate
@@ -19,6 +21,7 @@ def cmd_simulate(args) -> int:
         params = default_parameters()
     if not str(args.out).endswith(".csv"):
         raise ValueError(f"--out must be a .csv file, got {args.out}")
+    output_file(args.out, args.force)
     try:
         res = simulate(plan, params, tumour_update=args.tumour_update, influx_mode=args.influx_mode)
     except FloatingPointError as exc:
@@ -48,6 +51,7 @@ def register(commands) -> None:
         "--params", help="parameter file exported by `immunocal params export` (default: registry)"
     )
     p.add_argument("--out", required=True, help="output CSV")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument(
         "--tumour-update",
         default="survive_then_grow",
@@ -64,8 +68,8 @@ def register(commands) -> None:
     b = commands.model_verb("bench").add_parser(
         "dln", help="DLN model speed (JSON: single_sim_s, batch10k_s)"
     )
-    b.add_argument("--n", type=int, default=10_000, help="batch size (default 10000)")
+    b.add_argument("--n", type=positive_int, default=10_000, help="batch size (default 10000)")
     b.add_argument(
-        "--repeats", type=int, default=200, help="repeats of the single simulation (median reported)"
+        "--repeats", type=positive_int, default=200, help="repeats of the single simulation (median reported)"
     )
     b.set_defaults(func=cmd_bench)

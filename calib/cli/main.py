@@ -62,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:  # an invalid option value (calib.cli.types) is printed by argparse: its status is returned like any error
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         result = args.func(args)
     except (ParameterError, ValueError, FileNotFoundError) as exc:

@@ -80,6 +80,9 @@ def cmd_show(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from calib.cli.types import output_file
+
+    output_file(args.file, args.force, option="FILE")
     ps = registry().parameter_set(args.model, args.preset)
     path = ps.to_file(args.file)
     print(f"wrote {len(ps)} {args.model} parameters (preset {args.preset}) to {path}")
@@ -100,4 +103,5 @@ def register(commands) -> None:
     exp.add_argument("--model", required=True, choices=registry().models)
     exp.add_argument("--preset", required=True)
     exp.add_argument("file", help="output file ending in .toml or .json")
+    exp.add_argument("--force", action="store_true", help="replace an existing file")
     exp.set_defaults(func=cmd_export)

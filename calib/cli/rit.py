@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from calib.cli.types import nonnegative_float, nonnegative_int, output_file, positive_float, positive_int
+
 
 def _common(p, with_out: bool = True) -> None:
     p.add_argument(
@@ -23,14 +25,14 @@ def _common(p, with_out: bool = True) -> None:
         help="schedule file (TOML/JSON: rt_days, rt_doses_gy, ctla4_days, "
         "pdl1_days, t_end); cannot be combined with --rt/--ctla4/--pdl1",
     )
-    p.add_argument("--t-end", type=float, default=None, help="horizon in days after day 0 (default 60)")
+    p.add_argument("--t-end", type=positive_float, default=None, help="horizon in days after day 0 (default 60)")
     p.add_argument(
-        "--dt", type=float, default=0.05,
+        "--dt", type=positive_float, default=0.05,
         help="time grid of events and output in days (default 0.05, as the seed)",
     )
     p.add_argument(
         "--substeps",
-        type=int,
+        type=positive_int,
         default=None,
         help="integration substeps per dt step (default 4 for the exponential scheme — converged, "
         "docs/rit.md — "
@@ -102,6 +104,7 @@ def _step_check(ps, sched, config, show: bool) -> None:
 def cmd_simulate(args) -> int:
     from forward.rit import simulate
 
+    output_file(args.out, args.force)
     ps, sched, config = _setup(args)
     res = simulate(ps, sched, config)
     path = res.to_csv(args.out)
@@ -122,9 +125,9 @@ def cmd_tcp(args) -> int:
 
     from forward.rit.tcp import population_tcp
 
+    if args.out:
+        output_file(args.out, args.force)
     ps, sched, config = _setup(args)
-    if args.n_sims < 1:
-        raise ValueError(f"--n-sims must be >= 1, got {args.n_sims}")
     res = population_tcp(
         ps, sched, np.random.default_rng(args.seed), n_sims=args.n_sims, config=config, rel_sd=args.rel_sd
     )
@@ -157,6 +160,7 @@ def register(commands) -> None:
     )
     _common(p)
     p.add_argument("--out", required=True, metavar="FILE.csv", help="output CSV")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_simulate)
 
     p = commands.model_verb("tcp").add_parser(
@@ -164,16 +168,17 @@ def register(commands) -> None:
         help="population TCP of the radioimmunotherapy model (Markov mode, 5 %% parameter perturbation)",
     )
     _common(p)
-    p.add_argument("--n-sims", type=int, default=200, help="number of simulated subjects (default 200)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the numpy Generator")
-    p.add_argument("--rel-sd", type=float, default=0.05, help="relative SD of the parameter perturbation")
+    p.add_argument("--n-sims", type=positive_int, default=200, help="number of simulated subjects (default 200)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the numpy Generator")
+    p.add_argument("--rel-sd", type=nonnegative_float, default=0.05, help="relative SD of the parameter perturbation")
     p.add_argument("--out", metavar="FILE.json", help="also write the JSON result to this file")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_tcp)
 
     p = commands.model_verb("bench").add_parser(
         "rit", help="time one 60-day simulation and a 200-run population TCP (prints JSON)"
     )
-    p.add_argument("--repeats", type=int, default=20, help="repetitions of the single simulation (median)")
+    p.add_argument("--repeats", type=positive_int, default=20, help="repetitions of the single simulation (median)")
     p.add_argument("--gradient", action="store_true",
                    help="also time the volumes with their exact derivatives (forward-mode tangents; compiles the "
                         "tangent specialisation of the kernel the first time: minutes)")

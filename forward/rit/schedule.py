@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from priors.textio import read_input_text
+
 __all__ = ["Schedule", "parse_days", "parse_rt"]
 
 _MAX_DOSE_GY = 100.0
@@ -170,9 +172,7 @@ class Schedule:
         """Read a TOML or JSON schedule file with keys ``rt_days``, ``rt_doses_gy``, ``ctla4_days``, ``pdl1_days``,
         optional ``ctla4_factors``, ``pdl1_factors``, ``t_end`` (days)."""
         path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no such schedule file")
-        text = path.read_text()
+        text = read_input_text(path, "schedule file")
         try:
             data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
         except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:

@@ -74,7 +74,7 @@ def test_calibrate_output_folder_is_checked_before_any_computation(tmp_path, cap
     assert (run / "notes.txt").exists() and (run / "summary.json").exists()  # nothing deleted
     (run / "notes.txt").unlink()
     prepare_output_dir(run, RUN_FILES, force=True)  # a previous run's files only: removed
-    assert not any(run.iterdir())
+    assert [p.name for p in run.iterdir()] == [".lock"]  # (the folder's lock file stays: calib.locking)
     with pytest.raises(ValueError, match="exists and is not a folder"):
         prepare_output_dir(tmp_path / "calibrate.toml", RUN_FILES)
 

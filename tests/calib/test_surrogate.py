@@ -142,6 +142,9 @@ def test_tagged_refinement_round_is_not_repeated(tmp_path, rng):
     assert rep["n_train"] == 37 and again.n == 37
     _, rep = refine(again, post, 3, workers=0, tag="round2", n_restarts=0)
     assert rep["n_train"] == 40
+    # the rows padding round2 to a chunk boundary are not runs: nothing is pending
+    st = again.status()
+    assert (st["n_runs"], st["finished"], st["pending"]) == (40, 40, 0)
 
 
 def test_config_refuses_a_surrogate_of_another_forward_model_or_condition(fitted, tmp_path):

@@ -178,7 +178,7 @@ def test_rerun_needs_force_and_reuses_the_campaigns(finished_run, capsys):
 @pytest.mark.parametrize("edit, message", [
     (("heldout = [\"combo\"]", "heldout = [\"comb\"]"), "held-out condition 'comb' is neither in the data"),
     (("fit = [\"control\", \"treated\"]", "fit = [\"control\", \"treated\", \"combo\"]"), "both fitted and held out"),
-    (("n = 64", "n = 64.5"), r"line \d+: design.n must be a integer"),
+    (("n = 64", "n = 64.5"), r"line \d+: design.n must be an integer"),
     (("growth_rate = [0.1, 0.8]", "growth_rate = [0.8, 0.1]"), "lower < upper"),
     (("seed = 1\nbounds", "sed = 1\nbounds"), r"unknown key design.sed"),
     (("volume_mm3 = \"log_volume\"", "volume_mm = \"log_volume\""), r"observable\(s\) \['volume_mm'\] are not in"),

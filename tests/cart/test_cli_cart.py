@@ -48,9 +48,11 @@ def test_bench_prints_json(capsys):
 
 def test_cli_errors(capsys):
     assert main(["simulate", "cart", "--n", "-3", "--quiet"]) == 2
-    assert "--n -3 is invalid" in capsys.readouterr().err
+    assert "argument --n: must be an integer >= 1, got '-3'" in capsys.readouterr().err
     assert main(["simulate", "cart", "--dt", "-0.1", "--n", "5", "--quiet"]) == 2
-    assert "--dt -0.1 is invalid" in capsys.readouterr().err
+    assert "argument --dt: must be a finite number > 0, got '-0.1'" in capsys.readouterr().err
+    assert main(["simulate", "cart", "--n", "1", "--quiet"]) == 2  # a count >= 1 that is still too small
+    assert "--n 1 is invalid: need at least 2 nodes" in capsys.readouterr().err
     assert main(["simulate", "cart", "--preset", "bogus", "--quiet"]) == 2
     assert "bogus" in capsys.readouterr().err
     assert main(["simulate", "cart", "--preset", "reference", "--reference-args=--nq=3"]) == 2

@@ -81,7 +81,7 @@ def test_bad_input_exits_2_with_message(tmp_path, capsys):
             ["simulate", "rit", "--schedule", str(tmp_path / "none.json"), "--out", out],
             "no such schedule file",
         ),
-        (["tcp", "rit", "--n-sims", "0"], "n-sims must be >= 1"),
+        (["tcp", "rit", "--n-sims", "0"], "argument --n-sims: must be an integer >= 1, got '0'"),
         (["simulate", "rit", "--scheme", "explicit", "--rt", "8x3@0,1,2", "--out", out], "reduce dt"),
     ]
     for argv, match in cases:
