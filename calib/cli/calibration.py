@@ -6,7 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from calib.cli.types import finite_float, holdout_fraction, nonnegative_int, output_file, positive_int
+from calib.cli.types import (
+    finite_float,
+    holdout_fraction,
+    nonnegative_int,
+    output_file,
+    output_folder,
+    positive_int,
+)
 
 
 def _print(obj) -> None:
@@ -211,6 +218,22 @@ def cmd_wide_to_long(args) -> int:
     return 0
 
 
+def cmd_export_petab(args) -> int:
+    from calib.petab import export_petab
+
+    output_folder(args.out, args.force)
+    _print(export_petab(args.measurements, args.conditions, args.out, rename_ids=args.rename_ids))
+    return 0
+
+
+def cmd_import_petab(args) -> int:
+    from calib.petab import import_petab
+
+    output_folder(args.out, args.force)
+    _print(import_petab(args.source, args.out))
+    return 0
+
+
 def cmd_predict(args) -> int:
     from calib.pipeline import predict
 
@@ -336,6 +359,21 @@ def register(commands) -> None:
                    help="humane endpoint: a value at or above it becomes a right-censored row (later cells empty)")
     w.add_argument("--force", action="store_true", help="replace --out if it exists")
     w.set_defaults(func=cmd_wide_to_long)
+
+    e = dsub.add_parser("export-petab", help="our measurement (and conditions) tables -> PEtab v1 tables")
+    e.add_argument("measurements", type=Path, help="measurement table (CSV/TSV)")
+    e.add_argument("--conditions", type=Path, default=None, help="conditions table (CSV/TSV)")
+    e.add_argument("--out", required=True, type=Path, help="folder for measurementData.tsv, experimentalCondition.tsv")
+    e.add_argument("--rename-ids", action="store_true",
+                   help="give condition/observable names that are not PEtab ids valid ids (recorded in "
+                        "immunocal_ids.tsv, mapped back on import); without it they are errors")
+    e.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    e.set_defaults(func=cmd_export_petab)
+    i = dsub.add_parser("import-petab", help="PEtab v1 tables -> our measurements.csv (and conditions.csv)")
+    i.add_argument("source", type=Path, help="folder with measurementData.tsv (or one measurement table file)")
+    i.add_argument("--out", required=True, type=Path, help="folder for measurements.csv, conditions.csv")
+    i.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    i.set_defaults(func=cmd_import_petab)
 
     p = commands.add("ppc", help="posterior predictive bands over the data of a calibration run")
     p.add_argument("run_dir", type=Path)
