@@ -9,9 +9,9 @@
 * :func:`contraction_zscores` — posterior contraction ``1 − var_post/var_prior`` and z-score
   ``(mean_post − truth)/sd_post`` (Schad et al. 2021).
 * :func:`ppc_bands` — posterior predictive quantile bands over data rows and the fraction of data inside them.
-* :func:`profile_likelihood` — profile of a log-likelihood over one parameter, maximising over the others.
-* :func:`sobol_indices` — first-order and total Sobol indices, Saltelli (2010) A/B/AB design with the Saltelli
-  first-order and Jansen total estimators, tested on the Ishigami function.
+* :func:`profile_likelihood` — profile of a log-likelihood over one parameter, maximising over the others (with
+  random restarts); :func:`calib.identify.classify_profile` classifies it and checks its quality.
+* Sobol indices: :func:`calib.identify.sobol` (``scipy.stats.sobol_indices``, bootstrap intervals).
 """
 
 from __future__ import annotations
@@ -97,12 +97,15 @@ def ppc_bands(y_obs: np.ndarray, y_pred: np.ndarray, levels=(0.5, 0.9)) -> dict:
 
 
 def profile_likelihood(loglik: Callable[[np.ndarray], float], x0: np.ndarray, index: int, grid: np.ndarray,
-                       bounds=None) -> dict:
+                       bounds=None, restarts: int = 0, seed: int = 0) -> dict:
     """Profile ``loglik`` over parameter ``index`` on ``grid``, maximising over the other parameters (L-BFGS-B from
-    the previous optimum). Returns the profile and the 95 % likelihood-ratio interval (Δ = χ²₁(0.95)/2)."""
+    the previous optimum, plus ``restarts`` random starts per point — uniform in ``bounds``, or around the previous
+    optimum without bounds — keeping the best). Returns the profile and the 95 % likelihood-ratio interval
+    (Δ = χ²₁(0.95)/2); :func:`calib.identify.classify_profile` says what it shows and whether it is trustworthy."""
     x0 = np.asarray(x0, float)
     others = [j for j in range(len(x0)) if j != index]
     b_others = None if bounds is None else [bounds[j] for j in others]
+    rng = np.random.default_rng(seed)
     prof = []
     start = x0[others]
     for g in grid:
@@ -112,8 +115,16 @@ def profile_likelihood(loglik: Callable[[np.ndarray], float], x0: np.ndarray, in
             x[others] = z
             return -loglik(x)
         if others:
-            res = optimize.minimize(nll, start, method="L-BFGS-B", bounds=b_others)
-            start, val = res.x, -res.fun
+            starts = [start]
+            for _ in range(restarts):
+                if b_others is not None:
+                    lo, hi = np.array(b_others, float).T
+                    starts.append(rng.uniform(lo, hi))
+                else:
+                    starts.append(start + rng.normal(size=len(start)) * np.maximum(1.0, np.abs(start)))
+            best = min((optimize.minimize(nll, s0, method="L-BFGS-B", bounds=b_others) for s0 in starts),
+                       key=lambda r: r.fun)
+            start, val = best.x, -best.fun
         else:
             val = -nll(np.zeros(0))
         prof.append(val)
@@ -124,37 +135,6 @@ def profile_likelihood(loglik: Callable[[np.ndarray], float], x0: np.ndarray, in
             "argmax": float(np.asarray(grid)[int(np.argmax(prof))]),
             "ci95": [float(inside.min()), float(inside.max())] if len(inside) else None,
             "ci_touches_grid_edge": bool(len(inside) and (inside.min() == grid[0] or inside.max() == grid[-1]))}
-
-
-def sobol_indices(f: Callable[[np.ndarray], np.ndarray], space, n: int = 4096, seed: int = 0,
-                  n_boot: int = 100) -> dict:
-    """First-order (S1) and total (ST) Sobol indices of scalar ``f`` over ``space`` (a ParameterSpace), with
-    bootstrap standard errors. Cost ``n·(d + 2)`` evaluations. Saltelli et al. (2010), Table 2 (b) and (f)."""
-    from scipy.stats import qmc
-
-    d = space.dim
-    base = qmc.Sobol(2 * d, scramble=True, seed=seed).random(n)
-    A, B = space.from_unit(base[:, :d]), space.from_unit(base[:, d:])
-    fA, fB = np.asarray(f(A), float), np.asarray(f(B), float)
-    fAB = np.empty((d, n))
-    for i in range(d):
-        ABi = A.copy()
-        ABi[:, i] = B[:, i]
-        fAB[i] = f(ABi)
-
-    def est(idx):
-        a, b, ab = fA[idx], fB[idx], fAB[:, idx]
-        var = np.var(np.concatenate([a, b]))
-        s1 = np.mean(b * (ab - a), axis=1) / var
-        st = 0.5 * np.mean((a - ab) ** 2, axis=1) / var
-        return s1, st
-
-    s1, st = est(np.arange(n))
-    rng = np.random.default_rng(seed)
-    boots = [est(rng.integers(0, n, n)) for _ in range(n_boot)]
-    return {"names": list(space.names), "S1": s1.tolist(), "ST": st.tolist(),
-            "S1_se": np.std([b[0] for b in boots], 0).tolist(), "ST_se": np.std([b[1] for b in boots], 0).tolist(),
-            "n_evaluations": int(n * (d + 2))}
 
 
 def profile_likelihood_emulator(emulator, y: np.ndarray, sigma: float, index: int, grid: np.ndarray,
