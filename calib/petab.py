@@ -29,12 +29,13 @@ Round trip: ours → PEtab → ours gives tables with the same content hash (``M
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from pathlib import Path
 
 import numpy as np
+
+from priors.textio import write_table
 
 from .data import (
     MEASUREMENT_REQUIRED,
@@ -58,13 +59,7 @@ PETAB_MEASUREMENT_COLUMNS = ("observableId", "simulationConditionId", "time", "m
 
 
 def _write_tsv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as fh:
-        w = csv.writer(fh, delimiter="\t", lineterminator="\n")
-        w.writerow(header)
-        w.writerows(rows)
-    tmp.replace(path)
-    return path
+    return write_table(path, header, rows, delimiter="\t")
 
 
 class _Ids:
@@ -201,7 +196,7 @@ def import_petab(folder_or_file: str | Path, out: str | Path) -> dict:
         rows.append([subject, condition, ours("observable", r[col["observableId"]]), r[col["time"]],
                      r[col["measurement"]], sigma, "" if censoring in ("", "none") else censoring])
     mpath = out / "measurements.csv"
-    _write_csv(mpath, [*MEASUREMENT_REQUIRED, "sigma", "censoring"], rows)
+    write_table(mpath, [*MEASUREMENT_REQUIRED, "sigma", "censoring"], rows)
     read_measurements(mpath)  # what was written is a valid table (errors name it)
     files = {"measurements": str(mpath)}
     cfile = src / CONDITION_FILE if src.is_dir() else None
@@ -227,17 +222,9 @@ def import_petab(folder_or_file: str | Path, out: str | Path) -> dict:
         if not any(row[1] for row in table):  # no subject rows: no subject column
             header.pop(1)
             table = [[row[0], *row[2:]] for row in table]
-        _write_csv(cpath, header, table)
+        write_table(cpath, header, table)
         read_conditions(cpath)
         files["conditions"] = str(cpath)
     return {"files": files, "rows": len(rows), "noise_parameter_ids": noise_ids,
             "rows_without_replicate": no_replicate}
 
-
-def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(header)
-        w.writerows(rows)
-    tmp.replace(path)

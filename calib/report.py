@@ -40,8 +40,61 @@ def _dict_line(d: dict | None, nd=3) -> str:
     return ", ".join(f"{k}: {_f(v, nd)}" for k, v in d.items() if not isinstance(v, (dict, list)))
 
 
-# study -> (title, formatter(json) -> [(label, text)], figures to show)
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                      *("| " + " | ".join(r) + " |" for r in rows)])
+
+
+def _bayes_vs_lgbm(j: dict) -> list[tuple[str | None, str]]:
+    """The headline: per latent, seed 000's Table 2 R², LightGBM and the Bayesian posterior mean out-of-fold (mean
+    over repeats), interval coverage and CRPS of both, and what the observables identify."""
+    rows = []
+    for lat, v in (_get(j, "table") or {}).items():
+        b, g, idf = v["bayes"], v["lightgbm"], _get(j, f"identifiability.{lat}") or {}
+        seed_r2 = _get(j, f"seed_protocol.{lat}.seed000_table2.r2")
+        rows.append([lat.removeprefix("theta_"), _f(seed_r2, 2), f"{_f(g['r2'], 2)} / {_f(b['r2'], 2)}",
+                     f"{_f(g['mae'], 2)} / {_f(b['mae'], 2)}", f"{_f(g['coverage_90'], 2)} / {_f(b['coverage_90'], 2)}",
+                     f"{_f(g['crps'], 2)} / {_f(b['crps'], 2)}", _f(idf.get("contraction"), 2),
+                     _f(idf.get("identified")), _f(_get(j, f"sbc.{lat}.p_value"), 2)])
+    table = _md_table(["latent", "seed 000 R²", "R² LightGBM / Bayes", "MAE LightGBM / Bayes",
+                       "90 % coverage LightGBM / Bayes", "CRPS LightGBM / Bayes", "posterior contraction",
+                       "identified (≥ 0.5)", "SBC p"], rows)
+    folds = _get(j, "folds") or []
+    pop = [f.get("population", {}) for f in folds]
+    out: list[tuple[str | None, str]] = [
+        (None, f"Out-of-fold on the VIRTUAL cohort (N = {_get(j, 'n')}, {_get(j, 'repeats')} repeats × "
+               f"{_get(j, 'outer_folds')} outer folds, the same folds and features for both; mean over repeats):"),
+        (None, table)]
+    if pop:
+        out.append(("population fits over all folds: max R-hat / min bulk ESS / min tail ESS / divergences",
+                    f"{_f(max(p.get('rhat_max', float('nan')) for p in pop))} / "
+                    f"{_f(min(p.get('ess_bulk_min', float('nan')) for p in pop))} / "
+                    f"{_f(min(p.get('ess_tail_min', float('nan')) for p in pop))} / "
+                    f"{sum(p.get('divergences', 0) for p in pop)}"))
+        khat = [f.get("personalised_pareto_k_max") for f in folds if f.get("personalised_pareto_k_max") is not None]
+        fails = sum(len(f.get("personalised_failures") or []) for f in folds)
+        out.append(("per-patient posteriors (importance sampling): max Pareto k̂ / subjects above 0.7",
+                    f"{_f(max(khat) if khat else None, 2)} / {fails}"))
+    for outcome in ("orr", "dcr"):
+        b, g = _get(j, f"response.{outcome}.bayes") or {}, _get(j, f"response.{outcome}.lightgbm") or {}
+        out.append((f"{outcome.upper()} from early observations: AUROC / Brier, LightGBM vs Bayes",
+                    f"{_f(g.get('auroc'), 3)} / {_f(g.get('brier'), 3)} vs {_f(b.get('auroc'), 3)} / "
+                    f"{_f(b.get('brier'), 3)}"))
+    proto = _get(j, "seed_protocol") or {}
+    if proto:
+        out.append(("seed 000's protocol, R² of LightGBM trained on θ_ref: vs θ_ref / vs truth (θ_ref vs truth)",
+                    "; ".join(f"{k.removeprefix('theta_')}: {_f(v['lightgbm_on_ref_vs_ref']['r2'], 2)} / "
+                              f"{_f(v['lightgbm_on_ref_vs_truth']['r2'], 2)} ({_f(v['ref_vs_truth']['r2'], 2)})"
+                              for k, v in proto.items())))
+    out.append(("seconds: emulators / Bayes folds / LightGBM", _dict_line(_get(j, "seconds"), 4)))
+    return out
+
+
+# study -> (title, formatter(json) -> [(label, text)]; label None: a block as is, figures to show)
 SECTIONS = {
+    "ct041_bayes_vs_lgbm": ("Headline — Bayesian personalisation vs seed 000's LightGBM mapping (virtual CT041 cohort)",
+                            _bayes_vs_lgbm, ["ct041_bayes_vs_lgbm_scores.png", "ct041_bayes_vs_lgbm_sbc.png",
+                                             "ct041_bayes_vs_lgbm_response.png"]),
     "cart_homogeneous": ("CAR-T homogeneous ODE (seed 001 Fig 3, normalised preset)",
                          lambda j: [("qualitative checks", _dict_line(_get(j, "checks")))],
                          ["cart_homogeneous.png"]),
@@ -186,7 +239,10 @@ def render(results: Path, figures_dir: Path, readme_dir: Path) -> str:
         lines.append(f"**{title}** (`immunocal study {name}`)")
         lines.append("")
         for label, text in fmt(j):
-            lines.append(f"- {label}: {text}")
+            if label is None:  # a paragraph or table of its own
+                lines.extend([text, ""] if lines[-1] == "" else ["", text, ""])
+            else:
+                lines.append(f"- {label}: {text}")
         for fig in figs:
             src = results / fig
             if src.exists():

@@ -25,3 +25,18 @@ def read_input_text(path: str | Path, what: str = "file", error: type[Exception]
     except UnicodeDecodeError as exc:
         raise error(f"{path}: the {what} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
                     "save it as UTF-8") from None
+
+
+def write_table(path: str | Path, header: list[str], rows, delimiter: str = ",") -> Path:
+    """Write a CSV (or, with ``delimiter="\\t"``, TSV) table atomically: to a temporary name beside it, then moved into
+    place — a kill leaves the old file or the new one, never half of it."""
+    import csv
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, delimiter=delimiter, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+    tmp.replace(path)
+    return path

@@ -43,7 +43,16 @@ EARLY_OBSERVABLES = ("log_baseline_burden", "log_c_max", "t_max", "crs_grade", "
                      "log_ferritin_peak")
 
 
-def _base_config(data_dir: Path, quick: bool) -> dict:
+#: misspecified Bayesian variants (issue deliverable 4), each a change of the well-specified config
+VARIANTS = {
+    "no_covariates": "the population regression drops every covariate (tumour type, CLDN18.2, prior lines, dose): "
+                     "one location per latent",
+    "normal_recist": "best RECIST fitted as a continuous normal score (wrong noise family) instead of the ordinal "
+                     "probit",
+}
+
+
+def _base_config(data_dir: Path, quick: bool, variant: str | None = None) -> dict:
     from calib.config import load_config
     from calib.datasets import dataset_dir
 
@@ -54,6 +63,15 @@ def _base_config(data_dir: Path, quick: bool) -> dict:
     if quick:
         cfg["sampler"].update(draws=200, tune=300)
         cfg["personalise"] = {**cfg.get("personalise", {}), "particles": 1000, "stages": 2, "draws": 300}
+    if variant == "no_covariates":
+        for spec in cfg["parameters"].values():
+            spec.pop("covariates", None)
+            spec.pop("coef_sd", None)
+    elif variant == "normal_recist":
+        cfg["observables"]["recist_score"] = {"family": "normal", "sigma": {"distribution": "HalfNormal",
+                                                                            "sigma": 1.0}}
+    elif variant is not None:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS)}")
     return cfg
 
 
@@ -114,7 +132,8 @@ def _fold_draws(cfg: dict, folder: Path, test_ids: list[str], latents: list[str]
             "personalised_pareto_k_max": summary["personalised"].get("pareto_k_max"),
             "personalised_failures": summary["personalised"].get("failures", []),
             "seconds": summary["seconds"]}
-    return out, diag, _early_response(cal, folder, test_ids, summary["config_hash"])
+    ordinal = cal.observables["recist_score"].family.startswith("ordinal")  # no categories from a normal score
+    return out, diag, _early_response(cal, folder, test_ids, summary["config_hash"]) if ordinal else {}
 
 
 def _pseudo_labels(base: dict, paths: dict, folder: Path, ids: list[str], latents: list[str]) -> np.ndarray:
@@ -150,7 +169,7 @@ def _fold_task(task: tuple) -> tuple[dict, dict, dict]:
     cfg, folder, test, latents = task
     out = _fold_draws(cfg, folder, test, latents)
     diag = out[1]
-    print(f"[{NAME}] {folder.name}: population R-hat {diag['population'].get('rhat_max')}, personalised Pareto k "
+    print(f"[{folder.parent.name}] {folder.name}: population R-hat {diag['population'].get('rhat_max')}, personalised Pareto k "
           f"max {diag['personalised_pareto_k_max']}", flush=True)
     return out
 
@@ -189,7 +208,7 @@ def _aggregate(per_repeat: list[dict]) -> dict:
         "sd_over_repeats": {k: float(np.nanstd([r[k] for r in per_repeat])) for k in keys}}
 
 
-def _figures(out: Path, table: dict, sbc: dict, binary: dict) -> None:
+def _figures(out: Path, name: str, n: int, table: dict, sbc: dict, binary: dict) -> None:
     import matplotlib.pyplot as plt
 
     lats = list(table)
@@ -205,14 +224,14 @@ def _figures(out: Path, table: dict, sbc: dict, binary: dict) -> None:
         ax.set_xticks(x, short, rotation=45)
         ax.set_title(m)
     axes[0].legend(fontsize=7)
-    fig.suptitle("VIRTUAL cohort (N = 37): Bayesian personalisation vs LightGBM, out-of-fold")
-    save_figure(fig, out, f"{NAME}_scores.png")
+    fig.suptitle(f"VIRTUAL cohort (N = {n}): Bayesian personalisation vs LightGBM, out-of-fold")
+    save_figure(fig, out, f"{name}_scores.png")
     fig, axes = plt.subplots(1, len(lats), figsize=(2.4 * len(lats), 2.4), sharey=True)
     for ax, k in zip(np.atleast_1d(axes), lats):
         ax.hist(sbc[k]["ranks"], bins=10, range=(0, 1), color="0.5")
         ax.set_title(f"{k.removeprefix('theta_')} (p = {sbc[k]['p_value']:.2f})", fontsize=8)
     fig.suptitle("SBC: rank of the true latent among each test patient's posterior draws (normalised)")
-    save_figure(fig, out, f"{NAME}_sbc.png")
+    save_figure(fig, out, f"{name}_sbc.png")
     fig, axes = plt.subplots(1, len(binary), figsize=(4 * len(binary), 3.6))
     for ax, (outcome, v) in zip(np.atleast_1d(axes), binary.items()):
         for meth in ("bayes", "lightgbm"):
@@ -224,13 +243,20 @@ def _figures(out: Path, table: dict, sbc: dict, binary: dict) -> None:
         ax.set(xlabel="predicted probability", ylabel="observed fraction", title=outcome.upper())
         ax.legend(fontsize=7)
     fig.suptitle("Out-of-fold response probabilities from early observations: calibration")
-    save_figure(fig, out, f"{NAME}_response.png")
+    save_figure(fig, out, f"{name}_response.png")
 
 
 def run(out: Path, quick: bool = False, scheduler=None) -> dict:
     """The study (module docstring); ``scheduler``: a Dask scheduler address or client — each fold becomes a task
     (the workers must see ``out``)."""
-    from scipy import stats
+    return compare(Path(out), NAME, n_patients=37, repeats=1 if quick else 10, quick=quick, scheduler=scheduler)
+
+
+def compare(out: Path, name: str, *, n_patients: int = 37, repeats: int = 10, variant: str | None = None,
+            seed_protocol: bool = True, quick: bool = False, scheduler=None) -> dict:
+    """Bayes vs LightGBM on a virtual cohort of ``n_patients`` (seed :data:`COHORT_SEED`), ``repeats`` × 5 outer
+    folds, the Bayesian side well specified or a :data:`VARIANTS` entry; work files in ``out/name``, results in
+    ``out/name.json`` and ``out/name_*.png``. ``seed_protocol``: also the θ_ref protocol (one full-cohort fit)."""
 
     from calib.baseline import SMALL_GRID, conformal_latents, nested_cv_binary, outer_folds
     from calib.cohort import generate_cohort, write_tables
@@ -238,15 +264,14 @@ def run(out: Path, quick: bool = False, scheduler=None) -> dict:
     from priors.latents import LATENTS
 
     use_agg()
-    out = Path(out)
-    work = out / NAME
-    repeats = 1 if quick else 10
+    work = out / name
     latents = list(LATENTS)
-    df = generate_cohort(37, np.random.default_rng(COHORT_SEED))
+    df = generate_cohort(n_patients, np.random.default_rng(COHORT_SEED))
     write_tables(df, work / "data")
     ids = df["patient_id"].tolist()
     truth = df[[f"true_{n}" for n in latents]].to_numpy(float)
-    base = _base_config(work / "data", quick)
+    base = _base_config(work / "data", quick, variant)
+    ordinal_recist = base["observables"]["recist_score"]["family"].startswith("ordinal")
     t0 = time.perf_counter()
     paths, validation = _emulators(base, work / "emulators")
     t_emulators = time.perf_counter() - t0
@@ -279,8 +304,37 @@ def run(out: Path, quick: bool = False, scheduler=None) -> dict:
     t0 = time.perf_counter()
     lgbm = conformal_latents(df, latents=latents, n_splits=N_SPLITS, repeats=repeats, n_jobs=2,
                              param_grid=SMALL_GRID if quick else None)
-    # seed 000's own protocol: LightGBM trained on and scored against pseudo-labels θ_ref — and against the truth
-    from calib.baseline import nested_cv_latents, regression_metrics
+    protocol = {}
+    if seed_protocol:  # seed 000's own protocol on pseudo-labels θ_ref
+        protocol = _seed_protocol(base, paths, work, df, ids, truth, latents, repeats, quick)
+
+    binary = {}
+    for outcome in ("orr", "dcr"):
+        y = df[outcome].to_numpy(int)
+        binary[outcome] = {"observed_frequency": float(y.mean())}
+        if ordinal_recist:
+            p_bayes = np.mean([[bayes_response[r][s][outcome] for s in ids] for r in range(repeats)], axis=0)
+            binary[outcome]["bayes"] = _binary_scores(y, p_bayes)
+        else:  # said, not skipped: a continuous RECIST score has no category probabilities
+            binary[outcome]["bayes"] = {"not_run": "RECIST fitted as a continuous score (variant "
+                                                   f"{variant!r}): no posterior-predictive category"}
+        try:
+            lg = nested_cv_binary(df, outcome, n_splits=N_SPLITS, repeats=repeats, n_jobs=2,
+                                  param_grid=SMALL_GRID if quick else None)
+            binary[outcome]["lightgbm"] = _binary_scores(y, np.asarray(lg["oof_probability"]))
+        except ValueError as err:  # too few patients of a class for stratified folds: said, not skipped
+            binary[outcome]["lightgbm"] = {"not_run": str(err)}
+    t_lgbm = time.perf_counter() - t0
+    return _summarise(out, name, df, truth, latents, repeats, bayes_draws, lgbm, protocol, binary, {
+        "quick": quick, "variant": variant, "variant_description": VARIANTS.get(variant, "well specified"),
+        "emulator_validation": validation, "folds": fold_diag,
+        "seconds": {"emulators": t_emulators, "bayes": t_bayes, "lightgbm": t_lgbm}})
+
+
+def _seed_protocol(base, paths, work, df, ids, truth, latents, repeats, quick) -> dict:
+    """Seed 000's own protocol: LightGBM trained on and scored against pseudo-labels θ_ref — and against the
+    truth."""
+    from calib.baseline import SMALL_GRID, nested_cv_latents, regression_metrics
     from studies.ct041_lgbm import METRICS, SEED_TABLE2
 
     theta_ref = _pseudo_labels(base, paths, work / "full_cohort", ids, latents)
@@ -296,20 +350,14 @@ def run(out: Path, quick: bool = False, scheduler=None) -> dict:
             "lightgbm_on_ref_vs_truth": {m: float(np.nanmean([x[m] for x in vs_truth])) for m in METRICS},
             "ref_vs_truth": regression_metrics(truth[:, j], theta_ref[:, j]),
             "seed000_table2": dict(zip(METRICS, SEED_TABLE2[lat]))}
+    return seed_protocol
 
-    binary = {}
-    for outcome in ("orr", "dcr"):
-        y = df[outcome].to_numpy(int)
-        p_bayes = np.mean([[bayes_response[r][s][outcome] for s in ids] for r in range(repeats)], axis=0)
-        binary[outcome] = {"observed_frequency": float(y.mean()), "bayes": _binary_scores(y, p_bayes)}
-        try:
-            lg = nested_cv_binary(df, outcome, n_splits=N_SPLITS, repeats=repeats, n_jobs=2,
-                                  param_grid=SMALL_GRID if quick else None)
-            binary[outcome]["lightgbm"] = _binary_scores(y, np.asarray(lg["oof_probability"]))
-        except ValueError as err:  # too few patients of a class for stratified folds: said, not skipped
-            binary[outcome]["lightgbm"] = {"not_run": str(err)}
-    t_lgbm = time.perf_counter() - t0
 
+def _summarise(out, name, df, truth, latents, repeats, bayes_draws, lgbm, seed_protocol, binary, extra) -> dict:
+    """Scores, SBC and identifiability over the repeats; printed, drawn and written to ``out/name.json``."""
+    from scipy import stats
+
+    ids = df["patient_id"].tolist()
     table, sbc, ident = {}, {}, {}
     for j, lat in enumerate(latents):
         per = {"bayes": [], "lightgbm": []}
@@ -343,18 +391,17 @@ def run(out: Path, quick: bool = False, scheduler=None) -> dict:
               f"{v['ref_vs_truth']['r2']:6.3f}            {v['seed000_table2']['r2']:6.3f}")
     for outcome, v in binary.items():
         b, g = v["bayes"], v["lightgbm"]
-        print(f"{outcome.upper()} (observed {v['observed_frequency']:.2f}): AUROC bayes {b['auroc']:.3f} / lightgbm "
-              f"{g.get('auroc', float('nan')):.3f}; Brier {b['brier']:.3f} / {g.get('brier', float('nan')):.3f}")
-    _figures(out, table, sbc, binary)
-    result = {"virtual": True, "quick": quick, "cohort_seed": COHORT_SEED, "n": len(df), "repeats": repeats,
+        print(f"{outcome.upper()} (observed {v['observed_frequency']:.2f}): AUROC bayes "
+              f"{b.get('auroc', float('nan')):.3f} / lightgbm {g.get('auroc', float('nan')):.3f}; Brier "
+              f"{b.get('brier', float('nan')):.3f} / {g.get('brier', float('nan')):.3f}")
+    _figures(out, name, len(df), table, sbc, binary)
+    result = {"virtual": True, "cohort_seed": COHORT_SEED, "n": len(df), "repeats": repeats,
               "outer_folds": N_SPLITS, "config": "calib/datasets/ct041_virtual/personalise.toml",
               "table": table, "sbc": {k: {kk: vv for kk, vv in v.items() if kk != "ranks"} for k, v in sbc.items()},
               "identifiability": ident, "lightgbm_intervals": lgbm["method"],
               "seed_protocol": seed_protocol,
               "response": {"early_observables": list(EARLY_OBSERVABLES), "folds": "Bayes: the latent folds; "
                            "LightGBM: stratified outer folds (seed 000's protocol); out-of-fold for both",
-                           **binary},
-              "emulator_validation": validation, "folds": fold_diag,
-              "seconds": {"emulators": t_emulators, "bayes": t_bayes, "lightgbm": t_lgbm}}
-    write_json(out, NAME, result)
+                           **binary}, **extra}
+    write_json(out, name, result)
     return result

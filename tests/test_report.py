@@ -28,3 +28,30 @@ def test_report_needs_markers(tmp_path):
     readme.write_text("# no markers\n")
     with pytest.raises(ValueError, match="missing the markers"):
         update_readme(tmp_path, readme, tmp_path / "f")
+
+
+def test_headline_table_of_the_bayes_vs_lightgbm_study(tmp_path):
+    m = {"mae": 0.21, "r2": 0.43, "coverage_90": 0.88, "crps": 0.12}
+    g = {"mae": 0.25, "r2": 0.31, "coverage_90": 0.79, "crps": 0.15}
+    j = {"n": 37, "repeats": 10, "outer_folds": 5,
+         "table": {"theta_cyt": {"bayes": m, "lightgbm": g}},
+         "identifiability": {"theta_cyt": {"contraction": 0.61, "identified": True}},
+         "sbc": {"theta_cyt": {"p_value": 0.37}},
+         "folds": [{"population": {"rhat_max": 1.01, "ess_bulk_min": 459, "ess_tail_min": 553, "divergences": 0},
+                    "personalised_pareto_k_max": 0.57, "personalised_failures": []},
+                   {"population": {"rhat_max": 1.0, "ess_bulk_min": 600, "ess_tail_min": 500, "divergences": 1},
+                    "personalised_pareto_k_max": 0.8, "personalised_failures": ["V0001: k 0.8"]}],
+         "response": {"orr": {"bayes": {"auroc": 0.71, "brier": 0.2}, "lightgbm": {"auroc": 0.64, "brier": 0.23}}},
+         "seed_protocol": {"theta_cyt": {"lightgbm_on_ref_vs_ref": {"r2": 0.5}, "lightgbm_on_ref_vs_truth": {"r2": 0.2},
+                                         "ref_vs_truth": {"r2": 0.3}, "seed000_table2": {"r2": 0.486}}},
+         "seconds": {"bayes": 100.0}}
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "ct041_bayes_vs_lgbm.json").write_text(json.dumps(j))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{START}\n{END}\n")
+    update_readme(results, readme, tmp_path / "figs")
+    text = readme.read_text()
+    assert "| cyt | 0.49 | 0.31 / 0.43 | 0.25 / 0.21 | 0.79 / 0.88 | 0.15 / 0.12 | 0.61 | yes | 0.37 |" in text
+    assert "1.01 / 459 / 500 / 1" in text  # worst fold diagnostics, divergences summed
+    assert "0.8 / 1" in text and "0.64 / 0.23 vs 0.71 / 0.2" in text

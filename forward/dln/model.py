@@ -758,14 +758,7 @@ class DLNResult:
         return header, rows
 
     def to_csv(self, path) -> None:
-        import csv
-        from pathlib import Path
+        from priors.textio import write_table
 
-        path = Path(path)
         header, rows = self.to_rows()
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        with tmp.open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(header)
-            w.writerows(rows)
-        tmp.replace(path)
+        write_table(path, header, rows)
