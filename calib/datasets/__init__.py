@@ -3,6 +3,8 @@
 * ``dewan2009/`` — group means digitised from Dewan et al., Clin Cancer Res 2009;15:5379–88 (the data seed 002
   fits).
 * ``morisada2018/`` — per-mouse tumour volumes, Morisada et al., OncoImmunology 2018;7(3):e1395996 (Fig. 6).
+* ``conte2025/`` — CAR-T killing kinetics in vitro per well (xCELLigence Cell Index), Conte et al. 2025: tumour
+  alone and IL13Rα2 CAR-T at effector:target 1:10, 1:25, 1:50 (three wells each).
 * ``ct041_virtual/`` — a VIRTUAL CT041-like cohort (N = 37, :mod:`calib.cohort`, seed 1): not patient data; the
   tables of :func:`calib.cohort.write_tables` and the Bayesian personalisation config.
 
@@ -13,7 +15,7 @@ raw files in ``shared/data/`` by :mod:`calib.datasets.convert` with the assumpti
 from importlib import resources
 from pathlib import Path
 
-DATASETS = ("dewan2009", "morisada2018", "ct041_virtual")
+DATASETS = ("dewan2009", "morisada2018", "conte2025", "ct041_virtual")
 
 
 def dataset_dir(name: str) -> Path:

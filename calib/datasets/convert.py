@@ -1,8 +1,13 @@
 """Convert the raw data in ``shared/data/`` into the bundled measurement/condition tables.
 
 Run ``python -m calib.datasets.convert --shared ../shared`` from the repository root; it rewrites
-``calib/datasets/{dewan2009,morisada2018}/{measurements,conditions}.csv`` deterministically, reading every
+``calib/datasets/{dewan2009,morisada2018,conte2025}/{measurements,conditions}.csv`` deterministically, reading every
 assumption from ``schedule_assumptions.toml`` beside this file.
+
+Conte 2025 (per well): the raw Cell Index is the measurement (observable ``cell_index``; its conversion to cells,
+CI = 1.946e-4·cells + 0.1602 from the source, belongs to the observation model, not the table); hours → days; one
+subject per well (``<condition>/well<k>``); a number with a trailing period in the raw files is a typo, corrected as
+listed in ``schedule_assumptions.toml``.
 
 Morisada (per mouse): the artificial day-0 zeros are dropped; volumes cm³ → mm³; a 0 after growth (complete
 regression) becomes a below-detection row (``censoring = left``, value = detection limit); a series that ends before
@@ -183,6 +188,50 @@ def dewan_tables(raw_dir: Path, a: dict) -> tuple[list[dict], list[dict]]:
     return measurements, conditions
 
 
+# ---------------------------------------------------------------------------------------------------- Conte 2025
+CONTE_HEADER = ["subject", "condition", "observable", "time", "value"]
+CONTE_CONDITION_HEADER = ["condition", "cart_days", "effector_target_ratio", "description"]
+#: condition -> (data-file infix, time file, effector:target ratio)
+CONTE_ARMS = {"PBT030_tumour_only": ("", "Tpoint_Tonly.txt", 0.0),
+              "PBT030_ET_1to10": ("_carT10", "Time_carT10.txt", 1 / 10),
+              "PBT030_ET_1to25": ("_carT25", "Time_carT25.txt", 1 / 25),
+              "PBT030_ET_1to50": ("_carT50", "Time_carT50.txt", 1 / 50)}
+
+
+def _conte_values(path: Path, a: dict) -> list[float]:
+    """The numbers of one raw column file (CRLF lines); a known typo (``a["typos"]``: a trailing period) is
+    corrected, anything else unreadable is an error naming the file and line."""
+    out = []
+    for i, tok in enumerate(path.read_text(encoding="utf-8").split(), 1):
+        tok = a.get("typos", {}).get(f"{path.name}:{i}", tok)
+        try:
+            out.append(float(tok))
+        except ValueError:
+            raise ValueError(f"{path}, line {i}: {tok!r} is not a number") from None
+    return out
+
+
+def conte_tables(raw_dir: Path, a: dict) -> tuple[list[dict], list[dict]]:
+    """Cell Index per well over time (hours → days) for tumour alone and the three CAR-T effector:target ratios;
+    the oncolytic-virus arms are not bundled (the CAR-T model has no virus). CAR-T cells are taken to be added at
+    the first data time (``a["cart_added_at"] = "first_time"``, UNCERTAIN)."""
+    meas, conds = [], []
+    for cond, (infix, time_file, ratio) in CONTE_ARMS.items():
+        hours = _conte_values(raw_dir / time_file, a)
+        for well in (1, 2, 3):
+            values = _conte_values(raw_dir / f"PBT030{infix}_Y{well}.txt", a)
+            if len(values) != len(hours):
+                raise ValueError(f"{raw_dir}: PBT030{infix}_Y{well}.txt has {len(values)} values for "
+                                 f"{len(hours)} times in {time_file}")
+            meas += [{"subject": f"{cond}/well{well}", "condition": cond, "observable": "cell_index",
+                      "time": repr(h / 24.0), "value": f"{v:g}"} for h, v in zip(hours, values)]
+        conds.append({"condition": cond, "cart_days": repr(hours[0] / 24.0) if ratio else "",
+                      "effector_target_ratio": f"{ratio:g}",
+                      "description": f"PBT030 glioblastoma cells{'' if not ratio else f' + IL13Ra2 CAR-T, E:T 1:{round(1 / ratio)}'}"
+                                     " (Conte et al. 2025; xCELLigence Cell Index, 3 wells)"})
+    return meas, conds
+
+
 # ---------------------------------------------------------------------------------------------------- writing
 def _write(path: Path, header: list[str], rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -204,7 +253,10 @@ def convert(shared: Path, out: Path = HERE) -> dict[str, int]:
     dew_m, dew_c = dewan_tables(data / "dewan2009", a["dewan2009"])
     _write(out / "dewan2009" / "measurements.csv", MEASUREMENT_HEADER, dew_m)
     _write(out / "dewan2009" / "conditions.csv", CONDITION_HEADER, dew_c)
-    return {"morisada2018": len(mor_m), "dewan2009": len(dew_m)}
+    con_m, con_c = conte_tables(data / "conte2025_cart_invitro", a["conte2025"])
+    _write(out / "conte2025" / "measurements.csv", CONTE_HEADER, con_m)
+    _write(out / "conte2025" / "conditions.csv", CONTE_CONDITION_HEADER, con_c)
+    return {"morisada2018": len(mor_m), "dewan2009": len(dew_m), "conte2025": len(con_m)}
 
 
 def main(argv: list[str] | None = None) -> int:

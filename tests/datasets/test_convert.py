@@ -21,7 +21,7 @@ def regenerated(tmp_path_factory, shared_dir):
     return out
 
 
-@pytest.mark.parametrize("name", ["morisada2018", "dewan2009"])
+@pytest.mark.parametrize("name", ["morisada2018", "dewan2009", "conte2025"])
 def test_bundled_tables_are_reproducible(regenerated, name):
     for table in ("measurements.csv", "conditions.csv"):
         assert (regenerated / name / table).read_text() == (dataset_dir(name) / table).read_text()
@@ -98,3 +98,26 @@ def test_virtual_ct041_tables_are_the_generators(tmp_path):
     write_tables(generate_cohort(37, np.random.default_rng(1)), tmp_path)
     for table in ("measurements.csv", "conditions.csv"):
         assert (tmp_path / table).read_text() == (dataset_dir("ct041_virtual") / table).read_text()
+
+
+def test_conte_wells_times_and_values_match_the_raw_files(shared_dir):
+    raw = shared_dir / "data" / "conte2025_cart_invitro"
+    rows = _rows(dataset_dir("conte2025") / "measurements.csv")
+    per_well = Counter(r["subject"] for r in rows)
+    assert len(per_well) == 12 and {r["condition"] for r in rows} == {
+        "PBT030_tumour_only", "PBT030_ET_1to10", "PBT030_ET_1to25", "PBT030_ET_1to50"}
+    for subject, file, times in (("PBT030_tumour_only/well2", "PBT030_Y2.txt", "Tpoint_Tonly.txt"),
+                                 ("PBT030_ET_1to25/well1", "PBT030_carT25_Y1.txt", "Time_carT25.txt"),
+                                 ("PBT030_ET_1to50/well3", "PBT030_carT50_Y3.txt", "Time_carT50.txt")):
+        values = (raw / file).read_text().split()
+        hours = (raw / times).read_text().split()
+        mine = [r for r in rows if r["subject"] == subject]
+        assert per_well[subject] == len(values) == len(hours)
+        for k in (0, 100, len(values) - 1):  # first, middle and last value of the raw column
+            assert float(mine[k]["value"]) == float(values[k])
+            assert float(mine[k]["time"]) * 24 == pytest.approx(float(hours[k]), rel=1e-12)
+    last = [r for r in rows if r["subject"] == "PBT030_ET_1to10/well3"][-1]
+    assert (raw / "PBT030_carT10_Y3.txt").read_text().split()[-1] == "0.1111." and last["value"] == "0.1111"
+    cond = {r["condition"]: r for r in _rows(dataset_dir("conte2025") / "conditions.csv")}
+    assert float(cond["PBT030_ET_1to25"]["effector_target_ratio"]) == 0.04
+    assert float(cond["PBT030_ET_1to10"]["cart_days"]) * 24 == pytest.approx(2.5013)
