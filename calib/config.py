@@ -4,7 +4,8 @@ Every section and key is declared in :data:`SCHEMA` with its type; an unknown ke
 required entry is an error naming the key path and its line in the file (a typo never silently changes a run).
 Relative paths are relative to the config file. The full reference with an example is in docs/calib.md.
 
-    [model]        forward = "toy.logistic" | "package.module:Class";  registry_model; preset
+    [model]        forward = "toy.logistic" | "package.module:Class";  registry_model; preset;
+                   trusted_modules = ["mypkg"] (a forward model outside the toolkit: a config runs code)
                    [model.options]  keyword arguments of the forward class (its serialisable descriptor)
     [data]         measurements; conditions; shared_subjects; observables = [...] (keep only these);
                    [data.log_transform] obs = "log_obs"
@@ -38,7 +39,7 @@ _SAMPLER = {"method": str, "draws": int, "tune": int, "chains": int, "cores": in
 #: section -> {key: type}; ``"*"`` = a table of named entries, each with the keys given; a type ``dict`` marks a
 #: free-form sub-table (checked by its consumer, e.g. the forward class's constructor)
 SCHEMA: dict[str, dict] = {
-    "model": {"forward": str, "registry_model": str, "preset": str, "options": dict},
+    "model": {"forward": str, "registry_model": str, "preset": str, "options": dict, "trusted_modules": list},
     "data": {"measurements": str, "conditions": str, "shared_subjects": bool, "observables": list,
              "log_transform": dict, "heldout_subjects": list},
     "conditions": {"fit": list, "heldout": list},

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -62,6 +62,25 @@ def forward_descriptor(spec: str, options: Mapping[str, Any] | None = None) -> s
 def descriptor_key(descriptor: str | Mapping) -> str:
     """A canonical string of a descriptor (equal iff the descriptors are equal), for caches and comparisons."""
     return descriptor if isinstance(descriptor, str) else json.dumps(descriptor, sort_keys=True)
+
+
+#: packages whose forward models a config may name without saying so (the toolkit's own)
+TOOLKIT_PACKAGES = ("calib", "forward", "priors", "studies", "immunocal")
+
+
+def check_trusted(spec: str | Mapping, trusted: Sequence[str] = (), where: str = "config") -> None:
+    """A config can import and run code: the module of its forward model must be the toolkit's
+    (:data:`TOOLKIT_PACKAGES`, ``toy.*``) or a package the config names in ``[model] trusted_modules`` — never
+    whatever happens to be importable."""
+    if isinstance(spec, Mapping):
+        spec = spec.get("spec", "")
+    if not isinstance(spec, str) or spec.startswith("toy.") or ":" not in spec:
+        return
+    top = spec.split(":", 1)[0].split(".", 1)[0]
+    if top not in TOOLKIT_PACKAGES and top not in set(trusted):
+        raise ValueError(f"{where}: forward model {spec!r} is outside the toolkit ({', '.join(TOOLKIT_PACKAGES)}); a "
+                         f"config imports and runs that code — treat it like code, and allow it explicitly with "
+                         f"[model] trusted_modules = [\"{top}\"]")
 
 
 def load_forward_model(spec: str | Mapping, **kwargs) -> ForwardModel:

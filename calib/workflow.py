@@ -280,9 +280,10 @@ class Calibration:
 
     @cached_property
     def forward(self):
-        from .forward_api import load_forward_model
+        from .forward_api import check_trusted, load_forward_model
 
         m = self.cfg["model"]
+        check_trusted(m["forward"], m.get("trusted_modules", ()), where=self.cfg.get("_path", "config"))
         return load_forward_model(m["forward"], **m.get("options", {}))
 
     @property

@@ -180,3 +180,14 @@ def test_existing_outputs_are_not_replaced_without_force(tmp_path, capsys):
     sur.write_text("mine")
     assert main(["surrogate", "fit", str(tmp_path / "nocamp"), "--out", str(sur)]) == 2
     assert "exists; pass --force" in capsys.readouterr().err and sur.read_text() == "mine"
+
+
+def test_a_config_names_code_outside_the_toolkit_only_explicitly(tmp_path):
+    from calib.workflow import Calibration
+
+    cfg = load_config(_config(tmp_path, 'forward = "toy.logistic"', 'forward = "json:loads"'))
+    with pytest.raises(ValueError, match=r"outside the toolkit.*trusted_modules = \[\"json\"\]"):
+        Calibration(cfg, tmp_path / "out", progress=False).forward  # noqa: B018
+    cfg["model"]["trusted_modules"] = ["json"]  # allowed explicitly: then it is checked as a forward model
+    with pytest.raises(ValueError, match="forward model .json:loads.: bad options"):
+        Calibration(cfg, tmp_path / "out", progress=False).forward  # noqa: B018
