@@ -39,7 +39,7 @@ def registry_check(out: Path) -> dict:
 
 
 #: the quickstart's settings on top of the MOC1 config: shorter chains and fewer prediction draws
-QUICK = {"sampler": {"draws": 400, "tune": 500, "target_accept": 0.9}, "predict": {"draws": 200}}
+QUICK = {"sampler": {"draws": 2000, "tune": 800, "target_accept": 0.9}, "predict": {"draws": 200}}
 
 
 def run_quickstart(out: str | Path = "immunocal-out", calibrate: bool = True, settings: dict | None = None,
