@@ -129,3 +129,142 @@ def classify_profile(profile: dict, optimum: float | None = None, threshold: flo
     if optimum is not None and prof.max() < optimum - tol:
         quality.append("below-optimum")
     return {"kind": kind, "drop_max": float(drop.max()), "threshold": float(thr), "quality": quality or ["ok"]}
+
+
+# ---------------------------------------------------------------------------------------------------- a config's report
+def nominal_point(cal) -> np.ndarray:
+    """The calibrated parameters' nominal values: the registry preset's where the config has one (and the value
+    lies in the design box), else the box centre in each parameter's scale (geometric for log scales)."""
+    prob = cal.problem
+    space = prob.space
+    reg_model, preset = cal.cfg["model"].get("registry_model"), cal.cfg["model"].get("preset")
+    values = {}
+    if reg_model:
+        from priors import registry
+
+        ps = registry().parameter_set(reg_model, preset or "default")
+        values = {n: ps[n] for n in prob.free if n in ps}
+    out = []
+    for j, n in enumerate(prob.free):
+        lo, hi = space.lower[j], space.upper[j]
+        v = values.get(n)
+        if v is None or not lo <= v <= hi:
+            v = float(np.sqrt(lo * hi)) if space.scales[j] == "log" else 0.5 * (lo + hi)
+        out.append(v)
+    return np.array(out)
+
+
+def _condition_rows(cal, condition: str) -> list[tuple[int, int]]:
+    """(observable index, output-time index) of the fitted data rows of ``condition`` on the forward model's grid."""
+    data, fm = cal.data, cal.forward
+    pairs = set()
+    for obs, t in zip(data.observable[data.condition == condition], data.time[data.condition == condition]):
+        if obs in fm.observables:
+            pairs.add((list(fm.observables).index(obs), int(np.argmin(np.abs(np.asarray(fm.times) - t)))))
+    return sorted(pairs)
+
+
+def _jacobian(cal, theta: np.ndarray, condition: str) -> np.ndarray:
+    """d outputs / d (parameters in their scale) at ``theta`` (free parameters), ``(n_obs, n_times, n_free)``: exact
+    when the simulator has ``simulate_jacobian``, else central differences of ``simulate``."""
+    prob, fm = cal.problem, cal.forward
+    cond = cal.schedule(condition)
+    idx = [list(prob.model_names).index(n) for n in prob.free]
+    x = prob.full_vector(theta[None, :])
+    if hasattr(fm, "simulate_jacobian"):
+        _, jac = fm.simulate_jacobian(x, cond)
+        J = np.asarray(jac, float)[0][..., idx]
+    else:
+        shape = np.asarray(fm.simulate(x, cond)).shape[1:]
+        J = finite_difference_jacobian(lambda z: np.asarray(fm.simulate(prob.full_vector(z[None, :]), cond),
+                                                              float).ravel(), theta).reshape(*shape, len(theta))
+    log = np.array([s == "log" for s in prob.space.scales])
+    return np.where(log, J * theta, J)  # d y / d log θ for log-scaled parameters
+
+
+def identify(cal, theta: np.ndarray | None = None, n_sobol: int = 512, seed: int = 0,
+             rel_tol: float = 1e-6) -> dict:
+    """The identifiability report of a calibration config, one subject per fitted condition: at ``theta`` (default
+    :func:`nominal_point`), each condition's sensitivities of its data rows to the calibrated parameters, the Fisher
+    information of each condition and of all together (unit noise: directions and relative sizes; scale by the
+    noise variance for standard errors) with the poorly determined directions named, and per condition and
+    observable the Sobol indices over the design box, averaged over the data times (the forward model itself)."""
+    prob, fm = cal.problem, cal.forward
+    theta = nominal_point(cal) if theta is None else np.asarray(theta, float)
+    labels = [f"log {n}" if s == "log" else n for n, s in zip(prob.free, prob.space.scales)]
+    fit, _ = cal.conditions
+    blocks, per_condition = [], {}
+    for cond in fit:
+        rows = _condition_rows(cal, cond)
+        if not rows:
+            continue
+        J = _jacobian(cal, theta, cond)
+        Jc = np.array([J[o, t] for o, t in rows])
+        blocks.append(Jc)
+        per_condition[cond] = {"rows": len(rows), **{k: v for k, v in local_identifiability(
+            Jc, 1.0, labels, rel_tol).items() if k != "fisher"},
+            "sensitivity_rms": dict(zip(labels, np.sqrt(np.mean(Jc**2, axis=0)).tolist()))}
+    pooled = local_identifiability(np.vstack(blocks), 1.0, labels, rel_tol) if blocks else None
+    global_ = {}
+    for cond in fit:
+        rows = _condition_rows(cal, cond)
+        if not rows:
+            continue
+        schedule = cal.schedule(cond)
+
+        def outputs(X, schedule=schedule, rows=rows):
+            Y = np.asarray(fm.simulate(prob.full_vector(X), schedule), float)
+            return np.column_stack([Y[:, o, t] for o, t in rows])
+
+        res = sobol(outputs, prob.space, n=n_sobol, seed=seed, n_resamples=100)
+        s1, st = np.asarray(res["S1"]), np.asarray(res["ST"])  # (outputs, d)
+        global_[cond] = {"S1_mean_over_rows": dict(zip(labels, np.nanmean(s1, axis=0).tolist())),
+                         "ST_mean_over_rows": dict(zip(labels, np.nanmean(st, axis=0).tolist())),
+                         "n_evaluations": res["n_evaluations"]}
+    return {"nominal": dict(zip(prob.free, theta.tolist())), "parameters_in_scale": labels,
+            "local": {"per_condition": per_condition, "all_conditions": pooled}, "global": global_,
+            "method": {"jacobian": "exact (simulate_jacobian)" if hasattr(fm, "simulate_jacobian") else
+                       "central differences", "sobol": f"scipy.stats.sobol_indices, n = {n_sobol}",
+                       "unit": "one subject per fitted condition; unit noise"}}
+
+
+def write_report(report: dict, out) -> dict:
+    """``identify.json``, a short ``identify.md`` and ``identify_sensitivity.png`` in the folder ``out``."""
+    from pathlib import Path
+
+    from .outputs import save_figure, use_agg, write_json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "identify.json", report)
+    pooled = report["local"]["all_conditions"] or {}
+    lines = ["# Identifiability report", "", f"Nominal point: {report['nominal']}", "",
+             "## Local (Fisher information, all fitted conditions)", ""]
+    lines += [f"- eigenvalues (largest first): {', '.join(f'{v:.3g}' for v in pooled.get('eigenvalues', []))}",
+              f"- condition number: {pooled.get('condition_number', float('nan')):.3g}"]
+    for w in pooled.get("poorly_determined", []):
+        lines.append(f"- poorly determined: {w['direction']} (relative eigenvalue {w['relative']:.2g})")
+    lines += ["", "## Per condition", ""]
+    for c, r in report["local"]["per_condition"].items():
+        weak = "; ".join(w["direction"] for w in r["poorly_determined"]) or "none"
+        lines.append(f"- {c} ({r['rows']} rows): condition number {r['condition_number']:.3g}; poorly determined: "
+                     f"{weak}")
+    lines += ["", "## Global (Sobol total indices, mean over the data rows)", ""]
+    for c, g in report["global"].items():
+        lines.append(f"- {c}: " + ", ".join(f"{k} {v:.2f}" for k, v in g["ST_mean_over_rows"].items()))
+    (out / "identify.md").write_text("\n".join(lines) + "\n")
+    use_agg()
+    import matplotlib.pyplot as plt
+
+    conds = list(report["local"]["per_condition"])
+    labels = report["parameters_in_scale"]
+    if conds:
+        M = np.array([[report["local"]["per_condition"][c]["sensitivity_rms"][k] for k in labels] for c in conds])
+        fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(labels), 1.2 + 0.45 * len(conds)))
+        im = ax.imshow(M, aspect="auto", cmap="viridis")
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+        ax.set_yticks(range(len(conds)), conds)
+        fig.colorbar(im, ax=ax, label="RMS sensitivity of the data rows")
+        ax.set_title("local sensitivities at the nominal point")
+        save_figure(fig, out, "identify_sensitivity.png")
+    return {"json": str(out / "identify.json"), "markdown": str(out / "identify.md")}

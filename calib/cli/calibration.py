@@ -234,6 +234,18 @@ def cmd_import_petab(args) -> int:
     return 0
 
 
+def cmd_identify(args) -> int:
+    from calib.identify import identify, write_report
+    from calib.workflow import Calibration
+
+    output_folder(args.out, args.force)
+    cal = Calibration(args.config, args.out, progress=False)
+    files = write_report(identify(cal, n_sobol=args.n_sobol, seed=args.seed), args.out)
+    print((Path(args.out) / "identify.md").read_text(), end="")
+    _print(files)
+    return 0
+
+
 def cmd_predict(args) -> int:
     from calib.pipeline import predict
 
@@ -335,6 +347,15 @@ def register(commands) -> None:
                    help="replace the files of a previous run in the output folder (nothing else is ever deleted)")
     p.add_argument("--quiet", action="store_true", help="no progress output (campaigns, sampling, prediction)")
     p.set_defaults(func=cmd_calibrate)
+
+    p = commands.add("identify", help="identifiability report of a calibration config: sensitivities, Fisher "
+                                      "information and its poorly determined directions, Sobol indices")
+    p.add_argument("config", type=Path)
+    p.add_argument("--out", required=True, type=Path, help="report folder (identify.json, identify.md, PNG)")
+    p.add_argument("--n-sobol", type=positive_int, default=512, help="Sobol base sample (a power of two)")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    p.set_defaults(func=cmd_identify)
 
     p = commands.add("predict", help="predict conditions for new subjects from a calibration run (true forward "
                                      "model at posterior draws): bands, coverage, tumour-control fractions")

@@ -76,3 +76,24 @@ def test_direction_in_words():
     # sign fixed by the largest component; components below a tenth of it are left out
     assert describe_direction(["a", "b", "c"], np.array([0.6, -0.8, 0.01])) == "−0.60·a + 0.80·b"
     assert describe_direction(["a", "b"], np.array([0.8, 0.6])) == "0.80·a + 0.60·b"
+
+
+def test_identify_command_on_the_toy_config(tmp_path, capsys):
+    import json
+    import shutil
+    from pathlib import Path
+
+    from calib.cli.main import main
+
+    toy = Path(__file__).resolve().parents[2] / "calib" / "data" / "toy_logistic"
+    for f in toy.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    assert main(["identify", str(tmp_path / "calibrate.toml"), "--out", str(tmp_path / "id"), "--n-sobol", "256"]) == 0
+    rep = json.loads((tmp_path / "id" / "identify.json").read_text())
+    assert rep["parameters_in_scale"] == ["log growth_rate", "log carrying_capacity"]  # the toy space is log
+    assert rep["local"]["all_conditions"]["identifiable_locally"]
+    assert rep["method"]["jacobian"] == "central differences"
+    for g in rep["global"].values():
+        assert all(0 <= v <= 1.05 for v in g["ST_mean_over_rows"].values())
+    assert "# Identifiability report" in capsys.readouterr().out
+    assert (tmp_path / "id" / "identify_sensitivity.png").exists()
