@@ -182,11 +182,16 @@ def information_criteria(idata, n_parameters: int | None = None) -> dict:
     total = sum(ll[v].sum(dim=[d for d in ll[v].dims if d not in ("chain", "draw")]) for v in var)
     n_data = int(sum(np.prod([ll[v].sizes[d] for d in ll[v].dims if d not in ("chain", "draw")]) for v in var))
     best = float(total.max())
-    loo = az.loo(idata, var_name=var[0]) if len(var) == 1 else None
+    import warnings
+
+    with warnings.catch_warnings():  # ArviZ's k̂ > 0.7 warning: reported in the result (pareto_k_above_0_7), not printed
+        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto distribution")
+        loo = az.loo(idata, var_name=var[0]) if len(var) == 1 else None
     return {"loo_elpd": float(loo.elpd_loo) if loo is not None else None,
             "loo_se": float(loo.se) if loo is not None else None,
             "p_loo": float(loo.p_loo) if loo is not None else None,
             "pareto_k_max": float(np.max(loo.pareto_k.values)) if loo is not None else None,
+            "pareto_k_above_0_7": int(np.sum(loo.pareto_k.values > 0.7)) if loo is not None else None,
             "aicc": aicc(best, n_parameters, n_data) if n_parameters is not None else None, "k": n_parameters, "n_data": n_data,
             "max_log_likelihood": best}
 

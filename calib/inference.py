@@ -92,7 +92,15 @@ def _sample(model, method, draws, tune, chains, cores, seed, target_accept, advi
             idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores or 1, random_seed=seed,
                               step=pm.DEMetropolisZ(), progressbar=progressbar, compute_convergence_checks=False)
         if posterior_predictive and model.observed_RVs:
-            pm.sample_posterior_predictive(idata, extend_inferencedata=True, random_seed=seed,
-                                           progressbar=False)
+            import warnings
+
+            with warnings.catch_warnings():
+                # Potentials that only keep parameters inside the emulators' training box (calib.model): the posterior
+                # draws already obey them and observations do not depend on them, so PyMC's warning that predictive
+                # sampling ignores Potentials does not apply; any other Potential keeps the warning
+                if all(p.name.startswith("emulator_domain_") for p in model.potentials):
+                    warnings.filterwarnings("ignore", message="The effect of Potentials on other parameters")
+                pm.sample_posterior_predictive(idata, extend_inferencedata=True, random_seed=seed,
+                                               progressbar=False)
     idata.posterior.attrs["inference_method"] = method
     return idata
