@@ -182,15 +182,43 @@ def _jacobian(cal, theta: np.ndarray, condition: str) -> np.ndarray:
     return np.where(log, J * theta, J)  # d y / d log θ for log-scaled parameters
 
 
+def posterior_point(cal, idata) -> np.ndarray:
+    """The calibrated parameters' posterior medians (a per-subject parameter: pooled over its subjects)."""
+    post = idata.posterior
+    missing = [n for n in cal.problem.free if n not in post]
+    if missing:
+        raise ValueError(f"the run's posterior has no {missing}: is it a run of this config?")
+    return np.array([float(np.median(post[n].values)) for n in cal.problem.free])
+
+
+def bayesian_section(cal, idata, strong: float = 0.8) -> dict:
+    """From a calibration run: prior→posterior contraction of each population parameter and latent location
+    (:func:`calib.diagnostics.posterior_contraction`), and the posterior correlations among them (pairs with
+    ``|r| ≥ strong`` listed: combinations the data determine while the parts stay uncertain)."""
+    from .diagnostics import posterior_contraction
+
+    priors = cal.priors()
+    post = idata.posterior
+    scalars = [n for n in priors if n in post and post[n].ndim == 2]
+    draws = np.column_stack([post[n].values.ravel() for n in scalars]) if scalars else np.zeros((0, 0))
+    corr = np.corrcoef(draws, rowvar=False) if len(scalars) > 1 else np.ones((len(scalars), len(scalars)))
+    pairs = [{"a": scalars[i], "b": scalars[j], "r": float(corr[i, j])} for i in range(len(scalars))
+             for j in range(i + 1, len(scalars)) if abs(corr[i, j]) >= strong]
+    return {"contraction": posterior_contraction(idata, priors), "parameters": scalars,
+            "correlation": np.atleast_2d(corr).tolist(), "strongly_correlated": pairs}
+
+
 def identify(cal, theta: np.ndarray | None = None, n_sobol: int = 512, seed: int = 0,
-             rel_tol: float = 1e-6) -> dict:
+             rel_tol: float = 1e-6, idata=None) -> dict:
     """The identifiability report of a calibration config, one subject per fitted condition: at ``theta`` (default
     :func:`nominal_point`), each condition's sensitivities of its data rows to the calibrated parameters, the Fisher
     information of each condition and of all together (unit noise: directions and relative sizes; scale by the
     noise variance for standard errors) with the poorly determined directions named, and per condition and
     observable the Sobol indices over the design box, averaged over the data times (the forward model itself)."""
     prob, fm = cal.problem, cal.forward
-    theta = nominal_point(cal) if theta is None else np.asarray(theta, float)
+    if theta is None:
+        theta = posterior_point(cal, idata) if idata is not None else nominal_point(cal)
+    theta = np.asarray(theta, float)
     labels = [f"log {n}" if s == "log" else n for n, s in zip(prob.free, prob.space.scales)]
     fit, _ = cal.conditions
     blocks, per_condition = [], {}
@@ -221,8 +249,11 @@ def identify(cal, theta: np.ndarray | None = None, n_sobol: int = 512, seed: int
         global_[cond] = {"S1_mean_over_rows": dict(zip(labels, np.nanmean(s1, axis=0).tolist())),
                          "ST_mean_over_rows": dict(zip(labels, np.nanmean(st, axis=0).tolist())),
                          "n_evaluations": res["n_evaluations"]}
-    return {"nominal": dict(zip(prob.free, theta.tolist())), "parameters_in_scale": labels,
+    return {"nominal": dict(zip(prob.free, theta.tolist())),
+            "nominal_is": "posterior median of the run" if idata is not None else "registry preset / box centre",
+            "parameters_in_scale": labels,
             "local": {"per_condition": per_condition, "all_conditions": pooled}, "global": global_,
+            "bayesian": bayesian_section(cal, idata) if idata is not None else None,
             "method": {"jacobian": "exact (simulate_jacobian)" if hasattr(fm, "simulate_jacobian") else
                        "central differences", "sobol": f"scipy.stats.sobol_indices, n = {n_sobol}",
                        "unit": "one subject per fitted condition; unit noise"}}
@@ -238,7 +269,7 @@ def write_report(report: dict, out) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "identify.json", report)
     pooled = report["local"]["all_conditions"] or {}
-    lines = ["# Identifiability report", "", f"Nominal point: {report['nominal']}", "",
+    lines = ["# Identifiability report", "", f"Nominal point ({report.get('nominal_is', '')}): {report['nominal']}", "",
              "## Local (Fisher information, all fitted conditions)", ""]
     lines += [f"- eigenvalues (largest first): {', '.join(f'{v:.3g}' for v in pooled.get('eigenvalues', []))}",
               f"- condition number: {pooled.get('condition_number', float('nan')):.3g}"]
@@ -252,6 +283,12 @@ def write_report(report: dict, out) -> dict:
     lines += ["", "## Global (Sobol total indices, mean over the data rows)", ""]
     for c, g in report["global"].items():
         lines.append(f"- {c}: " + ", ".join(f"{k} {v:.2f}" for k, v in g["ST_mean_over_rows"].items()))
+    bayes = report.get("bayesian")
+    if bayes:
+        lines += ["", "## Bayesian (the run's posterior)", "",
+                  "- contraction: " + ", ".join(f"{k} {v:.2f}" for k, v in bayes["contraction"].items())]
+        for pr in bayes["strongly_correlated"]:
+            lines.append(f"- strongly correlated: {pr['a']} and {pr['b']} (r = {pr['r']:.2f})")
     (out / "identify.md").write_text("\n".join(lines) + "\n")
     use_agg()
     import matplotlib.pyplot as plt

@@ -36,25 +36,44 @@ def calibrate(config_path: str | Path, out_dir: str | Path | None = None, surrog
                        sampler=sampler_overrides).run()
 
 
-def predict(run_dir: str | Path, conditions=None, out: str | Path | None = None, progress: bool = False) -> dict:
-    """Predict ``conditions`` (default: the run's fitted and held-out ones) for new subjects from a finished run, by
-    the true forward model at its posterior draws. Refuses if the fitted data or their schedules changed since the
-    run. Writes ``predict_<name>.json`` (and ``.nc``) into the run folder (or ``out``)."""
+def load_run(run_dir: str | Path, cal: Calibration | None = None, progress: bool = False, what: str = "using"):
+    """A finished run's ``(idata, cal)``: its InferenceData and the Calibration of its config (``cal``: one already
+    built, which must be of the run's config). Refuses a folder without ``idata.nc``, a run of another config, and a
+    run whose fitted data or schedules changed since (``fit_data_hash``)."""
     import arviz as az
-
-    from .outputs import save_idata
-    from .predict import restrict as _restrict
 
     run_dir = Path(run_dir)
     if not (run_dir / "idata.nc").exists():
         raise FileNotFoundError(f"{run_dir}: no idata.nc (run 'immunocal calibrate' first)")
     idata = az.from_netcdf(run_dir / "idata.nc")
     attrs = idata.posterior.attrs
-    cal = Calibration(attrs["config_path"], run_dir, progress=progress)
-    if cal.fit_data_hash() != attrs.get("fit_data_hash"):
+    if cal is None:
+        cal = Calibration(attrs["config_path"], run_dir, progress=progress)
+    else:
+        from .config import public
+        from .outputs import config_hash
+
+        if attrs.get("config_hash") != config_hash(public(cal.cfg)):
+            raise ValueError(f"{run_dir}: a run of another config (config hash {attrs.get('config_hash')} vs "
+                             f"{config_hash(public(cal.cfg))} of {cal.cfg.get('_path')})")
+    stored = str(attrs.get("fit_data_hash", ""))
+    if stored != cal.fit_data_hash():
         raise ValueError(f"{run_dir}: the fitted data or their schedules changed since the run (hash "
-                         f"{cal.fit_data_hash()} vs {attrs.get('fit_data_hash', 'none recorded')}); rerun "
-                         "`immunocal calibrate` before predicting from it")
+                         f"{cal.fit_data_hash()} vs {stored or 'none recorded'}); rerun `immunocal calibrate` before "
+                         f"{what} it")
+    return idata, cal
+
+
+def predict(run_dir: str | Path, conditions=None, out: str | Path | None = None, progress: bool = False) -> dict:
+    """Predict ``conditions`` (default: the run's fitted and held-out ones) for new subjects from a finished run, by
+    the true forward model at its posterior draws. Refuses if the fitted data or their schedules changed since the
+    run. Writes ``predict_<name>.json`` (and ``.nc``) into the run folder (or ``out``)."""
+    from .outputs import save_idata
+    from .predict import restrict as _restrict
+
+    run_dir = Path(run_dir)
+    idata, cal = load_run(run_dir, progress=progress, what="predicting from")
+    attrs = idata.posterior.attrs
     fit, held = cal.conditions
     conditions = list(conditions or fit + held)
     conds = cal.tables[1]
@@ -77,21 +96,11 @@ def ppc(run_dir: str | Path, plot: bool = True) -> dict:
     """Posterior predictive bands over the data of a finished run (``RUN_DIR/idata.nc``); writes ``ppc.json`` and
     ``ppc.png``. The draws are PyMC's own posterior predictive of each observed variable (``y_*``, every row, the
     run's family — Student-t with its ν — and censoring), made by ``sample_posterior_predictive`` at sampling time."""
-    import arviz as az
-
     from .diagnostics import ppc_bands
 
     run_dir = Path(run_dir)
-    if not (run_dir / "idata.nc").exists():
-        raise FileNotFoundError(f"{run_dir}: no idata.nc (run 'immunocal calibrate' first)")
-    idata = az.from_netcdf(run_dir / "idata.nc")
-    cal = Calibration(idata.posterior.attrs["config_path"], run_dir, progress=False)
+    idata, cal = load_run(run_dir, what="checking the predictive of")
     data = cal.data
-    stored = str(idata.posterior.attrs.get("fit_data_hash", ""))
-    if stored != cal.fit_data_hash():
-        raise ValueError(f"{cal.tables[0].source}: the fitted data changed since the run {run_dir} (hash "
-                         f"{cal.fit_data_hash()} vs {stored or 'none recorded'}); rerun `immunocal calibrate` before "
-                         "checking its predictive")
     result = {"run": str(run_dir), "observables": {}}
     for o in data.observables:
         rows = np.flatnonzero(data.observable == o)

@@ -240,7 +240,12 @@ def cmd_identify(args) -> int:
 
     output_folder(args.out, args.force)
     cal = Calibration(args.config, args.out, progress=False)
-    files = write_report(identify(cal, n_sobol=args.n_sobol, seed=args.seed), args.out)
+    idata = None
+    if args.run is not None:
+        from calib.pipeline import load_run
+
+        idata, _ = load_run(args.run, cal, what="reporting on")
+    files = write_report(identify(cal, n_sobol=args.n_sobol, seed=args.seed, idata=idata), args.out)
     print((Path(args.out) / "identify.md").read_text(), end="")
     _print(files)
     return 0
@@ -353,6 +358,9 @@ def register(commands) -> None:
     p.add_argument("config", type=Path)
     p.add_argument("--out", required=True, type=Path, help="report folder (identify.json, identify.md, PNG)")
     p.add_argument("--n-sobol", type=positive_int, default=512, help="Sobol base sample (a power of two)")
+    p.add_argument("--run", type=Path, default=None,
+                   help="a finished `immunocal calibrate` run of this config: its posterior medians as the nominal "
+                        "point, plus contraction and posterior correlations")
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--force", action="store_true", help="write into a non-empty folder")
     p.set_defaults(func=cmd_identify)

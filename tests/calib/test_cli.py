@@ -89,7 +89,7 @@ def test_ppc_refuses_data_changed_since_the_run(tmp_path, capsys):
     m = tmp_path / "measurements.csv"
     m.write_text(m.read_text().replace("m6,control,log_volume,20,7.088191", "m6,control,log_volume,20,7.088192"))
     assert main(["ppc", str(tmp_path / "run")]) == 2
-    assert "the fitted data changed since the run" in capsys.readouterr().err
+    assert "the fitted data or their schedules changed since the run" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("edit,message", [

@@ -3,6 +3,7 @@ reported as such; linear-Gaussian information and profiles match their closed fo
 quality checks."""
 
 import numpy as np
+import pytest
 
 from calib.diagnostics import profile_likelihood
 from calib.identify import (
@@ -97,3 +98,30 @@ def test_identify_command_on_the_toy_config(tmp_path, capsys):
         assert all(0 <= v <= 1.05 for v in g["ST_mean_over_rows"].values())
     assert "# Identifiability report" in capsys.readouterr().out
     assert (tmp_path / "id" / "identify_sensitivity.png").exists()
+
+
+@pytest.mark.slow
+def test_identify_at_a_runs_posterior(tmp_path, capsys):
+    import json
+    import shutil
+    from pathlib import Path
+
+    from calib.cli.main import main
+
+    toy = Path(__file__).resolve().parents[2] / "calib" / "data" / "toy_logistic"
+    for f in toy.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    cfg = tmp_path / "calibrate.toml"
+    assert main(["calibrate", str(cfg), "--out", str(tmp_path / "run"), "--draws", "300", "--tune", "300",
+                 "--chains", "2", "--quiet"]) in (0, 3)
+    capsys.readouterr()
+    assert main(["identify", str(cfg), "--out", str(tmp_path / "id"), "--n-sobol", "256",
+                 "--run", str(tmp_path / "run")]) == 0
+    rep = json.loads((tmp_path / "id" / "identify.json").read_text())
+    assert rep["nominal_is"] == "posterior median of the run"
+    assert set(rep["bayesian"]["contraction"]) == {"growth_rate_loc", "carrying_capacity"}  # latent: its location
+    assert rep["bayesian"]["contraction"]["carrying_capacity"] > 0.5  # the censored endpoints pin it
+    other = tmp_path / "other.toml"
+    other.write_text(cfg.read_text().replace("seed = 1", "seed = 2"))
+    assert main(["identify", str(other), "--out", str(tmp_path / "id2"), "--run", str(tmp_path / "run")]) == 2
+    assert "a run of another config" in capsys.readouterr().err
