@@ -107,10 +107,10 @@ def classify_profile(profile: dict, optimum: float | None = None, threshold: flo
     """What a profile (:func:`calib.diagnostics.profile_likelihood`) says: ``"identifiable"`` (the likelihood-ratio
     interval closes inside the scanned range on both sides), ``"one-sided"`` (closes on one side only) or ``"flat"``
     (drops less than the threshold everywhere in the range: the data do not determine it there); and its quality —
-    ``"non-smooth"`` (a jump between neighbours larger than ``smooth_tol`` log-units beyond the local trend: an inner
-    optimisation lost the optimum), and against ``optimum`` (the log-likelihood of the global fit), ``"above-optimum"``
-    (the profile exceeds it: the global fit was not the optimum) or ``"below-optimum"`` (the profile never reaches it:
-    the profile's own optimisations did not converge)."""
+    ``"non-monotone"`` (moving away from the maximum the profile rises again by more than ``smooth_tol`` log-units:
+    an inner optimisation lost the optimum, or a second mode), and against ``optimum`` (the log-likelihood of the
+    global fit), ``"above-optimum"`` (the profile exceeds it: the global fit was not the optimum) or
+    ``"below-optimum"`` (the profile never reaches it: the profile's own optimisations did not converge)."""
     from scipy import stats
 
     thr = stats.chi2.ppf(0.95, 1) / 2 if threshold is None else threshold
@@ -121,9 +121,9 @@ def classify_profile(profile: dict, optimum: float | None = None, threshold: flo
     kind = ("identifiable" if left_closed and right_closed else
             "one-sided" if left_closed or right_closed else "flat")
     quality = []
-    second = np.abs(np.diff(prof, 2)) if len(prof) > 2 else np.zeros(0)
-    if len(second) and second.max() > smooth_tol + 10 * np.median(second):
-        quality.append("non-smooth")
+    rises = np.concatenate([np.diff(prof[: top + 1])[::-1] * -1, np.diff(prof[top:])])  # steps moving outward
+    if len(rises) and rises.max() > smooth_tol:
+        quality.append("non-monotone")
     if optimum is not None and prof.max() > optimum + tol:
         quality.append("above-optimum")
     if optimum is not None and prof.max() < optimum - tol:
@@ -208,8 +208,90 @@ def bayesian_section(cal, idata, strong: float = 0.8) -> dict:
             "correlation": np.atleast_2d(corr).tolist(), "strongly_correlated": pairs}
 
 
+def profiles(cal, n_grid: int = 21, restarts: int = 2, seed: int = 0) -> dict:
+    """Profile likelihoods of the calibrated parameters on the true forward model, every fitted subject sharing them
+    (the pooled model — what the data determine before any hierarchy), Gaussian noise of unknown sd concentrated out
+    (log L = −n/2 · log(RSS/n)); censored rows are left out (counted). Each parameter is scanned over its design box
+    in its own scale, the others re-optimised (L-BFGS-B, ``restarts`` random starts, :func:`calib.diagnostics.
+    profile_likelihood`) and the profile classified against the global fit (:func:`classify_profile`)."""
+    from scipy import optimize
+
+    from .diagnostics import profile_likelihood
+
+    prob, fm, data = cal.problem, cal.forward, cal.data
+    space = prob.space
+    log = np.array([sc == "log" for sc in space.scales])
+    lo = np.where(log, np.log(space.lower), space.lower)
+    hi = np.where(log, np.log(space.upper), space.upper)
+    fit, _ = cal.conditions
+    exact = data.censoring == "none"
+    per_cond = []
+    for cond in fit:
+        m = (data.condition == cond) & exact & np.isin(data.observable, list(fm.observables))
+        if m.any():
+            o_idx = np.array([list(fm.observables).index(o) for o in data.observable[m]])
+            t_idx = np.array([int(np.argmin(np.abs(np.asarray(fm.times) - t))) for t in data.time[m]])
+            per_cond.append((cal.schedule(cond), o_idx, t_idx, data.value[m]))
+    n = sum(len(v) for *_, v in per_cond)
+
+    def loglik(u):
+        x = prob.full_vector(np.where(log, np.exp(u), u)[None, :])
+        rss = 0.0
+        for sched, o_idx, t_idx, y in per_cond:
+            sim = np.asarray(fm.simulate(x, sched), float)[0]
+            r = y - sim[o_idx, t_idx]
+            if not np.all(np.isfinite(r)):
+                return -1e12
+            rss += float(r @ r)
+        return -0.5 * n * np.log(max(rss, 1e-300) / n)
+
+    rng = np.random.default_rng(seed)
+    bounds = list(zip(lo, hi))
+    best = None
+    for u0 in [0.5 * (lo + hi), *rng.uniform(lo, hi, size=(max(restarts, 1) * 2, len(lo)))]:
+        res = optimize.minimize(lambda u: -loglik(u), u0, method="L-BFGS-B", bounds=bounds)
+        if best is None or res.fun < best.fun:
+            best = res
+    out = {"n_rows": int(n), "censored_rows_left_out": int((~exact & np.isin(data.condition, fit)).sum()),
+           "optimum": dict(zip(prob.free, np.where(log, np.exp(best.x), best.x).tolist())),
+           "max_log_likelihood": float(-best.fun), "parameters": {}}
+    for j, name in enumerate(prob.free):
+        # the box, the optimum itself and a finer band around it (a sharp profile is resolved, and reaches the
+        # optimum's value, which the quality check compares against)
+        near = best.x[j] + np.linspace(-0.5, 0.5, 11) * (hi[j] - lo[j]) / 10
+        grid = np.unique(np.clip(np.concatenate([np.linspace(lo[j], hi[j], n_grid), near, [best.x[j]]]),
+                                 lo[j], hi[j]))
+        prof = profile_likelihood(loglik, best.x, j, grid, bounds=bounds, restarts=restarts, seed=seed + j)
+        cls = classify_profile(prof, optimum=float(-best.fun))
+        ci = likelihood_interval(grid, np.asarray(prof["profile"]), cls["threshold"])
+        out["parameters"][name] = {
+            "scale": space.scales[j], "grid": prof["grid"], "profile": prof["profile"], **cls,
+            "ci95": None if ci is None else (np.exp(ci).tolist() if log[j] else list(ci)),
+            "ci95_open": None if ci is None else [bool(ci[0] <= grid[0]), bool(ci[1] >= grid[-1])]}
+    return out
+
+
+def likelihood_interval(grid: np.ndarray, profile: np.ndarray, threshold: float) -> tuple[float, float] | None:
+    """The likelihood-ratio interval of a profile: where it lies within ``threshold`` of its maximum, the ends
+    found by linear interpolation between grid points (an end that does not close inside the grid is the grid's
+    edge)."""
+    drop = profile.max() - profile
+    inside = np.flatnonzero(drop <= threshold)
+    if not len(inside):
+        return None
+    a, b = inside.min(), inside.max()
+
+    def cross(i_in, i_out):
+        d0, d1 = drop[i_in], drop[i_out]
+        return float(grid[i_in] + (threshold - d0) / (d1 - d0) * (grid[i_out] - grid[i_in]))
+
+    left = cross(a, a - 1) if a > 0 else float(grid[0])
+    right = cross(b, b + 1) if b < len(grid) - 1 else float(grid[-1])
+    return left, right
+
+
 def identify(cal, theta: np.ndarray | None = None, n_sobol: int = 512, seed: int = 0,
-             rel_tol: float = 1e-6, idata=None) -> dict:
+             rel_tol: float = 1e-6, idata=None, with_profiles: bool = True) -> dict:
     """The identifiability report of a calibration config, one subject per fitted condition: at ``theta`` (default
     :func:`nominal_point`), each condition's sensitivities of its data rows to the calibrated parameters, the Fisher
     information of each condition and of all together (unit noise: directions and relative sizes; scale by the
@@ -254,6 +336,7 @@ def identify(cal, theta: np.ndarray | None = None, n_sobol: int = 512, seed: int
             "parameters_in_scale": labels,
             "local": {"per_condition": per_condition, "all_conditions": pooled}, "global": global_,
             "bayesian": bayesian_section(cal, idata) if idata is not None else None,
+            "profiles": profiles(cal, seed=seed) if with_profiles else None,
             "method": {"jacobian": "exact (simulate_jacobian)" if hasattr(fm, "simulate_jacobian") else
                        "central differences", "sobol": f"scipy.stats.sobol_indices, n = {n_sobol}",
                        "unit": "one subject per fitted condition; unit noise"}}
@@ -283,6 +366,15 @@ def write_report(report: dict, out) -> dict:
     lines += ["", "## Global (Sobol total indices, mean over the data rows)", ""]
     for c, g in report["global"].items():
         lines.append(f"- {c}: " + ", ".join(f"{k} {v:.2f}" for k, v in g["ST_mean_over_rows"].items()))
+    prof = report.get("profiles")
+    if prof:
+        lines += ["", f"## Profiles (pooled model, true forward model, {prof['n_rows']} rows; "
+                      f"{prof['censored_rows_left_out']} censored rows left out)", ""]
+        for k, v in prof["parameters"].items():
+            ci = "none inside the box" if v["ci95"] is None else (
+                f"[{v['ci95'][0]:.4g}{' (box edge)' if v['ci95_open'][0] else ''}, "
+                f"{v['ci95'][1]:.4g}{' (box edge)' if v['ci95_open'][1] else ''}]")
+            lines.append(f"- {k}: {v['kind']} (95 % interval {ci}; quality {', '.join(v['quality'])})")
     bayes = report.get("bayesian")
     if bayes:
         lines += ["", "## Bayesian (the run's posterior)", "",

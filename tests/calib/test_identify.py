@@ -10,6 +10,7 @@ from calib.identify import (
     classify_profile,
     describe_direction,
     finite_difference_jacobian,
+    likelihood_interval,
     local_identifiability,
 )
 
@@ -58,6 +59,9 @@ def test_linear_gaussian_information_and_profile_match_closed_forms():
     prof = profile_likelihood(loglik, beta, 0, grid)
     np.testing.assert_allclose(prof["ci95"], beta[0] + np.array([-1, 1]) * 1.959964 * exact[0],
                                atol=0.02 * exact[0] + np.diff(grid)[0])
+    # the interpolated interval ends: within 1 % of the standard error at this grid (the grid's own: ±1 step)
+    ends = likelihood_interval(grid, np.asarray(prof["profile"]), 1.920729)
+    np.testing.assert_allclose(ends, beta[0] + np.array([-1, 1]) * 1.959964 * exact[0], atol=0.01 * exact[0])
     cls = classify_profile(prof, optimum=loglik(beta))
     assert cls["kind"] == "identifiable" and cls["quality"] == ["ok"]
     assert classify_profile(prof, optimum=loglik(beta) + 1.0)["quality"] == ["below-optimum"]
@@ -70,7 +74,7 @@ def test_one_sided_and_non_smooth_profiles_are_named():
     bumpy = -0.5 * grid**2
     bumpy[50] -= 3.0  # an inner optimisation that lost the optimum at one point
     res = classify_profile({"grid": grid.tolist(), "profile": bumpy.tolist()})
-    assert res["kind"] == "identifiable" and "non-smooth" in res["quality"]
+    assert res["kind"] == "identifiable" and "non-monotone" in res["quality"]
 
 
 def test_direction_in_words():
