@@ -368,8 +368,8 @@ def write_report(report: dict, out) -> dict:
         lines.append(f"- {c}: " + ", ".join(f"{k} {v:.2f}" for k, v in g["ST_mean_over_rows"].items()))
     prof = report.get("profiles")
     if prof:
-        lines += ["", f"## Profiles (pooled model, true forward model, {prof['n_rows']} rows; "
-                      f"{prof['censored_rows_left_out']} censored rows left out)", ""]
+        lines += ["", (f"## Profiles (pooled model, true forward model, {prof['n_rows']} rows; "
+                      f"{prof['censored_rows_left_out']} censored rows left out)"), ""]
         for k, v in prof["parameters"].items():
             ci = "none inside the box" if v["ci95"] is None else (
                 f"[{v['ci95'][0]:.4g}{' (box edge)' if v['ci95_open'][0] else ''}, "
