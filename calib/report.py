@@ -71,6 +71,10 @@ def _bayes_vs_lgbm(j: dict) -> list[tuple[str | None, str]]:
                     f"{_f(min(p.get('ess_bulk_min', float('nan')) for p in pop))} / "
                     f"{_f(min(p.get('ess_tail_min', float('nan')) for p in pop))} / "
                     f"{sum(p.get('divergences', 0) for p in pop)}"))
+        retried = [f for f in folds if f.get("population_first_attempt")]
+        if retried:
+            out.append(("folds refitted with 2× draws after missing the thresholds / still missing them",
+                        f"{len(retried)} / {sum(1 for f in retried if f['population'].get('ok') is False)}"))
         khat = [f.get("personalised_pareto_k_max") for f in folds if f.get("personalised_pareto_k_max") is not None]
         fails = sum(len(f.get("personalised_failures") or []) for f in folds)
         out.append(("per-patient posteriors (importance sampling): max Pareto k̂ / subjects above 0.7",

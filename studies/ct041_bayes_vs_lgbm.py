@@ -108,26 +108,41 @@ def _early_response(cal, folder: Path, test_ids: list[str], config_hash: str) ->
     return {s: {"orr": float(p[2:].sum()), "dcr": float(p[1:].sum())} for s, p in zip(subjects, probs)}
 
 
-def _fold_draws(cfg: dict, folder: Path, test_ids: list[str], latents: list[str]) -> tuple[dict, dict, dict]:
-    """Fit the fold's population and personalise its test patients; ``{patient: (draws, latents)}``, the
-    fold's diagnostics and the early-data response probabilities. A finished fold (same config and data) is read
-    back."""
-    import arviz as az
-
+def _fit_fold(cfg: dict, folder: Path):
+    """The fold's calibration (population fit + personalised test patients) — read back when finished."""
     from calib.workflow import Calibration
 
     cal = Calibration(cfg, folder, force=True, progress=False)
-    done = folder / "personalised.nc"
-    summary = cal.load_finished() if done.exists() else None
-    if summary is None:
-        summary = cal.run()
-    post = az.from_netcdf(done).posterior
+    summary = cal.load_finished() if (folder / "personalised.nc").exists() else None
+    return cal, summary if summary is not None else cal.run()
+
+
+def _fold_draws(cfg: dict, folder: Path, test_ids: list[str], latents: list[str]) -> tuple[dict, dict, dict]:
+    """Fit the fold's population and personalise its test patients; ``{patient: (draws, latents)}``, the
+    fold's diagnostics and the early-data response probabilities. A finished fold (same config and data) is read
+    back. A population fit that misses the diagnostics thresholds (R-hat, ESS, divergences) is not used: the fold is
+    fitted again with twice the draws and tuning and ``target_accept`` ≥ 0.95 (in ``<fold>_retry``), and the fold
+    reports both attempts — a retry that still misses is used and says so."""
+    import arviz as az
+
+    cal, summary = _fit_fold(cfg, folder)
+    first = None
+    if summary["diagnostics"].get("ok") is False:
+        first = summary["diagnostics"]
+        retry = copy.deepcopy(cfg)
+        sampler = retry["sampler"]
+        sampler.update(draws=2 * sampler["draws"], tune=2 * sampler["tune"],
+                       target_accept=max(0.95, sampler.get("target_accept", 0.9)))
+        folder = folder.with_name(folder.name + "_retry")
+        cal, summary = _fit_fold(retry, folder)
+    post = az.from_netcdf(folder / "personalised.nc").posterior
     out = {}
     for s in test_ids:
         x = np.column_stack([post[n].sel(subject=s).stack(k=("chain", "draw")).values for n in latents])
         idx = np.unique(np.linspace(0, len(x) - 1, min(POSTERIOR_DRAWS, len(x))).astype(int))
         out[s] = x[idx]
-    diag = {"population": summary["diagnostics"], "personalised_rhat_max": summary["personalised"].get("rhat_max"),
+    diag = {"population": summary["diagnostics"], "population_first_attempt": first, "fit_folder": folder.name,
+            "personalised_rhat_max": summary["personalised"].get("rhat_max"),
             "personalised_ess_bulk_min": summary["personalised"].get("ess_bulk_min"),
             "personalised_pareto_k_max": summary["personalised"].get("pareto_k_max"),
             "personalised_failures": summary["personalised"].get("failures", []),

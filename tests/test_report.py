@@ -39,7 +39,9 @@ def test_headline_table_of_the_bayes_vs_lightgbm_study(tmp_path):
          "sbc": {"theta_cyt": {"p_value": 0.37}},
          "folds": [{"population": {"rhat_max": 1.01, "ess_bulk_min": 459, "ess_tail_min": 553, "divergences": 0},
                     "personalised_pareto_k_max": 0.57, "personalised_failures": []},
-                   {"population": {"rhat_max": 1.0, "ess_bulk_min": 600, "ess_tail_min": 500, "divergences": 1},
+                   {"population": {"rhat_max": 1.0, "ess_bulk_min": 600, "ess_tail_min": 500, "divergences": 1,
+                                   "ok": False},
+                    "population_first_attempt": {"ok": False},
                     "personalised_pareto_k_max": 0.8, "personalised_failures": ["V0001: k 0.8"]}],
          "response": {"orr": {"bayes": {"auroc": 0.71, "brier": 0.2}, "lightgbm": {"auroc": 0.64, "brier": 0.23}}},
          "seed_protocol": {"theta_cyt": {"lightgbm_on_ref_vs_ref": {"r2": 0.5}, "lightgbm_on_ref_vs_truth": {"r2": 0.2},
@@ -55,3 +57,4 @@ def test_headline_table_of_the_bayes_vs_lightgbm_study(tmp_path):
     assert "| cyt | 0.49 | 0.31 / 0.43 | 0.25 / 0.21 | 0.79 / 0.88 | 0.15 / 0.12 | 0.61 | yes | 0.37 |" in text
     assert "1.01 / 459 / 500 / 1" in text  # worst fold diagnostics, divergences summed
     assert "0.8 / 1" in text and "0.64 / 0.23 vs 0.71 / 0.2" in text
+    assert "missing the thresholds / still missing them: 1 / 1" in text
