@@ -290,6 +290,71 @@ def likelihood_interval(grid: np.ndarray, profile: np.ndarray, threshold: float)
     return left, right
 
 
+def measure_next(cal, noise_sd: float, n_draws: int = 8, top: int = 5, seed: int = 0) -> dict:
+    """What to measure next: for each calibrated parameter, the single additional observation — an observable at a
+    day of the model's grid, in any condition of the conditions table (fitted, held out or not yet used) — that most
+    increases its expected contraction, ranked. Linearised expected information gain averaged over ``n_draws``
+    parameter sets drawn uniformly from the design box (in each parameter's scale): with F the Fisher information of
+    the fitted data rows and P a prior precision (box width / 4 as sd), adding an observation with sensitivities j
+    shrinks the variance of parameter i by ``1 − [(F + P + j jᵀ/σ²)⁻¹]_ii / [(F + P)⁻¹]_ii``."""
+    prob, fm = cal.problem, cal.forward
+    space = prob.space
+    log = np.array([sc == "log" for sc in space.scales])
+    lo = np.where(log, np.log(space.lower), space.lower)
+    hi = np.where(log, np.log(space.upper), space.upper)
+    P = np.diag(1.0 / ((hi - lo) / 4.0) ** 2)
+    fit, held = cal.conditions
+    meas, conds = cal.tables
+    # candidates: the config's arms, then any other arm of the conditions table with a schedule of its own (an arm of
+    # another cell line with the same schedule is the same experiment for this model: not listed twice)
+    candidates = list(dict.fromkeys([*fit, *held]))
+
+    def key(c):
+        return tuple(sorted((k, str(v)) for k, v in (cal.schedule(c) or {}).items() if k != "description"))
+
+    seen = {key(c) for c in candidates}
+    for c in sorted(conds.schedules if conds else ()):
+        if key(c) not in seen:
+            candidates.append(c)
+            seen.add(key(c))
+    grid = np.asarray(fm.times, float)
+    overall = (float(cal.data.time.min()), float(cal.data.time.max()))
+
+    def days_of(c):  # the days an arm was (or, without data, the fitted arms were) measured on: no day after its end
+        t = meas.time[meas.condition == c]
+        lo_d, hi_d = (float(t.min()), float(t.max())) if len(t) else overall
+        return np.flatnonzero((grid >= lo_d) & (grid <= hi_d))
+    rng = np.random.default_rng(seed)
+    d = len(prob.free)
+    gains = {}  # (condition, observable index, time index) -> (d,) summed over draws
+    for u in rng.uniform(lo, hi, size=(n_draws, d)):
+        theta = np.where(log, np.exp(u), u)
+        F = np.zeros((d, d))
+        jac = {c: _jacobian(cal, theta, c) for c in candidates}
+        for c in fit:
+            rows = _condition_rows(cal, c)
+            J = np.array([jac[c][o, t] for o, t in rows]) if rows else np.zeros((0, d))
+            F += np.nan_to_num(J).T @ np.nan_to_num(J) / noise_sd**2
+        base = np.diag(np.linalg.inv(F + P))
+        for c in candidates:
+            J = np.nan_to_num(jac[c])
+            for o in range(J.shape[0]):
+                for t in days_of(c):
+                    j = J[o, t]
+                    A = F + P + np.outer(j, j) / noise_sd**2
+                    key = (c, o, int(t))
+                    gains[key] = gains.get(key, 0.0) + (1.0 - np.diag(np.linalg.inv(A)) / base)
+    out = {"noise_sd": noise_sd, "n_draws": n_draws, "candidate_conditions": candidates, "per_parameter": {},
+           "days": "each arm's own measured days (an arm without data: the fitted data's range)"}
+    for i, name in enumerate(prob.free):
+        ranked = sorted(gains.items(), key=lambda kv: -kv[1][i])[:top]
+        out["per_parameter"][name] = [{"condition": c, "observable": fm.observables[o], "day": float(grid[t]),
+                                       "fitted_condition": c in fit, "heldout_condition": c in held,
+                                       "expected_contraction_gain": float(g[i] / n_draws)}
+                                      for (c, o, t), g in ranked]
+    return out
+
+
 def identify(cal, theta: np.ndarray | None = None, n_sobol: int = 512, seed: int = 0,
              rel_tol: float = 1e-6, idata=None, with_profiles: bool = True) -> dict:
     """The identifiability report of a calibration config, one subject per fitted condition: at ``theta`` (default
@@ -315,6 +380,9 @@ def identify(cal, theta: np.ndarray | None = None, n_sobol: int = 512, seed: int
             Jc, 1.0, labels, rel_tol).items() if k != "fisher"},
             "sensitivity_rms": dict(zip(labels, np.sqrt(np.mean(Jc**2, axis=0)).tolist()))}
     pooled = local_identifiability(np.vstack(blocks), 1.0, labels, rel_tol) if blocks else None
+    prof = profiles(cal, seed=seed) if with_profiles else None
+    # the noise of "what to measure next": the pooled fit's residual sd where profiles ran, else the config's scale
+    noise_sd = float(np.sqrt(np.exp(-2 * prof["max_log_likelihood"] / prof["n_rows"]))) if prof else 0.3
     global_ = {}
     for cond in fit:
         rows = _condition_rows(cal, cond)
@@ -336,7 +404,8 @@ def identify(cal, theta: np.ndarray | None = None, n_sobol: int = 512, seed: int
             "parameters_in_scale": labels,
             "local": {"per_condition": per_condition, "all_conditions": pooled}, "global": global_,
             "bayesian": bayesian_section(cal, idata) if idata is not None else None,
-            "profiles": profiles(cal, seed=seed) if with_profiles else None,
+            "profiles": prof,
+            "measure_next": measure_next(cal, noise_sd=noise_sd, seed=seed),
             "method": {"jacobian": "exact (simulate_jacobian)" if hasattr(fm, "simulate_jacobian") else
                        "central differences", "sobol": f"scipy.stats.sobol_indices, n = {n_sobol}",
                        "unit": "one subject per fitted condition; unit noise"}}
@@ -375,6 +444,17 @@ def write_report(report: dict, out) -> dict:
                 f"[{v['ci95'][0]:.4g}{' (box edge)' if v['ci95_open'][0] else ''}, "
                 f"{v['ci95'][1]:.4g}{' (box edge)' if v['ci95_open'][1] else ''}]")
             lines.append(f"- {k}: {v['kind']} (95 % interval {ci}; quality {', '.join(v['quality'])})")
+    nxt = report.get("measure_next")
+    if nxt:
+        lines += ["", (f"## What to measure next (expected contraction gain of one more observation, noise sd "
+                      f"{nxt['noise_sd']:.3g}, {nxt['n_draws']} draws over the box)"), ""]
+        for k, cands in nxt["per_parameter"].items():
+            best = cands[0] if cands else None
+            if best:
+                where = ("" if best["fitted_condition"] else " (held out: fitting it would add it)"
+                         if best["heldout_condition"] else " (a condition not used yet)")
+                lines.append(f"- {k}: {best['observable']} on day {best['day']:g} in {best['condition']}{where} "
+                             f"(+{best['expected_contraction_gain']:.3f})")
     bayes = report.get("bayesian")
     if bayes:
         lines += ["", "## Bayesian (the run's posterior)", "",

@@ -102,6 +102,13 @@ def test_identify_command_on_the_toy_config(tmp_path, capsys):
         assert all(0 <= v <= 1.05 for v in g["ST_mean_over_rows"].values())
     assert "# Identifiability report" in capsys.readouterr().out
     assert (tmp_path / "id" / "identify_sensitivity.png").exists()
+    assert rep["profiles"]["parameters"]["carrying_capacity"]["kind"] in ("identifiable", "one-sided", "flat")
+    nxt = rep["measure_next"]["per_parameter"]
+    for cands in nxt.values():  # ranked, each gain a fraction of the remaining variance
+        gains = [c["expected_contraction_gain"] for c in cands]
+        assert gains == sorted(gains, reverse=True) and all(0 <= g <= 1 for g in gains)
+    # one more late measurement informs the carrying capacity more than an early one
+    assert nxt["carrying_capacity"][0]["day"] >= 10
 
 
 @pytest.mark.slow
