@@ -117,17 +117,19 @@ def _fit_fold(cfg: dict, folder: Path):
     return cal, summary if summary is not None else cal.run()
 
 
-def _fold_draws(cfg: dict, folder: Path, test_ids: list[str], latents: list[str]) -> tuple[dict, dict, dict]:
+def _fold_draws(cfg: dict, folder: Path, test_ids: list[str], latents: list[str],
+                retry: bool = True) -> tuple[dict, dict, dict]:
     """Fit the fold's population and personalise its test patients; ``{patient: (draws, latents)}``, the
     fold's diagnostics and the early-data response probabilities. A finished fold (same config and data) is read
     back. A population fit that misses the diagnostics thresholds (R-hat, ESS, divergences) is not used: the fold is
     fitted again with twice the draws and tuning and ``target_accept`` ≥ 0.95 (in ``<fold>_retry``), and the fold
-    reports both attempts — a retry that still misses is used and says so."""
+    reports both attempts — a retry that still misses is used and says so (``retry=False``: a smoke test's short
+    chains, never refitted)."""
     import arviz as az
 
     cal, summary = _fit_fold(cfg, folder)
     first = None
-    if summary["diagnostics"].get("ok") is False:
+    if retry and summary["diagnostics"].get("ok") is False:
         first = summary["diagnostics"]
         retry = copy.deepcopy(cfg)
         sampler = retry["sampler"]
@@ -181,8 +183,8 @@ def _pseudo_labels(base: dict, paths: dict, folder: Path, ids: list[str], latent
 
 
 def _fold_task(task: tuple) -> tuple[dict, dict, dict]:
-    cfg, folder, test, latents = task
-    out = _fold_draws(cfg, folder, test, latents)
+    cfg, folder, test, latents, retry = task
+    out = _fold_draws(cfg, folder, test, latents, retry)
     diag = out[1]
     print(f"[{folder.parent.name}] {folder.name}: population R-hat {diag['population'].get('rhat_max')}, personalised Pareto k "
           f"max {diag['personalised_pareto_k_max']}", flush=True)
@@ -302,7 +304,7 @@ def compare(out: Path, name: str, *, n_patients: int = 37, repeats: int = 10, va
             cfg["emulator"] = {**base["emulator"], "paths": paths}  # the config's variance mode with the saved GPs
             test = [ids[i] for i in np.flatnonzero(folds == k)]
             cfg["data"]["heldout_subjects"] = test
-            tasks.append((cfg, work / f"repeat{r}_fold{k}", test, latents))
+            tasks.append((cfg, work / f"repeat{r}_fold{k}", test, latents, not quick))
     # one fold at a time here (its NUTS chains take both cores), or every fold a task on a Dask cluster
     results = map_tasks(_fold_task, tasks, scheduler=scheduler, progress=True, desc="folds", unit="fold")
     for r in range(repeats):
