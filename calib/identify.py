@@ -327,12 +327,13 @@ def measure_next(cal, noise_sd: float, n_draws: int = 8, top: int = 5, seed: int
     rng = np.random.default_rng(seed)
     d = len(prob.free)
     gains = {}  # (condition, observable index, time index) -> (d,) summed over draws
+    fit_rows = {c: _condition_rows(cal, c) for c in fit}  # the data do not change between draws
     for u in rng.uniform(lo, hi, size=(n_draws, d)):
         theta = np.where(log, np.exp(u), u)
         F = np.zeros((d, d))
         jac = {c: _jacobian(cal, theta, c) for c in candidates}
         for c in fit:
-            rows = _condition_rows(cal, c)
+            rows = fit_rows[c]
             J = np.array([jac[c][o, t] for o, t in rows]) if rows else np.zeros((0, d))
             F += np.nan_to_num(J).T @ np.nan_to_num(J) / noise_sd**2
         base = np.diag(np.linalg.inv(F + P))
@@ -369,8 +370,9 @@ def identify(cal, theta: np.ndarray | None = None, n_sobol: int = 512, seed: int
     labels = [f"log {n}" if s == "log" else n for n, s in zip(prob.free, prob.space.scales)]
     fit, _ = cal.conditions
     blocks, per_condition = [], {}
+    fit_rows = {c: _condition_rows(cal, c) for c in fit}
     for cond in fit:
-        rows = _condition_rows(cal, cond)
+        rows = fit_rows[cond]
         if not rows:
             continue
         J = _jacobian(cal, theta, cond)
@@ -385,7 +387,7 @@ def identify(cal, theta: np.ndarray | None = None, n_sobol: int = 512, seed: int
     noise_sd = float(np.sqrt(np.exp(-2 * prof["max_log_likelihood"] / prof["n_rows"]))) if prof else 0.3
     global_ = {}
     for cond in fit:
-        rows = _condition_rows(cal, cond)
+        rows = fit_rows[cond]
         if not rows:
             continue
         schedule = cal.schedule(cond)
