@@ -1,7 +1,7 @@
 """Seed 000's LightGBM nested-CV baseline (§2.5–2.6, Table 2, Figs 5–9) on a (virtual) cohort table.
 
 * :class:`LatentLGBMRegressor` — one ``LGBMRegressor`` per latent (Huber objective) on bounded-logit targets
-  z = log((θ − a + ε)/(b − θ + ε)) (``priors.bounded_logit``), continuous features log-transformed (log1p) and
+  z = log((θ − a + ε)/(b − θ + ε)) (``immunocal.priors.bounded_logit``), continuous features log-transformed (log1p) and
   median-imputed, categorical features ordinal-encoded and kept, ordinal features passed through — all inside an
   sklearn ``Pipeline`` tuned by an inner grid search scored by MAE (:class:`StagedGridSearchCV`: ``GridSearchCV``'s
   candidates, scores and choice, with each grid point's smaller ``n_estimators`` read off the larger fit), so every
@@ -32,8 +32,8 @@ from sklearn.base import (
 from sklearn.model_selection import KFold, ParameterGrid, StratifiedKFold, check_cv
 from sklearn.pipeline import Pipeline
 
-from priors import bounded_expit, bounded_logit, project
-from priors.latents import LATENTS
+from immunocal.priors import bounded_expit, bounded_logit, project
+from immunocal.priors.latents import LATENTS
 
 #: seed 000 §2.5 grid ("minimum number of samples per leaf" = LightGBM's min_child_samples)
 SMALL_GRID = {"n_estimators": [50], "max_depth": [2], "learning_rate": [0.1], "min_child_samples": [2]}
@@ -419,7 +419,7 @@ def _split(features: Sequence[str]):
 def check_table(df: pd.DataFrame, features: Sequence[str], targets: Sequence[str], where: str = "cohort") -> None:
     """Required columns present; covariates and targets finite; tumour types known (error names row and column).
     Observed (non-covariate) features may be missing (NaN): they are median-imputed inside each training fold."""
-    from calib.cohort import validate_columns
+    from immunocal.calib.cohort import validate_columns
 
     required = [f for f in features if f in REQUIRED_COVARIATES] + list(targets)
     missing = [c for c in list(features) + list(targets) if c not in df.columns]
@@ -443,7 +443,7 @@ def _timed(fn, *args):
 
 
 def _map(fn, args: list, n_jobs: int, progress: bool, desc: str) -> tuple[list, float]:
-    """Outer-fold tasks in order (:func:`calib.parallel.map_tasks`, ``n_jobs`` processes). Returns the results and
+    """Outer-fold tasks in order (:func:`immunocal.calib.parallel.map_tasks`, ``n_jobs`` processes). Returns the results and
     the CPU seconds spent in the tasks (summed over workers)."""
     from functools import partial
 

@@ -14,7 +14,7 @@ import numpy as np
 def hierarchical_linear_problem(n_subjects: int, n_times: int = 5, seed: int = 0, mu0=0.0, s0=2.0, tau=0.7,
                                 sigma=0.5, slope=0.5):
     """Data, model inputs and the exact posterior of the linear-Gaussian hierarchical test problem."""
-    from priors import Prior
+    from immunocal.priors import Prior
 
     from .data import Measurements
     from .model import ObservableSpec, ParameterSpec
@@ -60,7 +60,7 @@ def bench_surrogate(n_train: int = 128, seed: int = 0, mode: str | None = None) 
 
     f(Xt)
     reps = 20
-    with threadpool_limits(1):  # as in calib.inference.sample: one BLAS thread
+    with threadpool_limits(1):  # as in immunocal.calib.inference.sample: one BLAS thread
         f(Xt)
         t0 = time.perf_counter()
         for _ in range(reps):
@@ -141,7 +141,7 @@ def run() -> dict:
 
 
 def bench_personalise(out: str | Path, population_draws: int = 200, seed: int = 0) -> dict:
-    """Seconds for one new patient's latent posterior given a fitted population (``calib.personalise``), on the
+    """Seconds for one new patient's latent posterior given a fitted population (``immunocal.calib.personalise``), on the
     bundled VIRTUAL CT041 tables: the population is fitted once to 36 patients (``out``; a finished fit there is
     reused), then the 37th is personalised by importance sampling (the config's settings: the reference, with its
     Pareto k̂ and ESS), by NUTS (2 chains × 1000 draws after 1000 tuning, one core: R-hat says whether the chains

@@ -12,7 +12,7 @@ leaves either a complete chunk or none. A chunk is scheduled only if its file do
 repeats a finished run and never loses one. A run that raises or returns non-finite values is recorded as failed
 (parameters + error text) and the campaign goes on.
 
-Parallelism (:func:`calib.parallel.completed`): local processes by default (``workers``; ``0`` runs in-process),
+Parallelism (:func:`immunocal.calib.parallel.completed`): local processes by default (``workers``; ``0`` runs in-process),
 or a Dask distributed scheduler when ``scheduler="tcp://host:port"`` (or a ``distributed.Client``) is given.
 """
 

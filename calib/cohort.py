@@ -2,7 +2,7 @@
 
 **Every patient here is virtual.** Patient-level CT041 data are not public; the generator draws covariates, true
 latents θ̃_pat from a population distribution with documented covariate effects, runs the homogeneous CAR-T ODE
-(:func:`forward.cart.patient.simulate_patient`, preset ``normalised``) per patient and adds measurement noise to the
+(:func:`immunocal.forward.cart.patient.simulate_patient`, preset ``normalised``) per patient and adds measurement noise to the
 observed outputs. All random numbers are drawn up front from one explicit :class:`numpy.random.Generator`, so a
 cohort depends only on (N, seed, config) and not on the number of worker processes.
 
@@ -16,7 +16,7 @@ Generative model (all settings in :class:`CohortConfig`; see docs/cohort.md):
 3. Mechanistic inputs from the latent map (priors/data/latents.toml): parameters, initial burden and T_B fraction;
    the homogeneous model's dose is ``ode_car_t0 × dose/3.75e8 × infiltration_fraction(θ_inf)``.
 4. Observations: baseline burden = true initial burden × LogNormal(0, σ_burden); weekly scans of the longest
-   diameter (∝ burden^{1/3}) with multiplicative noise give best RECIST (forward.cart.observables.recist_category)
+   diameter (∝ burden^{1/3}) with multiplicative noise give best RECIST (immunocal.forward.cart.observables.recist_category)
    and PFS (first scan ≥ 20 % above the running nadir); C_max (noisy), T_max and persistence of C + E over daily
    blood samples; cytokine proxy K = peak over the first ``kinetics_window`` days of γ·C·T_A (the CAR-T kill rate,
    i.e. tumour-lysis-driven release); IL-6 ∝ K, CRP ∝ K^0.7, ferritin ∝ (K·(1 + A_peak))^0.5 (macrophage
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from priors.latents import LATENTS, latent_map
+from immunocal.priors.latents import LATENTS, latent_map
 
 TUMOUR_TYPES = ("gastric", "pancreatic", "other")
 DOSE_LEVELS = (2.5e8, 3.75e8, 5.0e8)
@@ -158,9 +158,9 @@ def _model_run(thetas: Mapping[str, float], dose_cells: float, cfg: CohortConfig
     """The noise-free part of one virtual patient: the homogeneous ODE from the latent map, the burden at the scan
     days, C + E on the daily blood samples and the cytokine drivers (shared by :func:`simulate_one` and
     :class:`CohortSimulator`)."""
-    from forward.cart.observables import car_t_kinetics
-    from forward.cart.patient import simulate_patient
-    from priors import registry
+    from immunocal.forward.cart.observables import car_t_kinetics
+    from immunocal.forward.cart.patient import simulate_patient
+    from immunocal.priors import registry
 
     lm = latent_map()
     base_ps = registry().parameter_set(lm.model, lm.preset, overrides=dict(base)) if base else None
@@ -223,7 +223,7 @@ def progression_time(t: np.ndarray, burden: np.ndarray, detection_limit: float) 
 
 def _scan_outcomes(b_obs: np.ndarray, scan_t: np.ndarray, cfg: CohortConfig) -> tuple[str, float, int]:
     """Best RECIST and (PFS day, event) from a measured burden series at the scan days (0 below detection)."""
-    from forward.cart.observables import recist_category
+    from immunocal.forward.cart.observables import recist_category
 
     recist = recist_category(np.maximum(b_obs, 1e-300), scan_t, cfg.detection_limit, cfg.sd_min_days)
     dn = np.cbrt(np.maximum(b_obs, 0.0) / b_obs[0])
@@ -240,7 +240,7 @@ def simulate_one(thetas: Mapping[str, float], dose_cells: float, noise: Mapping[
     noise-free summaries (``model_*``). ``base``: parameter values of the ``normalised`` preset to start from
     (the latents then replace the parameters they scale); ``rtol``/``obs_step``: resolution (ODE tolerance, output
     grid in days)."""
-    from forward.cart.observables import diameter_ratio
+    from immunocal.forward.cart.observables import diameter_ratio
 
     cfg = cfg or CohortConfig()
     run = _model_run(thetas, dose_cells, cfg, rtol, obs_step, base)
@@ -277,7 +277,7 @@ PERSONALISATION_OBSERVABLES = ("log_baseline_burden", "recist_score", "log_pfs_m
 
 
 class CohortSimulator:
-    """The virtual cohort's forward model in the calibration protocol (:mod:`calib.forward_api`): the six latents
+    """The virtual cohort's forward model in the calibration protocol (:mod:`immunocal.calib.forward_api`): the six latents
     θ ∈ (0, 1) → the noise-free means of every observed output, for one dose level (condition column
     ``cart_doses``, cells). The observation model that adds the noise is the cohort's own (module docstring):
 
@@ -353,7 +353,7 @@ def dose_condition(dose_cells: float) -> str:
 
 
 def to_tables(df: pd.DataFrame, cfg: CohortConfig | None = None) -> tuple[list[dict], list[dict]]:
-    """A cohort table → the calibration workflow's measurement and condition rows (:mod:`calib.data`): one condition
+    """A cohort table → the calibration workflow's measurement and condition rows (:mod:`immunocal.calib.data`): one condition
     per dose level (``dose_<cells>``), one subject per patient with its covariates (``pancreatic``, ``other``,
     ``cldn18_2``, ``prior_lines``: the cohort's covariate effects), one row per observable at time 0 — known noise
     sds as the ``sigma`` column, PFS without progression right-censored at the follow-up."""

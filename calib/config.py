@@ -31,7 +31,7 @@ import math
 import tomllib
 from pathlib import Path
 
-from priors.textio import read_input_text
+from immunocal.priors.textio import read_input_text
 
 NUMBER = (int, float)
 _SAMPLER = {"method": str, "draws": int, "tune": int, "chains": int, "cores": int, "seed": int,

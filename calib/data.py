@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from priors.textio import read_input_text
+from immunocal.priors.textio import read_input_text
 
 MEASUREMENT_REQUIRED = ("subject", "condition", "observable", "time", "value")
 MEASUREMENT_OPTIONAL = ("sigma", "censoring")

@@ -36,7 +36,7 @@ class ParameterSpace:
     def from_registry(cls, model: str, names: Sequence[str], preset: str | None = None,
                       bounds: dict[str, tuple[float, float]] | None = None) -> ParameterSpace:
         """Ranges and scales from ``registry().record(model, name)``; ``bounds`` narrows ranges (must lie inside)."""
-        from priors import registry
+        from immunocal.priors import registry
 
         reg = registry()
         lo, hi, sc = [], [], []
@@ -68,8 +68,8 @@ class ParameterSpace:
 
     @property
     def intervals(self) -> tuple:
-        """One :class:`priors.transforms.Interval` per parameter: the one implementation of the unit-cube map."""
-        from priors.transforms import Interval
+        """One :class:`immunocal.priors.transforms.Interval` per parameter: the one implementation of the unit-cube map."""
+        from immunocal.priors.transforms import Interval
 
         return tuple(Interval(a, b, s) for a, b, s in zip(self.lower, self.upper, self.scales))
 

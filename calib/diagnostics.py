@@ -10,8 +10,8 @@
   ``(mean_post − truth)/sd_post`` (Schad et al. 2021).
 * :func:`ppc_bands` — posterior predictive quantile bands over data rows and the fraction of data inside them.
 * :func:`profile_likelihood` — profile of a log-likelihood over one parameter, maximising over the others (with
-  random restarts); :func:`calib.identify.classify_profile` classifies it and checks its quality.
-* Sobol indices: :func:`calib.identify.sobol` (``scipy.stats.sobol_indices``, bootstrap intervals).
+  random restarts); :func:`immunocal.calib.identify.classify_profile` classifies it and checks its quality.
+* Sobol indices: :func:`immunocal.calib.identify.sobol` (``scipy.stats.sobol_indices``, bootstrap intervals).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def profile_likelihood(loglik: Callable[[np.ndarray], float], x0: np.ndarray, in
     """Profile ``loglik`` over parameter ``index`` on ``grid``, maximising over the other parameters (L-BFGS-B from
     the previous optimum, plus ``restarts`` random starts per point — uniform in ``bounds``, or around the previous
     optimum without bounds — keeping the best). Returns the profile and the 95 % likelihood-ratio interval
-    (Δ = χ²₁(0.95)/2); :func:`calib.identify.classify_profile` says what it shows and whether it is trustworthy."""
+    (Δ = χ²₁(0.95)/2); :func:`immunocal.calib.identify.classify_profile` says what it shows and whether it is trustworthy."""
     x0 = np.asarray(x0, float)
     others = [j for j in range(len(x0)) if j != index]
     b_others = None if bounds is None else [bounds[j] for j in others]
@@ -175,7 +175,7 @@ def information_criteria(idata, n_parameters: int | None = None) -> dict:
     count is not defined — gives no AICc). Needs a ``log_likelihood`` group."""
     import arviz as az
 
-    from forward.rit.analysis import aicc
+    from immunocal.forward.rit.analysis import aicc
 
     ll = idata.log_likelihood
     var = list(ll.data_vars)
@@ -258,7 +258,7 @@ def subject_posteriors(idata, latent, levels=(0.05, 0.25, 0.5, 0.75, 0.95)) -> d
     if post.sizes["chain"] > 1 and post.attrs.get("inference_method") in ("nuts", None):
         out["rhat_max"] = float(max(az.rhat(post[latent]).max().to_array()))
         out["ess_bulk_min"] = float(min(az.ess(post[latent]).min().to_array()))
-    if "importance" in idata.groups():  # calib.personalise.importance_posterior: Pareto k̂ and ESS per subject
+    if "importance" in idata.groups():  # immunocal.calib.personalise.importance_posterior: Pareto k̂ and ESS per subject
         imp = idata.importance
         k, ess = imp["pareto_k"].values, imp["ess_importance"].values
         subjects = imp.coords["subject"].values.tolist()

@@ -16,7 +16,7 @@ the "exact" emulator so the surrogate route can be validated against the exact l
 ``simulate_jacobian(theta, condition) -> (outputs, jacobian)`` with ``jacobian`` of shape ``(n, len(observables),
 len(times), len(parameter_names))`` — the exact derivative of what ``simulate`` computes (forward-mode sensitivities
 through the model's own time stepping) — which makes the "exact" emulator a PyTensor Op with a gradient
-(:func:`calib.surrogate.ForwardGradOp`), so NUTS runs on the true model. A simulator whose cost grows with the
+(:func:`immunocal.calib.surrogate.ForwardGradOp`), so NUTS runs on the true model. A simulator whose cost grows with the
 horizon may set ``supports_until = True`` and accept ``until`` (one last needed time per row) in ``simulate`` and
 ``simulate_jacobian``: each row is then computed only up to its own last data day (outputs after it are finite but
 not the model's; the likelihood reads none of them). ``refined()`` returns the same simulator at a finer numerical
@@ -24,7 +24,7 @@ resolution (the workflow's resolution check at posterior draws); ``numerics_tag`
 every campaign key).
 
 Models are found by spec string with :func:`load_forward_model`: ``"toy.logistic"``, ``"toy.linear"`` (shipped in
-:mod:`calib.toy`) or ``"package.module:attribute"`` where the attribute is a forward-model instance, class or
+:mod:`immunocal.calib.toy`) or ``"package.module:attribute"`` where the attribute is a forward-model instance, class or
 factory. A model with settings travels as a **descriptor** (:func:`forward_descriptor`): the spec plus the keyword
 arguments of the class, JSON-serialisable — campaigns store it, workers rebuild the model from it (never re-reading
 data files), and surrogates record it so a surrogate trained for another model or other settings is refused.
@@ -64,8 +64,11 @@ def descriptor_key(descriptor: str | Mapping) -> str:
     return descriptor if isinstance(descriptor, str) else json.dumps(descriptor, sort_keys=True)
 
 
-#: packages whose forward models a config may name without saying so (the toolkit's own)
-TOOLKIT_PACKAGES = ("calib", "forward", "priors", "studies", "immunocal")
+#: the package whose forward models a config may name without saying so (the toolkit's own)
+TOOLKIT_PACKAGES = ("immunocal",)
+#: the toolkit's folders, installed as ``immunocal.<folder>``; a spec naming one of them bare is refused (PyPI has
+#: unrelated packages of these names)
+TOOLKIT_FOLDERS = ("calib", "forward", "priors", "studies")
 
 
 def check_trusted(spec: str | Mapping, trusted: Sequence[str] = (), where: str = "config") -> None:
@@ -77,6 +80,9 @@ def check_trusted(spec: str | Mapping, trusted: Sequence[str] = (), where: str =
     if not isinstance(spec, str) or spec.startswith("toy.") or ":" not in spec:
         return
     top = spec.split(":", 1)[0].split(".", 1)[0]
+    if top in TOOLKIT_FOLDERS and top not in set(trusted):
+        raise ValueError(f"{where}: forward model {spec!r}: the toolkit's modules are installed under the immunocal "
+                         f"namespace — write 'immunocal.{spec}'")
     if top not in TOOLKIT_PACKAGES and top not in set(trusted):
         raise ValueError(f"{where}: forward model {spec!r} is outside the toolkit ({', '.join(TOOLKIT_PACKAGES)}); a "
                          f"config imports and runs that code — treat it like code, and allow it explicitly with "
@@ -104,6 +110,9 @@ def load_forward_model(spec: str | Mapping, **kwargs) -> ForwardModel:
         obj: Any = toy.TOY_MODELS[key]
     elif ":" in spec:
         mod_name, attr = spec.split(":", 1)
+        if mod_name.split(".", 1)[0] in TOOLKIT_FOLDERS:
+            raise ValueError(f"forward model {spec!r}: the toolkit's modules are installed under the immunocal "
+                             f"namespace — write 'immunocal.{spec}'")
         try:
             mod = importlib.import_module(mod_name)
         except ImportError as exc:
@@ -121,7 +130,7 @@ def load_forward_model(spec: str | Mapping, **kwargs) -> ForwardModel:
         raise ValueError(f"forward model {spec!r}: bad options {sorted(kwargs)}: {exc}") from None
     missing = [a for a in ("name", "parameter_names", "observables", "times", "simulate") if not hasattr(model, a)]
     if missing:
-        raise ValueError(f"forward model {spec!r} lacks {missing} (see calib.forward_api.ForwardModel)")
+        raise ValueError(f"forward model {spec!r} lacks {missing} (see immunocal.calib.forward_api.ForwardModel)")
     model.spec = spec
     model.descriptor = forward_descriptor(spec, kwargs)
     return model

@@ -1,6 +1,6 @@
 """Identifiability: what the data can and cannot determine — local (sensitivities, Fisher information and its poorly
 determined directions named in words), global (Sobol indices with bootstrap intervals, by ``scipy.stats``) and
-profiles (:func:`calib.diagnostics.profile_likelihood`, classified here).
+profiles (:func:`immunocal.calib.diagnostics.profile_likelihood`, classified here).
 
 Known answers (tests): Sobol indices of the Ishigami function; a linear-Gaussian profile equal to its analytic
 interval; a model in which only the product of two parameters is identifiable is reported as such — a flat profile,
@@ -76,7 +76,7 @@ def finite_difference_jacobian(f: Callable[[np.ndarray], np.ndarray], x: np.ndar
 
 def sobol(f: Callable[[np.ndarray], np.ndarray], space, n: int = 4096, seed: int = 0, confidence: float = 0.95,
           n_resamples: int = 200) -> dict:
-    """First-order and total Sobol indices of ``f`` over ``space`` (a :class:`calib.design.ParameterSpace`, sampled
+    """First-order and total Sobol indices of ``f`` over ``space`` (a :class:`immunocal.calib.design.ParameterSpace`, sampled
     uniformly in its own scales) by ``scipy.stats.sobol_indices`` (Saltelli 2010 estimators), with bootstrap
     confidence intervals. ``f`` maps ``(k, d)`` parameter rows to ``(k,)`` or ``(k, s)`` outputs (each output — an
     observable at a time — gets its own indices). ``n``: a power of two; cost ``n·(d + 2)`` evaluations."""
@@ -104,7 +104,7 @@ def sobol(f: Callable[[np.ndarray], np.ndarray], space, n: int = 4096, seed: int
 
 def classify_profile(profile: dict, optimum: float | None = None, threshold: float | None = None,
                      smooth_tol: float = 0.5, tol: float = 1e-3) -> dict:
-    """What a profile (:func:`calib.diagnostics.profile_likelihood`) says: ``"identifiable"`` (the likelihood-ratio
+    """What a profile (:func:`immunocal.calib.diagnostics.profile_likelihood`) says: ``"identifiable"`` (the likelihood-ratio
     interval closes inside the scanned range on both sides), ``"one-sided"`` (closes on one side only) or ``"flat"``
     (drops less than the threshold everywhere in the range: the data do not determine it there); and its quality —
     ``"non-monotone"`` (moving away from the maximum the profile rises again by more than ``smooth_tol`` log-units:
@@ -140,7 +140,7 @@ def nominal_point(cal) -> np.ndarray:
     reg_model, preset = cal.cfg["model"].get("registry_model"), cal.cfg["model"].get("preset")
     values = {}
     if reg_model:
-        from priors import registry
+        from immunocal.priors import registry
 
         ps = registry().parameter_set(reg_model, preset or "default")
         values = {n: ps[n] for n in prob.free if n in ps}
@@ -193,7 +193,7 @@ def posterior_point(cal, idata) -> np.ndarray:
 
 def bayesian_section(cal, idata, strong: float = 0.8) -> dict:
     """From a calibration run: prior→posterior contraction of each population parameter and latent location
-    (:func:`calib.diagnostics.posterior_contraction`), and the posterior correlations among them (pairs with
+    (:func:`immunocal.calib.diagnostics.posterior_contraction`), and the posterior correlations among them (pairs with
     ``|r| ≥ strong`` listed: combinations the data determine while the parts stay uncertain)."""
     from .diagnostics import posterior_contraction
 
@@ -212,7 +212,7 @@ def profiles(cal, n_grid: int = 21, restarts: int = 2, seed: int = 0) -> dict:
     """Profile likelihoods of the calibrated parameters on the true forward model, every fitted subject sharing them
     (the pooled model — what the data determine before any hierarchy), Gaussian noise of unknown sd concentrated out
     (log L = −n/2 · log(RSS/n)); censored rows are left out (counted). Each parameter is scanned over its design box
-    in its own scale, the others re-optimised (L-BFGS-B, ``restarts`` random starts, :func:`calib.diagnostics.
+    in its own scale, the others re-optimised (L-BFGS-B, ``restarts`` random starts, :func:`immunocal.calib.diagnostics.
     profile_likelihood`) and the profile classified against the global fit (:func:`classify_profile`)."""
     from scipy import optimize
 

@@ -95,7 +95,7 @@ def _sample(model, method, draws, tune, chains, cores, seed, target_accept, advi
             import warnings
 
             with warnings.catch_warnings():
-                # Potentials that only keep parameters inside the emulators' training box (calib.model): the posterior
+                # Potentials that only keep parameters inside the emulators' training box (immunocal.calib.model): the posterior
                 # draws already obey them and observations do not depend on them, so PyMC's warning that predictive
                 # sampling ignores Potentials does not apply; any other Potential keeps the warning
                 if all(p.name.startswith("emulator_domain_") for p in model.potentials):

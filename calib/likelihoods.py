@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from priors import Prior
+from immunocal.priors import Prior
 
 CONTINUOUS = ("normal", "student_t")
 FAMILIES = (*CONTINUOUS, "ordinal_logistic", "ordinal_probit", "bernoulli", "binomial")
@@ -161,7 +161,7 @@ def rows_logp_per_draw(spec: ObservableSpec, mu, var, y: np.ndarray, censoring: 
     noise sd of rows without a ``sigma`` value taken from ``sigma_draws`` ``(S,)`` and ordinal cut-points from
     ``cutpoint_draws`` ``(S, K−1)`` (and a learned ``ordinal_probit`` scale from ``sigma_draws``). ``mu``/``var``:
     emulator mean and variance of the rows. Used where a fitted
-    population is the prior of new subjects (:mod:`calib.personalise`). ``paired``: ordinal rows each with their own
+    population is the prior of new subjects (:mod:`immunocal.calib.personalise`). ``paired``: ordinal rows each with their own
     cut-points (``cutpoint_draws`` ``(rows, K−1)``; result ``(1, rows)``) — posterior-predictive draws."""
     import pymc as pm
     import pytensor.tensor as pt

@@ -18,7 +18,7 @@ Parameter roles
 
 Observations: each data row ``(subject, condition, observable, time)`` is mapped to the emulator of its condition,
 evaluated at the subject's parameter vector, and linearly interpolated in time on the emulator's grid; the rows of
-an observable then become one observed variable through :func:`calib.likelihoods.observe` (the emulator variance
+an observable then become one observed variable through :func:`immunocal.calib.likelihoods.observe` (the emulator variance
 is added to the observation variance; censored rows via ``pm.Censored``).
 """
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from priors import Prior
+from immunocal.priors import Prior
 
 from .data import Conditions, Measurements
 from .likelihoods import ObservableSpec, observe
@@ -84,7 +84,7 @@ def _prior_for(spec: ParameterSpec, model: str | None, preset: str | None) -> Pr
         return spec.prior
     if model is None:
         raise ValueError(f"parameter '{spec.name}': no prior given and no registry model to take it from")
-    from priors import registry
+    from immunocal.priors import registry
 
     return registry().record(model, spec.name).prior(preset or "default")
 
@@ -207,7 +207,7 @@ def build_model(emulators, parameters: Sequence[ParameterSpec], data: Measuremen
     ``shared_subjects=True`` (the same animal really measured under several conditions); otherwise it is an error —
     per-group numbering ("1", "2", … in every arm) would silently merge different animals.
     ``censor_bounds = {observable: (lower, upper)}`` censors all rows of an observable at fixed limits (predictive
-    models of new subjects; see :func:`calib.likelihoods.observe`).
+    models of new subjects; see :func:`immunocal.calib.likelihoods.observe`).
     """
     import pymc as pm
     import pytensor.tensor as pt
@@ -242,7 +242,7 @@ def build_model(emulators, parameters: Sequence[ParameterSpec], data: Measuremen
             if s is not None and s.value is not None:
                 fixed[n] = float(s.value)
             elif model is not None:
-                from priors import registry
+                from immunocal.priors import registry
 
                 fixed[n] = registry().parameter_set(model, preset or "default")[n]
             else:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+
 def jsonable(obj):
     """``obj`` with numpy scalars/arrays as Python values and non-finite floats as ``None`` (valid JSON)."""
     import math

@@ -54,7 +54,7 @@ def _call(fn, i, task):
     try:
         return fn(task)
     except Exception as err:  # the task's own error, with its position
-        err.add_note(f"in task {i} of calib.parallel")
+        err.add_note(f"in task {i} of immunocal.calib.parallel")
         raise
 
 

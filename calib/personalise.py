@@ -1,6 +1,6 @@
 """Posteriors of new subjects given a fitted population: personalisation without refitting the population.
 
-A finished calibration with latent parameters (:class:`calib.workflow.Calibration`) has a posterior over its
+A finished calibration with latent parameters (:class:`immunocal.calib.workflow.Calibration`) has a posterior over its
 population quantities φ — each latent's location, spread and covariate effects, the learned noise sds and ordinal
 cut-points. A new subject (a test patient) with covariates x and observations y then has the posterior
 
@@ -8,13 +8,13 @@ cut-points. A new subject (a test patient) with covariates x and observations y 
                    ≈ (1/S) Σ_s p(y | θ(z), φ_s) N(z; loc_s + β_s·x̃, sd_s²)
 
 in the latents' link space z (θ = link⁻¹(z)), with φ_s S posterior draws of the fit and x̃ the covariates scaled as
-the fitted subjects' were (:func:`calib.model.standardised_covariates`). The mixture over draws is exact for the
+the fitted subjects' were (:func:`immunocal.calib.model.standardised_covariates`). The mixture over draws is exact for the
 draws (no Gaussian approximation of the population posterior) and smooth in z, so NUTS, Pathfinder and ADVI all
 apply. The population is not updated by the new subject (the fit's data D only: "learned on the training folds").
 Several new subjects go into one model as independent blocks (their posteriors factorise).
 
-The observation densities per draw are :func:`calib.likelihoods.rows_logp_per_draw` (the same families and
-censoring as the fit); the emulators are the fit's own (:func:`calib.model.emulate_rows`).
+The observation densities per draw are :func:`immunocal.calib.likelihoods.rows_logp_per_draw` (the same families and
+censoring as the fit); the emulators are the fit's own (:func:`immunocal.calib.model.emulate_rows`).
 """
 
 from __future__ import annotations
@@ -429,7 +429,7 @@ def personalise(cal, rows: Measurements, conditions: Conditions | None = None, *
                 n_population_draws: int = 200, **sampler):
     """Posterior of the latents of the new subjects in ``rows`` given the finished calibration ``cal`` (its
     ``idata``, emulators and observation model). ``conditions``: the table holding the new subjects' covariates
-    (default: the calibration's). ``method``/``sampler``: :func:`calib.inference.sample` settings (default: the
+    (default: the calibration's). ``method``/``sampler``: :func:`immunocal.calib.inference.sample` settings (default: the
     calibration's). Returns the InferenceData (posterior of ``z`` and of each latent, dims ``subject``)."""
     from .inference import sample
 
@@ -465,7 +465,7 @@ def category_probabilities(cal, idata, observable: str) -> tuple[list[str], np.n
     """Posterior-predictive probability of each category of the ordinal ``observable`` for every subject of a
     personalised InferenceData (``method = "importance"``: each draw of the latents comes with the population sample
     it was drawn under, so the cut-points are the joint posterior's): ``(subjects, (subjects, K))``. The density is
-    the fit's own (:func:`calib.likelihoods.rows_logp_per_draw`, the emulator of each subject's condition)."""
+    the fit's own (:func:`immunocal.calib.likelihoods.rows_logp_per_draw`, the emulator of each subject's condition)."""
     import pytensor
     import pytensor.tensor as pt
 

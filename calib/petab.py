@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from priors.textio import write_table
+from immunocal.priors.textio import write_table
 
 from .data import (
     MEASUREMENT_REQUIRED,

@@ -1,7 +1,7 @@
 """Config-driven calibration (``immunocal calibrate CONFIG.toml``), posterior predictive checks and SBC.
 
-The config and its loader: :mod:`calib.config` (reference in docs/calib.md); the workflow it drives:
-:class:`calib.workflow.Calibration`. This module keeps the command-level entry points.
+The config and its loader: :mod:`immunocal.calib.config` (reference in docs/calib.md); the workflow it drives:
+:class:`immunocal.calib.workflow.Calibration`. This module keeps the command-level entry points.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ def build_from_config(cfg: dict, data=None):
 
 def calibrate(config_path: str | Path, out_dir: str | Path | None = None, surrogate: str | Path | None = None,
               force: bool = False, progress: bool = False, **sampler_overrides) -> dict:
-    """Run the workflow of a config file (:meth:`calib.workflow.Calibration.run`); returns the summary. The output
-    folder is checked first (:func:`calib.workflow.prepare_output_dir`; ``force`` replaces a previous run's files)."""
+    """Run the workflow of a config file (:meth:`immunocal.calib.workflow.Calibration.run`); returns the summary. The output
+    folder is checked first (:func:`immunocal.calib.workflow.prepare_output_dir`; ``force`` replaces a previous run's files)."""
     return Calibration(config_path, out_dir, force=force, progress=progress, surrogate=surrogate,
                        sampler=sampler_overrides).run()
 

@@ -1,7 +1,7 @@
 """Prediction of new subjects from a finished calibration: bands, coverage of the data, tumour-control fractions.
 
 The draws themselves are PyMC's (``pm.sample_posterior_predictive(predictions=True)``, made by
-:meth:`calib.workflow.Calibration.predict` on the true forward model); this module summarises and draws them.
+:meth:`immunocal.calib.workflow.Calibration.predict` on the true forward model); this module summarises and draws them.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The calibration problem (cf. pyPESTO's ``Problem``): what is calibrated, where, under which priors, and the rest.
 
-Built once from the registry plus the config (:attr:`calib.workflow.Calibration.problem`) and handed down: the
+Built once from the registry plus the config (:attr:`immunocal.calib.workflow.Calibration.problem`) and handed down: the
 forward model's input vector (``model_names``), the calibrated parameters (``free``, in input order: the emulator
 inputs), their box and scales (``space``: the unit-cube map of designs and surrogates), their priors (population
 parameters; latent parameters' locations in link space), the values of every other input (``fixed``) and

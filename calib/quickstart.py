@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from priors import registry
+from immunocal.priors import registry
 
 from .outputs import write_json
 

@@ -12,7 +12,7 @@ Method (Higdon et al. 2008, "Computer model calibration using high-dimensional o
    are PyTensor expressions (exact gradients for NUTS). The output variance is
    ``Σ_j (scale · W_j)² v_j(x) + r²`` with ``r²`` the PCA truncation residual on the training set.
 
-The emulator variance is added to the observation variance in the likelihood (see :mod:`calib.model`).
+The emulator variance is added to the observation variance in the likelihood (see :mod:`immunocal.calib.model`).
 """
 
 from __future__ import annotations
@@ -304,7 +304,7 @@ def _forward_op_class():
     from pytensor.graph.op import Op
 
     class _ForwardOp(Op):
-        """Black-box Op ``theta (n, p) -> outputs (n, n_obs, n_t)`` calling ``forward.simulate``; no gradient."""
+        """Black-box Op ``theta (n, p) -> outputs (n, n_obs, n_t)`` calling ``immunocal.forward.simulate``; no gradient."""
 
         __props__ = ("key",)
 

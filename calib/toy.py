@@ -22,7 +22,6 @@ import numpy as np
 
 from .design import ParameterSpace
 
-
 _CONDITION_KEYS = {"sleep", "fail_above", "growth_factor", "description"}
 
 

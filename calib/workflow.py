@@ -1,10 +1,10 @@
-"""One calibration workflow for every forward model and data set, driven by one config (:mod:`calib.config`).
+"""One calibration workflow for every forward model and data set, driven by one config (:mod:`immunocal.calib.config`).
 
     data (+ log transform, fit / held-out conditions)
       → design over the free parameters → one campaign per fitted condition (resumable, cached in the run folder)
       → one emulator per condition (PCA-GP surrogate; or the exact / black-box forward model)
       → refinement rounds (pilot posterior → new runs where it puts mass → refit)
-      → PyMC hierarchical model (:func:`calib.model.build_model`) → sampling → MCMC diagnostics
+      → PyMC hierarchical model (:func:`immunocal.calib.model.build_model`) → sampling → MCMC diagnostics
       → the surrogates against the true forward model at posterior draws
       → posterior predictive of *new* subjects of every condition (fitted and held out), by the **true forward model**
         at posterior draws inside ``pm.sample_posterior_predictive(predictions=True)`` — never an emulator trained
@@ -31,10 +31,10 @@ import numpy as np
 
 from .config import load_config, public, resolve
 from .data import Conditions, Measurements, read_conditions, read_measurements
+from .diagnostics import posterior_contraction
 from .likelihoods import CONTINUOUS, ObservableSpec
 from .model import ParameterSpec, build_model
 from .outputs import write_json
-from .diagnostics import posterior_contraction
 from .predict import plot_predictions, prediction_identifiability, predictive_summary, restrict
 from .predict import thin as thin_posterior
 
@@ -108,7 +108,7 @@ def _digest(*parts) -> str:
 
 
 class RouteWarning(UserWarning):
-    """The likelihood route's triage rule says the fit should move to another route (calib.diagnostics.route_advice)."""
+    """The likelihood route's triage rule says the fit should move to another route (immunocal.calib.diagnostics.route_advice)."""
 
 
 def _noise_sd(idata, observables) -> dict:
@@ -260,7 +260,7 @@ class Calibration:
         return self.emulators
 
     def personalise(self, rows: Measurements | None = None):
-        """Posterior of the latents of new subjects given the fitted population (:mod:`calib.personalise`):
+        """Posterior of the latents of new subjects given the fitted population (:mod:`immunocal.calib.personalise`):
         ``rows`` (default: the held-out subjects' rows), with the ``[personalise]`` settings. Returns the
         InferenceData (dims ``subject``)."""
         from .personalise import personalise
@@ -337,13 +337,13 @@ class Calibration:
             if s is not None and s.value is not None:
                 out[n] = float(s.value)
                 if reg_model:  # checked like every other value: finite and inside the registry's range
-                    from priors import registry
+                    from immunocal.priors import registry
 
                     if n in registry().names(reg_model):
                         registry().record(reg_model, n).check(
                             out[n], self.cfg["model"].get("preset"), where=f"{self.cfg['_path']}: [parameters.{n}] value")
             elif reg_model:
-                from priors import registry
+                from immunocal.priors import registry
 
                 out[n] = registry().parameter_set(self.cfg["model"]["registry_model"],
                                                   self.cfg["model"].get("preset", "default"))[n]
@@ -354,7 +354,7 @@ class Calibration:
 
     @cached_property
     def problem(self):
-        """The calibration problem (:class:`calib.problem.Problem`): built once, handed to every step."""
+        """The calibration problem (:class:`immunocal.calib.problem.Problem`): built once, handed to every step."""
         from .problem import Problem
 
         space = self.space(self.free)
@@ -397,7 +397,7 @@ class Calibration:
         reg = self.cfg["model"].get("registry_model")
         known = set()
         if reg:
-            from priors import registry
+            from immunocal.priors import registry
 
             known = {n for n in names if n in registry().names(reg)}
         elif hasattr(self.forward, "space"):
@@ -587,7 +587,7 @@ class Calibration:
 
     def priors(self) -> dict:
         """The prior of every population parameter and of every latent parameter's location (link space)."""
-        from priors import Prior
+        from immunocal.priors import Prior
 
         from .model import _prior_for
 
@@ -714,7 +714,7 @@ class Calibration:
         return time.perf_counter() - t0
 
     def route(self, idata, check: dict | None) -> dict:
-        """The triage rule (:func:`calib.diagnostics.route_advice`) applied to this fit; an escalation is announced
+        """The triage rule (:func:`immunocal.calib.diagnostics.route_advice`) applied to this fit; an escalation is announced
         loudly (a ``RouteWarning`` and a banner on stderr)."""
         from .diagnostics import route_advice
 
@@ -857,7 +857,7 @@ class Calibration:
 
     def run(self) -> dict:
         """Emulators, refinement, sampling, checks, personalisation and prediction into the output folder, which
-        this run holds locked (:func:`calib.locking.folder_lock`): a second run into the same folder is refused with
+        this run holds locked (:func:`immunocal.calib.locking.folder_lock`): a second run into the same folder is refused with
         this one's pid instead of overwriting its files."""
         from .locking import folder_lock
 

@@ -5,7 +5,7 @@ Every package follows one template:
 * equations and Numba kernels (``kernels.py`` / ``model.py``; parameters as float arrays in kernel order, values from
   the registry in ``priors/``);
 * a Python API (``model.py`` / ``api.py`` / ``patient.py``) that validates inputs and raises ``ValueError`` naming the
-  culprit, and :class:`forward.errors.SimulationError` (subclassed per model) when a run with valid inputs fails
+  culprit, and :class:`immunocal.forward.errors.SimulationError` (subclassed per model) when a run with valid inputs fails
   numerically;
 * its own schedule class that maps a conditions-table row (``from_condition``) and refuses unknown keys
   (``rit.Schedule``, ``dln.plan.TreatmentPlan``, the CAR-T simulator's infusions);

@@ -7,17 +7,17 @@
 * linear scale: q(θ) = lower + (upper − lower)·θ
 
 Targets are either registry parameters of the CAR-T model (checked against the registry's admissible bounds of the
-``normalised`` preset on load) or per-patient inputs of :func:`forward.cart.patient.simulate_patient` that are not
+``normalised`` preset on load) or per-patient inputs of :func:`immunocal.forward.cart.patient.simulate_patient` that are not
 parameters (``tumour0``, ``tb_fraction``, ``infiltration_fraction``). The map is monotone per target, so the inverse
 exists from any single target; :meth:`LatentMap.from_values` recovers θ from a full set and checks that tied targets
 agree.
 
-Seed 000's regression targets are the *bounded logits* of these latents on [0, 1] (``priors.bounded_logit``); that
+Seed 000's regression targets are the *bounded logits* of these latents on [0, 1] (``immunocal.priors.bounded_logit``); that
 belongs to the baseline (calib/baseline.py), not to this map.
 
 Example::
 
-    from priors.latents import latent_map
+    from immunocal.priors.latents import latent_map
     lm = latent_map()
     params, inputs = lm.to_model({"theta_inf": 0.7, "theta_exh": 0.5, ...})
 """
@@ -188,5 +188,5 @@ def _build(data: Mapping[str, Any]) -> LatentMap:
 @functools.lru_cache(maxsize=1)
 def latent_map() -> LatentMap:
     """The latent map of ``priors/data/latents.toml`` (cached)."""
-    text = resources.files("priors").joinpath("data/latents.toml").read_text(encoding="utf-8")
+    text = resources.files("immunocal.priors").joinpath("data/latents.toml").read_text(encoding="utf-8")
     return _build(tomllib.loads(text))

@@ -131,7 +131,7 @@ class Prior:
     # ------------------------------------------------------------------ helpers for bounded-logit priors
     @property
     def interval(self) -> Interval:
-        """The admissible interval of a bounded prior with its scale (``priors.transforms.Interval``)."""
+        """The admissible interval of a bounded prior with its scale (``immunocal.priors.transforms.Interval``)."""
         p = self.parameters
         return Interval(float(p["lower"]), float(p["upper"]), p.get("scale", "linear"))
 

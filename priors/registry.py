@@ -20,12 +20,12 @@ seed_range         the range quoted by the seed, verbatim, when it differs from 
 fixed_in           presets in which the seed kept the parameter fixed (the ``*`` of seed 002's tables)
 status             ``ok`` (default) or ``pending`` (meaning known, value not yet derived)
 note               why a value or range departs from the seed, or anything a user must know
-prior              optional prior override ``{distribution = ..., ...}`` (see :mod:`priors.prior`)
+prior              optional prior override ``{distribution = ..., ...}`` (see :mod:`immunocal.priors.prior`)
 =================  ==========================================================================================
 
 Typical use::
 
-    from priors import registry
+    from immunocal.priors import registry
     ps = registry().parameter_set("cart", "paper")              # validated, immutable
     ps["chemokine_decay_rate"]                                   # 0.56
     ps2 = ps.replace(exhaustion_rate=0.06)                       # validated again
@@ -471,7 +471,7 @@ def load_model_file(path: str | Path) -> ModelEntry:
 def data_files() -> list[Path]:
     """The registry's model files: every ``priors/data/*.toml`` holding ``[[parameter]]`` records (other TOML files
     there, such as the seed-000 latent mapping, are data of other modules)."""
-    folder = resources.files("priors") / "data"
+    folder = resources.files("immunocal.priors") / "data"
     paths = sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".toml"))
     return [p for p in paths if any(ln.strip() == "[[parameter]]" for ln in p.read_text().splitlines())]
 

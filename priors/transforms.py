@@ -14,7 +14,7 @@ back-transform is off by O(ε) and never reaches a or b). We provide
 * :class:`Interval` — an admissible interval [a, b] on a ``linear`` or ``log`` scale g: the unit-cube map
   u = (g(θ) − g(a)) / (g(b) − g(a)) (designs, surrogate inputs) and the bounded logit z = log(u / (1 − u)) with its
   inverse (the link space of ``BoundedLogitNormal`` priors) — on numpy values and PyTensor variables alike: the one
-  implementation of both maps (``calib.design.ParameterSpace`` and ``priors.Prior`` use it).
+  implementation of both maps (``immunocal.calib.design.ParameterSpace`` and ``priors.Prior`` use it).
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
-"""Helpers of the study scripts: the JSON and figure helpers live in :mod:`calib.outputs` (one implementation for
+"""Helpers of the study scripts: the JSON and figure helpers live in :mod:`immunocal.calib.outputs` (one implementation for
 the commands and the studies); a study writes ``OUT/<name>.json``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from calib.outputs import save_figure, use_agg
-from calib.outputs import write_json as _write_json
+from immunocal.calib.outputs import save_figure, use_agg
+from immunocal.calib.outputs import write_json as _write_json
 
 __all__ = ["save_figure", "use_agg", "write_json"]
 

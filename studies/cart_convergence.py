@@ -3,12 +3,12 @@ and in space (forward/cart/verification.py)."""
 
 from pathlib import Path
 
-from studies._common import save_figure, use_agg, write_json
+from immunocal.studies._common import save_figure, use_agg, write_json
 
 
 def run(out: Path, quick: bool = False) -> dict:
-    from forward.cart import verification as V
-    from priors import registry
+    from immunocal.forward.cart import verification as V
+    from immunocal.priors import registry
 
     use_agg()
     import matplotlib.pyplot as plt

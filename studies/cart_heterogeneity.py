@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-from studies._common import save_figure, use_agg, write_json
+from immunocal.studies._common import save_figure, use_agg, write_json
 
 
 def run(out: Path, quick: bool = False) -> dict:
-    from forward.cart import experiments as X
+    from immunocal.forward.cart import experiments as X
 
     use_agg()
     import matplotlib.pyplot as plt

@@ -4,13 +4,13 @@ from pathlib import Path
 
 import numpy as np
 
-from studies._common import save_figure, use_agg, write_json
+from immunocal.studies._common import save_figure, use_agg, write_json
 
 
 def run(out: Path, quick: bool = False) -> dict:
-    from forward.cart import homogeneous as H
-    from forward.cart.observables import summarise
-    from priors import registry
+    from immunocal.forward.cart import homogeneous as H
+    from immunocal.forward.cart.observables import summarise
+    from immunocal.priors import registry
 
     use_agg()
     import matplotlib.pyplot as plt

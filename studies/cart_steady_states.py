@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from studies._common import save_figure, use_agg, write_json
+from immunocal.studies._common import save_figure, use_agg, write_json
 
 
 def _real(obj):
@@ -20,8 +20,8 @@ def _real(obj):
 
 
 def run(out: Path, quick: bool = False) -> dict:
-    from forward.cart import homogeneous as H
-    from priors import registry
+    from immunocal.forward.cart import homogeneous as H
+    from immunocal.priors import registry
 
     use_agg()
     import matplotlib.pyplot as plt

@@ -1,15 +1,15 @@
 """Bayesian personalisation vs the seed-000 LightGBM mapping on the same VIRTUAL CT041-like cohort, truth and folds.
 
 The cohort is ``ct041_lgbm``'s (N = 37, seed 1; homogeneous CAR-T ODE). For each of ``repeats`` × 5 outer folds
-(``calib.baseline.outer_folds``, the LightGBM study's folds):
+(``immunocal.calib.baseline.outer_folds``, the LightGBM study's folds):
 
 * **Bayes** — the config ``calib/datasets/ct041_virtual/personalise.toml`` through the calibration workflow with the
   fold's test patients as ``[data] heldout_subjects``: the population (covariate regression of the logit latents,
   non-centred patient effects, learned noise and cut-points) is fitted to the training patients by NUTS; each test
   patient's latents then get their posterior given that population and the patient's own covariates and
-  observations (:mod:`calib.personalise`). One set of PCA-GP emulators (one per dose level) serves every fold.
+  observations (:mod:`immunocal.calib.personalise`). One set of PCA-GP emulators (one per dose level) serves every fold.
 * **LightGBM** — seed 000's regressor on the same features and folds, with conformal predictive ensembles from
-  cross-validated training residuals (:func:`calib.baseline.conformal_latents`) so intervals and CRPS compare.
+  cross-validated training residuals (:func:`immunocal.calib.baseline.conformal_latents`) so intervals and CRPS compare.
 
 Reported per latent and method: MAE, RMSE, Spearman ρ and R² of the point estimate (posterior mean / LightGBM
 prediction) against the truth, 50 %/90 % interval coverage and width, CRPS (mean over repeats, SD over repeats);
@@ -19,7 +19,7 @@ identifiability table. ORR/DCR: each test patient's posterior given only the ear
 (:data:`EARLY_OBSERVABLES`, the LightGBM classifiers' features) and its posterior-predictive best RECIST, against
 seed 000's LightGBM classifiers (AUROC, Brier score, calibration curve). ``--quick``: one repeat, short chains,
 LightGBM's small grid (smoke test only). The seed's protocol: θ_ref per patient (seed 000 §2.3, the per-patient
-inverse problem with the whole-cohort fit's noise and cut-points fixed; :func:`calib.personalise.inverse_problem`),
+inverse problem with the whole-cohort fit's noise and cut-points fixed; :func:`immunocal.calib.personalise.inverse_problem`),
 LightGBM trained on θ_ref and scored against θ_ref (as the seed's Table 2) and against the truth.
 """
 
@@ -31,13 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from studies._common import save_figure, use_agg, write_json
+from immunocal.studies._common import save_figure, use_agg, write_json
 
 NAME = "ct041_bayes_vs_lgbm"
 COHORT_SEED = 1  # the cohort of ct041_lgbm
 N_SPLITS = 5
 POSTERIOR_DRAWS = 400  # per test patient, thinned evenly from the chains
-#: what the ORR/DCR predictions may see: the LightGBM classifiers' features (calib.baseline.BINARY_FEATURES: no
+#: what the ORR/DCR predictions may see: the LightGBM classifiers' features (immunocal.calib.baseline.BINARY_FEATURES: no
 #: RECIST, PFS or persistence, which define or follow the outcome) as the workflow's observables
 EARLY_OBSERVABLES = ("log_baseline_burden", "log_c_max", "t_max", "crs_grade", "log_il6_peak", "log_crp_peak",
                      "log_ferritin_peak")
@@ -53,8 +53,8 @@ VARIANTS = {
 
 
 def _base_config(data_dir: Path, quick: bool, variant: str | None = None) -> dict:
-    from calib.config import load_config
-    from calib.datasets import dataset_dir
+    from immunocal.calib.config import load_config
+    from immunocal.calib.datasets import dataset_dir
 
     cfg = load_config(dataset_dir("ct041_virtual") / "personalise.toml")
     cfg["data"]["measurements"] = str((data_dir / "measurements.csv").resolve())
@@ -77,7 +77,7 @@ def _base_config(data_dir: Path, quick: bool, variant: str | None = None) -> dic
 
 def _emulators(cfg: dict, folder: Path) -> tuple[dict, dict]:
     """Train the per-dose emulators once (the design of the config) and save them; every fold loads them."""
-    from calib.workflow import Calibration
+    from immunocal.calib.workflow import Calibration
 
     cal = Calibration(cfg, folder, force=True, progress=False)
     cal.train()
@@ -89,13 +89,13 @@ def _emulators(cfg: dict, folder: Path) -> tuple[dict, dict]:
 def _early_response(cal, folder: Path, test_ids: list[str], config_hash: str) -> dict:
     """P(ORR), P(DCR) of each test patient from the early observations only (:data:`EARLY_OBSERVABLES`): the
     patient's posterior given the fold's population and those rows, then the posterior-predictive RECIST category
-    (:func:`calib.personalise.category_probabilities`). Saved in the fold (``personalised_early.nc``, stamped with the
+    (:func:`immunocal.calib.personalise.category_probabilities`). Saved in the fold (``personalised_early.nc``, stamped with the
     fold's config hash) and read back while the fold is unchanged."""
     import arviz as az
 
-    from calib.outputs import save_idata
-    from calib.personalise import category_probabilities
-    from calib.workflow import subset
+    from immunocal.calib.outputs import save_idata
+    from immunocal.calib.personalise import category_probabilities
+    from immunocal.calib.workflow import subset
 
     path = folder / "personalised_early.nc"
     idata = az.from_netcdf(path) if path.exists() else None
@@ -110,7 +110,7 @@ def _early_response(cal, folder: Path, test_ids: list[str], config_hash: str) ->
 
 def _fit_fold(cfg: dict, folder: Path):
     """The fold's calibration (population fit + personalised test patients) — read back when finished."""
-    from calib.workflow import Calibration
+    from immunocal.calib.workflow import Calibration
 
     cal = Calibration(cfg, folder, force=True, progress=False)
     summary = cal.load_finished() if (folder / "personalised.nc").exists() else None
@@ -156,11 +156,11 @@ def _fold_draws(cfg: dict, folder: Path, test_ids: list[str], latents: list[str]
 def _pseudo_labels(base: dict, paths: dict, folder: Path, ids: list[str], latents: list[str]) -> np.ndarray:
     """θ_ref of seed 000 §2.3 for every patient: the population fitted once to the whole cohort (its noise sds and
     cut-points are the fixed θ_pop), then each patient's own penalised maximum-likelihood latents
-    (:func:`calib.personalise.inverse_problem`). Saved with the fit's config hash and read back while unchanged."""
+    (:func:`immunocal.calib.personalise.inverse_problem`). Saved with the fit's config hash and read back while unchanged."""
     import pandas as pd
 
-    from calib.personalise import inverse_problem
-    from calib.workflow import Calibration
+    from immunocal.calib.personalise import inverse_problem
+    from immunocal.calib.workflow import Calibration
 
     cfg = copy.deepcopy(base)
     cfg["emulator"] = {**base["emulator"], "paths": paths}
@@ -193,8 +193,8 @@ def _fold_task(task: tuple) -> tuple[dict, dict, dict]:
 
 def _scores(truth: np.ndarray, point: np.ndarray, ensembles: list[np.ndarray]) -> dict:
     """Point and probabilistic scores of one latent over the cohort (one repeat)."""
-    from calib.baseline import regression_metrics
-    from calib.diagnostics import crps_ensemble
+    from immunocal.calib.baseline import regression_metrics
+    from immunocal.calib.diagnostics import crps_ensemble
 
     res = regression_metrics(truth, point)
     for lev in (0.5, 0.9):
@@ -207,12 +207,12 @@ def _scores(truth: np.ndarray, point: np.ndarray, ensembles: list[np.ndarray]) -
 
 
 def _binary_scores(y: np.ndarray, p: np.ndarray) -> dict:
-    """AUROC, AUPRC, balanced accuracy, F1 (:func:`calib.baseline.binary_metrics`), Brier score and a 5-bin
+    """AUROC, AUPRC, balanced accuracy, F1 (:func:`immunocal.calib.baseline.binary_metrics`), Brier score and a 5-bin
     calibration curve of out-of-fold probabilities ``p`` (averaged over repeats per patient)."""
     from sklearn.calibration import calibration_curve
     from sklearn.metrics import brier_score_loss
 
-    from calib.baseline import binary_metrics
+    from immunocal.calib.baseline import binary_metrics
 
     frac, mean_p = calibration_curve(y, p, n_bins=5, strategy="quantile")
     return {**binary_metrics(y, p), "brier": float(brier_score_loss(y, p)), "probability": p.tolist(),
@@ -275,10 +275,10 @@ def compare(out: Path, name: str, *, n_patients: int = 37, repeats: int = 10, va
     folds, the Bayesian side well specified or a :data:`VARIANTS` entry; work files in ``out/name``, results in
     ``out/name.json`` and ``out/name_*.png``. ``seed_protocol``: also the θ_ref protocol (one full-cohort fit)."""
 
-    from calib.baseline import SMALL_GRID, conformal_latents, nested_cv_binary, outer_folds
-    from calib.cohort import generate_cohort, write_tables
-    from calib.parallel import map_tasks
-    from priors.latents import LATENTS
+    from immunocal.calib.baseline import SMALL_GRID, conformal_latents, nested_cv_binary, outer_folds
+    from immunocal.calib.cohort import generate_cohort, write_tables
+    from immunocal.calib.parallel import map_tasks
+    from immunocal.priors.latents import LATENTS
 
     use_agg()
     work = out / name
@@ -351,8 +351,8 @@ def compare(out: Path, name: str, *, n_patients: int = 37, repeats: int = 10, va
 def _seed_protocol(base, paths, work, df, ids, truth, latents, repeats, quick) -> dict:
     """Seed 000's own protocol: LightGBM trained on and scored against pseudo-labels θ_ref — and against the
     truth."""
-    from calib.baseline import SMALL_GRID, nested_cv_latents, regression_metrics
-    from studies.ct041_lgbm import METRICS, SEED_TABLE2
+    from immunocal.calib.baseline import SMALL_GRID, nested_cv_latents, regression_metrics
+    from immunocal.studies.ct041_lgbm import METRICS, SEED_TABLE2
 
     theta_ref = _pseudo_labels(base, paths, work / "full_cohort", ids, latents)
     df_ref = df.copy()

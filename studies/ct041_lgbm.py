@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from studies._common import save_figure, use_agg, write_json
+from immunocal.studies._common import save_figure, use_agg, write_json
 
 #: seed 000 Table 2 (ρ, MAE, RMSE, R²) and §3.2 (balanced accuracy, F1, AUROC, AUPRC; observed/predicted frequency)
 SEED_TABLE2 = {"theta_inf": (0.569, 0.100, 0.130, 0.182), "theta_exh": (0.585, 0.062, 0.076, 0.388),
@@ -32,7 +32,7 @@ def _pattern(lat: dict) -> dict:
 def _figures(out: Path, res: dict, df, scaling: dict) -> None:
     import matplotlib.pyplot as plt
 
-    from calib.baseline import response_landscape
+    from immunocal.calib.baseline import response_landscape
 
     lats = list(res["latents"])
     short = [k.removeprefix("theta_") for k in lats]
@@ -113,8 +113,8 @@ def _figures(out: Path, res: dict, df, scaling: dict) -> None:
 def run(out: Path, quick: bool = False) -> dict:
     import time
 
-    from calib.baseline import SMALL_GRID, run_baseline
-    from calib.cohort import (
+    from immunocal.calib.baseline import SMALL_GRID, run_baseline
+    from immunocal.calib.cohort import (
         CohortConfig,
         config_dict,
         generate_cohort,

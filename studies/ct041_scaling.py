@@ -1,9 +1,9 @@
 """Scaling and robustness of the Bayesian personalisation against LightGBM (the deliverable "N = 37, 200, 1,000; a
 misspecified Bayesian variant reported beside the well-specified one") on VIRTUAL CT041-like cohorts.
 
-Each run is :func:`studies.ct041_bayes_vs_lgbm.compare` — the same folds, features, emulators design, population
+Each run is :func:`immunocal.studies.ct041_bayes_vs_lgbm.compare` — the same folds, features, emulators design, population
 fit, per-patient posteriors and scores as the headline study — at another cohort size or with a misspecified
-Bayesian model (:data:`studies.ct041_bayes_vs_lgbm.VARIANTS`: no covariate effects; RECIST as a normal score). The
+Bayesian model (:data:`immunocal.studies.ct041_bayes_vs_lgbm.VARIANTS`: no covariate effects; RECIST as a normal score). The
 well-specified N = 37 reference runs here at the variants' repeats, so every comparison is paired on identical folds;
 the seed-000 θ_ref protocol is the headline study's and is not repeated. Writes ``OUT/ct041_scaling/<run>.json``
 (each run's full result), ``OUT/ct041_scaling.json`` (per run and latent: MAE, R², 90 % coverage, CRPS for both
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from studies._common import save_figure, use_agg, write_json
+from immunocal.studies._common import save_figure, use_agg, write_json
 
 NAME = "ct041_scaling"
 #: (run, cohort size, variant, repeats)
@@ -28,7 +28,7 @@ METRICS = ("mae", "r2", "coverage_90", "crps")
 
 
 def run(out: Path, quick: bool = False, scheduler=None) -> dict:
-    from studies.ct041_bayes_vs_lgbm import VARIANTS, compare
+    from immunocal.studies.ct041_bayes_vs_lgbm import VARIANTS, compare
 
     use_agg()
     out = Path(out)

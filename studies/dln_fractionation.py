@@ -5,8 +5,8 @@ so that the tumour's LQ biologically effective dose equals that of 8 Gy x 3 (sam
 import math
 from pathlib import Path
 
-from forward.dln import TreatmentPlan, c_trex1, default_parameters, param_array, scenarios
-from forward.dln.plotting import trajectories
+from immunocal.forward.dln import TreatmentPlan, c_trex1, default_parameters, param_array, scenarios
+from immunocal.forward.dln.plotting import trajectories
 
 from ._common import save_figure, use_agg, write_json
 

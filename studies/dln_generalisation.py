@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from forward.dln import generalisation
+from immunocal.forward.dln import generalisation
 
 from ._common import save_figure, use_agg, write_json
 
@@ -55,9 +55,9 @@ def _bayesian(out: Path, quick: bool) -> dict:
     import copy
     import json
 
-    from calib.config import load_config
-    from calib.datasets import dataset_dir
-    from calib.workflow import Calibration
+    from immunocal.calib.config import load_config
+    from immunocal.calib.datasets import dataset_dir
+    from immunocal.calib.workflow import Calibration
 
     folder = dataset_dir("morisada2018").parents[1] / "data" / "dln_generalisation"
     cfg = load_config(folder / "calibrate.toml")

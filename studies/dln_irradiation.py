@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from forward.dln import default_parameters, param_array, scenarios
-from forward.dln.plotting import plot_arms, trajectories
+from immunocal.forward.dln import default_parameters, param_array, scenarios
+from immunocal.forward.dln.plotting import plot_arms, trajectories
 
 from ._common import save_figure, use_agg, write_json
 

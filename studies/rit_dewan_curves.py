@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from studies._common import save_figure, use_agg, write_json
+from immunocal.studies._common import save_figure, use_agg, write_json
 
 DEWAN_PRESETS = ("dewan_table1", "dewan_table2", "dewan_table3")
-#: digitised Dewan conditions (calib/datasets/dewan2009) -> arms of forward.rit.scenarios.dewan_arms
+#: digitised Dewan conditions (calib/datasets/dewan2009) -> arms of immunocal.forward.rit.scenarios.dewan_arms
 DATA_ARMS = {
     "tsa_fig2_0Gy+PBS": "no_treatment",
     "tsa_fig2_0Gy+9H10": "ctla4",
@@ -41,8 +41,8 @@ SEED_TOP10 = [
 
 
 def load_dewan_data() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Arm -> (model days, mean volume mm^3) of the digitised Dewan TSA primary tumours (calib.datasets)."""
-    from calib.datasets import dataset_dir
+    """Arm -> (model days, mean volume mm^3) of the digitised Dewan TSA primary tumours (immunocal.calib.datasets)."""
+    from immunocal.calib.datasets import dataset_dir
 
     rows = {}
     with open(dataset_dir("dewan2009") / "measurements.csv", newline="") as fh:
@@ -60,10 +60,10 @@ def log_residuals(model: np.ndarray, data: np.ndarray) -> np.ndarray:
 
 
 def run(out: Path, quick: bool = False) -> dict:
-    from forward.rit import simulate, simulate_volumes
-    from forward.rit.analysis import sensitivity_indices
-    from forward.rit.scenarios import deng_arms, dewan_arms
-    from priors import registry
+    from immunocal.forward.rit import simulate, simulate_volumes
+    from immunocal.forward.rit.analysis import sensitivity_indices
+    from immunocal.forward.rit.scenarios import deng_arms, dewan_arms
+    from immunocal.priors import registry
 
     reg = registry()
     arms = dewan_arms(t_end=30.0)

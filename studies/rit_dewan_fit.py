@@ -18,7 +18,7 @@ import copy
 import shutil
 from pathlib import Path
 
-from studies._common import write_json
+from immunocal.studies._common import write_json
 
 NAME = "rit_dewan_fit"
 VARIANTS = ("lq_vascular", "modified_lq")
@@ -26,8 +26,8 @@ RESTRICTED = ("tumour_proliferation_rate", "tumour_alpha", "immune_kill_rate")
 
 
 def _config(variant: str, quick: bool) -> dict:
-    from calib.config import load_config
-    from calib.datasets import dataset_dir
+    from immunocal.calib.config import load_config
+    from immunocal.calib.datasets import dataset_dir
 
     cfg = load_config(dataset_dir("dewan2009") / f"{variant}.toml")
     if quick:
@@ -37,8 +37,8 @@ def _config(variant: str, quick: bool) -> dict:
 
 
 def run(out: Path, quick: bool = False) -> dict:
-    from calib.workflow import Calibration
-    from priors import registry
+    from immunocal.calib.workflow import Calibration
+    from immunocal.priors import registry
 
     out = Path(out)
     result: dict = {"settings": {"configs": [f"calib/datasets/dewan2009/{v}.toml" for v in VARIANTS],
@@ -81,7 +81,7 @@ def _slow_mixing(idata, contraction: dict, ess_min: float) -> dict:
 def _compare_routes(out: Path, quick: bool) -> dict:
     """Exact-gradient NUTS and surrogate NUTS against SMC on the true model (3 free parameters, Table 3 otherwise),
     all through the workflow on the lq_vascular config restricted in memory."""
-    from calib.workflow import Calibration
+    from immunocal.calib.workflow import Calibration
 
     base = _config("lq_vascular", quick)
     base["model"]["options"]["parameter_names"] = list(RESTRICTED)

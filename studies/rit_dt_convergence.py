@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from studies._common import save_figure, use_agg, write_json
+from immunocal.studies._common import save_figure, use_agg, write_json
 
 STEPS = (0.1, 0.05, 0.02, 0.01, 0.005, 0.001)
 REFERENCE_STEP = 1e-4
@@ -21,8 +21,8 @@ TOLERANCE = 0.01
 
 
 def _cases():
-    from forward.rit import Schedule
-    from forward.rit.scenarios import fractionation_schedules
+    from immunocal.forward.rit import Schedule
+    from immunocal.forward.rit.scenarios import fractionation_schedules
 
     t = 60.0
     cases = {
@@ -45,7 +45,7 @@ def _cases():
 
 
 def _volumes(ps, sched, days, dt, substeps, scheme="exponential"):
-    from forward.rit import RitConfig, simulate_volumes
+    from immunocal.forward.rit import RitConfig, simulate_volumes
 
     cfg = RitConfig.from_preset(ps.preset, dt=dt, substeps=substeps, scheme=scheme, on_negative="clip")
     return simulate_volumes(ps, sched, days, cfg)
@@ -67,8 +67,8 @@ def _order(steps, errors, lo=0.001, hi=0.02):
 
 
 def run(out: Path, quick: bool = False) -> dict:
-    from forward.rit.scenarios import it_timing_schedules
-    from priors import registry
+    from immunocal.forward.rit.scenarios import it_timing_schedules
+    from immunocal.priors import registry
 
     Path(out).mkdir(parents=True, exist_ok=True)
     reg = registry()
@@ -119,7 +119,7 @@ def run(out: Path, quick: bool = False) -> dict:
 
 def _delay_scan(reg, n, ref_sub):
     """8 Gy x 3 + anti-CTLA-4 (0,3,6) — the most sensitive case — over random delays in the calibration range."""
-    from forward.rit import Schedule
+    from immunocal.forward.rit import Schedule
 
     rng = np.random.default_rng(0)
     sched = Schedule.from_strings(rt="8x3@0,1,2", ctla4="0,3,6", t_end=40.0)
@@ -147,8 +147,8 @@ def _delay_scan(reg, n, ref_sub):
 def _tcp(reg, scheds, quick):
     """Population TCP (N runs, seed 1) at the default setting vs the reference step (the Markov mode uses the
     same step); 'within' = the default's TCP lies inside the reference's 95 % Clopper-Pearson interval."""
-    from forward.rit import RitConfig
-    from forward.rit.tcp import population_tcp
+    from immunocal.forward.rit import RitConfig
+    from immunocal.forward.rit.tcp import population_tcp
 
     ps = reg.parameter_set("rit", "dewan_table3")
     n = 50 if quick else 200

@@ -7,17 +7,17 @@ from pathlib import Path
 import numpy as np
 from scipy.integrate import trapezoid
 
-from studies._common import save_figure, use_agg, write_json
+from immunocal.studies._common import save_figure, use_agg, write_json
 
 SEED = 20222
 FRACTIONS = (1, 2, 3, 5, 10)
 
 
 def run(out: Path, quick: bool = False) -> dict:
-    from forward.rit import simulate
-    from forward.rit.scenarios import fractionation_schedules
-    from forward.rit.tcp import population_tcp
-    from priors import registry
+    from immunocal.forward.rit import simulate
+    from immunocal.forward.rit.scenarios import fractionation_schedules
+    from immunocal.forward.rit.tcp import population_tcp
+    from immunocal.priors import registry
 
     n_sims = 50 if quick else 200
     ps = registry().parameter_set("rit", "dewan_table3")

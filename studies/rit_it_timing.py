@@ -7,16 +7,16 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from studies._common import save_figure, use_agg, write_json
+from immunocal.studies._common import save_figure, use_agg, write_json
 
 SEED = 20221
 
 
 def run(out: Path, quick: bool = False) -> dict:
-    from forward.rit import simulate
-    from forward.rit.scenarios import IT_EXPERIMENTAL, it_timing_schedules
-    from forward.rit.tcp import population_tcp
-    from priors import registry
+    from immunocal.forward.rit import simulate
+    from immunocal.forward.rit.scenarios import IT_EXPERIMENTAL, it_timing_schedules
+    from immunocal.forward.rit.tcp import population_tcp
+    from immunocal.priors import registry
 
     n_sims = 50 if quick else 200
     ps = registry().parameter_set("rit", "dewan_table3")

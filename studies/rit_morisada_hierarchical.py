@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from studies._common import write_json
+from immunocal.studies._common import write_json
 
 NAME = "rit_morisada_hierarchical"
 #: ``--quick``: shorter chains, fewer prediction draws (same design, same model)
@@ -21,8 +21,8 @@ QUICK = {"draws": 400, "tune": 500, "target_accept": 0.9}
 
 
 def run(out: Path, quick: bool = False, cell_lines=("MOC1", "MC38")) -> dict:
-    from calib.datasets import dataset_dir
-    from calib.workflow import Calibration
+    from immunocal.calib.datasets import dataset_dir
+    from immunocal.calib.workflow import Calibration
 
     result = {"settings": {"configs": {}, "sampler_overrides": QUICK if quick else {}}, "cell_lines": {}}
     for line in cell_lines:

@@ -4,8 +4,8 @@ import json
 import subprocess
 import sys
 
-from calib.cli.main import main
-from priors import ParameterSet
+from immunocal.calib.cli.main import main
+from immunocal.priors import ParameterSet
 
 
 def run(capsys, *argv):
@@ -15,7 +15,7 @@ def run(capsys, *argv):
 
 
 def test_help_runs_as_console_script():
-    res = subprocess.run([sys.executable, "-m", "calib.cli.main", "--help"], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "immunocal.calib.cli.main", "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "params" in res.stdout and "quickstart" in res.stdout
 
 

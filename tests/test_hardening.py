@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calib.cli.main import main
-from calib.config import ConfigError, load_config
-from calib.data import DataTableError, read_measurements
+from immunocal.calib.cli.main import main
+from immunocal.calib.config import ConfigError, load_config
+from immunocal.calib.data import DataTableError, read_measurements
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = ROOT / "calib" / "data" / "toy_logistic"
-RIT = "forward.rit.simulator:RitSimulator"
+RIT = "immunocal.forward.rit.simulator:RitSimulator"
 
 
 def _argparse_error(argv, capsys) -> str:
@@ -144,7 +144,7 @@ def test_input_files_bom_accepted_latin1_named(tmp_path):
 
 
 def test_fixed_value_outside_the_registry_range_is_named(tmp_path):
-    from calib.workflow import Calibration
+    from immunocal.calib.workflow import Calibration
 
     cfg = load_config(ROOT / "calib" / "datasets" / "morisada2018" / "moc1.toml")
     cfg["parameters"]["tumour_alpha"] = {"role": "fixed", "value": -0.3}
@@ -183,7 +183,7 @@ def test_existing_outputs_are_not_replaced_without_force(tmp_path, capsys):
 
 
 def test_a_config_names_code_outside_the_toolkit_only_explicitly(tmp_path):
-    from calib.workflow import Calibration
+    from immunocal.calib.workflow import Calibration
 
     cfg = load_config(_config(tmp_path, 'forward = "toy.logistic"', 'forward = "json:loads"'))
     with pytest.raises(ValueError, match=r"outside the toolkit.*trusted_modules = \[\"json\"\]"):

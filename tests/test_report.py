@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from calib.report import END, START, update_readme
+from immunocal.calib.report import END, START, update_readme
 
 
 def test_report_writes_numbers_between_markers(tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from calib.cli.types import (
+from immunocal.calib.cli.types import (
     finite_float,
     holdout_fraction,
     nonnegative_int,
@@ -32,8 +32,8 @@ def _kv(items, what) -> dict:
 
 def cmd_campaign_run(args) -> int:
 
-    from calib.campaign import Campaign
-    from calib.design import design
+    from immunocal.calib.campaign import Campaign
+    from immunocal.calib.design import design
 
     fm, full = _campaign_model(args.forward, args.preset)
     vary = [v.strip() for v in args.vary.split(",")] if args.vary else list(fm.parameter_names)
@@ -42,7 +42,7 @@ def cmd_campaign_run(args) -> int:
         raise ValueError(f"--vary: {args.forward!r} has no parameter(s) {missing}; it has {list(full.names)}")
     fixed = {}
     if args.params:
-        from priors import ParameterSet
+        from immunocal.priors import ParameterSet
 
         ps = ParameterSet.from_file(args.params)
         fixed.update({n: ps[n] for n in fm.parameter_names if n in ps and n not in vary})
@@ -50,7 +50,7 @@ def cmd_campaign_run(args) -> int:
     space = full.subset(vary)
     cond = json.loads(args.condition) if args.condition else None
     if args.conditions_table:
-        from calib.data import read_conditions
+        from immunocal.calib.data import read_conditions
 
         if not args.condition_id:
             raise ValueError("--conditions-table needs --condition-id (which row to simulate)")
@@ -83,9 +83,9 @@ def _campaign_model(spec: str, preset: str | None):
     """The forward model of ``campaign run`` and the box of its full input vector: the model's own ``space()``
     (toy models), else the parameter registry's ranges for the model (``name``) and ``preset`` — which is checked
     and given to the simulator, so its non-varied parameters take the same preset's values."""
-    from calib.design import ParameterSpace
-    from calib.forward_api import load_forward_model
-    from priors import registry
+    from immunocal.calib.design import ParameterSpace
+    from immunocal.calib.forward_api import load_forward_model
+    from immunocal.priors import registry
 
     probe = load_forward_model(spec)
     reg = registry()
@@ -108,7 +108,7 @@ def _checked_fixed(fixed: dict, fm, vary: list[str], preset: str | None) -> dict
     a registry model — checked before any run (a NaN once gave a campaign of failed runs and exit status 0)."""
     import math
 
-    from priors import registry
+    from immunocal.priors import registry
 
     for name, value in fixed.items():
         if name not in fm.parameter_names:
@@ -123,7 +123,7 @@ def _checked_fixed(fixed: dict, fm, vary: list[str], preset: str | None) -> dict
 
 
 def cmd_campaign_resume(args) -> int:
-    from calib.campaign import Campaign
+    from immunocal.calib.campaign import Campaign
 
     st = Campaign(args.folder).run(workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
     _print(st)
@@ -131,7 +131,7 @@ def cmd_campaign_resume(args) -> int:
 
 
 def cmd_campaign_status(args) -> int:
-    from calib.campaign import Campaign
+    from immunocal.calib.campaign import Campaign
 
     camp = Campaign(args.folder)
     st = camp.status()
@@ -142,8 +142,8 @@ def cmd_campaign_status(args) -> int:
 
 
 def cmd_surrogate_fit(args) -> int:
-    from calib.campaign import Campaign
-    from calib.surrogate import fit_from_campaign
+    from immunocal.calib.campaign import Campaign
+    from immunocal.calib.surrogate import fit_from_campaign
 
     output_file(args.out, args.force)
     output_file(str(args.out) + ".validation.json", args.force)
@@ -157,8 +157,8 @@ def cmd_surrogate_fit(args) -> int:
 
 
 def cmd_surrogate_validate(args) -> int:
-    from calib.campaign import Campaign
-    from calib.surrogate import GPSurrogate, validate
+    from immunocal.calib.campaign import Campaign
+    from immunocal.calib.surrogate import GPSurrogate, validate
 
     sur = GPSurrogate.load(args.surrogate)
     theta, Y = Campaign(args.campaign).training_data()
@@ -169,7 +169,7 @@ def cmd_surrogate_validate(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from calib.pipeline import calibrate
+    from immunocal.calib.pipeline import calibrate
 
     summary = calibrate(args.config, out_dir=args.out, surrogate=args.surrogate, force=args.force,
                         progress=not args.quiet, method=args.method, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed)
@@ -178,7 +178,7 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_ppc(args) -> int:
-    from calib.pipeline import ppc
+    from immunocal.calib.pipeline import ppc
 
     res = ppc(args.run_dir)
     _print({o: {k: v for k, v in b.items() if k.startswith("fraction")} for o, b in res["observables"].items()})
@@ -189,7 +189,7 @@ def cmd_wide_to_long(args) -> int:
     """Per-group wide tables (one column per animal) -> one long measurement table; ids qualified by the group."""
     import numpy as np
 
-    from calib.data import Measurements, wide_to_long
+    from immunocal.calib.data import Measurements, wide_to_long
 
     parts = []
     for item in args.tables:
@@ -219,7 +219,7 @@ def cmd_wide_to_long(args) -> int:
 
 
 def cmd_export_petab(args) -> int:
-    from calib.petab import export_petab
+    from immunocal.calib.petab import export_petab
 
     output_folder(args.out, args.force)
     _print(export_petab(args.measurements, args.conditions, args.out, rename_ids=args.rename_ids))
@@ -227,7 +227,7 @@ def cmd_export_petab(args) -> int:
 
 
 def cmd_import_petab(args) -> int:
-    from calib.petab import import_petab
+    from immunocal.calib.petab import import_petab
 
     output_folder(args.out, args.force)
     _print(import_petab(args.source, args.out))
@@ -235,14 +235,14 @@ def cmd_import_petab(args) -> int:
 
 
 def cmd_identify(args) -> int:
-    from calib.identify import identify, write_report
-    from calib.workflow import Calibration
+    from immunocal.calib.identify import identify, write_report
+    from immunocal.calib.workflow import Calibration
 
     output_folder(args.out, args.force)
     cal = Calibration(args.config, args.out, progress=False)
     idata = None
     if args.run is not None:
-        from calib.pipeline import load_run
+        from immunocal.calib.pipeline import load_run
 
         idata, _ = load_run(args.run, cal, what="reporting on")
     files = write_report(identify(cal, n_sobol=args.n_sobol, seed=args.seed, idata=idata), args.out)
@@ -252,7 +252,7 @@ def cmd_identify(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from calib.pipeline import predict
+    from immunocal.calib.pipeline import predict
 
     res = predict(args.run_dir, args.conditions, out=args.out, progress=not args.quiet)
     _print({k: v for k, v in res.items() if k != "bands"})
@@ -260,7 +260,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_sbc(args) -> int:
-    from calib.pipeline import sbc_from_config
+    from immunocal.calib.pipeline import sbc_from_config
 
     res = sbc_from_config(args.config, n_replicates=args.replicates, n_draws=args.ranks, seed=args.seed,
                           out_dir=args.out)
@@ -269,14 +269,14 @@ def cmd_sbc(args) -> int:
 
 
 def cmd_bench_personalise(args) -> int:
-    from calib.bench import bench_personalise
+    from immunocal.calib.bench import bench_personalise
 
     print(json.dumps({**bench_personalise(args.out, args.population_draws), "_command": "immunocal bench personalise"}))
     return 0
 
 
 def cmd_bench(args) -> int:
-    from calib.bench import bench_exact_rit, bench_nuts, bench_surrogate
+    from immunocal.calib.bench import bench_exact_rit, bench_nuts, bench_surrogate
 
     out = {"surrogate_100_eval_grad_s": bench_surrogate(),
            "surrogate_100_eval_grad_numba_s": bench_surrogate(mode="NUMBA")}

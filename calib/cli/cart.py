@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from calib.cli.types import fraction, output_file, output_folder, positive_float, positive_int
+from immunocal.calib.cli.types import fraction, output_file, output_folder, positive_float, positive_int
 
 DEFAULT_PRESET = "normalised"
 
 
 def _params(args):
-    from priors import ParameterSet, registry
+    from immunocal.priors import ParameterSet, registry
 
     if args.params:
         if args.preset is not None:  # one source of values: the file, or a preset — never one silently ignored
@@ -26,7 +26,7 @@ def _params(args):
 
 def cmd_simulate(args) -> int:
     if args.reference_args is not None:
-        from forward.cart.reference import parse_reference_args, run_reference
+        from immunocal.forward.cart.reference import parse_reference_args, run_reference
 
         ref = parse_reference_args(args.reference_args)
         if args.preset not in ("reference", None):
@@ -40,13 +40,13 @@ def cmd_simulate(args) -> int:
 
     import numpy as np
 
-    from forward.cart.grid import Grid
-    from forward.cart.io import save_snapshots, write_csv
-    from forward.cart.model import CarTSolver, StepSettings
-    from forward.cart.observables import summarise
-    from forward.cart.reference import REFERENCE_DEFAULTS, reference_initial_state
-    from forward.cart.scenarios import FocusGeometry, focus_state
-    from priors import registry
+    from immunocal.forward.cart.grid import Grid
+    from immunocal.forward.cart.io import save_snapshots, write_csv
+    from immunocal.forward.cart.model import CarTSolver, StepSettings
+    from immunocal.forward.cart.observables import summarise
+    from immunocal.forward.cart.reference import REFERENCE_DEFAULTS, reference_initial_state
+    from immunocal.forward.cart.scenarios import FocusGeometry, focus_state
+    from immunocal.priors import registry
 
     if args.csv_dir:
         output_folder(args.csv_dir, args.force, option="--csv-dir")
@@ -94,7 +94,7 @@ def cmd_simulate(args) -> int:
                 snaps_t.append(t)
                 snaps.append(U.copy())
 
-    from forward.cart.model import InstabilityError
+    from immunocal.forward.cart.model import InstabilityError
 
     try:
         res = solver.run(U0, args.t_end, callback=cb, progress=not args.quiet)
@@ -116,7 +116,7 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from forward.cart.bench import bench
+    from immunocal.forward.cart.bench import bench
 
     print(json.dumps(bench(n=args.n, steps=args.steps, solver=args.solver, threads=args.threads,
                            exp_substeps=args.exp_substeps)))

@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from calib.cli.types import nonnegative_int, output_file, positive_int
+from immunocal.calib.cli.types import nonnegative_int, output_file, positive_int
 
 
 def _params(args):
     if not getattr(args, "params", None):
         return None
-    from priors import ParameterSet
+    from immunocal.priors import ParameterSet
 
     return ParameterSet.from_file(args.params)
 
@@ -22,7 +22,7 @@ def _params(args):
 def cmd_generate(args) -> int:
     import numpy as np
 
-    from calib.cohort import generate_cohort, save_cohort, summary
+    from immunocal.calib.cohort import generate_cohort, save_cohort, summary
 
     output_file(args.out, args.force)
     df = generate_cohort(args.n, np.random.default_rng(args.seed), processes=args.processes, progress=True,
@@ -58,8 +58,8 @@ def write_baseline_json(result: dict, out: Path, cohort: str) -> Path:
 
 
 def cmd_baseline(args) -> int:
-    from calib.baseline import PARAM_GRID, SMALL_GRID, run_baseline
-    from calib.cohort import load_cohort
+    from immunocal.calib.baseline import PARAM_GRID, SMALL_GRID, run_baseline
+    from immunocal.calib.cohort import load_cohort
 
     if args.repeats < 1 or args.splits < 2:
         raise ValueError(f"need --repeats ≥ 1 and --splits ≥ 2, got {args.repeats} and {args.splits}")
@@ -79,8 +79,8 @@ def cmd_bench(args) -> int:
 
     import numpy as np
 
-    from calib.baseline import run_baseline
-    from calib.cohort import generate_cohort
+    from immunocal.calib.baseline import run_baseline
+    from immunocal.calib.cohort import generate_cohort
 
     generate_cohort(2, np.random.default_rng(0))                 # compile / warm caches
     t0, c0 = time.perf_counter(), time.process_time()
@@ -105,10 +105,10 @@ def cmd_personalise(args) -> int:
     (default: the bundled ``calib/datasets/ct041_virtual/personalise.toml``) fitted to every patient but the
     ``--heldout`` ones, who are then personalised given the fitted population; one row per patient in
     ``patients.csv`` (posterior mean, sd and quantiles of each latent; ``fitted`` or ``heldout``)."""
-    from calib.cohort import load_cohort, patient_table, write_tables
-    from calib.config import load_config
-    from calib.datasets import dataset_dir
-    from calib.workflow import Calibration
+    from immunocal.calib.cohort import load_cohort, patient_table, write_tables
+    from immunocal.calib.config import load_config
+    from immunocal.calib.datasets import dataset_dir
+    from immunocal.calib.workflow import Calibration
 
     out = Path(args.out)
     df = load_cohort(args.cohort)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from calib.cli.types import output_file, positive_int
+from immunocal.calib.cli.types import output_file, positive_int
 
 
 def cmd_simulate(args) -> int:
-    from forward.dln import load_plan, simulate
-    from forward.dln.api import default_parameters
-    from priors.registry import ParameterSet
+    from immunocal.forward.dln import load_plan, simulate
+    from immunocal.forward.dln.api import default_parameters
+    from immunocal.priors.registry import ParameterSet
 
     plan = load_plan(args.plan)
     if args.params:
@@ -33,7 +33,7 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from forward.dln.bench import run_bench
+    from immunocal.forward.dln.bench import run_bench
 
     print(json.dumps(run_bench(n_batch=args.n, repeats=args.repeats)))
     return 0

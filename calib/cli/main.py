@@ -12,17 +12,17 @@ import argparse
 import importlib
 import sys
 
-from priors.errors import ParameterError
+from immunocal.priors.errors import ParameterError
 
 COMMAND_MODULES = [
-    "calib.cli.params",
-    "calib.cli.study",
-    "calib.cli.quickstart",
-    "calib.cli.cart",
-    "calib.cli.calibration",
-    "calib.cli.rit",
-    "calib.cli.dln",
-    "calib.cli.cohort",
+    "immunocal.calib.cli.params",
+    "immunocal.calib.cli.study",
+    "immunocal.calib.cli.quickstart",
+    "immunocal.calib.cli.cart",
+    "immunocal.calib.cli.calibration",
+    "immunocal.calib.cli.rit",
+    "immunocal.calib.cli.dln",
+    "immunocal.calib.cli.cohort",
 ]
 
 _VERB_HELP = {
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    try:  # an invalid option value (calib.cli.types) is printed by argparse: its status is returned like any error
+    try:  # an invalid option value (immunocal.calib.cli.types) is printed by argparse: its status is returned like any error
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from priors import registry
+from immunocal.priors import registry
 
 
 def _fmt(x: float | None) -> str:
@@ -80,7 +80,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from calib.cli.types import output_file
+    from immunocal.calib.cli.types import output_file
 
     output_file(args.file, args.force, option="FILE")
     ps = registry().parameter_set(args.model, args.preset)

@@ -6,7 +6,7 @@ import sys
 
 
 def cmd_quickstart(args) -> int:
-    from calib.quickstart import run_quickstart
+    from immunocal.calib.quickstart import run_quickstart
 
     report = run_quickstart(args.out, calibrate=not args.registry_only)
     for model, info in report["models"].items():

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import json
 
-from calib.cli.types import nonnegative_float, nonnegative_int, output_file, positive_float, positive_int
+from immunocal.calib.cli.types import (
+    nonnegative_float,
+    nonnegative_int,
+    output_file,
+    positive_float,
+    positive_int,
+)
 
 
 def _common(p, with_out: bool = True) -> None:
@@ -53,8 +59,8 @@ def _common(p, with_out: bool = True) -> None:
 
 
 def _setup(args):
-    from forward.rit import RitConfig, Schedule
-    from priors import ParameterSet, registry
+    from immunocal.forward.rit import RitConfig, Schedule
+    from immunocal.priors import ParameterSet, registry
 
     if args.params:
         ps = ParameterSet.from_file(args.params)
@@ -84,7 +90,7 @@ def _step_check(ps, sched, config, show: bool) -> None:
     import sys
     import warnings
 
-    from forward.rit import step_error_estimate
+    from immunocal.forward.rit import step_error_estimate
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -102,7 +108,7 @@ def _step_check(ps, sched, config, show: bool) -> None:
 
 
 def cmd_simulate(args) -> int:
-    from forward.rit import simulate
+    from immunocal.forward.rit import simulate
 
     output_file(args.out, args.force)
     ps, sched, config = _setup(args)
@@ -123,7 +129,7 @@ def cmd_simulate(args) -> int:
 def cmd_tcp(args) -> int:
     import numpy as np
 
-    from forward.rit.tcp import population_tcp
+    from immunocal.forward.rit.tcp import population_tcp
 
     if args.out:
         output_file(args.out, args.force)
@@ -146,7 +152,7 @@ def cmd_tcp(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from forward.rit.bench import benchmark
+    from immunocal.forward.rit.bench import benchmark
 
     print(json.dumps(benchmark(repeats=args.repeats, gradient=args.gradient, complex_step=args.complex_step)))
     return 0

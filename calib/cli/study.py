@@ -1,5 +1,5 @@
 """``immunocal study NAME --out DIR [--quick]`` — run one study script from the ``studies`` package, found by name
-at run time (the library itself does not depend on the studies); ``immunocal report`` (:mod:`calib.report`)."""
+at run time (the library itself does not depend on the studies); ``immunocal report`` (:mod:`immunocal.calib.report`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pkgutil
 from pathlib import Path
 
 #: the package holding the study scripts (one module per study, each with ``run(out, quick)``)
-STUDIES_PACKAGE = "studies"
+STUDIES_PACKAGE = "immunocal.studies"
 
 
 def available_studies() -> list[str]:
@@ -48,7 +48,7 @@ def register(commands) -> None:
 
 
 def cmd_report(args) -> int:
-    from calib.report import update_readme
+    from immunocal.calib.report import update_readme
 
     path = update_readme(args.results, args.readme, args.figures)
     print(f"updated the results section of {path} from {args.results}; figures in {args.figures}")

@@ -1,6 +1,6 @@
 """Convert the raw data in ``shared/data/`` into the bundled measurement/condition tables.
 
-Run ``python -m calib.datasets.convert --shared ../shared`` from the repository root; it rewrites
+Run ``python -m immunocal.calib.datasets.convert --shared ../shared`` from the repository root; it rewrites
 ``calib/datasets/{dewan2009,morisada2018,conte2025}/{measurements,conditions}.csv`` deterministically, reading every
 assumption from ``schedule_assumptions.toml`` beside this file.
 

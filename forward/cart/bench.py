@@ -7,9 +7,9 @@ import time
 
 import numpy as np
 
+from .grid import Grid
 from .model import CarTSolver, StepSettings
 from .reference import REFERENCE_DEFAULTS, reference_initial_state, reference_parameters
-from .grid import Grid
 
 
 def bench(n: int = 40, steps: int = 20, solver: str = "exact", threads: int | None = None,

@@ -1,6 +1,6 @@
 """The seed-001 computational experiments (§3.2–3.4) as library functions; the study scripts only plot and save.
 
-Scenario definitions (normalised preset; geometry in :mod:`forward.cart.scenarios`):
+Scenario definitions (normalised preset; geometry in :mod:`immunocal.forward.cart.scenarios`):
 
 * infiltration (Fig 4): no antigen escape (μ_0 = ν = μ_1 = 0, T_B ≡ 0); tumour plateau at its CAR-T-free steady
   state K_T(1 − d_TA/r_T) (the seed assumes the untreated tumour sits in E_T), CAR-T next to the focus, t ≤ 12.
@@ -204,7 +204,7 @@ def microenvironment_checks(r: dict) -> dict:
 def study_setup(quick: bool = False):
     """The spatial studies' common set-up: ``(parameter set, grid, dt, preset options)`` of the ``normalised``
     preset (its ``dim``/``n``/``dt`` options), or a 2-D 24² grid with dt 0.05 for ``quick`` runs."""
-    from priors import registry
+    from immunocal.priors import registry
 
     reg = registry()
     ps = reg.parameter_set("cart", "normalised")

@@ -2,9 +2,9 @@
 positivity projection, and the Jacobi diffusion sweep of the published solver.
 
 All kernels take the state ``U[7, nz, ny, nx]`` (C-contiguous) and the parameter vector ``p`` (order in
-:mod:`forward.cart.params`), so changing parameter values never recompiles. Neighbours use index clamping
+:mod:`immunocal.forward.cart.params`), so changing parameter values never recompiles. Neighbours use index clamping
 (zero flux; seed 001 §2.3). The readable numpy counterpart of :func:`reaction_rhs` is
-:func:`forward.cart.model.reaction_rhs_numpy`; ``tests/cart`` checks that both agree.
+:func:`immunocal.forward.cart.model.reaction_rhs_numpy`; ``tests/cart`` checks that both agree.
 """
 
 from __future__ import annotations
@@ -15,8 +15,34 @@ import numpy as np
 from numba import njit, prange
 
 from .params import (
-    I_ALPHA, I_BETAA, I_BETAH, I_CHI0, I_DC_DEATH, I_DE_DEATH, I_DELTA, I_DTA, I_DTB, I_ETA, I_GAMMA, I_KC, I_KE0,
-    I_KH, I_KT, I_LAMA, I_LAMH, I_LAMS, I_MU0, I_MU1, I_NU, I_PR, I_RHO, I_RT, I_SIGA, I_SIGM, I_SIGS, I_XI,
+    I_ALPHA,
+    I_BETAA,
+    I_BETAH,
+    I_CHI0,
+    I_DC_DEATH,
+    I_DE_DEATH,
+    I_DELTA,
+    I_DTA,
+    I_DTB,
+    I_ETA,
+    I_GAMMA,
+    I_KC,
+    I_KE0,
+    I_KH,
+    I_KT,
+    I_LAMA,
+    I_LAMH,
+    I_LAMS,
+    I_MU0,
+    I_MU1,
+    I_NU,
+    I_PR,
+    I_RHO,
+    I_RT,
+    I_SIGA,
+    I_SIGM,
+    I_SIGS,
+    I_XI,
 )
 
 #: Added to K_C + C in the proliferation denominator, as the published program does (below round-off unless

@@ -15,7 +15,7 @@ with χ_C(A) = χ_0/(1+α_A A), k_e = k_e0(1+β_A A+β_H H), μ_AB = μ_0+νC, �
 
 One step: ``U ← Φ_R(Δt/2) Φ_D(Δt) Φ_R(Δt/2) U`` where Φ_R is RK2 with ``exp_substeps`` substeps and projection onto
 u ≥ 0 after the predictor and after each substep (kernels.reaction_half_step), Φ_D is backward Euler for each field
-(:mod:`forward.cart.diffusion`) followed by the projection (removes round-off negatives only).
+(:mod:`immunocal.forward.cart.diffusion`) followed by the projection (removes round-off negatives only).
 
 Stability guards (never silent clamping of an exploding solution): after every reaction half-step, a non-finite
 value raises :class:`InstabilityError`; so does an explicit update that would drive a field below
@@ -23,7 +23,7 @@ value raises :class:`InstabilityError`; so does an explicit update that would dr
 truncation-level artefacts of the explicit step (e.g. the centred face average of C in the chemotaxis flux at a sharp
 front removes ≈ h·χ·ΔS/(2Δx²)·C from an empty neighbour) and are projected; the largest one seen is reported in
 ``SimulationResult.diagnostics['max_relative_undershoot']``. The published program's conventions (no guards, ceil
-step count) live in :mod:`forward.cart.reference` only.
+step count) live in :mod:`immunocal.forward.cart.reference` only.
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from forward.errors import SimulationError
+from immunocal.forward.errors import SimulationError
 
+from . import params as P
 from .diffusion import SOLVERS, VariableCoefficientDiffusion, make_diffusion
 from .grid import Grid
 from .kernels import clamp_nonneg, reaction_half_step, reaction_rhs
 from .params import FIELDS, diffusion_coefficients, param_array
-from . import params as P
 
 
 class InstabilityError(SimulationError):
@@ -264,7 +264,7 @@ class CarTSolver:
 
         The number of steps is ``ceil(t_end/dt)`` (to 1e-9 relative) and the last step is shortened so the run
         ends exactly at ``t_end`` (unless ``step_count`` is given: then exactly that many steps of size dt — the
-        published program's convention, see :mod:`forward.cart.reference`). Integrals are recorded at t = 0, every
+        published program's convention, see :mod:`immunocal.forward.cart.reference`). Integrals are recorded at t = 0, every
         ``record_every`` steps and at the end; snapshots at the steps nearest to ``snapshot_times``;
         ``callback(n, t, U)`` is called after every step (n = 1 …).
         """

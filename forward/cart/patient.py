@@ -7,7 +7,7 @@ time series at the requested observation times. It never recompiles when paramet
 
 Example::
 
-    from forward.cart import simulate_patient
+    from immunocal.forward.cart import simulate_patient
     r = simulate_patient({"exhaustion_rate": 0.08}, dose=0.05, tumour0=0.5, t_end=120)
     r.observables.recist, r.observables.pfs, r.series["burden"]
 """
@@ -29,7 +29,7 @@ from .scenarios import FocusGeometry, car_t_profile, focus_state
 def resolve_parameters(params=None, preset: str = "normalised"):
     """A validated :class:`priors.ParameterSet`: ``params`` may be a ParameterSet (used as is), a mapping of
     overrides applied to ``preset``, or None (the preset itself)."""
-    from priors import ParameterSet, registry
+    from immunocal.priors import ParameterSet, registry
 
     if isinstance(params, ParameterSet):
         return params

@@ -65,7 +65,7 @@ def parse_reference_args(text: str | list[str]) -> dict:
 
 
 def reference_parameters(gamma: float | None = None):
-    from priors import registry
+    from immunocal.priors import registry
 
     ps = registry().parameter_set("cart", "reference")
     return ps if gamma is None else ps.replace(tumour_kill_rate=gamma)

@@ -32,7 +32,7 @@ class FocusGeometry:
     @classmethod
     def from_preset(cls, preset: str = "normalised") -> "FocusGeometry":
         """Geometry from the preset options of the registry (``[presets.normalised]`` in cart.toml)."""
-        from priors import registry
+        from immunocal.priors import registry
 
         opts = registry().preset_options("cart", preset)
         keys = {"tumour_radius", "tumour_density", "cart_radius", "cart_offset", "cart_density", "edge"}

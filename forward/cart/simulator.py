@@ -2,7 +2,7 @@
 
 The simulator protocol of the calibration layer (``name``, ``parameter_names``, ``observables``, ``times``,
 ``simulate(theta, condition) -> (n, len(observables), len(times))``), rebuilt in campaign workers from its descriptor
-(this class's import path + keyword arguments). Each row runs :func:`forward.cart.simulate_patient` — the homogeneous
+(this class's import path + keyword arguments). Each row runs :func:`immunocal.forward.cart.simulate_patient` — the homogeneous
 ODE (seed 001 eqs 9–15) or the spatial model (``model = "spatial"``: focus geometry on a ``dim``-D grid of ``n``
 nodes per axis, step ``dt``) — with the parameters ``parameter_names`` over the registry preset ``preset``.
 
@@ -40,7 +40,7 @@ class CartSimulator:
     name: str = "cart"
 
     def __post_init__(self):
-        from priors import registry
+        from immunocal.priors import registry
 
         self.parameter_names = tuple(self.parameter_names)
         self.observables = tuple(self.observables)

@@ -1,7 +1,7 @@
 """Seed-003 draining-lymph-node (DLN) compartment model of the cancer-immunity cycle (SPEC §5).
 
-Equations (eqs 1-27) live in :mod:`forward.dln.model`; networks and treatment plans in :mod:`forward.dln.plan`;
-standard scenarios of the seed's figures in :mod:`forward.dln.scenarios`.
+Equations (eqs 1-27) live in :mod:`immunocal.forward.dln.model`; networks and treatment plans in :mod:`immunocal.forward.dln.plan`;
+standard scenarios of the seed's figures in :mod:`immunocal.forward.dln.scenarios`.
 """
 
 from .api import default_parameters, param_array, simulate, simulate_array, simulate_batch

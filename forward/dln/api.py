@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from forward.errors import SimulationError
-from priors import ParameterError, registry
+from immunocal.forward.errors import SimulationError
+from immunocal.priors import ParameterError, registry
 
 from . import model
 from .model import PARAM_NAMES, DLNResult
@@ -207,7 +207,7 @@ def log_volume_batch(
 ) -> np.ndarray:
     """log(max(V, floor)) of every target on ``days``: shape (n, I, len(days)) for a named parameter batch ``theta``.
 
-    The building block for a calibration adapter (calib.forward_api): one plan = one condition."""
+    The building block for a calibration adapter (immunocal.calib.forward_api): one plan = one condition."""
     days = _observation_days(plan, days)
     vols = simulate_batch(plan, parameter_rows(theta, names, base))
     return np.log(np.maximum(vols[:, days, :], floor_mm3)).transpose(0, 2, 1)

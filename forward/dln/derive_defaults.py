@@ -1,7 +1,7 @@
-"""Reproducible derivation of the fitted DLN defaults: ``python -m forward.dln.derive_defaults [--evals N]``.
+"""Reproducible derivation of the fitted DLN defaults: ``python -m immunocal.forward.dln.derive_defaults [--evals N]``.
 
 The seed's fitted parameter appendix is not available. The parameters listed in :data:`FITTED` (their registry
-notes say "fitted") are chosen so that the SPEC §5 qualitative claims (:data:`forward.dln.scenarios.CLAIMS`) hold
+notes say "fitted") are chosen so that the SPEC §5 qualitative claims (:data:`immunocal.forward.dln.scenarios.CLAIMS`) hold
 with a safety margin, starting from the registry's current values:
 
 1. seeded random search in unconstrained coordinates z (log for positive scales, logit inside the registry
@@ -9,7 +9,7 @@ with a safety margin, starting from the registry's current values:
 2. Nelder-Mead (scipy.optimize.minimize) from the best point, in the same coordinates.
 
 The loss is the sum of hinge penalties on the log of each claim ratio (and of
-:data:`forward.dln.scenarios.EXTRA_TARGETS`) outside its margin tightened by ``SLACK``
+:data:`immunocal.forward.dln.scenarios.EXTRA_TARGETS`) outside its margin tightened by ``SLACK``
 (relative), plus the control volume at day 30 kept in [200, 800] mm^3, order constraints the seed prescribes
 (lambda_PD-1^(++) > (+) > (+-) > (-), C_5^(++) > C_5^(+) > C_5^(+-), lambda_exh^(+) > lambda_exh^(+-),
 C_inf^(RT) > C_inf) and a weak pull (weight 1e-3) towards the start. It prints the fitted values as JSON; copy them
@@ -126,7 +126,7 @@ def loss(
 def _transforms(names):
     """z <-> value maps that keep each value inside its registry bounds (logit for finite [a, b] ranges whose
     upper end is <= 2, log otherwise: survival fractions, C_10 in [1, 2])."""
-    from priors import registry
+    from immunocal.priors import registry
 
     bounds = {n: registry().record("dln", n).bounds for n in names}
 

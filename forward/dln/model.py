@@ -758,7 +758,7 @@ class DLNResult:
         return header, rows
 
     def to_csv(self, path) -> None:
-        from priors.textio import write_table
+        from immunocal.priors.textio import write_table
 
         header, rows = self.to_rows()
         write_table(path, header, rows)

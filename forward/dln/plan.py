@@ -317,7 +317,7 @@ def plan_from_dict(data: Mapping[str, Any], where: str = "plan") -> TreatmentPla
 
 def load_plan(path: str | Path) -> TreatmentPlan:
     """Read a TOML (``.toml``) or JSON (``.json``) plan file; errors name the file."""
-    from priors.registry import read_structured_file
+    from immunocal.priors.registry import read_structured_file
 
     data, _ = read_structured_file(path, PlanError, what="plan file")
     return plan_from_dict(data, where=str(path))

@@ -6,12 +6,11 @@ import time
 
 import numpy as np
 
-from priors import registry
+from immunocal.priors import registry
 
 from .model import simulate, simulate_volumes_batch
 from .schedule import Schedule
 from .tcp import population_tcp
-
 
 GRADIENT_PARAMETERS = ("tumour_proliferation_rate", "immune_kill_rate", "tumour_alpha")
 

@@ -2,8 +2,8 @@
 
 Typical use::
 
-    from priors import registry
-    from forward.rit import Schedule, simulate, simulate_volumes
+    from immunocal.priors import registry
+    from immunocal.forward.rit import Schedule, simulate, simulate_volumes
 
     ps = registry().parameter_set("rit", "dewan_table3")
     sched = Schedule.from_strings(rt="8x3@0,1,2", ctla4="2,5,8", t_end=30)
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from forward.errors import SimulationError
-from priors import ParameterSet, registry
+from immunocal.forward.errors import SimulationError
+from immunocal.priors import ParameterSet, registry
 
 from . import kernels as K
 from .kernels import N_STATES as N_STATE_COLUMNS
@@ -177,7 +177,7 @@ def _as_parameter_set(params) -> ParameterSet:
 
 
 def parameter_array(params) -> np.ndarray:
-    """The kernel parameter vector (order :data:`forward.rit.kernels.PARAM_NAMES`) of a validated parameter set."""
+    """The kernel parameter vector (order :data:`immunocal.forward.rit.kernels.PARAM_NAMES`) of a validated parameter set."""
     ps = _as_parameter_set(params)
     theta = ps.as_array(K.PARAM_NAMES)
     _check_consistency(theta)
@@ -198,7 +198,7 @@ def _check_consistency(theta: np.ndarray) -> None:
 class RitResult:
     """Trajectories on the Euler grid ``t = 0, dt, ..., t_end`` (days after the pre-treatment volume is reached).
 
-    ``states[:, k]`` follows :data:`forward.rit.kernels.STATE_NAMES`; ``cohorts[:, i]`` is the doomed cohort of
+    ``states[:, k]`` follows :data:`immunocal.forward.rit.kernels.STATE_NAMES`; ``cohorts[:, i]`` is the doomed cohort of
     fraction ``i``. ``info``: ``free_growth_days`` (time from C(0) to day 0), ``n_negative_clipped``,
     ``controlled_day`` (Markov mode), ``final_C``, ``min_C``.
     """

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from priors.textio import read_input_text
+from immunocal.priors.textio import read_input_text
 
 __all__ = ["Schedule", "parse_days", "parse_rt"]
 

@@ -1,6 +1,6 @@
 """The RIT model as a calibration simulator: a batch of parameter vectors × one condition → log tumour volume.
 
-The simulator protocol (the calibration layer's ``calib.forward_api.ForwardModel``): ``name``,
+The simulator protocol (the calibration layer's ``immunocal.calib.forward_api.ForwardModel``): ``name``,
 ``parameter_names`` (the columns of ``theta``), ``observables``, ``times`` and ``simulate(theta, condition)`` with
 shape ``(n, len(observables), len(times))``. The object is rebuilt in campaign workers from a serialisable descriptor
 (this class's import path + its keyword arguments), so workers never re-read data files.
@@ -67,7 +67,7 @@ class RitSimulator:
 
     def refined(self) -> RitSimulator:
         """The same simulator with twice the substeps (half the integration step): the workflow's resolution check
-        at posterior draws (``calib.workflow.Calibration.numerics_check``)."""
+        at posterior draws (``immunocal.calib.workflow.Calibration.numerics_check``)."""
         from dataclasses import replace
 
         return replace(self, substeps=2 * self.config().substeps)

@@ -10,17 +10,24 @@ Population TCP: N runs, each with the non-fixed parameters multiplied by (1 + 0.
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numba import njit
 from scipy import stats
 
-from priors import registry
+from immunocal.priors import registry
 
 from . import kernels as K
-from .model import _NO_TIMES, MODEL, RitConfig, _as_parameter_set, _check_survival, _schedule_arrays, parameter_array
+from .model import (
+    _NO_TIMES,
+    MODEL,
+    RitConfig,
+    _as_parameter_set,
+    _check_survival,
+    _schedule_arrays,
+    parameter_array,
+)
 from .schedule import Schedule
 
 __all__ = [
@@ -201,7 +208,7 @@ def _birth_death(n0, pp, pd, n_steps, n_runs, rng, out):
 def birth_death_extinction(
     n0: int, p_birth: float, p_death: float, n_steps: int, n_runs: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """Final population of ``n_runs`` runs of the model's Markov step (:func:`forward.rit.kernels.markov_step`,
+    """Final population of ``n_runs`` runs of the model's Markov step (:func:`immunocal.forward.rit.kernels.markov_step`,
     vectorised binomial draws) with constant per-step probabilities — the reference process for the statistical test of the Markov mode."""
     if not (0 <= p_birth < 1 and 0 <= p_death <= 1 and p_birth + p_death <= 1):
         raise ValueError("need 0 <= p_birth < 1, 0 <= p_death and p_birth + p_death <= 1")
@@ -235,7 +242,7 @@ def birth_death_exact_runs(
     n0: int, lam: float, mu: float, h: float, n_steps: int, n_runs: int, rng: np.random.Generator
 ) -> np.ndarray:
     """Final population of ``n_runs`` runs of ``n_steps`` steps of the default scheme's Markov step
-    (:func:`forward.rit.kernels.birth_death_exact`) with constant per-cell rates ``lam`` (birth), ``mu`` (death)."""
+    (:func:`immunocal.forward.rit.kernels.birth_death_exact`) with constant per-cell rates ``lam`` (birth), ``mu`` (death)."""
     if not (lam >= 0 and mu >= 0 and h > 0):
         raise ValueError("need lam >= 0, mu >= 0 and h > 0")
     out = np.zeros(n_runs, dtype=np.int64)

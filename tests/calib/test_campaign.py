@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calib.campaign import Campaign
-from calib.design import design
-from calib.toy import LinearModel
+from immunocal.calib.campaign import Campaign
+from immunocal.calib.design import design
+from immunocal.calib.toy import LinearModel
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,7 +69,7 @@ def test_sigkill_then_resume_completes_every_point_exactly_once(tmp_path):
     folder = tmp_path / "k"
     X = design(LinearModel().space(), 40, seed=2)
     Campaign.create(folder, "toy.linear", X, condition={"sleep": 0.15}, chunk_size=2)
-    code = f"from calib.campaign import Campaign; Campaign({str(folder)!r}).run(workers=0, progress=False)"
+    code = f"from immunocal.calib.campaign import Campaign; Campaign({str(folder)!r}).run(workers=0, progress=False)"
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
     try:
         deadline = time.time() + 60
@@ -115,7 +115,7 @@ def test_extend_keeps_finished_runs(tmp_path):
 
 def _hold_lock(folder: Path) -> subprocess.Popen:
     """Another process holding ``folder``'s lock (as a live runner would) until killed."""
-    code = (f"import time; from calib.locking import folder_lock\nwith folder_lock({str(folder)!r}):\n"
+    code = (f"import time; from immunocal.calib.locking import folder_lock\nwith folder_lock({str(folder)!r}):\n"
             "    print('held', flush=True); time.sleep(120)")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
@@ -123,7 +123,7 @@ def _hold_lock(folder: Path) -> subprocess.Popen:
 
 
 def test_second_runner_is_refused_with_the_holders_pid_and_a_kill_frees_the_lock(tmp_path):
-    from calib.locking import FolderBusy, holder
+    from immunocal.calib.locking import FolderBusy, holder
 
     X = design(LinearModel().space(), 8, seed=6)
     camp = Campaign.create(tmp_path / "l", "toy.linear", X, chunk_size=4)
@@ -199,8 +199,8 @@ def test_truncated_chunk_is_named_kept_and_rerun(tmp_path):
 
 
 def test_calibration_into_a_folder_in_use_is_refused(tmp_path):
-    from calib.locking import FolderBusy
-    from calib.workflow import Calibration
+    from immunocal.calib.locking import FolderBusy
+    from immunocal.calib.workflow import Calibration
 
     out = tmp_path / "run"
     out.mkdir()
@@ -220,7 +220,7 @@ def test_worker_processes_exit_after_their_runner_is_killed(tmp_path):
     folder = tmp_path / "pool"
     X = design(LinearModel().space(), 24, seed=9)
     Campaign.create(folder, "toy.linear", X, condition={"sleep": 0.5}, chunk_size=2)
-    code = f"from calib.campaign import Campaign; Campaign({str(folder)!r}).run(workers=2, progress=False)"
+    code = f"from immunocal.calib.campaign import Campaign; Campaign({str(folder)!r}).run(workers=2, progress=False)"
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, start_new_session=True,
                             stderr=subprocess.DEVNULL)
 

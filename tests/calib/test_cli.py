@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from calib.cli.main import main
+from immunocal.calib.cli.main import main
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "calib" / "data" / "toy_logistic"
 
@@ -59,7 +59,7 @@ def test_example_config_runs_as_written(tmp_path, capsys):
 
 
 def test_calibrate_output_folder_is_checked_before_any_computation(tmp_path, capsys):
-    from calib.pipeline import RUN_FILES, prepare_output_dir
+    from immunocal.calib.pipeline import RUN_FILES, prepare_output_dir
 
     for f in EXAMPLE.iterdir():
         shutil.copy(f, tmp_path / f.name)
@@ -74,7 +74,7 @@ def test_calibrate_output_folder_is_checked_before_any_computation(tmp_path, cap
     assert (run / "notes.txt").exists() and (run / "summary.json").exists()  # nothing deleted
     (run / "notes.txt").unlink()
     prepare_output_dir(run, RUN_FILES, force=True)  # a previous run's files only: removed
-    assert [p.name for p in run.iterdir()] == [".lock"]  # (the folder's lock file stays: calib.locking)
+    assert [p.name for p in run.iterdir()] == [".lock"]  # (the folder's lock file stays: immunocal.calib.locking)
     with pytest.raises(ValueError, match="exists and is not a folder"):
         prepare_output_dir(tmp_path / "calibrate.toml", RUN_FILES)
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calib.data import DataTableError, read_conditions, read_measurements, wide_to_long
+from immunocal.calib.data import DataTableError, read_conditions, read_measurements, wide_to_long
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "calib" / "data" / "toy_logistic"
 

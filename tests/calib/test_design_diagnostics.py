@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from calib import diagnostics as D
-from calib.design import ParameterSpace, design, unit_design
-from calib.toy import ISHIGAMI_SPACE, ishigami, ishigami_indices
+from immunocal.calib import diagnostics as D
+from immunocal.calib.design import ParameterSpace, design, unit_design
+from immunocal.calib.toy import ISHIGAMI_SPACE, ishigami, ishigami_indices
 
 
 def test_design_log_and_linear_scales():
@@ -28,7 +28,7 @@ def test_design_log_and_linear_scales():
 
 
 def test_design_from_registry():
-    from priors import registry
+    from immunocal.priors import registry
 
     reg = registry()
     model = reg.models[0]
@@ -39,14 +39,14 @@ def test_design_from_registry():
     for j, r in enumerate(recs):
         for x in X[:, j]:
             r.check(x)
-    from priors import ParameterError
+    from immunocal.priors import ParameterError
 
     with pytest.raises(ParameterError, match="no_such_parameter"):
         ParameterSpace.from_registry(model, ["no_such_parameter"])
 
 
 def test_sobol_indices_ishigami():
-    from calib.identify import sobol
+    from immunocal.calib.identify import sobol
 
     res = sobol(ishigami, ISHIGAMI_SPACE, n=2**13, seed=3, n_resamples=50)
     ref = ishigami_indices()
@@ -94,8 +94,8 @@ def test_profile_likelihood_gaussian():
 
 
 def test_profile_likelihood_through_emulator_matches_least_squares(rng):
-    from calib.surrogate import ExactEmulator
-    from calib.toy import LinearModel
+    from immunocal.calib.surrogate import ExactEmulator
+    from immunocal.calib.toy import LinearModel
 
     fm = LinearModel(times=np.arange(6.0))
     y = fm.simulate(np.array([[1.0, 0.5]]))[0] + rng.normal(0, 0.2, size=(1, 6))

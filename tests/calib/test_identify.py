@@ -5,8 +5,8 @@ quality checks."""
 import numpy as np
 import pytest
 
-from calib.diagnostics import profile_likelihood
-from calib.identify import (
+from immunocal.calib.diagnostics import profile_likelihood
+from immunocal.calib.identify import (
     classify_profile,
     describe_direction,
     finite_difference_jacobian,
@@ -88,7 +88,7 @@ def test_identify_command_on_the_toy_config(tmp_path, capsys):
     import shutil
     from pathlib import Path
 
-    from calib.cli.main import main
+    from immunocal.calib.cli.main import main
 
     toy = Path(__file__).resolve().parents[2] / "calib" / "data" / "toy_logistic"
     for f in toy.iterdir():
@@ -117,7 +117,7 @@ def test_identify_at_a_runs_posterior(tmp_path, capsys):
     import shutil
     from pathlib import Path
 
-    from calib.cli.main import main
+    from immunocal.calib.cli.main import main
 
     toy = Path(__file__).resolve().parents[2] / "calib" / "data" / "toy_logistic"
     for f in toy.iterdir():

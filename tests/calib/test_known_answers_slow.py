@@ -3,15 +3,15 @@
 import numpy as np
 import pytest
 
-from calib.bench import hierarchical_linear_problem
-from calib.campaign import Campaign
-from calib.data import Measurements
-from calib.design import ParameterSpace, design
-from calib.inference import sample
-from calib.model import ObservableSpec, ParameterSpec, build_model
-from calib.surrogate import BlackBoxEmulator, ExactEmulator, GPSurrogate, fit_from_campaign, refine
-from calib.toy import LogisticModel
-from priors import Prior
+from immunocal.calib.bench import hierarchical_linear_problem
+from immunocal.calib.campaign import Campaign
+from immunocal.calib.data import Measurements
+from immunocal.calib.design import ParameterSpace, design
+from immunocal.calib.inference import sample
+from immunocal.calib.model import ObservableSpec, ParameterSpec, build_model
+from immunocal.calib.surrogate import BlackBoxEmulator, ExactEmulator, GPSurrogate, fit_from_campaign, refine
+from immunocal.calib.toy import LogisticModel
+from immunocal.priors import Prior
 
 pytestmark = pytest.mark.slow
 
@@ -128,7 +128,7 @@ def _sbc_problem(tmp_path, values, censoring=None):
 
 
 def test_sbc_surrogate_model_ranks_uniform(tmp_path):
-    from calib.pipeline import sbc_from_config
+    from immunocal.calib.pipeline import sbc_from_config
 
     res = sbc_from_config(_sbc_problem(tmp_path, np.zeros(5)), n_replicates=100, n_draws=99, seed=11, out_dir=tmp_path)
     assert res["growth_rate"]["n"] == 100
@@ -138,7 +138,7 @@ def test_sbc_surrogate_model_ranks_uniform(tmp_path):
 def test_sbc_with_censored_rows_ranks_uniform(tmp_path):
     """SBC on the actual observation model: the last measurement is right-censored at log(600 mm^3) (an endpoint
     many prior draws exceed); prior-predictive data are censored at the same bound by pm.Censored."""
-    from calib.pipeline import sbc_from_config
+    from immunocal.calib.pipeline import sbc_from_config
 
     cfg = _sbc_problem(tmp_path, np.array([0.0, 0.0, 0.0, 0.0, np.log(600.0)]), ["none"] * 4 + ["right"])
     res = sbc_from_config(cfg, n_replicates=100, n_draws=99, seed=12, out_dir=tmp_path)

@@ -1,4 +1,4 @@
-"""The observation layer (calib.likelihoods.observe) against scipy: densities, censoring, predictive draws, LOO."""
+"""The observation layer (immunocal.calib.likelihoods.observe) against scipy: densities, censoring, predictive draws, LOO."""
 
 import numpy as np
 import pymc as pm
@@ -6,7 +6,7 @@ import pytensor.tensor as pt
 import pytest
 from scipy import stats
 
-from calib.likelihoods import ObservableSpec, censoring_bounds, observe
+from immunocal.calib.likelihoods import ObservableSpec, censoring_bounds, observe
 
 
 def _model(spec, y, censoring, mu, var=0.0, sigma_data=None, nu=None):
@@ -98,7 +98,7 @@ def test_discrete_families_match_scipy():
 def test_ordinal_probit_with_a_learned_scale_and_emulator_variance_is_exact():
     """P(y = k) = Φ((c_k − μ)/√(s² + v)) − Φ((c_{k−1} − μ)/√(s² + v)): the score's noise scale s (learned,
     ``sigma_y``) and the emulator variance v combine exactly (a Gaussian emulator error)."""
-    from priors import Prior
+    from immunocal.priors import Prior
 
     mu, cuts, s, v = np.array([0.3, 0.05, 0.5]), np.array([0.1, 0.36]), 0.08, 0.002
     spec = ObservableSpec("ordinal_probit", cutpoints=cuts, sigma=Prior("HalfNormal", {"sigma": 0.2}))
@@ -113,7 +113,7 @@ def test_ordinal_probit_with_a_learned_scale_and_emulator_variance_is_exact():
             for k in range(3)]
     np.testing.assert_allclose(lp(point)[0], want, rtol=1e-6)
     # the per-draw form used for new subjects gives the same numbers
-    from calib.likelihoods import rows_logp_per_draw
+    from immunocal.calib.likelihoods import rows_logp_per_draw
 
     got = rows_logp_per_draw(spec, pt.as_tensor_variable(mu), pt.as_tensor_variable(np.full(3, v)),
                              np.array([0.0, 1.0, 2.0]), np.full(3, "none"), np.full(3, np.nan),

@@ -6,14 +6,14 @@ import arviz as az
 import numpy as np
 import pytest
 
-from calib.bench import hierarchical_linear_problem
-from calib.data import Measurements
-from calib.inference import pathfinder_available, sample
-from calib.model import ObservableSpec, ParameterSpec, build_model
-from calib.outputs import ConvergenceWarning, check_diagnostics, provenance, save_idata
-from calib.surrogate import ExactEmulator
-from calib.toy import LinearModel
-from priors import Prior
+from immunocal.calib.bench import hierarchical_linear_problem
+from immunocal.calib.data import Measurements
+from immunocal.calib.inference import pathfinder_available, sample
+from immunocal.calib.model import ObservableSpec, ParameterSpec, build_model
+from immunocal.calib.outputs import ConvergenceWarning, check_diagnostics, provenance, save_idata
+from immunocal.calib.surrogate import ExactEmulator
+from immunocal.calib.toy import LinearModel
+from immunocal.priors import Prior
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_outputs_diagnostics_provenance_and_posterior_predictive(hier_fit, tmp_p
 
 def test_builder_structure_covariates_censoring_and_families(rng):
     """Compile only the log-density (no sampling): censored rows, covariates, binomial, ordinal."""
-    from calib.data import Conditions
+    from immunocal.calib.data import Conditions
 
     fm = LinearModel(times=(0.0, 1.0, 2.0), observables=("y", "n", "r"))
     em = ExactEmulator(fm)
@@ -167,7 +167,7 @@ def _one_parameter_emulator(space, family: str):
 
 def test_registry_priors_and_fixed_values_are_used():
     """A registry model's parameter: prior from registry().record(...).prior(preset), others fixed at presets."""
-    from priors import registry
+    from immunocal.priors import registry
 
     reg = registry()
     model = reg.models[0]
@@ -175,7 +175,7 @@ def test_registry_priors_and_fixed_values_are_used():
     rec = next(r for r in reg.records(model) if not r.pending and np.all(np.isfinite(r.bounds_for(preset)))
                and r.bounds_for(preset)[0] < r.bounds_for(preset)[1])
 
-    from calib.design import ParameterSpace
+    from immunocal.calib.design import ParameterSpace
 
     lo, hi = rec.bounds_for(preset)
     em = _one_parameter_emulator(ParameterSpace((rec.name,), (lo,), (hi,), ("linear",)), family="test")
@@ -191,7 +191,7 @@ def test_registry_priors_and_fixed_values_are_used():
 
 
 def test_surrogate_domain_wall_keeps_posterior_in_training_box():
-    from calib.design import ParameterSpace
+    from immunocal.calib.design import ParameterSpace
 
     em = _one_parameter_emulator(ParameterSpace(("level",), (0.0,), (1.0,), ("linear",)), family="pca_gp")
 

@@ -1,4 +1,4 @@
-"""calib.parallel.map_tasks: the same results in task order serially, over local processes and on a Dask cluster;
+"""immunocal.calib.parallel.map_tasks: the same results in task order serially, over local processes and on a Dask cluster;
 a failing task raises its own error, naming its position. (Task functions come from the standard library: worker
 processes import them by module name, and a test module is not importable there.)"""
 
@@ -7,7 +7,7 @@ import operator
 
 import pytest
 
-from calib.parallel import map_tasks
+from immunocal.calib.parallel import map_tasks
 
 
 def test_serial_processes_and_dask_agree_in_order():

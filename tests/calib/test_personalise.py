@@ -1,4 +1,4 @@
-"""New-subject posteriors given a fitted population (calib.personalise): the per-draw observation densities equal
+"""New-subject posteriors given a fitted population (immunocal.calib.personalise): the per-draw observation densities equal
 PyMC's own, and the posterior of a linear-Gaussian subject is the exact conjugate one (one population draw) and the
 exact two-component mixture (two draws)."""
 
@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from calib.data import Conditions, Measurements
-from calib.likelihoods import ObservableSpec, rows_logp_per_draw
-from calib.model import ParameterSpec
-from calib.personalise import new_subject_model
-from calib.surrogate import ExactEmulator
-from calib.toy import LinearModel, linear_gaussian_posterior
-from priors import Prior
+from immunocal.calib.data import Conditions, Measurements
+from immunocal.calib.likelihoods import ObservableSpec, rows_logp_per_draw
+from immunocal.calib.model import ParameterSpec
+from immunocal.calib.personalise import new_subject_model
+from immunocal.calib.surrogate import ExactEmulator
+from immunocal.calib.toy import LinearModel, linear_gaussian_posterior
+from immunocal.priors import Prior
 
 
 def _eval(expr):
@@ -136,7 +136,7 @@ def test_two_population_draws_give_the_exact_mixture():
 
 
 def test_importance_sampling_gives_the_conjugate_posterior_and_flags_nothing():
-    from calib.personalise import importance_posterior
+    from immunocal.calib.personalise import importance_posterior
 
     em, specs, links, rows, cond, t, y, subj = _linear_setup()
     draws = _draws([(1.0, 0.5)], [(0.8, 0.3)], [[0.6]])
@@ -159,7 +159,7 @@ def test_importance_sampling_gives_the_conjugate_posterior_and_flags_nothing():
 def test_importance_sampling_weighs_separated_modes_exactly():
     """Two population draws far apart give a bimodal posterior: a sampler that moves along the density has to
     cross the gap, importance sampling weighs the modes directly — the mixture weight of each mode is exact."""
-    from calib.personalise import importance_posterior
+    from immunocal.calib.personalise import importance_posterior
 
     em, specs, links, rows, cond, t, y, subj = _linear_setup(sd_noise=1.5)
     locs, sds, betas = [(2.0, 0.3), (-1.5, 0.3)], [(0.2, 0.1), (0.2, 0.1)], [[0.0], [0.0]]
@@ -184,7 +184,7 @@ def test_importance_sampling_weighs_separated_modes_exactly():
 
 
 def test_importance_settings_are_checked():
-    from calib.personalise import importance_posterior
+    from immunocal.calib.personalise import importance_posterior
 
     em, specs, links, rows, cond, *_ = _linear_setup()
     draws = _draws([(1.0, 0.5)], [(0.8, 0.3)], [[0.6]])
@@ -202,7 +202,7 @@ def test_category_probabilities_pair_each_draw_with_its_population_cutpoints():
 
     import arviz as az
 
-    from calib.personalise import category_probabilities
+    from immunocal.calib.personalise import category_probabilities
 
     em = ExactEmulator(LinearModel(times=(0.0, 1.0)))
     rng = np.random.default_rng(0)
@@ -231,7 +231,7 @@ def test_category_probabilities_pair_each_draw_with_its_population_cutpoints():
 
 
 def test_map_estimates_are_the_conjugate_posterior_mode_and_the_higher_of_two_modes():
-    from calib.personalise import map_estimates
+    from immunocal.calib.personalise import map_estimates
 
     em, specs, links, rows, cond, t, y, subj = _linear_setup()
     draws = _draws([(1.0, 0.5)], [(0.8, 0.3)], [[0.6]])
@@ -261,7 +261,7 @@ def test_map_estimates_are_the_conjugate_posterior_mode_and_the_higher_of_two_mo
 def test_point_population_takes_the_latent_priors_and_the_fitted_noise():
     import arviz as az
 
-    from calib.personalise import point_population
+    from immunocal.calib.personalise import point_population
 
     _, specs, *_ = _linear_setup()
     fit = az.from_dict(posterior={"sigma_y": np.full((2, 5), 0.3), "cutpoints_r": np.tile([-1.0, 1.0], (2, 5, 1))})
@@ -273,7 +273,7 @@ def test_point_population_takes_the_latent_priors_and_the_fitted_noise():
 
 
 def test_importance_sampling_adds_stages_while_the_weights_fail_the_psis_check():
-    from calib.personalise import importance_posterior
+    from immunocal.calib.personalise import importance_posterior
 
     em, specs, links, rows, cond, *_ = _linear_setup()
     draws = _draws([(0.0, 0.0)], [(5.0, 5.0)], [[0.0]])  # a population ~20× wider than the posterior

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from calib.cli.main import main
-from calib.data import DataTableError, read_conditions, read_measurements
-from calib.petab import export_petab, import_petab
+from immunocal.calib.cli.main import main
+from immunocal.calib.data import DataTableError, read_conditions, read_measurements
+from immunocal.calib.petab import export_petab, import_petab
 
 DATASETS = Path(__file__).resolve().parents[2] / "calib" / "datasets"
 

@@ -1,6 +1,6 @@
-"""The workflow's triage rule between likelihood routes (calib.diagnostics.route_advice)."""
+"""The workflow's triage rule between likelihood routes (immunocal.calib.diagnostics.route_advice)."""
 
-from calib.diagnostics import EXACT_GRADIENT_BUDGET_S, route_advice
+from immunocal.calib.diagnostics import EXACT_GRADIENT_BUDGET_S, route_advice
 
 
 def test_surrogate_error_above_the_noise_escalates_to_exact_when_the_model_has_gradients():
@@ -30,12 +30,13 @@ def test_no_noise_estimate_means_no_escalation_rule_applies():
 def test_first_order_share_and_prior_driven_flags():
     """A prediction driven by a parameter the fit left at its prior is flagged; one driven by an identified
     parameter is not; the share is var(E[y|x]) / var(y) (1 for y = f(x), 1/2 for x + noise, ~0 for unrelated x)."""
-    import numpy as np
-    import xarray as xr
     from types import SimpleNamespace
 
-    from calib.data import Measurements
-    from calib.predict import first_order_share, prediction_identifiability
+    import numpy as np
+    import xarray as xr
+
+    from immunocal.calib.data import Measurements
+    from immunocal.calib.predict import first_order_share, prediction_identifiability
 
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(1, 400)), rng.normal(size=(1, 400))

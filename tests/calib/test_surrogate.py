@@ -3,10 +3,10 @@ import pytensor
 import pytensor.tensor as pt
 import pytest
 
-from calib.campaign import Campaign
-from calib.design import design
-from calib.surrogate import GPSurrogate, fit_from_campaign, propose_refinement, refine
-from calib.toy import LogisticModel
+from immunocal.calib.campaign import Campaign
+from immunocal.calib.design import design
+from immunocal.calib.surrogate import GPSurrogate, fit_from_campaign, propose_refinement, refine
+from immunocal.calib.toy import LogisticModel
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +149,7 @@ def test_tagged_refinement_round_is_not_repeated(tmp_path, rng):
 
 def test_config_refuses_a_surrogate_of_another_forward_model_or_condition(fitted, tmp_path):
     """A surrogate trained for another forward model or another condition would bias the posterior silently."""
-    from calib.workflow import Calibration, check_surrogate_provenance
+    from immunocal.calib.workflow import Calibration, check_surrogate_provenance
 
     sur, _ = fitted
     sur.save(tmp_path / "s.npz")
@@ -211,7 +211,7 @@ def test_exact_emulator_op_gradient_is_the_vector_jacobian_product(rng):
     """A forward model with ``simulate_jacobian`` (and no ``simulate_pt``) becomes a differentiable Op: its value
     equals ``simulate``, the gradient of a scalar is the vector-Jacobian product and matches central differences
     of ``simulate``; a wrong input shape is a named error."""
-    from calib.surrogate import ExactEmulator, ForwardGradOp
+    from immunocal.calib.surrogate import ExactEmulator, ForwardGradOp
 
     fm = _JacobianLogistic()
     cond = {"growth_factor": 0.5}
@@ -267,9 +267,9 @@ def test_per_row_horizons_reach_the_simulator_through_the_op_and_the_model(rng):
     """The likelihood passes each unit's last data day as ``until`` to a simulator that supports it: values and
     gradients at the data days are unchanged; a horizon per row is part of the Op's identity; a wrong count or a
     simulator without the capability is a named error."""
-    from calib.data import Measurements
-    from calib.model import ObservableSpec, ParameterSpec, build_model
-    from calib.surrogate import ExactEmulator, ForwardGradOp
+    from immunocal.calib.data import Measurements
+    from immunocal.calib.model import ObservableSpec, ParameterSpec, build_model
+    from immunocal.calib.surrogate import ExactEmulator, ForwardGradOp
 
     fm = _HorizonLogistic()
     em = ExactEmulator(fm, None)
@@ -280,7 +280,7 @@ def test_per_row_horizons_reach_the_simulator_through_the_op_and_the_model(rng):
     times = np.concatenate([t[:3], t])
     data = Measurements.from_arrays(subj, ["c"] * len(subj), ["log_volume"] * len(subj), times,
                                     rng.normal(5.0, 0.1, len(subj)))
-    from priors import Prior
+    from immunocal.priors import Prior
 
     params = [ParameterSpec("growth_rate", "population", prior=Prior("LogNormal", {"mu": -1.2, "sigma": 0.3})),
               ParameterSpec("carrying_capacity", "fixed", value=1500.0),

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from calib.toy import LogisticModel
+from immunocal.calib.toy import LogisticModel
 
 TRUE_K = 1500.0
 ARMS = {"control": 1.0, "treated": 0.5, "combo": 0.25}
@@ -86,7 +86,7 @@ subjects_per_draw = 3
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    from calib.pipeline import calibrate
+    from immunocal.calib.pipeline import calibrate
 
     folder = tmp_path_factory.mktemp("dataset")
     cfg = write_dataset(folder)
@@ -134,7 +134,7 @@ def test_a_new_data_set_is_calibrated_and_a_held_out_arm_predicted_by_config_alo
 
 
 def test_predict_command_reproduces_the_run_and_refuses_changed_data(finished_run, tmp_path):
-    from calib.pipeline import predict
+    from immunocal.calib.pipeline import predict
 
     cfg, run, summary = finished_run
     res = predict(run, ["combo"])
@@ -154,7 +154,7 @@ def test_predict_command_reproduces_the_run_and_refuses_changed_data(finished_ru
 
 
 def test_rerun_needs_force_and_reuses_the_campaigns(finished_run, capsys):
-    from calib.workflow import Calibration
+    from immunocal.calib.workflow import Calibration
 
     cfg, run, _ = finished_run
     with pytest.raises(ValueError, match="pass --force"):
@@ -164,7 +164,7 @@ def test_rerun_needs_force_and_reuses_the_campaigns(finished_run, capsys):
     assert all(c.status()["pending"] == 0 and c.n == 64 for c in cal.campaigns.values())
     assert "0 of 64 runs pending" in capsys.readouterr().err
     # a refinement round recorded by another run (other settings) never leaks into this config's surrogates
-    from calib.surrogate import refine
+    from immunocal.calib.surrogate import refine
 
     before = {c: e.surrogate_id for c, e in cal.emulators.items()}
     camp = cal.campaigns["control"]
@@ -185,7 +185,7 @@ def test_rerun_needs_force_and_reuses_the_campaigns(finished_run, capsys):
     (("[parameters.initial_volume]", "[parameters.initial_volum]"), "not a parameter of forward model"),
 ])
 def test_workflow_config_errors_are_named_before_any_computation(tmp_path, edit, message):
-    from calib.workflow import Calibration
+    from immunocal.calib.workflow import Calibration
 
     cfg = write_dataset(tmp_path)
     cfg.write_text(cfg.read_text().replace(*edit))
@@ -197,7 +197,7 @@ def test_workflow_config_errors_are_named_before_any_computation(tmp_path, edit,
 
 def test_a_surrogate_of_another_condition_is_refused(finished_run, tmp_path):
     """The trained surrogate of 'control' offered as the surrogate of 'treated' is refused before sampling."""
-    from calib.workflow import Calibration
+    from immunocal.calib.workflow import Calibration
 
     cfg, run, _ = finished_run
     cal = Calibration(cfg, run, force=True, progress=False)
@@ -218,7 +218,7 @@ def test_a_surrogate_of_another_condition_is_refused(finished_run, tmp_path):
 
 
 def test_subject_ids_repeated_across_groups_are_refused(tmp_path):
-    from calib.workflow import Calibration
+    from immunocal.calib.workflow import Calibration
 
     cfg = write_dataset(tmp_path)
     meas = tmp_path / "measurements.csv"
@@ -233,9 +233,9 @@ def test_subject_ids_repeated_across_groups_are_refused(tmp_path):
 def test_wide_to_long_command_makes_the_shipped_example_table(tmp_path, capsys):
     """`immunocal data wide-to-long` on the lab-sheet tables reproduces the shipped long table exactly (ids
     qualified by group, zeros left-censored at the limit, the endpoint right-censored)."""
-    from calib.cli.main import main
-    from calib.data import read_measurements
-    from calib.datasets import dataset_dir
+    from immunocal.calib.cli.main import main
+    from immunocal.calib.data import read_measurements
+    from immunocal.calib.datasets import dataset_dir
 
     folder = dataset_dir("morisada2018").parents[1] / "data" / "rit_two_drugs"
     out = tmp_path / "m.csv"
@@ -255,9 +255,9 @@ def test_wide_to_long_command_makes_the_shipped_example_table(tmp_path, capsys):
 def test_two_drug_example_predicts_its_held_out_arm(tmp_path):
     """The README's per-mouse example (synthetic, known truth) with shorter chains: the held-out two-drug arm is
     covered by the new-mouse predictive, and the shared radiosensitivity is recovered."""
-    from calib.config import load_config
-    from calib.datasets import dataset_dir
-    from calib.workflow import Calibration
+    from immunocal.calib.config import load_config
+    from immunocal.calib.datasets import dataset_dir
+    from immunocal.calib.workflow import Calibration
 
     cfg = load_config(dataset_dir("morisada2018").parents[1] / "data" / "rit_two_drugs" / "calibrate.toml")
     cfg["sampler"].update(draws=300, tune=400)
@@ -286,9 +286,9 @@ def test_readme_shows_the_shipped_two_drug_config_verbatim():
 
 def test_problem_is_built_once_from_registry_and_config(tmp_path):
     """The problem object: free parameters in the model's order, their box, fixed values, the full input vector."""
-    from calib.design import ParameterSpace
-    from calib.problem import Problem
-    from calib.workflow import Calibration
+    from immunocal.calib.design import ParameterSpace
+    from immunocal.calib.problem import Problem
+    from immunocal.calib.workflow import Calibration
 
     cal = Calibration(write_dataset(tmp_path), tmp_path / "run", progress=False)
     p = cal.problem
@@ -332,7 +332,7 @@ def test_per_subject_initial_volume_from_the_observed_first_measurement(tmp_path
     """Role "observed": each mouse's day-0 measurement is its initial volume (an emulator input per subject, not
     sampled); those rows are conditioned on, not fitted again; new mice of a prediction start at volumes of their
     arm's real mice (a categorical pick per posterior draw)."""
-    from calib.workflow import Calibration
+    from immunocal.calib.workflow import Calibration
 
     cfg = write_varied_start(tmp_path)
     cal = Calibration(cfg, tmp_path / "run", progress=False)
@@ -384,7 +384,7 @@ def test_per_subject_initial_volume_from_the_observed_first_measurement(tmp_path
      r"subject 'combo/1' has initial_volume = [\d.]+ \(observed\), outside the design box"),
 ])
 def test_observed_inputs_errors_are_named(tmp_path, edit, message):
-    from calib.workflow import Calibration
+    from immunocal.calib.workflow import Calibration
 
     cfg = write_varied_start(tmp_path)
     for f in (cfg, tmp_path / "measurements.csv"):
@@ -397,8 +397,8 @@ def test_observed_inputs_errors_are_named(tmp_path, edit, message):
 def test_a_finished_run_is_reused_only_for_the_same_config_data_and_numerics(finished_run):
     """Studies resume after a kill: a finished run of the same config, fitted data and numerics is loaded (summary
     and posterior), anything else is not."""
-    from calib.config import load_config
-    from calib.workflow import Calibration
+    from immunocal.calib.config import load_config
+    from immunocal.calib.workflow import Calibration
 
     cfg, run, summary = finished_run
     cal = Calibration(cfg, run, force=True, progress=False)
@@ -415,7 +415,7 @@ def test_a_finished_run_is_reused_only_for_the_same_config_data_and_numerics(fin
 def test_held_out_subjects_are_left_out_of_the_fit_and_personalised(tmp_path):
     """``[data] heldout_subjects``: their rows leave the fit; after it each gets a posterior of its latents given
     the fitted population, close to its true growth rate; unknown ids and unfitted conditions are named errors."""
-    from calib.workflow import Calibration
+    from immunocal.calib.workflow import Calibration
 
     cfg = write_dataset(tmp_path, n_per_arm=5)
     text = cfg.read_text().replace('role = "population"\nprior = { distribution = "LogNormal", mu = 7.3, sigma = 0.5 }',
@@ -442,7 +442,7 @@ def test_held_out_subjects_are_left_out_of_the_fit_and_personalised(tmp_path):
     ran = json.loads((tmp_path / "run" / "config_effective.json").read_text())
     assert ran["data"]["heldout_subjects"] == ["control/1", "treated/2"] and ran["personalise"]["draws"] == 500
     # the same posteriors by importance sampling ([personalise] method = "importance"): k̂ and ESS per subject
-    from calib.diagnostics import subject_posteriors
+    from immunocal.calib.diagnostics import subject_posteriors
 
     cal.cfg["personalise"] = {"method": "importance", "particles": 2000, "block": 1000, "draws": 2000, "seed": 2}
     imp = subject_posteriors(cal.personalise(), cal.latent)

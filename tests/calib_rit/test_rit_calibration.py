@@ -8,13 +8,13 @@ import math
 import numpy as np
 import pytest
 
-from calib.config import load_config
-from calib.datasets import dataset_dir
-from calib.forward_api import ForwardModel, check_output, load_forward_model
-from calib.workflow import Calibration
-from forward.rit import Schedule, simulate_volumes
-from forward.rit.simulator import RitSimulator
-from priors import registry
+from immunocal.calib.config import load_config
+from immunocal.calib.datasets import dataset_dir
+from immunocal.calib.forward_api import ForwardModel, check_output, load_forward_model
+from immunocal.calib.workflow import Calibration
+from immunocal.forward.rit import Schedule, simulate_volumes
+from immunocal.forward.rit.simulator import RitSimulator
+from immunocal.priors import registry
 
 CONFIGS = [dataset_dir("morisada2018") / "moc1.toml", dataset_dir("morisada2018") / "mc38.toml",
            dataset_dir("dewan2009") / "lq_vascular.toml", dataset_dir("dewan2009") / "modified_lq.toml"]
@@ -53,12 +53,12 @@ def test_simulator_descriptor_rebuilds_the_same_model():
     """Campaign workers rebuild the simulator from its descriptor (class + options): no data file is read."""
     opts = {"preset": "dewan_table3", "parameter_names": ["tumour_alpha"], "data_days": [12.0, 20.0],
             "day_offset": 12.0}
-    fm = load_forward_model("forward.rit.simulator:RitSimulator", **opts)
+    fm = load_forward_model("immunocal.forward.rit.simulator:RitSimulator", **opts)
     again = load_forward_model(fm.descriptor)
     assert again.descriptor == fm.descriptor and again.parameter_names == ("tumour_alpha",)
     np.testing.assert_array_equal(again.simulate([[0.1]], {}), fm.simulate([[0.1]], {}))
     with pytest.raises(ValueError, match="bad options"):
-        load_forward_model("forward.rit.simulator:RitSimulator", day_ofset=12.0)
+        load_forward_model("immunocal.forward.rit.simulator:RitSimulator", day_ofset=12.0)
 
 
 def test_schedule_and_simulator_errors():
@@ -121,8 +121,8 @@ def test_morisada_pretreatment_volume_follows_its_stated_rule(line):
 
 
 def test_log_transform_rejects_zeros(tmp_path):
-    from calib.data import Measurements
-    from calib.workflow import log_transform
+    from immunocal.calib.data import Measurements
+    from immunocal.calib.workflow import log_transform
 
     bad = Measurements.from_arrays(["m"], ["c"], ["v"], [1.0], [0.0], source="x.csv")
     with pytest.raises(ValueError, match="x.csv, data row 1: v = 0.0 cannot be log-transformed"):
@@ -144,7 +144,7 @@ def _restricted_dewan(fit_conditions, n_design):
 def test_refinement_shrinks_the_surrogate_error_where_the_posterior_is(tmp_path):
     """Dewan restricted variant, one irradiated arm: a coarse design, then one active-refinement round around a
     posterior-like cloud; the true-model check at fresh draws of that cloud improves and the round is recorded."""
-    from calib.surrogate import refine
+    from immunocal.calib.surrogate import refine
 
     cond = "tsa_fig2_8Gyx3+PBS"
     cal = Calibration(_restricted_dewan([cond], 24), tmp_path, progress=False)
@@ -163,7 +163,7 @@ def test_refinement_shrinks_the_surrogate_error_where_the_posterior_is(tmp_path)
 
 @pytest.mark.slow
 def test_quickstart_end_to_end_tiny(tmp_path):
-    from calib.quickstart import run_quickstart
+    from immunocal.calib.quickstart import run_quickstart
 
     report = run_quickstart(tmp_path, settings={"design": {"n": 24},
                                                 "sampler": {"draws": 40, "tune": 40, "compile_mode": "C"},
@@ -210,7 +210,7 @@ def test_dewan_workflow_refines_and_a_rerun_reuses_campaigns_and_rounds(tmp_path
 def test_pretreatment_volume_can_be_a_per_row_parameter(tmp_path):
     """The day-0 volume as a simulator parameter (per mouse in a calibration) gives exactly the runs of simulators
     built with that volume; the workflow takes its range from [design.bounds] and its scale from [design.scales]."""
-    from forward.rit.simulator import PRETREATMENT_VOLUME
+    from immunocal.forward.rit.simulator import PRETREATMENT_VOLUME
 
     cond = {"rt_days": [10.0, 11.0], "rt_doses_gy": [8.0, 8.0]}
     fm = RitSimulator(parameter_names=("tumour_alpha", PRETREATMENT_VOLUME), data_days=(7.0, 30.0))
@@ -252,7 +252,7 @@ def test_per_row_horizons_cost_nothing_beyond_and_change_nothing_before():
 
 @pytest.mark.slow
 def test_bench_exact_route_times_value_and_gradient_of_the_40_moc1_mice():
-    from calib.bench import bench_exact_rit
+    from immunocal.calib.bench import bench_exact_rit
 
     res = bench_exact_rit(repeats=1)
     assert res["exact_rit_moc1_subjects"] == 40 and res["exact_rit_numerics"] == "exponential-dt0.05x4-k2"

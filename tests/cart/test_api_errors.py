@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from forward.cart import Grid, Infusion, InstabilityError, StepSettings, simulate, simulate_patient
-from forward.cart.io import load_snapshots, save_snapshots
-from forward.cart.model import CarTSolver
-from forward.cart.observables import car_t_kinetics, pfs_time, recist_category
-from priors import ParameterError, registry
+from immunocal.forward.cart import Grid, Infusion, InstabilityError, StepSettings, simulate, simulate_patient
+from immunocal.forward.cart.io import load_snapshots, save_snapshots
+from immunocal.forward.cart.model import CarTSolver
+from immunocal.forward.cart.observables import car_t_kinetics, pfs_time, recist_category
+from immunocal.priors import ParameterError, registry
 
 
 @pytest.fixture(scope="module")

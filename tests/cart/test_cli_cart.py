@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 
-from calib.cli.main import main
-from forward.cart.io import read_csv
+from immunocal.calib.cli.main import main
+from immunocal.forward.cart.io import read_csv
 
 
 def test_simulate_reference_args_reproduces_published_csv(tmp_path, shared_dir, capsys):
@@ -60,7 +60,7 @@ def test_cli_errors(capsys):
 
 
 def test_simulate_with_params_file(tmp_path, capsys):
-    from priors import registry
+    from immunocal.priors import registry
 
     path = registry().parameter_set("cart", "normalised").replace(exhaustion_rate=0.07).to_file(tmp_path / "p.toml")
     assert main(["simulate", "cart", "--params", str(path), "--dim", "1", "--n", "21", "--dt", "0.1", "--t-end", "2",

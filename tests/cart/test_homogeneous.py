@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from forward.cart import homogeneous as hom
-from priors import registry
+from immunocal.forward.cart import homogeneous as hom
+from immunocal.priors import registry
 
 
 @pytest.fixture(scope="module")

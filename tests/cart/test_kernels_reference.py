@@ -5,12 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from forward.cart.grid import Grid
-from forward.cart.io import read_csv, write_csv
-from forward.cart.model import reaction_rhs_numba, reaction_rhs_numpy
-from forward.cart.params import param_array
-from forward.cart.reference import parse_reference_args, run_reference
-from priors import registry
+from immunocal.forward.cart.grid import Grid
+from immunocal.forward.cart.io import read_csv, write_csv
+from immunocal.forward.cart.model import reaction_rhs_numba, reaction_rhs_numpy
+from immunocal.forward.cart.params import param_array
+from immunocal.forward.cart.reference import parse_reference_args, run_reference
+from immunocal.priors import registry
 
 CUBIC = ("--nx=12 --ny=12 --nz=12 --Lx=1 --Ly=1 --Lz=1 --dt=0.01 --T=0.2 --output_every=5 --exp_substeps=2 "
          "--diff_iters=60 --diff_tol=1e-12 --tumor_radius=0.35 --tumor_value=1.0 --cart_layer=0.45 --cart_radius=0.3 "

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from forward.cart.diffusion import ExactDiffusion, JacobiDiffusion
-from forward.cart.grid import Grid
-from forward.cart.kernels import reaction_half_step
-from forward.cart.model import CarTSolver, StepSettings, reaction_rhs_numba, simulate
-from forward.cart.params import param_array
-from forward.cart.verification import smooth_params, smooth_state
-from priors import registry
+from immunocal.forward.cart.diffusion import ExactDiffusion, JacobiDiffusion
+from immunocal.forward.cart.grid import Grid
+from immunocal.forward.cart.kernels import reaction_half_step
+from immunocal.forward.cart.model import CarTSolver, StepSettings, reaction_rhs_numba, simulate
+from immunocal.forward.cart.params import param_array
+from immunocal.forward.cart.verification import smooth_params, smooth_state
+from immunocal.priors import registry
 
 
 def _zero_params(**values):
@@ -99,7 +99,7 @@ def test_linear_decay_matches_exponential_to_second_order(dt):
 
 def test_positivity_and_guard_tolerance():
     """Normalised run of the focus geometry stays ≥ 0 and far from the negativity guard."""
-    from forward.cart.scenarios import FocusGeometry, focus_state
+    from immunocal.forward.cart.scenarios import FocusGeometry, focus_state
 
     grid = Grid.cube(2, 24)
     ps = registry().parameter_set("cart", "normalised")

@@ -2,9 +2,9 @@
 
 import pytest
 
-from forward.cart import experiments as X
-from forward.cart.grid import Grid
-from priors import registry
+from immunocal.forward.cart import experiments as X
+from immunocal.forward.cart.grid import Grid
+from immunocal.priors import registry
 
 
 @pytest.fixture(scope="module")

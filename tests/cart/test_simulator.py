@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from calib.forward_api import ForwardModel, check_output, load_forward_model
-from forward.cart import simulate_patient
-from forward.cart.simulator import CartSimulator
+from immunocal.calib.forward_api import ForwardModel, check_output, load_forward_model
+from immunocal.forward.cart import simulate_patient
+from immunocal.forward.cart.simulator import CartSimulator
 
 
 def test_simulator_matches_simulate_patient_and_round_trips():
-    fm = load_forward_model("forward.cart.simulator:CartSimulator", parameter_names=["exhaustion_rate"],
+    fm = load_forward_model("immunocal.forward.cart.simulator:CartSimulator", parameter_names=["exhaustion_rate"],
                             t_end=30.0, observables=["log_burden", "log_cart"])
     assert isinstance(fm, ForwardModel)
     cond = {"cart_days": [0.0, 7.0], "cart_doses": [0.08, 0.08], "tumour0": 0.4, "tb_fraction": 0.1}

@@ -14,7 +14,7 @@ from sklearn.metrics import (
 )
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from calib.baseline import (
+from immunocal.calib.baseline import (
     LATENT_FEATURES,
     SMALL_GRID,
     LatentLGBMRegressor,
@@ -33,7 +33,7 @@ from calib.baseline import (
     regression_metrics,
     response_landscape,
 )
-from calib.cohort import generate_cohort
+from immunocal.calib.cohort import generate_cohort
 
 TINY = {"n_estimators": [20], "max_depth": [2], "learning_rate": [0.1], "min_child_samples": [2]}
 
@@ -227,8 +227,8 @@ def test_binary_baseline_and_interpretation(cohort):
 
 
 def test_cli_baseline_json_contract(cohort, tmp_path):
-    from calib.cli.main import main
-    from calib.cohort import save_cohort
+    from immunocal.calib.cli.main import main
+    from immunocal.calib.cohort import save_cohort
 
     # a cohort file the generator did not write: only the contract columns, reordered, no 'cohort' label
     cols = ["patient_id", *LATENT_FEATURES, "orr", "dcr", *[f"true_theta_{n}" for n in
@@ -246,7 +246,7 @@ def test_cli_baseline_json_contract(cohort, tmp_path):
 
 
 def test_cli_generate_and_errors(tmp_path, capsys):
-    from calib.cli.main import main
+    from immunocal.calib.cli.main import main
 
     out = tmp_path / "c.csv"
     assert main(["cohort", "generate", "--n", "5", "--seed", "1", "--out", str(out)]) == 0
@@ -260,8 +260,8 @@ def test_cli_generate_and_errors(tmp_path, capsys):
 
 
 def test_cli_generate_params_file(tmp_path, capsys):
-    from calib.cli.main import main
-    from priors import registry
+    from immunocal.calib.cli.main import main
+    from immunocal.priors import registry
 
     good = registry().parameter_set("cart", "normalised").replace(tumour_growth_rate=0.1).to_file(tmp_path / "c.toml")
     assert main(["cohort", "generate", "--n", "2", "--out", str(tmp_path / "a.csv"), "--params", str(good)]) == 0

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from calib.baseline import LATENT_FEATURES, check_table
-from calib.cohort import (
+from immunocal.calib.baseline import LATENT_FEATURES, check_table
+from immunocal.calib.cohort import (
     TRUTH,
     CohortConfig,
     generate_cohort,
@@ -16,7 +16,7 @@ from calib.cohort import (
     simulate_one,
     summary,
 )
-from priors.latents import LATENTS
+from immunocal.priors.latents import LATENTS
 
 
 @pytest.fixture(scope="module")

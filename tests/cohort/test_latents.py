@@ -6,8 +6,8 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from priors import ParameterError, ParameterRangeError, registry
-from priors.latents import LATENTS, _build, latent_map
+from immunocal.priors import ParameterError, ParameterRangeError, registry
+from immunocal.priors.latents import LATENTS, _build, latent_map
 
 
 def test_six_latents_in_seed_order():
@@ -76,7 +76,7 @@ def test_bad_latents_fail_naming_the_latent():
 
 
 def test_range_outside_registry_bounds_is_rejected():
-    data = tomllib.loads(resources.files("priors").joinpath("data/latents.toml").read_text())
+    data = tomllib.loads(resources.files("immunocal.priors").joinpath("data/latents.toml").read_text())
     data["latent"]["theta_exh"]["targets"][0]["upper"] = 5.0
     with pytest.raises(ParameterRangeError, match=r"exhaustion_rate leaves the registry's admissible range \[0.0, 1.0\]"):
         _build(data)

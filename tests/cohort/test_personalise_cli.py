@@ -9,7 +9,7 @@ import pytest
 
 
 def _small_config(tmp_path):
-    from calib.datasets import dataset_dir
+    from immunocal.calib.datasets import dataset_dir
 
     text = (dataset_dir("ct041_virtual") / "personalise.toml").read_text()
     for old, new in (("n = 400", "n = 96"), ("draws = 1200\ntune = 1000", "draws = 150\ntune = 200"),
@@ -24,8 +24,8 @@ def _small_config(tmp_path):
 
 @pytest.mark.slow  # ~2 min unloaded: emulators of three dose levels, a population fit and a personalisation
 def test_personalise_command_writes_a_patient_table(tmp_path, capsys):
-    from calib.cli.main import main
-    from calib.cohort import generate_cohort, save_cohort
+    from immunocal.calib.cli.main import main
+    from immunocal.calib.cohort import generate_cohort, save_cohort
 
     df = generate_cohort(12, np.random.default_rng(4))
     cohort = save_cohort(df, tmp_path / "cohort.csv", seed=4)
@@ -49,8 +49,8 @@ def test_personalise_command_writes_a_patient_table(tmp_path, capsys):
 
 
 def test_personalise_command_errors_come_before_any_computation(tmp_path, capsys):
-    from calib.cli.main import main
-    from calib.cohort import generate_cohort, save_cohort
+    from immunocal.calib.cli.main import main
+    from immunocal.calib.cohort import generate_cohort, save_cohort
 
     cohort = save_cohort(generate_cohort(3, np.random.default_rng(4)), tmp_path / "cohort.csv", seed=4)
     assert main(["personalise", "--cohort", str(cohort), "--out", str(tmp_path / "o"), "--heldout", "V9999"]) == 2

@@ -7,7 +7,7 @@ import pytest
 
 @pytest.mark.slow
 def test_ct041_lgbm_quick(tmp_path):
-    from studies import ct041_lgbm
+    from immunocal.studies import ct041_lgbm
 
     res = ct041_lgbm.run(tmp_path, quick=True)
     data = json.loads((tmp_path / "ct041_lgbm.json").read_text())

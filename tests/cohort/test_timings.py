@@ -1,4 +1,4 @@
-"""The virtual cohort's timings on a continuous clock (calib.cohort.peak_time, progression_time): exact on
+"""The virtual cohort's timings on a continuous clock (immunocal.calib.cohort.peak_time, progression_time): exact on
 functions the interpolation reproduces, converged in the output grid, continuous in the latents where the sampled
 T_max is a step function, and consistent with the data's daily T_max and scan-based PFS."""
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from calib.cohort import CohortConfig, CohortSimulator, peak_time, progression_time, simulate_one
+from immunocal.calib.cohort import CohortConfig, CohortSimulator, peak_time, progression_time, simulate_one
 
 
 def test_peak_time_is_the_vertex_of_a_quadratic_peak_and_stays_at_a_window_edge():

@@ -5,8 +5,8 @@ from collections import Counter
 
 import pytest
 
-from calib.datasets import dataset_dir
-from calib.datasets.convert import convert
+from immunocal.calib.datasets import dataset_dir
+from immunocal.calib.datasets.convert import convert
 
 
 def _rows(path):
@@ -93,7 +93,7 @@ def test_virtual_ct041_tables_are_the_generators(tmp_path):
     """The bundled virtual tables are write_tables of the seed-1, N = 37 cohort (as PROVENANCE.md says)."""
     import numpy as np
 
-    from calib.cohort import generate_cohort, write_tables
+    from immunocal.calib.cohort import generate_cohort, write_tables
 
     write_tables(generate_cohort(37, np.random.default_rng(1)), tmp_path)
     for table in ("measurements.csv", "conditions.csv"):

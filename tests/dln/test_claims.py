@@ -5,8 +5,8 @@ Timeline and arms: forward/dln/scenarios.py (day 0 inoculation, treatment from d
 
 import pytest
 
-from forward.dln import default_parameters, param_array
-from forward.dln import scenarios as sc
+from immunocal.forward.dln import default_parameters, param_array
+from immunocal.forward.dln import scenarios as sc
 
 
 @pytest.fixture(scope="module")

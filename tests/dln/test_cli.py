@@ -3,7 +3,7 @@
 import csv
 import json
 
-from calib.cli.main import main
+from immunocal.calib.cli.main import main
 
 EXAMPLE = "forward/dln/examples/abscopal_ctla4.toml"
 
@@ -31,7 +31,7 @@ def test_simulate_writes_long_csv(tmp_path, capsys):
 
 
 def test_simulate_with_params_file(tmp_path):
-    from forward.dln import default_parameters
+    from immunocal.forward.dln import default_parameters
 
     pfile = default_parameters().replace(ctl_cytotoxicity=0.0).to_file(tmp_path / "p.toml")
     out = tmp_path / "t.csv"

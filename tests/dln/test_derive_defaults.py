@@ -2,8 +2,8 @@
 
 import pytest
 
-from forward.dln import default_parameters
-from forward.dln.derive_defaults import FITTED, derive
+from immunocal.forward.dln import default_parameters
+from immunocal.forward.dln.derive_defaults import FITTED, derive
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import pytest
 from scipy.special import erf
 from scipy.stats import norm
 
-from forward.dln import (
+from immunocal.forward.dln import (
     Network,
     TreatmentPlan,
     c_trex1,
@@ -20,7 +20,7 @@ from forward.dln import (
     simulate_batch,
     tumour_area,
 )
-from forward.dln.model import PARAM_NAMES
+from immunocal.forward.dln.model import PARAM_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -364,7 +364,7 @@ def test_random_admissible_parameters_stay_finite_and_non_negative(ps, rng):
 
 
 def test_log_volume_batch_named_parameters(ps):
-    from forward.dln.api import log_volume_batch, parameter_rows
+    from immunocal.forward.dln.api import log_volume_batch, parameter_rows
 
     plan = two_targets_one_dln(30, radiation=[{"target": "a", "days": [10], "dose_gy": 8.0}])
     theta = np.array([[0.02, 0.1], [0.04, 0.2]])

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from forward.dln import Network, PlanError, TreatmentPlan, load_plan
-from forward.dln.plan import DRUG_NAMES
+from immunocal.forward.dln import Network, PlanError, TreatmentPlan, load_plan
+from immunocal.forward.dln.plan import DRUG_NAMES
 
 EXAMPLE = "forward/dln/examples/abscopal_ctla4.toml"
 
@@ -88,7 +88,7 @@ def test_bad_networks(args, match):
 
 
 def test_per_target_volume_coefficients():
-    from forward.dln import default_parameters, param_array, simulate, simulate_batch
+    from immunocal.forward.dln import default_parameters, param_array, simulate, simulate_batch
 
     net = Network(("a", "b"), ("d",), {"a": ("d",), "b": ("d",)}, {}, {"b": 3e-6})
     plan = TreatmentPlan.build(net, 10)

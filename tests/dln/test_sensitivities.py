@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from forward.dln import model
-from forward.dln.api import default_parameters, log_volume_batch, log_volume_batch_jacobian
-from forward.dln.model import PARAM_NAMES, SWITCH_PARAMS
-from forward.dln.plan import TreatmentPlan
-from forward.dln.scenarios import two_site_network
-from forward.dln.simulator import DlnSimulator
-from priors import registry
+from immunocal.forward.dln import model
+from immunocal.forward.dln.api import default_parameters, log_volume_batch, log_volume_batch_jacobian
+from immunocal.forward.dln.model import PARAM_NAMES, SWITCH_PARAMS
+from immunocal.forward.dln.plan import TreatmentPlan
+from immunocal.forward.dln.scenarios import two_site_network
+from immunocal.forward.dln.simulator import DlnSimulator
+from immunocal.priors import registry
 
 SMOOTH = [n for j, n in enumerate(PARAM_NAMES) if j not in SWITCH_PARAMS]
 CONDITIONS = {

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from calib.forward_api import ForwardModel, check_output, load_forward_model
-from forward.dln.api import default_parameters, param_array, simulate_array
-from forward.dln.plan import PlanError, TreatmentPlan
-from forward.dln.scenarios import irradiation_arms, two_site_network
-from forward.dln.simulator import DlnSimulator
+from immunocal.calib.forward_api import ForwardModel, check_output, load_forward_model
+from immunocal.forward.dln.api import default_parameters, param_array, simulate_array
+from immunocal.forward.dln.plan import PlanError, TreatmentPlan
+from immunocal.forward.dln.scenarios import irradiation_arms, two_site_network
+from immunocal.forward.dln.simulator import DlnSimulator
 
 ROWS = {
     "control": {},
@@ -45,7 +45,7 @@ def test_condition_errors_are_named():
 
 
 def test_descriptor_round_trip():
-    fm = load_forward_model("forward.dln.simulator:DlnSimulator", parameter_names=["ctl_priming"], days=[10.0, 20.0])
+    fm = load_forward_model("immunocal.forward.dln.simulator:DlnSimulator", parameter_names=["ctl_priming"], days=[10.0, 20.0])
     again = load_forward_model(fm.descriptor)
     np.testing.assert_array_equal(again.simulate([[0.7]], ROWS["tumour_rt+anti_pd1"]),
                                   fm.simulate([[0.7]], ROWS["tumour_rt+anti_pd1"]))

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from calib.cli.main import main
+from immunocal.calib.cli.main import main
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 import tomli_w
 from scipy import integrate, stats
 
-from priors import Prior, default_prior, registry
+from immunocal.priors import Prior, default_prior, registry
 
 PRIORS = [
     Prior("Normal", {"mu": 1.0, "sigma": 2.0}),

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from priors import (
+from immunocal.priors import (
     ParameterFileError,
     ParameterRangeError,
     ParameterSet,
@@ -238,7 +238,7 @@ def test_file_missing_keys_and_bad_suffix(tmp_path):
 
 
 def test_malformed_registry_file_is_rejected(tmp_path):
-    from priors.registry import load_model_file
+    from immunocal.priors.registry import load_model_file
 
     path = tmp_path / "m.toml"
     path.write_text('model = "m"\ntitle = "t"\nseed = "s"\n[presets.a]\n[[parameter]]\nname = "x"\nsymbol = "x"\n'
@@ -249,7 +249,7 @@ def test_malformed_registry_file_is_rejected(tmp_path):
 
 def test_a_log_scale_default_prior_with_a_non_positive_bound_is_an_error():
     """It used to switch silently to a linear prior."""
-    from priors.prior import default_prior
+    from immunocal.priors.prior import default_prior
 
     with pytest.raises(ValueError, match="log-scale prior needs a positive lower bound"):
         default_prior(1e-20, 0.0, 1e-6, "log")

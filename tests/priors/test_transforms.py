@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from priors import bounded_expit, bounded_logit, project
+from immunocal.priors import bounded_expit, bounded_logit, project
 
 
 @settings(max_examples=300, deadline=None)
@@ -57,7 +57,7 @@ def test_interval_maps_agree_on_numpy_and_pytensor_and_invert(scale, lo, hi):
     import pytensor
     import pytensor.tensor as pt
 
-    from priors.transforms import Interval
+    from immunocal.priors.transforms import Interval
 
     iv = Interval(lo, hi, scale)
     x = iv.from_unit(np.linspace(0.01, 0.99, 7))

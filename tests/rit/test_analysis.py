@@ -2,7 +2,7 @@
 
 import pytest
 
-from forward.rit.analysis import aicc, aicc_from_cost, sensitivity_indices, weighted_cost
+from immunocal.forward.rit.analysis import aicc, aicc_from_cost, sensitivity_indices, weighted_cost
 
 
 def test_aicc_formula_and_seed_differences():
@@ -43,7 +43,7 @@ def test_sensitivity_index_of_quadratic_cost():
 
 
 def test_free_parameter_counts_match_the_seed_aic_k():
-    from priors import registry
+    from immunocal.priors import registry
 
     # seed §3.2: k = 20 (modified LQ, Table 1), 20 (LQL, Table 2), 19 (LQ + vascular damage, Table 3);
     # §4: 16 of 20 parameters kept fixed for the Deng fit

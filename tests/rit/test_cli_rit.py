@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from calib.cli.main import main
+from immunocal.calib.cli.main import main
 
 
 def test_simulate_writes_every_state(tmp_path, capsys):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from forward.errors import SimulationError
-from forward.rit import (
+from immunocal.forward.errors import SimulationError
+from immunocal.forward.rit import (
     EulerInstabilityError,
     FreeGrowthError,
     RitConfig,
@@ -16,10 +16,10 @@ from forward.rit import (
     simulate_volumes,
     simulate_volumes_batch,
 )
-from forward.rit import kernels as K
-from forward.rit.analysis import euler_convergence
-from forward.rit.radiobiology import log_survival
-from priors import ParameterError, registry
+from immunocal.forward.rit import kernels as K
+from immunocal.forward.rit.analysis import euler_convergence
+from immunocal.forward.rit.radiobiology import log_survival
+from immunocal.priors import ParameterError, registry
 
 
 @pytest.fixture(scope="module")
@@ -258,8 +258,8 @@ def test_exponential_scheme_converges_to_the_explicit_scheme_limit(t3):
 def test_activation_transfer_conserves_cells():
     """Mass consistency: with naive production, T-cell death and radiation kill of T cells switched off, the cells
     that leave T^ are exactly those entering T^_a + T^_b, and T_a(t) = T^_a(t - tau_2) to round-off."""
-    from forward.rit import kernels as K
-    from forward.rit.model import _run_deterministic, _schedule_arrays, parameter_array
+    from immunocal.forward.rit import kernels as K
+    from immunocal.forward.rit.model import _run_deterministic, _schedule_arrays, parameter_array
 
     ps = registry().parameter_set("rit", "dewan_table3").replace(infiltration_delay=0.6)
     theta = parameter_array(ps)
@@ -278,7 +278,7 @@ def test_activation_transfer_conserves_cells():
 
 
 def test_step_error_estimate_and_memory_guard(t3):
-    from forward.rit import StepSizeError, step_error_estimate
+    from immunocal.forward.rit import StepSizeError, step_error_estimate
 
     s = Schedule.from_strings(rt="8x3@0,1,2", ctla4="2", t_end=60)
     est = step_error_estimate(t3, s)
@@ -349,7 +349,7 @@ def test_no_overflow_when_tumour_underflows(t3):
 def test_kernel_matches_numpy_reference(preset, rt, c4, p1, scheme, dt):
     """The Numba kernel (ring buffer, index arithmetic, re-sampled history) against the readable numpy reference
     (history read by interpolation at absolute times). Explicit runs use a stable dt (no clipping)."""
-    from forward.rit.reference import simulate_reference
+    from immunocal.forward.rit.reference import simulate_reference
 
     ps = registry().parameter_set("rit", preset)
     s = Schedule.from_strings(rt=rt, ctla4=c4, pdl1=p1, t_end=10.0)
@@ -387,7 +387,7 @@ def test_seed_claim_explicit_euler_at_dt_005_is_qualitatively_accurate(t3):
 def test_convergence_study_meets_its_targets(tmp_path):
     """The full rit_dt_convergence study: every schedule and a delay scan within 1 % at the default setting,
     population TCP at the default within the reference's Clopper-Pearson interval."""
-    from studies import rit_dt_convergence
+    from immunocal.studies import rit_dt_convergence
 
     res = rit_dt_convergence.run(tmp_path)
     assert all(res["claims"].values()), res["claims"]

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from forward.rit import kernels as K
-from forward.rit.radiobiology import (
+from immunocal.forward.rit import kernels as K
+from immunocal.forward.rit.radiobiology import (
     bed,
     iso_bed_dose,
     iso_bed_schedule,

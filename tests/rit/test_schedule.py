@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from forward.rit import Schedule
-from forward.rit.schedule import parse_rt
+from immunocal.forward.rit import Schedule
+from immunocal.forward.rit.schedule import parse_rt
 
 
 def test_parse_rt_and_days():
@@ -86,7 +86,7 @@ def test_schedule_file_roundtrip_and_errors(tmp_path):
 
 def test_schedule_from_condition_several_drugs_and_named_errors():
     """A condition can carry two drugs (anti-PD-1 + anti-CTLA-4); the mapping lives with the model's schedule."""
-    from forward.rit.schedule import Schedule
+    from immunocal.forward.rit.schedule import Schedule
 
     s = Schedule.from_condition({"condition": "combo", "rt_days": [10.0, 11.0], "rt_doses_gy": [8.0, 8.0],
                                  "anti_pd1_days": [10.0, 13.0], "anti_ctla4_days": [12.0]}, day_offset=7.0, t_end=30)
@@ -102,8 +102,8 @@ def test_schedule_from_condition_several_drugs_and_named_errors():
 
 
 def test_conditions_table_reads_per_drug_day_columns(tmp_path):
-    from calib.data import read_conditions
-    from forward.rit.schedule import Schedule
+    from immunocal.calib.data import read_conditions
+    from immunocal.forward.rit.schedule import Schedule
 
     p = tmp_path / "c.csv"
     p.write_text("condition,rt_days,rt_doses_gy,anti_pd1_days,anti_ctla4_days\ncombo,10;11,8;8,10;13,12\n")

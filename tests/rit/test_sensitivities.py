@@ -8,10 +8,10 @@ on a cold cache (a clean CI run), more than the rest of the fast suite. Run them
 import numpy as np
 import pytest
 
-from forward.rit import RitConfig, Schedule, simulate_volumes_batch
-from forward.rit.kernels import PARAM_NAMES
-from forward.rit.simulator import RitSimulator
-from priors import registry
+from immunocal.forward.rit import RitConfig, Schedule, simulate_volumes_batch
+from immunocal.forward.rit.kernels import PARAM_NAMES
+from immunocal.forward.rit.simulator import RitSimulator
+from immunocal.priors import registry
 
 CASES = {  # preset, schedule: impulses of every kind, the vascular-damage switch (> 15 Gy, Table 3), survival models
     "table3_20Gy_ctla4": ("dewan_table3", Schedule(rt_days=(0.0,), rt_doses_gy=(20.0,), ctla4_days=(1.0, 4.0, 7.0),
@@ -115,7 +115,7 @@ def test_simulator_jacobian_of_log_volume_and_its_column_order():
 def _one_step_driver():
     from numba import njit
 
-    from forward.rit import kernels as K
+    from immunocal.forward.rit import kernels as K
 
     @njit(cache=False)
     def one_step(theta, y, Cd, t_rt, n_cd, t, h, q, fv, dec, kill_prev, rng, tg):
@@ -133,7 +133,7 @@ def test_step_tangent_equals_complex_step_in_every_input(kill_prev):
     same ``step``, in every direction at once: all 34 parameters, the 8 states, two doomed cohorts (one inside the
     mitotic-delay ramp), the step length, the four delayed-source integrals, the vascular factors, the drug decay
     factors and the previous kill rate — to round-off (1e-10 relative)."""
-    from forward.rit import kernels as K
+    from immunocal.forward.rit import kernels as K
 
     one_step = _one_step_driver()
     theta = np.array([registry().parameter_set("rit", "dewan_table3")[n] for n in PARAM_NAMES])

@@ -2,7 +2,7 @@
 
 import json
 
-from calib.cli.main import main
+from immunocal.calib.cli.main import main
 
 
 def test_rit_it_timing_contract(tmp_path):

@@ -9,7 +9,7 @@ tangent takes the branch of the value, as complex step does (checked there), so 
 import numpy as np
 import pytest
 
-from forward.rit import kernels as K
+from immunocal.forward.rit import kernels as K
 
 # a cumulative history: increments with steep changes (the 3 min(d0, d1) limit) and a zero-flux step (kept away)
 HIST = np.cumsum([0.0, 1.0, 1.2, 0.0, 0.5, 4.0, 0.3, 0.31, 2.0])

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from forward.rit import Schedule
-from forward.rit.radiobiology import iso_bed_schedule
-from forward.rit.tcp import (
+from immunocal.forward.rit import Schedule
+from immunocal.forward.rit.radiobiology import iso_bed_schedule
+from immunocal.forward.rit.tcp import (
     binomial_ci,
     birth_death_exact_runs,
     birth_death_extinction,
@@ -15,7 +15,7 @@ from forward.rit.tcp import (
     perturbed_parameters,
     population_tcp,
 )
-from priors import registry
+from immunocal.priors import registry
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +73,8 @@ def test_perturbation_is_five_percent_of_free_parameters(t3, rng):
     thetas, n_out = perturbed_parameters(t3, 4000, rng)
     # Table 3 fits alpha_C = 0.02 and phi = 0.03 at their Table 4 lower bounds: ~3/4 of the draws leave the box
     assert 0.6 * 4000 < n_out < 0.9 * 4000
-    from forward.rit import kernels as K
-    from forward.rit.model import parameter_array
+    from immunocal.forward.rit import kernels as K
+    from immunocal.forward.rit.model import parameter_array
 
     base = parameter_array(t3)
     free = registry().free_parameters("rit", "dewan_table3")
@@ -109,7 +109,7 @@ def test_ctla4_schedule_258_is_best_of_the_three_experimental(t3):
 
 
 def test_tcp_falls_when_immunotherapy_starts_after_day_3(t3):
-    from forward.rit.scenarios import it_timing_schedules
+    from immunocal.forward.rit.scenarios import it_timing_schedules
 
     sched = it_timing_schedules()
     tcps = [population_tcp(t3, sched[f"start_{d}"], np.random.default_rng(2024), 200).tcp for d in range(8)]
@@ -126,7 +126,7 @@ def test_iso_bed_moderate_hypofractionation_beats_single_and_ten_fractions(t3):
 
 
 def test_ctla4_alone_is_within_a_few_percent_of_no_treatment():
-    from forward.rit import simulate_volumes
+    from immunocal.forward.rit import simulate_volumes
 
     for preset in ("dewan_table1", "dewan_table3"):
         ps = registry().parameter_set("rit", preset)
@@ -137,7 +137,7 @@ def test_ctla4_alone_is_within_a_few_percent_of_no_treatment():
 
 
 def test_stochastic_runs_follow_the_deterministic_model_above_the_threshold(t3):
-    from forward.rit import simulate
+    from immunocal.forward.rit import simulate
 
     s = Schedule.from_strings(rt="8x3@0,1,2", ctla4="2,5,8", t_end=40)
     det = simulate(t3, s)

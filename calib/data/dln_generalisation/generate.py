@@ -1,6 +1,6 @@
 """Generate the DLN generalisation data set (known truth): ``python calib/data/dln_generalisation/generate.py``.
 
-Seed 003's protocol (Results, Fig 2) on simulated data, as in :mod:`forward.dln.generalisation`: the truth is the
+Seed 003's protocol (Results, Fig 2) on simulated data, as in :mod:`immunocal.forward.dln.generalisation`: the truth is the
 registry's default set with its free immune parameters (``FREE``) perturbed log-normally (sd 0.3; survival fractions
 capped at 0.999); one noisy log-volume series (sd 0.15) of the primary and the distant tumour per arm on days
 10, 12, …, 30. Volumes below 0.5 mm³ are written as left-censored rows at 0.5 mm³ (the seed floors them). Arms:
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from forward.dln.api import default_parameters
-from forward.dln.generalisation import FREE, OBS_DAYS
-from forward.dln.simulator import DlnSimulator
+from immunocal.forward.dln.api import default_parameters
+from immunocal.forward.dln.generalisation import FREE, OBS_DAYS
+from immunocal.forward.dln.simulator import DlnSimulator
 
 HERE = Path(__file__).parent
 RT = {"rt_days": [10, 11, 12], "rt_doses_gy": [8.0, 8.0, 8.0]}

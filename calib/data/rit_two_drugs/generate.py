@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from forward.rit.simulator import RitSimulator
+from immunocal.forward.rit.simulator import RitSimulator
 
 HERE = Path(__file__).parent
 DAYS = np.arange(4, 41, 3)
