@@ -137,6 +137,9 @@ def run() -> dict:
            "surrogate_100_eval_grad_numba_s": bench_surrogate(mode="NUMBA")}
     out.update(bench_nuts())
     out.update(bench_exact_rit())
+    import pytensor
+
+    out["pytensor_blas_ldflags"] = pytensor.config.blas__ldflags  # "" = NumPy C-API fallback (no BLAS linked)
     return out
 
 
@@ -203,4 +206,70 @@ def bench_personalise(out: str | Path, population_draws: int = 200, seed: int = 
     res["targets"] = {"personalise_one_patient_nuts_s": 10.0, "personalise_one_patient_pathfinder_s": 1.0}
     if not pathfinder_available():
         res["pathfinder"] = "not measured: pymc-extras is not installed (optional extra 'pathfinder')"
+    return res
+
+
+def _nuts_quality(idata, names, wall: float) -> dict:
+    import arviz as az
+
+    bulk, tail = az.ess(idata, var_names=names, method="bulk"), az.ess(idata, var_names=names, method="tail")
+    rhat = az.rhat(idata, var_names=names)
+    out = {"ess_bulk_min": float(min(bulk[v].min() for v in bulk.data_vars)),
+           "ess_tail_min": float(min(tail[v].min() for v in tail.data_vars)),
+           "rhat_max": float(max(rhat[v].max() for v in rhat.data_vars)),
+           "divergences": int(idata.sample_stats["diverging"].sum()), "wall_s": wall}
+    out["ess_bulk_per_s"] = out["ess_bulk_min"] / wall
+    return out
+
+
+def bench_nutpie(out: str | Path, models=("hier100", "moc1")) -> dict:
+    """nutpie (Rust NUTS, the log-density compiled once by PyTensor's Numba backend) against PyMC's NUTS
+    (:func:`immunocal.calib.inference.sample`) on the same PyMC models, same draws, tuning, chains and
+    ``target_accept``: wall clock (compilation included), minimum bulk/tail ESS, R-hat, bulk ESS per second.
+    ``hier100``: the linear-Gaussian hierarchical problem of :func:`bench_nuts` (4 × 1000 after 1000);
+    ``moc1``: the quickstart's model (Morisada MOC1, PCA-GP surrogates trained in ``out``, the quickstart's settings)."""
+    import importlib.util
+
+    if importlib.util.find_spec("nutpie") is None:
+        raise ValueError("bench nutpie needs nutpie (pip install 'immunocal[nutpie]')")
+    import nutpie
+
+    from .inference import sample
+    from .model import build_model
+
+    res = {}
+    for name in models:
+        if name == "hier100":
+            prob = hierarchical_linear_problem(100)
+            m = build_model(prob["emulator"], prob["parameters"], prob["data"], prob["observables"],
+                            store_predictions=False)
+            settings, mode = {"draws": 1000, "tune": 1000, "chains": 4, "target_accept": 0.9}, None
+        elif name == "moc1":
+            from .config import load_config
+            from .datasets import dataset_dir
+            from .quickstart import QUICK
+            from .workflow import Calibration
+
+            cfg = load_config(dataset_dir("morisada2018") / "moc1.toml")
+            cal = Calibration(cfg, Path(out) / "moc1", force=True, progress=False)
+            cal.ensure_emulators()
+            m = cal.model()
+            q = QUICK["sampler"]
+            settings = {"draws": q["draws"], "tune": q["tune"], "chains": 2, "target_accept": q["target_accept"]}
+            mode = "NUMBA"
+        else:
+            raise ValueError(f"unknown bench model {name!r}; choose from ['hier100', 'moc1']")
+        names = [v.name for v in m.free_RVs]
+        t0 = time.perf_counter()
+        idata = sample(m, seed=1, cores=2, posterior_predictive=False, compile_mode=mode, **settings)
+        pymc = _nuts_quality(idata, names, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        compiled = nutpie.compile_pymc_model(m, backend="numba")
+        t1 = time.perf_counter()
+        idata = nutpie.sample(compiled, seed=1, cores=2, progress_bar=False, **settings)
+        fast = _nuts_quality(idata, names, time.perf_counter() - t0)
+        fast["compile_s"] = t1 - t0
+        res[name] = {"settings": settings, "pymc_nuts": pymc, "nutpie": fast,
+                     "nutpie_over_pymc_ess_per_s": fast["ess_bulk_per_s"] / pymc["ess_bulk_per_s"]}
+    res["nutpie_version"] = nutpie.__version__
     return res

@@ -16,3 +16,7 @@ try:
     __version__ = version("immunocal")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree that was never installed
     __version__ = "0+unknown"
+
+from .pytensor_blas import configure as _configure_pytensor_blas
+
+_configure_pytensor_blas()

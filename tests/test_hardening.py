@@ -191,3 +191,12 @@ def test_a_config_names_code_outside_the_toolkit_only_explicitly(tmp_path):
     cfg["model"]["trusted_modules"] = ["json"]  # allowed explicitly: then it is checked as a forward model
     with pytest.raises(ValueError, match="forward model .json:loads.: bad options"):
         Calibration(cfg, tmp_path / "out", progress=False).forward  # noqa: B018
+
+
+def test_bench_nutpie_without_nutpie_is_a_named_error(monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nutpie" else real(name, *a))
+    assert main(["bench", "nutpie", "--models", "hier100"]) == 2
+    assert "bench nutpie needs nutpie (pip install 'immunocal[nutpie]')" in capsys.readouterr().err

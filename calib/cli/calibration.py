@@ -275,6 +275,13 @@ def cmd_bench_personalise(args) -> int:
     return 0
 
 
+def cmd_bench_nutpie(args) -> int:
+    from immunocal.calib.bench import bench_nutpie
+
+    print(json.dumps({**bench_nutpie(args.out, tuple(args.models)), "_command": "immunocal bench nutpie"}))
+    return 0
+
+
 def cmd_bench(args) -> int:
     from immunocal.calib.bench import bench_exact_rit, bench_nuts, bench_surrogate
 
@@ -283,6 +290,9 @@ def cmd_bench(args) -> int:
     out.update(bench_nuts(n_subjects=args.subjects, draws=args.draws, chains=args.chains, cores=args.cores))
     if not args.no_exact:
         out.update(bench_exact_rit())
+    import pytensor
+
+    out["pytensor_blas_ldflags"] = pytensor.config.blas__ldflags  # "" = NumPy C-API fallback (no BLAS linked)
     print(json.dumps(out))
     return 0
 
@@ -431,3 +441,8 @@ def register(commands) -> None:
                     help="folder of the population fit (reused when finished; default ./bench-personalise)")
     bp.add_argument("--population-draws", type=positive_int, default=200)
     bp.set_defaults(func=cmd_bench_personalise)
+    bn = commands.model_verb("bench").add_parser(
+        "nutpie", help="nutpie vs PyMC's NUTS on the project's models: wall, ESS, R-hat, ESS per second (JSON)")
+    bn.add_argument("--out", type=Path, default=Path("bench-nutpie"), help="folder for the MOC1 surrogates")
+    bn.add_argument("--models", nargs="+", choices=["hier100", "moc1"], default=["hier100", "moc1"])
+    bn.set_defaults(func=cmd_bench_nutpie)
