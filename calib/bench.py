@@ -132,13 +132,16 @@ def bench_exact_rit(repeats: int = 5, seed: int = 0) -> dict:
             "exact_rit_numerics": fm.numerics_tag}
 
 
-def run() -> dict:
-    out = {"surrogate_100_eval_grad_s": bench_surrogate(),
-           "surrogate_100_eval_grad_numba_s": bench_surrogate(mode="NUMBA")}
-    out.update(bench_nuts())
-    out.update(bench_exact_rit())
+def run(subjects: int = 100, draws: int = 1000, chains: int = 4, cores: int = 2, exact: bool = True) -> dict:
+    """``immunocal bench calib``: the surrogate (C and Numba backends), NUTS on the hierarchical test problem, the
+    exact RIT route's gradient (``exact``) and the BLAS PyTensor links to."""
     import pytensor
 
+    out = {"surrogate_100_eval_grad_s": bench_surrogate(),
+           "surrogate_100_eval_grad_numba_s": bench_surrogate(mode="NUMBA")}
+    out.update(bench_nuts(n_subjects=subjects, draws=draws, chains=chains, cores=cores))
+    if exact:
+        out.update(bench_exact_rit())
     out["pytensor_blas_ldflags"] = pytensor.config.blas__ldflags  # "" = NumPy C-API fallback (no BLAS linked)
     return out
 

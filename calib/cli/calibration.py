@@ -283,17 +283,9 @@ def cmd_bench_nutpie(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from immunocal.calib.bench import bench_exact_rit, bench_nuts, bench_surrogate
+    from immunocal.calib.bench import run
 
-    out = {"surrogate_100_eval_grad_s": bench_surrogate(),
-           "surrogate_100_eval_grad_numba_s": bench_surrogate(mode="NUMBA")}
-    out.update(bench_nuts(n_subjects=args.subjects, draws=args.draws, chains=args.chains, cores=args.cores))
-    if not args.no_exact:
-        out.update(bench_exact_rit())
-    import pytensor
-
-    out["pytensor_blas_ldflags"] = pytensor.config.blas__ldflags  # "" = NumPy C-API fallback (no BLAS linked)
-    print(json.dumps(out))
+    print(json.dumps(run(args.subjects, args.draws, args.chains, args.cores, exact=not args.no_exact)))
     return 0
 
 
