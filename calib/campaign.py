@@ -154,6 +154,8 @@ class Campaign:
                 write(path)
             return cls(path)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            if (path / "meta.json").exists():  # another creator's campaign landed between the two checks
+                raise ValueError(f"{path}: a campaign already exists here; use 'resume' or choose another folder")
             raise ValueError(f"{path}: exists and is not an empty folder nor a campaign; choose another folder")
         # a new campaign is assembled beside its place and moved there in one rename: two processes creating the
         # same folder cannot interleave (one design with the other's chunks); the second is refused
