@@ -94,6 +94,37 @@ def _bayes_vs_lgbm(j: dict) -> list[tuple[str | None, str]]:
     return out
 
 
+def _dewan_routes(j: dict) -> list[tuple[str, str]]:
+    """The Dewan study's route comparison: exact NUTS and surrogate NUTS against SMC on the true model; an output
+    written before the exact route existed carries the surrogate-vs-SMC validation alone, rendered as such."""
+    def pairs(d):
+        return "; ".join(f"{k}: {_f(v['mean_diff_in_sd'], 2)}, {_f(v['sd_ratio'], 3)}" for k, v in (d or {}).items())
+
+    if "routes" not in j and "surrogate_route_validation" in j:
+        v = j["surrogate_route_validation"]
+        return [("routes compared", "surrogate NUTS vs SMC only (this output predates the exact route)"),
+                ("surrogate vs SMC on the true model, all within criteria", _f(v.get("all_pass"))),
+                ("per parameter |Δmean|/sd_true, sd ratio (NUTS on surrogate / SMC on true model)",
+                 pairs(v.get("parameters"))),
+                ("wall clock (s): NUTS on surrogate / SMC on true model",
+                 f"{_dict_line(_get(j, 'surrogate_route_validation.wall_clock_s.nuts_surrogate'))} / "
+                 f"{_dict_line(_get(j, 'surrogate_route_validation.wall_clock_s.smc_true_model'))}"),
+                ("surrogate vs true model at 40 posterior draws (LQ + vascular): max RMSE / max |error|",
+                 f"{_f(_get(j, 'variants.lq_vascular.surrogate_at_posterior.max_rmse'))} / "
+                 f"{_f(_get(j, 'variants.lq_vascular.surrogate_at_posterior.max_abs_error'))}")]
+    return [("routes vs SMC on the true model, all within criteria: exact NUTS / surrogate NUTS",
+             f"{_f(_get(j, 'routes.exact_nuts.all_pass'))} / {_f(_get(j, 'routes.surrogate_nuts.all_pass'))}"),
+            ("per parameter |Δmean|/sd_SMC, sd ratio: exact NUTS", pairs(_get(j, "routes.exact_nuts.parameters"))),
+            ("per parameter |Δmean|/sd_SMC, sd ratio: surrogate NUTS",
+             pairs(_get(j, "routes.surrogate_nuts.parameters"))),
+            ("wall clock (s): exact NUTS / surrogate NUTS / SMC on the true model",
+             " / ".join(_f(_get(j, f"routes.wall_clock_s.{k}.total")) for k in ("exact_nuts", "surrogate_nuts",
+                                                                                  "smc_true"))),
+            ("surrogate vs true model at posterior draws (restricted fit): max RMSE / max |error|",
+             f"{_f(_get(j, 'routes.surrogate_at_posterior.max_rmse'))} / "
+             f"{_f(_get(j, 'routes.surrogate_at_posterior.max_abs_error'))}")]
+
+
 # study -> (title, formatter(json) -> [(label, text)]; label None: a block as is, figures to show)
 SECTIONS = {
     "ct041_bayes_vs_lgbm": ("Headline — Bayesian personalisation vs seed 000's LightGBM mapping (virtual CT041 cohort)",
@@ -157,21 +188,7 @@ SECTIONS = {
                                   "; ".join(f"{k}: {_f(v['ess_bulk'])}, {_f(v['contraction'], 2)}" for k, v in
                                             (_get(j, "variants.lq_vascular.slow_mixing.parameters") or {}).items())
                                   or "none"),
-                                 ("routes vs SMC on the true model, all within criteria: exact NUTS / surrogate NUTS",
-                                  f"{_f(_get(j, 'routes.exact_nuts.all_pass'))} / "
-                                  f"{_f(_get(j, 'routes.surrogate_nuts.all_pass'))}"),
-                                 ("per parameter |Δmean|/sd_SMC, sd ratio: exact NUTS",
-                                  "; ".join(f"{k}: {_f(v['mean_diff_in_sd'], 2)}, {_f(v['sd_ratio'], 3)}" for k, v in
-                                            (_get(j, "routes.exact_nuts.parameters") or {}).items())),
-                                 ("per parameter |Δmean|/sd_SMC, sd ratio: surrogate NUTS",
-                                  "; ".join(f"{k}: {_f(v['mean_diff_in_sd'], 2)}, {_f(v['sd_ratio'], 3)}" for k, v in
-                                            (_get(j, "routes.surrogate_nuts.parameters") or {}).items())),
-                                 ("wall clock (s): exact NUTS / surrogate NUTS / SMC on the true model",
-                                  " / ".join(_f(_get(j, f"routes.wall_clock_s.{k}.total")) for k in
-                                             ("exact_nuts", "surrogate_nuts", "smc_true"))),
-                                 ("surrogate vs true model at posterior draws (restricted fit): max RMSE / max |error|",
-                                  f"{_f(_get(j, 'routes.surrogate_at_posterior.max_rmse'))} / "
-                                  f"{_f(_get(j, 'routes.surrogate_at_posterior.max_abs_error'))}")],
+                                 *_dewan_routes(j)],
                       ["dewan_fit_lq_vascular.png", "dewan_heldout_lq_vascular.png"]),
     "rit_morisada_hierarchical": ("RIT: per-mouse hierarchical fit to Morisada 2018, held-out combination arms",
                                   lambda j: [("configs", _dict_line(_get(j, "settings.configs"))),

@@ -58,3 +58,20 @@ def test_headline_table_of_the_bayes_vs_lightgbm_study(tmp_path):
     assert "1.01 / 459 / 500 / 1" in text  # worst fold diagnostics, divergences summed
     assert "0.8 / 1" in text and "0.64 / 0.23 vs 0.71 / 0.2" in text
     assert "missing the thresholds / still missing them: 1 / 1" in text
+
+
+@pytest.mark.parametrize("routes", [False, True])
+def test_dewan_section_renders_either_route_comparison(routes):
+    from immunocal.calib.report import _dewan_routes
+
+    cmp = {"all_pass": True, "parameters": {"tumour_alpha": {"mean_diff_in_sd": 0.17, "sd_ratio": 0.778}}}
+    if routes:
+        j = {"routes": {"exact_nuts": cmp, "surrogate_nuts": {**cmp, "all_pass": False},
+                        "wall_clock_s": {"exact_nuts": {"total": 840.0}}}}
+    else:
+        j = {"surrogate_route_validation": {**cmp, "wall_clock_s": {"nuts_surrogate": {"total": 673.2}}}}
+    lines = dict(_dewan_routes(j))
+    text = "\n".join(f"{k}: {v}" for k, v in lines.items())
+    assert "tumour_alpha: 0.17, 0.778" in text
+    assert ("predates the exact route" in text) is not routes
+    assert ("exact NUTS / surrogate NUTS: yes / no" in text) is routes
