@@ -4,6 +4,9 @@
 finite differences in tests). Steady states: :func:`healthy_state` E_0 (eq 20), :func:`tumour_states` E_T
 (eq 27 when μ_0 = 0, mixed states from eqs 28–30), :func:`coexistence_states` E_CT (root finding). Stability:
 :func:`proposition1` (conditions 38 on J_T(E_0)) and :func:`proposition2` (conditions 48 on J_CE(E_T)).
+
+Imported as ``immunocal.forward.cart.homogeneous``. (Its kernels are ``cache=True``: this line's change
+invalidates a Numba cache written under the pre-namespace module name.)
 """
 
 from __future__ import annotations

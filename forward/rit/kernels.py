@@ -10,6 +10,9 @@ short, per grid step ``t_j -> t_{j+1}``:
 3. ``n_sub`` substeps of :func:`step`; each receives the delayed sources as integrals over its interval, read off
    the cumulative histories ``Q_R = int R`` and ``Q_J = T^_a`` (monotone cubic Hermite, :func:`_cum_at`), and
    appends its own increments to them; ``T^`` is capped at ``T^_0`` after each substep.
+
+Imported as ``immunocal.forward.rit.kernels``. (Its kernels are ``cache=True``: this line's change
+invalidates a Numba cache written under the pre-namespace module name.)
 """
 
 from __future__ import annotations
