@@ -39,8 +39,9 @@ def registry_check(out: Path) -> dict:
 
 
 #: the quickstart's settings on top of the MOC1 config: shorter chains and fewer prediction draws. Tail ESS stays
-#: below 400 (1600 draws: 356; 2000: 345, both on a machine loaded by a study): radiosensitivity piles at the design
-#: box's lower edge (its profile is one-sided there, `immunocal identify`), where more draws barely help
+#: below 400 (1600 draws: 356; 2000: 345): the radiosensitivity piles at the design box's lower edge, 0.02/Gy — the
+#: seed's own admissible lower bound (Supp. Table 4; the registry refuses less) — where its profile is one-sided
+#: (`immunocal identify`) and more draws barely help
 QUICK = {"sampler": {"draws": 1600, "tune": 800, "target_accept": 0.9}, "predict": {"draws": 200}}
 
 
