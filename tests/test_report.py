@@ -58,6 +58,7 @@ def test_headline_table_of_the_bayes_vs_lightgbm_study(tmp_path):
     assert "1.01 / 459 / 500 / 1" in text  # worst fold diagnostics, divergences summed
     assert "0.8 / 1" in text and "0.64 / 0.23 vs 0.71 / 0.2" in text
     assert "missing the thresholds / still missing them: 1 / 1" in text
+    assert "_posterior contraction_ = 1 − mean posterior variance" in text  # the columns are explained
 
 
 @pytest.mark.parametrize("routes", [False, True])
