@@ -65,11 +65,11 @@ def _bayes_vs_lgbm(j: dict) -> list[tuple[str | None, str]]:
         (None, f"Out-of-fold on the VIRTUAL cohort (N = {_get(j, 'n')}, {_get(j, 'repeats')} repeats × "
                f"{_get(j, 'outer_folds')} outer folds, the same folds and features for both; mean over repeats):"),
         (None, table),
-        (None, "_posterior contraction_ = 1 − mean posterior variance / the cohort's variance of the true latent "
-               "(negative: the posteriors are wider than the truth's spread across patients — the data do not inform "
-               "that latent); _SBC p_ = χ² test that the truth's ranks among each patient's posterior draws are "
-               "uniform across the cohort; 90 % coverage of LightGBM from split-conformal intervals on the same "
-               "folds.")]
+        (None, ("_posterior contraction_ = 1 − mean posterior variance / the cohort's variance of the true latent "
+                "(negative: the posteriors are wider than the truth's spread across patients — the data do not inform "
+                "that latent); _SBC p_ = χ² test that the truth's ranks among each patient's posterior draws are "
+                "uniform across the cohort; 90 % coverage of LightGBM from split-conformal intervals on the same "
+                "folds."))]
     if pop:
         out.append(("population fits over all folds: max R-hat / min bulk ESS / min tail ESS / divergences",
                     f"{_f(max(p.get('rhat_max', float('nan')) for p in pop))} / "
