@@ -213,15 +213,13 @@ def bench_personalise(out: str | Path, population_draws: int = 200, seed: int = 
 
 
 def _nuts_quality(idata, names, wall: float) -> dict:
-    import arviz as az
+    """The run's convergence report (:func:`immunocal.calib.outputs.check_diagnostics`), its wall clock and bulk ESS
+    per second."""
+    from .outputs import check_diagnostics
 
-    bulk, tail = az.ess(idata, var_names=names, method="bulk"), az.ess(idata, var_names=names, method="tail")
-    rhat = az.rhat(idata, var_names=names)
-    out = {"ess_bulk_min": float(min(bulk[v].min() for v in bulk.data_vars)),
-           "ess_tail_min": float(min(tail[v].min() for v in tail.data_vars)),
-           "rhat_max": float(max(rhat[v].max() for v in rhat.data_vars)),
-           "divergences": int(idata.sample_stats["diverging"].sum()), "wall_s": wall}
-    out["ess_bulk_per_s"] = out["ess_bulk_min"] / wall
+    rep = check_diagnostics(idata, var_names=names, loud=False)
+    out = {k: rep[k] for k in ("ess_bulk_min", "ess_tail_min", "rhat_max", "divergences")}
+    out.update(wall_s=wall, ess_bulk_per_s=out["ess_bulk_min"] / wall)
     return out
 
 
