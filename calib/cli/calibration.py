@@ -220,17 +220,20 @@ def cmd_wide_to_long(args) -> int:
 
 def cmd_export_petab(args) -> int:
     from immunocal.calib.petab import export_petab
+    from immunocal.calib.petab_v2 import export_petab_v2
 
     output_folder(args.out, args.force)
-    _print(export_petab(args.measurements, args.conditions, args.out, rename_ids=args.rename_ids))
+    export = export_petab_v2 if args.petab_version == 2 else export_petab
+    _print(export(args.measurements, args.conditions, args.out, rename_ids=args.rename_ids))
     return 0
 
 
 def cmd_import_petab(args) -> int:
     from immunocal.calib.petab import import_petab
+    from immunocal.calib.petab_v2 import import_petab_v2, is_petab_v2
 
     output_folder(args.out, args.force)
-    _print(import_petab(args.source, args.out))
+    _print((import_petab_v2 if is_petab_v2(args.source) else import_petab)(args.source, args.out))
     return 0
 
 
@@ -391,17 +394,25 @@ def register(commands) -> None:
     w.add_argument("--force", action="store_true", help="replace --out if it exists")
     w.set_defaults(func=cmd_wide_to_long)
 
-    e = dsub.add_parser("export-petab", help="our measurement (and conditions) tables -> PEtab v1 tables")
+    e = dsub.add_parser("export-petab", help="our measurement (and conditions) tables -> PEtab v1 tables or a "
+                                             "PEtab v2 problem (--petab-version 2)")
     e.add_argument("measurements", type=Path, help="measurement table (CSV/TSV)")
     e.add_argument("--conditions", type=Path, default=None, help="conditions table (CSV/TSV)")
-    e.add_argument("--out", required=True, type=Path, help="folder for measurementData.tsv, experimentalCondition.tsv")
+    e.add_argument("--out", required=True, type=Path,
+                   help="folder for measurementData.tsv, experimentalCondition.tsv (v1) or problem.yaml and its "
+                        "tables (v2)")
+    e.add_argument("--petab-version", type=int, choices=(1, 2), default=1,
+                   help="1: PEtab v1 tables (no extra dependency); 2: a PEtab v2 problem with experiments (dosing "
+                        "schedules as periods), written and linted by the petab library (immunocal[petab])")
     e.add_argument("--rename-ids", action="store_true",
                    help="give condition/observable names that are not PEtab ids valid ids (recorded in "
                         "immunocal_ids.tsv, mapped back on import); without it they are errors")
     e.add_argument("--force", action="store_true", help="write into a non-empty folder")
     e.set_defaults(func=cmd_export_petab)
-    i = dsub.add_parser("import-petab", help="PEtab v1 tables -> our measurements.csv (and conditions.csv)")
-    i.add_argument("source", type=Path, help="folder with measurementData.tsv (or one measurement table file)")
+    i = dsub.add_parser("import-petab", help="PEtab v1 tables or a v2 problem -> our measurements.csv (and "
+                                             "conditions.csv)")
+    i.add_argument("source", type=Path, help="a PEtab v2 problem (its YAML file, or a folder holding problem.yaml), "
+                                             "or a folder with v1 measurementData.tsv (or one v1 measurement table)")
     i.add_argument("--out", required=True, type=Path, help="folder for measurements.csv, conditions.csv")
     i.add_argument("--force", action="store_true", help="write into a non-empty folder")
     i.set_defaults(func=cmd_import_petab)
