@@ -106,7 +106,7 @@ def profile_likelihood(loglik: Callable[[np.ndarray], float], x0: np.ndarray, in
     others = [j for j in range(len(x0)) if j != index]
     b_others = None if bounds is None else [bounds[j] for j in others]
     rng = np.random.default_rng(seed)
-    prof = []
+    prof, path = [], []
     start = x0[others]
     for g in grid:
         def nll(z, g=g):
@@ -128,10 +128,15 @@ def profile_likelihood(loglik: Callable[[np.ndarray], float], x0: np.ndarray, in
         else:
             val = -nll(np.zeros(0))
         prof.append(val)
+        x = x0.copy()
+        x[index] = g
+        x[others] = start
+        path.append(x)
     prof = np.asarray(prof)
     thr = prof.max() - stats.chi2.ppf(0.95, 1) / 2
     inside = np.asarray(grid)[prof >= thr]
-    return {"grid": np.asarray(grid).tolist(), "profile": prof.tolist(), "max": float(prof.max()),
+    return {"grid": np.asarray(grid).tolist(), "profile": prof.tolist(), "path": np.asarray(path).tolist(),
+            "max": float(prof.max()),
             "argmax": float(np.asarray(grid)[int(np.argmax(prof))]),
             "ci95": [float(inside.min()), float(inside.max())] if len(inside) else None,
             "ci_touches_grid_edge": bool(len(inside) and (inside.min() == grid[0] or inside.max() == grid[-1]))}

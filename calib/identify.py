@@ -1,5 +1,6 @@
 """Identifiability: what the data can and cannot determine — local (sensitivities, Fisher information and its poorly
-determined directions named in words), global (Sobol indices with bootstrap intervals, by ``scipy.stats``) and
+determined directions named in words), global (Sobol indices with bootstrap intervals, by ``scipy.stats``; Morris screening of every registry parameter for
+models with many) and
 profiles (:func:`immunocal.calib.diagnostics.profile_likelihood`, classified here).
 
 Known answers (tests): Sobol indices of the Ishigami function; a linear-Gaussian profile equal to its analytic
@@ -9,6 +10,7 @@ a zero Fisher eigenvalue along the named direction ``log a − log b``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -78,7 +80,8 @@ def sobol(f: Callable[[np.ndarray], np.ndarray], space, n: int = 4096, seed: int
           n_resamples: int = 200) -> dict:
     """First-order and total Sobol indices of ``f`` over ``space`` (a :class:`immunocal.calib.design.ParameterSpace`, sampled
     uniformly in its own scales) by ``scipy.stats.sobol_indices`` (Saltelli 2010 estimators), with bootstrap
-    confidence intervals. ``f`` maps ``(k, d)`` parameter rows to ``(k,)`` or ``(k, s)`` outputs (each output — an
+    confidence intervals (BCa; NaN where an index has no spread over the resamples, e.g. a parameter without any
+    effect on an output). ``f`` maps ``(k, d)`` parameter rows to ``(k,)`` or ``(k, s)`` outputs (each output — an
     observable at a time — gets its own indices). ``n``: a power of two; cost ``n·(d + 2)`` evaluations."""
     from scipy import stats
 
@@ -92,7 +95,11 @@ def sobol(f: Callable[[np.ndarray], np.ndarray], space, n: int = 4096, seed: int
 
     res = stats.sobol_indices(func=unit_func, n=n, dists=[stats.uniform(0, 1)] * d,
                               rng=np.random.default_rng(seed))
-    boot = res.bootstrap(confidence_level=confidence, n_resamples=n_resamples)
+    with warnings.catch_warnings():  # an index with no spread over the resamples (a parameter without any effect
+        # on an output: all zero) has no BCa interval; scipy warns and returns NaN, which is what the report shows
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+        boot = res.bootstrap(confidence_level=confidence, n_resamples=n_resamples)
     s1, st = np.atleast_2d(res.first_order), np.atleast_2d(res.total_order)
     return {"names": list(space.names), "S1": s1.tolist(), "ST": st.tolist(),
             "S1_ci": [np.atleast_2d(boot.first_order.confidence_interval.low).tolist(),
@@ -100,6 +107,101 @@ def sobol(f: Callable[[np.ndarray], np.ndarray], space, n: int = 4096, seed: int
             "ST_ci": [np.atleast_2d(boot.total_order.confidence_interval.low).tolist(),
                       np.atleast_2d(boot.total_order.confidence_interval.high).tolist()],
             "confidence": confidence, "n_evaluations": int(n * (d + 2))}
+
+
+def morris(f: Callable[[np.ndarray], np.ndarray], space, r: int = 20, levels: int = 4, seed: int = 0) -> dict:
+    """Morris elementary-effects screening of ``f`` over ``space`` (sampled in its own scales, like :func:`sobol`) —
+    for models with too many parameters for Sobol indices (the DLN model: 76). ``r`` one-at-a-time trajectories on
+    a ``levels``-level grid of the unit cube (Morris 1991): each starts at a random grid point and moves every
+    parameter once, in random order, by Δ = levels / (2 (levels − 1)) (down where up would leave the cube). Per
+    parameter and output: μ (mean elementary effect, in output units per full box width), μ* (mean |effect|:
+    the importance ranking, Campolongo et al. 2007) and σ (sd: interaction or non-linearity). ``f`` maps ``(k, d)``
+    rows to ``(k,)`` or ``(k, s)``; all ``r (d + 1)`` rows are evaluated in one call."""
+    if levels < 2 or r < 2:
+        raise ValueError(f"Morris screening needs levels >= 2 and r >= 2, got levels={levels}, r={r}")
+    d = space.dim
+    rng = np.random.default_rng(seed)
+    delta = levels / (2.0 * (levels - 1))
+    grid = np.arange(levels) / (levels - 1)
+    U = np.empty((r, d + 1, d))
+    order = np.argsort(rng.random((r, d)), axis=1)  # the order in which each trajectory moves the parameters
+    U[:, 0] = rng.choice(grid, size=(r, d))
+    step = np.where(U[:, 0] + delta <= 1.0 + 1e-12, delta, -delta)  # (r, d): up unless that leaves the cube
+    for k in range(d):
+        U[:, k + 1] = U[:, k]
+        j = order[:, k]
+        U[np.arange(r), k + 1, j] += step[np.arange(r), j]
+    Y = np.asarray(f(space.from_unit(U.reshape(-1, d))), float)
+    Y = Y.reshape(r, d + 1, -1)
+    effects = np.empty((r, d, Y.shape[2]))
+    for k in range(d):
+        j = order[:, k]
+        effects[np.arange(r), j] = (Y[:, k + 1] - Y[:, k]) / step[np.arange(r), j][:, None]
+    # an effect whose ends did not both simulate (non-finite output) is left out of that output's statistics, counted
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN statistics, reported as such
+        stats = {"mu": np.nanmean(effects, axis=0).T.tolist(), "mu_star": np.nanmean(np.abs(effects), axis=0).T.tolist(),
+                 "sigma": np.nanstd(effects, axis=0, ddof=1).T.tolist()}
+    return {"names": list(space.names), **stats, "non_finite_effects": int((~np.isfinite(effects)).sum()),
+            "r": r, "levels": levels, "delta": delta, "n_evaluations": int(r * (d + 1))}
+
+
+def screening(cal, r: int = 20, factor: float = 2.0, levels: int = 4, seed: int = 0) -> dict:
+    """Morris screening (:func:`morris`) of EVERY free parameter of the config's registry model — not only the
+    calibrated ones — on the fitted conditions' data rows: which parameters matter for these data at all (the DLN
+    model has 76). Each parameter varies over its preset value × [1/``factor``, ``factor``] (log scale) within its
+    admissible range; one with preset value 0 has no such box and is listed as not screened. The forward model is
+    the config's own with every screened parameter as an input. Per fitted condition μ* is averaged over its data
+    rows (output units per box width, on a log scale: per factor ``factor**2``); the ranking averages the
+    conditions, and ``negligible`` lists parameters whose μ* is below 1 % of the largest."""
+    from immunocal.priors import registry
+
+    from .design import ParameterSpace
+    from .forward_api import load_forward_model
+
+    model = cal.cfg["model"]
+    reg_model, preset = model.get("registry_model"), model.get("preset") or "default"
+    if not reg_model:
+        raise ValueError(f"{cal.cfg['_path']}: screening needs [model] registry_model (the parameters and their "
+                         "values come from the registry)")
+    reg = registry()
+    values = reg.parameter_set(reg_model, preset)
+    names, lo, hi, not_screened = [], [], [], {}
+    for n in reg.free_parameters(reg_model, preset):
+        v = float(values[n])
+        a, b = reg.record(reg_model, n).bounds_for(preset)
+        low, high = max(min(v / factor, v * factor), a), min(max(v / factor, v * factor), b)
+        if v <= 0 or not low < high:
+            not_screened[n] = "preset value 0: no box around it" if v == 0 else "no room inside the admissible range"
+            continue
+        names.append(n)
+        lo.append(low)
+        hi.append(high)
+    space = ParameterSpace(tuple(names), tuple(lo), tuple(hi), ("log",) * len(names))
+    fm = load_forward_model(model["forward"], **{**model.get("options", {}), "parameter_names": names})
+    fit, _ = cal.conditions
+    per_condition = {}
+    for cond in fit:
+        rows = _condition_rows(cal, cond)
+        if not rows:
+            continue
+        schedule = cal.schedule(cond)
+
+        def outputs(X, schedule=schedule, rows=rows):
+            Y = np.asarray(fm.simulate(X, schedule), float)
+            return np.column_stack([Y[:, o, t] for o, t in rows])
+
+        res = morris(outputs, space, r=r, levels=levels, seed=seed)
+        per_condition[cond] = {"mu_star_mean_over_rows": dict(zip(names, np.nanmean(res["mu_star"], axis=0).tolist())),
+                               "sigma_mean_over_rows": dict(zip(names, np.nanmean(res["sigma"], axis=0).tolist())),
+                               "non_finite_effects": res["non_finite_effects"], "n_evaluations": res["n_evaluations"]}
+    overall = {n: float(np.mean([pc["mu_star_mean_over_rows"][n] for pc in per_condition.values()])) for n in names}
+    ranking = sorted(overall, key=lambda n: -overall[n])
+    top = overall[ranking[0]] if ranking else 0.0
+    return {"parameters": len(names), "factor": factor, "r": r, "levels": levels, "per_condition": per_condition,
+            "mu_star": overall, "ranking": ranking, "negligible": [n for n in ranking if overall[n] < 0.01 * top],
+            "calibrated": list(cal.problem.free), "not_screened": not_screened,
+            "n_evaluations": int(sum(pc["n_evaluations"] for pc in per_condition.values()))}
 
 
 def classify_profile(profile: dict, optimum: float | None = None, threshold: float | None = None,
@@ -132,6 +234,14 @@ def classify_profile(profile: dict, optimum: float | None = None, threshold: flo
 
 
 # ---------------------------------------------------------------------------------------------------- a config's report
+def _box_in_scale(space) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(is-log mask, lower, upper) of a design box in each parameter's own scale (log bounds for log scales)."""
+    log = np.array([sc == "log" for sc in space.scales])
+    lower, upper = np.asarray(space.lower, float), np.asarray(space.upper, float)
+    return log, np.where(log, np.log(np.where(log, lower, 1.0)), lower), \
+        np.where(log, np.log(np.where(log, upper, 1.0)), upper)
+
+
 def nominal_point(cal) -> np.ndarray:
     """The calibrated parameters' nominal values: the registry preset's where the config has one (and the value
     lies in the design box), else the box centre in each parameter's scale (geometric for log scales)."""
@@ -220,9 +330,7 @@ def profiles(cal, n_grid: int = 21, restarts: int = 2, seed: int = 0) -> dict:
 
     prob, fm, data = cal.problem, cal.forward, cal.data
     space = prob.space
-    log = np.array([sc == "log" for sc in space.scales])
-    lo = np.where(log, np.log(space.lower), space.lower)
-    hi = np.where(log, np.log(space.upper), space.upper)
+    log, lo, hi = _box_in_scale(space)
     fit, _ = cal.conditions
     exact = data.censoring == "none"
     per_cond = []
@@ -255,6 +363,7 @@ def profiles(cal, n_grid: int = 21, restarts: int = 2, seed: int = 0) -> dict:
     out = {"n_rows": int(n), "censored_rows_left_out": int((~exact & np.isin(data.condition, fit)).sum()),
            "optimum": dict(zip(prob.free, np.where(log, np.exp(best.x), best.x).tolist())),
            "max_log_likelihood": float(-best.fun), "parameters": {}}
+    points = [(best.x, float(-best.fun))]  # (parameters in scale, profile log-likelihood): the prediction profiles'
     for j, name in enumerate(prob.free):
         # the box, the optimum itself and a finer band around it (a sharp profile is resolved, and reaches the
         # optimum's value, which the quality check compares against)
@@ -268,6 +377,62 @@ def profiles(cal, n_grid: int = 21, restarts: int = 2, seed: int = 0) -> dict:
             "scale": space.scales[j], "grid": prof["grid"], "profile": prof["profile"], **cls,
             "ci95": None if ci is None else (np.exp(ci).tolist() if log[j] else list(ci)),
             "ci95_open": None if ci is None else [bool(ci[0] <= grid[0]), bool(ci[1] >= grid[-1])]}
+        points.extend(zip(prof["path"], prof["profile"]))
+    out["predictions"] = prediction_profiles(cal, points, float(-best.fun), lo, hi, log,
+                                             {n: v["kind"] for n, v in out["parameters"].items()})
+    return out
+
+
+def prediction_profiles(cal, points, optimum: float, lo, hi, log, kinds: dict[str, str]) -> dict:
+    """Prediction profiles of the held-out conditions from the parameter profiles: every profile point (the other
+    parameters re-optimised) is a parameter set with its profile log-likelihood; the held-out arm's output at each
+    of its data days is evaluated there, and its 95 % interval is the range over the points within χ²₁(0.95)/2 of
+    the optimum — an inner bound of the exact prediction profile (which maximises the likelihood at each fixed
+    prediction; the parameter profiles' paths are where the likelihood ridges run, so the two agree when one
+    parameter drives the prediction). ``box_driven`` names the parameters that sit on an edge of the design box at
+    an end of the interval while their own profile is not identifiable: that end is set by the prior box, not by
+    the data. ``observed_median``: the held-out rows' median (exact rows), and whether the interval holds it. A
+    held-out arm without rows has no days to report and is left out."""
+    from scipy import stats
+
+    prob, fm = cal.problem, cal.forward
+    data, _ = cal.tables  # every row (the held-out arms' included), observables transformed as fitted
+    _, held = cal.conditions
+    thr = stats.chi2.ppf(0.95, 1) / 2
+    U = np.array([u for u, _ in points])
+    ll = np.array([v for _, v in points])
+    keep = ll >= optimum - thr
+    if not held or not keep.any():
+        return {}
+    U, ll = U[keep], ll[keep]
+    X = prob.full_vector(np.where(log, np.exp(U), U))
+    edge = (np.isclose(U, lo, rtol=0, atol=1e-9 * (hi - lo)) | np.isclose(U, hi, rtol=0, atol=1e-9 * (hi - lo)))
+    out = {}
+    for cond in held:
+        rows = (data.condition == cond) & np.isin(data.observable, list(fm.observables))
+        if not rows.any():
+            continue
+        Y = np.asarray(fm.simulate(X, cal.schedule(cond)), float)  # (points, observables, times)
+        out[cond] = {}
+        for obs in dict.fromkeys(data.observable[rows]):
+            o = list(fm.observables).index(obs)
+            entries = []
+            for day in sorted(set(data.time[rows & (data.observable == obs)].tolist())):
+                t = int(np.argmin(np.abs(np.asarray(fm.times) - day)))
+                q = Y[:, o, t]
+                ok = np.isfinite(q)
+                if not ok.any():
+                    continue
+                i_lo, i_hi = np.flatnonzero(ok)[np.argmin(q[ok])], np.flatnonzero(ok)[np.argmax(q[ok])]
+                driven = sorted({prob.free[j] for i in (i_lo, i_hi) for j in np.flatnonzero(edge[i])
+                                 if kinds.get(prob.free[j]) != "identifiable"})
+                exact = rows & (data.observable == obs) & (data.time == day) & (data.censoring == "none")
+                med = float(np.median(data.value[exact])) if exact.any() else None
+                entries.append({"day": float(day), "interval": [float(q[i_lo]), float(q[i_hi])],
+                                "at_optimum": float(q[int(np.argmax(ll))]), "box_driven": driven,
+                                "observed_median": med,
+                                "observed_inside": None if med is None else bool(q[i_lo] <= med <= q[i_hi])})
+            out[cond][obs] = entries
     return out
 
 
@@ -298,10 +463,7 @@ def measure_next(cal, noise_sd: float, n_draws: int = 8, top: int = 5, seed: int
     the fitted data rows and P a prior precision (box width / 4 as sd), adding an observation with sensitivities j
     shrinks the variance of parameter i by ``1 − [(F + P + j jᵀ/σ²)⁻¹]_ii / [(F + P)⁻¹]_ii``."""
     prob, fm = cal.problem, cal.forward
-    space = prob.space
-    log = np.array([sc == "log" for sc in space.scales])
-    lo = np.where(log, np.log(space.lower), space.lower)
-    hi = np.where(log, np.log(space.upper), space.upper)
+    log, lo, hi = _box_in_scale(prob.space)
     P = np.diag(1.0 / ((hi - lo) / 4.0) ** 2)
     fit, held = cal.conditions
     meas, conds = cal.tables
@@ -357,7 +519,8 @@ def measure_next(cal, noise_sd: float, n_draws: int = 8, top: int = 5, seed: int
 
 
 def identify(cal, theta: np.ndarray | None = None, n_sobol: int = 512, seed: int = 0,
-             rel_tol: float = 1e-6, idata=None, with_profiles: bool = True) -> dict:
+             rel_tol: float = 1e-6, idata=None, with_profiles: bool = True, screen_r: int = 0,
+             sbc_replicates: int = 0) -> dict:
     """The identifiability report of a calibration config, one subject per fitted condition: at ``theta`` (default
     :func:`nominal_point`), each condition's sensitivities of its data rows to the calibrated parameters, the Fisher
     information of each condition and of all together (unit noise: directions and relative sizes; scale by the
@@ -398,8 +561,12 @@ def identify(cal, theta: np.ndarray | None = None, n_sobol: int = 512, seed: int
 
         res = sobol(outputs, prob.space, n=n_sobol, seed=seed, n_resamples=100)
         s1, st = np.asarray(res["S1"]), np.asarray(res["ST"])  # (outputs, d)
+        obs_of_row = np.array([o for o, _ in rows])
         global_[cond] = {"S1_mean_over_rows": dict(zip(labels, np.nanmean(s1, axis=0).tolist())),
                          "ST_mean_over_rows": dict(zip(labels, np.nanmean(st, axis=0).tolist())),
+                         "ST_by_observable": {fm.observables[o]: dict(zip(labels, np.nanmean(st[obs_of_row == o],
+                                                                                              axis=0).tolist()))
+                                              for o in sorted(set(obs_of_row.tolist()))},
                          "n_evaluations": res["n_evaluations"]}
     return {"nominal": dict(zip(prob.free, theta.tolist())),
             "nominal_is": "posterior median of the run" if idata is not None else "registry preset / box centre",
@@ -408,9 +575,22 @@ def identify(cal, theta: np.ndarray | None = None, n_sobol: int = 512, seed: int
             "bayesian": bayesian_section(cal, idata) if idata is not None else None,
             "profiles": prof,
             "measure_next": measure_next(cal, noise_sd=noise_sd, seed=seed),
+            "screening": screening(cal, r=screen_r, seed=seed) if screen_r else None,
+            "sbc": _sbc(cal, sbc_replicates, seed) if sbc_replicates else None,
             "method": {"jacobian": "exact (simulate_jacobian)" if hasattr(fm, "simulate_jacobian") else
                        "central differences", "sobol": f"scipy.stats.sobol_indices, n = {n_sobol}",
                        "unit": "one subject per fitted condition; unit noise"}}
+
+
+def _sbc(cal, replicates: int, seed: int) -> dict:
+    """SBC of the config (ranks written beside the report by the caller's ``out``): per variable the uniformity
+    test's p-value and whether it passes at the 1 % level."""
+    from .pipeline import sbc_from_config
+
+    res = sbc_from_config(cal.cfg["_path"], n_replicates=replicates, seed=seed, out_dir=cal.out)
+    return {"replicates": replicates, "censored_rows": int((cal.data.censoring != "none").sum()),
+            "variables": {n: {"p_value": r["p_value"], "uniform_at_1pct": bool(r["p_value"] >= 0.01)}
+                          for n, r in res.items()}}
 
 
 def write_report(report: dict, out) -> dict:
@@ -446,6 +626,21 @@ def write_report(report: dict, out) -> dict:
                 f"[{v['ci95'][0]:.4g}{' (box edge)' if v['ci95_open'][0] else ''}, "
                 f"{v['ci95'][1]:.4g}{' (box edge)' if v['ci95_open'][1] else ''}]")
             lines.append(f"- {k}: {v['kind']} (95 % interval {ci}; quality {', '.join(v['quality'])})")
+    preds = (prof or {}).get("predictions") or {}
+    if preds:
+        lines += ["", "## Prediction profiles (held-out arms; 95 % intervals from the parameter profiles' paths)", ""]
+        for cond, per_obs in preds.items():
+            for obs, entries in per_obs.items():
+                if not entries:
+                    continue
+                last = entries[-1]
+                driven = (f"; an end is set by the box edge of {', '.join(last['box_driven'])} (prior-driven)"
+                          if last["box_driven"] else "")
+                seen = ("" if last["observed_median"] is None else
+                        f"; observed median {last['observed_median']:.3g} "
+                        f"{'inside' if last['observed_inside'] else 'OUTSIDE'}")
+                lines.append(f"- {cond}, {obs} on day {last['day']:g}: [{last['interval'][0]:.3g}, "
+                             f"{last['interval'][1]:.3g}] (at the optimum {last['at_optimum']:.3g}){seen}{driven}")
     nxt = report.get("measure_next")
     if nxt:
         lines += ["", (f"## What to measure next (expected contraction gain of one more observation, noise sd "
@@ -457,6 +652,23 @@ def write_report(report: dict, out) -> dict:
                          if best["heldout_condition"] else " (a condition not used yet)")
                 lines.append(f"- {k}: {best['observable']} on day {best['day']:g} in {best['condition']}{where} "
                              f"(+{best['expected_contraction_gain']:.3f})")
+    scr = report.get("screening")
+    if scr:
+        lines += ["", (f"## Screening (Morris, every registry parameter: {scr['parameters']} over preset × "
+                      f"[1/{scr['factor']:g}, {scr['factor']:g}], r = {scr['r']})"), "",
+                  "- most influential (μ*): " + ", ".join(f"{n} {scr['mu_star'][n]:.3g}" for n in scr["ranking"][:10]),
+                  f"- negligible (μ* < 1 % of the largest): {len(scr['negligible'])} parameters"]
+        weak = [n for n in scr["calibrated"] if n in scr["negligible"]]
+        if weak:
+            lines.append(f"- calibrated but negligible for these data: {', '.join(weak)}")
+        if scr["not_screened"]:
+            lines.append("- not screened: " + ", ".join(f"{n} ({why})" for n, why in scr["not_screened"].items()))
+    sbc = report.get("sbc")
+    if sbc:
+        lines += ["", (f"## Simulation-based calibration ({sbc['replicates']} replicates of the config's model, "
+                      f"{sbc['censored_rows']} censored rows drawn censored)"), ""]
+        lines += [f"- {n}: uniformity p = {v['p_value']:.3g}{'' if v['uniform_at_1pct'] else ' (REJECTED)'}"
+                  for n, v in sbc["variables"].items()]
     bayes = report.get("bayesian")
     if bayes:
         lines += ["", "## Bayesian (the run's posterior)", "",

@@ -99,6 +99,50 @@ def _bayes_vs_lgbm(j: dict) -> list[tuple[str | None, str]]:
     return out
 
 
+def _prediction_profile(cond: str, obs: str, e: dict) -> str:
+    seen = {True: " observed inside", False: " observed OUTSIDE", None: ""}[e["observed_inside"]]
+    box = f" (box-driven: {', '.join(e['box_driven'])})" if e["box_driven"] else ""
+    return f"{cond} {obs}: [{_f(e['interval'][0], 3)}, {_f(e['interval'][1], 3)}]{seen}{box}"
+
+
+def _identifiability(j: dict) -> list[tuple[str | None, str]]:
+    """The CAR-T latents x the cohort's observables (Sobol), beside what the headline study learned and seed 000
+    reported; then per real-data / DLN case the parameters' profile kinds and the held-out prediction profiles."""
+    cart = _get(j, "cases.cart_ct041_latents.cart_table.rows") or {}
+    obs = list(next(iter(cart.values()))["sobol_total"]) if cart else []
+    rows = [[lat.removeprefix("theta_"), *(_f(r["sobol_total"][o], 2) for o in obs), _f(r["contraction"], 2),
+             f"{_f(r['r2_lightgbm'], 2)} / {_f(r['r2_bayes'], 2)}", _f(r["r2_seed000"], 2)]
+            for lat, r in cart.items()]
+    out: list[tuple[str | None, str]] = []
+    if rows:
+        intro = ("CAR-T latents (VIRTUAL CT041 cohort, homogeneous ODE): Sobol total index of each observable over "
+                 "the latent cube (mean over dose levels and the observable's rows), and what each method recovered "
+                 "out of fold (headline study):")
+        out += [(None, intro), (None, _md_table(["latent", *obs, "posterior contraction", "R² LightGBM / Bayes",
+                                                 "seed 000 R²"], rows))]
+    cases = (("rit_morisada_moc1", "RIT Morisada MOC1"), ("rit_dewan_lq_vascular", "RIT Dewan (LQ + vascular)"),
+             ("dln_generalisation", "DLN, seed 003 generalisation protocol"))
+    for case, label in cases:
+        c = _get(j, f"cases.{case}") or {}
+        if not c:
+            continue
+        out.append((f"{label} — profile (pooled, true model)",
+                    "; ".join(f"{k}: {v['profile'] or 'n/a'} (Sobol total ≤ "
+                              f"{_f(v['sobol_total_max_over_conditions'], 2)})" for k, v in c["parameters"].items())))
+        preds = c.get("heldout_prediction_profiles") or {}
+        if preds:
+            out.append((f"{label} — held-out prediction profiles, last data day",
+                        "; ".join(_prediction_profile(cond, o, e) for cond, per in preds.items()
+                                  for o, e in per.items())))
+        scr = c.get("screening")
+        if scr:
+            weak = [n for n in scr["calibrated"] if n in scr["negligible"]]
+            out.append(((f"{label} — Morris screening of {scr['parameters']} parameters: top 5 / negligible / "
+                         "calibrated but negligible"),
+                        f"{', '.join(scr['ranking'][:5])} / {len(scr['negligible'])} / {', '.join(weak) or 'none'}"))
+    return out
+
+
 def _dewan_routes(j: dict) -> list[tuple[str, str]]:
     """The Dewan study's route comparison: exact NUTS and surrogate NUTS against SMC on the true model; an output
     written before the exact route existed carries the surrogate-vs-SMC validation alone, rendered as such."""
@@ -135,6 +179,8 @@ SECTIONS = {
     "ct041_bayes_vs_lgbm": ("Headline — Bayesian personalisation vs seed 000's LightGBM mapping (virtual CT041 cohort)",
                             _bayes_vs_lgbm, ["ct041_bayes_vs_lgbm_scores.png", "ct041_bayes_vs_lgbm_sbc.png",
                                              "ct041_bayes_vs_lgbm_response.png"]),
+    "identifiability": ("Identifiability — what the data of each shipped calibration can determine",
+                        _identifiability, ["identifiability_cart.png"]),
     "cart_homogeneous": ("CAR-T homogeneous ODE (seed 001 Fig 3, normalised preset)",
                          lambda j: [("qualitative checks", _dict_line(_get(j, "checks")))],
                          ["cart_homogeneous.png"]),

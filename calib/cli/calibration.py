@@ -248,7 +248,8 @@ def cmd_identify(args) -> int:
         from immunocal.calib.pipeline import load_run
 
         idata, _ = load_run(args.run, cal, what="reporting on")
-    files = write_report(identify(cal, n_sobol=args.n_sobol, seed=args.seed, idata=idata), args.out)
+    files = write_report(identify(cal, n_sobol=args.n_sobol, seed=args.seed, idata=idata, screen_r=args.screen,
+                                  sbc_replicates=args.sbc), args.out)
     print((Path(args.out) / "identify.md").read_text(), end="")
     _print(files)
     return 0
@@ -366,6 +367,12 @@ def register(commands) -> None:
     p.add_argument("--run", type=Path, default=None,
                    help="a finished `immunocal calibrate` run of this config: its posterior medians as the nominal "
                         "point, plus contraction and posterior correlations")
+    p.add_argument("--screen", type=nonnegative_int, default=0, metavar="R",
+                   help="also Morris-screen every parameter of the registry model (R trajectories; 0: no screening) "
+                        "- for models with many parameters, e.g. the DLN model's 76")
+    p.add_argument("--sbc", type=nonnegative_int, default=0, metavar="N",
+                   help="also run simulation-based calibration of the config's model with N refits (its observation "
+                        "model, censoring included; ranks in sbc.json; 0: none)")
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--force", action="store_true", help="write into a non-empty folder")
     p.set_defaults(func=cmd_identify)

@@ -136,3 +136,102 @@ def test_identify_at_a_runs_posterior(tmp_path, capsys):
     other.write_text(cfg.read_text().replace("seed = 1", "seed = 2"))
     assert main(["identify", str(other), "--out", str(tmp_path / "id2"), "--run", str(tmp_path / "run")]) == 2
     assert "a run of another config" in capsys.readouterr().err
+
+
+def test_morris_elementary_effects_known_answers():
+    """f = 3·x0 + 0·x1 + x2² on the unit cube (x3 on a log scale, f = log x3): a linear term's effects are all its
+    slope (μ = μ* = 3, σ = 0), an absent parameter's are 0, a quadratic's vary (σ > 0) with μ* = 2·E[x] + Δ, and a
+    log-scaled parameter is stepped in its scale (f = log x3 over [1, e^2]: effect 2 per box width)."""
+    from immunocal.calib.design import ParameterSpace
+    from immunocal.calib.identify import morris
+
+    space = ParameterSpace(("a", "b", "c", "d"), (0.0, 0.0, 0.0, 1.0), (1.0, 1.0, 1.0, np.exp(2.0)),
+                           ("linear", "linear", "linear", "log"))
+    res = morris(lambda X: 3 * X[:, 0] + X[:, 2] ** 2 + np.log(X[:, 3]), space, r=40, levels=4, seed=3)
+    mu, mu_star, sd = (np.asarray(res[k])[0] for k in ("mu", "mu_star", "sigma"))
+    assert res["n_evaluations"] == 40 * 5 and res["delta"] == pytest.approx(2 / 3)
+    assert mu[0] == pytest.approx(3.0) and mu_star[0] == pytest.approx(3.0) and sd[0] == pytest.approx(0.0, abs=1e-9)
+    assert mu_star[1] == 0.0 and sd[1] == 0.0
+    assert sd[2] > 0.1 and mu_star[2] == pytest.approx(1.0, abs=0.35)  # 2·E[x] + Δ·sign, E[x] over the levels
+    assert mu[3] == pytest.approx(2.0) and sd[3] == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="levels >= 2 and r >= 2"):
+        morris(lambda X: X[:, 0], space, r=1)
+
+
+def test_prediction_profile_matches_the_brute_force_interval(tmp_path):
+    """The toy logistic mice fitted up to day 8, the later days held out: the prediction profiles' 95 % intervals
+    (range over the parameter profiles' paths within χ²₁(0.95)/2) lie inside, and cover most of, the exact
+    prediction-profile intervals found by brute force over a dense grid of the whole (log r, log K) box."""
+    import csv
+    import shutil
+    from pathlib import Path
+
+    from scipy import stats
+
+    from immunocal.calib.identify import _box_in_scale, profiles
+    from immunocal.calib.workflow import Calibration
+
+    toy = Path(__file__).resolve().parents[2] / "calib" / "data" / "toy_logistic"
+    for f in toy.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    rows = list(csv.reader((toy / "measurements.csv").read_text().splitlines()))
+    for r in rows[1:]:
+        r[1] = "early" if float(r[3]) <= 8 else "late"
+    (tmp_path / "measurements.csv").write_text("\n".join(",".join(r) for r in rows) + "\n")
+    (tmp_path / "conditions.csv").write_text((toy / "conditions.csv").read_text().replace("control", "early")
+                                             + "late,,\n")
+    cfg = (toy / "calibrate.toml").read_text() + '\n[conditions]\nfit = ["early"]\nheldout = ["late"]\n'
+    (tmp_path / "calibrate.toml").write_text(cfg)
+    cal = Calibration(tmp_path / "calibrate.toml", tmp_path / "out", progress=False)
+    res = profiles(cal, n_grid=21, restarts=1)
+    pred = res["predictions"]["late"]["log_volume"]
+    assert [e["day"] for e in pred] == sorted({float(r[3]) for r in rows[1:] if float(r[3]) > 8})
+    # brute force: the pooled log-likelihood of the fitted rows (sd concentrated out) on a 241 x 241 grid
+    prob, fm, data = cal.problem, cal.forward, cal.data
+    log, lo, hi = _box_in_scale(prob.space)
+    g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], 241), np.linspace(lo[1], hi[1], 241), indexing="ij")
+    U = np.column_stack([g0.ravel(), g1.ravel()])
+    X = prob.full_vector(np.where(log, np.exp(U), U))
+    fit = (data.condition == "early") & (data.censoring == "none")
+    t_idx = [int(np.argmin(np.abs(np.asarray(fm.times) - t))) for t in data.time[fit]]
+    sim = np.asarray(fm.simulate(X, cal.schedule("early")), float)[:, 0, t_idx]
+    rss = ((data.value[fit][None, :] - sim) ** 2).sum(axis=1)
+    n = fit.sum()
+    ll = -0.5 * n * np.log(rss / n)
+    assert ll.max() <= res["max_log_likelihood"] + 1e-6  # the profiles' optimum is the global one
+    inside = ll >= res["max_log_likelihood"] - stats.chi2.ppf(0.95, 1) / 2
+    late = np.asarray(fm.simulate(X[inside], cal.schedule("late")), float)[:, 0]
+    for e in pred:
+        q = late[:, int(np.argmin(np.abs(np.asarray(fm.times) - e["day"])))]
+        a, b = e["interval"]
+        width = q.max() - q.min()
+        assert q.min() - 0.02 * width <= a <= e["at_optimum"] <= b <= q.max() + 0.02 * width
+        assert b - a >= 0.75 * width, (e["day"], (a, b), (q.min(), q.max()))
+    assert any(e["observed_inside"] is not None for e in pred)
+
+
+@pytest.mark.slow
+def test_identify_with_sbc_and_screening_sections(tmp_path, capsys):
+    """`identify --sbc N` runs SBC of the config's own model (the toy's censored endpoint rows included) into the
+    report; `--screen R` on a config without a registry model is a named error."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from immunocal.calib.cli.main import main
+
+    toy = Path(__file__).resolve().parents[2] / "calib" / "data" / "toy_logistic"
+    for f in toy.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    cfg = tmp_path / "calibrate.toml"
+    cfg.write_text(cfg.read_text() + "\n[sbc.sampler]\ndraws = 200\ntune = 300\nchains = 2\n")
+    assert main(["identify", str(cfg), "--out", str(tmp_path / "id"), "--n-sobol", "64", "--sbc", "4"]) == 0
+    rep = json.loads((tmp_path / "id" / "identify.json").read_text())
+    censored = sum(1 for line in (toy / "measurements.csv").read_text().splitlines()[1:]
+                   if line.rsplit(",", 1)[1] in ("left", "right"))
+    assert rep["sbc"]["replicates"] == 4 and rep["sbc"]["censored_rows"] == censored > 0
+    assert {"growth_rate_loc", "carrying_capacity"} <= set(rep["sbc"]["variables"])
+    assert all(0 <= v["p_value"] <= 1 for v in rep["sbc"]["variables"].values())
+    assert (tmp_path / "id" / "sbc.json").exists() and "Simulation-based calibration" in capsys.readouterr().out
+    assert main(["identify", str(cfg), "--out", str(tmp_path / "id2"), "--screen", "10"]) == 2
+    assert "screening needs [model] registry_model" in capsys.readouterr().err
