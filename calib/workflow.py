@@ -734,7 +734,7 @@ class Calibration:
         return advice
 
     # ------------------------------------------------------------------ prediction of new subjects
-    def _prediction_rows(self, conditions) -> Measurements:
+    def prediction_rows(self, conditions) -> Measurements:
         """New subjects of each condition on the forward grid restricted to the data's day range (the condition's
         own rows; a condition without data: the range of all data), plus every data day of the condition."""
         meas, _ = self.tables
@@ -802,7 +802,7 @@ class Calibration:
 
         t0 = time.perf_counter()
         p = self.cfg.get("predict", {})
-        rows = self._prediction_rows(conditions)
+        rows = self.prediction_rows(conditions)
         space = self._input_space()
         ems = {c: BlackBoxEmulator(self.forward, self.schedule(c), space=space) for c in conditions}
         # new subjects sit at the average covariate (a covariate effect needs the new subject's covariates); an
