@@ -86,3 +86,33 @@ def test_named_errors():
     with pytest.raises(ValueError, match="must be a positive number"):
         InVitroCartSimulator(defaults={"kill_rate": -1.0})
     assert set(PARAMETERS) == set(NAMES) and sim.space().names == ("kill_rate",)
+
+
+@pytest.mark.parametrize("config", ["invitro.toml", "invitro_reverse.toml"])
+def test_conte_configs_resolve_their_arms_priors_and_times(config):
+    """The shipped Conte 2025 configs: disjoint fitted / held-out arms covering the four, priors on the admissible
+    ranges, every data time inside the simulator's grid."""
+    from immunocal.calib.datasets import dataset_dir
+    from immunocal.calib.workflow import Calibration
+
+    cal = Calibration(dataset_dir("conte2025") / config, "/nonexistent/never-written", progress=False)
+    fit, held = cal.conditions
+    assert not set(fit) & set(held) and len(set(fit) | set(held)) == 4 and "PBT030_tumour_only" in fit
+    grid = np.asarray(cal.forward.times)  # the data's clock drifts up to 6 min off the 0.25-h grid: interpolated
+    assert grid[0] - 1e-9 <= cal.data.time.min() and cal.data.time.max() <= grid[-1]
+    space = cal.space(cal.free)
+    for s in cal.parameters:
+        j = list(space.names).index(s.name)
+        assert s.prior.support == pytest.approx((space.lower[j], space.upper[j]))
+
+
+@pytest.mark.slow
+def test_conte_config_log_density_and_gradient_are_finite():
+    """The exact route's model of the shipped config: log density and gradient finite at the initial point."""
+    from immunocal.calib.datasets import dataset_dir
+    from immunocal.calib.workflow import Calibration
+
+    cal = Calibration(dataset_dir("conte2025") / "invitro.toml", "/nonexistent/never-written", progress=False)
+    model = cal.model(cal.ensure_emulators())
+    point = model.initial_point()
+    assert np.isfinite(model.compile_logp()(point)) and np.all(np.isfinite(model.compile_dlogp()(point)))
