@@ -97,7 +97,8 @@ def ppc_bands(y_obs: np.ndarray, y_pred: np.ndarray, levels=(0.5, 0.9)) -> dict:
 
 
 def profile_likelihood(loglik: Callable[[np.ndarray], float], x0: np.ndarray, index: int, grid: np.ndarray,
-                       bounds=None, restarts: int = 0, seed: int = 0) -> dict:
+                       bounds=None, restarts: int = 0, seed: int = 0,
+                       gradient: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
     """Profile ``loglik`` over parameter ``index`` on ``grid``, maximising over the other parameters (L-BFGS-B from
     the previous optimum, plus ``restarts`` random starts per point — uniform in ``bounds``, or around the previous
     optimum without bounds — keeping the best). Returns the profile and the 95 % likelihood-ratio interval
@@ -114,6 +115,12 @@ def profile_likelihood(loglik: Callable[[np.ndarray], float], x0: np.ndarray, in
             x[index] = g
             x[others] = z
             return -loglik(x)
+
+        def nll_grad(z, g=g):
+            x = x0.copy()
+            x[index] = g
+            x[others] = z
+            return -np.asarray(gradient(x), float)[others]
         if others:
             starts = [start]
             for _ in range(restarts):
@@ -122,7 +129,8 @@ def profile_likelihood(loglik: Callable[[np.ndarray], float], x0: np.ndarray, in
                     starts.append(rng.uniform(lo, hi))
                 else:
                     starts.append(start + rng.normal(size=len(start)) * np.maximum(1.0, np.abs(start)))
-            best = min((optimize.minimize(nll, s0, method="L-BFGS-B", bounds=b_others) for s0 in starts),
+            best = min((optimize.minimize(nll, s0, method="L-BFGS-B", bounds=b_others,
+                                          jac=nll_grad if gradient is not None else None) for s0 in starts),
                        key=lambda r: r.fun)
             start, val = best.x, -best.fun
         else:

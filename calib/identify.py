@@ -318,19 +318,14 @@ def bayesian_section(cal, idata, strong: float = 0.8) -> dict:
             "correlation": np.atleast_2d(corr).tolist(), "strongly_correlated": pairs}
 
 
-def profiles(cal, n_grid: int = 21, restarts: int = 2, seed: int = 0) -> dict:
-    """Profile likelihoods of the calibrated parameters on the true forward model, every fitted subject sharing them
-    (the pooled model — what the data determine before any hierarchy), Gaussian noise of unknown sd concentrated out
-    (log L = −n/2 · log(RSS/n)); censored rows are left out (counted). Each parameter is scanned over its design box
-    in its own scale, the others re-optimised (L-BFGS-B, ``restarts`` random starts, :func:`immunocal.calib.diagnostics.
-    profile_likelihood`) and the profile classified against the global fit (:func:`classify_profile`)."""
-    from scipy import optimize
-
-    from .diagnostics import profile_likelihood
-
+def pooled_likelihood(cal):
+    """The pooled model's log-likelihood of the fitted rows on the true forward model as a function of the calibrated
+    parameters in their scales (log for log-scaled ones): every fitted subject shares them, Gaussian noise of unknown
+    sd concentrated out, log L = −n/2 · log(RSS/n), censored rows left out; rows at the nearest output time. Returns
+    ``(loglik, gradient, n_rows, (log mask, lower, upper))`` — ``gradient`` exact (the simulator's
+    ``simulate_jacobian``: d log L / du = (n / RSS) Σ r · d sim / du) or None."""
     prob, fm, data = cal.problem, cal.forward, cal.data
-    space = prob.space
-    log, lo, hi = _box_in_scale(space)
+    log, lo, hi = _box_in_scale(prob.space)
     fit, _ = cal.conditions
     exact = data.censoring == "none"
     per_cond = []
@@ -353,11 +348,49 @@ def profiles(cal, n_grid: int = 21, restarts: int = 2, seed: int = 0) -> dict:
             rss += float(r @ r)
         return -0.5 * n * np.log(max(rss, 1e-300) / n)
 
+    gradient = None
+    if hasattr(fm, "simulate_jacobian"):  # exact: d loglik / du = (n / RSS) Σ r · d sim / du
+        free_cols = [list(prob.model_names).index(f) for f in prob.free]
+
+        def gradient(u):
+            theta = np.where(log, np.exp(u), u)
+            x = prob.full_vector(theta[None, :])
+            rss, g = 0.0, np.zeros(len(u))
+            for sched, o_idx, t_idx, y in per_cond:
+                sim, jac = fm.simulate_jacobian(x, sched)
+                r = y - np.asarray(sim, float)[0][o_idx, t_idx]
+                J = np.asarray(jac, float)[0][o_idx, t_idx][:, free_cols] * np.where(log, theta, 1.0)
+                if not (np.all(np.isfinite(r)) and np.all(np.isfinite(J))):
+                    return np.zeros(len(u))
+                rss += float(r @ r)
+                g += r @ J
+            return n / max(rss, 1e-300) * g
+
+    return loglik, gradient, n, (log, lo, hi)
+
+
+def profiles(cal, n_grid: int = 21, restarts: int = 2, seed: int = 0) -> dict:
+    """Profile likelihoods of the calibrated parameters on the true forward model, every fitted subject sharing them
+    (the pooled model — what the data determine before any hierarchy), Gaussian noise of unknown sd concentrated out
+    (log L = −n/2 · log(RSS/n)); censored rows are left out (counted). Each parameter is scanned over its design box
+    in its own scale, the others re-optimised (L-BFGS-B with the exact gradient when the simulator has
+    ``simulate_jacobian``, else finite differences; ``restarts`` random starts, :func:`immunocal.calib.diagnostics.
+    profile_likelihood`) and the profile classified against the global fit (:func:`classify_profile`)."""
+    from scipy import optimize
+
+    from .diagnostics import profile_likelihood
+
+    prob, data = cal.problem, cal.data
+    space = prob.space
+    fit, _ = cal.conditions
+    exact = data.censoring == "none"
+    loglik, gradient, n, (log, lo, hi) = pooled_likelihood(cal)
     rng = np.random.default_rng(seed)
     bounds = list(zip(lo, hi))
     best = None
     for u0 in [0.5 * (lo + hi), *rng.uniform(lo, hi, size=(max(restarts, 1) * 2, len(lo)))]:
-        res = optimize.minimize(lambda u: -loglik(u), u0, method="L-BFGS-B", bounds=bounds)
+        res = optimize.minimize(lambda u: -loglik(u), u0, method="L-BFGS-B", bounds=bounds,
+                                jac=(lambda u: -gradient(u)) if gradient is not None else None)
         if best is None or res.fun < best.fun:
             best = res
     out = {"n_rows": int(n), "censored_rows_left_out": int((~exact & np.isin(data.condition, fit)).sum()),
@@ -370,7 +403,8 @@ def profiles(cal, n_grid: int = 21, restarts: int = 2, seed: int = 0) -> dict:
         near = best.x[j] + np.linspace(-0.5, 0.5, 11) * (hi[j] - lo[j]) / 10
         grid = np.unique(np.clip(np.concatenate([np.linspace(lo[j], hi[j], n_grid), near, [best.x[j]]]),
                                  lo[j], hi[j]))
-        prof = profile_likelihood(loglik, best.x, j, grid, bounds=bounds, restarts=restarts, seed=seed + j)
+        prof = profile_likelihood(loglik, best.x, j, grid, bounds=bounds, restarts=restarts, seed=seed + j,
+                                  gradient=gradient)
         cls = classify_profile(prof, optimum=float(-best.fun))
         ci = likelihood_interval(grid, np.asarray(prof["profile"]), cls["threshold"])
         out["parameters"][name] = {

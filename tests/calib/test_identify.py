@@ -235,3 +235,19 @@ def test_identify_with_sbc_and_screening_sections(tmp_path, capsys):
     assert (tmp_path / "id" / "sbc.json").exists() and "Simulation-based calibration" in capsys.readouterr().out
     assert main(["identify", str(cfg), "--out", str(tmp_path / "id2"), "--screen", "10"]) == 2
     assert "screening needs [model] registry_model" in capsys.readouterr().err
+
+
+def test_pooled_likelihood_gradient_is_exact_where_the_simulator_has_sensitivities():
+    """The profiles' inner optimisations use d log L / du from ``simulate_jacobian`` (here the in-vitro CAR-T model
+    of the Conte config): equal to central differences of log L at a point inside the box."""
+    from immunocal.calib.datasets import dataset_dir
+    from immunocal.calib.identify import pooled_likelihood
+    from immunocal.calib.workflow import Calibration
+
+    cal = Calibration(dataset_dir("conte2025") / "invitro.toml", "/nonexistent/never-written", progress=False)
+    loglik, gradient, n, (log, lo, hi) = pooled_likelihood(cal)
+    assert gradient is not None and n == int((cal.data.censoring == "none").sum()) and log.all()
+    u = lo + np.array([0.55, 0.45, 0.6, 0.5, 0.4, 0.5]) * (hi - lo)
+    g = gradient(u)
+    fd = np.array([(loglik(u + h) - loglik(u - h)) / 2e-6 for h in np.eye(len(u)) * 1e-6])
+    assert np.allclose(g, fd, rtol=1e-4, atol=1e-3 * np.abs(fd).max())
