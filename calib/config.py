@@ -41,7 +41,7 @@ _SAMPLER = {"method": str, "draws": int, "tune": int, "chains": int, "cores": in
 SCHEMA: dict[str, dict] = {
     "model": {"forward": str, "registry_model": str, "preset": str, "options": dict, "trusted_modules": list},
     "data": {"measurements": str, "conditions": str, "shared_subjects": bool, "observables": list,
-             "log_transform": dict, "heldout_subjects": list},
+             "log_transform": dict, "heldout_subjects": list, "time_window": list},
     "conditions": {"fit": list, "heldout": list},
     "design": {"n": int, "method": str, "seed": int, "chunk_size": int, "workers": int, "bounds": dict,
                "scales": dict},
@@ -212,6 +212,11 @@ def check_keys(cfg: dict, text: str, path: Path) -> None:
             if not observed and key in spec:
                 raise ConfigError(f"{_where(path, text, f'parameters.{name}', key)}: parameters.{name}.{key} "
                                   "belongs to role = \"observed\"")
+    window = cfg.get("data", {}).get("time_window")
+    if window is not None and not (len(window) == 2 and all(isinstance(v, NUMBER) for v in window)
+                                   and window[0] < window[1]):
+        raise ConfigError(f"{_where(path, text, 'data', 'time_window')}: data.time_window must be [first, last] "
+                          f"with first < last (the rows' time range kept), got {window!r}")
     for name, new in cfg.get("data", {}).get("log_transform", {}).items():
         if not isinstance(new, str) or not new:
             raise ConfigError(f"{_where(path, text, 'data.log_transform', name)}: data.log_transform.{name} must "

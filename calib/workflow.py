@@ -159,6 +159,13 @@ class Calibration:
                 raise ValueError(f"{self.cfg['_path']}: [data] observables {missing} are not in {meas.source} "
                                  f"(it has {meas.observables})")
             meas = subset(meas, np.isin(meas.observable, d["observables"]))
+        if d.get("time_window"):  # rows outside [first, last] are not data of this calibration (fitted or held out)
+            first, last = (float(v) for v in d["time_window"])
+            keep = (meas.time >= first) & (meas.time <= last)
+            if not keep.any():
+                raise ValueError(f"{self.cfg['_path']}: [data] time_window {d['time_window']} keeps no row of "
+                                 f"{meas.source} (its times span {meas.time.min():g} to {meas.time.max():g})")
+            meas = subset(meas, keep)
         if d.get("log_transform"):
             meas = log_transform(meas, d["log_transform"])
         return meas, conds

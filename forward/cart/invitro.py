@@ -63,74 +63,102 @@ def _rhs(u, p, out):
 
 
 @njit(cache=True)
-def _tangent(u, s, p, out):
-    """d/dθ of the right-hand side along the sensitivities ``s`` (3 × N_PAR): J_u s + ∂f/∂θ."""
+def _dfdp(u, p, j, d):
+    """∂f/∂θ_j (3,) at ``u``."""
     c, e, t = u[0], u[1], u[2]
+    d[0] = 0.0
+    d[1] = 0.0
+    d[2] = 0.0
+    if j == I_RHO:
+        d[0] = c / (p[I_KC] + c) * t
+    elif j == I_KC:
+        d[0] = -p[I_RHO] * c * t / (p[I_KC] + c) ** 2
+    elif j == I_DELTA:
+        d[0] = -c * t
+    elif j == I_KE:
+        d[0] = -c
+        d[1] = c
+    elif j == I_PR:
+        d[0] = e
+        d[1] = -e
+    elif j == I_DC:
+        d[0] = -c
+    elif j == I_DE:
+        d[1] = -e
+    elif j == I_R:
+        d[2] = t * (1.0 - t / p[I_K])
+    elif j == I_K:
+        d[2] = p[I_R] * t * t / p[I_K] ** 2
+    elif j == I_GAMMA:
+        d[2] = -c * t
+    elif j == I_DT:
+        d[2] = -t
+
+
+@njit(cache=True)
+def _tangent(u, s, p, cols, out):
+    """d/dθ of the right-hand side along the sensitivities ``s`` (3 × len(cols), column k = θ_cols[k]):
+    J_u s + ∂f/∂θ."""
+    c, t = u[0], u[2]
     kc = p[I_KC]
-    sat = c / (kc + c)
-    # J_u
     j00 = p[I_RHO] * t * kc / (kc + c) ** 2 - p[I_DELTA] * t - p[I_KE] - p[I_DC]
     j01 = p[I_PR]
-    j02 = p[I_RHO] * sat - p[I_DELTA] * c
+    j02 = p[I_RHO] * c / (kc + c) - p[I_DELTA] * c
     j10 = p[I_KE]
     j11 = -p[I_PR] - p[I_DE]
     j20 = -p[I_GAMMA] * t
     j22 = p[I_R] * (1.0 - 2.0 * t / p[I_K]) - p[I_GAMMA] * c - p[I_DT]
-    for k in range(N_PAR):
-        out[0, k] = j00 * s[0, k] + j01 * s[1, k] + j02 * s[2, k]
-        out[1, k] = j10 * s[0, k] + j11 * s[1, k]
-        out[2, k] = j20 * s[0, k] + j22 * s[2, k]
-    # ∂f/∂θ
-    out[0, I_RHO] += sat * t
-    out[0, I_KC] += -p[I_RHO] * c * t / (kc + c) ** 2
-    out[0, I_DELTA] += -c * t
-    out[0, I_KE] += -c
-    out[1, I_KE] += c
-    out[0, I_PR] += e
-    out[1, I_PR] += -e
-    out[0, I_DC] += -c
-    out[1, I_DE] += -e
-    out[2, I_R] += t * (1.0 - t / p[I_K])
-    out[2, I_K] += p[I_R] * t * t / p[I_K] ** 2
-    out[2, I_GAMMA] += -c * t
-    out[2, I_DT] += -t
+    d = np.empty(3)
+    for k in range(cols.shape[0]):
+        _dfdp(u, p, cols[k], d)
+        out[0, k] = j00 * s[0, k] + j01 * s[1, k] + j02 * s[2, k] + d[0]
+        out[1, k] = j10 * s[0, k] + j11 * s[1, k] + d[1]
+        out[2, k] = j20 * s[0, k] + j22 * s[2, k] + d[2]
 
 
 @njit(cache=True)
-def _well(p, ratio, cart_time, t0, step, n_out, substeps, with_sens, ci, sens):
-    """One well: Cell Index at ``t0 + k·step`` into ``ci[k]`` (and d CI / dθ into ``sens[k]`` when ``with_sens``)."""
+def _well(p, ratio, cart_time, t0, step, n_out, substeps, cols, ci, sens):
+    """One well: Cell Index at ``t0 + k·step`` into ``ci[k]``, and d CI / dθ_cols into ``sens[k]`` (``cols``: the
+    parameters to differentiate by; empty: none)."""
+    with_sens = cols.shape[0] > 0
+    m = cols.shape[0]
+    k_t0 = -1
+    for k in range(m):
+        if cols[k] == I_T0:
+            k_t0 = k
     u = np.array([0.0, 0.0, p[I_T0]])
-    s = np.zeros((3, N_PAR))
-    s[2, I_T0] = 1.0
+    s = np.zeros((3, m))
+    if k_t0 >= 0:
+        s[2, k_t0] = 1.0
     added = ratio <= 0.0 or not np.isfinite(cart_time)
     h = step / substeps
     k1, k2, k3, k4, tmp = np.empty(3), np.empty(3), np.empty(3), np.empty(3), np.empty(3)
-    q1, q2, q3, q4 = np.empty((3, N_PAR)), np.empty((3, N_PAR)), np.empty((3, N_PAR)), np.empty((3, N_PAR))
-    st = np.empty((3, N_PAR))
+    q1, q2, q3, q4 = np.empty((3, m)), np.empty((3, m)), np.empty((3, m)), np.empty((3, m))
+    st = np.empty((3, m))
     t = t0
     for k in range(n_out):
         if k > 0:
             for _ in range(substeps):
                 _rhs(u, p, k1)
                 if with_sens:
-                    _tangent(u, s, p, q1)
+                    _tangent(u, s, p, cols, q1)
                 for i in range(3):
                     tmp[i] = u[i] + 0.5 * h * k1[i]
                 if with_sens:
                     st[:, :] = s + 0.5 * h * q1
-                    _tangent(tmp, st, p, q2)
+                    _tangent(tmp, st, p, cols, q2)
                 _rhs(tmp, p, k2)
                 for i in range(3):
                     tmp[i] = u[i] + 0.5 * h * k2[i]
                 if with_sens:
                     st[:, :] = s + 0.5 * h * q2
-                    _tangent(tmp, st, p, q3)
+                    _tangent(tmp, st, p, cols, q3)
                 _rhs(tmp, p, k3)
                 for i in range(3):
                     tmp[i] = u[i] + h * k3[i]
                 if with_sens:
                     st[:, :] = s + h * q3
-                    _tangent(tmp, st, p, q4)
+                    _tangent(tmp, st, p, cols, q4)
                 _rhs(tmp, p, k4)
                 for i in range(3):
                     u[i] += h / 6.0 * (k1[i] + 2.0 * k2[i] + 2.0 * k3[i] + k4[i])
@@ -140,13 +168,12 @@ def _well(p, ratio, cart_time, t0, step, n_out, substeps, with_sens, ci, sens):
             t = t0 + k * step  # no drift of the output times
         if not added and t >= cart_time - 1e-9 * step:  # the CAR-T cells go in at the first output time >= theirs
             u[0] += ratio * p[I_T0]
-            if with_sens:
-                s[0, I_T0] += ratio
+            if k_t0 >= 0:
+                s[0, k_t0] += ratio
             added = True
         ci[k] = CI_PER_CELL * u[2] + CI_INTERCEPT
-        if with_sens:
-            for j in range(N_PAR):
-                sens[k, j] = CI_PER_CELL * s[2, j]
+        for j in range(m):
+            sens[k, j] = CI_PER_CELL * s[2, j]
 
 
 @njit(cache=True)
@@ -154,20 +181,22 @@ def cell_index_batch(P, ratio, cart_time, t0, step, n_out, substeps):
     """Cell Index ``(n, n_out)`` of a batch of full parameter vectors ``P`` (n, N_PAR) under one condition."""
     n = P.shape[0]
     out = np.empty((n, n_out))
-    dummy = np.empty((1, 1))
+    dummy = np.empty((1, 0))
+    none = np.empty(0, dtype=np.int64)
     for i in range(n):
-        _well(P[i], ratio, cart_time, t0, step, n_out, substeps, False, out[i], dummy)
+        _well(P[i], ratio, cart_time, t0, step, n_out, substeps, none, out[i], dummy)
     return out
 
 
 @njit(cache=True)
-def cell_index_batch_jacobian(P, ratio, cart_time, t0, step, n_out, substeps):
-    """:func:`cell_index_batch` and d CI / dθ ``(n, n_out, N_PAR)`` (forward sensitivities, same RK4 stages)."""
+def cell_index_batch_jacobian(P, ratio, cart_time, t0, step, n_out, substeps, cols):
+    """:func:`cell_index_batch` and d CI / dθ_cols ``(n, n_out, len(cols))`` (forward sensitivities, same RK4
+    stages; only the columns asked for are propagated)."""
     n = P.shape[0]
     out = np.empty((n, n_out))
-    jac = np.empty((n, n_out, N_PAR))
+    jac = np.empty((n, n_out, cols.shape[0]))
     for i in range(n):
-        _well(P[i], ratio, cart_time, t0, step, n_out, substeps, True, out[i], jac[i])
+        _well(P[i], ratio, cart_time, t0, step, n_out, substeps, cols, out[i], jac[i])
     return out, jac
 
 
@@ -246,5 +275,5 @@ class InVitroCartSimulator:
         """:meth:`simulate` and its exact Jacobian ``(n, 1, n_times, len(parameter_names))``."""
         ratio, cart = self._condition(condition)
         ci, jac = cell_index_batch_jacobian(self._full(theta), ratio, cart, self.t_start_days, self.step_days,
-                                            self.n_times, self.substeps)
-        return ci[:, None, :], jac[:, None, :, :][..., self._idx]
+                                            self.n_times, self.substeps, self._idx)
+        return ci[:, None, :], jac[:, None, :, :]
