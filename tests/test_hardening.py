@@ -116,6 +116,8 @@ def _config(tmp_path, old, new) -> Path:
     ("[emulator]\n", "[emulator]\ntest_fraction = nan\n", "emulator.test_fraction must be finite"),
     ("value = 50.0", "value = inf", "parameters.initial_volume.value must be finite"),
     ("role = ", "rol = ", "unknown key parameters."),
+    ('conditions = "conditions.csv"', 'conditions = "conditions.csv"\ntime_window = [5.0, 2.0]',
+     "data.time_window must be [first, last] with first < last"),
 ])
 def test_config_values_outside_their_domain_are_named(tmp_path, old, new, message):
     cfg = _config(tmp_path, old, new)
@@ -200,3 +202,15 @@ def test_bench_nutpie_without_nutpie_is_a_named_error(monkeypatch, capsys):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nutpie" else real(name, *a))
     assert main(["bench", "nutpie", "--models", "hier100"]) == 2
     assert "bench nutpie needs nutpie (pip install 'immunocal[nutpie]')" in capsys.readouterr().err
+
+
+def test_data_time_window_keeps_only_its_rows_and_names_an_empty_one(tmp_path):
+    from immunocal.calib.workflow import Calibration
+
+    cfg = _config(tmp_path, 'conditions = "conditions.csv"', 'conditions = "conditions.csv"\ntime_window = [4.0, 10.0]')
+    cal = Calibration(cfg, tmp_path / "out", progress=False)
+    assert cal.data.time.min() >= 4.0 and cal.data.time.max() <= 10.0
+    assert len(cal.data) < len(read_measurements(TOY / "measurements.csv"))
+    empty = _config(tmp_path, 'conditions = "conditions.csv"', 'conditions = "conditions.csv"\ntime_window = [500, 600]')
+    with pytest.raises(ValueError, match=r"time_window \[500, 600\] keeps no row"):
+        Calibration(empty, tmp_path / "out2", progress=False).data
