@@ -117,10 +117,22 @@ def _tangent(u, s, p, cols, out):
 
 
 @njit(cache=True)
+def _stage(u, s, p, cols, a, k_in, q_in, tmp, st, k_out, q_out):
+    """One RK4 stage: the right-hand side (``k_out``) and its tangent (``q_out``, when ``cols`` is not empty) at the
+    state u + a·k_in and sensitivities s + a·q_in (the tangent of a Runge–Kutta step is the same step of the
+    tangent equations: the exact derivative of the discrete map)."""
+    for i in range(3):
+        tmp[i] = u[i] + a * k_in[i]
+    if cols.shape[0] > 0:
+        st[:, :] = s + a * q_in
+        _tangent(tmp, st, p, cols, q_out)
+    _rhs(tmp, p, k_out)
+
+
+@njit(cache=True)
 def _well(p, ratio, cart_time, t0, step, n_out, substeps, cols, ci, sens):
     """One well: Cell Index at ``t0 + k·step`` into ``ci[k]``, and d CI / dθ_cols into ``sens[k]`` (``cols``: the
     parameters to differentiate by; empty: none)."""
-    with_sens = cols.shape[0] > 0
     m = cols.shape[0]
     k_t0 = -1
     for k in range(m):
@@ -140,29 +152,14 @@ def _well(p, ratio, cart_time, t0, step, n_out, substeps, cols, ci, sens):
         if k > 0:
             for _ in range(substeps):
                 _rhs(u, p, k1)
-                if with_sens:
+                if m > 0:
                     _tangent(u, s, p, cols, q1)
-                for i in range(3):
-                    tmp[i] = u[i] + 0.5 * h * k1[i]
-                if with_sens:
-                    st[:, :] = s + 0.5 * h * q1
-                    _tangent(tmp, st, p, cols, q2)
-                _rhs(tmp, p, k2)
-                for i in range(3):
-                    tmp[i] = u[i] + 0.5 * h * k2[i]
-                if with_sens:
-                    st[:, :] = s + 0.5 * h * q2
-                    _tangent(tmp, st, p, cols, q3)
-                _rhs(tmp, p, k3)
-                for i in range(3):
-                    tmp[i] = u[i] + h * k3[i]
-                if with_sens:
-                    st[:, :] = s + h * q3
-                    _tangent(tmp, st, p, cols, q4)
-                _rhs(tmp, p, k4)
+                _stage(u, s, p, cols, 0.5 * h, k1, q1, tmp, st, k2, q2)
+                _stage(u, s, p, cols, 0.5 * h, k2, q2, tmp, st, k3, q3)
+                _stage(u, s, p, cols, h, k3, q3, tmp, st, k4, q4)
                 for i in range(3):
                     u[i] += h / 6.0 * (k1[i] + 2.0 * k2[i] + 2.0 * k3[i] + k4[i])
-                if with_sens:
+                if m > 0:
                     s += h / 6.0 * (q1 + 2.0 * q2 + 2.0 * q3 + q4)
                 t += h
             t = t0 + k * step  # no drift of the output times
