@@ -623,7 +623,9 @@ def _sbc(cal, replicates: int, seed: int) -> dict:
 
     res = sbc_from_config(cal.cfg["_path"], n_replicates=replicates, seed=seed, out_dir=cal.out)
     return {"replicates": replicates, "censored_rows": int((cal.data.censoring != "none").sum()),
-            "variables": {n: {"p_value": r["p_value"], "uniform_at_1pct": bool(r["p_value"] >= 0.01)}
+            "variables": {n: {"p_value": r["p_value"], "uniform_at_1pct": bool(r["p_value"] >= 0.01),
+                              "zscore_mean_abs": r["zscore_mean_abs"], "zscore_max_abs": r["zscore_max_abs"],
+                              "contraction": r["contraction"]}
                           for n, r in res.items()}}
 
 
@@ -701,8 +703,9 @@ def write_report(report: dict, out) -> dict:
     if sbc:
         lines += ["", (f"## Simulation-based calibration ({sbc['replicates']} replicates of the config's model, "
                       f"{sbc['censored_rows']} censored rows drawn censored)"), ""]
-        lines += [f"- {n}: uniformity p = {v['p_value']:.3g}{'' if v['uniform_at_1pct'] else ' (REJECTED)'}"
-                  for n, v in sbc["variables"].items()]
+        lines += [f"- {n}: uniformity p = {v['p_value']:.3g}{'' if v['uniform_at_1pct'] else ' (REJECTED)'}; "
+                  f"z-score mean |z| {v['zscore_mean_abs']:.2f} (max {v['zscore_max_abs']:.2f}); contraction "
+                  f"{v['contraction']:.2f}" for n, v in sbc["variables"].items()]
     bayes = report.get("bayesian")
     if bayes:
         lines += ["", "## Bayesian (the run's posterior)", "",

@@ -160,7 +160,8 @@ def sbc_from_config(config_path: str | Path, n_replicates: int = 50, n_draws: in
                     out_dir: str | Path | None = None) -> dict:
     """SBC of the model described by a config: truths and data from the prior predictive (censored rows drawn
     censored at the data's bounds, as the observation model says), refits with the config's sampler (continuous
-    observables), ranks + chi-square uniformity test per free variable."""
+    observables), ranks + chi-square uniformity test per free variable, and Betancourt's z-scores
+    ((posterior mean − truth) / posterior sd: mean and max |z|) and contraction beside them."""
     import pymc as pm
 
     from .diagnostics import sbc_rank, uniformity_test
@@ -180,6 +181,8 @@ def sbc_from_config(config_path: str | Path, n_replicates: int = 50, n_draws: in
          **cfg.get("sampler", {}),
          **cfg.get("sbc", {}).get("sampler", {})}
     ranks: dict[str, list[int]] = {n: [] for n in free}
+    zscores: dict[str, list[float]] = {n: [] for n in free}  # (posterior mean − truth) / posterior sd (Betancourt)
+    post_var: dict[str, list[float]] = {n: [] for n in free}
     for i in range(n_replicates):
         with model:
             pm.set_data({dv: prior.prior_predictive[on].isel(chain=0, draw=i).values
@@ -192,7 +195,17 @@ def sbc_from_config(config_path: str | Path, n_replicates: int = 50, n_draws: in
             for j in range(len(truth)):
                 dj = d[j][np.linspace(0, d.shape[1] - 1, n_draws).astype(int)]
                 ranks[n].append(sbc_rank(truth[j], dj))
-    result = {n: {"ranks": r, **uniformity_test(np.array(r), n_draws)} for n, r in ranks.items()}
+                sd = float(d[j].std(ddof=1))
+                zscores[n].append(float((d[j].mean() - truth[j]) / sd) if sd > 0 else float("nan"))
+                post_var[n].append(sd**2)
+    # contraction: 1 − mean posterior variance / the prior variance of the truths (their spread over replicates)
+    result = {n: {"ranks": r, **uniformity_test(np.array(r), n_draws),
+                  "zscore_mean_abs": float(np.nanmean(np.abs(zscores[n]))),
+                  "zscore_max_abs": float(np.nanmax(np.abs(zscores[n]))),
+                  "contraction": float(1.0 - np.mean(post_var[n]) / np.var(
+                      np.concatenate([np.atleast_1d(prior.prior[n].isel(chain=0, draw=i).values)
+                                      for i in range(n_replicates)]), ddof=1))}
+              for n, r in ranks.items()}
     if out_dir:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         write_json(Path(out_dir) / "sbc.json", result)

@@ -232,6 +232,9 @@ def test_identify_with_sbc_and_screening_sections(tmp_path, capsys):
     assert rep["sbc"]["replicates"] == 4 and rep["sbc"]["censored_rows"] == censored > 0
     assert {"growth_rate_loc", "carrying_capacity"} <= set(rep["sbc"]["variables"])
     assert all(0 <= v["p_value"] <= 1 for v in rep["sbc"]["variables"].values())
+    # the carrying capacity is pinned by the censored endpoints: the posterior contracts; z-scores finite
+    assert rep["sbc"]["variables"]["carrying_capacity"]["contraction"] > 0.5
+    assert all(np.isfinite(v["zscore_mean_abs"]) for v in rep["sbc"]["variables"].values())
     assert (tmp_path / "id" / "sbc.json").exists() and "Simulation-based calibration" in capsys.readouterr().out
     assert main(["identify", str(cfg), "--out", str(tmp_path / "id2"), "--screen", "10"]) == 2
     assert "screening needs [model] registry_model" in capsys.readouterr().err
