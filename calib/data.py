@@ -37,6 +37,12 @@ SCHEDULE_LIST_COLUMNS = ("rt_days", "rt_doses_gy", "drug_days", "drug_doses", "c
 SCHEDULE_TEXT_COLUMNS = ("condition", "subject", "drug", "description")
 
 
+def is_schedule_column(column: str) -> bool:
+    """A dosing-schedule column of a conditions table: a known list column or any ``*_days`` / ``*_doses`` /
+    ``*_doses_gy`` (';'-separated numbers)."""
+    return column in SCHEDULE_LIST_COLUMNS or column.endswith(("_days", "_doses", "_doses_gy"))
+
+
 class DataTableError(ValueError):
     """A malformed data table; the message names file, line and column."""
 
@@ -232,11 +238,10 @@ def read_conditions(path: str | Path) -> Conditions:
             if c in ("condition", "subject"):
                 continue
             if subject:  # a subject row: its non-schedule columns are that subject's covariates
-                if (c not in SCHEDULE_LIST_COLUMNS and not c.endswith(("_days", "_doses", "_doses_gy"))
-                        and c not in SCHEDULE_TEXT_COLUMNS and text != ""):
+                if not is_schedule_column(c) and c not in SCHEDULE_TEXT_COLUMNS and text != "":
                     covs[c] = _float(text, path, line, c)
                 continue
-            if c in SCHEDULE_LIST_COLUMNS or c.endswith(("_days", "_doses", "_doses_gy")):
+            if is_schedule_column(c):
                 vals = [_float(x.strip(), path, line, c) for x in text.split(";") if x.strip()] if text else []
                 if c.endswith("days") and any(b < a for a, b in zip(vals, vals[1:])):
                     raise DataTableError(f"{_where(path, line, c)}: days must be non-decreasing, got {text!r}")

@@ -39,9 +39,9 @@ from immunocal.priors.textio import write_table
 
 from .data import (
     MEASUREMENT_REQUIRED,
-    SCHEDULE_LIST_COLUMNS,
     DataTableError,
     _read_rows,
+    is_schedule_column,
     read_conditions,
     read_measurements,
 )
@@ -140,8 +140,7 @@ def export_petab(measurements: str | Path, conditions: str | Path | None, out: s
         files["conditions"] = str(_write_tsv(out / CONDITION_FILE, ["conditionId", *others], cond_rows))
         if subj_rows:
             files["subjects"] = str(_write_tsv(out / SUBJECT_FILE, ["subject", "condition", *others], subj_rows))
-        report["schedule_columns_as_text"] = [c for c in others if c in SCHEDULE_LIST_COLUMNS
-                                              or c.endswith(("_days", "_doses", "_doses_gy"))]
+        report["schedule_columns_as_text"] = [c for c in others if is_schedule_column(c)]
         report["subject_rows"] = len(subj_rows)
     if _petab_id.mapping:
         files["ids"] = str(_write_tsv(out / ID_FILE, ["kind", "petabId", "id"],

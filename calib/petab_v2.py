@@ -48,10 +48,10 @@ import numpy as np
 
 from .data import (
     MEASUREMENT_REQUIRED,
-    SCHEDULE_LIST_COLUMNS,
     SCHEDULE_TEXT_COLUMNS,
     DataTableError,
     _read_rows,
+    is_schedule_column,
     read_conditions,
     read_measurements,
 )
@@ -77,10 +77,6 @@ def _petab_v2():
     return v2
 
 
-def _is_schedule(column: str) -> bool:
-    return column in SCHEDULE_LIST_COLUMNS or column.endswith(("_days", "_doses", "_doses_gy"))
-
-
 def _days_columns(header: list[str]) -> list[tuple[str, str | None]]:
     """(days column, doses column or None) of every schedule in a conditions header."""
     pairs = []
@@ -88,7 +84,7 @@ def _days_columns(header: list[str]) -> list[tuple[str, str | None]]:
         if c.endswith("_days"):
             doses = DOSE_PAIRS.get(c, c[: -len("_days")] + "_doses")
             pairs.append((c, doses if doses in header else None))
-    orphans = [c for c in header if _is_schedule(c) and not c.endswith("_days")
+    orphans = [c for c in header if is_schedule_column(c) and not c.endswith("_days")
                and c not in {d for _, d in pairs}]
     if orphans:
         raise DataTableError(f"conditions header: dose column(s) {orphans} without their days column")
@@ -182,7 +178,7 @@ def export_petab_v2(measurements: str | Path, conditions: str | Path | None, out
                 events.setdefault(t, []).append((target, doses[k] if doses else 1.0))
         arm_events[arm] = events
         arm_setup[arm] = {c: v for c, v in row.items() if c not in ("condition", "subject", "description", "drug")
-                          and not _is_schedule(c) and v != ""}
+                          and not is_schedule_column(c) and v != ""}
         text = {c: row[c] for c in header if c in SCHEDULE_TEXT_COLUMNS and c not in ("condition", "subject")
                 and row[c] != ""}
         text.update({c: v for c, v in arm_setup[arm].items() if not _is_number(v)})
@@ -219,16 +215,19 @@ def export_petab_v2(measurements: str | Path, conditions: str | Path | None, out
             ext["setup_conditions"][cid] = arm
     covariate_ids = {}
     for subject, (arm, row) in subject_rows.items():
-        covs = {c: v for c, v in row.items() if c not in ("condition", "subject") and not _is_schedule(c)
+        covs = {c: v for c, v in row.items() if c not in ("condition", "subject") and not is_schedule_column(c)
                 and c not in SCHEDULE_TEXT_COLUMNS and v != ""}
         if covs:
             cid = add_condition(f"{pid(subject, 'subject')}_covariates", f"subject {subject!r}'s covariates", covs)
             ext["covariate_conditions"][cid] = subject
             covariate_ids[subject] = cid
     # experiments: one per arm, one per (arm, subject with covariates)
+    def experiment_key(i: int) -> tuple[str, str | None]:  # measurement row i -> (arm, subject with covariates)
+        return m_arm[i], m_subject[i] if m_subject[i] in covariate_ids else None
+
     experiments: dict[tuple[str, str | None], str] = {}
-    for arm, subject in zip(m_arm, m_subject):
-        experiments.setdefault((arm, subject if subject in covariate_ids else None), "")
+    for i in range(len(meas)):
+        experiments.setdefault(experiment_key(i), "")
     for arm in arm_rows:
         experiments.setdefault((arm, None), "")
     for subject in covariate_ids:  # a subject row without measurements keeps its experiment (and covariates)
@@ -236,7 +235,7 @@ def export_petab_v2(measurements: str | Path, conditions: str | Path | None, out
             experiments[(subject_rows[subject][0], subject)] = ""
     t_first = {}
     for i in range(len(meas)):
-        key = (m_arm[i], m_subject[i] if m_subject[i] in covariate_ids else None)
+        key = experiment_key(i)
         t_first[key] = min(t_first.get(key, math.inf), float(meas.time[i]))
     taken_experiments: dict[str, tuple] = {}
     for (arm, subject) in experiments:
@@ -276,8 +275,7 @@ def export_petab_v2(measurements: str | Path, conditions: str | Path | None, out
         name = meas.observable[i]
         sigma = meas.sigma[i]
         noise = ([f"sd_{obs[name]}"] if math.isnan(sigma) else [repr(float(sigma))]) if given[name] else []
-        key = (m_arm[i], m_subject[i] if m_subject[i] in covariate_ids else None)
-        rows.append(Measurement(observable_id=obs[name], experiment_id=experiments[key], time=float(meas.time[i]),
+        rows.append(Measurement(observable_id=obs[name], experiment_id=experiments[experiment_key(i)], time=float(meas.time[i]),
                                 measurement=float(meas.value[i]), noise_parameters=noise,
                                 replicateId=m_subject[i], censoring=str(meas.censoring[i])))
     for t in sorted(targets):
