@@ -76,3 +76,34 @@ def test_dewan_section_renders_either_route_comparison(routes):
     assert "tumour_alpha: 0.17, 0.778" in text
     assert ("predates the exact route" in text) is not routes
     assert ("exact NUTS / surrogate NUTS: yes / no" in text) is routes
+
+
+def test_report_keeps_what_it_cannot_regenerate_and_archives_what_it_can(tmp_path):
+    """A study whose JSON is gone keeps its earlier section (marked carried over), a benchmark line too; a study
+    rendered from JSON is archived in results/ beside the README, and a later report from an empty folder renders
+    it from that archive."""
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{START}\n\n_Generated_\n\n**DLN: exhaustion arms (seed Fig 3)** "
+                      "(`immunocal study dln_exhaustion`)\n\n- kept line: 42\n\n**Benchmarks** (each line)\n\n"
+                      "- `immunocal bench dln`: `{\"single_sim_s\": 2e-05}`\n\nNot run for this report: `x`.\n\n"
+                      f"{END}\ntail\n")
+    results = tmp_path / "run1"
+    results.mkdir()
+    (results / "rit_fractionation.json").write_text(json.dumps(
+        {"doses_gy": [16.25], "tcp_with_ctla4": {"1": 0.01}, "tcp_rt_only": {"1": 0.0}}))
+    (results / "bench_rit.json").write_text(json.dumps({"_command": "immunocal bench rit", "single_sim_s": 3e-4}))
+    update_readme(results, readme, tmp_path / "figs")
+    text = readme.read_text()
+    assert "- kept line: 42" in text and "Carried over from an earlier report" in text and "`dln_exhaustion`" in text
+    assert '`immunocal bench dln`: `{"single_sim_s": 2e-05}`' in text
+    assert '`immunocal bench rit`: `{"single_sim_s": 0.0003}`' in text
+    assert "1: 0.01" in text and text.rstrip().endswith("tail")
+    assert (tmp_path / "results" / "rit_fractionation.json").exists()
+    assert (tmp_path / "results" / "bench_rit.json").exists()
+    empty = tmp_path / "run2"
+    empty.mkdir()
+    update_readme(empty, readme, tmp_path / "figs")
+    again = readme.read_text()
+    assert "1: 0.01" in again and "- kept line: 42" in again and "3e-4" not in again and "0.0003" in again
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        update_readme(tmp_path / "nowhere", readme, tmp_path / "figs")
