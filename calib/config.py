@@ -17,7 +17,7 @@ Relative paths are relative to the config file. The full reference with an examp
     [parameters.NAME]  role; prior; value; sd; covariates; coef_sd;
                        observable; time  (role = "observed": each subject's measurement of ``observable`` — a raw
                        data-table name — at data day ``time`` is its value of NAME)
-    [observables.NAME] family; sigma; nu; link; cutpoints; n_trials
+    [observables.NAME] family; sigma; nu; link; cutpoints; n_trials; correlation_time
     [sampler]      method; draws; tune; chains; cores; seed; target_accept; advi_iterations; compile_mode
     [diagnostics]  rhat_max; ess_min; strict; surrogate_check_draws
     [predict]      draws (0: no prediction); subjects_per_draw; seed; detection_limit; endpoint
@@ -50,7 +50,7 @@ SCHEMA: dict[str, dict] = {
     "parameters": {"*": {"role": str, "prior": dict, "value": NUMBER, "sd": (int, float, dict),
                          "covariates": list, "coef_sd": NUMBER, "observable": str, "time": NUMBER}},
     "observables": {"*": {"family": str, "sigma": (int, float, dict), "nu": NUMBER, "link": str,
-                          "cutpoints": list, "n_trials": int}},
+                          "cutpoints": list, "n_trials": int, "correlation_time": (int, float, dict)}},
     "sampler": _SAMPLER,
     "diagnostics": {"rhat_max": NUMBER, "ess_min": NUMBER, "strict": bool, "surrogate_check_draws": int},
     "predict": {"draws": int, "subjects_per_draw": int, "seed": int, "detection_limit": NUMBER,

@@ -14,6 +14,15 @@ per data row):
   by the probit approximation ``E[σ(η)] ≈ σ(η / sqrt(1 + π v / 8))``. ``ordinal_probit`` takes a noise scale of
   the score (``sigma``: a prior, learned as ``sigma_NAME``, or a number; default 1 — a score already in noise
   units): P(y ≤ k) = Φ((c_k − μ) / sqrt(sigma² + v)), exact for a Gaussian emulator error v.
+
+Serially correlated residuals (``normal`` only, uncensored rows): ``correlation_time = τ`` (a prior, learned as
+``tau_NAME``, or a number; in the data's time unit) makes the standardised residuals z = (y − μ) / s of one series
+(the rows of one subject under one condition, in time order) an Ornstein–Uhlenbeck process, corr(z_i, z_j) =
+exp(−|t_i − t_j| / τ) — the model for a densely sampled signal (a Cell Index every 15 min) whose misfit persists
+for hours, where independent noise would count every row as new information. The density is exact and Markov:
+z_i | z_{i−1} ~ N(φ_i z_{i−1}, 1 − φ_i²), φ_i = exp(−Δt_i / τ), on a ``pm.CustomDist`` whose predictive draws
+are joint trajectories (so the stationary sd is s; pointwise predictive bands are N(μ, s)). Predictions of new
+subjects (``bounds`` given) are pointwise marginals and never condition on the held-out rows.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ class ObservableSpec:
     link: str | None = None  # ordinal families: implied by the family name (ordinal_probit -> "probit")
     cutpoints: Sequence[float] | None = None
     n_trials: int | None = None
+    correlation_time: Prior | float | None = None
 
     def __post_init__(self):
         if self.family not in FAMILIES:
@@ -55,6 +65,15 @@ class ObservableSpec:
         if self.sigma is not None and self.family in ("ordinal_logistic", "bernoulli", "binomial"):
             raise ValueError(f"'sigma' (a noise scale) applies to the continuous families and ordinal_probit, not to "
                              f"{self.family!r}")
+        if isinstance(self.correlation_time, Mapping):
+            self.correlation_time = Prior.from_dict(dict(self.correlation_time))
+        if self.correlation_time is not None:
+            if self.family != "normal":
+                raise ValueError(f"'correlation_time' (serially correlated residuals) applies to the normal family "
+                                 f"only, not to {self.family!r}")
+            if not isinstance(self.correlation_time, Prior) and not (np.isfinite(self.correlation_time)
+                                                                     and self.correlation_time > 0):
+                raise ValueError(f"correlation_time must be a prior or a number > 0, got {self.correlation_time!r}")
         if self.family == "student_t" and not (np.isfinite(self.nu) and self.nu > 0):
             raise ValueError(f"student_t observable needs nu > 0, got {self.nu!r}")
 
@@ -96,12 +115,59 @@ def _noise_sd(name: str, spec: ObservableSpec, sig_data: np.ndarray):
     return pt.where(np.isfinite(sig_data), np.nan_to_num(sig_data, nan=1.0), s_par)
 
 
+def residual_series(series: np.ndarray, time: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows grouped into series (equal ``series`` keys) in time order: per row the index of the series' previous row
+    (itself for a first row), the time since it (inf for a first row) and the row's position in its series. Two rows
+    of one series at one time are an error (their residuals would be one value)."""
+    series = np.asarray(series)
+    time = np.asarray(time, float)
+    n = len(time)
+    prev = np.arange(n)
+    dt = np.full(n, np.inf)
+    rank = np.zeros(n, dtype=np.int64)
+    order = np.lexsort((time, series))
+    for a, b in zip(order[:-1], order[1:]):
+        if series[a] == series[b]:
+            if time[b] == time[a]:
+                raise ValueError(f"serially correlated residuals: series {series[a]!r} has two rows at time "
+                                 f"{time[a]!r}")
+            prev[b], dt[b], rank[b] = a, time[b] - time[a], rank[a] + 1
+    return prev, dt, rank
+
+
+def _ou_logp(value, mu, s, tau, dt, prev):
+    """Row-wise log density of Ornstein–Uhlenbeck residuals (module docstring); the sum is the exact joint density."""
+    import pytensor.tensor as pt
+
+    z = (value - mu) / s
+    first = pt.isinf(dt)  # a series' first row: φ = 0 (written so that d/dτ stays finite, never 0·inf)
+    phi = pt.where(first, 0.0, pt.exp(-pt.where(first, 1.0, dt) / tau))
+    v = 1.0 - pt.square(phi)
+    r = z - phi * z[prev]
+    return -0.5 * pt.square(r) / v - 0.5 * pt.log(v) - pt.log(s) - 0.5 * np.log(2.0 * np.pi)
+
+
+def _ou_random(mu, s, tau, dt, prev, rank, rng=None, size=None):
+    """Joint draws of the series (each starts stationary, then z_i = φ_i z_prev + sqrt(1 − φ_i²) ε_i)."""
+    mu, s = np.asarray(mu, float), np.asarray(s, float)
+    shape = tuple(size) if size is not None else np.broadcast(mu, s).shape
+    eps = rng.standard_normal(shape)
+    phi = np.exp(-np.asarray(dt, float) / np.asarray(tau, float))
+    prev, rank = np.asarray(prev), np.asarray(rank)
+    z = np.empty(shape)
+    for k in range(int(rank.max()) + 1 if rank.size else 0):
+        r = np.flatnonzero(rank == k)
+        z[..., r] = eps[..., r] if k == 0 else (phi[r] * z[..., prev[r]] + np.sqrt(1.0 - phi[r] ** 2) * eps[..., r])
+    return mu + s * z
+
+
 def observe(name: str, spec: ObservableSpec, mu, var, y: np.ndarray, censoring: np.ndarray,
             sigma_data: np.ndarray, dims: str, source: str = "data", store_sd: bool = False,
-            bounds: tuple[float, float] | None = None):
+            bounds: tuple[float, float] | None = None, series: tuple[np.ndarray, np.ndarray] | None = None):
     """Create the observed variable ``y_<name>`` of the current model for these rows (module docstring).
     ``bounds = (lower, upper)`` censors every row at the same limits instead of the data's flags (predictions of new
-    subjects: below the detection limit / above the humane endpoint, as measured)."""
+    subjects: below the detection limit / above the humane endpoint, as measured). ``series = (keys, times)`` of the
+    rows: needed by an observable with ``correlation_time``."""
     import pymc as pm
     import pytensor.tensor as pt
 
@@ -111,6 +177,18 @@ def observe(name: str, spec: ObservableSpec, mu, var, y: np.ndarray, censoring: 
         sd = pt.sqrt(pt.square(_noise_sd(name, spec, np.asarray(sigma_data, float))) + var)
         if store_sd:
             pm.Deterministic(f"sd_{name}", sd, dims=dims)
+        if spec.correlation_time is not None and bounds is None:
+            if np.any(censoring != "none"):
+                raise ValueError(f"{source}: observable {name!r} has serially correlated residuals "
+                                 "(correlation_time), which take uncensored rows only; it has censored rows")
+            if series is None:
+                raise ValueError(f"observable {name!r}: correlation_time needs the rows' series (subject, time)")
+            prev, dt, rank = residual_series(*series)
+            tau = (spec.correlation_time.create_variable(f"tau_{name}") if isinstance(spec.correlation_time, Prior)
+                   else pt.as_tensor_variable(float(spec.correlation_time)))
+            yd = pm.Data(f"data_{name}", y, dims=dims)
+            return pm.CustomDist(f"y_{name}", mu, sd, tau, dt, prev, rank, logp=lambda v, m, s_, t, d, p, _r:
+                                 _ou_logp(v, m, s_, t, d, p), random=_ou_random, observed=yd, dims=dims)
         if bounds is None:
             lower, upper = censoring_bounds(y, censoring)
         else:
@@ -169,6 +247,9 @@ def rows_logp_per_draw(spec: ObservableSpec, mu, var, y: np.ndarray, censoring: 
     y = np.asarray(y, float)
     censoring = np.asarray(censoring)
     sig_data = np.asarray(sigma_data, float)
+    if spec.correlation_time is not None:
+        raise ValueError("per-draw row densities (personalisation) do not support serially correlated residuals "
+                         "(correlation_time)")
     if spec.family in CONTINUOUS:
         if np.all(np.isfinite(sig_data)):
             sig = pt.as_tensor_variable(sig_data)[None, :]

@@ -178,6 +178,54 @@ def _dewan_routes(j: dict) -> list[tuple[str, str]]:
              f"{_f(_get(j, 'routes.surrogate_at_posterior.max_abs_error'))}")]
 
 
+def _conte(j: dict) -> list[tuple[str | None, str]]:
+    out = []
+    for split, r in (_get(j, "splits") or {}).items():
+        kill = r.get("kill_rate") or {}
+        killing = "; ".join(f"{c}: peak day observed {_f(_get(k, 'observed.peak_day'), 2)}, predicted "
+                            f"{_f((k.get('predicted_peak_day') or [None] * 3)[1], 2)} "
+                            f"[{_f((k.get('predicted_peak_day') or [None] * 3)[0], 2)}, "
+                            f"{_f((k.get('predicted_peak_day') or [None] * 3)[2], 2)}]"
+                            for c, k in (r.get("killing") or {}).items())
+        contr = _get(r, "contraction") or {}
+        out += [(f"{split}: fitted {', '.join(r.get('fit') or [])}; held out {', '.join(r.get('heldout') or [])}",
+                 f"held-out coverage 50 % / 90 %: {_f(r.get('heldout_coverage_50'))} / "
+                 f"{_f(r.get('heldout_coverage_90'))}; diagnostics {_dict_line(r.get('diagnostics'))}"),
+                (f"{split}: killing time (day of the Cell Index peak)", killing or "n/a"),
+                (f"{split}: contraction", _dict_line({k: v for k, v in contr.items()
+                                                      if isinstance(v, (int, float))}, 2)),
+                (f"{split}: kill rate γ (per CAR-T cell per day) → γ·K (per K_T per day; registry normalised "
+                 f"{_f(kill.get('registry_normalised'))}) → γ·V (cm³ per cell per day, V = "
+                 f"{_f(j.get('well_volume_cm3_assumed'))} cm³ assumed; registry paper {_f(kill.get('registry_paper'))})",
+                 f"{_f(kill.get('per_cell_day'))} → {_f(kill.get('normalised_per_KT_day'))} → "
+                 f"{_f(kill.get('cm3_per_cell_day'))}")]
+    return out
+
+
+def _dln_dewan(j: dict) -> list[tuple[str | None, str]]:
+    finding = _get(j, "finding") or {}
+    lines = [("fitted / held out", f"{len(j.get('fit') or [])} folder-2 arms / {len(j.get('heldout') or [])} "
+                                   "arms of folders 3A, 3B, 4"),
+             ("diagnostics", _dict_line(_get(j, "diagnostics"))),
+             ("coverage 90 %: fitted arms / held-out arms; held-out 50 %",
+              f"{_f(_get(j, 'fit_coverage_90'))} / {_f(_get(j, 'heldout_coverage_90'))}; "
+              f"{_f(_get(j, 'heldout_coverage_50'))}"),
+             ("screening: rank (of " + _f(_get(j, "screening.parameters_screened")) + ") of each calibrated parameter",
+              _dict_line(_get(j, "screening.rank_of_calibrated"))),
+             ("screening: top-12 parameters not calibrated", _f(", ".join(_get(j, "screening.top12_not_calibrated")
+                                                                          or []) or "none")),
+             ("contraction", _dict_line({k: v for k, v in (_get(j, "contraction") or {}).items()
+                                         if isinstance(v, (int, float))}, 2))]
+    for label, rec in finding.items():
+        probs = {k: v for k, v in rec.items() if k.startswith("P(")}
+        obs = {k.removeprefix("observed "): v for k, v in rec.items() if k.startswith("observed ") and
+               isinstance(v, bool)}
+        lines.append((f"Dewan's finding, {label}: posterior probability (observed)",
+                      "; ".join(f"{k[2:-1]}: {_f(v, 2)} ({'yes' if obs.get(k[2:-1]) else 'no'})"
+                                for k, v in probs.items())))
+    return lines
+
+
 # study -> (title, formatter(json) -> [(label, text)]; label None: a block as is, figures to show)
 SECTIONS = {
     "ct041_bayes_vs_lgbm": ("Headline — Bayesian personalisation vs seed 000's LightGBM mapping (virtual CT041 cohort)",
@@ -285,6 +333,10 @@ SECTIONS = {
                                        f"{_get(j, 'bayesian.seconds.total')} / "
                                        f"{_get(j, 'bayesian.smc_blackbox.seconds.total')}")],
                            ["dln_generalisation.png"]),
+    "cart_conte_invitro": ("CAR-T model on real killing kinetics (Conte 2025, PBT030 + IL13Rα2 CAR-T, held-out E:T "
+                           "ratios)", _conte, ["cart_conte_invitro.png"]),
+    "dln_dewan_abscopal": ("DLN model on real primary + abscopal tumours (Dewan 2009 TSA, held-out folders 3–4)",
+                           _dln_dewan, ["dln_dewan_abscopal.png"]),
     "ct041_lgbm": ("Virtual CT041-like cohort: LightGBM nested-CV baseline (seed 000 Table 2)",
                    lambda j: [("per latent ρ/MAE/RMSE/R², virtual N = 37 (seed 000 Table 2 in brackets)",
                                "; ".join(f"{k}: {_f(v['virtual']['spearman'], 2)}/{_f(v['virtual']['mae'], 2)}/"

@@ -117,6 +117,10 @@ _DEWAN_ARMS = {
         "IR+9H10(12-15-18)": ([12, 13, 14], 8, [12, 15, 18]), "IR+9H10(14-17-20)": ([12, 13, 14], 8, [14, 17, 20]),
         "IR+9H10(16-18-21)": ([12, 13, 14], 8, [16, 18, 21]),
     },
+    "4": {  # TSA, folder 4: a repeat of three folder-2 arms (held out); schedules as folder 2 (ASSUMED)
+        "0Gy+PBS": ([], 0, []), "8Gyx3+9H10": ([12, 13, 14], 8, [14, 17, 20]),
+        "6Gyx5+9H10": ([12, 13, 14, 15, 16], 6, [14, 17, 20]),
+    },
     "6": {  # MCA38, Fig 6: as 2 without the 6 Gy x 5 arms
         "0Gy+PBS": ([], 0, []), "0Gy+9H10": ([], 0, [14, 17, 20]),
         "20Gyx1+PBS": ([12], 20, []), "20Gyx1+9H10": ([12], 20, [14, 17, 20]),
@@ -128,9 +132,10 @@ _DEWAN_FILES = {  # (folder key, file, observable, file whose days to use)
     "3A": [("3/A_Left.csv", "tumour_volume_mm3", None), ("3/A_Right.csv", "secondary_tumour_volume_mm3", None)],
     "3B": [("3/B_Left.csv", "tumour_volume_mm3", "3/B_Right.csv"),
            ("3/B_Right.csv", "secondary_tumour_volume_mm3", None)],
+    "4": [("4/A_Left.csv", "tumour_volume_mm3", None), ("4/A_Right.csv", "secondary_tumour_volume_mm3", None)],
     "6": [("6/A_Left.csv", "tumour_volume_mm3", None), ("6/A_Right.csv", "secondary_tumour_volume_mm3", None)],
 }
-_PREFIX = {"2": "tsa_fig2", "3A": "tsa_fig3a", "3B": "tsa_fig3b", "6": "mca38_fig6"}
+_PREFIX = {"2": "tsa_fig2", "3A": "tsa_fig3a", "3B": "tsa_fig3b", "4": "tsa_fig4", "6": "mca38_fig6"}
 
 
 def _arm_label(raw: str) -> str:
@@ -144,6 +149,8 @@ def _read_pairs(path: Path) -> list[tuple[str, list[float], list[float]]]:
     with open(path, newline="") as fh:
         rows = list(csv.reader(fh))
     header, body = rows[0], rows[1:]
+    if body and [c.strip() for c in body[0][:2]] == ["X", "Y"]:  # folder 4: labels over pairs, then an X,Y row
+        header, body = [f"{header[j]}X" if j % 2 == 0 else "" for j in range(len(header))], body[1:]
     arms = []
     for j in range(0, len(header), 2):
         xs = [float(r[j]) for r in body if r[j].strip()]

@@ -65,7 +65,7 @@ def simulate_array(
 ) -> DLNResult:
     """As :func:`simulate` with a kernel-ordered parameter array (no validation: for inner loops)."""
     net = plan.network
-    init = net.initial_tumour(prm[model.N0_TUM])
+    init = net.initial_tumour(prm[model.N0_TUM], prm[model.C0])
     tr, dl, flux = model.run_single(
         prm,
         net.drain_matrix,
@@ -95,8 +95,8 @@ def simulate_batch(
         )
     net = plan.network
     init = (
-        np.stack([net.initial_tumour(row[model.N0_TUM]) for row in prms])
-        if net.initial_cells
+        np.stack([net.initial_tumour(row[model.N0_TUM], row[model.C0]) for row in prms])
+        if net.initial_cells or net.inoculation_delay_days
         else np.repeat(prms[:, model.N0_TUM : model.N0_TUM + 1], len(net.targets), axis=1)
     )
     cells = model.run_batch(
@@ -148,14 +148,17 @@ def log_volume_batch_jacobian(
     cols = np.array([PARAM_NAMES.index(n) for n in names], dtype=np.int64)
     net = plan.network
     n_sim, n_t, nk = prms.shape[0], len(net.targets), len(cols)
-    init = np.stack([net.initial_tumour(row[model.N0_TUM]) for row in prms])
+    init = np.stack([net.initial_tumour(row[model.N0_TUM], row[model.C0]) for row in prms])
+    delay = net.delays()
     d_init = np.zeros((n_sim, n_t, nk))
     k_vol = np.stack([net.volume_coefficients(row[model.K_VOL]) for row in prms])
     d_log_k = np.zeros((n_sim, n_t, nk))
     for j, c in enumerate(cols):  # targets without a per-target override take the parameter itself
         for i, target in enumerate(net.targets):
             if c == model.N0_TUM and target not in net.initial_cells:
-                d_init[:, i, j] = 1.0
+                d_init[:, i, j] = (1.0 + prms[:, model.C0]) ** -delay[i]
+            if c == model.C0 and delay[i] > 0:  # n0 (1 + C0)^-d
+                d_init[:, i, j] = -delay[i] * init[:, i] / (1.0 + prms[:, model.C0])
             if c == model.K_VOL and target not in net.volume_per_cell:
                 d_log_k[:, i, j] = 1.0 / k_vol[:, i]
     cells, dcells = model.run_batch_tangent(prms, cols, net.drain_matrix, plan.target_dose, plan.dln_dose,

@@ -9,6 +9,7 @@ Plan files (TOML or JSON) have this layout (see ``forward/dln/examples/abscopal_
     dlns = ["dln_primary", "dln_distant"]
     drains_to = { primary = ["dln_primary"], distant = ["dln_distant"] }
     initial_cells = { distant = 5e5 }          # optional per-target initial tumour cells (else the registry's)
+    inoculation_delay_days = { distant = 2 }   # optional: a target inoculated d days after day 0 (see Network)
     volume_per_cell = { distant = 2e-6 }       # optional per-target k_i in mm^3/cell (else the registry's)
 
     [[radiation]]                              # one table per (compartment, dose) group
@@ -69,6 +70,10 @@ class Network:
     drains_to: Mapping[str, tuple[str, ...]]
     initial_cells: Mapping[str, float] = field(default_factory=dict)
     volume_per_cell: Mapping[str, float] = field(default_factory=dict)
+    #: target -> days after day 0 at which it was inoculated (bilateral experiments inoculate the second flank
+    #: later): the map starts every target on day 0, a late one with n_0 (1 + C_0)^-d cells — its unchecked growth
+    #: run backwards; exact without immune kill (the day-0 CTLs act on it from day 0: ~5 % smaller after 2 days)
+    inoculation_delay_days: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         object.__setattr__(self, "targets", tuple(self.targets))
@@ -113,6 +118,14 @@ class Network:
                     raise PlanError(f"{key} of '{t}' must be a positive finite number, got {v}")
                 checked[t] = v
             object.__setattr__(self, key, checked)
+        delays = {}
+        for t, v in dict(self.inoculation_delay_days).items():
+            if t not in self.targets:
+                raise PlanError(f"inoculation_delay_days names unknown target '{t}'; targets: {list(self.targets)}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise PlanError(f"inoculation_delay_days of '{t}' must be a number >= 0, got {v!r}")
+            delays[t] = float(v)
+        object.__setattr__(self, "inoculation_delay_days", delays)
 
     @property
     def drain_matrix(self) -> np.ndarray:
@@ -123,8 +136,14 @@ class Network:
                 a[i, self.dlns.index(m)] = 1.0
         return a
 
-    def initial_tumour(self, default: float) -> np.ndarray:
-        return np.array([self.initial_cells.get(t, default) for t in self.targets], dtype=float)
+    def delays(self) -> np.ndarray:
+        """(I,) inoculation delay of each target in days (0 unless given)."""
+        return np.array([self.inoculation_delay_days.get(t, 0.0) for t in self.targets], dtype=float)
+
+    def initial_tumour(self, default: float, growth: float = 0.0) -> np.ndarray:
+        """Day-0 tumour cells of each target: the override or ``default``, times (1 + ``growth``)^-delay."""
+        n0 = np.array([self.initial_cells.get(t, default) for t in self.targets], dtype=float)
+        return n0 * (1.0 + growth) ** -self.delays()
 
     def volume_coefficients(self, default: float) -> np.ndarray:
         """k_i (mm^3 per cell) of each target: the plan's override, else ``default`` (the registry's)."""
@@ -226,10 +245,24 @@ class TreatmentPlan:
 
         Columns: ``rt_days`` + ``rt_doses_gy`` (the first target, the primary tumour), ``dln_rt_days`` +
         ``dln_rt_doses_gy`` (the first DLN the primary drains to), any drug by name as ``<drug>_days`` (optionally
-        ``<drug>_doses``, standard doses; default 1 per day) — several drugs per condition — and ``condition``,
-        ``description``. An unknown column is an error (a misspelled one would silently drop a treatment)."""
+        ``<drug>_doses``, standard doses; default 1 per day) — several drugs per condition — or one drug in the
+        generic columns of the data tables, ``drug`` (its name) + ``drug_days`` (+ ``drug_doses``) — and
+        ``condition``, ``description``. An unknown column is an error (a misspelled one would silently drop a
+        treatment)."""
         condition = dict(condition or {})
         name = condition.get("condition", "")
+        if "drug" in condition or "drug_days" in condition or "drug_doses" in condition:
+            drug = condition.pop("drug", None)
+            ddays, ddoses = condition.pop("drug_days", None) or [], condition.pop("drug_doses", None) or []
+            if ddays or ddoses:
+                if not drug:
+                    raise PlanError(f"condition {name!r}: drug_days without a drug name (column 'drug')")
+                key = canonical_drug(drug)
+                if f"{key}_days" in condition:
+                    raise PlanError(f"condition {name!r}: {key} given both as 'drug' and as '{key}_days'")
+                condition[f"{key}_days"] = list(ddays)
+                if ddoses:
+                    condition[f"{key}_doses"] = list(ddoses)
         drugs = [*DRUG_NAMES, *DRUG_ALIASES]
         known = {"condition", "description", "rt_days", "rt_doses_gy", "dln_rt_days", "dln_rt_doses_gy",
                  *(f"{d}_days" for d in drugs), *(f"{d}_doses" for d in drugs)}
@@ -296,7 +329,8 @@ def plan_from_dict(data: Mapping[str, Any], where: str = "plan") -> TreatmentPla
         if key not in data:
             raise PlanError(f"{where}: missing '{key}'")
     net = dict(data["network"])
-    unknown = set(net) - {"targets", "dlns", "drains_to", "initial_cells", "volume_per_cell"}
+    unknown = set(net) - {"targets", "dlns", "drains_to", "initial_cells", "volume_per_cell",
+                          "inoculation_delay_days"}
     if unknown:
         raise PlanError(f"{where}: unknown network keys {sorted(unknown)}")
     for key in ("targets", "dlns", "drains_to"):
@@ -308,6 +342,7 @@ def plan_from_dict(data: Mapping[str, Any], where: str = "plan") -> TreatmentPla
         dict(net["drains_to"]),
         dict(net.get("initial_cells", {})),
         dict(net.get("volume_per_cell", {})),
+        dict(net.get("inoculation_delay_days", {})),
     )
     try:
         return TreatmentPlan.build(network, data["days"], data.get("radiation", []), data.get("drug", []))

@@ -27,6 +27,7 @@ class DlnSimulator:
     network: str = "two_site"
     days: tuple[float, float] = (10.0, 30.0)
     floor_mm3: float = 1e-3
+    inoculation_delay_days: dict | None = None  # e.g. {"distant": 2}: Network.inoculation_delay_days
     name: str = "dln"
 
     def __post_init__(self):
@@ -45,7 +46,11 @@ class DlnSimulator:
             raise ValueError(f"DLN simulator: days must be whole days 0 <= first < last, got {self.days}")
         if not self.floor_mm3 > 0:
             raise ValueError(f"DLN simulator: floor_mm3 must be > 0, got {self.floor_mm3}")
+        from dataclasses import replace
+
         self._net = two_site_network() if self.network == "two_site" else one_site_network()
+        if self.inoculation_delay_days:
+            self._net = replace(self._net, inoculation_delay_days=dict(self.inoculation_delay_days))
         self._base_set = default_parameters(self.preset)
         self.times = np.arange(lo, hi + 0.5, 1.0)
         self.observables = tuple(f"log_volume_{t}" for t in self._net.targets)

@@ -121,3 +121,32 @@ def test_conte_wells_times_and_values_match_the_raw_files(shared_dir):
     cond = {r["condition"]: r for r in _rows(dataset_dir("conte2025") / "conditions.csv")}
     assert float(cond["PBT030_ET_1to25"]["effector_target_ratio"]) == 0.04
     assert float(cond["PBT030_ET_1to10"]["cart_days"]) * 24 == pytest.approx(2.5013)
+
+
+def test_dewan_folder4_repeat_and_secondary_tumours(shared_dir):
+    """Folder 4 (two header rows: arm labels, then X,Y) and the secondary (abscopal) tumours read back exactly."""
+    rows = _rows(dataset_dir("dewan2009") / "measurements.csv")
+
+    def value(cond, obs, day):
+        return float(next(r["value"] for r in rows if r["condition"] == cond and r["observable"] == obs
+                          and r["time"] == day))
+
+    raw4 = list(csv.reader(open(shared_dir / "data/dewan2009/4/A_Right.csv", newline="")))
+    assert raw4[0][0] == "0Gy+PBS" and raw4[1][:2] == ["X", "Y"]
+    assert value("tsa_fig4_0Gy+PBS", "secondary_tumour_volume_mm3", "32") == pytest.approx(float(raw4[-1][1]),
+                                                                                           rel=1e-5)
+    assert value("tsa_fig4_8Gyx3+9H10", "secondary_tumour_volume_mm3", "22") == pytest.approx(42.4779, rel=1e-5)
+    raw4l = list(csv.reader(open(shared_dir / "data/dewan2009/4/A_Left.csv", newline="")))
+    # the 8 Gy x 3 + 9H10 primary on day 32 (2.25 mm^3) is below the 5 mm^3 detection limit: censored there
+    assert float(raw4l[-1][3]) < 5.0
+    last = next(r for r in rows if r["condition"] == "tsa_fig4_8Gyx3+9H10" and r["time"] == "32"
+                and r["observable"] == "tumour_volume_mm3")
+    assert last["censoring"] == "left" and float(last["value"]) == 5.0
+    raw2 = _rows(shared_dir / "data/dewan2009/2/A_Right.csv")
+    assert value("tsa_fig2_20Gyx1+9H10", "secondary_tumour_volume_mm3", "32") == pytest.approx(
+        float(raw2[-1]["20Gyx1+9H10Y"]), rel=1e-5)
+    per = Counter((r["condition"], r["observable"]) for r in rows if r["condition"].startswith("tsa_fig4_"))
+    assert set(per.values()) == {5} and len(per) == 6
+    cond = {r["condition"]: r for r in _rows(dataset_dir("dewan2009") / "conditions.csv")}
+    assert cond["tsa_fig4_6Gyx5+9H10"]["rt_days"] == "12;13;14;15;16"
+    assert cond["tsa_fig4_6Gyx5+9H10"]["drug_days"] == "14;17;20"
