@@ -9,7 +9,9 @@ Parameter roles
                 ``loc ~ N(prior.mu, prior.sigma)`` and the link read off the prior: identity (``Normal``), log
                 (``LogNormal``) or the seed-000 bounded logit (``BoundedLogitNormal``); ``sd`` is a number (fixed) or
                 a prior (default ``HalfNormal(0.5)``); covariates ``x`` are standardised subject covariates from the
-                conditions table, ``β_k ~ N(0, coef_sd)``;
+                conditions table, ``β_k ~ N(0, coef_sd)``. ``parametrization = "centred"`` samples ``z_s`` itself
+                (``{name}_link ~ N(loc + Σ β x, sd)``) instead of ``η_s`` — better when every subject's data pin its
+                value down (a well's 280-point Cell Index curve), where the non-centred form correlates η with sd;
 ``fixed``       a constant (``value``; default: the registry preset value);
 ``observed``    one *known* value per subject, taken from the data (e.g. each animal's initial volume = its first
                 measurement): ``values = {subject: value}``; or ``{subject: [candidates]}`` — then the value is drawn
@@ -35,6 +37,13 @@ from .data import Conditions, Measurements
 from .likelihoods import ObservableSpec, observe
 
 ROLES = ("population", "latent", "fixed", "observed")
+PARAMETRIZATIONS = ("non_centred", "centred")
+
+
+def subject_variable(spec) -> str:
+    """The per-subject random variable of a latent parameter: ``{name}_eta`` (non-centred, standard normal) or
+    ``{name}_link`` (centred, the value in link space) — what a prediction redraws for new subjects."""
+    return f"{spec.name}_link" if getattr(spec, "parametrization", "non_centred") == "centred" else f"{spec.name}_eta"
 
 
 @dataclass
@@ -47,8 +56,15 @@ class ParameterSpec:
     covariates: tuple[str, ...] = ()
     coef_sd: float = 1.0
     values: Mapping[str, object] | None = None  # role "observed": subject -> value (or candidate values)
+    parametrization: str = "non_centred"  # latent only: or "centred" (module docstring)
 
     def __post_init__(self):
+        if self.parametrization not in PARAMETRIZATIONS:
+            raise ValueError(f"parameter '{self.name}': parametrization must be one of {list(PARAMETRIZATIONS)}, got "
+                             f"{self.parametrization!r}")
+        if self.parametrization != "non_centred" and self.role != "latent":
+            raise ValueError(f"parameter '{self.name}': parametrization applies to latent parameters only (role "
+                             f"{self.role!r})")
         if self.role not in ROLES:
             raise ValueError(f"parameter '{self.name}': role must be one of {', '.join(map(repr, ROLES))}, "
                              f"got {self.role!r}")
@@ -286,15 +302,18 @@ def build_model(emulators, parameters: Sequence[ParameterSpec], data: Measuremen
                 sd = s.sd.create_variable(f"{n}_sd")
             else:
                 sd = pt.as_tensor_variable(float(s.sd))
-            eta = pm.Normal(f"{n}_eta", 0.0, 1.0, dims="subject")
-            z = loc + sd * eta
+            centre = loc
             if s.covariates:
                 if conditions is None:
                     raise ValueError(f"parameter '{n}' has covariates {list(s.covariates)} but no conditions table")
                 Xs = standardised_covariates(conditions, subjects, s.covariates)
                 m.add_coord(f"{n}_covariate", list(s.covariates))
                 beta = pm.Normal(f"{n}_beta", 0.0, s.coef_sd, dims=f"{n}_covariate")
-                z = z + pt.dot(Xs, beta)
+                centre = loc + pt.dot(Xs, beta)
+            if s.parametrization == "centred":
+                z = pm.Normal(subject_variable(s), mu=centre, sigma=sd, dims="subject")
+            else:
+                z = centre + sd * pm.Normal(subject_variable(s), 0.0, 1.0, dims="subject")
             cols[n] = pm.Deterministic(n, prior.link_inverse(z), dims="subject")
         for n in observed:
             cols[n] = pm.Deterministic(n, _observed_column(n, specs[n].values, subjects), dims="subject")

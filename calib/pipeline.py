@@ -173,7 +173,7 @@ def sbc_from_config(config_path: str | Path, n_replicates: int = 50, n_draws: in
     obs_names = [f"y_{v[len('data_'):]}" for v in data_vars]
     if not data_vars:
         raise ValueError("SBC from a config needs continuous (normal/student_t) observables")
-    free = [v.name for v in model.free_RVs if not v.name.endswith("_eta")]
+    free = [v.name for v in model.free_RVs if not v.name.endswith(("_eta", "_link"))]
     free += [n for n in model.calib_info.latent]
     with model:
         prior = pm.sample_prior_predictive(draws=n_replicates, random_seed=seed)

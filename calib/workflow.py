@@ -33,7 +33,7 @@ from .config import load_config, public, resolve
 from .data import Conditions, Measurements, read_conditions, read_measurements
 from .diagnostics import posterior_contraction
 from .likelihoods import CONTINUOUS, ObservableSpec
-from .model import ParameterSpec, build_model
+from .model import ParameterSpec, build_model, subject_variable
 from .outputs import write_json
 from .predict import plot_predictions, prediction_identifiability, predictive_summary, restrict
 from .predict import thin as thin_posterior
@@ -819,7 +819,7 @@ class Calibration:
         limits = self.censor_limits()
         model = self.model(ems, rows, censor_bounds=limits, parameters=specs)
         thin = thin_posterior(idata, int(p.get("draws", 400)))
-        names = [f"{n}_eta" for n in self.latent] + [v for n in self.observed for v in (f"{n}_pick", n)] + \
+        names = [subject_variable(s) for s in self.parameters if s.role == "latent"] + [v for n in self.observed for v in (f"{n}_pick", n)] + \
             [v for o in rows.observables for v in (f"y_{o}", f"mu_{o}")]
         self._log(f"[predict] {len(conditions)} condition(s) × {int(p.get('subjects_per_draw', 4))} new subjects × "
                   f"{thin.posterior.sizes['chain'] * thin.posterior.sizes['draw']} posterior draws (true forward model)")
@@ -970,7 +970,7 @@ def posterior_summary(idata, latent) -> dict:
     post = idata.posterior
     out = {}
     for v in post.data_vars:
-        if v.startswith(("mu_", "sd_")) or v.endswith("_eta") or v in latent or (
+        if v.startswith(("mu_", "sd_")) or v.endswith(("_eta", "_link")) or v in latent or (
                 v.endswith("_z") and v[:-2] in post.data_vars):  # a bounded prior's unconstrained twin
             continue
         vals = post[v].values.reshape(post.sizes["chain"] * post.sizes["draw"], -1)

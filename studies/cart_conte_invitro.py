@@ -80,7 +80,17 @@ def run(out: Path, quick: bool = False) -> dict:
 
     use_agg()
     out = Path(out)
-    result = {"quick": quick, "well_volume_cm3_assumed": WELL_VOLUME_CM3, "splits": {}}
+    result = {"quick": quick, "well_volume_cm3_assumed": WELL_VOLUME_CM3, "splits": {},
+              "data_assumptions": {
+                  "wells": "3 replicate wells per arm (xCELLigence E-plate), one subject each",
+                  "cart_added": "at each arm's first data time, 2.5013 h after plating (UNCERTAIN: shared/data README)",
+                  "effector_target_ratio": "CAR-T cells = E:T x the well's plated tumour cells T0 (its latent value)",
+                  "cell_index": "CI = 1.946e-4 x adherent tumour cells + 0.1602 (the source's conversion); its "
+                                "per-well error is absorbed by Ornstein-Uhlenbeck residuals (tau learned)",
+                  "time_window_days": [0.5, 3.1],
+                  "why_the_window": "the first ~10 h are cell attachment and spreading (every arm, tumour alone "
+                                    "included, rises by ~1 CI), not cell number",
+                  "well_volume_cm3": f"{WELL_VOLUME_CM3} (ASSUMED, 200 uL: only for the kill rate in cm^3/cell/day)"}}
     for split, config in SPLITS.items():
         print(f"[{NAME}] {split}: {config}", flush=True)
         cal = Calibration(dataset_dir("conte2025") / config, out / f"conte_{split}", force=True,

@@ -96,9 +96,9 @@ def _dfdp(u, p, j, d):
 
 
 @njit(cache=True)
-def _tangent(u, s, p, cols, out):
+def _tangent(u, s, p, cols, out, d):
     """d/dθ of the right-hand side along the sensitivities ``s`` (3 × len(cols), column k = θ_cols[k]):
-    J_u s + ∂f/∂θ."""
+    J_u s + ∂f/∂θ (``d``: a scratch vector of 3, so that the hot loop allocates nothing)."""
     c, t = u[0], u[2]
     kc = p[I_KC]
     j00 = p[I_RHO] * t * kc / (kc + c) ** 2 - p[I_DELTA] * t - p[I_KE] - p[I_DC]
@@ -108,7 +108,6 @@ def _tangent(u, s, p, cols, out):
     j11 = -p[I_PR] - p[I_DE]
     j20 = -p[I_GAMMA] * t
     j22 = p[I_R] * (1.0 - 2.0 * t / p[I_K]) - p[I_GAMMA] * c - p[I_DT]
-    d = np.empty(3)
     for k in range(cols.shape[0]):
         _dfdp(u, p, cols[k], d)
         out[0, k] = j00 * s[0, k] + j01 * s[1, k] + j02 * s[2, k] + d[0]
@@ -117,15 +116,18 @@ def _tangent(u, s, p, cols, out):
 
 
 @njit(cache=True)
-def _stage(u, s, p, cols, a, k_in, q_in, tmp, st, k_out, q_out):
+def _stage(u, s, p, cols, a, k_in, q_in, tmp, st, k_out, q_out, d):
     """One RK4 stage: the right-hand side (``k_out``) and its tangent (``q_out``, when ``cols`` is not empty) at the
     state u + a·k_in and sensitivities s + a·q_in (the tangent of a Runge–Kutta step is the same step of the
-    tangent equations: the exact derivative of the discrete map)."""
+    tangent equations: the exact derivative of the discrete map). Explicit loops: no temporaries."""
     for i in range(3):
         tmp[i] = u[i] + a * k_in[i]
-    if cols.shape[0] > 0:
-        st[:, :] = s + a * q_in
-        _tangent(tmp, st, p, cols, q_out)
+    m = cols.shape[0]
+    if m > 0:
+        for i in range(3):
+            for k in range(m):
+                st[i, k] = s[i, k] + a * q_in[i, k]
+        _tangent(tmp, st, p, cols, q_out, d)
     _rhs(tmp, p, k_out)
 
 
@@ -147,20 +149,21 @@ def _well(p, ratio, cart_time, t0, step, n_out, substeps, cols, ci, sens):
     k1, k2, k3, k4, tmp = np.empty(3), np.empty(3), np.empty(3), np.empty(3), np.empty(3)
     q1, q2, q3, q4 = np.empty((3, m)), np.empty((3, m)), np.empty((3, m)), np.empty((3, m))
     st = np.empty((3, m))
+    d = np.empty(3)
     t = t0
     for k in range(n_out):
         if k > 0:
             for _ in range(substeps):
                 _rhs(u, p, k1)
                 if m > 0:
-                    _tangent(u, s, p, cols, q1)
-                _stage(u, s, p, cols, 0.5 * h, k1, q1, tmp, st, k2, q2)
-                _stage(u, s, p, cols, 0.5 * h, k2, q2, tmp, st, k3, q3)
-                _stage(u, s, p, cols, h, k3, q3, tmp, st, k4, q4)
+                    _tangent(u, s, p, cols, q1, d)
+                _stage(u, s, p, cols, 0.5 * h, k1, q1, tmp, st, k2, q2, d)
+                _stage(u, s, p, cols, 0.5 * h, k2, q2, tmp, st, k3, q3, d)
+                _stage(u, s, p, cols, h, k3, q3, tmp, st, k4, q4, d)
                 for i in range(3):
                     u[i] += h / 6.0 * (k1[i] + 2.0 * k2[i] + 2.0 * k3[i] + k4[i])
-                if m > 0:
-                    s += h / 6.0 * (q1 + 2.0 * q2 + 2.0 * q3 + q4)
+                    for j in range(m):
+                        s[i, j] += h / 6.0 * (q1[i, j] + 2.0 * q2[i, j] + 2.0 * q3[i, j] + q4[i, j])
                 t += h
             t = t0 + k * step  # no drift of the output times
         if not added and t >= cart_time - 1e-9 * step:  # the CAR-T cells go in at the first output time >= theirs

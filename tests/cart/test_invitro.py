@@ -116,3 +116,17 @@ def test_conte_config_log_density_and_gradient_are_finite():
     model = cal.model(cal.ensure_emulators())
     point = model.initial_point()
     assert np.isfinite(model.compile_logp()(point)) and np.all(np.isfinite(model.compile_dlogp()(point)))
+
+
+def test_killing_time_of_a_curve():
+    """The study's killing time: the Cell Index peak and the first time after it below half the peak (None if
+    never) — on a rise-then-kill curve and on a tumour-alone curve."""
+    from immunocal.studies.cart_conte_invitro import killing_times
+
+    t = np.linspace(0.0, 3.0, 301)
+    rise_fall = 1.0 + 2.0 * np.exp(-((t - 1.0) / 0.5) ** 2)  # peak 3 at day 1; below 1.5 from 1 + 0.5·sqrt(ln 4)
+    k = killing_times(t, rise_fall)
+    assert k["peak_day"] == pytest.approx(1.0)
+    assert k["half_peak_day"] == pytest.approx(1.0 + 0.5 * np.sqrt(np.log(4.0)), abs=0.011)
+    growing = 1.0 + t
+    assert killing_times(t, growing) == {"peak_day": 3.0, "half_peak_day": None}

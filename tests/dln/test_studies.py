@@ -44,3 +44,28 @@ def test_fractionation_quick(tmp_path):
     data = json.loads((tmp_path / "dln_fractionation.json").read_text())
     three = [r for r in data["schemes"] if r["fractions"] == 3]
     assert all(abs(r["dose_per_fraction_gy"] - 8.0) < 1e-9 for r in three)  # iso-BED reference scheme
+
+
+def test_dewan_abscopal_finding_reads_the_data_and_the_model():
+    """The probabilities of Dewan's claim over posterior draws (here: the registry preset, twice) and the observed
+    group means beside them, read back from the bundled tables (log volumes in the workflow) in mm³."""
+    import numpy as np
+
+    from immunocal.calib.datasets import dataset_dir
+    from immunocal.calib.workflow import Calibration
+    from immunocal.forward.dln.api import default_parameters
+    from immunocal.studies.dln_dewan_abscopal import CONFIG, finding
+
+    cal = Calibration(dataset_dir("dewan2009") / CONFIG, None)
+    ps = default_parameters()
+    draws = np.array([[ps[n] for n in cal.forward.parameter_names]] * 2)
+    f = finding(cal, draws)
+    fitted = f["folder 2 (fitted)"]
+    assert fitted["observed_mm3"]["tsa_fig2_8Gyx3+9H10"] == pytest.approx(139.655, rel=1e-4)
+    assert fitted["observed_mm3"]["tsa_fig2_0Gy+PBS"] == pytest.approx(496.552, rel=1e-4)
+    # the preset carries the seed's Trex1 mechanism: fractionated RT + anti-CTLA-4 beats one 20 Gy dose
+    assert fitted["P(tsa_fig2_8Gyx3+9H10 < tsa_fig2_20Gyx1+9H10)"] == 1.0
+    assert fitted["observed tsa_fig2_8Gyx3+9H10 < tsa_fig2_20Gyx1+9H10"] is True
+    repeat = f["folder 4 (repeat, held out)"]
+    assert repeat["observed_mm3"]["tsa_fig4_8Gyx3+9H10"] == pytest.approx(90.2655, rel=1e-4)
+    assert set(repeat["posterior_median_mm3"]) == {"tsa_fig4_8Gyx3+9H10", "tsa_fig4_6Gyx5+9H10", "tsa_fig4_0Gy+PBS"}
