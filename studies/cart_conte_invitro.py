@@ -99,7 +99,10 @@ def run(out: Path, quick: bool = False) -> dict:
             cal.cfg["predict"]["draws"] = 100
         res = cal.load_finished() or cal.run()  # a rerun after a kill reuses a finished fit
         post = res["posterior"]
-        gamma, cap = post["kill_rate"]["mean"], post["well_capacity_cells"]["mean"]
+        # the population's kill rate: the per-well hierarchy's median, link⁻¹(kill_rate_loc), at each draw
+        prior = next(p.prior for p in cal.parameters if p.name == "kill_rate")
+        gamma_draws = np.asarray(prior.link_inverse(cal.idata.posterior["kill_rate_loc"].values.ravel()), float)
+        gamma, cap = float(np.median(gamma_draws)), post["well_capacity_cells"]["mean"]
         held = res["prediction"]["heldout"]
         result["splits"][split] = {
             "config": f"calib/datasets/conte2025/{config}", "fit": cal.conditions[0], "heldout": cal.conditions[1],
@@ -108,7 +111,8 @@ def run(out: Path, quick: bool = False) -> dict:
             "heldout_per_condition": {c: {k: v[k] for k in ("coverage_50", "coverage_90", "n_obs") if k in v}
                                       for c, v in held.get("per_condition", {}).items()},
             "killing": _heldout_killing(cal),
-            "kill_rate": {"per_cell_day": gamma, "normalised_per_KT_day": gamma * cap,
+            "kill_rate": {"per_cell_day": gamma, "per_cell_day_q05_q95": np.quantile(gamma_draws, [0.05, 0.95]).tolist(),
+                          "normalised_per_KT_day": gamma * cap,
                           "registry_normalised": KILL_RATE_NORMALISED,
                           "cm3_per_cell_day": gamma * WELL_VOLUME_CM3, "registry_paper": KILL_RATE_PAPER},
             "seconds": res.get("seconds")}

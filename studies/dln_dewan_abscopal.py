@@ -6,7 +6,8 @@ and the folder-4 repeat predicted, held out).
 1. **Which parameters** (the model has 76): Morris screening of every registry parameter on the fitted arms' data
    rows (:func:`immunocal.calib.identify.screening`), then the identifiability report of the config's seven at the
    posterior median (Sobol totals over the design box, contraction) — the chosen seven should rank high, and any
-   top-ranked parameter left out is named with the reason.
+   top-ranked parameter left out is named with the reason: how much of its sensitivity on these data rows the
+   calibrated seven already explain (R² of its exact-Jacobian column on theirs; near 1: confounded with them).
 2. **Fit and held-out prediction**: diagnostics, posterior, contraction, 50 % / 90 % coverage of the held-out arms'
    means (``[predict] subjects_per_draw = 1``: a new group mean per posterior draw with the fitted noise).
 3. **Dewan's finding on the posterior**, as probabilities over posterior draws (noise-free model curves, day 32):
@@ -76,6 +77,39 @@ def finding(cal, draws: np.ndarray) -> dict:
     return out
 
 
+def redundancy(cal, theta: np.ndarray, extra: list[str]) -> dict:
+    """For each parameter in ``extra`` (not calibrated): R² of its sensitivity column (d log volume / d log θ on the
+    fitted data rows, exact Jacobian at ``theta`` = the calibrated parameters' posterior medians, the rest at the
+    preset) regressed on the calibrated parameters' columns — 1: the data see it only through what is calibrated
+    (confounded); well below 1: it would add a direction of its own. Switch parameters (no gradient) are skipped."""
+    from immunocal.calib.identify import _condition_rows
+    from immunocal.forward.dln.api import default_parameters
+    from immunocal.forward.dln.model import PARAM_NAMES, SWITCH_PARAMS
+    from immunocal.forward.dln.simulator import DlnSimulator
+
+    fm = cal.forward
+    chosen = list(fm.parameter_names)
+    extra = [n for n in extra if PARAM_NAMES.index(n) not in SWITCH_PARAMS]
+    names = chosen + extra
+    ps = default_parameters(fm.preset)
+    sim = DlnSimulator(parameter_names=tuple(names), preset=fm.preset, network=fm.network, days=fm.days,
+                       floor_mm3=fm.floor_mm3, inoculation_delay_days=fm.inoculation_delay_days)
+    x = np.concatenate([theta, [ps[n] for n in extra]])[None, :]
+    blocks = []
+    for cond in cal.conditions[0]:
+        _, jac = sim.simulate_jacobian(x, cal.schedule(cond))
+        blocks.append(np.array([jac[0, o, t] * x[0] for o, t in _condition_rows(cal, cond)]))
+    J = np.vstack(blocks)
+    A = J[:, :len(chosen)]
+    out = {}
+    for k, n in enumerate(extra):
+        col = J[:, len(chosen) + k]
+        coef, *_ = np.linalg.lstsq(A, col, rcond=None)
+        ss = float(col @ col)
+        out[n] = None if ss == 0 else float(1.0 - np.sum((col - A @ coef) ** 2) / ss)
+    return out
+
+
 def run(out: Path, quick: bool = False) -> dict:
     from immunocal.calib.datasets import dataset_dir
     from immunocal.calib.identify import identify, screening
@@ -115,6 +149,8 @@ def run(out: Path, quick: bool = False) -> dict:
                                              if n in screen["ranking"]},
                       "top12_not_calibrated": [n for n in top if n not in chosen],
                       "negligible": len(screen["negligible"]), "n_evaluations": screen["n_evaluations"]},
+        "redundancy_r2_of_top12_not_calibrated": redundancy(
+            cal, np.array([float(np.median(post[n].values)) for n in names]), [n for n in top if n not in chosen]),
         "identifiability": {c: g["ST_by_observable"] for c, g in ident["global"].items()},
         "poorly_determined": [w["direction"] for w in
                               (ident["local"]["all_conditions"] or {}).get("poorly_determined", [])],
