@@ -47,7 +47,10 @@ def _heldout_killing(cal) -> dict:
 
     pred = az.from_netcdf(cal.out / "predictions.nc")
     meas, _ = cal.tables
-    rows = cal.prediction_rows(cal.conditions[1])  # the rows the predictions were drawn at (same order)
+    rows = cal.prediction_rows(cal.conditions[0] + cal.conditions[1])  # the run predicted fit + held-out arms
+    if len(rows) != pred.predictions["mu_cell_index"].shape[-1]:
+        raise ValueError(f"{cal.out}/predictions.nc has {pred.predictions['mu_cell_index'].shape[-1]} rows, the "
+                         f"fitted + held-out prediction rows are {len(rows)}: not this run's predictions")
     mu = pred.predictions["mu_cell_index"].stack(s=("chain", "draw")).values  # (rows, samples)
     out = {}
     for cond in cal.conditions[1]:

@@ -7,6 +7,18 @@ import pytest
 from immunocal.calib.report import END, START, update_readme
 
 
+def _render(tmp_path, studies: dict) -> str:
+    """The README results block rendered from ``{study: json}`` alone."""
+    results = tmp_path / "results"
+    results.mkdir()
+    for name, j in studies.items():
+        (results / f"{name}.json").write_text(json.dumps(j))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{START}\n{END}\n")
+    update_readme(results, readme, tmp_path / "figs")
+    return readme.read_text()
+
+
 def test_report_writes_numbers_between_markers(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
@@ -47,13 +59,7 @@ def test_headline_table_of_the_bayes_vs_lightgbm_study(tmp_path):
          "seed_protocol": {"theta_cyt": {"lightgbm_on_ref_vs_ref": {"r2": 0.5}, "lightgbm_on_ref_vs_truth": {"r2": 0.2},
                                          "ref_vs_truth": {"r2": 0.3}, "seed000_table2": {"r2": 0.486}}},
          "seconds": {"bayes": 100.0}}
-    results = tmp_path / "results"
-    results.mkdir()
-    (results / "ct041_bayes_vs_lgbm.json").write_text(json.dumps(j))
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\n{START}\n{END}\n")
-    update_readme(results, readme, tmp_path / "figs")
-    text = readme.read_text()
+    text = _render(tmp_path, {"ct041_bayes_vs_lgbm": j})
     assert "| cyt | 0.49 | 0.31 / 0.43 | 0.25 / 0.21 | 0.79 / 0.88 | 0.15 / 0.12 | 0.61 | yes | 0.37 |" in text
     assert "1.01 / 459 / 500 / 1" in text  # worst fold diagnostics, divergences summed
     assert "0.8 / 1" in text and "0.64 / 0.23 vs 0.71 / 0.2" in text
@@ -107,3 +113,27 @@ def test_report_keeps_what_it_cannot_regenerate_and_archives_what_it_can(tmp_pat
     assert "1: 0.01" in again and "- kept line: 42" in again and "3e-4" not in again and "0.0003" in again
     with pytest.raises(FileNotFoundError, match="does not exist"):
         update_readme(tmp_path / "nowhere", readme, tmp_path / "figs")
+
+
+def test_real_data_sections_render(tmp_path):
+    """The Conte (CAR-T) and Dewan (DLN) sections: coverage, diagnostics, killing time, the kill rate in the seed's
+    units, screening ranks and Dewan's finding as probabilities with the observed answer."""
+    conte = {"well_volume_cm3_assumed": 0.2, "splits": {"fit_1to10_1to50": {
+        "fit": ["A", "B"], "heldout": ["C"], "heldout_coverage_50": 0.25, "heldout_coverage_90": 0.8,
+        "diagnostics": {"rhat_max": 1.0, "ess_bulk_min": 592.0}, "contraction": {"kill_rate_loc": 0.97},
+        "killing": {"C": {"observed": {"peak_day": 0.91}, "predicted_peak_day": [0.7, 0.8, 0.95]}},
+        "kill_rate": {"per_cell_day": 1.8e-4, "normalised_per_KT_day": 4.3, "registry_normalised": 2.5,
+                      "cm3_per_cell_day": 3.6e-5, "registry_paper": 0.41}}}}
+    dln = {"fit": ["a"] * 8, "heldout": ["b"] * 13, "diagnostics": {"rhat_max": 1.0}, "fit_coverage_90": 0.95,
+           "heldout_coverage_90": 0.89, "heldout_coverage_50": 0.55,
+           "screening": {"parameters_screened": 74, "rank_of_calibrated": {"tumour_proliferation_rate": 1},
+                         "top12_not_calibrated": ["volume_per_cell"]},
+           "contraction": {"tumour_proliferation_rate": 0.94},
+           "finding": {"folder 2 (fitted)": {"P(x < y)": 0.98, "observed x < y": True,
+                                             "P(z < half of w)": 0.0, "observed z < half of w": False}}}
+    text = _render(tmp_path, {"cart_conte_invitro": conte, "dln_dewan_abscopal": dln})
+    assert "held-out coverage 50 % / 90 %: 0.25 / 0.8" in text
+    assert "C: peak day observed 0.91, predicted 0.8 [0.7, 0.95]" in text
+    assert "0.00018 → 4.3 → 3.6e-05" in text and "registry normalised 2.5" in text
+    assert "tumour_proliferation_rate: 1" in text and "volume_per_cell" in text
+    assert "x < y: 0.98 (yes); z < half of w: 0 (no)" in text
