@@ -192,6 +192,9 @@ def _conte(j: dict) -> list[tuple[str | None, str]]:
                  f"held-out coverage 50 % / 90 %: {_f(r.get('heldout_coverage_50'))} / "
                  f"{_f(r.get('heldout_coverage_90'))}; diagnostics {_dict_line(r.get('diagnostics'))}"),
                 (f"{split}: killing time (day of the Cell Index peak)", killing or "n/a"),
+                (f"{split}: residuals (Ornstein–Uhlenbeck) σ (Cell Index) / correlation time τ (days), posterior "
+                 "mean", f"{_f(_get(r, 'posterior.sigma_cell_index.mean'))} / "
+                         f"{_f(_get(r, 'posterior.tau_cell_index.mean'))}"),
                 (f"{split}: contraction", _dict_line({k: v for k, v in contr.items()
                                                       if isinstance(v, (int, float))}, 2)),
                 (f"{split}: kill rate γ (per CAR-T cell per day) → γ·K (per K_T per day; registry normalised "
@@ -334,7 +337,8 @@ SECTIONS = {
                                        f"{_get(j, 'bayesian.smc_blackbox.seconds.total')}")],
                            ["dln_generalisation.png"]),
     "cart_conte_invitro": ("CAR-T model on real killing kinetics (Conte 2025, PBT030 + IL13Rα2 CAR-T, held-out E:T "
-                           "ratios)", _conte, ["cart_conte_invitro.png"]),
+                           "ratios)", _conte, ["cart_conte_invitro_fit_1to10_1to50_heldout.png",
+                                               "cart_conte_invitro.png"]),
     "dln_dewan_abscopal": ("DLN model on real primary + abscopal tumours (Dewan 2009 TSA, held-out folders 3–4)",
                            _dln_dewan, ["dln_dewan_abscopal.png"]),
     "ct041_lgbm": ("Virtual CT041-like cohort: LightGBM nested-CV baseline (seed 000 Table 2)",
