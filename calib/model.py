@@ -344,8 +344,9 @@ def build_model(emulators, parameters: Sequence[ParameterSpec], data: Measuremen
             m.add_coord(dims_name, rows)
             if store_predictions:
                 pm.Deterministic(f"mu_{oname}", mu, dims=dims_name)
-            series = (np.char.add(np.char.add(data.subject[rows].astype(str), "\x1f"),
-                                  data.condition[rows].astype(str)), data.time[rows])
+            series = None if ospec.correlation_time is None else (  # one series per (subject, condition)
+                np.char.add(np.char.add(data.subject[rows].astype(str), "\x1f"), data.condition[rows].astype(str)),
+                data.time[rows])
             observe(oname, ospec, mu, var, y, cz, data.sigma[rows], dims_name, source=str(data.source),
                     store_sd=store_predictions, bounds=(censor_bounds or {}).get(oname), series=series)
     m.calib_info = info

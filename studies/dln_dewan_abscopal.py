@@ -82,18 +82,18 @@ def redundancy(cal, theta: np.ndarray, extra: list[str]) -> dict:
     fitted data rows, exact Jacobian at ``theta`` = the calibrated parameters' posterior medians, the rest at the
     preset) regressed on the calibrated parameters' columns — 1: the data see it only through what is calibrated
     (confounded); well below 1: it would add a direction of its own. Switch parameters (no gradient) are skipped."""
+    from dataclasses import replace
+
     from immunocal.calib.identify import _condition_rows
     from immunocal.forward.dln.api import default_parameters
     from immunocal.forward.dln.model import PARAM_NAMES, SWITCH_PARAMS
-    from immunocal.forward.dln.simulator import DlnSimulator
 
     fm = cal.forward
     chosen = list(fm.parameter_names)
     extra = [n for n in extra if PARAM_NAMES.index(n) not in SWITCH_PARAMS]
     names = chosen + extra
     ps = default_parameters(fm.preset)
-    sim = DlnSimulator(parameter_names=tuple(names), preset=fm.preset, network=fm.network, days=fm.days,
-                       floor_mm3=fm.floor_mm3, inoculation_delay_days=fm.inoculation_delay_days)
+    sim = replace(fm, parameter_names=tuple(names))  # the fit's simulator with the extra parameters as inputs
     x = np.concatenate([theta, [ps[n] for n in extra]])[None, :]
     blocks = []
     for cond in cal.conditions[0]:
