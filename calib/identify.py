@@ -62,17 +62,29 @@ def local_identifiability(jacobian: np.ndarray, sd, names: Sequence[str], rel_to
 
 
 def finite_difference_jacobian(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, rel_step: float = 1e-5,
-                               abs_step: float = 1e-7) -> np.ndarray:
+                               abs_step: float = 1e-7, lower=None, upper=None) -> np.ndarray:
     """Central differences of a vector function ``f`` (``(p,) -> (m,)``) at ``x``: ``(m, p)``. For models without
-    exact sensitivities (the exact ones come from a simulator's ``simulate_jacobian``)."""
+    exact sensitivities (the exact ones come from a simulator's ``simulate_jacobian``). Where a step would leave
+    ``[lower, upper]`` (a parameter on its admissible bound: the model refuses the value), the second-order
+    one-sided three-point formula inward."""
     x = np.asarray(x, float)
+    lo = np.full(len(x), -np.inf) if lower is None else np.asarray(lower, float)
+    hi = np.full(len(x), np.inf) if upper is None else np.asarray(upper, float)
     cols = []
     for j in range(len(x)):
         h = max(abs(x[j]) * rel_step, abs_step)
-        up, down = x.copy(), x.copy()
-        up[j] += h
-        down[j] -= h
-        cols.append((np.asarray(f(up), float) - np.asarray(f(down), float)) / (2 * h))
+        if x[j] - h >= lo[j] and x[j] + h <= hi[j]:
+            up, down = x.copy(), x.copy()
+            up[j] += h
+            down[j] -= h
+            cols.append((np.asarray(f(up), float) - np.asarray(f(down), float)) / (2 * h))
+            continue
+        sign = 1.0 if x[j] - h < lo[j] else -1.0  # step away from the bound it sits on
+        one, two = x.copy(), x.copy()
+        one[j] += sign * h
+        two[j] += sign * 2 * h
+        cols.append(sign * (-3 * np.asarray(f(x), float) + 4 * np.asarray(f(one), float)
+                            - np.asarray(f(two), float)) / (2 * h))
     return np.column_stack(cols)
 
 
@@ -274,20 +286,27 @@ def _condition_rows(cal, condition: str) -> list[tuple[int, int]]:
     return sorted(pairs)
 
 
-def _jacobian(cal, theta: np.ndarray, condition: str) -> np.ndarray:
+JACOBIANS = ("exact", "central")
+
+
+def _jacobian(cal, theta: np.ndarray, condition: str, method: str = "exact") -> np.ndarray:
     """d outputs / d (parameters in their scale) at ``theta`` (free parameters), ``(n_obs, n_times, n_free)``: exact
-    when the simulator has ``simulate_jacobian``, else central differences of ``simulate``."""
+    when the simulator has ``simulate_jacobian`` and ``method`` is "exact", else central differences of
+    ``simulate``."""
+    if method not in JACOBIANS:
+        raise ValueError(f"jacobian method must be one of {JACOBIANS}, got {method!r}")
     prob, fm = cal.problem, cal.forward
     cond = cal.schedule(condition)
     idx = [list(prob.model_names).index(n) for n in prob.free]
     x = prob.full_vector(theta[None, :])
-    if hasattr(fm, "simulate_jacobian"):
+    if method == "exact" and hasattr(fm, "simulate_jacobian"):
         _, jac = fm.simulate_jacobian(x, cond)
         J = np.asarray(jac, float)[0][..., idx]
     else:
         shape = np.asarray(fm.simulate(x, cond)).shape[1:]
         J = finite_difference_jacobian(lambda z: np.asarray(fm.simulate(prob.full_vector(z[None, :]), cond),
-                                                              float).ravel(), theta).reshape(*shape, len(theta))
+                                                              float).ravel(), theta, lower=prob.space.lower,
+                                       upper=prob.space.upper).reshape(*shape, len(theta))
     log = np.array([s == "log" for s in prob.space.scales])
     return np.where(log, J * theta, J)  # d y / d log θ for log-scaled parameters
 
@@ -489,7 +508,8 @@ def likelihood_interval(grid: np.ndarray, profile: np.ndarray, threshold: float)
     return left, right
 
 
-def measure_next(cal, noise_sd: float, n_draws: int = 8, top: int = 5, seed: int = 0) -> dict:
+def measure_next(cal, noise_sd: float, n_draws: int = 8, top: int = 5, seed: int = 0,
+                 jacobian: str = "exact") -> dict:
     """What to measure next: for each calibrated parameter, the single additional observation — an observable at a
     day of the model's grid, in any condition of the conditions table (fitted, held out or not yet used) — that most
     increases its expected contraction, ranked. Linearised expected information gain averaged over ``n_draws``
@@ -527,7 +547,7 @@ def measure_next(cal, noise_sd: float, n_draws: int = 8, top: int = 5, seed: int
     for u in rng.uniform(lo, hi, size=(n_draws, d)):
         theta = np.where(log, np.exp(u), u)
         F = np.zeros((d, d))
-        jac = {c: _jacobian(cal, theta, c) for c in candidates}
+        jac = {c: _jacobian(cal, theta, c, jacobian) for c in candidates}
         for c in fit:
             rows = fit_rows[c]
             J = np.array([jac[c][o, t] for o, t in rows]) if rows else np.zeros((0, d))
@@ -554,12 +574,16 @@ def measure_next(cal, noise_sd: float, n_draws: int = 8, top: int = 5, seed: int
 
 def identify(cal, theta: np.ndarray | None = None, n_sobol: int = 512, seed: int = 0,
              rel_tol: float = 1e-6, idata=None, with_profiles: bool = True, screen_r: int = 0,
-             sbc_replicates: int = 0) -> dict:
+             sbc_replicates: int = 0, jacobian: str = "exact") -> dict:
     """The identifiability report of a calibration config, one subject per fitted condition: at ``theta`` (default
     :func:`nominal_point`), each condition's sensitivities of its data rows to the calibrated parameters, the Fisher
     information of each condition and of all together (unit noise: directions and relative sizes; scale by the
     noise variance for standard errors) with the poorly determined directions named, and per condition and
-    observable the Sobol indices over the design box, averaged over the data times (the forward model itself)."""
+    observable the Sobol indices over the design box, averaged over the data times (the forward model itself).
+    ``jacobian``: "exact" (the simulator's ``simulate_jacobian`` when it has one) or "central" (central differences of
+    ``simulate`` — e.g. where the tangent kernel's first compile would cost more than the report)."""
+    if jacobian not in JACOBIANS:
+        raise ValueError(f"jacobian must be one of {JACOBIANS}, got {jacobian!r}")
     prob, fm = cal.problem, cal.forward
     if theta is None:
         theta = posterior_point(cal, idata) if idata is not None else nominal_point(cal)
@@ -572,7 +596,7 @@ def identify(cal, theta: np.ndarray | None = None, n_sobol: int = 512, seed: int
         rows = fit_rows[cond]
         if not rows:
             continue
-        J = _jacobian(cal, theta, cond)
+        J = _jacobian(cal, theta, cond, jacobian)
         Jc = np.array([J[o, t] for o, t in rows])
         blocks.append(Jc)
         per_condition[cond] = {"rows": len(rows), **{k: v for k, v in local_identifiability(
@@ -608,11 +632,12 @@ def identify(cal, theta: np.ndarray | None = None, n_sobol: int = 512, seed: int
             "local": {"per_condition": per_condition, "all_conditions": pooled}, "global": global_,
             "bayesian": bayesian_section(cal, idata) if idata is not None else None,
             "profiles": prof,
-            "measure_next": measure_next(cal, noise_sd=noise_sd, seed=seed),
+            "measure_next": measure_next(cal, noise_sd=noise_sd, seed=seed, jacobian=jacobian),
             "screening": screening(cal, r=screen_r, seed=seed) if screen_r else None,
             "sbc": _sbc(cal, sbc_replicates, seed) if sbc_replicates else None,
-            "method": {"jacobian": "exact (simulate_jacobian)" if hasattr(fm, "simulate_jacobian") else
-                       "central differences", "sobol": f"scipy.stats.sobol_indices, n = {n_sobol}",
+            "method": {"jacobian": "exact (simulate_jacobian)" if jacobian == "exact" and hasattr(
+                           fm, "simulate_jacobian") else "central differences",
+                       "sobol": f"scipy.stats.sobol_indices, n = {n_sobol}",
                        "unit": "one subject per fitted condition; unit noise"}}
 
 

@@ -9,7 +9,10 @@ terms switched off, in cells per well and days::
 A well starts with ``initial_tumour_cells`` T₀ at the first output time; at the condition's first ``cart_days`` the
 CAR-T cells ``effector_target_ratio`` × T₀ are added (the E:T ratio of the plated target cells), as active cells.
 Observation (the source's conversion, :data:`CI_PER_CELL`, :data:`CI_INTERCEPT`): the xCELLigence Cell Index
-``CI = 1.946e-4 · T + 0.1602`` — adherent tumour cells only (suspended CAR-T cells do not change the impedance).
+``CI = 1.946e-4 · T + 0.1602 + o`` — adherent tumour cells only (suspended CAR-T cells do not change the impedance);
+``o`` (``cell_index_offset``, default 0) is one well's constant Cell Index that is not cell number — spreading after
+attachment (every arm rises by ~1 CI in the first 10 h) and the electrode's own reading (a per-well latent in the
+Conte configs, so that a constant misfit is not left to a slowly drifting residual).
 Units: cells per well, days; γ and δ per CAR-T cell per day. The defaults are the registry's ``normalised`` preset
 (densities as fractions of K_T) converted with K = ``well_capacity_cells``: γ = 2.5 / K, δ = 0.05 / K, K_C = 0.05 K;
 the other rates are per day in both. Why these terms are off: in a 72-h well assay there is neither hypoxia nor a
@@ -48,10 +51,13 @@ PARAMETERS = {  # name: (default, unit, admissible low, admissible high, scale)
     "exhausted_death_rate": (0.04, "1/day", 1e-3, 2.0, "log"),
     "tumour_death_rate": (0.01, "1/day", 1e-4, 1.0, "log"),
     "initial_tumour_cells": (8000.0, "cells", 1e3, 5e4, "log"),
+    # a well's constant Cell Index that is not cell number (cell spreading after attachment, the electrode's own
+    # reading against the source's 0.1602); not a model parameter — it enters the Cell Index only
+    "cell_index_offset": (0.0, "Cell Index", -3.0, 3.0, "linear"),
 }
 NAMES = tuple(PARAMETERS)
 N_PAR = len(NAMES)
-(I_R, I_K, I_GAMMA, I_RHO, I_KC, I_DELTA, I_KE, I_PR, I_DC, I_DE, I_DT, I_T0) = range(N_PAR)
+(I_R, I_K, I_GAMMA, I_RHO, I_KC, I_DELTA, I_KE, I_PR, I_DC, I_DE, I_DT, I_T0, I_OFFSET) = range(N_PAR)
 
 
 @njit(cache=True)
@@ -137,9 +143,12 @@ def _well(p, ratio, cart_time, t0, step, n_out, substeps, cols, ci, sens):
     parameters to differentiate by; empty: none)."""
     m = cols.shape[0]
     k_t0 = -1
+    k_off = -1
     for k in range(m):
         if cols[k] == I_T0:
             k_t0 = k
+        elif cols[k] == I_OFFSET:
+            k_off = k
     u = np.array([0.0, 0.0, p[I_T0]])
     s = np.zeros((3, m))
     if k_t0 >= 0:
@@ -171,9 +180,11 @@ def _well(p, ratio, cart_time, t0, step, n_out, substeps, cols, ci, sens):
             if k_t0 >= 0:
                 s[0, k_t0] += ratio
             added = True
-        ci[k] = CI_PER_CELL * u[2] + CI_INTERCEPT
+        ci[k] = CI_PER_CELL * u[2] + CI_INTERCEPT + p[I_OFFSET]
         for j in range(m):
-            sens[k, j] = CI_PER_CELL * s[2, j]
+            sens[k, j] = CI_PER_CELL * s[2, j]  # zero for the offset: no state depends on it
+        if k_off >= 0:
+            sens[k, k_off] = 1.0
 
 
 @njit(cache=True)
@@ -226,8 +237,9 @@ class InVitroCartSimulator:
                              f"{self.step_days}, {self.n_times}, {self.substeps}")
         self._base = np.array([PARAMETERS[n][0] for n in NAMES], float)
         for n, v in (self.defaults or {}).items():
-            if not (np.isfinite(v) and v > 0):
-                raise ValueError(f"in-vitro CAR-T simulator: default {n} = {v!r} must be a positive number")
+            if not (np.isfinite(v) and (v > 0 or PARAMETERS[n][4] != "log")):
+                raise ValueError(f"in-vitro CAR-T simulator: default {n} = {v!r} must be a "
+                                 f"{'positive' if PARAMETERS[n][4] == 'log' else 'finite'} number")
             self._base[NAMES.index(n)] = float(v)
         self._idx = np.array([NAMES.index(n) for n in self.parameter_names], dtype=np.int64)
         self.times = self.t_start_days + self.step_days * np.arange(self.n_times)

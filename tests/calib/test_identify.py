@@ -42,6 +42,25 @@ def test_product_of_two_parameters_is_reported_unidentifiable():
     assert np.ptp(prof["profile"]) < 1e-4  # the other parameter compensates everywhere
 
 
+def test_finite_differences_step_inward_at_a_bound():
+    """A parameter on its admissible bound (the RIT radiosensitivity preset sits on its lower bound): the function is
+    never called outside [lower, upper], and the one-sided three-point formula is second-order accurate."""
+    calls = []
+
+    def f(z):
+        assert np.all(z >= [0.02, -1.0]) and np.all(z <= [0.35, 1.0]), z
+        calls.append(z.copy())
+        return np.array([z[0] ** 3 + z[1], np.sin(z[0]) * z[1] ** 2])
+
+    x = np.array([0.02, 1.0])  # first on its lower bound, second on its upper
+    J = finite_difference_jacobian(f, x, lower=[0.02, -1.0], upper=[0.35, 1.0])
+    exact = np.array([[3 * 0.02**2, 1.0], [np.cos(0.02), 2 * np.sin(0.02)]])
+    np.testing.assert_allclose(J, exact, rtol=1e-6, atol=1e-8)  # round-off ~ eps · |f| / h, h = 2e-7
+    assert len(calls) == 6
+    with pytest.raises(AssertionError):  # without the bounds the central stencil leaves the box
+        finite_difference_jacobian(f, x)
+
+
 def test_linear_gaussian_information_and_profile_match_closed_forms():
     H = np.column_stack([np.ones_like(TIMES), TIMES])
     sd = 0.3
@@ -249,8 +268,29 @@ def test_pooled_likelihood_gradient_is_exact_where_the_simulator_has_sensitiviti
 
     cal = Calibration(dataset_dir("conte2025") / "invitro.toml", "/nonexistent/never-written", progress=False)
     loglik, gradient, n, (log, lo, hi) = pooled_likelihood(cal)
-    assert gradient is not None and n == int((cal.data.censoring == "none").sum()) and log.all()
-    u = lo + np.array([0.55, 0.45, 0.6, 0.5, 0.4, 0.5]) * (hi - lo)
+    assert gradient is not None and n == int((cal.data.censoring == "none").sum())
+    assert log.tolist() == [True] * 6 + [False]  # the well's Cell Index offset is on a linear scale
+    u = lo + np.array([0.55, 0.45, 0.6, 0.5, 0.4, 0.5, 0.52]) * (hi - lo)
     g = gradient(u)
     fd = np.array([(loglik(u + h) - loglik(u - h)) / 2e-6 for h in np.eye(len(u)) * 1e-6])
     assert np.allclose(g, fd, rtol=1e-4, atol=1e-3 * np.abs(fd).max())
+
+
+def test_identify_exact_and_central_jacobians_agree():
+    """``jacobian="central"`` (what the quick identifiability study uses where a tangent kernel's first compile costs
+    minutes) gives the exact route's sensitivities to central-difference accuracy (the Conte in-vitro model, whose
+    simulator has both); an unknown method is a named error."""
+    from immunocal.calib.datasets import dataset_dir
+    from immunocal.calib.identify import identify
+    from immunocal.calib.workflow import Calibration
+
+    cal = Calibration(dataset_dir("conte2025") / "invitro.toml", "/nonexistent/never-written", progress=False)
+    reps = {m: identify(cal, n_sobol=16, with_profiles=False, jacobian=m) for m in ("exact", "central")}
+    assert reps["exact"]["method"]["jacobian"].startswith("exact")
+    assert reps["central"]["method"]["jacobian"] == "central differences"
+    a, b = [np.array([list(c["sensitivity_rms"].values()) for c in reps[m]["local"]["per_condition"].values()])
+            for m in ("exact", "central")]
+    assert a.shape == (3, 7) and np.all(a.max(axis=0) > 0)  # every parameter moves some arm (CAR-T ones: not alone)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9)
+    with pytest.raises(ValueError, match="jacobian must be one of"):
+        identify(cal, with_profiles=False, jacobian="forward")

@@ -8,7 +8,8 @@ import pytest
 
 from immunocal.forward.cart.invitro import CI_INTERCEPT, CI_PER_CELL, NAMES, PARAMETERS, InVitroCartSimulator
 
-THETA = np.array([[0.6, 25000.0, 1e-4, 0.55, 1250.0, 2e-6, 0.05, 0.1, 0.08, 0.04, 0.01, 8000.0]])
+THETA = np.array([[0.6, 25000.0, 1e-4, 0.55, 1250.0, 2e-6, 0.05, 0.1, 0.08, 0.04, 0.01, 8000.0, 0.03]])
+OFFSET = 0.03  # the well's Cell Index offset (last column)
 ADDED_AT_START = {"effector_target_ratio": 0.1, "cart_days": [2.5013 / 24.0]}
 
 
@@ -20,7 +21,7 @@ def test_tumour_alone_is_the_logistic_closed_form():
     r, k, t0 = 0.6, 25000.0, 8000.0
     t = sim.times - sim.times[0]
     cells = k * t0 * np.exp(r * t) / (k + t0 * np.expm1(r * t))
-    assert np.max(np.abs(ci - (CI_PER_CELL * cells + CI_INTERCEPT))) < 1e-9
+    assert np.max(np.abs(ci - (CI_PER_CELL * cells + CI_INTERCEPT + OFFSET))) < 1e-9
 
 
 def test_car_t_pool_is_conserved_without_proliferation_loss_or_death():
@@ -37,7 +38,20 @@ def test_car_t_pool_is_conserved_without_proliferation_loss_or_death():
     k_eff = 25000.0 * r_eff / 0.6
     t = sim.times - sim.times[0]
     cells = k_eff * 8000.0 * np.exp(r_eff * t) / (k_eff + 8000.0 * np.expm1(r_eff * t))
-    assert np.max(np.abs(ci - (CI_PER_CELL * cells + CI_INTERCEPT))) < 1e-9
+    assert np.max(np.abs(ci - (CI_PER_CELL * cells + CI_INTERCEPT + OFFSET))) < 1e-9
+
+
+def test_cell_index_offset_shifts_the_reading_only():
+    """The well's offset moves every Cell Index by itself and nothing else: d CI / d offset = 1 exactly, and no
+    other sensitivity changes."""
+    sim = InVitroCartSimulator(parameter_names=NAMES)
+    shifted = THETA.copy()
+    shifted[0, NAMES.index("cell_index_offset")] = -0.2
+    y0, j0 = sim.simulate_jacobian(THETA, ADDED_AT_START)
+    y1, j1 = sim.simulate_jacobian(shifted, ADDED_AT_START)
+    assert np.allclose(y1 - y0, -0.2 - OFFSET, rtol=0, atol=1e-12)
+    assert np.array_equal(j0, j1) and np.all(j0[..., NAMES.index("cell_index_offset")] == 1.0)
+    InVitroCartSimulator(defaults={"cell_index_offset": -0.1})  # a linear-scale default may be <= 0
 
 
 def test_rk4_is_fourth_order_and_the_default_step_converged():
@@ -85,6 +99,8 @@ def test_named_errors():
         sim.simulate(np.ones((1, 2)), None)
     with pytest.raises(ValueError, match="must be a positive number"):
         InVitroCartSimulator(defaults={"kill_rate": -1.0})
+    with pytest.raises(ValueError, match="must be a finite number"):
+        InVitroCartSimulator(defaults={"cell_index_offset": np.nan})
     assert set(PARAMETERS) == set(NAMES) and sim.space().names == ("kill_rate",)
 
 
