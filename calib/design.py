@@ -42,15 +42,18 @@ class ParameterSpace:
         lo, hi, sc = [], [], []
         for n in names:
             rec = reg.record(model, n)
-            a, b = rec.bounds_for(preset)
             if bounds and n in bounds:
-                a2, b2 = (float(v) for v in bounds[n])
-                rec.check(a2, preset, where="design lower bound")
-                rec.check(b2, preset, where="design upper bound")
-                a, b = a2, b2
+                a, b = (float(v) for v in bounds[n])
+                rec.check(a, preset, where="design lower bound")
+                rec.check(b, preset, where="design upper bound")
+            else:  # a log scale whose admissible range starts at 0 starts at log_lower (never silently linear)
+                a, b = rec.scale_bounds_for(preset)
             lo.append(float(a))
             hi.append(float(b))
-            sc.append(rec.scale if not (rec.scale == "log" and a <= 0) else "linear")
+            if rec.scale == "log" and a <= 0:
+                raise ValueError(f"design bounds of {n!r}: a log-scale parameter needs a positive lower bound, got "
+                                 f"[{a:g}, {b:g}]")
+            sc.append(rec.scale)
         return cls(tuple(names), tuple(lo), tuple(hi), tuple(sc))
 
     @property

@@ -229,6 +229,26 @@ def _dln_dewan(j: dict) -> list[tuple[str | None, str]]:
     return lines
 
 
+def _treatment_free(j: dict) -> list[tuple[str | None, str]]:
+    out = []
+    for line, r in (_get(j, "lines") or {}).items():
+        data, near = r.get("data") or {}, r.get("nearest_grid_point") or {}
+        rates = data.get("growth_rate_per_day_median") or {}
+        days = data.get("delta_by_day") or {}
+        obs = "; ".join(f"day {float(d):g}: {_f(v['delta'], 2)} [{_f(v['q05_q95'][0], 2)}, {_f(v['q05_q95'][1], 2)}]"
+                        for d, v in days.items())
+        out += [(f"{line} data: median growth rate per day, control / anti-PD-1 alone (Mann–Whitney p)",
+                 f"{' / '.join(_f(v, 4) for v in rates.values())} ({_f(data.get('mann_whitney_p'), 3)})"),
+                (f"{line} data: anti-PD-1 alone − control, median log volume [90 % bootstrap]", obs),
+                (f"{line} model: largest |anti-PD-1 alone − control| in log volume over the grid, by ρ",
+                 _dict_line(r.get("max_abs_model_effect_by_rho"), 3)),
+                (f"{line} model: grid points inside the data's interval on every day (of {r.get('grid_points')})",
+                 f"{len(r.get('grid_points_inside_data_interval_every_day') or [])}; nearest: ρ {_f(near.get('rho'))}, "
+                 f"a {_f(near.get('a'))}, dose {_f(near.get('pdl1_dose'))}, p {_f(near.get('p'))} → "
+                 f"{', '.join(_f(v, 2) for v in near.get('delta') or [])} (step error {_f(near.get('step_error_substeps_4_vs_16'))})")]
+    return out
+
+
 # study -> (title, formatter(json) -> [(label, text)]; label None: a block as is, figures to show)
 SECTIONS = {
     "ct041_bayes_vs_lgbm": ("Headline — Bayesian personalisation vs seed 000's LightGBM mapping (virtual CT041 cohort)",
@@ -339,6 +359,8 @@ SECTIONS = {
     "cart_conte_invitro": ("CAR-T model on real killing kinetics (Conte 2025, PBT030 + IL13Rα2 CAR-T, held-out E:T "
                            "ratios)", _conte, ["cart_conte_invitro_fit_1to10_1to50_heldout.png",
                                                "cart_conte_invitro.png"]),
+    "rit_treatment_free_immunity": ("RIT: can the model represent anti-PD-1 alone? (Morisada MOC1 / MC38; ρ on a log "
+                                    "scale)", _treatment_free, ["rit_treatment_free_immunity.png"]),
     "dln_dewan_abscopal": ("DLN model on real primary + abscopal tumours (Dewan 2009 TSA, held-out folders 3–4)",
                            _dln_dewan, ["dln_dewan_abscopal.png"]),
     "ct041_lgbm": ("Virtual CT041-like cohort: LightGBM nested-CV baseline (seed 000 Table 2)",

@@ -15,6 +15,8 @@ preset_default     per-preset overrides ``{preset = value}``
 bounds             admissible range ``[a, b]`` (``inf`` allowed) — values outside are rejected, never clipped
 bounds_by_preset   per-preset admissible ranges (e.g. a non-dimensional preset)
 scale              ``linear`` or ``log`` (designs and default priors)
+log_lower          with ``scale = "log"`` and an admissible lower bound 0 (the process switched off): the positive
+                   value where log-scale designs and the default prior start (0 itself stays admissible)
 source             seed file + table/equation the value comes from
 seed_range         the range quoted by the seed, verbatim, when it differs from ``bounds``
 fixed_in           presets in which the seed kept the parameter fixed (the ``*`` of seed 002's tables)
@@ -52,7 +54,7 @@ from .textio import read_input_text
 
 _RECORD_KEYS = {
     "name", "symbol", "unit", "unit_by_preset", "description", "default", "preset_default", "bounds",
-    "bounds_by_preset", "scale", "source", "seed_range", "fixed_in", "status", "note", "prior",
+    "bounds_by_preset", "scale", "source", "seed_range", "fixed_in", "status", "note", "prior", "log_lower",
 }
 
 
@@ -81,6 +83,7 @@ class ParameterRecord:
     status: str = "ok"
     note: str = ""
     prior_override: Prior | None = None
+    log_lower: float | None = None
 
     @property
     def pending(self) -> bool:
@@ -101,6 +104,17 @@ class ParameterRecord:
         if preset is not None and preset in self.bounds_by_preset:
             return self.bounds_by_preset[preset]
         return self.bounds
+
+    def scale_bounds_for(self, preset: str | None = None) -> tuple[float, float]:
+        """The range a design or the default prior covers in the parameter's scale: the admissible range, with a
+        log scale's lower bound 0 (switched off) replaced by ``log_lower``."""
+        lo, hi = self.bounds_for(preset)
+        if self.scale == "log" and lo <= 0:
+            if self.log_lower is None:
+                raise ParameterError(f"{self.model} parameter '{self.name}' ({self.symbol}) has a log scale and "
+                                     f"admissible lower bound {lo:g}: its record needs a positive log_lower")
+            return (max(lo, self.log_lower), hi)
+        return (lo, hi)
 
     def unit_for(self, preset: str | None = None) -> str:
         if preset is not None and preset in self.unit_by_preset:
@@ -137,7 +151,7 @@ class ParameterRecord:
         """The prior for this parameter in ``preset`` (override from the data file, else the default prior)."""
         if self.prior_override is not None:
             return self.prior_override
-        lo, hi = self.bounds_for(preset)
+        lo, hi = self.scale_bounds_for(preset)
         return default_prior(self.default_for(preset), lo, hi, self.scale)
 
     def to_dict(self) -> dict[str, Any]:
@@ -197,6 +211,14 @@ def _record_from_table(model: str, table: Mapping[str, Any], where: str, presets
     bad = set(table.get("fixed_in", [])) - presets
     if bad:
         raise ParameterFileError(f"{where}: fixed_in names unknown presets {sorted(bad)}")
+    log_lower = table.get("log_lower")
+    if log_lower is not None:
+        lo = _as_bounds(table["bounds"], where)[0]
+        if table["scale"] != "log" or lo > 0:
+            raise ParameterFileError(f"{where}: log_lower applies to a log-scale parameter whose lower bound is 0, "
+                                     f"got scale {table['scale']!r} and bounds {list(table['bounds'])}")
+        if not (isinstance(log_lower, (int, float)) and 0 < log_lower < _as_bounds(table["bounds"], where)[1]):
+            raise ParameterFileError(f"{where}: log_lower must be a number in (0, upper bound), got {log_lower!r}")
     prior = None
     if "prior" in table:
         try:
@@ -221,6 +243,7 @@ def _record_from_table(model: str, table: Mapping[str, Any], where: str, presets
         status=status,
         note=table.get("note", ""),
         prior_override=prior,
+        log_lower=None if log_lower is None else float(log_lower),
     )
 
 

@@ -83,8 +83,8 @@ def test_registry_priors_cover_defaults():
         for preset in reg.presets(model):
             for rec in reg.records(model):
                 prior, default = rec.prior(preset), rec.default_for(preset)
-                assert prior.support == pytest.approx(rec.bounds_for(preset))
-                if default not in rec.bounds_for(preset):  # a default on a bound has density 0 or inf
+                assert prior.support == pytest.approx(rec.scale_bounds_for(preset))
+                if default not in rec.scale_bounds_for(preset):  # a default on a bound has density 0 or inf
                     assert np.isfinite(prior.logpdf(default)), (model, preset, rec.name)
     p = default_prior(0.05, 0.0, 1.0, "linear")
     assert p.sample(np.random.default_rng(1), 20000).mean() == pytest.approx(0.05, abs=0.08)

@@ -254,3 +254,34 @@ def test_a_log_scale_default_prior_with_a_non_positive_bound_is_an_error():
     with pytest.raises(ValueError, match="log-scale prior needs a positive lower bound"):
         default_prior(1e-20, 0.0, 1e-6, "log")
     assert default_prior(1e-20, 1e-30, 1e-6, "log").parameters["scale"] == "log"
+
+
+def test_log_scale_rates_that_can_be_switched_off(reg, tmp_path):
+    """ρ and a (issue 14): log scale, 0 (off) still admissible, designs and the default prior start at log_lower;
+    a record with a log scale and lower bound 0 but no log_lower, or a misplaced log_lower, is a named error."""
+    from immunocal.calib.design import ParameterSpace
+    from immunocal.priors.registry import ParameterError, load_model_file
+
+    rho = reg.record("rit", "antigen_production_rate")
+    assert rho.scale == "log" and rho.bounds_for(None) == (0.0, 1e-6) and rho.scale_bounds_for(None) == (1e-32, 1e-6)
+    assert rho.check(0.0, "dewan_table3") == 0.0  # switched off: admissible, as the seed's tests use it
+    assert rho.prior("dewan_table3").support == pytest.approx((1e-32, 1e-6))
+    space = ParameterSpace.from_registry("rit", ["antigen_production_rate", "t_cell_activation_rate"], "dewan_table3")
+    assert space.scales == ("log", "log") and space.lower == (1e-32, 1e-15)
+    narrowed = ParameterSpace.from_registry("rit", ["antigen_production_rate"], "dewan_table3",
+                                            bounds={"antigen_production_rate": (1e-12, 1e-6)})
+    assert narrowed.lower == (1e-12,) and narrowed.scales == ("log",)
+    with pytest.raises(ValueError, match="log-scale parameter needs a positive lower bound"):
+        ParameterSpace.from_registry("rit", ["antigen_production_rate"], "dewan_table3",
+                                     bounds={"antigen_production_rate": (0.0, 1e-6)})
+    head = 'model = "m"\ntitle = "t"\nseed = "s"\n[presets.a]\n[[parameter]]\nname = "x"\nsymbol = "x"\n' \
+           'unit = "1"\ndescription = "d"\ndefault = 0.0\nbounds = [0.0, 1.0]\nsource = "s"\n'
+    for extra, message in (('scale = "linear"\nlog_lower = 1e-3\n', "log_lower applies to a log-scale parameter"),
+                           ('scale = "log"\nlog_lower = 2.0\n', r"log_lower must be a number in \(0, upper bound\)")):
+        (tmp_path / "m.toml").write_text(head + extra)
+        with pytest.raises(ParameterFileError, match=message):
+            load_model_file(tmp_path / "m.toml")
+    (tmp_path / "m.toml").write_text(head + 'scale = "log"\n')
+    rec = load_model_file(tmp_path / "m.toml").records["x"]
+    with pytest.raises(ParameterError, match="needs a positive log_lower"):
+        rec.prior("a")
