@@ -249,6 +249,29 @@ def _treatment_free(j: dict) -> list[tuple[str | None, str]]:
     return out
 
 
+def _potency(j: dict) -> list[tuple[str | None, str]]:
+    out = []
+    for variant, v in (_get(j, "variants") or {}).items():
+        t, tp = v.get("target") or {}, v.get("target_with_prior_dose") or {}
+        ident = next(iter((v.get("target_identifiability") or {}).values()), {})
+        dose = v.get("pdl1_dose") or {}
+        out += [(f"{variant}: fitted {', '.join(a.removeprefix('MOC1_') for a in v.get('fit') or [])}",
+                 f"diagnostics {_dict_line(v.get('diagnostics'))}"),
+                (f"{variant}: anti-PD-1 dose per injection, posterior mean [5 %, 95 %]; contraction (surrogate "
+                 "route); true-model change of the fitted arms' log volumes across the dose box",
+                 f"{_f(dose.get('mean'))} [{_f(dose.get('q05'))}, {_f(dose.get('q95'))}]; "
+                 f"{_f(_get(v, 'contraction.pdl1_dose'), 2)}; "
+                 f"{_dict_line(v.get('true_model_dose_sensitivity_of_fitted_arms'), 3)}"),
+                (f"{variant}: {j.get('target')} tumour control observed / predicted (prediction prior-driven by)",
+                 f"{_f(t.get('observed_control_fraction'), 2)} / {_f(t.get('predicted_control_fraction'), 3)} "
+                 f"({', '.join(ident.get('prior_driven_by') or []) or 'none flagged'})")]
+        if tp:
+            out.append((f"{variant}: the same with the dose from its prior (the true model's posterior of it)",
+                        f"{_f(tp.get('predicted_control_fraction'), 3)}; coverage 50 % / 90 % "
+                        f"{_f(tp.get('coverage_50'), 2)} / {_f(tp.get('coverage_90'), 2)}"))
+    return out
+
+
 # study -> (title, formatter(json) -> [(label, text)]; label None: a block as is, figures to show)
 SECTIONS = {
     "ct041_bayes_vs_lgbm": ("Headline — Bayesian personalisation vs seed 000's LightGBM mapping (virtual CT041 cohort)",
@@ -359,6 +382,8 @@ SECTIONS = {
     "cart_conte_invitro": ("CAR-T model on real killing kinetics (Conte 2025, PBT030 + IL13Rα2 CAR-T, held-out E:T "
                            "ratios)", _conte, ["cart_conte_invitro_fit_1to10_1to50_heldout.png",
                                                "cart_conte_invitro.png"]),
+    "rit_morisada_potency": ("RIT: MOC1 anti-PD-1 + 8 Gy × 2 from the monotherapy arms vs leave-one-combination-out "
+                             "(anti-PD-1 dose calibrated)", _potency, []),
     "rit_treatment_free_immunity": ("RIT: can the model represent anti-PD-1 alone? (Morisada MOC1 / MC38; ρ on a log "
                                     "scale)", _treatment_free, ["rit_treatment_free_immunity.png"]),
     "dln_dewan_abscopal": ("DLN model on real primary + abscopal tumours (Dewan 2009 TSA, held-out folders 3–4)",
