@@ -195,6 +195,10 @@ def _conte(j: dict) -> list[tuple[str | None, str]]:
                 (f"{split}: residuals (Ornstein–Uhlenbeck) σ (Cell Index) / correlation time τ (days), posterior "
                  "mean", f"{_f(_get(r, 'posterior.sigma_cell_index.mean'))} / "
                          f"{_f(_get(r, 'posterior.tau_cell_index.mean'))}"),
+                *([(f"{split}: Cell Index offset (the reading that is not cell number), posterior mean ± sd",
+                     f"{_f(_get(r, 'posterior.cell_index_offset.mean'))} ± "
+                     f"{_f(_get(r, 'posterior.cell_index_offset.sd'))}")]
+                  if _get(r, "posterior.cell_index_offset.mean") is not None else []),
                 (f"{split}: contraction", _dict_line({k: v for k, v in contr.items()
                                                       if isinstance(v, (int, float))}, 2)),
                 (f"{split}: kill rate γ (per CAR-T cell per day) → γ·K (per K_T per day; registry normalised "
