@@ -162,6 +162,8 @@ class ParameterRecord:
         }
         if self.default is not None:
             d["default"] = self.default
+        if self.log_lower is not None:
+            d["log_lower"] = self.log_lower
         for key in ("preset_default", "unit_by_preset"):
             if getattr(self, key):
                 d[key] = dict(getattr(self, key))

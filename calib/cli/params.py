@@ -64,7 +64,7 @@ def cmd_show(args) -> int:
             lo, hi = r.bounds_for(preset)
             fixed = " (fixed by the seed)" if r.is_fixed(preset) else ""
             print(f"  {preset:<16} default {_fmt(value)}, range [{_fmt(lo)}, {_fmt(hi)}]{fixed}")
-        print(f"  scale:    {r.scale}")
+        print(f"  scale:    {r.scale}" + (f" (from {_fmt(r.log_lower)}; 0 = off admissible)" if r.log_lower else ""))
         print(f"  source:   {r.source}")
         if r.seed_range:
             print(f"  seed range: {r.seed_range}")
