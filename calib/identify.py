@@ -311,6 +311,32 @@ def _jacobian(cal, theta: np.ndarray, condition: str, method: str = "exact") -> 
     return np.where(log, J * theta, J)  # d y / d log θ for log-scaled parameters
 
 
+def fitted_arms_sensitivity(cal, name: str, n_draws: int = 20) -> dict:
+    """What the **true** model says the fitted arms can know about parameter ``name`` after a run: per fitted arm, the
+    largest change of a subject's simulated outputs on its data days when ``name`` goes from one end of its design
+    box to the other, at ``n_draws`` posterior draws of that subject's other parameters. 0 exactly: the likelihood
+    does not depend on ``name``, its posterior is its prior — whatever contraction an emulator's posterior shows."""
+    post = cal.idata.posterior.stack(s=("chain", "draw"))
+    pick = np.linspace(0, post.sizes["s"] - 1, n_draws).astype(int)
+    free, data, space = list(cal.problem.free), cal.data, cal.problem.space
+    j = free.index(name)
+    ends = (space.lower[j], space.upper[j])
+    grid = np.asarray(cal.forward.times, float)
+    out = {}
+    for cond in cal.conditions[0]:
+        sel = data.condition == cond
+        idx = np.searchsorted(grid, np.unique(data.time[sel]))
+        X = np.array([[float(post[n].sel(subject=subj).values[k]) if "subject" in post[n].dims
+                       else float(post[n].values[k]) for n in free]
+                      for subj in np.unique(data.subject[sel]) for k in pick])
+        y = []
+        for v in ends:
+            X[:, j] = v
+            y.append(np.asarray(cal.forward.simulate(cal.problem.full_vector(X), cal.schedule(cond)), float))
+        out[cond] = float(np.max(np.abs(y[1] - y[0])[..., idx]))
+    return out
+
+
 def posterior_point(cal, idata) -> np.ndarray:
     """The calibrated parameters' posterior medians (a per-subject parameter: pooled over its subjects)."""
     post = idata.posterior

@@ -59,36 +59,6 @@ def config(fit: list[str], heldout: list[str], quick: bool) -> dict:
     return cfg
 
 
-def dose_sensitivity(cal, n_draws: int = 20) -> dict:
-    """What the **true** model says the fitted arms know about the dose: per fitted arm, the largest change of a
-    mouse's simulated log volume on its data days when the dose goes from one end of the box to the other, at
-    ``n_draws`` posterior draws of that mouse's parameters (0 exactly: the arm cannot inform the dose, whatever a
-    surrogate's posterior says)."""
-    import numpy as np
-
-    post = cal.idata.posterior.stack(s=("chain", "draw"))
-    pick = np.linspace(0, post.sizes["s"] - 1, n_draws).astype(int)
-    free, data = cal.problem.free, cal.data
-    j = free.index("pdl1_dose")
-    out = {}
-    for cond in cal.conditions[0]:
-        sel = data.condition == cond
-        days = np.unique(data.time[sel])
-        idx = np.searchsorted(np.asarray(cal.forward.times, float), days)
-        rows = []
-        for subj in np.unique(data.subject[sel]):
-            for k in pick:
-                rows.append([float(post[n].sel(subject=subj).values[k]) if "subject" in post[n].dims
-                             else float(post[n].values[k]) for n in free])
-        X = np.array(rows)
-        ends = []
-        for dose in DOSE_BOX:
-            X[:, j] = dose
-            ends.append(np.asarray(cal.forward.simulate(cal.problem.full_vector(X), cal.schedule(cond)), float))
-        out[cond] = float(np.max(np.abs(ends[1] - ends[0])[:, 0, idx]))
-    return out
-
-
 def prediction_with_prior_dose(cal, seed: int = 1) -> dict:
     """The target's prediction when the fitted arms carry no information about the dose (true-model sensitivity 0):
     the likelihood does not depend on it, so its posterior is its prior — each posterior draw keeps its other values
@@ -109,6 +79,7 @@ def prediction_with_prior_dose(cal, seed: int = 1) -> dict:
 
 
 def run(out: Path, quick: bool = False) -> dict:
+    from immunocal.calib.identify import fitted_arms_sensitivity
     from immunocal.calib.workflow import Calibration
 
     out = Path(out)
@@ -127,7 +98,7 @@ def run(out: Path, quick: bool = False) -> dict:
                                                   "predicted_control_fraction_noise_free", "n_subjects",
                                                   "coverage_50", "coverage_90")},
             "target_identifiability": pred["identifiability"][TARGET],
-            "true_model_dose_sensitivity_of_fitted_arms": (sens := dose_sensitivity(cal)),
+            "true_model_dose_sensitivity_of_fitted_arms": (sens := fitted_arms_sensitivity(cal, "pdl1_dose")),
             "target_with_prior_dose": prediction_with_prior_dose(cal) if max(sens.values()) == 0.0 else None,
             "surrogate_at_posterior_max_abs_error": (res.get("surrogate_at_posterior") or {}).get("max_abs_error"),
             "seconds": res.get("seconds")}

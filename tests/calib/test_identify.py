@@ -151,6 +151,16 @@ def test_identify_at_a_runs_posterior(tmp_path, capsys):
     assert rep["nominal_is"] == "posterior median of the run"
     assert set(rep["bayesian"]["contraction"]) == {"growth_rate_loc", "carrying_capacity"}  # latent: its location
     assert rep["bayesian"]["contraction"]["carrying_capacity"] > 0.5  # the censored endpoints pin it
+    # the true model's sensitivity of the fitted arms to a parameter across its box, at the run's posterior draws:
+    # one entry per fitted arm, positive for the capacity, which the censored endpoints pin (the zero case, a dose the
+    # fitted arms never see, is studies/rit_morisada_potency's: tests/calib_rit/test_morisada_potency.py, slow)
+    from immunocal.calib.identify import fitted_arms_sensitivity
+    from immunocal.calib.workflow import Calibration
+
+    cal = Calibration(cfg, tmp_path / "run", progress=False)
+    assert cal.load_finished() is not None
+    sens = fitted_arms_sensitivity(cal, "carrying_capacity", n_draws=5)
+    assert set(sens) == set(cal.conditions[0]) and max(sens.values()) > 0.1
     other = tmp_path / "other.toml"
     other.write_text(cfg.read_text().replace("seed = 1", "seed = 2"))
     assert main(["identify", str(other), "--out", str(tmp_path / "id2"), "--run", str(tmp_path / "run")]) == 2
