@@ -60,8 +60,8 @@ def data_effect(cal, control: str, treated: str, rng) -> dict:
         vals = {c: np.array([y[t == d][0] for t, y in m.values() if np.any(t == d)]) for c, m in arms.items()}
         if min(len(v) for v in vals.values()) < MIN_MICE:
             continue
-        boot = [np.median(rng.choice(vals[treated], len(vals[treated]))) -
-                np.median(rng.choice(vals[control], len(vals[control]))) for _ in range(BOOTSTRAP)]
+        boot = (np.median(rng.choice(vals[treated], (BOOTSTRAP, len(vals[treated]))), axis=1)
+                - np.median(rng.choice(vals[control], (BOOTSTRAP, len(vals[control]))), axis=1))
         per_day[float(d)] = {"delta": float(np.median(vals[treated]) - np.median(vals[control])),
                              "q05_q95": np.quantile(boot, [0.05, 0.95]).tolist(),
                              "mice": [len(vals[control]), len(vals[treated])]}
@@ -74,18 +74,18 @@ def model_effect(cal, control: str, treated: str, days: np.ndarray, growth: floa
     """Δ on ``days`` over the grid; rows: (ρ, a, dose, p) with None = the preset's value."""
     from immunocal.priors import registry
 
-    rec = registry().parameter_set("rit", cal.forward.preset)
+    ps = registry().parameter_set("rit", cal.forward.preset)
     fm = replace(cal.forward, parameter_names=PARAMS)
     grid = [(r, a, d, p) for r in RHO for a in (ACTIVATION[::2] if quick else ACTIVATION)
             for d in (DOSE[::2] if quick else DOSE) for p in (KILL[1:2] if quick else KILL)]
-    X = np.array([[growth, p, 0.05, rec["antigen_production_rate"] if r is None else r,
-                   rec["t_cell_activation_rate"] if a is None else a, rec["pdl1_dose"] if d is None else d]
+    X = np.array([[growth, p, 0.05, ps["antigen_production_rate"] if r is None else r,
+                   ps["t_cell_activation_rate"] if a is None else a, ps["pdl1_dose"] if d is None else d]
                   for r, a, d, p in grid])
     idx = np.searchsorted(fm.times, days)
     delta = (np.asarray(fm.simulate(X, cal.schedule(treated)), float)[:, 0, idx]
              - np.asarray(fm.simulate(X, cal.schedule(control)), float)[:, 0, idx])
     return {"grid": grid, "X": X, "delta": delta, "simulator": fm,
-            "presets": {n: float(rec[n]) for n in ("antigen_production_rate", "t_cell_activation_rate", "pdl1_dose")}}
+            "presets": {n: float(ps[n]) for n in ("antigen_production_rate", "t_cell_activation_rate", "pdl1_dose")}}
 
 
 def run(out: Path, quick: bool = False) -> dict:
