@@ -44,6 +44,9 @@ COVARIATES = ("tumour_type", "cldn18_2", "prior_lines", "dose", "baseline_burden
 OBSERVED = ("best_recist", "recist_score", "orr", "dcr", "c_max", "t_max", "persistence", "crs_grade", "il6_peak",
             "crp_peak", "ferritin_peak", "pfs_months", "pfs_event")
 TRUTH = tuple(f"true_{n}" for n in LATENTS)
+COHORT_MODELS = ("homogeneous", "spatial")
+#: intercepts μ of the spatial cohort (LATENTS order), tuned like the homogeneous ones (CohortConfig.spatial)
+SPATIAL_LATENT_MEAN = (0.0, 0.0, 2.5, -1.5, 0.0, -0.4)
 DAYS_PER_MONTH = 30.4375
 
 
@@ -88,6 +91,12 @@ class CohortConfig:
     crs_thresholds: tuple[float, float, float, float] = (-0.15, 1.4, 2.5, 2.9)
     rtol: float = 1e-6                   # ODE tolerance  } resolution: observables change < 5 % when refined
     obs_step: float = 0.25               # output grid (days) } to 1e-9 / 1/16 day (tests/cohort, the study)
+    #: forward model: the homogeneous ODE, or the spatial PDE (focus at the centre of [0, 1]^dim, CAR-T infused as
+    #: the published program's boundary layer; θ_inf scales D_C and χ0, no infiltration fraction)
+    model: str = "homogeneous"
+    dim: int = 2                         # spatial grid: dimension, nodes per axis and step (resolution study:
+    n_grid: int = 48                     #   studies/ct041_spatial_cohort.py)
+    dt: float = 0.05
 
     def __post_init__(self):
         for name in ("tumour_type_p", "cldn_p", "prior_lines_p", "dose_p"):
@@ -101,6 +110,28 @@ class CohortConfig:
                 raise ValueError(f"CohortConfig.effects: unknown latent or covariate in {lat}: {dict(eff)}")
         if list(self.crs_thresholds) != sorted(self.crs_thresholds):
             raise ValueError("CohortConfig.crs_thresholds must increase")
+        if self.model not in COHORT_MODELS:
+            raise ValueError(f"CohortConfig.model = {self.model!r}; choose one of {COHORT_MODELS}")
+        if self.dim not in (1, 2, 3) or int(self.n_grid) < 8:
+            raise ValueError(f"CohortConfig: spatial grid dim = {self.dim}, n_grid = {self.n_grid} is invalid "
+                             "(dim 1, 2 or 3; n_grid ≥ 8)")
+        if not (math.isfinite(self.dt) and self.dt > 0 and math.isclose(round(self.obs_step / self.dt) * self.dt,
+                                                                          self.obs_step)):
+            raise ValueError(f"CohortConfig.dt = {self.dt} is invalid: need a step > 0 that divides obs_step = "
+                             f"{self.obs_step}")
+
+    @classmethod
+    def spatial(cls, **overrides) -> "CohortConfig":
+        """The spatial cohort's settings: the PDE forward model with its own intercepts (tuned to ORR ≈ 0.49,
+        DCR ≈ 0.73 over 1,000 spatial patients, studies/ct041_spatial_cohort.py); ``overrides`` replace any field."""
+        return cls(**{"model": "spatial", "latent_mean": SPATIAL_LATENT_MEAN, **overrides})
+
+    @property
+    def resolution(self) -> dict:
+        """The settings that set the forward model's numerical resolution."""
+        if self.model == "spatial":
+            return {"dim": self.dim, "n_grid": self.n_grid, "dt": self.dt, "obs_step": self.obs_step}
+        return {"rtol": self.rtol, "obs_step": self.obs_step}
 
 
 # ---------------------------------------------------------------------------------------------- sampling
@@ -153,12 +184,15 @@ class _Job:
     base: dict | None = None   # parameter values replacing the preset (``--params FILE``)
 
 
-def _model_run(thetas: Mapping[str, float], dose_cells: float, cfg: CohortConfig, rtol: float | None,
-               obs_step: float | None, base: Mapping[str, float] | None) -> dict:
-    """The noise-free part of one virtual patient: the homogeneous ODE from the latent map, the burden at the scan
-    days, C + E on the daily blood samples and the cytokine drivers (shared by :func:`simulate_one` and
-    :class:`CohortSimulator`)."""
-    from immunocal.forward.cart.observables import car_t_kinetics
+#: the series of a virtual patient's forward run that the observation model reads (:class:`CohortForward`)
+SERIES = ("C", "E", "TA", "TB", "A", "kill")
+
+
+def model_series(thetas: Mapping[str, float], dose_cells: float, cfg: CohortConfig, rtol: float | None = None,
+                 obs_step: float | None = None, base: Mapping[str, float] | None = None) -> tuple[np.ndarray, dict]:
+    """The forward run of one virtual patient — the homogeneous ODE or the spatial PDE (``cfg.model``) from the
+    latent map — as ``(t, {name: series})`` on the ``obs_step`` output grid (:data:`SERIES`; spatial integrals per
+    focus volume)."""
     from immunocal.forward.cart.patient import simulate_patient
     from immunocal.priors import registry
 
@@ -166,26 +200,121 @@ def _model_run(thetas: Mapping[str, float], dose_cells: float, cfg: CohortConfig
     base_ps = registry().parameter_set(lm.model, lm.preset, overrides=dict(base)) if base else None
     ps, inp = lm.to_model(thetas, base=base_ps)
     car_t0 = registry().preset_options(lm.model, lm.preset)["ode_car_t0"]
-    dose_model = car_t0 * dose_cells / DOSE_LEVELS[1] * inp["infiltration_fraction"]
+    t = _output_grid(cfg, obs_step)
+    if cfg.model == "spatial":
+        geom = spatial_geometry()
+        r = simulate_patient(ps, preset=lm.preset, model="spatial", dose=layer_density(geom, cfg.dim, cfg.n_grid,
+                                                                                       car_t0 * dose_cells / DOSE_LEVELS[1]),
+                             tumour0=inp["tumour0"], tb_fraction=inp["tb_fraction"], t_end=cfg.t_end,
+                             observation_times=t, detection_limit=cfg.detection_limit, dim=cfg.dim, n=cfg.n_grid,
+                             dt=cfg.dt, geometry=geom, spatial_units="focus")
+    else:
+        dose_model = car_t0 * dose_cells / DOSE_LEVELS[1] * inp["infiltration_fraction"]
+        r = simulate_patient(ps, preset=lm.preset, model="homogeneous", dose=dose_model, tumour0=inp["tumour0"],
+                             tb_fraction=inp["tb_fraction"], t_end=cfg.t_end, observation_times=t,
+                             detection_limit=cfg.detection_limit, rtol=rtol or cfg.rtol)
+    return t, {k: r.series[k] for k in SERIES}
+
+
+def _output_grid(cfg: CohortConfig, obs_step: float | None = None) -> np.ndarray:
     obs_step = obs_step or cfg.obs_step
     per_day = round(1.0 / obs_step)
     if per_day < 1 or not math.isclose(per_day * obs_step, 1.0):
         raise ValueError(f"obs_step = {obs_step} must divide one day")
-    t = np.arange(0.0, cfg.t_end + 1e-9, obs_step)
-    r = simulate_patient(ps, preset=lm.preset, model="homogeneous", dose=dose_model, tumour0=inp["tumour0"],
-                         tb_fraction=inp["tb_fraction"], t_end=cfg.t_end, observation_times=t,
-                         detection_limit=cfg.detection_limit, rtol=rtol or cfg.rtol)
-    s = r.series
+    return np.arange(0.0, cfg.t_end + 1e-9, obs_step)
+
+
+def derived_summaries(t: np.ndarray, s: Mapping[str, np.ndarray], tumour0: float, cfg: CohortConfig) -> dict:
+    """The noise-free quantities the observation model reads from a forward run's series: the burden at the scan
+    days, C + E on the daily blood samples (kinetics, persistence), the cytokine drivers and the model's own
+    summaries (shared by :func:`simulate_one`, the campaign path of :func:`generate_cohort` and
+    :class:`CohortSimulator`)."""
+    from immunocal.forward.cart.observables import car_t_kinetics, summarise
+
+    per_day = round(1.0 / (t[1] - t[0]))
+    burden, total = s["TA"] + s["TB"], s["C"] + s["E"]
     scan_t = np.arange(0.0, cfg.t_end + 1e-9, cfg.scan_every)
-    td, total = t[::per_day], (s["C"] + s["E"])[::per_day]
+    td, total_d = t[::per_day], total[::per_day]
     wd = td <= cfg.kinetics_window + 1e-9
-    kin = car_t_kinetics(td[wd], total[wd], cfg.persistence_fraction)
-    above = np.flatnonzero(total >= cfg.persistence_fraction * kin.c_max)
+    kin = car_t_kinetics(td[wd], total_d[wd], cfg.persistence_fraction)
+    above = np.flatnonzero(total_d >= cfg.persistence_fraction * kin.c_max)
     w = t <= cfg.kinetics_window + 1e-9
-    kill = ps["tumour_kill_rate"] * s["C"] * s["TA"]  # cytokine proxy: peak kill rate γ C T_A over the window
-    return {"scan_t": scan_t, "b_scan": np.interp(scan_t, t, s["burden"]), "kinetics": kin, "t": t,
-            "burden": s["burden"], "total": s["C"] + s["E"], "persistence": float(td[above[-1]]), "k_peak": float(kill[w].max()), "a_peak": float(s["A"][w].max()),
-            "tumour0": inp["tumour0"], "observables": r.observables}
+    kill = s["kill"]  # cytokine proxy: peak kill rate γ C T_A over the window
+    return {"scan_t": scan_t, "b_scan": np.interp(scan_t, t, burden), "kinetics": kin, "t": t, "burden": burden,
+            "total": total, "persistence": float(td[above[-1]]), "k_peak": float(kill[w].max()),
+            "a_peak": float(s["A"][w].max()), "tumour0": tumour0,
+            "observables": summarise(t, s["C"], s["E"], s["TA"], s["TB"], s["A"],
+                                     detection_limit=cfg.detection_limit)}
+
+
+def _model_run(thetas: Mapping[str, float], dose_cells: float, cfg: CohortConfig, rtol: float | None,
+               obs_step: float | None, base: Mapping[str, float] | None) -> dict:
+    """The noise-free part of one virtual patient: :func:`model_series` → :func:`derived_summaries`."""
+    t, s = model_series(thetas, dose_cells, cfg, rtol, obs_step, base)
+    return derived_summaries(t, s, latent_map().to_model(thetas)[1]["tumour0"], cfg)
+
+
+class CohortForward:
+    """The cohort's forward runs in the campaign protocol (:mod:`immunocal.calib.forward_api`), so that a cohort is
+    generated by the campaign runner — checkpointed per chunk, resumable after a kill, on local processes or a Dask
+    cluster: parameters = the six latents + ``dose_cells``; outputs = the :data:`SERIES` on the output grid
+    (``times``). The options are :class:`CohortConfig`'s forward settings (a campaign made for other settings is
+    refused by the generator)."""
+
+    name = "cart_cohort_series"
+    observables = SERIES
+
+    def __init__(self, model: str = "homogeneous", dim: int = 2, n_grid: int = 48, dt: float = 0.05,
+                 t_end: float = 168.0, obs_step: float = 0.25, rtol: float = 1e-6, detection_limit: float = 1e-3,
+                 base: Mapping[str, float] | None = None):
+        self.cfg = CohortConfig(model=model, dim=dim, n_grid=n_grid, dt=dt, t_end=t_end, obs_step=obs_step,
+                                rtol=rtol, detection_limit=detection_limit)
+        self.base = dict(base) if base else None
+        self.parameter_names = (*LATENTS, "dose_cells")
+        self.times = _output_grid(self.cfg)
+
+    @staticmethod
+    def options(cfg: CohortConfig, base: Mapping[str, float] | None = None) -> dict:
+        """The descriptor options of ``cfg``'s forward settings."""
+        return {"model": cfg.model, "dim": cfg.dim, "n_grid": cfg.n_grid, "dt": cfg.dt, "t_end": cfg.t_end,
+                "obs_step": cfg.obs_step, "rtol": cfg.rtol, "detection_limit": cfg.detection_limit,
+                **({"base": dict(base)} if base else {})}
+
+    def space(self, preset=None):
+        from .design import ParameterSpace
+
+        return ParameterSpace(self.parameter_names, np.r_[np.zeros(6), DOSE_LEVELS[0]],
+                              np.r_[np.ones(6), DOSE_LEVELS[-1]], ("linear",) * 7)
+
+    def simulate(self, theta, condition=None) -> np.ndarray:
+        if condition:
+            raise ValueError(f"{self.name}: takes no condition (the dose is a parameter), got {dict(condition)}")
+        theta = np.atleast_2d(np.asarray(theta, float))
+        out = np.empty((len(theta), len(SERIES), len(self.times)))
+        for i, row in enumerate(theta):
+            _, s = model_series(dict(zip(LATENTS, map(float, row[:6]))), float(row[6]), self.cfg, base=self.base)
+            out[i] = np.stack([s[k] for k in SERIES])
+        return out
+
+
+def spatial_geometry():
+    """The spatial cohort's geometry: the normalised preset's focus (its plateau density set per patient) with the
+    CAR-T infused as the published program's boundary layer (x ≤ 0.05, within 0.2 of the axis through the focus)."""
+    from immunocal.forward.cart.scenarios import FocusGeometry
+
+    return FocusGeometry.from_preset("normalised").with_(cart_source="layer")
+
+
+def layer_density(geom, dim: int, n_grid: int, dose_per_focus: float) -> float:
+    """The boundary layer's CAR-T density that infuses ``dose_per_focus`` cells per unit of focus volume (the
+    homogeneous model's dose density at full infiltration): density × layer volume = dose × focus volume, on the
+    grid itself — so the spatial and homogeneous cohorts give the same number of cells and the PDE decides how many
+    reach the tumour."""
+    from immunocal.forward.cart.grid import Grid
+    from immunocal.forward.cart.scenarios import car_t_profile, focus_volume
+
+    grid = Grid.cube(dim, n_grid)
+    return dose_per_focus * focus_volume(grid, geom) / grid.integrate(car_t_profile(grid, geom, density=1.0))
 
 
 def peak_time(t: np.ndarray, y: np.ndarray, window: float) -> float:
@@ -240,10 +369,15 @@ def simulate_one(thetas: Mapping[str, float], dose_cells: float, noise: Mapping[
     noise-free summaries (``model_*``). ``base``: parameter values of the ``normalised`` preset to start from
     (the latents then replace the parameters they scale); ``rtol``/``obs_step``: resolution (ODE tolerance, output
     grid in days)."""
+    cfg = cfg or CohortConfig()
+    return observe(_model_run(thetas, dose_cells, cfg, rtol, obs_step, base), noise, cfg)
+
+
+def observe(run: Mapping, noise: Mapping[str, np.ndarray], cfg: CohortConfig) -> dict:
+    """The observation model: one patient's noise-free summaries (:func:`derived_summaries`) and noise draws →
+    the observed columns and the model's noise-free summaries (``model_*``)."""
     from immunocal.forward.cart.observables import diameter_ratio
 
-    cfg = cfg or CohortConfig()
-    run = _model_run(thetas, dose_cells, cfg, rtol, obs_step, base)
     scan_t, b_scan, kin = run["scan_t"], run["b_scan"], run["kinetics"]
     # imaging: noisy longest diameter at scan days -> burden-equivalent series
     d = diameter_ratio(b_scan) * np.exp(cfg.sd_diameter * noise["scans"][: scan_t.size])
@@ -303,8 +437,16 @@ class CohortSimulator:
     observables = PERSONALISATION_OBSERVABLES
     times = np.array([0.0])
 
-    def __init__(self, rtol: float | None = None, obs_step: float | None = None):
-        self.cfg = CohortConfig()
+    def __init__(self, rtol: float | None = None, obs_step: float | None = None, model: str = "homogeneous",
+                 dim: int | None = None, n_grid: int | None = None, dt: float | None = None):
+        grid = {k: v for k, v in (("dim", dim), ("n_grid", n_grid), ("dt", dt)) if v is not None}
+        if model == "spatial":
+            self.cfg = CohortConfig.spatial(**grid)
+        elif grid or model != "homogeneous":
+            raise ValueError(f"cart_cohort: model = {model!r} with grid settings {grid}: the grid (dim, n_grid, dt) is "
+                             "the spatial model's; model is 'homogeneous' or 'spatial'")
+        else:
+            self.cfg = CohortConfig()
         self.rtol, self.obs_step = rtol, obs_step
 
     def space(self, preset=None):
@@ -315,6 +457,9 @@ class CohortSimulator:
     @property
     def numerics_tag(self) -> str:
         # "continuous-timings": T_max and PFS as continuous times (earlier campaigns emulated the sampled ones)
+        if self.cfg.model == "spatial":
+            return (f"continuous-timings,spatial,dim={self.cfg.dim},n_grid={self.cfg.n_grid},dt={self.cfg.dt:g},"
+                    f"obs_step={self.obs_step or self.cfg.obs_step:g}")
         return (f"continuous-timings,rtol={self.rtol or self.cfg.rtol:g},"
                 f"obs_step={self.obs_step or self.cfg.obs_step:g}")
 
@@ -389,11 +534,16 @@ def _run_job(job: _Job) -> dict:
 
 
 def generate_cohort(n: int, rng: np.random.Generator, cfg: CohortConfig | None = None, processes: int = 1,
-                    progress: bool = False, params=None) -> pd.DataFrame:
+                    progress: bool = False, params=None, campaign: str | Path | None = None, scheduler=None,
+                    chunk_size: int = 4) -> pd.DataFrame:
     """A virtual cohort of ``n`` patients: covariates, observed outputs (noisy) and ``true_*`` latents.
 
     ``processes > 1`` runs the forward model in a process pool (results do not depend on it); ``params``: a
-    ParameterSet of the ``normalised`` preset (e.g. from ``--params FILE``) to use instead of the preset."""
+    ParameterSet of the ``normalised`` preset (e.g. from ``--params FILE``) to use instead of the preset.
+    ``campaign``: a folder in which the forward runs are a campaign (:class:`CohortForward`; chunks of
+    ``chunk_size`` patients written atomically): a killed generation run again with the same arguments resumes
+    from the finished chunks, nothing lost or repeated; ``scheduler`` (a Dask address or client) runs the chunks on a
+    Dask cluster. The cohort is the same whichever way it is run (tested)."""
     cfg = cfg or CohortConfig()
     df = sample_patients(n, rng, cfg)
     noise = df.attrs.pop("noise")
@@ -411,15 +561,52 @@ def generate_cohort(n: int, rng: np.random.Generator, cfg: CohortConfig | None =
         nz = {"cmax": noise["cmax"][i], "crs": noise["crs"][i], "markers": noise["markers"][i],
               "scans": noise["scans"][i]}
         jobs.append(_Job(th, float(df["dose"].iat[i]), nz, cfg, base))
-    from .parallel import map_tasks
+    if campaign is not None or scheduler is not None:
+        if campaign is None:
+            raise ValueError("a Dask scheduler runs the cohort as a campaign: give the campaign folder too")
+        series = _campaign_series(df, cfg, base, Path(campaign), processes, scheduler, chunk_size, progress)
+        t = _output_grid(cfg)
+        lm = latent_map()
+        rows = [observe(derived_summaries(t, dict(zip(SERIES, series[i])), lm.to_model(job.thetas)[1]["tumour0"],
+                                          cfg), job.noise, cfg) for i, job in enumerate(jobs)]
+    else:
+        from .parallel import map_tasks
 
-    rows = map_tasks(_run_job, jobs, processes=processes if len(jobs) >= 8 else 1, progress=progress,
-                     desc="virtual patients", unit="patient")
+        rows = map_tasks(_run_job, jobs, processes=processes if len(jobs) >= 8 else 1, progress=progress,
+                         desc="virtual patients", unit="patient")
     out = pd.concat([df, pd.DataFrame(rows, index=df.index)], axis=1)
     out["baseline_burden"] = out.pop("model_tumour0") * np.exp(cfg.sd_burden * noise["burden"])
     out.insert(0, "cohort", "virtual")
     cols = ["cohort", "patient_id", *COVARIATES, *OBSERVED, *TRUTH]
     return out[cols + [c for c in out.columns if c not in cols]]
+
+
+def _campaign_series(df: pd.DataFrame, cfg: CohortConfig, base, folder: Path, processes: int, scheduler,
+                     chunk_size: int, progress: bool) -> np.ndarray:
+    """The forward runs of ``df``'s patients as a campaign in ``folder`` (created, or resumed when it holds this
+    very cohort's runs): ``(n, len(SERIES), len(times))``. A campaign of other patients or forward settings is
+    refused; failed runs are a named error (never dropped)."""
+    from .campaign import Campaign
+    from .forward_api import descriptor_key
+
+    design = np.column_stack([df[f"true_{lat}"].to_numpy(float) for lat in LATENTS] + [df["dose"].to_numpy(float)])
+    forward = {"spec": "immunocal.calib.cohort:CohortForward", "options": CohortForward.options(cfg, base)}
+    if (folder / "meta.json").exists():
+        camp = Campaign(folder)
+        if descriptor_key(camp.meta["forward"]) != descriptor_key(forward):
+            raise ValueError(f"{folder}: holds a campaign with other forward settings ({camp.meta['forward']}); this "
+                             f"cohort needs {forward} — choose another --campaign folder")
+        if camp.design.shape != design.shape or not np.array_equal(camp.design, design):
+            raise ValueError(f"{folder}: holds a campaign of other patients (another N, seed or config); choose "
+                             "another --campaign folder")
+    else:
+        camp = Campaign.create(folder, forward, design, chunk_size=chunk_size)
+    st = camp.run(workers=processes, scheduler=scheduler, progress=progress)
+    if st["failed"] or st["pending"]:
+        fails = camp.failures()
+        raise ValueError(f"{folder}: {st['failed']} forward run(s) failed and {st['pending']} are pending; first: "
+                         f"{fails[0] if fails else 'n/a'}")
+    return camp.load()["outputs"]
 
 
 # ----------------------------------------------------------------------------------------------- tables
@@ -443,13 +630,15 @@ def write_tables(df: pd.DataFrame, directory: str | Path, cfg: CohortConfig | No
     return paths[0], paths[1]
 
 
-def save_cohort(df: pd.DataFrame, path: str | Path, seed: int | None = None) -> Path:
-    """Tidy CSV (one row per virtual patient); a ``# virtual cohort`` comment line heads the file."""
+def save_cohort(df: pd.DataFrame, path: str | Path, seed: int | None = None, cfg: CohortConfig | None = None) -> Path:
+    """Tidy CSV (one row per virtual patient); a ``# virtual cohort`` comment line (with the forward model and its
+    resolution when ``cfg`` is given) heads the file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    model = f", model={cfg.model}, resolution={cfg.resolution}" if cfg is not None else ""
     with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(f"# VIRTUAL cohort generated by immunocal (calib/cohort.py, seed={seed}); not patient data\n")
+        fh.write(f"# VIRTUAL cohort generated by immunocal (calib/cohort.py, seed={seed}{model}); not patient data\n")
         df.to_csv(fh, index=False, float_format="%.8g")
     os.replace(tmp, path)
     return path
@@ -535,12 +724,23 @@ RESOLUTION_KEYS = ("model_best_response", "model_c_max", "model_k_peak", "pfs_mo
                    "ferritin_peak")
 
 
-def resolution_check(n: int, rng: np.random.Generator, cfg: CohortConfig | None = None, rtol_fine: float = 1e-9,
-                     obs_step_fine: float = 1.0 / 16) -> dict:
-    """Largest relative change of each observable when the cohort's resolution (``cfg.rtol``, ``cfg.obs_step``) is
-    refined to (``rtol_fine``, ``obs_step_fine``), over ``n`` virtual patients; and whether any RECIST category or
-    CRS grade changed."""
+def refined(cfg: CohortConfig) -> CohortConfig:
+    """The cohort's reference resolution: ODE rtol 1e-9 with a 1/16-day output grid (homogeneous), or twice the
+    nodes per axis and half the step (spatial)."""
+    from dataclasses import replace
+
+    if cfg.model == "spatial":
+        return replace(cfg, n_grid=2 * cfg.n_grid, dt=cfg.dt / 2)
+    return replace(cfg, rtol=1e-9, obs_step=1.0 / 16)
+
+
+def resolution_check(n: int, rng: np.random.Generator, cfg: CohortConfig | None = None,
+                     fine: CohortConfig | None = None) -> dict:
+    """Largest relative change of each observable when the cohort's resolution (``cfg``) is refined to ``fine``
+    (default :func:`refined`), over ``n`` virtual patients (the same latents and noise draws); and how many
+    RECIST categories or CRS grades changed."""
     cfg = cfg or CohortConfig()
+    fine = fine or refined(cfg)
     df = sample_patients(n, rng, cfg)
     noise = df.attrs["noise"]
     worst = dict.fromkeys(RESOLUTION_KEYS, 0.0)
@@ -549,10 +749,9 @@ def resolution_check(n: int, rng: np.random.Generator, cfg: CohortConfig | None 
         th = {lat: float(df[f"true_{lat}"].iat[i]) for lat in LATENTS}
         nz = {k: noise[k][i] for k in ("cmax", "crs", "markers", "scans")}
         a = simulate_one(th, float(df["dose"].iat[i]), nz, cfg)
-        b = simulate_one(th, float(df["dose"].iat[i]), nz, cfg, rtol=rtol_fine, obs_step=obs_step_fine)
+        b = simulate_one(th, float(df["dose"].iat[i]), nz, fine)
         changed += int(a["best_recist"] != b["best_recist"] or a["crs_grade"] != b["crs_grade"])
         for k in RESOLUTION_KEYS:
             worst[k] = max(worst[k], abs(b[k] - a[k]) / max(abs(a[k]), 1e-3))
-    return {"n": n, "coarse": {"rtol": cfg.rtol, "obs_step": cfg.obs_step},
-            "fine": {"rtol": rtol_fine, "obs_step": obs_step_fine}, "max_relative_change": worst,
+    return {"n": n, "coarse": cfg.resolution, "fine": fine.resolution, "max_relative_change": worst,
             "categories_changed": changed, "converged": max(worst.values()) < 0.05 and changed == 0}

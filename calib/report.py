@@ -253,6 +253,28 @@ def _treatment_free(j: dict) -> list[tuple[str | None, str]]:
     return out
 
 
+def _spatial_cohort(j: dict) -> list[tuple[str | None, str]]:
+    res, sp, ode = j["resolution"], j["summary"]["spatial"], j["summary"]["homogeneous"]
+    ladder = "; ".join(f"{s['n_grid']}² Δt {s['dt']:g}: {_f(s['largest'], 2)} ({s['category_flips']} flips, "
+                       f"{_f(s['seconds_per_patient'], 2)} s)" for s in res["settings"])
+    info = j["information"]["spatial"]
+    top = "; ".join(f"{k}: {max(v['spearman'], key=lambda lat: abs(v['spearman'][lat])).removeprefix('theta_')} "
+                    f"{_f(v['max_abs_spearman'], 2)}" for k, v in info.items())
+    return [
+        ("Resolution (2-D, largest relative change vs "
+         f"{res['reference']['n_grid']}² Δt {res['reference']['dt']:g} over {res['n_patients']} patients)",
+         f"{ladder}; default {res['default']['n_grid']}² Δt {res['default']['dt']:g} converged: "
+         f"{_f(res['default_converged'])}, cheapest converged {res['cheapest_converged']}"),
+        (f"ORR / DCR over {j['n']} VIRTUAL patients (target 0.49 / 0.73)",
+         f"spatial {_f(sp['orr'])} / {_f(sp['dcr'])} (RECIST {sp['recist']}); homogeneous ODE, same latents "
+         f"{_f(ode['orr'])} / {_f(ode['dcr'])}"),
+        ("Seconds per spatial patient (2 processes, wall)", _f(j["seconds"]["wall_per_patient_2_processes"], 2)),
+        ("Uninformative observables (constant, or |ρ| < 0.1 with every latent)",
+         f"spatial {j['uninformative']['spatial']}; homogeneous {j['uninformative']['homogeneous']}"),
+        ("Most correlated latent per observable, spatial (|Spearman ρ|)", top),
+    ]
+
+
 def _potency(j: dict) -> list[tuple[str | None, str]]:
     out = []
     for variant, v in (_get(j, "variants") or {}).items():
@@ -392,14 +414,22 @@ SECTIONS = {
                                     "scale)", _treatment_free, ["rit_treatment_free_immunity.png"]),
     "dln_dewan_abscopal": ("DLN model on real primary + abscopal tumours (Dewan 2009 TSA, held-out folders 3–4)",
                            _dln_dewan, ["dln_dewan_abscopal.png"]),
+    "ct041_spatial_cohort": ("Virtual CT041-like cohort simulated by the spatial PDE (boundary-layer infusion; "
+                             "θ_inf → D_C, χ0)", _spatial_cohort, ["ct041_spatial_cohort.png"]),
     "ct041_lgbm": ("Virtual CT041-like cohort: LightGBM nested-CV baseline (seed 000 Table 2)",
                    lambda j: [("per latent ρ/MAE/RMSE/R², virtual N = 37 (seed 000 Table 2 in brackets)",
                                "; ".join(f"{k}: {_f(v['virtual']['spearman'], 2)}/{_f(v['virtual']['mae'], 2)}/"
                                          f"{_f(v['virtual']['rmse'], 2)}/{_f(v['virtual']['r2'], 2)} "
                                          f"({v['seed000']['spearman']}/{v['seed000']['mae']}/{v['seed000']['rmse']}/"
                                          f"{v['seed000']['r2']})" for k, v in (_get(j, "table2") or {}).items())),
+                              ("per latent ρ/MAE/RMSE/R², SPATIAL cohort N = 37 (PDE forward model, same latents)",
+                               "; ".join(f"{k}: {_f(v['spatial']['spearman'], 2)}/{_f(v['spatial']['mae'], 2)}/"
+                                         f"{_f(v['spatial']['rmse'], 2)}/{_f(v['spatial']['r2'], 2)}"
+                                         for k, v in (_get(j, "table2") or {}).items() if "spatial" in v)
+                               or "not run"),
                               ("R² rank best→worst (virtual)",
                                _f(_get(j, "pattern_virtual.r2_rank_best_to_worst"))),
+                              ("R² rank best→worst (spatial)", _f(_get(j, "spatial.pattern.r2_rank_best_to_worst"))),
                               ("R² rank best→worst (seed 000)",
                                _f(_get(j, "pattern_seed000.r2_rank_best_to_worst"))),
                               ("ORR / DCR AUROC", f"{_f(_get(j, 'binary.orr.auroc'))} / "

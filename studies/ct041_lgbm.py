@@ -1,6 +1,8 @@
 """Seed 000 §3 (Table 2, Figs 5–9) on VIRTUAL CT041-like cohorts: LightGBM nested-CV latent recovery, ORR/DCR
 baseline, Cliff's δ and the (θ_inf, θ_env) landscape; N = 37 with 10 repeated outer splits, plus N = 200 and 1,000
-(one split each) for the scaling view. ``--quick``: N = 37, one repeat, one-point grid (smoke test only)."""
+(one split each) for the scaling view; the same N = 37 protocol on the SPATIAL cohort (the PDE forward model,
+:meth:`CohortConfig.spatial`; same seed, covariates and latents) beside it. ``--quick``: N = 37, one repeat, one-point
+grid (smoke test only)."""
 
 from __future__ import annotations
 
@@ -143,15 +145,27 @@ def run(out: Path, quick: bool = False) -> dict:
         scaling[str(n)] = {"latents": {k: {m: v[m] for m in METRICS} for k, v in r["latents"].items()},
                            "binary": {o: {m: r["binary"][o][m] for m in ("balanced_accuracy", "f1", "auroc", "auprc")}
                                       for o in r["binary"]}, "orr": s["orr"], "dcr": s["dcr"]}
+    spatial_cfg = CohortConfig.spatial()
+    df_sp = generate_cohort(37, np.random.default_rng(COHORT_SEED), cfg=spatial_cfg, processes=2)
+    save_cohort(df_sp, out / "ct041_spatial_n37.csv", seed=COHORT_SEED, cfg=spatial_cfg)
+    res_sp = run_baseline(df_sp, n_splits=5, repeats=repeats, seed=0, n_boot=1000, n_jobs=2, param_grid=grid)
+    res_sp.pop("_oof")
     table = {k: {"virtual": {m: res["latents"][k][m] for m in METRICS},
+                 "spatial": {m: res_sp["latents"][k][m] for m in METRICS},
                  "seed000": dict(zip(METRICS, SEED_TABLE2[k]))} for k in res["latents"]}
-    print("latent      ρ (ours/seed)    MAE            RMSE           R²      [VIRTUAL cohort, N = 37]")
+    print("latent      ρ (ODE/PDE/seed)       MAE                    RMSE                   R²      "
+          "[VIRTUAL cohorts, N = 37]")
     for k, v in table.items():
-        print(f"{k:11s} " + "  ".join(f"{v['virtual'][m]:6.3f}/{v['seed000'][m]:6.3f}" for m in METRICS))
+        print(f"{k:11s} " + "  ".join(f"{v['virtual'][m]:6.3f}/{v['spatial'][m]:6.3f}/{v['seed000'][m]:6.3f}"
+                                      for m in METRICS))
     _figures(out, res, df, scaling)
     result = {"virtual": True, "quick": quick, "cohort_seed": COHORT_SEED, "cohort_summary": summary(df),
               "cohort_config": config_dict(CohortConfig()), "baseline_seconds_n37": seconds,
               "resolution_check": res_check, "table2": table, "pattern_virtual": _pattern(res["latents"]),
+              "spatial": {"cohort_summary": summary(df_sp), "cohort_config": config_dict(spatial_cfg),
+                          "pattern": _pattern(res_sp["latents"]), "latents_full": res_sp["latents"],
+                          "binary": {o: {m: res_sp["binary"][o][m] for m in ("balanced_accuracy", "f1", "auroc",
+                                                                              "auprc")} for o in res_sp["binary"]}},
               "pattern_seed000": _pattern({k: {"r2": v[3]} for k, v in SEED_TABLE2.items()}),
               "binary": {o: {**{m: res["binary"][o][m] for m in ("balanced_accuracy", "f1", "auroc", "auprc",
                                                                   "observed_frequency", "predicted_frequency",

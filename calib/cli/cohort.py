@@ -19,16 +19,32 @@ def _params(args):
     return ParameterSet.from_file(args.params)
 
 
+def _cohort_config(args):
+    """The cohort settings of ``--model`` (and, for the spatial model, ``--dim``, ``--n-grid``, ``--dt``)."""
+    from immunocal.calib.cohort import CohortConfig
+
+    spatial = {k: v for k, v in (("dim", args.dim), ("n_grid", args.n_grid), ("dt", args.dt)) if v is not None}
+    if args.model == "spatial":
+        return CohortConfig.spatial(**spatial)
+    if spatial:
+        raise ValueError(f"--dim/--n-grid/--dt set the spatial model's grid; they do not apply to --model "
+                         f"{args.model} (given: {sorted(spatial)})")
+    return CohortConfig()
+
+
 def cmd_generate(args) -> int:
     import numpy as np
 
     from immunocal.calib.cohort import generate_cohort, save_cohort, summary
 
+    cfg = _cohort_config(args)
     output_file(args.out, args.force)
-    df = generate_cohort(args.n, np.random.default_rng(args.seed), processes=args.processes, progress=True,
-                         params=_params(args))
-    path = save_cohort(df, args.out, seed=args.seed)
-    print(json.dumps({"out": str(path), **summary(df)}))
+    campaign = args.campaign or (f"{args.out}.campaign" if cfg.model == "spatial" or args.scheduler else None)
+    df = generate_cohort(args.n, np.random.default_rng(args.seed), cfg=cfg, processes=args.processes, progress=True,
+                         params=_params(args), campaign=campaign, scheduler=args.scheduler)
+    path = save_cohort(df, args.out, seed=args.seed, cfg=cfg)
+    print(json.dumps({"out": str(path), "model": cfg.model, "resolution": cfg.resolution, "campaign": campaign,
+                      **summary(df)}))
     return 0
 
 
@@ -82,20 +98,65 @@ def cmd_bench(args) -> int:
     from immunocal.calib.baseline import run_baseline
     from immunocal.calib.cohort import generate_cohort
 
-    generate_cohort(2, np.random.default_rng(0))                 # compile / warm caches
+    cfg = _cohort_config(args)
+    if cfg.model == "spatial":
+        return _bench_spatial(args, cfg)
+    generate_cohort(2, np.random.default_rng(0), cfg=cfg)                 # compile / warm caches
     t0, c0 = time.perf_counter(), time.process_time()
-    df = generate_cohort(args.patients, np.random.default_rng(1))
-    per_patient = (time.perf_counter() - t0) / args.patients
-    cpu_per_patient = (time.process_time() - c0) / args.patients
-    cohort37 = generate_cohort(37, np.random.default_rng(1))
+    n = args.patients or 100
+    df = generate_cohort(n, np.random.default_rng(1), cfg=cfg)
+    per_patient = (time.perf_counter() - t0) / n
+    cpu_per_patient = (time.process_time() - c0) / n
+    cohort37 = generate_cohort(37, np.random.default_rng(1), cfg=cfg)
     t0 = time.perf_counter()
     res = run_baseline(cohort37, n_splits=5, repeats=args.repeats, seed=0, n_boot=1000, n_jobs=args.jobs)
     cv = time.perf_counter() - t0
-    print(json.dumps({"benchmark": "cohort", "seconds_per_virtual_patient": per_patient,
+    print(json.dumps({"benchmark": "cohort", "model": cfg.model, "resolution": cfg.resolution,
+                      "seconds_per_virtual_patient": per_patient,
                       "cpu_seconds_per_virtual_patient": cpu_per_patient,
                       "patients_timed": len(df), "projected_seconds_1000_patients_2_idle_cores": cpu_per_patient * 500,
                       "nested_cv_seconds_n37": cv, "nested_cv_cpu_seconds_n37": res["cpu_seconds"],
                       "nested_cv_projected_seconds_2_idle_cores": res["cpu_seconds"] / 2, "repeats": args.repeats, "outer_folds": 5, "jobs": args.jobs,
+                      "load_average_1min": os.getloadavg()[0], "cpu_count": os.cpu_count()}))
+    return 0
+
+
+def _bench_spatial(args, cfg) -> int:
+    """Spatial cohort: seconds per patient on one core (``--patients``, default 10) at ``cfg``'s grid, and the
+    campaign on a Dask LocalCluster of 1 and of 2 single-threaded worker processes (``--dask-patients`` patients,
+    one per chunk): throughput and parallel efficiency T₁ / (2 T₂)."""
+    import os
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import numpy as np
+    from distributed import Client, LocalCluster
+
+    from immunocal.calib.cohort import generate_cohort
+
+    n = args.patients or 10
+    generate_cohort(1, np.random.default_rng(0), cfg=cfg)                 # compile / warm caches
+    t0, c0 = time.perf_counter(), time.process_time()
+    generate_cohort(n, np.random.default_rng(1), cfg=cfg)
+    wall, cpu = (time.perf_counter() - t0) / n, (time.process_time() - c0) / n
+    dask = {}
+    for workers in (1, 2):
+        with tempfile.TemporaryDirectory() as tmp, \
+                LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as lc, \
+                Client(lc) as client:
+            client.run(generate_cohort, 1, np.random.default_rng(0), cfg=cfg)   # warm each worker's caches
+            t0 = time.perf_counter()
+            generate_cohort(args.dask_patients, np.random.default_rng(2), cfg=cfg, campaign=Path(tmp) / "c",
+                            scheduler=client, chunk_size=1)
+            dask[workers] = time.perf_counter() - t0
+    print(json.dumps({"benchmark": "cohort", "model": cfg.model, "resolution": cfg.resolution,
+                      "seconds_per_virtual_patient": wall, "cpu_seconds_per_virtual_patient": cpu, "patients_timed": n,
+                      "projected_seconds_1000_patients_2_idle_cores": cpu * 500,
+                      "dask_patients": args.dask_patients,
+                      "dask_seconds": {f"{k}_workers": v for k, v in dask.items()},
+                      "dask_patients_per_second": {f"{k}_workers": args.dask_patients / v for k, v in dask.items()},
+                      "dask_parallel_efficiency_2_workers": dask[1] / (2 * dask[2]),
                       "load_average_1min": os.getloadavg()[0], "cpu_count": os.cpu_count()}))
     return 0
 
@@ -135,6 +196,14 @@ def cmd_personalise(args) -> int:
     return 0 if summary["diagnostics"].get("ok") is not False else 3
 
 
+def _model_arguments(p) -> None:
+    p.add_argument("--model", choices=("homogeneous", "spatial"), default="homogeneous",
+                   help="forward model: the homogeneous ODE (default) or the spatial PDE (boundary-layer infusion)")
+    p.add_argument("--dim", type=int, choices=(2, 3), help="spatial model: grid dimension (default 2)")
+    p.add_argument("--n-grid", type=positive_int, help="spatial model: nodes per axis (default: the converged grid)")
+    p.add_argument("--dt", type=float, help="spatial model: time step in days (default: the converged step)")
+
+
 def register(commands) -> None:
     p = commands.add("cohort", help="virtual CT041-like cohort (seed 000; generated by the CAR-T model)")
     sub = p.add_subparsers(dest="cohort_command", required=True, metavar="ACTION")
@@ -145,6 +214,12 @@ def register(commands) -> None:
     g.add_argument("--force", action="store_true", help="replace an existing output file")
     g.add_argument("--processes", type=positive_int, default=1, help="worker processes for the forward model")
     g.add_argument("--params", metavar="FILE", help="CAR-T parameter file (normalised preset) replacing the preset")
+    _model_arguments(g)
+    g.add_argument("--campaign", metavar="DIR",
+                   help="run the forward model as a resumable campaign in DIR (default for --model spatial or with "
+                        "--scheduler: OUT.campaign); the same command after a kill resumes from its finished chunks")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="Dask distributed scheduler (tcp://host:8786): the campaign's chunks run on its workers")
     g.set_defaults(func=cmd_generate)
 
     b = commands.add("baseline", help="seed-000 baselines on a cohort table")
@@ -172,7 +247,11 @@ def register(commands) -> None:
     pe.set_defaults(func=cmd_personalise)
 
     bb = commands.model_verb("bench").add_parser("cohort", help="seconds per virtual patient and for the nested CV")
-    bb.add_argument("--patients", type=positive_int, default=100, help="virtual patients timed (default 100)")
+    bb.add_argument("--patients", type=positive_int,
+                    help="virtual patients timed (default 100; spatial model 10)")
     bb.add_argument("--repeats", type=positive_int, default=10, help="outer repeats of the timed nested CV (default 10)")
     bb.add_argument("--jobs", type=positive_int, default=2, help="processes for the nested CV (default 2)")
+    bb.add_argument("--dask-patients", type=positive_int, default=16,
+                    help="spatial model: patients run on Dask LocalClusters of 1 and 2 workers (default 16)")
+    _model_arguments(bb)
     bb.set_defaults(func=cmd_bench)

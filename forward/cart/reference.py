@@ -26,6 +26,7 @@ import numpy as np
 from .grid import Grid
 from .io import write_csv
 from .model import CarTSolver, StepSettings
+from .scenarios import boundary_layer
 
 #: The published program's argument names and defaults (``--key=value``).
 REFERENCE_DEFAULTS: dict[str, float | int | str] = {
@@ -83,10 +84,9 @@ def reference_initial_state(grid: Grid, tumor_radius: float, tumor_value: float,
     dy = (Y - c[1]) if grid.dim >= 2 else 0.0
     dz = (Z - c[2]) if grid.dim >= 3 else 0.0
     r = np.sqrt((X - c[0]) ** 2 + dy**2 + dz**2)
-    ryz = np.sqrt(dy**2 + dz**2) * np.ones_like(X)
     U = grid.zeros()
     U[2] = np.where(r <= tumor_radius, tumor_value, 0.0)
-    U[0] = np.where((X <= cart_layer) & (ryz <= cart_radius), cart_value, 0.0)
+    U[0] = boundary_layer(grid, cart_layer, cart_radius, cart_value)
     return U
 
 

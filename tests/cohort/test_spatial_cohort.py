@@ -1,0 +1,237 @@
+"""The spatial virtual cohort (calib/cohort.py with ``CohortConfig.spatial()``): the boundary-layer infusion, the
+kill-rate series, the cohort's resolution and its CLI."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from immunocal.calib.cohort import (
+    CohortConfig,
+    generate_cohort,
+    layer_density,
+    load_cohort,
+    resolution_check,
+    spatial_geometry,
+)
+from immunocal.forward.cart.grid import Grid
+from immunocal.forward.cart.patient import simulate_patient
+from immunocal.forward.cart.reference import reference_initial_state
+from immunocal.forward.cart.scenarios import FocusGeometry, car_t_profile, focus_state, focus_volume
+from immunocal.priors import registry
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_layer_dose_matches_the_homogeneous_dose_per_focus_volume(dim):
+    """density × layer volume = dose × focus volume, on the grid itself."""
+    geom = spatial_geometry()
+    grid = Grid.cube(dim, 24)
+    rho = layer_density(geom, dim, 24, 0.05)
+    assert grid.integrate(car_t_profile(grid, geom, density=rho)) == pytest.approx(0.05 * focus_volume(grid, geom),
+                                                                                   rel=1e-12)
+    # the layer is the published program's initial CAR-T state (x ≤ layer, within the radius of the axis)
+    ref = reference_initial_state(grid, 0.2, 1.0, geom.cart_layer, geom.layer_radius, rho)
+    np.testing.assert_array_equal(car_t_profile(grid, geom, density=rho), ref[0])
+    # the focus volume is the ball's (area in 2-D) to the grid's accuracy
+    exact = np.pi * geom.tumour_radius**2 if dim == 2 else 4 / 3 * np.pi * geom.tumour_radius**3
+    assert focus_volume(grid, geom) == pytest.approx(exact, rel=0.05)
+
+
+def test_geometry_rejects_bad_values():
+    with pytest.raises(ValueError, match="cart_source = 'blood'"):
+        FocusGeometry(cart_source="blood")
+    with pytest.raises(ValueError, match="layer_radius = 0"):
+        FocusGeometry(layer_radius=0.0)
+
+
+def test_spatial_kill_series_and_focus_units():
+    """``kill`` is γ ∫ C T_A (at t = 0 after the day-0 infusion), and ``spatial_units='focus'`` divides every
+    integral by the focus volume (A, H stay domain means)."""
+    ps = registry().parameter_set("cart", "normalised")
+    geom = FocusGeometry.from_preset().with_(cart_offset=-0.1)        # CAR-T ball overlapping the focus
+    kw = dict(model="spatial", dim=2, n=24, dt=0.05, t_end=2.0, geometry=geom, dose=0.4, tumour0=0.6)
+    a = simulate_patient(ps, **kw)
+    b = simulate_patient(ps, spatial_units="focus", **kw)
+    grid = Grid.cube(2, 24)
+    g = geom.with_(tumour_density=0.6, cart_density=0.4)
+    u0 = focus_state(grid, g)
+    assert a.series["kill"][0] == pytest.approx(ps["tumour_kill_rate"] * grid.integrate(u0[0] * u0[2]), rel=1e-12)
+    assert a.series["kill"][-1] > 0 and np.all(np.isfinite(a.series["kill"]))
+    vol = focus_volume(grid, g)
+    for k in ("C", "E", "TA", "TB", "burden", "kill"):
+        np.testing.assert_allclose(b.series[k] * vol, a.series[k], rtol=1e-12)
+    for k in ("A", "H"):
+        np.testing.assert_array_equal(b.series[k], a.series[k])
+    with pytest.raises(ValueError, match="spatial_units = 'cells'"):
+        simulate_patient(ps, spatial_units="cells", **kw)
+
+
+def test_homogeneous_kill_series_is_gamma_c_ta():
+    ps = registry().parameter_set("cart", "normalised")
+    r = simulate_patient(ps, t_end=10.0)
+    np.testing.assert_allclose(r.series["kill"], ps["tumour_kill_rate"] * r.series["C"] * r.series["TA"])
+
+
+def test_spatial_config_and_errors():
+    cfg = CohortConfig.spatial()
+    assert cfg.model == "spatial" and cfg.resolution == {"dim": 2, "n_grid": cfg.n_grid, "dt": cfg.dt,
+                                                         "obs_step": cfg.obs_step}
+    with pytest.raises(ValueError, match="model = 'pde'"):
+        CohortConfig(model="pde")
+    with pytest.raises(ValueError, match="dt = 0.1 is invalid"):
+        CohortConfig.spatial(dt=0.1)
+    with pytest.raises(ValueError, match="n_grid = 4"):
+        CohortConfig.spatial(n_grid=4)
+
+
+def test_spatial_cohort_uses_transport_not_the_infiltration_fraction():
+    """θ_inf acts through D_C and χ0 in the spatial cohort (the same patient with θ_inf = 0 and 1 differs in its
+    CAR-T kinetics), and the number of infused cells does not depend on it (the ODE's infiltration fraction)."""
+    cfg = CohortConfig.spatial(n_grid=24)
+    df = generate_cohort(2, np.random.default_rng(3), cfg=cfg)
+    assert np.all(np.isfinite(df["c_max"])) and set(df["best_recist"]) <= {"PD", "SD", "PR", "CR"}
+    from immunocal.calib.cohort import simulate_one
+
+    nz = {"cmax": 0.0, "crs": 0.0, "markers": np.zeros(3), "scans": np.zeros(30)}
+    th = dict(theta_inf=0.0, theta_exh=0.5, theta_cyt=0.7, theta_esc=0.2, theta_env=0.5, theta_init=0.4)
+    lo = simulate_one(th, 3.75e8, nz, cfg)
+    hi = simulate_one({**th, "theta_inf": 1.0}, 3.75e8, nz, cfg)
+    assert hi["model_c_max"] != pytest.approx(lo["model_c_max"], rel=1e-3)
+    import immunocal.calib.cohort as cohort
+
+    doses = []
+    real = cohort.simulate_patient if hasattr(cohort, "simulate_patient") else None
+    assert real is None                                         # imported inside _model_run, patched at its source
+    import immunocal.forward.cart.patient as patient
+
+    original = patient.simulate_patient
+
+    def spy(*a, **k):
+        doses.append(k["dose"])
+        return original(*a, **k)
+
+    patient.simulate_patient = spy
+    try:
+        simulate_one(th, 3.75e8, nz, cfg)
+        simulate_one({**th, "theta_inf": 1.0}, 3.75e8, nz, cfg)
+        simulate_one(th, 3.75e8, nz, replace(cfg, model="homogeneous"))
+        simulate_one({**th, "theta_inf": 1.0}, 3.75e8, nz, replace(cfg, model="homogeneous"))
+    finally:
+        patient.simulate_patient = original
+    assert doses[0] == doses[1]                                 # spatial: the layer's density, whatever θ_inf
+    assert doses[3] == pytest.approx(100 * doses[2])            # ODE: the infiltration fraction 0.01 → 1
+
+
+@pytest.mark.slow
+def test_spatial_default_resolution_is_converged():
+    """The default 2-D grid and step against twice the nodes and half the step, on three patients: < 5 %, no
+    RECIST/CRS flip (the study compares a whole ladder with a finer reference)."""
+    res = resolution_check(3, np.random.default_rng(5), CohortConfig.spatial())
+    assert res["fine"]["n_grid"] == 2 * res["coarse"]["n_grid"] and res["converged"], res
+
+
+def test_cli_generates_a_spatial_cohort(tmp_path, capsys):
+    from immunocal.calib.cli.main import main
+
+    out = tmp_path / "spatial.csv"
+    assert main(["cohort", "generate", "--model", "spatial", "--n", "2", "--n-grid", "24", "--seed", "4", "--out",
+                 str(out)]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["model"] == "spatial" and info["resolution"]["n_grid"] == 24 and info["n"] == 2
+    assert "model=spatial" in out.read_text().splitlines()[0]
+    assert len(load_cohort(out)) == 2
+    assert main(["cohort", "generate", "--n", "2", "--dim", "3", "--out", str(tmp_path / "x.csv")]) == 2
+    assert "do not apply to --model homogeneous" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ct041_spatial_cohort_quick(tmp_path):
+    from immunocal.studies import ct041_spatial_cohort
+
+    res = ct041_spatial_cohort.run(tmp_path, quick=True)
+    data = json.loads((tmp_path / "ct041_spatial_cohort.json").read_text())
+    assert data["virtual"] is True and data["n"] == 40 and len(res["resolution"]["settings"]) == 2
+    assert set(data["information"]["spatial"]) == set(ct041_spatial_cohort.OBSERVABLES)
+    for name in ("ct041_spatial_cohort.png", "ct041_spatial_n40.csv"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def _small_spatial():
+    return CohortConfig.spatial(n_grid=16, t_end=56.0)
+
+
+def test_campaign_resume_reruns_only_the_missing_chunks(tmp_path):
+    """A generation killed before some chunks were written resumes from the finished ones: the same cohort, the
+    finished chunk files untouched (nothing repeated), the missing ones written (nothing lost)."""
+    import time
+
+    import pandas as pd
+
+    cfg = _small_spatial()
+    ref = generate_cohort(6, np.random.default_rng(2), cfg=cfg)
+    folder = tmp_path / "camp"
+    first = generate_cohort(6, np.random.default_rng(2), cfg=cfg, campaign=folder, chunk_size=2)
+    pd.testing.assert_frame_equal(first, ref, check_exact=False, rtol=1e-12)
+    chunks = sorted((folder / "chunks").glob("chunk_*.npz"))
+    assert len(chunks) == 3
+    chunks[1].unlink()                                          # as if the runner died before writing it
+    stamps = {p.name: p.stat().st_mtime_ns for p in chunks if p.exists()}
+    time.sleep(0.05)
+    again = generate_cohort(6, np.random.default_rng(2), cfg=cfg, campaign=folder, chunk_size=2)
+    pd.testing.assert_frame_equal(again, ref, check_exact=False, rtol=1e-12)
+    assert {p.name: p.stat().st_mtime_ns for p in chunks if p.name in stamps} == stamps
+    assert chunks[1].exists()
+    with pytest.raises(ValueError, match="campaign of other patients"):
+        generate_cohort(5, np.random.default_rng(2), cfg=cfg, campaign=folder)
+    with pytest.raises(ValueError, match="other forward settings"):
+        generate_cohort(6, np.random.default_rng(2), cfg=replace(cfg, dt=0.025), campaign=folder)
+    with pytest.raises(ValueError, match="give the campaign folder too"):
+        generate_cohort(6, np.random.default_rng(2), cfg=cfg, scheduler="tcp://127.0.0.1:1")
+
+
+def test_dask_cluster_losing_a_worker_mid_run_gives_the_same_cohort(tmp_path):
+    """A LocalCluster (worker processes under nannies) whose worker is killed (SIGKILL) while the cohort's campaign
+    runs on it: the scheduler re-runs the lost chunk elsewhere, the runner writes every chunk once, and the cohort is
+    the in-process one."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import pandas as pd
+    from distributed import Client, LocalCluster
+
+    cfg = _small_spatial()
+    ref = generate_cohort(8, np.random.default_rng(4), cfg=cfg)
+    folder = tmp_path / "camp"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        killed = []
+
+        def kill_a_worker_after_the_first_chunk():
+            deadline = time.time() + 120
+            while time.time() < deadline and not list((folder / "chunks").glob("chunk_*.npz")):
+                time.sleep(0.05)
+            pid = next(iter(client.run(os.getpid).values()))
+            os.kill(pid, signal.SIGKILL)
+            killed.append(len(list((folder / "chunks").glob("chunk_*.npz"))))
+
+        t = threading.Thread(target=kill_a_worker_after_the_first_chunk, daemon=True)
+        t.start()
+        df = generate_cohort(8, np.random.default_rng(4), cfg=cfg, campaign=folder, scheduler=client, chunk_size=1)
+        t.join(5)
+    assert killed and killed[0] < 8, "the worker must be killed during the run"
+    pd.testing.assert_frame_equal(df, ref, check_exact=False, rtol=1e-12)
+    assert len(list((folder / "chunks").glob("chunk_*.npz"))) == 8
+
+
+def test_bench_spatial_reports_cost_and_dask_efficiency(capsys):
+    from immunocal.calib.cli.main import main
+
+    assert main(["bench", "cohort", "--model", "spatial", "--n-grid", "16", "--patients", "1", "--dask-patients",
+                 "2"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["model"] == "spatial" and out["resolution"]["n_grid"] == 16 and out["patients_timed"] == 1
+    assert out["seconds_per_virtual_patient"] > 0 and set(out["dask_seconds"]) == {"1_workers", "2_workers"}
+    assert out["dask_parallel_efficiency_2_workers"] > 0
