@@ -46,7 +46,7 @@ OBSERVED = ("best_recist", "recist_score", "orr", "dcr", "c_max", "t_max", "pers
 TRUTH = tuple(f"true_{n}" for n in LATENTS)
 COHORT_MODELS = ("homogeneous", "spatial")
 #: intercepts μ of the spatial cohort (LATENTS order), tuned like the homogeneous ones (CohortConfig.spatial)
-SPATIAL_LATENT_MEAN = (0.0, 0.0, 2.5, -1.5, 0.0, -0.4)
+SPATIAL_LATENT_MEAN = (0.0, 0.0, 2.5, -1.7, 0.0, 0.0)
 DAYS_PER_MONTH = 30.4375
 
 
@@ -95,7 +95,7 @@ class CohortConfig:
     #: the published program's boundary layer; θ_inf scales D_C and χ0, no infiltration fraction)
     model: str = "homogeneous"
     dim: int = 2                         # spatial grid: dimension, nodes per axis and step (resolution study:
-    n_grid: int = 48                     #   studies/ct041_spatial_cohort.py)
+    n_grid: int = 24                     #   studies/ct041_spatial_cohort.py)
     dt: float = 0.05
 
     def __post_init__(self):
@@ -264,11 +264,12 @@ class CohortForward:
     name = "cart_cohort_series"
     observables = SERIES
 
-    def __init__(self, model: str = "homogeneous", dim: int = 2, n_grid: int = 48, dt: float = 0.05,
-                 t_end: float = 168.0, obs_step: float = 0.25, rtol: float = 1e-6, detection_limit: float = 1e-3,
-                 base: Mapping[str, float] | None = None):
-        self.cfg = CohortConfig(model=model, dim=dim, n_grid=n_grid, dt=dt, t_end=t_end, obs_step=obs_step,
-                                rtol=rtol, detection_limit=detection_limit)
+    def __init__(self, model: str = "homogeneous", base: Mapping[str, float] | None = None, **settings):
+        known = {"dim", "n_grid", "dt", "t_end", "obs_step", "rtol", "detection_limit"}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown setting(s) {unknown}; known: {sorted(known)}")
+        self.cfg = CohortConfig(model=model, **settings)   # CohortConfig's defaults for what is not given
         self.base = dict(base) if base else None
         self.parameter_names = (*LATENTS, "dose_cells")
         self.times = _output_grid(self.cfg)

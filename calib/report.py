@@ -275,6 +275,36 @@ def _spatial_cohort(j: dict) -> list[tuple[str | None, str]]:
     ]
 
 
+def _spatial_emulator(j: dict) -> list[tuple[str | None, str]]:
+    val = j.get("emulator_validation") or {}
+    per_dose = []
+    for cond, r in val.items():
+        obs = {k: v for k, v in r.items() if isinstance(v, dict)}
+        worst = min(obs, key=lambda o: obs[o]["r2"]) if obs else None
+        per_dose.append(f"{cond}: {r['n_train']}/{r['n_test']} runs, R² {_f(min(v['r2'] for v in obs.values()), 2)}–"
+                        f"{_f(max(v['r2'] for v in obs.values()), 2)} (lowest {worst}), 90 % coverage "
+                        f"{_f(min(v['coverage_90'] for v in obs.values()), 2)}–"
+                        f"{_f(max(v['coverage_90'] for v in obs.values()), 2)}")
+    at = j.get("emulator_at_posterior") or {}
+    d = j["diagnostics"]
+    rec = j["recovery"]
+    return [
+        ("Emulator on held-out PDE runs (per dose; the lowest-R² observable named)", "; ".join(per_dose) or "n/a"),
+        ("Emulator error at posterior draws vs the true PDE (max |error| per observable over the doses, "
+         f"{at.get('n_draws', 'n/a')} draws)",
+         "; ".join(f"{o}: {_f(max(pc[o]['max_abs_error'] for pc in at['per_condition'].values()), 2)}"
+                   for o in next(iter(at["per_condition"].values()))) if at.get("per_condition") else "n/a"),
+        ("Population fit", f"R-hat {_f(d.get('rhat_max'))}, bulk ESS {_f(d.get('ess_bulk_min'))}, tail ESS "
+                           f"{_f(d.get('ess_tail_min'))}, divergences {_f(d.get('divergences'))}"),
+        ("Latents recovered by the fitted patients' posteriors (R² / Spearman / 90 % coverage / contraction)",
+         "; ".join(f"{k.removeprefix('theta_')}: {_f(v['r2'], 2)}/{_f(v['spearman'], 2)}/{_f(v['coverage_90'], 2)}/"
+                   f"{_f(v['contraction'], 2)}" for k, v in rec.items())),
+        ("Seconds (cohort, emulators, refinement, sampling, total)",
+         ", ".join(f"{k} {_f(j['seconds'].get(k))}" for k in ("cohort", "emulators", "refinement", "sample", "total")
+                   if k in j["seconds"])),
+    ]
+
+
 def _potency(j: dict) -> list[tuple[str | None, str]]:
     out = []
     for variant, v in (_get(j, "variants") or {}).items():
@@ -416,6 +446,9 @@ SECTIONS = {
                            _dln_dewan, ["dln_dewan_abscopal.png"]),
     "ct041_spatial_cohort": ("Virtual CT041-like cohort simulated by the spatial PDE (boundary-layer infusion; "
                              "θ_inf → D_C, χ0)", _spatial_cohort, ["ct041_spatial_cohort.png"]),
+    "ct041_spatial_emulator": ("Spatial CAR-T model in a calibration: PDE emulator of the VIRTUAL spatial cohort "
+                               "(N = 37) and the latents it recovers", _spatial_emulator,
+                               ["ct041_spatial_emulator.png"]),
     "ct041_lgbm": ("Virtual CT041-like cohort: LightGBM nested-CV baseline (seed 000 Table 2)",
                    lambda j: [("per latent ρ/MAE/RMSE/R², virtual N = 37 (seed 000 Table 2 in brackets)",
                                "; ".join(f"{k}: {_f(v['virtual']['spearman'], 2)}/{_f(v['virtual']['mae'], 2)}/"

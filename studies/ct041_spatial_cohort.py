@@ -29,7 +29,7 @@ NAME = "ct041_spatial_cohort"
 COHORT_SEED = 2026
 #: 2-D (nodes per axis, step in days) settings compared with REFERENCE (each step divides the 1/4-day output grid;
 #: 1/8 day is unstable for high-infiltration patients — the solver's guard names it)
-LADDER = ((24, 0.05), (32, 0.05), (48, 0.05), (48, 0.025), (64, 0.025))
+LADDER = ((24, 0.05), (32, 0.05), (48, 0.05), (48, 0.025))
 REFERENCE = (96, 0.0125)
 QUICK_LADDER, QUICK_REFERENCE = ((24, 0.05), (32, 0.05)), (48, 0.025)
 #: observables compared on refinement (noise draws fixed) and scored for information
@@ -106,7 +106,7 @@ def run(out: Path, quick: bool = False) -> dict:
 
     use_agg()
     out = Path(out)
-    res = resolution_ladder(3 if quick else 12, QUICK_LADDER if quick else LADDER,
+    res = resolution_ladder(3 if quick else 24, QUICK_LADDER if quick else LADDER,
                             QUICK_REFERENCE if quick else REFERENCE)
     n = 40 if quick else 1000
     cfg = CohortConfig.spatial()

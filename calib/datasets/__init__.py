@@ -7,6 +7,7 @@
   alone and IL13Rα2 CAR-T at effector:target 1:10, 1:25, 1:50 (three wells each).
 * ``ct041_virtual/`` — a VIRTUAL CT041-like cohort (N = 37, :mod:`immunocal.calib.cohort`, seed 1): not patient data; the
   tables of :func:`immunocal.calib.cohort.write_tables` and the Bayesian personalisation config.
+* ``ct041_virtual_spatial/`` — the same, simulated by the spatial PDE (:meth:`immunocal.calib.cohort.CohortConfig.spatial`).
 
 Each folder holds ``measurements.csv``, ``conditions.csv`` and ``PROVENANCE.md``. The real ones are produced from the
 raw files in ``shared/data/`` by :mod:`immunocal.calib.datasets.convert` with the assumptions in ``schedule_assumptions.toml``.
@@ -15,7 +16,7 @@ raw files in ``shared/data/`` by :mod:`immunocal.calib.datasets.convert` with th
 from importlib import resources
 from pathlib import Path
 
-DATASETS = ("dewan2009", "morisada2018", "conte2025", "ct041_virtual")
+DATASETS = ("dewan2009", "morisada2018", "conte2025", "ct041_virtual", "ct041_virtual_spatial")
 
 
 def dataset_dir(name: str) -> Path:

@@ -235,3 +235,32 @@ def test_bench_spatial_reports_cost_and_dask_efficiency(capsys):
     assert out["model"] == "spatial" and out["resolution"]["n_grid"] == 16 and out["patients_timed"] == 1
     assert out["seconds_per_virtual_patient"] > 0 and set(out["dask_seconds"]) == {"1_workers", "2_workers"}
     assert out["dask_parallel_efficiency_2_workers"] > 0
+
+
+def test_spatial_personalisation_config_resolves_to_the_pde():
+    """The bundled spatial config builds the workflow's simulator on the PDE at the cohort's grid, and its campaign
+    key differs from the homogeneous config's (an ODE emulator is never reused for the PDE)."""
+    from immunocal.calib.config import load_config
+    from immunocal.calib.datasets import dataset_dir
+    from immunocal.calib.forward_api import load_forward_model
+
+    cfg = load_config(dataset_dir("ct041_virtual_spatial") / "personalise.toml")
+    sim = load_forward_model(cfg["model"]["forward"], **cfg["model"]["options"])
+    assert sim.cfg.model == "spatial" and sim.cfg.n_grid == CohortConfig.spatial().n_grid
+    assert "spatial" in sim.numerics_tag
+    ode = load_forward_model(load_config(dataset_dir("ct041_virtual") / "personalise.toml")["model"]["forward"])
+    assert ode.numerics_tag != sim.numerics_tag
+    with pytest.raises(ValueError, match="grid .* is the spatial model's"):
+        load_forward_model(cfg["model"]["forward"], n_grid=32)
+
+
+@pytest.mark.slow
+def test_ct041_spatial_emulator_quick(tmp_path):
+    """The PDE emulator study in quick mode (60 design runs per dose, short chains; ~10 min)."""
+    from immunocal.studies import ct041_spatial_emulator
+
+    res = ct041_spatial_emulator.run(tmp_path, quick=True)
+    assert res["virtual"] is True and "spatial" in res["numerics"]
+    assert set(res["recovery"]) == {f"theta_{k}" for k in ("inf", "exh", "cyt", "esc", "env", "init")}
+    assert set(res["emulator_validation"]) == {"dose_2.5e8", "dose_3.75e8", "dose_5e8"}
+    assert (tmp_path / "ct041_spatial_emulator.png").stat().st_size > 0

@@ -100,6 +100,18 @@ def test_virtual_ct041_tables_are_the_generators(tmp_path):
         assert (tmp_path / table).read_text() == (dataset_dir("ct041_virtual") / table).read_text()
 
 
+@pytest.mark.slow
+def test_virtual_spatial_ct041_tables_are_the_generators(tmp_path):
+    """The bundled spatial virtual tables are write_tables of the seed-1, N = 37 spatial cohort (~40 s)."""
+    import numpy as np
+
+    from immunocal.calib.cohort import CohortConfig, generate_cohort, write_tables
+
+    write_tables(generate_cohort(37, np.random.default_rng(1), cfg=CohortConfig.spatial(), processes=2), tmp_path)
+    for table in ("measurements.csv", "conditions.csv"):
+        assert (tmp_path / table).read_text() == (dataset_dir("ct041_virtual_spatial") / table).read_text()
+
+
 def test_conte_wells_times_and_values_match_the_raw_files(shared_dir):
     raw = shared_dir / "data" / "conte2025_cart_invitro"
     rows = _rows(dataset_dir("conte2025") / "measurements.csv")
