@@ -401,6 +401,9 @@ def observe(run: Mapping, noise: Mapping[str, np.ndarray], cfg: CohortConfig) ->
         "ferritin_peak": fer, "pfs_months": pfs_day / DAYS_PER_MONTH, "pfs_event": event,
         "model_best_response": o.best_response, "model_recist": o.recist, "model_c_max": kin.c_max,
         "model_k_peak": k_peak, "model_pfs_days": o.pfs, "model_tumour0": run["tumour0"],
+        # the continuous scores behind the sampled / categorical outputs (resolution studies)
+        "model_t_peak": peak_time(run["t"], run["total"], cfg.kinetics_window), "scan_nadir_ratio": float(d.min()),
+        "crs_score": sev,
     }
 
 

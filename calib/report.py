@@ -255,8 +255,17 @@ def _treatment_free(j: dict) -> list[tuple[str | None, str]]:
 
 def _spatial_cohort(j: dict) -> list[tuple[str | None, str]]:
     res, sp, ode = j["resolution"], j["summary"]["spatial"], j["summary"]["homogeneous"]
-    ladder = "; ".join(f"{s['n_grid']}² Δt {s['dt']:g}: {_f(s['largest'], 2)} ({s['category_flips']} flips, "
+    ladder = "; ".join(f"{s['n_grid']}² Δt {s['dt']:g}: {_f(s['largest'], 2)} ({s['category_flips']} RECIST/CRS "
+                       f"flip(s), {s.get('t_max_day_shifts', 0)} daily-T_max shift(s), "
                        f"{_f(s['seconds_per_patient'], 2)} s)" for s in res["settings"])
+    flips = [f for s in res["settings"] for f in s.get("flips", []) if (s["n_grid"], s["dt"]) == (
+        res["default"]["n_grid"], res["default"]["dt"])]
+    flip_text = "; ".join(
+        f"patient {f['patient']}: RECIST {'→'.join(f['best_recist'])} (scan nadir ratio "
+        f"{_f(f['scan_nadir_ratio'][0], 4)}→{_f(f['scan_nadir_ratio'][1], 4)}, PR ≤ 0.7), CRS "
+        f"{f['crs_grade'][0]}→{f['crs_grade'][1]} (score {_f(f['crs_score'][0], 4)}→{_f(f['crs_score'][1], 4)}), "
+        f"T_max {f['t_max'][0]:g}→{f['t_max'][1]:g} d (peak {_f(f['model_t_peak'][0], 3)}→"
+        f"{_f(f['model_t_peak'][1], 3)} d)" for f in flips) or "none"
     info = j["information"]["spatial"]
     top = "; ".join(f"{k}: {max(v['spearman'], key=lambda lat: abs(v['spearman'][lat])).removeprefix('theta_')} "
                     f"{_f(v['max_abs_spearman'], 2)}" for k, v in info.items())
@@ -265,6 +274,7 @@ def _spatial_cohort(j: dict) -> list[tuple[str | None, str]]:
          f"{res['reference']['n_grid']}² Δt {res['reference']['dt']:g} over {res['n_patients']} patients)",
          f"{ladder}; default {res['default']['n_grid']}² Δt {res['default']['dt']:g} converged: "
          f"{_f(res['default_converged'])}, cheapest converged {res['cheapest_converged']}"),
+        ("What changes at the default resolution (coarse→reference; the score behind it)", flip_text),
         (f"ORR / DCR over {j['n']} VIRTUAL patients (target 0.49 / 0.73)",
          f"spatial {_f(sp['orr'])} / {_f(sp['dcr'])} (RECIST {sp['recist']}); homogeneous ODE, same latents "
          f"{_f(ode['orr'])} / {_f(ode['dcr'])}"),
