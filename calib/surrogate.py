@@ -492,9 +492,10 @@ def propose_refinement(posterior_theta: np.ndarray, existing_theta: np.ndarray, 
 
 
 def refine(campaign, posterior_theta: np.ndarray, n_new: int, workers: int | None = 0, progress: bool = False,
-           tag: str | None = None, rounds=None, **fit_kwargs):
+           tag: str | None = None, rounds=None, test_fraction: float = 0.0, **fit_kwargs):
     """Active refinement: propose ``n_new`` points where ``posterior_theta`` (draws, ``(m, p)``) puts mass, run them
-    in ``campaign``, and refit. Returns ``(surrogate, report)`` of :func:`fit_from_campaign` (no hold-out).
+    in ``campaign``, and refit. Returns ``(surrogate, report)`` of :func:`fit_from_campaign` (holding out
+    ``test_fraction`` of all runs — the design's and the refinement's — for its validation; default none).
 
     With a ``tag`` the round is recorded in the campaign's metadata and is not proposed again: a rerun (or a resume
     after a kill) of the same round only finishes its pending runs and refits."""
@@ -508,4 +509,4 @@ def refine(campaign, posterior_theta: np.ndarray, n_new: int, workers: int | Non
             rounds[tag] = [int(i) for i in indices]
             campaign.save_meta()
     campaign.run(workers=workers, progress=progress)
-    return fit_from_campaign(campaign, test_fraction=0.0, rounds=rounds, **fit_kwargs)
+    return fit_from_campaign(campaign, test_fraction=test_fraction, rounds=rounds, **fit_kwargs)

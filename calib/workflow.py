@@ -565,16 +565,22 @@ class Calibration:
         if not self.campaigns:
             raise ValueError(f"{self.cfg['_path']}: [refinement] needs surrogates trained from a [design]")
         t0 = time.perf_counter()
+        em = self.cfg.get("emulator", {})
+        self.validation_design = dict(self.validation)   # the design-only emulators' validation, kept for the record
         for k in range(rounds):
             n = int(r.get("draws", 300))
             self._log(f"[refinement] round {k + 1}/{rounds}: pilot posterior ({n} draws)")
             pilot = self._sample(self.model(), draws=n, tune=n, posterior_predictive=False)
             theta = self.subject_parameters(pilot)
             for c, camp in self.campaigns.items():
-                self.emulators[c], _ = refine(camp, theta, int(r.get("points", 48)), workers=int(
-                    self.cfg.get("design", {}).get("workers", 0)), progress=self.progress, tag=f"round{k + 1}",
-                    rounds=[f"round{j + 1}" for j in range(k + 1)], seed=int(self.cfg.get("design", {}).get("seed", 0)))
-        self._surrogate_variance(self.cfg.get("emulator", {}))  # refits have no held-out runs: "gp" only
+                # each refit holds out runs as the first fit did (now also from where the posterior is), so the
+                # refined emulator is validated and "held_out" variance stays available
+                self.emulators[c], self.validation[c] = refine(
+                    camp, theta, int(r.get("points", 48)), workers=int(self.cfg.get("design", {}).get("workers", 0)),
+                    progress=self.progress, tag=f"round{k + 1}", rounds=[f"round{j + 1}" for j in range(k + 1)],
+                    seed=int(self.cfg.get("design", {}).get("seed", 0)),
+                    test_fraction=float(em.get("test_fraction", 0.2)))
+        self._surrogate_variance(em)
         self.seconds["refinement"] = round(time.perf_counter() - t0, 1)
 
     def fit(self):
@@ -916,10 +922,15 @@ class Calibration:
                 subset(meas, np.isin(meas.condition, fit))).sum()), "subjects": len(self.data.subjects), **{
                 k: float(f(list(v.values()))) for k, f in (("min", np.min), ("median", np.median), ("max", np.max))}}
                 for n, v in self.observed_inputs.items()}
-        if self.validation:
-            summary["surrogate_validation"] = {c: {"n_train": r["n_train"], "n_test": r["n_test"], **{
+        def validation_table(reports):
+            return {c: {"n_train": r["n_train"], "n_test": r["n_test"], **{
                 o: {k: v for k, v in e.items() if k in ("r2", "rmse", "max_abs_error", "coverage_50", "coverage_90")}
-                for o, e in r.get("observables", {}).items()}} for c, r in self.validation.items()}
+                for o, e in r.get("observables", {}).items()}} for c, r in reports.items()}
+
+        if self.validation:
+            summary["surrogate_validation"] = validation_table(self.validation)
+        if getattr(self, "validation_design", None):   # refined: the design-only emulators' validation too
+            summary["surrogate_validation_before_refinement"] = validation_table(self.validation_design)
         from .diagnostics import information_criteria, posterior_contraction
 
         summary["contraction"] = posterior_contraction(idata, self.priors())

@@ -464,3 +464,24 @@ def test_held_out_subjects_are_left_out_of_the_fit_and_personalised(tmp_path):
         cfg.write_text(text.replace(*edit))
         with pytest.raises(ValueError, match=message):
             Calibration(cfg, tmp_path / "run2", progress=False).data  # noqa: B018
+
+
+def test_refined_emulators_are_validated_and_keep_held_out_variance(tmp_path):
+    """A refinement round refits each emulator holding out runs again (the design's and the new ones where the
+    pilot posterior is), so ``[emulator] variance = "held_out"`` works with ``[refinement]`` (it used to fail after
+    the refinement's runs: the refit had no held-out runs) and the design-only validation is kept for the record."""
+    from immunocal.calib.config import load_config
+    from immunocal.calib.workflow import Calibration
+
+    path = write_dataset(tmp_path)
+    path.write_text(CONFIG.replace('kind = "surrogate"', 'kind = "surrogate"\nvariance = "held_out"')
+                    + "\n[refinement]\nrounds = 1\npoints = 8\ndraws = 60\n")
+    cfg = load_config(path)
+    cal = Calibration(cfg, tmp_path / "run", progress=False)
+    cal.train()
+    before = {c: r["n_test"] for c, r in cal.validation.items()}
+    cal.refine()
+    for c, em in cal.emulators.items():
+        assert em.variance == "held_out" and em.heldout_var_ is not None
+        assert cal.validation[c]["n_test"] > before[c] == cal.validation_design[c]["n_test"]
+        assert cal.validation[c]["n_train"] + cal.validation[c]["n_test"] == 64 + 8
