@@ -115,8 +115,9 @@ class CohortConfig:
         if self.dim not in (1, 2, 3) or int(self.n_grid) < 8:
             raise ValueError(f"CohortConfig: spatial grid dim = {self.dim}, n_grid = {self.n_grid} is invalid "
                              "(dim 1, 2 or 3; n_grid ≥ 8)")
-        if not (math.isfinite(self.dt) and self.dt > 0 and math.isclose(round(self.obs_step / self.dt) * self.dt,
-                                                                          self.obs_step)):
+        if not (math.isfinite(self.dt) and self.dt > 0):
+            raise ValueError(f"CohortConfig.dt = {self.dt} is invalid: need a finite step > 0")
+        if self.model == "spatial" and not math.isclose(round(self.obs_step / self.dt) * self.dt, self.obs_step):
             raise ValueError(f"CohortConfig.dt = {self.dt} is invalid: need a step > 0 that divides obs_step = "
                              f"{self.obs_step}")
 

@@ -273,3 +273,14 @@ def test_spatial_orr_dcr_tuned_over_1000_patients():
 
     s = summary(generate_cohort(1000, np.random.default_rng(2026), cfg=CohortConfig.spatial(), processes=2))
     assert abs(s["orr"] - 0.49) <= 0.05 and abs(s["dcr"] - 0.73) <= 0.05, s
+
+
+def test_refined_resolution_of_either_model_is_a_valid_config():
+    """The homogeneous reference resolution (1/16-day output) is not bound by the spatial step (the ct041_lgbm
+    study's resolution check once failed on it); the spatial one doubles the nodes and halves the step."""
+    from immunocal.calib.cohort import refined
+
+    assert refined(CohortConfig()).resolution == {"rtol": 1e-9, "obs_step": 1 / 16}
+    sp = refined(CohortConfig.spatial())
+    assert (sp.n_grid, sp.dt) == (2 * CohortConfig.spatial().n_grid, CohortConfig.spatial().dt / 2)
+    assert resolution_check(1, np.random.default_rng(0))["n"] == 1
