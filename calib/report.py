@@ -289,7 +289,7 @@ def _spatial_emulator(j: dict) -> list[tuple[str | None, str]]:
     val = j.get("emulator_validation") or {}
     per_dose = []
     for cond, r in val.items():
-        obs = {k: v for k, v in r.items() if isinstance(v, dict)}
+        obs = {k: v for k, v in r.items() if isinstance(v, dict) and v.get("r2") is not None}  # constant: no R²
         worst = min(obs, key=lambda o: obs[o]["r2"]) if obs else None
         per_dose.append(f"{cond}: {r['n_train']}/{r['n_test']} runs, R² {_f(min(v['r2'] for v in obs.values()), 2)}–"
                         f"{_f(max(v['r2'] for v in obs.values()), 2)} (lowest {worst}), 90 % coverage "
@@ -309,8 +309,14 @@ def _spatial_emulator(j: dict) -> list[tuple[str | None, str]]:
         ("Latents recovered by the fitted patients' posteriors (R² / Spearman / 90 % coverage / contraction)",
          "; ".join(f"{k.removeprefix('theta_')}: {_f(v['r2'], 2)}/{_f(v['spearman'], 2)}/{_f(v['coverage_90'], 2)}/"
                    f"{_f(v['contraction'], 2)}" for k, v in rec.items())),
-        ("Seconds (cohort, emulators, refinement, sampling, total)",
-         ", ".join(f"{k} {_f(j['seconds'].get(k))}" for k in ("cohort", "emulators", "refinement", "sample", "total")
+        ("Triage rule at posterior draws (emulator RMSE / fitted noise sd)",
+         f"{_get(j, 'route.advice')}: " + "; ".join(f"{k} {_f(v, 2)}" for k, v in
+                                                    (_get(j, 'route.surrogate_rmse_over_noise') or {}).items())),
+        ("Emulator value + gradient, 37 patients (target ≤ 5 ms)",
+         f"{_f(_get(j, 'emulator_value_grad.seconds'), 2)} s" if _get(j, "emulator_value_grad.seconds") is not None
+         else _f(_get(j, "emulator_value_grad.error"))),
+        ("Seconds (emulators, refinement, sampling, total)",
+         ", ".join(f"{k} {_f(j['seconds'].get(k))}" for k in ("emulators", "refinement", "sampling", "total")
                    if k in j["seconds"])),
     ]
 
