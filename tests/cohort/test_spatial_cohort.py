@@ -98,12 +98,9 @@ def test_spatial_cohort_uses_transport_not_the_infiltration_fraction():
     lo = simulate_one(th, 3.75e8, nz, cfg)
     hi = simulate_one({**th, "theta_inf": 1.0}, 3.75e8, nz, cfg)
     assert hi["model_c_max"] != pytest.approx(lo["model_c_max"], rel=1e-3)
-    import immunocal.calib.cohort as cohort
+    import immunocal.forward.cart.patient as patient   # model_series imports it at call time: patched at its source
 
     doses = []
-    real = cohort.simulate_patient if hasattr(cohort, "simulate_patient") else None
-    assert real is None                                         # imported inside _model_run, patched at its source
-    import immunocal.forward.cart.patient as patient
 
     original = patient.simulate_patient
 
