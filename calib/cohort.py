@@ -127,6 +127,20 @@ class CohortConfig:
         DCR ≈ 0.73 over 1,000 spatial patients, studies/ct041_spatial_cohort.py); ``overrides`` replace any field."""
         return cls(**{"model": "spatial", "latent_mean": SPATIAL_LATENT_MEAN, **overrides})
 
+    @classmethod
+    def for_model(cls, model: str = "homogeneous", **grid) -> "CohortConfig":
+        """The settings of ``model``: :meth:`spatial` with the grid settings ``grid`` (``dim``, ``n_grid``, ``dt``;
+        None = default), or the homogeneous defaults — where grid settings are an error naming them."""
+        grid = {k: v for k, v in grid.items() if v is not None}
+        if model == "spatial":
+            return cls.spatial(**grid)
+        if model != "homogeneous":
+            raise ValueError(f"CohortConfig.model = {model!r}; choose one of {COHORT_MODELS}")
+        if grid:
+            raise ValueError(f"the grid settings {sorted(grid)} are the spatial model's; they do not apply to the "
+                             f"{model} model")
+        return cls()
+
     @property
     def resolution(self) -> dict:
         """The settings that set the forward model's numerical resolution."""
@@ -444,14 +458,7 @@ class CohortSimulator:
 
     def __init__(self, rtol: float | None = None, obs_step: float | None = None, model: str = "homogeneous",
                  dim: int | None = None, n_grid: int | None = None, dt: float | None = None):
-        grid = {k: v for k, v in (("dim", dim), ("n_grid", n_grid), ("dt", dt)) if v is not None}
-        if model == "spatial":
-            self.cfg = CohortConfig.spatial(**grid)
-        elif grid or model != "homogeneous":
-            raise ValueError(f"cart_cohort: model = {model!r} with grid settings {grid}: the grid (dim, n_grid, dt) is "
-                             "the spatial model's; model is 'homogeneous' or 'spatial'")
-        else:
-            self.cfg = CohortConfig()
+        self.cfg = CohortConfig.for_model(model, dim=dim, n_grid=n_grid, dt=dt)
         self.rtol, self.obs_step = rtol, obs_step
 
     def space(self, preset=None):
@@ -729,6 +736,18 @@ RESOLUTION_KEYS = ("model_best_response", "model_c_max", "model_k_peak", "pfs_mo
                    "ferritin_peak")
 
 
+def simulate_sample(df: pd.DataFrame, cfg: CohortConfig) -> list[dict]:
+    """:func:`simulate_one` of every patient of a :func:`sample_patients` table (its latents and noise draws) at
+    ``cfg``'s resolution, in-process — the same patients at several resolutions for a resolution study."""
+    noise = df.attrs["noise"]
+    rows = []
+    for i in range(len(df)):
+        th = {lat: float(df[f"true_{lat}"].iat[i]) for lat in LATENTS}
+        nz = {k: noise[k][i] for k in ("cmax", "crs", "markers", "scans")}
+        rows.append(simulate_one(th, float(df["dose"].iat[i]), nz, cfg))
+    return rows
+
+
 def refined(cfg: CohortConfig) -> CohortConfig:
     """The cohort's reference resolution: ODE rtol 1e-9 with a 1/16-day output grid (homogeneous), or twice the
     nodes per axis and half the step (spatial)."""
@@ -747,14 +766,9 @@ def resolution_check(n: int, rng: np.random.Generator, cfg: CohortConfig | None 
     cfg = cfg or CohortConfig()
     fine = fine or refined(cfg)
     df = sample_patients(n, rng, cfg)
-    noise = df.attrs["noise"]
     worst = dict.fromkeys(RESOLUTION_KEYS, 0.0)
     changed = 0
-    for i in range(n):
-        th = {lat: float(df[f"true_{lat}"].iat[i]) for lat in LATENTS}
-        nz = {k: noise[k][i] for k in ("cmax", "crs", "markers", "scans")}
-        a = simulate_one(th, float(df["dose"].iat[i]), nz, cfg)
-        b = simulate_one(th, float(df["dose"].iat[i]), nz, fine)
+    for a, b in zip(simulate_sample(df, cfg), simulate_sample(df, fine)):
         changed += int(a["best_recist"] != b["best_recist"] or a["crs_grade"] != b["crs_grade"])
         for k in RESOLUTION_KEYS:
             worst[k] = max(worst[k], abs(b[k] - a[k]) / max(abs(a[k]), 1e-3))

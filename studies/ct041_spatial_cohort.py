@@ -44,29 +44,16 @@ CONTINUOUS = ("model_best_response", "model_pfs_days", "model_c_max", "model_k_p
 FLIP_DETAIL = ("best_recist", "crs_grade", "t_max", "scan_nadir_ratio", "crs_score", "model_t_peak", "model_pfs_days")
 
 
-def _patients(df, noise, cfg):
-    from immunocal.calib.cohort import simulate_one
-    from immunocal.priors.latents import LATENTS
-
-    rows = []
-    for i in range(len(df)):
-        th = {lat: float(df[f"true_{lat}"].iat[i]) for lat in LATENTS}
-        nz = {k: noise[k][i] for k in ("cmax", "crs", "markers", "scans")}
-        rows.append(simulate_one(th, float(df["dose"].iat[i]), nz, cfg))
-    return rows
-
-
 def resolution_ladder(n_patients: int, ladder, reference, seed: int = 7) -> dict:
     """Each setting of ``ladder`` against ``reference`` on ``n_patients`` spatial patients (module docstring, 1)."""
-    from immunocal.calib.cohort import CohortConfig, sample_patients
+    from immunocal.calib.cohort import CohortConfig, sample_patients, simulate_sample
 
     base = CohortConfig.spatial()
     df = sample_patients(n_patients, np.random.default_rng(seed), base)
-    noise = df.attrs["noise"]
     runs, seconds = {}, {}
     for n, dt in (*ladder, reference):
         t0 = time.perf_counter()
-        runs[(n, dt)] = _patients(df, noise, replace(base, n_grid=n, dt=dt))
+        runs[(n, dt)] = simulate_sample(df, replace(base, n_grid=n, dt=dt))
         seconds[(n, dt)] = (time.perf_counter() - t0) / n_patients
         print(f"[{NAME}] resolution {n}² dt {dt:g}: {seconds[(n, dt)]:.2f} s/patient", flush=True)
     ref = runs[reference]

@@ -23,13 +23,7 @@ def _cohort_config(args):
     """The cohort settings of ``--model`` (and, for the spatial model, ``--dim``, ``--n-grid``, ``--dt``)."""
     from immunocal.calib.cohort import CohortConfig
 
-    spatial = {k: v for k, v in (("dim", args.dim), ("n_grid", args.n_grid), ("dt", args.dt)) if v is not None}
-    if args.model == "spatial":
-        return CohortConfig.spatial(**spatial)
-    if spatial:
-        raise ValueError(f"--dim/--n-grid/--dt set the spatial model's grid; they do not apply to --model "
-                         f"{args.model} (given: {sorted(spatial)})")
-    return CohortConfig()
+    return CohortConfig.for_model(args.model, dim=args.dim, n_grid=args.n_grid, dt=args.dt)
 
 
 def cmd_generate(args) -> int:

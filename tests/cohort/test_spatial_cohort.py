@@ -139,7 +139,7 @@ def test_cli_generates_a_spatial_cohort(tmp_path, capsys):
     assert "model=spatial" in out.read_text().splitlines()[0]
     assert len(load_cohort(out)) == 2
     assert main(["cohort", "generate", "--n", "2", "--dim", "3", "--out", str(tmp_path / "x.csv")]) == 2
-    assert "do not apply to --model homogeneous" in capsys.readouterr().err
+    assert "do not apply to the homogeneous model" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -247,7 +247,7 @@ def test_spatial_personalisation_config_resolves_to_the_pde():
     assert "spatial" in sim.numerics_tag
     ode = load_forward_model(load_config(dataset_dir("ct041_virtual") / "personalise.toml")["model"]["forward"])
     assert ode.numerics_tag != sim.numerics_tag
-    with pytest.raises(ValueError, match="grid .* is the spatial model's"):
+    with pytest.raises(ValueError, match="grid settings .* are the spatial model's"):
         load_forward_model(cfg["model"]["forward"], n_grid=32)
 
 
