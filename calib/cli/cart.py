@@ -116,8 +116,15 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from immunocal.forward.cart.bench import bench
+    from immunocal.forward.cart.bench import bench, compare_with_reference
 
+    if args.reference_binary:
+        if args.exp_substeps:
+            raise SystemExit("--exp-substeps cannot be combined with --reference-binary (the program runs at its "
+                             "defaults)")
+        print(json.dumps(compare_with_reference(args.reference_binary, n=args.n, steps=args.steps,
+                                                rounds=args.rounds, threads=args.threads, solver=args.solver)))
+        return 0
     print(json.dumps(bench(n=args.n, steps=args.steps, solver=args.solver, threads=args.threads,
                            exp_substeps=args.exp_substeps)))
     return 0
@@ -161,4 +168,7 @@ def register(commands) -> None:
     b.add_argument("--solver", choices=("jacobi", "exact"), default="exact")
     b.add_argument("--threads", type=positive_int)
     b.add_argument("--exp-substeps", type=positive_int)
+    b.add_argument("--reference-binary", help="the published C++ program (built from its repository): time its "
+                   "step at the same grid, interleaved with ours, and report the speed-up")
+    b.add_argument("--rounds", type=positive_int, default=3, help="interleaved rounds with --reference-binary")
     b.set_defaults(func=cmd_bench)

@@ -38,7 +38,7 @@ import numpy as np
 from immunocal.forward.errors import SimulationError
 
 from . import params as P
-from .diffusion import SOLVERS, VariableCoefficientDiffusion, make_diffusion
+from .diffusion import SOLVERS, ExactDiffusion, VariableCoefficientDiffusion, make_diffusion
 from .grid import Grid
 from .kernels import clamp_nonneg, reaction_half_step, reaction_rhs
 from .params import FIELDS, diffusion_coefficients, param_array
@@ -239,6 +239,9 @@ class CarTSolver:
                     f"or reduce dt = {s.dt:g}")
 
     def diffusion(self, U: np.ndarray, dt: float) -> None:
+        if self.variable_dc is None and isinstance(self.diffuse, ExactDiffusion):
+            self.diffuse(U, dt, project=True)  # the projection fused with the solve's write-back
+            return
         self.diffuse(U, dt)
         if self.variable_dc is not None:
             self.variable_dc(U[0], dt)
