@@ -333,18 +333,44 @@ def layer_density(geom, dim: int, n_grid: int, dose_per_focus: float) -> float:
     return dose_per_focus * focus_volume(grid, geom) / grid.integrate(car_t_profile(grid, geom, density=1.0))
 
 
+def _vertex(t: np.ndarray, y: np.ndarray, k: int) -> float:
+    """Time of the vertex of the parabola through samples k − 1, k, k + 1 (the sample's own time at an end)."""
+    if k == 0 or k == len(t) - 1:
+        return float(t[k])
+    y0, y1, y2 = y[k - 1], y[k], y[k + 1]
+    h = t[k + 1] - t[k]
+    curv = y0 - 2.0 * y1 + y2
+    return float(t[k] + (0.5 * h * (y0 - y2) / curv if curv < 0 else 0.0))
+
+
 def peak_time(t: np.ndarray, y: np.ndarray, window: float) -> float:
     """Time of the maximum of ``y`` over ``t ≤ window`` between grid points: the vertex of the parabola through the
     largest sample and its neighbours (exact for a locally quadratic peak; a maximum at the window's edge stays
     there). The continuous quantity the daily-sampled T_max rounds."""
     w = np.flatnonzero(t <= window + 1e-9)
-    k = int(np.argmax(y[w]))
-    if k == 0 or k == len(w) - 1:
-        return float(t[w[k]])
-    y0, y1, y2 = y[w[k - 1]], y[w[k]], y[w[k + 1]]
-    h = t[w[k + 1]] - t[w[k]]
-    curv = y0 - 2.0 * y1 + y2
-    return float(t[w[k]] + (0.5 * h * (y0 - y2) / curv if curv < 0 else 0.0))
+    return _vertex(t[w], y[w], int(np.argmax(y[w])))
+
+
+def first_peak_time(t: np.ndarray, y: np.ndarray, window: float) -> float:
+    """Time of the FIRST local maximum of ``y`` over ``t ≤ window`` (a sample above its successor and not below its
+    predecessor), refined by the parabola's vertex; the window's end when ``y`` rises throughout. C + E peaks a few
+    days after infusion, dips and may rise again slowly: this early peak moves continuously with the latents, where
+    the global maximum jumps to the window's end once the late rise overtakes it (:func:`window_end_margin`)."""
+    w = np.flatnonzero(t <= window + 1e-9)
+    tw, yw = t[w], y[w]
+    peaks = np.flatnonzero((yw[1:-1] >= yw[:-2]) & (yw[1:-1] > yw[2:])) + 1
+    if peaks.size == 0:
+        return _vertex(tw, yw, int(np.argmax(yw)))  # monotone: the maximum at an end
+    return _vertex(tw, yw, int(peaks[0]))
+
+
+def window_end_margin(t_daily: np.ndarray, y_daily: np.ndarray, window: float) -> float:
+    """log y(window end) − log max y(earlier daily samples): > 0 exactly when the daily-sampled T_max is the window's
+    last day (np.argmax takes the first of equal samples), i.e. when C + E is still rising there above its early
+    peak. A continuous function of the latents (a maximum of smooth ones) that decides the sampled T_max's jump."""
+    w = np.flatnonzero(t_daily <= window + 1e-9)
+    y = np.maximum(y_daily[w], 1e-300)
+    return float(math.log(y[-1]) - math.log(y[:-1].max()))
 
 
 def progression_time(t: np.ndarray, burden: np.ndarray, detection_limit: float) -> float:
@@ -426,7 +452,12 @@ def observe(run: Mapping, noise: Mapping[str, np.ndarray], cfg: CohortConfig) ->
 #: :func:`to_measurements` (the workflow's ``[observables.NAME]``): noise-free means of the cohort's observation model
 #: on the scale the data are given (ordinal ones: the latent score whose cut-points the likelihood learns)
 PERSONALISATION_OBSERVABLES = ("log_baseline_burden", "recist_score", "log_pfs_months", "log_c_max", "t_max",
-                               "persistence", "crs_grade", "log_il6_peak", "log_crp_peak", "log_ferritin_peak")
+                               "t_max_at_window_end", "persistence", "crs_grade", "log_il6_peak", "log_crp_peak",
+                               "log_ferritin_peak")
+#: logit scale of the ``t_max_at_window_end`` event per unit of :func:`window_end_margin` (log C + E): the indicator
+#: "margin > 0" as a logistic 1 % of C + E wide — a step for the likelihood, while the emulator's error on the
+#: margin (its variance / scale², probit approximation) softens it where the emulator is unsure
+WINDOW_END_LOGIT_SCALE = 0.01
 
 
 class CohortSimulator:
@@ -435,9 +466,13 @@ class CohortSimulator:
     ``cart_doses``, cells). The observation model that adds the noise is the cohort's own (module docstring):
 
     * ``log_baseline_burden`` = log tumour0; ``log_c_max`` = log C_max; ``persistence`` (days, daily samples);
-    * ``t_max``: the continuous peak time of C + E (:func:`peak_time`), which the daily samples round to the day
-      (the data's T_max); the learned noise sd absorbs the rounding (sd ≈ 0.3 d) — the daily value itself is a step
-      function of the latents that a GP cannot emulate (emulator RMSE 5× the fitted noise, seen on the study); ``log_il6_peak`` = log(s₁ K), ``log_crp_peak`` = log s₂ + 0.7 log K, ``log_ferritin_peak`` =
+    * the daily-sampled T_max in two parts, each continuous in the latents: ``t_max_at_window_end`` — whether T_max
+      is the window's last day (C + E still rising above its early peak there; 27 % of spatial patients) — as the
+      logit :func:`window_end_margin` / :data:`WINDOW_END_LOGIT_SCALE` of a ``bernoulli`` row per patient; and
+      ``t_max`` = the early peak's continuous time (:func:`first_peak_time`), observed only when T_max is not the
+      window's end (the daily samples round it to the day; a learned noise sd absorbs the rounding, sd ≈ 0.3 d). The
+      single global peak time jumps from the early peak to the window's end (a step no GP emulates: emulator RMSE
+      7× the fitted noise on the spatial study, session 14); ``log_il6_peak`` = log(s₁ K), ``log_crp_peak`` = log s₂ + 0.7 log K, ``log_ferritin_peak`` = ``log_il6_peak`` = log(s₁ K), ``log_crp_peak`` = log s₂ + 0.7 log K, ``log_ferritin_peak`` =
       log s₃ + 0.5 log(K (1 + A_peak)) — the measured values are these plus Gaussian noise of known sd;
     * ``crs_grade``: the severity log(K / K_ref) / σ_crs, so that P(grade ≤ g) = Φ(c_g / σ_crs − score): an ordered
       probit with cut-points c / σ_crs;
@@ -468,11 +503,12 @@ class CohortSimulator:
 
     @property
     def numerics_tag(self) -> str:
-        # "continuous-timings": T_max and PFS as continuous times (earlier campaigns emulated the sampled ones)
+        # "two-part-t-max": T_max as early peak time + window-end margin, PFS as a continuous time (earlier
+        # campaigns emulated the global peak time, or the sampled ones)
         if self.cfg.model == "spatial":
-            return (f"continuous-timings,spatial,dim={self.cfg.dim},n_grid={self.cfg.n_grid},dt={self.cfg.dt:g},"
+            return (f"two-part-t-max,spatial,dim={self.cfg.dim},n_grid={self.cfg.n_grid},dt={self.cfg.dt:g},"
                     f"obs_step={self.obs_step or self.cfg.obs_step:g}")
-        return (f"continuous-timings,rtol={self.rtol or self.cfg.rtol:g},"
+        return (f"two-part-t-max,rtol={self.rtol or self.cfg.rtol:g},"
                 f"obs_step={self.obs_step or self.cfg.obs_step:g}")
 
     @staticmethod
@@ -491,10 +527,12 @@ class CohortSimulator:
         b, k, a = run["b_scan"], max(run["k_peak"], 1e-12), run["a_peak"]
         depth = -math.log(max(b.min(), 0.5 * cfg.detection_limit) / b[0]) / 3.0
         pfs_day = min(progression_time(run["t"], run["burden"], cfg.detection_limit), cfg.t_end) + 0.5 * cfg.scan_every
-        t_max = peak_time(run["t"], run["total"], cfg.kinetics_window)
+        t_early = first_peak_time(run["t"], run["total"], cfg.kinetics_window)
+        per_day = round(1.0 / (run["t"][1] - run["t"][0]))
+        margin = window_end_margin(run["t"][::per_day], run["total"][::per_day], cfg.kinetics_window)
         s1, s2, s3 = cfg.marker_scale
         return np.array([math.log(run["tumour0"]), depth, math.log(pfs_day / DAYS_PER_MONTH),
-                         math.log(run["kinetics"].c_max), t_max, run["persistence"],
+                         math.log(run["kinetics"].c_max), t_early, margin / WINDOW_END_LOGIT_SCALE, run["persistence"],
                          math.log(k / cfg.crs_reference) / cfg.sd_crs, math.log(s1 * k),
                          math.log(s2) + 0.7 * math.log(k), math.log(s3) + 0.5 * math.log(k * (1.0 + a))])
 
@@ -513,7 +551,9 @@ def to_tables(df: pd.DataFrame, cfg: CohortConfig | None = None) -> tuple[list[d
     """A cohort table → the calibration workflow's measurement and condition rows (:mod:`immunocal.calib.data`): one condition
     per dose level (``dose_<cells>``), one subject per patient with its covariates (``pancreatic``, ``other``,
     ``cldn18_2``, ``prior_lines``: the cohort's covariate effects), one row per observable at time 0 — known noise
-    sds as the ``sigma`` column, PFS without progression right-censored at the follow-up."""
+    sds as the ``sigma`` column, PFS without progression right-censored at the follow-up; T_max as a
+    ``t_max_at_window_end`` row (1 when the daily T_max is the kinetics window's last day, else 0) and a ``t_max``
+    row only when it is not (:class:`CohortSimulator`)."""
     cfg = cfg or CohortConfig()
     validate_columns(df, ["patient_id", *COVARIATES, *OBSERVED], numeric=[c for c in (*COVARIATES, *OBSERVED)
                                                                          if c not in ("tumour_type", "best_recist")])
@@ -526,10 +566,13 @@ def to_tables(df: pd.DataFrame, cfg: CohortConfig | None = None) -> tuple[list[d
                       "pancreatic": float(r.tumour_type == "pancreatic"), "other": float(r.tumour_type == "other"),
                       "cldn18_2": float(r.cldn18_2), "prior_lines": float(r.prior_lines),
                       "dose_1e8": float(r.dose) / 1e8})
+        at_end = r.t_max >= cfg.kinetics_window  # the daily T_max on the window's last day: the bernoulli row only
         rows = [("log_baseline_burden", math.log(r.baseline_burden), cfg.sd_burden, ""),
                 ("recist_score", float(r.recist_score), math.nan, ""),
                 ("log_pfs_months", math.log(r.pfs_months), math.nan, "" if r.pfs_event else "right"),
-                ("log_c_max", math.log(r.c_max), cfg.sd_cmax, ""), ("t_max", float(r.t_max), math.nan, ""),
+                ("log_c_max", math.log(r.c_max), cfg.sd_cmax, ""),
+                ("t_max_at_window_end", float(at_end), math.nan, ""),
+                *((("t_max", float(r.t_max), math.nan, ""),) if not at_end else ()),
                 ("persistence", float(r.persistence), math.nan, ""), ("crs_grade", float(r.crs_grade), math.nan, ""),
                 ("log_il6_peak", math.log(r.il6_peak), cfg.sd_marker, ""),
                 ("log_crp_peak", math.log(r.crp_peak), cfg.sd_marker, ""),

@@ -39,8 +39,8 @@ N_SPLITS = 5
 POSTERIOR_DRAWS = 400  # per test patient, thinned evenly from the chains
 #: what the ORR/DCR predictions may see: the LightGBM classifiers' features (immunocal.calib.baseline.BINARY_FEATURES: no
 #: RECIST, PFS or persistence, which define or follow the outcome) as the workflow's observables
-EARLY_OBSERVABLES = ("log_baseline_burden", "log_c_max", "t_max", "crs_grade", "log_il6_peak", "log_crp_peak",
-                     "log_ferritin_peak")
+EARLY_OBSERVABLES = ("log_baseline_burden", "log_c_max", "t_max", "t_max_at_window_end", "crs_grade", "log_il6_peak",
+                     "log_crp_peak", "log_ferritin_peak")
 
 
 #: misspecified Bayesian variants (issue deliverable 4), each a change of the well-specified config

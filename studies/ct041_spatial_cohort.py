@@ -44,18 +44,20 @@ CONTINUOUS = ("model_best_response", "model_pfs_days", "model_c_max", "model_k_p
 FLIP_DETAIL = ("best_recist", "crs_grade", "t_max", "scan_nadir_ratio", "crs_score", "model_t_peak", "model_pfs_days")
 
 
-def resolution_ladder(n_patients: int, ladder, reference, seed: int = 7) -> dict:
-    """Each setting of ``ladder`` against ``reference`` on ``n_patients`` spatial patients (module docstring, 1)."""
+def resolution_ladder(n_patients: int, ladder, reference, seed: int = 7, dim: int = 2) -> dict:
+    """Each setting of ``ladder`` against ``reference`` on ``n_patients`` spatial patients (module docstring, 1),
+    in ``dim`` dimensions."""
     from immunocal.calib.cohort import CohortConfig, sample_patients, simulate_sample
 
-    base = CohortConfig.spatial()
+    base = CohortConfig.spatial(dim=dim)
     df = sample_patients(n_patients, np.random.default_rng(seed), base)
     runs, seconds = {}, {}
     for n, dt in (*ladder, reference):
         t0 = time.perf_counter()
         runs[(n, dt)] = simulate_sample(df, replace(base, n_grid=n, dt=dt))
         seconds[(n, dt)] = (time.perf_counter() - t0) / n_patients
-        print(f"[{NAME}] resolution {n}² dt {dt:g}: {seconds[(n, dt)]:.2f} s/patient", flush=True)
+        print(f"[{NAME}] resolution {dim}-D {n} nodes/axis, dt {dt:g}: {seconds[(n, dt)]:.2f} s/patient",
+              flush=True)
     ref = runs[reference]
     settings = []
     for n, dt in ladder:

@@ -50,7 +50,7 @@ from .params import (
 GROWTH_DENOM_EPS = 1e-30
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _rates(p):
     """The parameter vector as a tuple of scalars, read once per kernel call (order of :func:`_node_rhs`)."""
     return (p[I_CHI0], p[I_ALPHA], p[I_RHO], p[I_KC], p[I_DELTA], p[I_GAMMA], p[I_KE0], p[I_BETAA], p[I_BETAH],
@@ -59,7 +59,7 @@ def _rates(p):
             p[I_KH])
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _chi_field(U, chi0, alpha, chi):
     """chi = χ_C(A) = χ_0/(1 + α_A A) at every node (needed at the neighbours of each face)."""
     nz, ny, nx = U.shape[1], U.shape[2], U.shape[3]
@@ -70,7 +70,7 @@ def _chi_field(U, chi0, alpha, chi):
             chi[k, j, i] = chi0 / (1.0 + alpha * U[5, k, j, i])
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _node_rhs(U, chi, rates, ix, iy, iz, k, j, i, km, kp, jm, jp, im, ip):
     """R(U) at node (k, j, i) — THE one place of seed 001 eqs (1)–(8) in the compiled solver: reactions plus
     chemotaxis −∇·(χ_C(A) C ∇S) in conservative face-flux form (eqs 54–56), neighbours index-clamped by the caller.
@@ -110,7 +110,7 @@ def _node_rhs(U, chi, rates, ix, iy, iz, k, j, i, km, kp, jm, jp, im, ip):
             eta * (ta + tb) - lam_h * h)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def reaction_rhs(U, p, inv_h, chi, out):
     """``out = R(U)`` (:func:`_node_rhs` at every node). ``inv_h = [1/dx, 1/dy, 1/dz]``; ``chi`` is scratch of shape
     ``U.shape[1:]``."""
@@ -138,7 +138,7 @@ def reaction_rhs(U, p, inv_h, chi, out):
             out[6, k, j, i] = v[6]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _predictor(U, p, inv_h, hstep, chi, half, tmp, rowmin, rowmax):
     """First RK2 stage, one pass over the rows: k1 = R(U); tmp = max(U + h·k1, 0); ``half = U + (h/2)·k1`` (the
     corrector's first addition, so the corrector never reads U or k1 again); per row and field the minimum of the
@@ -184,7 +184,7 @@ def _predictor(U, p, inv_h, hstep, chi, half, tmp, rowmin, rowmax):
             rowmax[r, f] = hi
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _corrector(U, tmp, p, inv_h, half_h, chi, half, rowmin, rowbad):
     """Second RK2 stage, one pass over the rows: k2 = R(tmp); U = (U + (h/2)·k1) + (h/2)·k2 (two additions, the
     program's order; the first is ``half`` from the predictor); then, while the row is in cache, ``rowmin`` lowered
@@ -225,7 +225,7 @@ def _corrector(U, tmp, p, inv_h, half_h, chi, half, rowmin, rowbad):
         rowbad[r] = bad
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def reaction_half_step(U, p, inv_h, dt_half, substeps, work, chi, rowmin, rowbad, worst):
     """Φ_R(dt_half) by RK2 (Heun) over ``substeps`` substeps, exactly as the published program and SPEC §3:
     per substep ``k1 = R(U); tmp = max(U + h k1, 0); k2 = R(tmp); U += h/2 k1; U += h/2 k2; U = max(U, 0)``

@@ -7,7 +7,16 @@ import math
 import numpy as np
 import pytest
 
-from immunocal.calib.cohort import CohortConfig, CohortSimulator, peak_time, progression_time, simulate_one
+from immunocal.calib.cohort import (
+    WINDOW_END_LOGIT_SCALE,
+    CohortConfig,
+    CohortSimulator,
+    first_peak_time,
+    peak_time,
+    progression_time,
+    simulate_one,
+    window_end_margin,
+)
 
 
 def test_peak_time_is_the_vertex_of_a_quadratic_peak_and_stays_at_a_window_edge():
@@ -16,6 +25,22 @@ def test_peak_time_is_the_vertex_of_a_quadratic_peak_and_stays_at_a_window_edge(
     assert peak_time(t, -np.square(t - 12.0), window=28.0) == pytest.approx(12.0, abs=1e-12)  # on a grid point
     assert peak_time(t, t.copy(), window=28.0) == 28.0  # still rising at the window's end
     assert peak_time(t, -t, window=28.0) == 0.0
+
+
+def test_first_peak_and_window_end_margin_split_the_daily_t_max():
+    """C + E with an early peak (day 4.3), a dip and a late rise: the first peak stays at the early vertex while the
+    late rise grows past it; the margin's sign is the daily argmax being the window's last day."""
+    t = np.arange(0.0, 30.0, 0.25)
+    for late, at_end in ((0.6, False), (1.4, True)):
+        y = np.exp(-0.5 * np.square((t - 4.3) / 1.5)) + late * np.clip((t - 12.0) / 16.0, 0.0, None) ** 2
+        assert first_peak_time(t, y, window=28.0) == pytest.approx(4.3, abs=0.02)
+        daily = t[::4]
+        margin = window_end_margin(daily, y[::4], window=28.0)
+        assert (margin > 0) == at_end
+        w = daily <= 28.0
+        assert (int(np.argmax(y[::4][w])) == w.sum() - 1) == at_end
+        assert peak_time(t, y, window=28.0) == (28.0 if at_end else pytest.approx(4.3, abs=0.02))
+    assert first_peak_time(t, t.copy(), window=28.0) == 28.0  # rising throughout: the window's end
 
 
 def test_progression_time_is_the_first_20_percent_rise_over_the_nadir():
@@ -61,4 +86,45 @@ def test_t_max_is_continuous_in_the_latents_and_rounds_to_the_daily_sample(theta
         th = dict(zip(sim.parameter_names, row))
         daily = simulate_one(th, 2.5e8, zero, cfg)["t_max"]
         cont = sim.summaries(row, 2.5e8)[list(sim.observables).index("t_max")]
+        assert daily < cfg.kinetics_window
         assert abs(cont - daily) <= 0.5 + 1e-9, (cont, daily)  # the daily argmax is the nearest sample day
+
+
+def test_window_end_logit_decides_the_daily_t_max_exactly():
+    """Over 150 random patients at every dose (both classes occur): the simulator's ``t_max_at_window_end`` logit is
+    > 0 exactly for the patients whose daily T_max is the window's last day, it moves continuously along a line of
+    latents (no jump where the class changes), and ``t_max`` is the daily value to the nearest day for the others."""
+    sim = CohortSimulator()
+    cfg = CohortConfig()
+    names = list(sim.observables)
+    zero = {"scans": np.zeros(64), "markers": np.zeros(3), "crs": 0.0, "cmax": 0.0}
+    thetas = np.random.default_rng(3).random((150, 6))
+    ends = []
+    for dose in (2.5e8, 3.75e8, 5e8):
+        y = sim.simulate(thetas[::3], {"cart_doses": [dose]})[:, :, 0]
+        for row, out in zip(thetas[::3], y):
+            daily = simulate_one(dict(zip(sim.parameter_names, row)), dose, zero, cfg)["t_max"]
+            at_end = daily >= cfg.kinetics_window
+            ends.append(at_end)
+            assert (out[names.index("t_max_at_window_end")] > 0) == at_end, (row, daily)
+            if not at_end:
+                cont = out[names.index("t_max")]
+                assert math.floor(cont) <= daily <= math.ceil(cont)  # a sample day next to the early peak
+    assert 0 < sum(ends) < len(ends)
+    # along θ_cyt at a patient that changes class: the margin crosses 0 without a jump
+    y = sim.simulate(_crossing_line(sim, thetas, zero, cfg), {"cart_doses": [5e8]})[:, :, 0]
+    margin = y[:, names.index("t_max_at_window_end")] * WINDOW_END_LOGIT_SCALE
+    assert margin.min() < 0 < margin.max()
+    assert np.abs(np.diff(margin)).max() < 0.05
+
+
+def _crossing_line(sim, thetas, zero, cfg):
+    """60 points along θ_cyt through the first random patient whose class differs at its ends."""
+    for row in thetas:
+        line = np.tile(row, (60, 1))
+        line[:, 2] = np.linspace(0.02, 0.98, 60)
+        ends = [simulate_one(dict(zip(sim.parameter_names, r)), 5e8, zero, cfg)["t_max"] >= cfg.kinetics_window
+                for r in line[[0, -1]]]
+        if ends[0] != ends[1]:
+            return line
+    raise AssertionError("no random patient changes class along θ_cyt")
