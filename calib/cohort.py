@@ -353,15 +353,23 @@ def peak_time(t: np.ndarray, y: np.ndarray, window: float) -> float:
 
 def first_peak_time(t: np.ndarray, y: np.ndarray, window: float) -> float:
     """Time of the FIRST local maximum of ``y`` over ``t ≤ window`` (a sample above its successor and not below its
-    predecessor), refined by the parabola's vertex; the window's end when ``y`` rises throughout. C + E peaks a few
-    days after infusion, dips and may rise again slowly: this early peak moves continuously with the latents, where
-    the global maximum jumps to the window's end once the late rise overtakes it (:func:`window_end_margin`)."""
+    predecessor), refined by the parabola's vertex. C + E peaks a few days after infusion, dips and may rise again
+    slowly: this early peak moves continuously with the latents, where the global maximum jumps to the window's end
+    once the late rise overtakes it (:func:`window_end_margin`). When ``y`` rises throughout, the early expansion
+    still leaves a shoulder — a local minimum of the growth rate d log y/dt — and its time is returned: as a shoulder
+    deepens into a peak, the rate's minimum touches 0 where the peak (and the trough after it) appear, so the time
+    is continuous across that transition. The window's end only when the rate has no local minimum either."""
     w = np.flatnonzero(t <= window + 1e-9)
     tw, yw = t[w], y[w]
     peaks = np.flatnonzero((yw[1:-1] >= yw[:-2]) & (yw[1:-1] > yw[2:])) + 1
-    if peaks.size == 0:
-        return _vertex(tw, yw, int(np.argmax(yw)))  # monotone: the maximum at an end
-    return _vertex(tw, yw, int(peaks[0]))
+    if peaks.size:
+        return _vertex(tw, yw, int(peaks[0]))
+    logy = np.log(np.maximum(yw, 1e-300))
+    rate = (logy[2:] - logy[:-2]) / (tw[2:] - tw[:-2])  # at tw[1:-1]
+    shoulders = np.flatnonzero((rate[1:-1] <= rate[:-2]) & (rate[1:-1] < rate[2:])) + 1
+    if shoulders.size:
+        return _vertex(tw[1:-1], -rate, int(shoulders[0]))
+    return float(tw[int(np.argmax(yw))])  # monotone with a monotone rate: the maximum at an end
 
 
 def window_end_margin(t_daily: np.ndarray, y_daily: np.ndarray, window: float) -> float:

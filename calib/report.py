@@ -285,6 +285,18 @@ def _spatial_cohort(j: dict) -> list[tuple[str | None, str]]:
     ]
 
 
+def _spatial_resolution_3d(j: dict) -> list[tuple[str | None, str]]:
+    res = j["resolution"]
+    ladder = "; ".join(f"{s['n_grid']}³ Δt {s['dt']:g}: {_f(s['largest'], 3)} (largest: "
+                       f"{max(s['max_relative_change'], key=s['max_relative_change'].get)}; {s['category_flips']} "
+                       f"RECIST/CRS flip(s), {s.get('t_max_day_shifts', 0)} daily-T_max shift(s), "
+                       f"{_f(s['seconds_per_patient'], 1)} s)" for s in res["settings"])
+    return [(f"Largest relative change vs {res['reference']['n_grid']}³ Δt {res['reference']['dt']:g} over "
+             f"{res['n_patients']} patients ({_f(res['reference']['seconds_per_patient'], 0)} s per patient)", ladder),
+            ("Default 3-D grid", f"{res['default']['n_grid']}³ Δt {res['default']['dt']:g}: converged (< 5 %) "
+                                 f"{_f(res['default_converged'])}; cheapest converged {res['cheapest_converged']}")]
+
+
 def _spatial_emulator(j: dict) -> list[tuple[str | None, str]]:
     val = j.get("emulator_validation") or {}
     per_dose = []
@@ -304,6 +316,12 @@ def _spatial_emulator(j: dict) -> list[tuple[str | None, str]]:
          f"{at.get('n_draws', 'n/a')} draws)",
          "; ".join(f"{o}: {_f(max(pc[o]['max_abs_error'] for pc in at['per_condition'].values()), 2)}"
                    for o in next(iter(at["per_condition"].values()))) if at.get("per_condition") else "n/a"),
+        ("Event outputs: fraction of held-out runs / posterior draws on the true PDE's side (per dose)",
+         "; ".join(f"{o}: held-out " + ", ".join(_f(r[o]["sign_agreement"], 2) for r in val.values() if o in r)
+                   + "; at posterior " + ", ".join(_f(pc[o]["sign_agreement"], 2)
+                                                   for pc in (at.get("per_condition") or {}).values() if o in pc)
+                   for o in sorted({o for r in val.values() for o, v in r.items()
+                                    if isinstance(v, dict) and "sign_agreement" in v})) or "none"),
         ("Population fit", f"R-hat {_f(d.get('rhat_max'))}, bulk ESS {_f(d.get('ess_bulk_min'))}, tail ESS "
                            f"{_f(d.get('ess_tail_min'))}, divergences {_f(d.get('divergences'))}"),
         ("Latents recovered by the fitted patients' posteriors (R² / Spearman / 90 % coverage / contraction)",
@@ -462,6 +480,8 @@ SECTIONS = {
                            _dln_dewan, ["dln_dewan_abscopal.png"]),
     "ct041_spatial_cohort": ("Virtual CT041-like cohort simulated by the spatial PDE (boundary-layer infusion; "
                              "θ_inf → D_C, χ0)", _spatial_cohort, ["ct041_spatial_cohort.png"]),
+    "ct041_spatial_resolution_3d": ("Spatial cohort in 3-D: is the default 24³ grid converged?", _spatial_resolution_3d,
+                                    ["ct041_spatial_resolution_3d.png"]),
     "ct041_spatial_emulator": ("Spatial CAR-T model in a calibration: PDE emulator of the VIRTUAL spatial cohort "
                                "(N = 37) and the latents it recovers", _spatial_emulator,
                                ["ct041_spatial_emulator.png"]),

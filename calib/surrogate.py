@@ -410,8 +410,9 @@ def ForwardGradOp(forward, condition=None, until=None):
 
 
 def validate(surrogate, theta: np.ndarray, outputs: np.ndarray, levels=(0.5, 0.9)) -> dict:
-    """Held-out validation: R², max abs error per observable (over times and runs) and per output, and the coverage
-    of the emulator's own central predictive intervals at ``levels``."""
+    """Held-out validation: R², max abs error per observable (over times and runs) and per output, the coverage
+    of the emulator's own central predictive intervals at ``levels``, and the fraction of values whose sign the
+    emulator gets right (``sign_agreement``: for a logit-valued output, how often it predicts the event's side)."""
     from scipy.stats import norm
 
     mean, var = surrogate.predict(theta)
@@ -429,7 +430,8 @@ def validate(surrogate, theta: np.ndarray, outputs: np.ndarray, levels=(0.5, 0.9
         r2_all = float(1 - (eo**2).sum() / ss_all) if ss_all > 1e-12 * max(float((yo**2).sum()), 1e-300) else None
         entry = {"r2": r2_all, "constant": r2_all is None, "r2_min_over_times": float(np.nanmin(r2_t)) if np.any(np.isfinite(r2_t))
                  else None, "max_abs_error": float(np.abs(eo).max()),
-                 "rmse": float(np.sqrt((eo**2).mean())), "max_abs_error_by_time": np.abs(eo).max(0).tolist()}
+                 "rmse": float(np.sqrt((eo**2).mean())), "max_abs_error_by_time": np.abs(eo).max(0).tolist(),
+                 "sign_agreement": float(np.mean((mean[:, o, :] > 0) == (yo > 0)))}
         for lev in levels:
             z = norm.ppf(0.5 + lev / 2)
             entry[f"coverage_{int(round(lev * 100))}"] = float((np.abs(eo) <= z * sd[:, o, :]).mean())

@@ -643,6 +643,12 @@ class Calibration:
                         "a few units means the chains sit in different modes, and a chain the true model scores "
                         "far lower sits in a surrogate artefact"}
 
+    def _event_keys(self, observable: str) -> tuple[str, ...]:
+        """Extra validation keys of a logit-valued observable (bernoulli/binomial): whether the emulator puts the
+        event on the true model's side."""
+        spec = self.observables.get(observable)
+        return ("sign_agreement",) if spec is not None and spec.family in ("bernoulli", "binomial") else ()
+
     def surrogate_check(self, posterior, n: int | None = None) -> dict | None:
         """The emulators against the true forward model at ``n`` posterior draws of the fitted subjects (where the
         calibration relied on them): RMSE, max |error|, own-interval coverage, per condition. ``posterior`` is an
@@ -659,7 +665,8 @@ class Calibration:
         out = {}
         for c, em in self.emulators.items():
             rep = validate(em, theta, self.forward.simulate(full, self.schedule(c)))["observables"]
-            out[c] = {o: {k: r[k] for k in ("rmse", "max_abs_error", "coverage_90")} for o, r in rep.items()}
+            out[c] = {o: {k: r[k] for k in ("rmse", "max_abs_error", "coverage_90", *self._event_keys(o))}
+                      for o, r in rep.items()}
         worst = max(((c, o) for c in out for o in out[c]), key=lambda co: out[co[0]][co[1]]["max_abs_error"])
         return {"n_draws": len(theta), "max_abs_error": out[worst[0]][worst[1]]["max_abs_error"],
                 "max_rmse": max(r["rmse"] for v in out.values() for r in v.values()),
@@ -924,7 +931,8 @@ class Calibration:
                 for n, v in self.observed_inputs.items()}
         def validation_table(reports):
             return {c: {"n_train": r["n_train"], "n_test": r["n_test"], **{
-                o: {k: v for k, v in e.items() if k in ("r2", "rmse", "max_abs_error", "coverage_50", "coverage_90")}
+                o: {k: v for k, v in e.items() if k in ("r2", "rmse", "max_abs_error", "coverage_50", "coverage_90",
+                                                        *self._event_keys(o))}
                 for o, e in r.get("observables", {}).items()}} for c, r in reports.items()}
 
         if self.validation:

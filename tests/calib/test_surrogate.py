@@ -32,6 +32,24 @@ def test_validation_report_on_held_out_runs(fitted):
     assert r["coverage_90"] > 0.8  # the emulator's own 90 % intervals are not overconfident
 
 
+def test_sign_agreement_counts_the_values_on_the_true_side():
+    """``sign_agreement`` of the validation: the fraction of (run, time) values whose sign the emulator gets right
+    — for a logit-valued output, the event's side."""
+    from immunocal.calib.surrogate import validate
+
+    class Fixed:
+        observables = ("logit",)
+        surrogate_id = "fixed"
+
+        def predict(self, theta):
+            mean = np.array([2.0, -1.0, 0.5, -3.0, 4.0])[:, None, None]
+            return mean, np.ones_like(mean)
+
+    truth = np.array([1.0, -2.0, -0.5, -1.0, -0.1])[:, None, None]  # the 3rd and 5th on the wrong side
+    rep = validate(Fixed(), np.zeros((5, 1)), truth)["observables"]["logit"]
+    assert rep["sign_agreement"] == pytest.approx(3 / 5)
+
+
 def test_pytensor_prediction_equals_numpy_and_gradient_matches_finite_differences(fitted, rng):
     sur, _ = fitted
     fm = LogisticModel()

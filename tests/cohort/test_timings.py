@@ -40,7 +40,23 @@ def test_first_peak_and_window_end_margin_split_the_daily_t_max():
         w = daily <= 28.0
         assert (int(np.argmax(y[::4][w])) == w.sum() - 1) == at_end
         assert peak_time(t, y, window=28.0) == (28.0 if at_end else pytest.approx(4.3, abs=0.02))
-    assert first_peak_time(t, t.copy(), window=28.0) == 28.0  # rising throughout: the window's end
+    assert first_peak_time(t, t.copy(), window=28.0) == 28.0  # rising with a falling rate throughout: the end
+    # rising throughout with a shoulder: the growth rate's local minimum, continuous with the peak it becomes
+    fine = np.arange(0.0, 30.0, 1e-3)
+    times, regimes = [], []
+    for bump in (0.06, 0.1, 0.12, 0.15, 0.2):
+        def curve(x, bump=bump):
+            return 0.05 * x + bump * np.exp(-0.5 * np.square((x - 5.0) / 1.5)) + 0.3 * (1 - np.exp(-x))
+        rate = np.gradient(np.log(curve(fine)), fine)
+        y = curve(fine)
+        has_peak = np.any((y[1:-1] > y[:-2]) & (y[1:-1] > y[2:]))
+        inner = np.flatnonzero((rate[1:-1] < rate[:-2]) & (rate[1:-1] <= rate[2:]) & (fine[1:-1] > 3.0)) + 1
+        expected = fine[np.flatnonzero((y[1:-1] > y[:-2]) & (y[1:-1] >= y[2:]))[0] + 1] if has_peak else fine[inner[0]]
+        times.append(first_peak_time(t, curve(t), window=28.0))
+        regimes.append(bool(has_peak))
+        assert times[-1] == pytest.approx(expected, abs=0.03), (bump, has_peak)
+    assert regimes == [False, False, False, True, True]
+    assert np.all(np.abs(np.diff(times)) < 0.7)  # no jump where the shoulder becomes a peak
 
 
 def test_progression_time_is_the_first_20_percent_rise_over_the_nadir():
