@@ -71,10 +71,19 @@ def _chi_field(U, chi0, alpha, chi):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _node_rhs(U, chi, rates, ix, iy, iz, k, j, i, km, kp, jm, jp, im, ip):
+def _face_flux_x(U, chi, ix, k, j, i, ip):
+    """The chemotactic flux F = χ_face · C_face · ΔS/Δx through the x-face between nodes i and ip (eqs 55–56)."""
+    return 0.5 * (chi[k, j, i] + chi[k, j, ip]) * 0.5 * (U[0, k, j, i] + U[0, k, j, ip]) * (
+        (U[4, k, j, ip] - U[4, k, j, i]) * ix)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _node_rhs(U, chi, rates, ix, iy, iz, k, j, i, km, kp, jm, jp, fxm, ip):
     """R(U) at node (k, j, i) — THE one place of seed 001 eqs (1)–(8) in the compiled solver: reactions plus
     chemotaxis −∇·(χ_C(A) C ∇S) in conservative face-flux form (eqs 54–56), neighbours index-clamped by the caller.
-    Returns the seven rates (C, E, T_A, T_B, S, A, H)."""
+    ``fxm`` is the flux through the node's lower x-face — the previous node's upper one along the row (the same
+    operands, so the same bits), :func:`_face_flux_x` at a row's first node. Returns the seven rates (C, E, T_A,
+    T_B, S, A, H) and the flux through the upper x-face (the next node's ``fxm``)."""
     (chi0, alpha, rho, kc, delta, gamma, ke0, beta_a, beta_h, pr, d_c, d_e, r_t, k_t, mu0, mu1, nu, xi, d_ta, d_tb,
      sig_s, lam_s, sig_a, sig_m, lam_a, eta, lam_h, k_h) = rates
     c = U[0, k, j, i]
@@ -87,7 +96,6 @@ def _node_rhs(U, chi, rates, ix, iy, iz, k, j, i, km, kp, jm, jp, im, ip):
     ch = chi[k, j, i]
     # face fluxes F = χ_face · C_face · ΔS/Δx (eqs 55–56)
     fxp = 0.5 * (ch + chi[k, j, ip]) * 0.5 * (c + U[0, k, j, ip]) * ((U[4, k, j, ip] - s) * ix)
-    fxm = 0.5 * (chi[k, j, im] + ch) * 0.5 * (U[0, k, j, im] + c) * ((s - U[4, k, j, im]) * ix)
     fyp = 0.5 * (ch + chi[k, jp, i]) * 0.5 * (c + U[0, k, jp, i]) * ((U[4, k, jp, i] - s) * iy)
     fym = 0.5 * (chi[k, jm, i] + ch) * 0.5 * (U[0, k, jm, i] + c) * ((s - U[4, k, jm, i]) * iy)
     fzp = 0.5 * (ch + chi[kp, j, i]) * 0.5 * (c + U[0, kp, j, i]) * ((U[4, kp, j, i] - s) * iz)
@@ -107,7 +115,7 @@ def _node_rhs(U, chi, rates, ix, iy, iz, k, j, i, km, kp, jm, jp, im, ip):
             logistic * tb + muab * ta - muba * tb - d_tb * tb,
             sig_s * ta - lam_s * s,
             sig_a * (ta + tb) + sig_m * fh - lam_a * a,
-            eta * (ta + tb) - lam_h * h)
+            eta * (ta + tb) - lam_h * h, fxp)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -125,10 +133,11 @@ def reaction_rhs(U, p, inv_h, chi, out):
         jp = j + 1 if j < ny - 1 else ny - 1
         km = k - 1 if k > 0 else 0
         kp = k + 1 if k < nz - 1 else nz - 1
+        fxm = _face_flux_x(U, chi, ix, k, j, 0, 0)  # zero-flux wall (index clamping)
         for i in range(nx):
-            im = i - 1 if i > 0 else 0
             ip = i + 1 if i < nx - 1 else nx - 1
-            v = _node_rhs(U, chi, rates, ix, iy, iz, k, j, i, km, kp, jm, jp, im, ip)
+            v = _node_rhs(U, chi, rates, ix, iy, iz, k, j, i, km, kp, jm, jp, fxm, ip)
+            fxm = v[7]
             out[0, k, j, i] = v[0]
             out[1, k, j, i] = v[1]
             out[2, k, j, i] = v[2]
@@ -155,10 +164,11 @@ def _predictor(U, p, inv_h, hstep, chi, half, tmp, rowmin, rowmax):
         jp = j + 1 if j < ny - 1 else ny - 1
         km = k - 1 if k > 0 else 0
         kp = k + 1 if k < nz - 1 else nz - 1
+        fxm = _face_flux_x(U, chi, ix, k, j, 0, 0)  # zero-flux wall (index clamping)
         for i in range(nx):
-            im = i - 1 if i > 0 else 0
             ip = i + 1 if i < nx - 1 else nx - 1
-            v = _node_rhs(U, chi, rates, ix, iy, iz, k, j, i, km, kp, jm, jp, im, ip)
+            v = _node_rhs(U, chi, rates, ix, iy, iz, k, j, i, km, kp, jm, jp, fxm, ip)
+            fxm = v[7]
             tmp[0, k, j, i] = v[0]
             tmp[1, k, j, i] = v[1]
             tmp[2, k, j, i] = v[2]
@@ -200,10 +210,11 @@ def _corrector(U, tmp, p, inv_h, half_h, chi, half, rowmin, rowbad):
         jp = j + 1 if j < ny - 1 else ny - 1
         km = k - 1 if k > 0 else 0
         kp = k + 1 if k < nz - 1 else nz - 1
+        fxm = _face_flux_x(tmp, chi, ix, k, j, 0, 0)  # zero-flux wall (index clamping)
         for i in range(nx):
-            im = i - 1 if i > 0 else 0
             ip = i + 1 if i < nx - 1 else nx - 1
-            v = _node_rhs(tmp, chi, rates, ix, iy, iz, k, j, i, km, kp, jm, jp, im, ip)
+            v = _node_rhs(tmp, chi, rates, ix, iy, iz, k, j, i, km, kp, jm, jp, fxm, ip)
+            fxm = v[7]
             U[0, k, j, i] = half[0, k, j, i] + half_h * v[0]
             U[1, k, j, i] = half[1, k, j, i] + half_h * v[1]
             U[2, k, j, i] = half[2, k, j, i] + half_h * v[2]
