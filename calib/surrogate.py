@@ -409,10 +409,12 @@ def ForwardGradOp(forward, condition=None, until=None):
     return _forward_grad_op_class()(forward, condition, until)
 
 
-def validate(surrogate, theta: np.ndarray, outputs: np.ndarray, levels=(0.5, 0.9)) -> dict:
+def validate(surrogate, theta: np.ndarray, outputs: np.ndarray, levels=(0.5, 0.9), mask=None) -> dict:
     """Held-out validation: R², max abs error per observable (over times and runs) and per output, the coverage
     of the emulator's own central predictive intervals at ``levels``, and the fraction of values whose sign the
-    emulator gets right (``sign_agreement``: for a logit-valued output, how often it predicts the event's side)."""
+    emulator gets right (``sign_agreement``: for a logit-valued output, how often it predicts the event's side).
+    ``mask`` ``(runs, observables)``: the runs each observable is scored on (where a likelihood uses it); an
+    observable with no run is left out."""
     from scipy.stats import norm
 
     mean, var = surrogate.predict(theta)
@@ -420,8 +422,16 @@ def validate(surrogate, theta: np.ndarray, outputs: np.ndarray, levels=(0.5, 0.9
     err = mean - y
     sd = np.sqrt(var)
     rep: dict = {"n_test": len(theta), "surrogate_id": surrogate.surrogate_id, "observables": {}}
+    mask = np.ones((len(theta), len(surrogate.observables)), bool) if mask is None else np.asarray(mask, bool)
+    if mask.shape != (len(theta), len(surrogate.observables)):
+        raise ValueError(f"validation mask has shape {mask.shape}; expected (runs, observables) = "
+                         f"{(len(theta), len(surrogate.observables))}")
     for o, name in enumerate(surrogate.observables):
-        yo, eo = y[:, o, :], err[:, o, :]
+        runs = mask[:, o]
+        if not runs.any():
+            continue
+        yo, eo = y[runs, o, :], err[runs, o, :]
+        mean_o, sd_o = mean[runs, o, :], sd[runs, o, :]
         ss_tot = ((yo - yo.mean(0)) ** 2).sum(0)
         varying = ss_tot > 1e-12 * max(ss_tot.max(), 1e-300)  # times where the output varies over the runs
         r2_t = np.where(varying, 1 - (eo**2).sum(0) / np.where(varying, ss_tot, 1.0), np.nan)
@@ -431,10 +441,10 @@ def validate(surrogate, theta: np.ndarray, outputs: np.ndarray, levels=(0.5, 0.9
         entry = {"r2": r2_all, "constant": r2_all is None, "r2_min_over_times": float(np.nanmin(r2_t)) if np.any(np.isfinite(r2_t))
                  else None, "max_abs_error": float(np.abs(eo).max()),
                  "rmse": float(np.sqrt((eo**2).mean())), "max_abs_error_by_time": np.abs(eo).max(0).tolist(),
-                 "sign_agreement": float(np.mean((mean[:, o, :] > 0) == (yo > 0)))}
+                 "sign_agreement": float(np.mean((mean_o > 0) == (yo > 0))), "n_scored": int(runs.sum())}
         for lev in levels:
             z = norm.ppf(0.5 + lev / 2)
-            entry[f"coverage_{int(round(lev * 100))}"] = float((np.abs(eo) <= z * sd[:, o, :]).mean())
+            entry[f"coverage_{int(round(lev * 100))}"] = float((np.abs(eo) <= z * sd_o).mean())
         rep["observables"][name] = entry
     return rep
 

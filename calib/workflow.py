@@ -650,25 +650,46 @@ class Calibration:
         return ("sign_agreement",) if spec is not None and spec.family in ("bernoulli", "binomial") else ()
 
     def surrogate_check(self, posterior, n: int | None = None) -> dict | None:
-        """The emulators against the true forward model at ``n`` posterior draws of the fitted subjects (where the
-        calibration relied on them): RMSE, max |error|, own-interval coverage, per condition. ``posterior`` is an
-        InferenceData or a matrix of free-parameter rows (emulator-input order)."""
+        """The emulators against the true forward model at ``n`` posterior draws of the fitted subjects — where the
+        likelihood used them: under each condition, draws of that condition's subjects only, and each observable
+        scored on the subjects with data rows of it there (a subject without a row of an observable never asks the
+        emulator for it). RMSE, max |error|, own-interval coverage, per condition. ``posterior`` is an
+        InferenceData or a matrix of free-parameter rows (emulator-input order; then every row under every
+        condition, unmasked)."""
         from .surrogate import validate
 
         if getattr(next(iter(self.emulators.values())), "family", "") in ("exact", "blackbox"):
             return None
         n = n or int(self.cfg.get("diagnostics", {}).get("surrogate_check_draws", 40))
         rng = np.random.default_rng(int(self.sampler["seed"]))
-        post = posterior if isinstance(posterior, np.ndarray) else self.subject_parameters(posterior)
-        theta = post[rng.choice(len(post), size=min(n, len(post)), replace=False)]
-        full = self.problem.full_vector(theta)
-        out = {}
+        if isinstance(posterior, np.ndarray):
+            post, names = posterior, None
+        else:
+            post = self.subject_parameters(posterior)
+            coords = posterior.posterior.coords
+            names = np.asarray(coords["subject"].values) if "subject" in coords else None
+        out, n_draws = {}, 0
         for c, em in self.emulators.items():
-            rep = validate(em, theta, self.forward.simulate(full, self.schedule(c)))["observables"]
+            rows = np.arange(len(post))
+            mask = None
+            if names is not None:
+                in_c = self.data.condition == c
+                rows = rows[np.isin(names[rows % len(names)], np.unique(self.data.subject[in_c]))]
+                if not rows.size:
+                    continue
+            pick = rows[rng.choice(rows.size, size=min(n, rows.size), replace=False)]
+            theta = post[pick]
+            if names is not None:
+                subj = names[pick % len(names)]
+                mask = np.column_stack([np.isin(subj, np.unique(self.data.subject[in_c & (self.data.observable == o)]))
+                                        for o in em.observables])
+            n_draws = max(n_draws, len(theta))
+            full = self.problem.full_vector(theta)
+            rep = validate(em, theta, self.forward.simulate(full, self.schedule(c)), mask=mask)["observables"]
             out[c] = {o: {k: r[k] for k in ("rmse", "max_abs_error", "coverage_90", *self._event_keys(o))}
                       for o, r in rep.items()}
         worst = max(((c, o) for c in out for o in out[c]), key=lambda co: out[co[0]][co[1]]["max_abs_error"])
-        return {"n_draws": len(theta), "max_abs_error": out[worst[0]][worst[1]]["max_abs_error"],
+        return {"n_draws": n_draws, "max_abs_error": out[worst[0]][worst[1]]["max_abs_error"],
                 "max_rmse": max(r["rmse"] for v in out.values() for r in v.values()),
                 "worst_condition": worst[0], "per_condition": out}
 

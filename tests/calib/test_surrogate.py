@@ -48,6 +48,14 @@ def test_sign_agreement_counts_the_values_on_the_true_side():
     truth = np.array([1.0, -2.0, -0.5, -1.0, -0.1])[:, None, None]  # the 3rd and 5th on the wrong side
     rep = validate(Fixed(), np.zeros((5, 1)), truth)["observables"]["logit"]
     assert rep["sign_agreement"] == pytest.approx(3 / 5)
+    # scored only where a likelihood uses the output: the runs of the mask
+    masked = validate(Fixed(), np.zeros((5, 1)), truth, mask=np.array([[1], [1], [0], [1], [0]], bool))
+    assert masked["observables"]["logit"]["sign_agreement"] == 1.0
+    assert masked["observables"]["logit"]["n_scored"] == 3
+    assert masked["observables"]["logit"]["max_abs_error"] == pytest.approx(2.0)  # run 4: −3 vs −1
+    assert "logit" not in validate(Fixed(), np.zeros((5, 1)), truth, mask=np.zeros((5, 1), bool))["observables"]
+    with pytest.raises(ValueError, match="mask"):
+        validate(Fixed(), np.zeros((5, 1)), truth, mask=np.ones((4, 1), bool))
 
 
 def test_pytensor_prediction_equals_numpy_and_gradient_matches_finite_differences(fitted, rng):
