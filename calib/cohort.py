@@ -280,10 +280,16 @@ class CohortForward:
     observables = SERIES
 
     def __init__(self, model: str = "homogeneous", base: Mapping[str, float] | None = None, **settings):
-        known = {"dim", "n_grid", "dt", "t_end", "obs_step", "rtol", "detection_limit"}
+        from immunocal.forward.cart.model import SOLVER_REVISION
+
+        known = {"dim", "n_grid", "dt", "t_end", "obs_step", "rtol", "detection_limit", "solver_revision"}
         unknown = sorted(set(settings) - known)
         if unknown:
             raise ValueError(f"{self.name}: unknown setting(s) {unknown}; known: {sorted(known)}")
+        revision = settings.pop("solver_revision", SOLVER_REVISION if model == "spatial" else None)
+        if model == "spatial" and revision != SOLVER_REVISION:
+            raise ValueError(f"{self.name}: runs of spatial solver revision {revision} cannot be continued by this "
+                             f"installation's revision {SOLVER_REVISION} (forward/cart/model.py SOLVER_REVISION)")
         self.cfg = CohortConfig(model=model, **settings)   # CohortConfig's defaults for what is not given
         self.base = dict(base) if base else None
         self.parameter_names = (*LATENTS, "dose_cells")
@@ -292,8 +298,11 @@ class CohortForward:
     @staticmethod
     def options(cfg: CohortConfig, base: Mapping[str, float] | None = None) -> dict:
         """The descriptor options of ``cfg``'s forward settings."""
+        from immunocal.forward.cart.model import SOLVER_REVISION
+
         return {"model": cfg.model, "dim": cfg.dim, "n_grid": cfg.n_grid, "dt": cfg.dt, "t_end": cfg.t_end,
                 "obs_step": cfg.obs_step, "rtol": cfg.rtol, "detection_limit": cfg.detection_limit,
+                **({"solver_revision": SOLVER_REVISION} if cfg.model == "spatial" else {}),
                 **({"base": dict(base)} if base else {})}
 
     def space(self, preset=None):
@@ -514,7 +523,10 @@ class CohortSimulator:
         # "two-part-t-max": T_max as early peak time + window-end margin, PFS as a continuous time (earlier
         # campaigns emulated the global peak time, or the sampled ones)
         if self.cfg.model == "spatial":
-            return (f"two-part-t-max,spatial,dim={self.cfg.dim},n_grid={self.cfg.n_grid},dt={self.cfg.dt:g},"
+            from immunocal.forward.cart.model import SOLVER_REVISION
+
+            return (f"two-part-t-max,spatial,solver=r{SOLVER_REVISION},dim={self.cfg.dim},n_grid={self.cfg.n_grid},"
+                    f"dt={self.cfg.dt:g},"
                     f"obs_step={self.obs_step or self.cfg.obs_step:g}")
         return (f"two-part-t-max,rtol={self.rtol or self.cfg.rtol:g},"
                 f"obs_step={self.obs_step or self.cfg.obs_step:g}")

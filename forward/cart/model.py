@@ -44,6 +44,13 @@ from .kernels import clamp_nonneg, reaction_half_step, reaction_rhs
 from .params import FIELDS, diffusion_coefficients, param_array
 
 
+#: Revision of the spatial solver's arithmetic — results of different revisions differ at round-off level, so stored
+#: forward runs (campaigns) record it and are not mixed: 1 = full 3-D DCT diffusion solve, five-pass RK2;
+#: 2 = DCT over the fast axes + Thomas along the slowest, fused two-pass RK2 with the x-face flux carried
+#: (2026-12-01; same linear system and same reaction arithmetic, ≈ 1e-15 per diffusion solve).
+SOLVER_REVISION = 2
+
+
 class InstabilityError(SimulationError):
     """The explicit reaction step or the solution became unstable (non-finite or strongly negative values)."""
 

@@ -251,6 +251,23 @@ def test_spatial_personalisation_config_resolves_to_the_pde():
         load_forward_model(cfg["model"]["forward"], n_grid=32)
 
 
+def test_stored_spatial_runs_name_the_solver_revision():
+    """Runs of another revision of the PDE solver's arithmetic are never mixed with this one's: the campaign
+    descriptor and the emulator's numerics tag carry the revision, and a descriptor of another revision is refused
+    by name (the homogeneous model's keys do not carry it)."""
+    from immunocal.calib.cohort import CohortForward, CohortSimulator
+    from immunocal.forward.cart.model import SOLVER_REVISION
+
+    opts = CohortForward.options(CohortConfig.spatial())
+    assert opts["solver_revision"] == SOLVER_REVISION
+    assert CohortForward(**opts).cfg.model == "spatial"
+    with pytest.raises(ValueError, match="solver revision 1 cannot be continued"):
+        CohortForward(**{**opts, "solver_revision": 1})
+    assert f"solver=r{SOLVER_REVISION}" in CohortSimulator(model="spatial").numerics_tag
+    assert "solver_revision" not in CohortForward.options(CohortConfig())
+    assert "solver" not in CohortSimulator().numerics_tag
+
+
 @pytest.mark.slow
 def test_ct041_spatial_emulator_quick(tmp_path):
     """The PDE emulator study in quick mode (60 design runs per dose, short chains; ~10 min)."""
