@@ -25,7 +25,14 @@ import numpy as np
 import scipy.fft
 
 from .grid import Grid
-from .kernels import jacobi_solve
+from .kernels import (
+    clamp_nonneg,
+    jacobi_solve,
+    neumann_apply,
+    store_nonneg,
+    tridiagonal_factors,
+    tridiagonal_solve,
+)
 
 SOLVERS = ("exact", "jacobi")
 #: Time discretisation of Φ_D. The seed (eq 60) uses backward Euler, which is first order in time, so the Strang
@@ -79,8 +86,6 @@ class ExactDiffusion:
     def _factor(self, dt: float) -> None:
         if self._dt == dt:
             return
-        from .kernels import tridiagonal_factors
-
         D = self.D[self.active]
         half = 0.5 if self.scheme == "crank_nicolson" else 1.0
         a = half * dt * D
@@ -89,15 +94,14 @@ class ExactDiffusion:
         shape = (D.size, *self.view)
         self.cp, self.inv = np.empty(shape), np.empty(shape)
         tridiagonal_factors(self.base, self.a, self.cp, self.inv)
-        if self.scheme == "crank_nicolson":  # explicit half: (1 − ½Δt D λ_⊥) + ½Δt D Δ_z, positivity not preserved
-            self.explicit0 = 2.0 - self.base  # for Δt·D·λ > 2
+        if self.scheme == "crank_nicolson":
+            # the explicit half (1 − ½Δt D λ_⊥) + ½Δt D Δ_z: not positivity preserving where Δt·D·λ > 2
+            self.explicit0 = 2.0 - self.base
         self._dt = dt
 
     def __call__(self, U: np.ndarray, dt: float, project: bool = False) -> None:
         """In place: U[f] ← (I − dt D_f Δ_h)^{-1} U[f] (Crank–Nicolson: (I − ½dt D_f Δ_h)^{-1}(I + ½dt D_f Δ_h) U[f])
         for every field with D_f > 0; with ``project`` then U ← max(U, 0) everywhere, fused with the write-back."""
-        from .kernels import clamp_nonneg, neumann_apply, store_nonneg, tridiagonal_solve
-
         nact = self.active.size
         if nact == 0:
             if project:
