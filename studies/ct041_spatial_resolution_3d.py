@@ -43,15 +43,10 @@ def run(out: Path, quick: bool = False) -> dict:
 def _figure(out: Path, res: dict) -> None:
     import matplotlib.pyplot as plt
 
+    from immunocal.studies.ct041_spatial_cohort import resolution_panel
+
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for s in res["settings"]:
-        ax.scatter(s["seconds_per_patient"], s["largest"], color="C2" if s["converged"] else "C3")
-        ax.annotate(f"{s['n_grid']}³, Δt {s['dt']:g}", (s["seconds_per_patient"], s["largest"]), fontsize=7)
-    ax.axhline(0.05, color="k", lw=0.6, ls="--")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("seconds per patient")
-    ax.set_ylabel(f"largest relative change vs {res['reference']['n_grid']}³ Δt {res['reference']['dt']:g}")
+    resolution_panel(ax, res)
     ax.set_title(f"3-D spatial cohort resolution ({res['n_patients']} VIRTUAL patients)", fontsize=9)
     fig.tight_layout()
     save_figure(fig, out, f"{NAME}.png")

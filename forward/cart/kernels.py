@@ -118,6 +118,29 @@ def _node_rhs(U, chi, rates, ix, iy, iz, k, j, i, km, kp, jm, jp, fxm, ip):
             eta * (ta + tb) - lam_h * h, fxp)
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def _row_rates(U, chi, rates, inv_h, k, j, dst):
+    """``dst[f, k, j, i]`` = R(U) along row (k, j) (:func:`_node_rhs` node by node, the x-face flux carried)."""
+    nz, ny, nx = U.shape[1], U.shape[2], U.shape[3]
+    ix, iy, iz = inv_h[0], inv_h[1], inv_h[2]
+    jm = j - 1 if j > 0 else 0
+    jp = j + 1 if j < ny - 1 else ny - 1
+    km = k - 1 if k > 0 else 0
+    kp = k + 1 if k < nz - 1 else nz - 1
+    fxm = _face_flux_x(U, chi, ix, k, j, 0, 0)  # zero-flux wall (index clamping)
+    for i in range(nx):
+        ip = i + 1 if i < nx - 1 else nx - 1
+        v = _node_rhs(U, chi, rates, ix, iy, iz, k, j, i, km, kp, jm, jp, fxm, ip)
+        fxm = v[7]
+        dst[0, k, j, i] = v[0]
+        dst[1, k, j, i] = v[1]
+        dst[2, k, j, i] = v[2]
+        dst[3, k, j, i] = v[3]
+        dst[4, k, j, i] = v[4]
+        dst[5, k, j, i] = v[5]
+        dst[6, k, j, i] = v[6]
+
+
 @njit(cache=True, parallel=True, error_model="numpy")
 def reaction_rhs(U, p, inv_h, chi, out):
     """``out = R(U)`` (:func:`_node_rhs` at every node). ``inv_h = [1/dx, 1/dy, 1/dz]``; ``chi`` is scratch of shape
@@ -125,26 +148,10 @@ def reaction_rhs(U, p, inv_h, chi, out):
     nz, ny, nx = U.shape[1], U.shape[2], U.shape[3]
     rates = _rates(p)
     _chi_field(U, p[I_CHI0], p[I_ALPHA], chi)
-    ix, iy, iz = inv_h[0], inv_h[1], inv_h[2]
     for r in prange(nz * ny):
         k = r // ny
         j = r - k * ny
-        jm = j - 1 if j > 0 else 0
-        jp = j + 1 if j < ny - 1 else ny - 1
-        km = k - 1 if k > 0 else 0
-        kp = k + 1 if k < nz - 1 else nz - 1
-        fxm = _face_flux_x(U, chi, ix, k, j, 0, 0)  # zero-flux wall (index clamping)
-        for i in range(nx):
-            ip = i + 1 if i < nx - 1 else nx - 1
-            v = _node_rhs(U, chi, rates, ix, iy, iz, k, j, i, km, kp, jm, jp, fxm, ip)
-            fxm = v[7]
-            out[0, k, j, i] = v[0]
-            out[1, k, j, i] = v[1]
-            out[2, k, j, i] = v[2]
-            out[3, k, j, i] = v[3]
-            out[4, k, j, i] = v[4]
-            out[5, k, j, i] = v[5]
-            out[6, k, j, i] = v[6]
+        _row_rates(U, chi, rates, inv_h, k, j, out)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -156,26 +163,10 @@ def _predictor(U, p, inv_h, hstep, chi, half, tmp, rowmin, rowmax):
     nz, ny, nx = U.shape[1], U.shape[2], U.shape[3]
     rates = _rates(p)
     _chi_field(U, p[I_CHI0], p[I_ALPHA], chi)
-    ix, iy, iz = inv_h[0], inv_h[1], inv_h[2]
     for r in prange(nz * ny):
         k = r // ny
         j = r - k * ny
-        jm = j - 1 if j > 0 else 0
-        jp = j + 1 if j < ny - 1 else ny - 1
-        km = k - 1 if k > 0 else 0
-        kp = k + 1 if k < nz - 1 else nz - 1
-        fxm = _face_flux_x(U, chi, ix, k, j, 0, 0)  # zero-flux wall (index clamping)
-        for i in range(nx):
-            ip = i + 1 if i < nx - 1 else nx - 1
-            v = _node_rhs(U, chi, rates, ix, iy, iz, k, j, i, km, kp, jm, jp, fxm, ip)
-            fxm = v[7]
-            tmp[0, k, j, i] = v[0]
-            tmp[1, k, j, i] = v[1]
-            tmp[2, k, j, i] = v[2]
-            tmp[3, k, j, i] = v[3]
-            tmp[4, k, j, i] = v[4]
-            tmp[5, k, j, i] = v[5]
-            tmp[6, k, j, i] = v[6]
+        _row_rates(U, chi, rates, inv_h, k, j, tmp)
         half_h = 0.5 * hstep
         for f in range(7):
             lo = np.inf
