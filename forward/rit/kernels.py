@@ -11,6 +11,12 @@ short, per grid step ``t_j -> t_{j+1}``:
    the cumulative histories ``Q_R = int R`` and ``Q_J = T^_a`` (monotone cubic Hermite, :func:`_cum_at`), and
    appends its own increments to them; ``T^`` is capped at ``T^_0`` after each substep.
 
+Inlining: small helpers are ``inline="always"`` (Numba-IR inlining; their call overhead showed in the step), but
+not the helpers called at many sites that themselves inline others (:func:`_free_growth_step`, :func:`_cum_ring`,
+:func:`birth_death_exact`): inlined, they multiplied the IR to ≈ 10 copies of :func:`step` and a cold compile of
+the value and tangent specialisations took 2.7 + 7.4 minutes; now 0.5 + 1.3 minutes, the same bits and speed
+(docs/rit.md, "Compile time").
+
 Imported as ``immunocal.forward.rit.kernels``. (Its kernels are ``cache=True``: this line's change
 invalidates a Numba cache written under the pre-namespace module name.)
 """
@@ -259,7 +265,7 @@ def _relax_e(y, k, s, h, e):
     return y * e + s * (1.0 - e) / k
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def birth_death_exact(n, lam, mu, h, rng):
     """Cells after time ``h`` of a linear birth-death process (per-cell rates ``lam`` birth, ``mu`` death) from ``n``.
 
@@ -326,7 +332,7 @@ def _cum_at(hist, pos, last, smooth):
     return hist[i0] + _hermite(dm, d0, dp, w)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _cum_ring(ring, m, k, pos, dt, init_rate, smooth):
     """:func:`_cum_at` on a ring buffer of size ``m`` holding positions k-m+1..k of free growth; before position 0
     the history is the initial state (constant rate ``init_rate``, cumulative 0 at position 0)."""
@@ -847,7 +853,7 @@ def step(theta, y, Cd, t_rt, n_cd, t, h, dqr_half, dqr, dqj_half, dqj, f0, fmid,
     return rho * hh * (ctot + C + cd_new) + psi * cleared, False, 0, kill_m
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _free_growth_step(theta, y, ytry, no_cd, ringR, ringJ, m, k, frac, s1, s2, hf, initR, exponential, rng,
                       no_drugs, tg):
     """One untreated step of ``frac * hf`` from the free-growth state ``y`` (left unchanged) into ``ytry``, delayed
