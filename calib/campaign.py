@@ -51,8 +51,11 @@ def _atomic_write_json(path: Path, data: dict) -> None:
 def run_chunk(spec: str, condition: dict | None, indices: np.ndarray, theta_design: np.ndarray,
               names: list[str] | None = None, fixed: dict | None = None) -> dict:
     """Evaluate one chunk (worker side). Never raises for model failures: they are returned per run.
-    ``theta_design`` holds the varied parameters ``names``; ``fixed`` gives the others."""
+    ``theta_design`` holds the varied parameters ``names``; ``fixed`` gives the others. ``seconds``: the chunk's
+    wall time on its worker, shared equally by its runs (what a run costs, whether or not the campaign resumed)."""
     from .forward_api import check_output, descriptor_key, full_vectors, load_forward_model
+
+    start = time.perf_counter()
 
     key = descriptor_key(spec)
     if key not in _MODEL_CACHE:
@@ -81,7 +84,7 @@ def run_chunk(spec: str, condition: dict | None, indices: np.ndarray, theta_desi
             except Exception as exc:  # noqa: BLE001 - recorded, campaign goes on
                 errors[i] = f"{type(exc).__name__}: {exc}\n" + traceback.format_exc(limit=3)
     return {"indices": np.asarray(indices), "theta": np.asarray(theta_design), "outputs": out, "ok": ok,
-            "errors": np.asarray(errors, dtype=str)}
+            "errors": np.asarray(errors, dtype=str), "seconds": np.full(n, (time.perf_counter() - start) / max(n, 1))}
 
 
 
@@ -306,7 +309,8 @@ class Campaign:
 
     # ------------------------------------------------------------------ results
     def load(self) -> dict:
-        """All finished runs: ``indices, theta, outputs, ok, errors`` concatenated in index order."""
+        """All finished runs: ``indices, theta, outputs, ok, errors, seconds`` concatenated in index order
+        (``seconds``, each run's share of its chunk's worker wall time, only when every chunk recorded it)."""
         parts = []
         for k in self.done_chunks():
             try:
@@ -319,7 +323,8 @@ class Campaign:
             p = self.design.shape[1]
             return {"indices": np.zeros(0, int), "theta": np.zeros((0, p)), "outputs": np.zeros((0, 0, 0)),
                     "ok": np.zeros(0, bool), "errors": np.zeros(0, str)}
-        res = {key: np.concatenate([d[key] for d in parts]) for key in parts[0]}
+        keys = [key for key in parts[0] if all(key in d for d in parts)]  # chunks written before "seconds" lack it
+        res = {key: np.concatenate([d[key] for d in parts]) for key in keys}
         order = np.argsort(res["indices"])
         res = {key: v[order] for key, v in res.items()}
         padding = set(self.meta.get("padding", []))

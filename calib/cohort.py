@@ -390,6 +390,15 @@ def window_end_margin(t_daily: np.ndarray, y_daily: np.ndarray, window: float) -
     return float(math.log(y[-1]) - math.log(y[:-1].max()))
 
 
+def t_max_parts(run: Mapping, cfg: "CohortConfig") -> tuple[float, float]:
+    """The daily T_max of one forward run in its two continuous parts: the early peak's time
+    (:func:`first_peak_time`) and the window-end margin (:func:`window_end_margin` of the daily samples)."""
+    t, total = run["t"], run["total"]
+    per_day = round(1.0 / (t[1] - t[0]))
+    return (first_peak_time(t, total, cfg.kinetics_window),
+            window_end_margin(t[::per_day], total[::per_day], cfg.kinetics_window))
+
+
 def progression_time(t: np.ndarray, burden: np.ndarray, detection_limit: float) -> float:
     """First time the noise-free lesion diameter exceeds its running nadir by 20 % (RECIST progression on a
     continuous clock; a lesion below the detection limit has diameter 0 and progresses when it reappears), linearly
@@ -452,6 +461,7 @@ def observe(run: Mapping, noise: Mapping[str, np.ndarray], cfg: CohortConfig) ->
     sev = math.log(max(k_peak, 1e-12) / cfg.crs_reference) + cfg.sd_crs * float(noise["crs"])
     crs = int(np.searchsorted(np.asarray(cfg.crs_thresholds), sev, side="right"))
     o = run["observables"]
+    t_early, margin = t_max_parts(run, cfg)
     return {
         "best_recist": recist, "recist_score": RECIST_ORDER.index(recist), "orr": int(recist in ("CR", "PR")),
         "dcr": int(recist in ("CR", "PR", "SD")), "c_max": kin.c_max * math.exp(cfg.sd_cmax * float(noise["cmax"])),
@@ -461,7 +471,7 @@ def observe(run: Mapping, noise: Mapping[str, np.ndarray], cfg: CohortConfig) ->
         "model_k_peak": k_peak, "model_pfs_days": o.pfs, "model_tumour0": run["tumour0"],
         # the continuous scores behind the sampled / categorical outputs (resolution studies)
         "model_t_peak": peak_time(run["t"], run["total"], cfg.kinetics_window), "scan_nadir_ratio": float(d.min()),
-        "crs_score": sev,
+        "crs_score": sev, "model_first_peak_time": t_early, "model_window_end_margin": margin,
     }
 
 
@@ -547,9 +557,7 @@ class CohortSimulator:
         b, k, a = run["b_scan"], max(run["k_peak"], 1e-12), run["a_peak"]
         depth = -math.log(max(b.min(), 0.5 * cfg.detection_limit) / b[0]) / 3.0
         pfs_day = min(progression_time(run["t"], run["burden"], cfg.detection_limit), cfg.t_end) + 0.5 * cfg.scan_every
-        t_early = first_peak_time(run["t"], run["total"], cfg.kinetics_window)
-        per_day = round(1.0 / (run["t"][1] - run["t"][0]))
-        margin = window_end_margin(run["t"][::per_day], run["total"][::per_day], cfg.kinetics_window)
+        t_early, margin = t_max_parts(run, cfg)
         s1, s2, s3 = cfg.marker_scale
         return np.array([math.log(run["tumour0"]), depth, math.log(pfs_day / DAYS_PER_MONTH),
                          math.log(run["kinetics"].c_max), t_early, margin / WINDOW_END_LOGIT_SCALE, run["persistence"],
@@ -640,10 +648,7 @@ def generate_cohort(n: int, rng: np.random.Generator, cfg: CohortConfig | None =
         if campaign is None:
             raise ValueError("a Dask scheduler runs the cohort as a campaign: give the campaign folder too")
         series = _campaign_series(df, cfg, base, Path(campaign), processes, scheduler, chunk_size, progress)
-        t = _output_grid(cfg)
-        lm = latent_map()
-        rows = [observe(derived_summaries(t, dict(zip(SERIES, series[i])), lm.to_model(job.thetas)[1]["tumour0"],
-                                          cfg), job.noise, cfg) for i, job in enumerate(jobs)]
+        rows = _observe_series(series, [job.thetas for job in jobs], [job.noise for job in jobs], cfg)
     else:
         from .parallel import map_tasks
 
@@ -656,11 +661,19 @@ def generate_cohort(n: int, rng: np.random.Generator, cfg: CohortConfig | None =
     return out[cols + [c for c in out.columns if c not in cols]]
 
 
+def _observe_series(series: np.ndarray, thetas: Sequence[Mapping[str, float]], noises: Sequence[Mapping],
+                    cfg: CohortConfig) -> list[dict]:
+    """:func:`observe` of each patient's campaign outputs ``series[i]`` (:data:`SERIES` on the output grid)."""
+    t, lm = _output_grid(cfg), latent_map()
+    return [observe(derived_summaries(t, dict(zip(SERIES, series[i])), lm.to_model(th)[1]["tumour0"], cfg), nz, cfg)
+            for i, (th, nz) in enumerate(zip(thetas, noises))]
+
+
 def _campaign_series(df: pd.DataFrame, cfg: CohortConfig, base, folder: Path, processes: int, scheduler,
-                     chunk_size: int, progress: bool) -> np.ndarray:
+                     chunk_size: int, progress: bool, with_seconds: bool = False):
     """The forward runs of ``df``'s patients as a campaign in ``folder`` (created, or resumed when it holds this
-    very cohort's runs): ``(n, len(SERIES), len(times))``. A campaign of other patients or forward settings is
-    refused; failed runs are a named error (never dropped)."""
+    very cohort's runs): ``(n, len(SERIES), len(times))`` (and each run's worker seconds with ``with_seconds``). A
+    campaign of other patients or forward settings is refused; failed runs are a named error (never dropped)."""
     from .campaign import Campaign
     from .forward_api import descriptor_key
 
@@ -681,7 +694,13 @@ def _campaign_series(df: pd.DataFrame, cfg: CohortConfig, base, folder: Path, pr
         fails = camp.failures()
         raise ValueError(f"{folder}: {st['failed']} forward run(s) failed and {st['pending']} are pending; first: "
                          f"{fails[0] if fails else 'n/a'}")
-    return camp.load()["outputs"]
+    res = camp.load()
+    if with_seconds:
+        if "seconds" not in res:
+            raise ValueError(f"{folder}: its runs do not record their cost (written by an older version); "
+                             "choose another campaign folder")
+        return res["outputs"], res["seconds"]
+    return res["outputs"]
 
 
 # ----------------------------------------------------------------------------------------------- tables
@@ -799,15 +818,30 @@ RESOLUTION_KEYS = ("model_best_response", "model_c_max", "model_k_peak", "pfs_mo
                    "ferritin_peak")
 
 
-def simulate_sample(df: pd.DataFrame, cfg: CohortConfig) -> list[dict]:
+def simulate_sample(df: pd.DataFrame, cfg: CohortConfig, campaign: str | Path | None = None,
+                    processes: int = 1, progress: bool = False) -> list[dict]:
     """:func:`simulate_one` of every patient of a :func:`sample_patients` table (its latents and noise draws) at
-    ``cfg``'s resolution, in-process — the same patients at several resolutions for a resolution study."""
+    ``cfg``'s resolution — the same patients at several resolutions for a resolution study. In-process, or with
+    ``campaign`` (a folder) as a campaign of ``processes`` workers, one patient per chunk: a killed study run again
+    resumes from the finished patients (the rows are the same either way: the generator's campaign path). Each row
+    also holds ``run_seconds``, the forward run's wall time (on its worker)."""
+    import time
+
     noise = df.attrs["noise"]
-    rows = []
-    for i in range(len(df)):
-        th = {lat: float(df[f"true_{lat}"].iat[i]) for lat in LATENTS}
-        nz = {k: noise[k][i] for k in ("cmax", "crs", "markers", "scans")}
-        rows.append(simulate_one(th, float(df["dose"].iat[i]), nz, cfg))
+    noises = [{k: noise[k][i] for k in ("cmax", "crs", "markers", "scans")} for i in range(len(df))]
+    thetas = [{lat: float(df[f"true_{lat}"].iat[i]) for lat in LATENTS} for i in range(len(df))]
+    if campaign is None:
+        rows = []
+        for i, th in enumerate(thetas):
+            start = time.perf_counter()
+            rows.append(simulate_one(th, float(df["dose"].iat[i]), noises[i], cfg))
+            rows[-1]["run_seconds"] = time.perf_counter() - start
+        return rows
+    series, seconds = _campaign_series(df, cfg, None, Path(campaign), processes, None, 1, progress,
+                                       with_seconds=True)
+    rows = _observe_series(series, thetas, noises, cfg)
+    for row, s in zip(rows, seconds):
+        row["run_seconds"] = float(s)
     return rows
 
 

@@ -288,23 +288,32 @@ def _spatial_cohort(j: dict) -> list[tuple[str | None, str]]:
 def _spatial_resolution_3d(j: dict) -> list[tuple[str | None, str]]:
     res = j["resolution"]
 
-    def others(s):  # every continuous observable but the global peak time, which jumps at the T_max threshold
-        return max(v for k, v in s["max_relative_change"].items() if k != "model_t_peak")
+    def others(s):  # every continuous observable but the largest
+        ch = s["max_relative_change"]
+        return max((v for k, v in ch.items() if k != max(ch, key=ch.get)), default=0.0)
 
     ladder = "; ".join(f"{s['n_grid']}³ Δt {s['dt']:g}: {_f(s['largest'], 3)} (largest: "
                        f"{max(s['max_relative_change'], key=s['max_relative_change'].get)}; every other observable "
-                       f"≤ {_f(others(s), 3)}; {s['category_flips']} RECIST/CRS flip(s), "
-                       f"{s.get('t_max_day_shifts', 0)} daily-T_max shift(s), {s['seconds_per_patient']:.1f} s per patient)"
-                       for s in res["settings"])
-    flips = "; ".join(f"{s['n_grid']}³ Δt {s['dt']:g}: patient {f['patient']} daily T_max {f['t_max'][0]:g}→"
-                      f"{f['t_max'][1]:g} d (global peak {_f(f['model_t_peak'][0], 3)}→{_f(f['model_t_peak'][1], 3)} d)"
-                      for s in res["settings"] for f in s.get("flips", [])) or "none"
-    return [(f"Largest relative change vs {res['reference']['n_grid']}³ Δt {res['reference']['dt']:g} over "
-             f"{res['n_patients']} patients ({res['reference']['seconds_per_patient']:.0f} s per patient)", ladder),
+                       f"≤ {_f(others(s), 3)}; global peak time {_f(s.get('global_peak_time_relative_change'), 3)}; "
+                       f"{s['category_flips']} RECIST/CRS flip(s), {s.get('t_max_day_shifts', 0)} daily-T_max "
+                       f"shift(s), {s.get('window_end_flips', '—')} window-end flip(s), "
+                       f"{s['seconds_per_patient']:.1f} s per patient)" for s in res["settings"])
+    flips = "; ".join(
+        f"{s['n_grid']}³ Δt {s['dt']:g}: patient {f['patient']} daily T_max {f['t_max'][0]:g}→{f['t_max'][1]:g} d "
+        f"(global peak {_f(f['model_t_peak'][0], 3)}→{_f(f['model_t_peak'][1], 3)} d"
+        + (f"; early peak {_f(f['model_first_peak_time'][0], 3)}→{_f(f['model_first_peak_time'][1], 3)} d, "
+           f"window-end margin {_f(f['model_window_end_margin'][0], 3)}→{_f(f['model_window_end_margin'][1], 3)}"
+           if "model_first_peak_time" in f else "") + ")"
+        for s in res["settings"] for f in s.get("flips", [])) or "none"
+    two_part = "model_window_end_margin" in next(iter(res["settings"]))["max_relative_change"]
+    return [(f"Largest change vs {res['reference']['n_grid']}³ Δt {res['reference']['dt']:g} over "
+             f"{res['n_patients']} patients ({res['reference']['seconds_per_patient']:.0f} s per patient; relative, "
+             "the window-end margin absolute in log units)", ladder),
             ("What flips (coarse→reference)", flips),
             ("Default 3-D grid", f"{res['default']['n_grid']}³ Δt {res['default']['dt']:g}: every continuous "
-                                 f"observable < 5 % {_f(res['default_converged'])} (global peak time included); "
-                                 f"cheapest such setting {res['cheapest_converged']}")]
+                                 f"observable < 5 % {_f(res['default_converged'])} "
+                                 + ("(T_max as its two continuous parts)" if two_part else "(global peak time included)")
+                                 + f"; cheapest such setting {res['cheapest_converged']}")]
 
 
 def _spatial_emulator(j: dict) -> list[tuple[str | None, str]]:

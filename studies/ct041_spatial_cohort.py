@@ -3,11 +3,13 @@
 
 1. **Resolution**: on a sample of patients (the cohort's latents and noise draws), each 2-D (nodes per axis, step)
    setting of :data:`LADDER` against the finest, :data:`REFERENCE`: largest relative change of each continuous
-   observable (the daily T_max through its continuous peak time) and every RECIST/CRS category or daily T_max that
+   observable — the daily T_max through its two continuous parts as the likelihood observes them (the early peak's
+   time, relative; the window-end margin, absolute in log units) — and every RECIST/CRS category or daily T_max that
    changes, listed with the continuous score behind it (noisy scan nadir ratio, PR at ≤ 0.7; CRS score against its
-   cut-points; peak time) — a patient on a threshold flips at any resolution, so flips are reported, and the
-   criterion is the continuous change: the default (:meth:`CohortConfig.spatial`) must be the cheapest setting
-   with every continuous change < 5 % — checked here, not assumed.
+   cut-points; early and global peak times, margin) — a patient on a threshold flips at any resolution, so flips
+   are reported, and the criterion is the continuous change: the default (:meth:`CohortConfig.spatial`) must be
+   the cheapest setting with every continuous change < 5 % — checked here, not assumed. The global peak time
+   (which jumps between the early peak and day 28 at the threshold) is reported beside it.
 2. **Cohort**: ``N`` spatial patients (1,000; ``--quick`` 40) at the default resolution — ORR, DCR, RECIST and CRS
    distributions, seconds per patient; the homogeneous-ODE cohort of the same seed (same covariates, latents and
    noise draws) beside it.
@@ -38,39 +40,53 @@ QUICK_LADDER, QUICK_REFERENCE = ((24, 0.05), (32, 0.05)), (48, 0.025)
 #: observables compared on refinement (noise draws fixed) and scored for information
 OBSERVABLES = ("model_best_response", "model_pfs_days", "model_c_max", "model_k_peak", "t_max", "persistence",
                "pfs_months", "recist_score", "crs_grade", "il6_peak", "crp_peak", "ferritin_peak")
-CONTINUOUS = ("model_best_response", "model_pfs_days", "model_c_max", "model_k_peak", "model_t_peak", "persistence",
-              "il6_peak", "crp_peak", "ferritin_peak")
-#: what a flipped patient's record shows (coarse, reference)
-FLIP_DETAIL = ("best_recist", "crs_grade", "t_max", "scan_nadir_ratio", "crs_score", "model_t_peak", "model_pfs_days")
+#: the continuous observables of the criterion, by relative change: the daily T_max enters through its two
+#: continuous parts as the likelihood sees them — the early peak's time here, the window-end margin below
+CONTINUOUS = ("model_best_response", "model_pfs_days", "model_c_max", "model_k_peak", "model_first_peak_time",
+              "persistence", "il6_peak", "crp_peak", "ferritin_peak")
+#: log-scale observables of the criterion, by absolute change (0.05 in log ≈ 5 %): the window-end margin
+#: log (C + E)(day 28) − log max earlier, which crosses 0 where the daily T_max jumps to day 28
+LOG_CONTINUOUS = ("model_window_end_margin",)
+#: what a flipped patient's record shows (coarse, reference); model_t_peak is the global maximum's time, which jumps
+#: between the early peak and the window's end at the T_max threshold (reported, not a criterion)
+FLIP_DETAIL = ("best_recist", "crs_grade", "t_max", "scan_nadir_ratio", "crs_score", "model_t_peak",
+               "model_first_peak_time", "model_window_end_margin", "model_pfs_days")
 
 
-def resolution_ladder(n_patients: int, ladder, reference, seed: int = 7, dim: int = 2) -> dict:
+def resolution_ladder(n_patients: int, ladder, reference, seed: int = 7, dim: int = 2,
+                      campaigns: Path | None = None, processes: int = 1) -> dict:
     """Each setting of ``ladder`` against ``reference`` on ``n_patients`` spatial patients (module docstring, 1),
-    in ``dim`` dimensions."""
+    in ``dim`` dimensions. ``campaigns``: a folder holding one campaign per setting (``processes`` workers; a
+    killed study resumes from the finished patients), else the runs are in-process."""
     from immunocal.calib.cohort import CohortConfig, sample_patients, simulate_sample
 
     base = CohortConfig.spatial(dim=dim)
     df = sample_patients(n_patients, np.random.default_rng(seed), base)
     runs, seconds = {}, {}
     for n, dt in (*ladder, reference):
-        t0 = time.perf_counter()
-        runs[(n, dt)] = simulate_sample(df, replace(base, n_grid=n, dt=dt))
-        seconds[(n, dt)] = (time.perf_counter() - t0) / n_patients
-        print(f"[{NAME}] resolution {dim}-D {n} nodes/axis, dt {dt:g}: {seconds[(n, dt)]:.2f} s/patient",
-              flush=True)
+        folder = None if campaigns is None else Path(campaigns) / f"n{n}_dt{dt:g}"
+        runs[(n, dt)] = simulate_sample(df, replace(base, n_grid=n, dt=dt), campaign=folder, processes=processes)
+        seconds[(n, dt)] = float(np.mean([r["run_seconds"] for r in runs[(n, dt)]]))
+        print(f"[{NAME}] resolution {dim}-D {n} nodes/axis, dt {dt:g}: {seconds[(n, dt)]:.2f} s/patient "
+              f"(wall per run{'' if campaigns is None else f', {processes} worker processes'})", flush=True)
     ref = runs[reference]
     settings = []
     for n, dt in ladder:
-        change = {k: max(abs(a[k] - b[k]) / max(abs(b[k]), 1e-3) for a, b in zip(runs[(n, dt)], ref))
-                  for k in CONTINUOUS}
-        flips = [{"patient": i, **{k: [a[k], b[k]] for k in FLIP_DETAIL}}
-                 for i, (a, b) in enumerate(zip(runs[(n, dt)], ref))
+        pairs = list(zip(runs[(n, dt)], ref))
+        change = {k: max(abs(a[k] - b[k]) / max(abs(b[k]), 1e-3) for a, b in pairs) for k in CONTINUOUS}
+        change |= {k: max(abs(a[k] - b[k]) for a, b in pairs) for k in LOG_CONTINUOUS}
+        global_peak = max(abs(a["model_t_peak"] - b["model_t_peak"]) / max(abs(b["model_t_peak"]), 1e-3)
+                          for a, b in pairs)
+        flips = [{"patient": i, **{k: [a[k], b[k]] for k in FLIP_DETAIL}} for i, (a, b) in enumerate(pairs)
                  if a["best_recist"] != b["best_recist"] or a["crs_grade"] != b["crs_grade"] or a["t_max"] != b["t_max"]]
         settings.append({"n_grid": n, "dt": dt, "seconds_per_patient": seconds[(n, dt)],
                          "max_relative_change": change, "largest": max(change.values()),
+                         "global_peak_time_relative_change": global_peak,
                          "category_flips": sum(f["best_recist"][0] != f["best_recist"][1]
                                                or f["crs_grade"][0] != f["crs_grade"][1] for f in flips),
-                         "t_max_day_shifts": sum(f["t_max"][0] != f["t_max"][1] for f in flips), "flips": flips,
+                         "t_max_day_shifts": sum(f["t_max"][0] != f["t_max"][1] for f in flips),
+                         "window_end_flips": sum((a["model_window_end_margin"] > 0) != (b["model_window_end_margin"] > 0)
+                                                 for a, b in pairs), "flips": flips,
                          "converged": max(change.values()) < 0.05})
     ok = [s for s in settings if s["converged"]]
     cheapest = min(ok, key=lambda s: s["seconds_per_patient"]) if ok else None

@@ -298,3 +298,45 @@ def test_refined_resolution_of_either_model_is_a_valid_config():
     sp = refined(CohortConfig.spatial())
     assert (sp.n_grid, sp.dt) == (2 * CohortConfig.spatial().n_grid, CohortConfig.spatial().dt / 2)
     assert resolution_check(1, np.random.default_rng(0))["n"] == 1
+
+
+def test_resolution_sample_as_a_campaign_resumes_and_equals_the_in_process_rows(tmp_path):
+    """simulate_sample (the resolution studies' runs) as a campaign: the same rows as in-process (the T_max parts
+    included), one chunk per patient, a lost chunk re-run alone on resume; each row carries its run's cost, and a
+    campaign whose chunks predate the cost record is refused by name (not silently costed 0)."""
+    import time
+
+    from immunocal.calib.cohort import sample_patients, simulate_sample, t_max_parts
+
+    cfg = _small_spatial()
+    df = sample_patients(3, np.random.default_rng(5), cfg)
+    ref = simulate_sample(df, cfg)
+    folder = tmp_path / "ladder"
+    rows = simulate_sample(df, cfg, campaign=folder)
+    for a, b in zip(rows, ref):
+        assert a["run_seconds"] > 0 and b["run_seconds"] > 0
+        for k in ("model_first_peak_time", "model_window_end_margin", "model_t_peak", "model_best_response",
+                  "model_c_max", "crs_score", "t_max"):
+            assert a[k] == pytest.approx(b[k], rel=1e-12, abs=1e-12), k
+        # the margin decides the daily T_max: > 0 exactly when it is the window's last day
+        assert (a["model_window_end_margin"] > 0) == (a["t_max"] == cfg.kinetics_window)
+    chunks = sorted((folder / "chunks").glob("chunk_*.npz"))
+    assert len(chunks) == 3
+    chunks[0].unlink()
+    stamps = {p.name: p.stat().st_mtime_ns for p in chunks[1:]}
+    time.sleep(0.05)
+    again = simulate_sample(df, cfg, campaign=folder)
+    assert [r["model_first_peak_time"] for r in again] == [r["model_first_peak_time"] for r in rows]
+    assert {p.name: p.stat().st_mtime_ns for p in chunks[1:]} == stamps and chunks[0].exists()
+    with np.load(chunks[1]) as z:  # a chunk written before runs recorded their cost
+        old = {k: z[k] for k in z.files if k != "seconds"}
+    with open(chunks[1], "wb") as fh:
+        np.savez(fh, **old)
+    with pytest.raises(ValueError, match="do not record their cost"):
+        simulate_sample(df, cfg, campaign=folder)
+    # the two T_max parts are those of the personalisation simulator (one function)
+    from immunocal.calib.cohort import _model_run
+
+    run = _model_run({k.removeprefix("true_"): float(df[k].iat[0]) for k in df.columns if k.startswith("true_")},
+                     float(df["dose"].iat[0]), cfg, None, None, None)
+    assert t_max_parts(run, cfg) == (ref[0]["model_first_peak_time"], ref[0]["model_window_end_margin"])
