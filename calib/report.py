@@ -264,8 +264,11 @@ def _spatial_cohort(j: dict) -> list[tuple[str | None, str]]:
         f"patient {f['patient']}: RECIST {'→'.join(f['best_recist'])} (scan nadir ratio "
         f"{_f(f['scan_nadir_ratio'][0], 4)}→{_f(f['scan_nadir_ratio'][1], 4)}, PR ≤ 0.7), CRS "
         f"{f['crs_grade'][0]}→{f['crs_grade'][1]} (score {_f(f['crs_score'][0], 4)}→{_f(f['crs_score'][1], 4)}), "
-        f"T_max {f['t_max'][0]:g}→{f['t_max'][1]:g} d (peak {_f(f['model_t_peak'][0], 3)}→"
-        f"{_f(f['model_t_peak'][1], 3)} d)" for f in flips) or "none"
+        f"T_max {f['t_max'][0]:g}→{f['t_max'][1]:g} d (global peak {_f(f['model_t_peak'][0], 3)}→"
+        f"{_f(f['model_t_peak'][1], 3)} d"
+        + (f"; early peak {_f(f['model_first_peak_time'][0], 3)}→{_f(f['model_first_peak_time'][1], 3)} d, "
+           f"window-end margin {_f(f['model_window_end_margin'][0], 3)}→{_f(f['model_window_end_margin'][1], 3)}"
+           if "model_first_peak_time" in f else "") + ")" for f in flips) or "none"
     info = j["information"]["spatial"]
     top = "; ".join(f"{k}: {max(v['spearman'], key=lambda lat: abs(v['spearman'][lat])).removeprefix('theta_')} "
                     f"{_f(v['max_abs_spearman'], 2)}" for k, v in info.items())
