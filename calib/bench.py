@@ -88,9 +88,9 @@ def bench_nuts(n_subjects: int = 100, draws: int = 1000, chains: int = 4, cores:
 
 def bench_exact_rit(repeats: int = 5, seed: int = 0) -> dict:
     """Seconds per value + gradient of the summed log volumes of the 40 mice of the Morisada MOC1 config's four fitted
-    arms (10 per arm, each simulated to data day 121 under its own arm, 3 parameters per mouse at random plausible
-    values) through the exact emulator's Op (the kernel's forward-mode tangents, one core), best of ``repeats``;
-    and the same model's values alone."""
+    arms (10 per arm, each simulated under its own arm to its own last data day — as the likelihood does — at the
+    config's resolution, 3 parameters per mouse at random plausible values) through the exact emulator's Op (the
+    kernel's forward-mode tangents, one core), best of ``repeats``; and the same model's values alone."""
     import tempfile
 
     import pytensor
@@ -106,14 +106,16 @@ def bench_exact_rit(repeats: int = 5, seed: int = 0) -> dict:
         fm, conditions, data = cal.forward, cal.conditions[0], cal.data
         schedules = {c: cal.schedule(c) for c in conditions}
         space = cal._input_space()
-    inputs, values, total = [], [], 0.0
+    inputs, values, horizons, total = [], [], [], 0.0
     for c in conditions:
-        n = len(np.unique(data.subject[data.condition == c]))
+        mice = np.unique(data.subject[data.condition == c])
+        n = len(mice)
+        horizons.append(np.array([data.time[data.subject == m].max() for m in mice], float))
         th = pt.dmatrix(f"theta_{c}")
         inputs.append(th)
         values.append(np.column_stack([rng.uniform(0.05, 0.2, n), np.exp(rng.uniform(0.0, np.log(100.0), n)),
                                        np.full(n, 0.05)]))
-        total = total + ExactEmulator(fm, schedules[c], space=space).predict_pt(th)[0].sum()
+        total = total + ExactEmulator(fm, schedules[c], space=space).predict_pt(th, until=horizons[-1])[0].sum()
     f = pytensor.function(inputs, [total, *pytensor.grad(total, inputs)])
     f(*values)  # compile (kernel specialisations are cached on disk)
 
@@ -126,8 +128,8 @@ def bench_exact_rit(repeats: int = 5, seed: int = 0) -> dict:
         return min(times)
 
     return {"exact_rit_moc1_40_value_grad_s": best(lambda: f(*values)),
-            "exact_rit_moc1_40_value_s": best(lambda: [fm.simulate(v, schedules[c])
-                                                      for v, c in zip(values, conditions)]),
+            "exact_rit_moc1_40_value_s": best(lambda: [fm.simulate(v, schedules[c], until=u)
+                                                      for v, c, u in zip(values, conditions, horizons)]),
             "exact_rit_moc1_subjects": int(sum(len(v) for v in values)),
             "exact_rit_numerics": fm.numerics_tag}
 

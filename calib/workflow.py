@@ -693,41 +693,66 @@ class Calibration:
                 "max_rmse": max(r["rmse"] for v in out.values() for r in v.values()),
                 "worst_condition": worst[0], "per_condition": out}
 
+    def _resolution_ladder(self, levels: int = 2) -> list:
+        """The forward model and its ``levels`` successive refinements (the simulator's ``refined()``, e.g. half the
+        integration step each): the ladder the resolution checks compare along. ``[]`` when the simulator has none."""
+        if not hasattr(self.forward, "refined"):
+            return []
+        ladder = [self.forward]
+        for _ in range(levels):
+            ladder.append(ladder[-1].refined())
+        return ladder
+
+    @staticmethod
+    def _ladder_report(diffs: list[dict], noise: dict, tags: list[str]) -> dict:
+        """Differences between consecutive rungs (``ladder``) and between the run's resolution and the finest
+        (``max_abs_diff``, in units of the noise sd: ``max_diff_over_noise``; ``converged`` below 0.1 sd); the ratio
+        of consecutive differences shows the scheme in its asymptotic range (about 2^order when it is)."""
+        obs = sorted({o for d in diffs for o in d})
+        to_finest = {o: diffs[-1][o] for o in obs}
+        ratio = {o: to_finest[o] / noise[o] for o in noise if o in to_finest and noise[o] > 0}
+        steps = diffs[:-1]
+        observed = {o: (steps[i][o] / steps[i + 1][o] if steps[i + 1][o] > 0 else None)
+                    for o in obs for i in range(len(steps) - 1)}
+        return {"resolution": tags[0], "refined": tags[-1], "ladder": tags,
+                "consecutive_max_abs_diff": steps, "refinement_ratio": observed,
+                "max_abs_diff": to_finest, "max_diff_over_noise": ratio,
+                "converged": bool(max(ratio.values(), default=0.0) < 0.1)}
+
     def numerics_check(self, idata, n: int | None = None) -> dict | None:
         """The forward model's numerical resolution checked where the posterior is: at ``n`` posterior draws of the
-        fitted subjects, every fitted condition simulated at the run's resolution and once refined (the simulator's
-        ``refined()``, e.g. half the integration step), compared on the fitted rows' days; the largest difference
-        is reported in units of the fitted noise sd (``converged``: below 0.1 sd — the discretisation error is then
-        negligible beside the observation noise). An unconverged resolution is announced loudly. None when the
-        route does not simulate the true model in the likelihood or the simulator has no ``refined()``."""
-        em = next(iter(self.emulators.values()))
-        if getattr(em, "family", "") not in ("exact", "blackbox") or not hasattr(self.forward, "refined"):
+        fitted subjects, every fitted condition simulated at the run's resolution and twice refined (the
+        simulator's ``refined()``, e.g. half the integration step each time), compared on the fitted rows' days.
+        The difference between the run's resolution and the finest is reported in units of the fitted noise sd
+        (``converged``: below 0.1 sd — the discretisation error is then negligible beside the observation noise),
+        with the consecutive differences and their ratio (the refinement shown, not assumed). An unconverged
+        resolution is announced loudly. Every route: a surrogate is trained on the simulator at the run's
+        resolution, so it is only as good as that. None when the simulator has no ``refined()``."""
+        ladder = self._resolution_ladder()
+        if not ladder:
             return None
         n = n or int(self.cfg.get("diagnostics", {}).get("surrogate_check_draws", 40))
         rng = np.random.default_rng(int(self.sampler["seed"]))
         post = self.subject_parameters(idata)
         full = self.problem.full_vector(post[rng.choice(len(post), size=min(n, len(post)), replace=False)])
-        fine = self.forward.refined()
         grid = np.asarray(self.forward.times, float)
-        worst, per_obs = 0.0, {}
+        diffs = [{} for _ in ladder]  # rung i vs i+1, and (last) the run vs the finest
         for c in self.conditions[0]:
             days = np.unique(self.data.time[self.data.condition == c])
-            a, b = self.forward.simulate(full, self.schedule(c)), fine.simulate(full, self.schedule(c))
+            ys = [f.simulate(full, self.schedule(c)) for f in ladder]
             for j, o in enumerate(self.forward.observables):
-                interp = [np.array([np.interp(days, grid, row) for row in x[:, j]]) for x in (a, b)]
-                diff = np.abs(interp[0] - interp[1])
-                d = float(np.nanmax(diff)) if np.isfinite(diff).any() else 0.0
-                per_obs[o] = max(per_obs.get(o, 0.0), d)
-        noise = _noise_sd(idata, per_obs)
-        ratio = {o: per_obs[o] / noise[o] for o in noise if noise[o] > 0}
-        worst = max(ratio.values(), default=0.0)
-        out = {"n_draws": len(full), "resolution": getattr(self.forward, "numerics_tag", ""),
-               "refined": getattr(fine, "numerics_tag", ""), "max_abs_diff": per_obs,
-               "max_diff_over_noise": ratio, "converged": bool(worst < 0.1)}
+                at = [np.array([np.interp(days, grid, row) for row in y[:, j]]) for y in ys]
+                pairs = [(i, i + 1) for i in range(len(at) - 1)] + [(0, len(at) - 1)]
+                for k, (a, b) in enumerate(pairs):
+                    diff = np.abs(at[a] - at[b])
+                    d = float(np.nanmax(diff)) if np.isfinite(diff).any() else 0.0
+                    diffs[k][o] = max(diffs[k].get(o, 0.0), d)
+        out = {"n_draws": len(full), **self._ladder_report(diffs, _noise_sd(idata, diffs[-1]),
+                                                            [getattr(f, "numerics_tag", "") for f in ladder])}
         if not out["converged"]:
-            msg = (f"NUMERICS: the forward model at {out['resolution']} differs from {out['refined']} by "
-                   f"{worst:.2f} noise sd at posterior draws: refine the resolution")
-            _announce(msg)
+            worst = max(out["max_diff_over_noise"].values())
+            _announce(f"NUMERICS: the forward model at {out['resolution']} differs from {out['refined']} by "
+                      f"{worst:.2f} noise sd at posterior draws: refine the resolution")
         return out
 
     def exact_gradient_seconds(self, idata) -> float | None:
@@ -835,32 +860,9 @@ class Calibration:
         PyMC's ``sample_posterior_predictive(predictions=True)`` on the same hierarchical model with a fresh subject
         dimension (new latent values drawn from the fitted population), the run's observation family and censoring
         at the detection limit / endpoint. Returns ``{"idata": predictions, "summary": coverage and control}``."""
-        from dataclasses import replace
-
-        import pymc as pm
-
-        from .surrogate import BlackBoxEmulator
-
         t0 = time.perf_counter()
-        p = self.cfg.get("predict", {})
-        rows = self.prediction_rows(conditions)
-        space = self._input_space()
-        ems = {c: BlackBoxEmulator(self.forward, self.schedule(c), space=space) for c in conditions}
-        # new subjects sit at the average covariate (a covariate effect needs the new subject's covariates); an
-        # observed input is drawn from the values of the condition's real subjects (else of all subjects)
-        specs = [replace(s, covariates=(), values=self._new_subject_pools(n, rows) if s.role == "observed" else None)
-                 for s, n in ((s, s.name) for s in self.parameters)]
-        limits = self.censor_limits()
-        model = self.model(ems, rows, censor_bounds=limits, parameters=specs)
-        thin = thin_posterior(idata, int(p.get("draws", 400)))
-        names = [subject_variable(s) for s in self.parameters if s.role == "latent"] + [v for n in self.observed for v in (f"{n}_pick", n)] + \
-            [v for o in rows.observables for v in (f"y_{o}", f"mu_{o}")]
-        self._log(f"[predict] {len(conditions)} condition(s) × {int(p.get('subjects_per_draw', 4))} new subjects × "
-                  f"{thin.posterior.sizes['chain'] * thin.posterior.sizes['draw']} posterior draws (true forward model)")
-        with model:
-            pred = pm.sample_posterior_predictive(thin, var_names=names, predictions=True,
-                                                  random_seed=int(p.get("seed", self.sampler["seed"])),
-                                                  progressbar=self._bars)
+        pred, rows, thin, limits = self._predictive(idata, conditions, self.forward,
+                                                    int(self.cfg.get("predict", {}).get("draws", 400)))
         summary = predictive_summary(pred, rows, self.tables[0], conditions, limits)
         priors = self.priors()
         summary["identifiability"] = prediction_identifiability(
@@ -868,6 +870,68 @@ class Calibration:
             {n: getattr(p, "_g", None) for n, p in priors.items() if getattr(p, "_g", None) is not None})
         self.seconds["prediction"] = round(time.perf_counter() - t0, 1)
         return {"idata": pred, "rows": rows, "summary": summary}
+
+    def _predictive(self, idata, conditions, forward, draws: int, log: bool = True):
+        """``sample_posterior_predictive`` of new subjects of ``conditions`` by ``forward`` at ``draws`` thinned
+        posterior draws (the prediction's and its resolution check's one path). Returns the predictions, the
+        prediction rows, the thinned posterior and the censoring limits."""
+        from dataclasses import replace
+
+        import pymc as pm
+
+        from .surrogate import BlackBoxEmulator
+
+        p = self.cfg.get("predict", {})
+        rows = self.prediction_rows(conditions)
+        space = self._input_space()
+        ems = {c: BlackBoxEmulator(forward, self.schedule(c), space=space) for c in conditions}
+        # new subjects sit at the average covariate (a covariate effect needs the new subject's covariates); an
+        # observed input is drawn from the values of the condition's real subjects (else of all subjects)
+        specs = [replace(s, covariates=(), values=self._new_subject_pools(n, rows) if s.role == "observed" else None)
+                 for s, n in ((s, s.name) for s in self.parameters)]
+        limits = self.censor_limits()
+        model = self.model(ems, rows, censor_bounds=limits, parameters=specs)
+        thin = thin_posterior(idata, draws)
+        names = [subject_variable(s) for s in self.parameters if s.role == "latent"] + [v for n in self.observed for v in (f"{n}_pick", n)] + \
+            [v for o in rows.observables for v in (f"y_{o}", f"mu_{o}")]
+        if log:
+            self._log(f"[predict] {len(conditions)} condition(s) × {int(p.get('subjects_per_draw', 4))} new subjects"
+                      f" × {thin.posterior.sizes['chain'] * thin.posterior.sizes['draw']} posterior draws (true "
+                      f"forward model, {getattr(forward, 'numerics_tag', '') or 'its own resolution'})")
+        with model:
+            pred = pm.sample_posterior_predictive(thin, var_names=names, predictions=True,
+                                                  random_seed=int(p.get("seed", self.sampler["seed"])),
+                                                  progressbar=self._bars and log)
+        return pred, rows, thin, limits
+
+    def prediction_numerics_check(self, idata, conditions, n: int | None = None) -> dict | None:
+        """The prediction's resolution: new subjects of ``conditions`` at ``n`` thinned posterior draws predicted
+        along the resolution ladder (the run's, refined, refined twice) with the same random draws, their mean
+        trajectories compared where an observation could see them (clipped to the censoring limits); in units of
+        the fitted noise sd (``converged`` below 0.1). New subjects spread wider than the fitted ones, so this is
+        checked on its own. None when the simulator has no ``refined()``."""
+        ladder = self._resolution_ladder()
+        if not ladder or not conditions:
+            return None
+        n = n or int(self.cfg.get("diagnostics", {}).get("surrogate_check_draws", 40))
+        runs = [self._predictive(idata, conditions, f, n, log=False) for f in ladder]
+        limits = runs[0][3]
+        diffs = [{} for _ in ladder]
+        for o in runs[0][1].observables:
+            lo, hi = limits.get(o, (-np.inf, np.inf))
+            mu = [np.clip(r[0].predictions[f"mu_{o}"].values, lo, hi) for r in runs]
+            pairs = [(i, i + 1) for i in range(len(mu) - 1)] + [(0, len(mu) - 1)]
+            for k, (a, b) in enumerate(pairs):
+                diff = np.abs(mu[a] - mu[b])
+                diffs[k][o] = float(np.nanmax(diff)) if np.isfinite(diff).any() else 0.0
+        out = {"n_draws": n, "conditions": list(conditions),
+               **self._ladder_report(diffs, _noise_sd(idata, diffs[-1]),
+                                     [getattr(f, "numerics_tag", "") for f in ladder])}
+        if not out["converged"]:
+            worst = max(out["max_diff_over_noise"].values())
+            _announce(f"NUMERICS: predicted new subjects at {out['resolution']} differ from {out['refined']} by "
+                      f"{worst:.2f} noise sd: refine the resolution")
+        return out
 
     # ------------------------------------------------------------------ the whole run
     def fit_data_hash(self) -> str:
@@ -992,6 +1056,9 @@ class Calibration:
             save_idata(pred["idata"], self.out / "predictions.nc", attrs)
             summary["prediction"] = {"fit": restrict(pred["summary"], fit),
                                      "heldout": restrict(pred["summary"], held)}
+            pred_numerics = self.prediction_numerics_check(idata, fit + held)
+            if pred_numerics is not None:
+                summary["prediction"]["numerics"] = pred_numerics
             write_json(self.out / "predictions.json", pred["summary"])
             plot_predictions(pred, meas, self.data.observables, fit, self.out, "predictions_fit.png",
                              "fitted conditions: data and new-subject predictive")

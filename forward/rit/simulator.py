@@ -87,7 +87,7 @@ class RitSimulator:
         """:meth:`simulate` and its exact Jacobian ``(n, 1, len(times), len(parameter_names))``: the kernel's
         forward-mode tangents (the derivative of the discretisation itself, to round-off), 0 where the volume is
         floored (the ``exact`` emulator's gradient; docs/rit.md "Exact sensitivities")."""
-        return self._log_volumes(theta, condition, jacobian=True)
+        return self._log_volumes(theta, condition, jacobian=True, until=until)
 
     def _log_volumes(self, theta, condition, jacobian: bool, until=None):
         from .model import simulate_volumes_batch

@@ -344,26 +344,44 @@ def test_per_subject_initial_volume_from_the_observed_first_measurement(tmp_path
     summary = cal.run()
     assert summary["observed_inputs"]["initial_volume"]["rows_conditioned_on"] == 8
     assert summary["route"]["route"] == "exact" and summary["route"]["advice"] == "keep"
-    # the resolution check at posterior draws: a closed form has nothing to refine; a simulator whose refined
-    # version differs by 0.05 in log volume is compared in units of the fitted noise sd
+    # the resolution check at posterior draws: a closed form has nothing to refine; a simulator whose refinements
+    # differ by 0.04 and then 0.01 in log volume (a second-order scheme's ratio 4) is compared along that ladder,
+    # the run against the finest in units of the fitted noise sd
     assert "numerics_at_posterior" not in summary and cal.numerics_check(cal.idata) is None
+    assert "numerics" not in summary["prediction"]
     base = cal.forward
 
     class Shifted:
-        numerics_tag = "refined"
+        def __init__(self, shift, tag, finer=None):
+            self.shift, self.numerics_tag, self.finer = shift, tag, finer
+
+        def __getattr__(self, name):  # everything else (times, observables, ...) of the model itself
+            return getattr(base, name)
+
+        def refined(self):
+            return self.finer
 
         def simulate(self, theta, condition=None):
-            return base.simulate(theta, condition) + 0.05
+            return base.simulate(theta, condition) + self.shift
 
-    object.__setattr__(base, "refined", lambda: Shifted())
+    object.__setattr__(base, "refined", lambda: Shifted(0.04, "h/2", Shifted(0.05, "h/4")))
     try:
         check = cal.numerics_check(cal.idata, n=5)
+        pred_check = cal.prediction_numerics_check(cal.idata, ["combo"], n=3)
     finally:
         object.__delattr__(base, "refined")
     sigma = float(cal.idata.posterior["sigma_log_volume"].median())
     assert check["n_draws"] == 5 and check["max_abs_diff"]["log_volume"] == pytest.approx(0.05, rel=1e-9)
+    assert [d["log_volume"] for d in check["consecutive_max_abs_diff"]] == pytest.approx([0.04, 0.01], rel=1e-6)
+    assert check["refinement_ratio"]["log_volume"] == pytest.approx(4.0, rel=1e-5)
+    assert check["ladder"] == [getattr(base, "numerics_tag", ""), "h/2", "h/4"]
     assert check["max_diff_over_noise"]["log_volume"] == pytest.approx(0.05 / sigma)
     assert check["converged"] == (0.05 / sigma < 0.1)
+    # the predicted new mice along the same ladder, with the same random draws: only the shift differs (no
+    # censoring limit in these data, so nothing is clipped)
+    assert pred_check["n_draws"] == 3 and pred_check["conditions"] == ["combo"]
+    assert pred_check["max_abs_diff"]["log_volume"] == pytest.approx(0.05, rel=1e-6)
+    assert pred_check["refinement_ratio"]["log_volume"] == pytest.approx(4.0, rel=1e-4)
     assert summary["diagnostics"]["rhat_max"] < 1.05
     r = cal.idata.posterior["growth_rate"].values  # every mouse's growth rate near its truth (0.3)
     assert np.all(np.abs(np.median(r, axis=(0, 1)) / 0.3 - 1) < 0.15)

@@ -189,3 +189,7 @@ def test_tangents_with_per_row_horizons_equal_the_full_run_before_the_horizon():
     np.testing.assert_array_equal(yp[1], y[1])
     np.testing.assert_array_equal(jp[1], jac[1])
     assert np.all(np.isfinite(jp))
+    # the first row really stopped: after its horizon it holds the value there (the full run keeps changing)
+    late = fm.times > 26.0
+    assert np.all(yp[0, 0, late] == yp[0, 0, late][0]) and not np.allclose(yp[0, 0, late], y[0, 0, late])
+    assert not np.allclose(jp[0, 0, late], jac[0, 0, late])
