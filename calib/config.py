@@ -35,7 +35,7 @@ from immunocal.priors.textio import read_input_text
 
 NUMBER = (int, float)
 _SAMPLER = {"method": str, "draws": int, "tune": int, "chains": int, "cores": int, "seed": int,
-            "target_accept": NUMBER, "advi_iterations": int, "compile_mode": str}
+            "target_accept": NUMBER, "advi_iterations": int, "compile_mode": str, "init": str}
 #: section -> {key: type}; ``"*"`` = a table of named entries, each with the keys given; a type ``dict`` marks a
 #: free-form sub-table (checked by its consumer, e.g. the forward class's constructor)
 SCHEMA: dict[str, dict] = {
@@ -55,7 +55,7 @@ SCHEMA: dict[str, dict] = {
     "sampler": _SAMPLER,
     "diagnostics": {"rhat_max": NUMBER, "ess_min": NUMBER, "strict": bool, "surrogate_check_draws": int},
     "predict": {"draws": int, "subjects_per_draw": int, "seed": int, "detection_limit": NUMBER,
-                "endpoint": NUMBER},
+                "endpoint": NUMBER, "refinements": int},
     "personalise": {"method": str, "draws": int, "tune": int, "chains": int, "seed": int, "target_accept": NUMBER,
                     "population_draws": int, "particles": int, "stages": int, "max_stages": int, "components": int,
                     "defensive": NUMBER, "block": int, "khat_max": NUMBER},
@@ -77,9 +77,11 @@ _HALF_OPEN_UNIT = (lambda v: 0 <= v < 1), "a number in [0, 1)"
 
 
 def _sampler_domains(methods) -> dict:
+    from .inference import NUTS_INITS
+
     return {"method": _choice(*methods), "draws": _AT_LEAST_1, "tune": _AT_LEAST_0, "chains": _AT_LEAST_1,
             "cores": _AT_LEAST_1, "seed": _AT_LEAST_0, "target_accept": _OPEN_UNIT, "advi_iterations": _AT_LEAST_1,
-            "compile_mode": _choice("NUMBA", "C", "c", "default")}
+            "compile_mode": _choice("NUMBA", "C", "c", "default"), "init": _choice(*NUTS_INITS)}
 
 
 def _domains() -> dict:
@@ -103,7 +105,8 @@ def _domains() -> dict:
         "sbc.sampler": _sampler_domains(METHODS),
         "diagnostics": {"rhat_max": ((lambda v: v > 1), "a number > 1"), "ess_min": _POSITIVE,
                         "surrogate_check_draws": _AT_LEAST_1},
-        "predict": {"draws": _AT_LEAST_0, "subjects_per_draw": _AT_LEAST_1, "seed": _AT_LEAST_0},
+        "predict": {"draws": _AT_LEAST_0, "subjects_per_draw": _AT_LEAST_1, "seed": _AT_LEAST_0,
+                    "refinements": _AT_LEAST_0},
         "personalise": {**{k: v for k, v in _sampler_domains((*METHODS, "importance")).items()
                            if k in SCHEMA["personalise"]},
                         "population_draws": _AT_LEAST_1, "particles": _AT_LEAST_1, "stages": _AT_LEAST_1,

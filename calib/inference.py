@@ -8,6 +8,9 @@ import importlib.util
 import numpy as np
 
 METHODS = ("nuts", "advi", "fullrank_advi", "pathfinder", "smc", "demetropolis")
+#: PyMC's NUTS initialisations a config may name (``[sampler] init``): a diagonal mass matrix (the default) or a dense
+#: one adapted from the warm-up's sample covariance (for posteriors whose correlations make the trees deep)
+NUTS_INITS = ("jitter+adapt_diag", "adapt_diag", "jitter+adapt_full", "adapt_full")
 
 
 def pathfinder_available() -> bool:
@@ -16,7 +19,8 @@ def pathfinder_available() -> bool:
 
 def sample(model, method: str = "nuts", *, draws: int = 1000, tune: int = 1000, chains: int = 4,
            cores: int | None = None, seed: int = 0, target_accept: float = 0.9, advi_iterations: int = 20000,
-           progressbar: bool = False, posterior_predictive: bool = True, compile_mode: str | None = None):
+           progressbar: bool = False, posterior_predictive: bool = True, compile_mode: str | None = None,
+           init: str = "jitter+adapt_diag"):
     """Run ``method`` on ``model`` and return an ArviZ ``InferenceData`` (with posterior_predictive and
     observed_data where the model has observed variables).
 
@@ -29,6 +33,8 @@ def sample(model, method: str = "nuts", *, draws: int = 1000, tune: int = 1000, 
         compile_mode = None
     if method not in METHODS:
         raise ValueError(f"unknown inference method {method!r}; choose one of {list(METHODS)}")
+    if init not in NUTS_INITS:
+        raise ValueError(f"unknown NUTS initialisation {init!r}; choose one of {list(NUTS_INITS)}")
     import os
 
     from threadpoolctl import threadpool_limits
@@ -40,7 +46,7 @@ def sample(model, method: str = "nuts", *, draws: int = 1000, tune: int = 1000, 
     try:
         with threadpool_limits(1):
             return _sample(model, method, draws, tune, chains, cores, seed, target_accept, advi_iterations,
-                           progressbar, posterior_predictive, compile_mode)
+                           progressbar, posterior_predictive, compile_mode, init)
     finally:
         if old_env is None:
             os.environ.pop("OPENBLAS_NUM_THREADS", None)
@@ -48,8 +54,9 @@ def sample(model, method: str = "nuts", *, draws: int = 1000, tune: int = 1000, 
             os.environ["OPENBLAS_NUM_THREADS"] = old_env
 
 
-def _nuts(model, draws, tune, chains, cores, seed, target_accept, progressbar, compile_kwargs):
-    """``pm.sample`` with PyMC's own NUTS initialisation (``jitter+adapt_diag``, the same per-chain seeds) done up
+def _nuts(model, draws, tune, chains, cores, seed, target_accept, progressbar, compile_kwargs,
+          init="jitter+adapt_diag"):
+    """``pm.sample`` with PyMC's own NUTS initialisation (``init``, the same per-chain seeds) done up
     front by ``pm.init_nuts`` and handed over as the step and the chains' starting points. The same sampler as
     ``pm.sample(model)``; what it skips is ``assign_step_methods`` building the whole model's gradient graph once per
     free variable only to learn that each is differentiable — on the 37-patient CT041 personalisation model (30
@@ -57,7 +64,7 @@ def _nuts(model, draws, tune, chains, cores, seed, target_accept, progressbar, c
     import pymc as pm
 
     seeds = [int(rng.integers(2**30)) for rng in np.random.default_rng(seed).spawn(chains)]  # as pm.sample does
-    initial_points, step = pm.init_nuts(init="jitter+adapt_diag", chains=chains, model=model, random_seed=seeds,
+    initial_points, step = pm.init_nuts(init=init, chains=chains, model=model, random_seed=seeds,
                                         progressbar=progressbar, tune=tune, target_accept=target_accept,
                                         compile_kwargs=compile_kwargs)
     return pm.sample(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed, step=step,
@@ -66,13 +73,13 @@ def _nuts(model, draws, tune, chains, cores, seed, target_accept, progressbar, c
 
 
 def _sample(model, method, draws, tune, chains, cores, seed, target_accept, advi_iterations, progressbar,
-            posterior_predictive, compile_mode):
+            posterior_predictive, compile_mode, init="jitter+adapt_diag"):
     import pymc as pm
 
     with model:
         if method == "nuts":
             idata = _nuts(model, draws, tune, chains, cores or min(chains, 2), seed, target_accept, progressbar,
-                          {"mode": compile_mode} if compile_mode else None)
+                          {"mode": compile_mode} if compile_mode else None, init)
         elif method in ("advi", "fullrank_advi"):
             approx = pm.fit(n=advi_iterations, method=method, random_seed=seed, progressbar=progressbar)
             idata = approx.sample(draws, random_seed=seed)

@@ -693,12 +693,27 @@ class Calibration:
                 "max_rmse": max(r["rmse"] for v in out.values() for r in v.values()),
                 "worst_condition": worst[0], "per_condition": out}
 
-    def _resolution_ladder(self, levels: int = 2) -> list:
-        """The forward model and its ``levels`` successive refinements (the simulator's ``refined()``, e.g. half the
-        integration step each): the ladder the resolution checks compare along. ``[]`` when the simulator has none."""
+    def prediction_forward(self):
+        """The forward model the prediction simulates with: the run's, refined ``[predict] refinements`` times (the
+        simulator's ``refined()``) — new subjects spread wider than the fitted ones, so a resolution converged at
+        the posterior may not be there (``prediction_numerics_check`` says). A refinement asked of a simulator
+        without ``refined()`` is a named error."""
+        n = int(self.cfg.get("predict", {}).get("refinements", 0))
+        if n and not hasattr(self.forward, "refined"):
+            raise ValueError(f"{self.cfg.get('_path', 'config')}: [predict] refinements = {n}, but the forward "
+                             f"model {self.forward.name!r} has no refined() resolution")
+        forward = self.forward
+        for _ in range(n):
+            forward = forward.refined()
+        return forward
+
+    def _resolution_ladder(self, levels: int = 2, start=None) -> list:
+        """``start`` (default the run's forward model) and its ``levels`` successive refinements (the simulator's
+        ``refined()``, e.g. half the integration step each): the ladder the resolution checks compare along. ``[]``
+        when the simulator has none."""
         if not hasattr(self.forward, "refined"):
             return []
-        ladder = [self.forward]
+        ladder = [self.forward if start is None else start]
         for _ in range(levels):
             ladder.append(ladder[-1].refined())
         return ladder
@@ -861,7 +876,7 @@ class Calibration:
         dimension (new latent values drawn from the fitted population), the run's observation family and censoring
         at the detection limit / endpoint. Returns ``{"idata": predictions, "summary": coverage and control}``."""
         t0 = time.perf_counter()
-        pred, rows, thin, limits = self._predictive(idata, conditions, self.forward,
+        pred, rows, thin, limits = self._predictive(idata, conditions, self.prediction_forward(),
                                                     int(self.cfg.get("predict", {}).get("draws", 400)))
         summary = predictive_summary(pred, rows, self.tables[0], conditions, limits)
         priors = self.priors()
@@ -909,8 +924,9 @@ class Calibration:
         along the resolution ladder (the run's, refined, refined twice) with the same random draws, their mean
         trajectories compared where an observation could see them (clipped to the censoring limits); in units of
         the fitted noise sd (``converged`` below 0.1). New subjects spread wider than the fitted ones, so this is
-        checked on its own. None when the simulator has no ``refined()``."""
-        ladder = self._resolution_ladder()
+        checked on its own; the ladder starts at the prediction's resolution (``[predict] refinements``). None when
+        the simulator has no ``refined()``."""
+        ladder = self._resolution_ladder(start=self.prediction_forward())
         if not ladder or not conditions:
             return None
         n = n or int(self.cfg.get("diagnostics", {}).get("surrogate_check_draws", 40))

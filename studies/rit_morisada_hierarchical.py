@@ -3,8 +3,9 @@
 Each cell line is one config next to its data (``calib/datasets/morisada2018/{moc1,mc38}.toml``): fit on Control,
 anti-PD-1, 8 Gy×2 and 2 Gy×10; predict the held-out combinations anti-PD-1 + 8 Gy×2 and anti-PD-1 + 2 Gy×10 for new
 mice by the true forward model at posterior draws. This script only runs the two configs and collects: coverage of
-the held-out observations by the 50 %/90 % predictive intervals, MCMC diagnostics, surrogate error at posterior draws,
-and predicted vs observed tumour-control fractions — including whether the paper's finding (anti-PD-1 + 8 Gy×2
+the held-out observations by the 50 %/90 % predictive intervals, MCMC diagnostics, the route (what the likelihood
+simulated: its gradient cost, the surrogate's error at posterior draws when a surrogate, the resolution ladder at
+posterior draws and for the predicted mice), and predicted vs observed tumour-control fractions — including whether the paper's finding (anti-PD-1 + 8 Gy×2
 controls MOC1 far better than + 2 Gy×10) is reproduced.
 """
 
@@ -18,6 +19,21 @@ from immunocal.studies._common import write_json
 NAME = "rit_morisada_hierarchical"
 #: ``--quick``: shorter chains, fewer prediction draws (same design, same model)
 QUICK = {"draws": 400, "tune": 500, "target_accept": 0.9}
+
+
+def _route(res: dict) -> dict:
+    """What the likelihood simulated and how well: the route (exact: the true model with its tangents; surrogate:
+    PCA-GPs), the seconds per exact gradient, the surrogate's error at posterior draws, the resolution ladder at
+    posterior draws and for the predicted new mice (in noise sd), and the run's wall clock."""
+    route, num, pred = res.get("route", {}), res.get("numerics_at_posterior", {}), res["prediction"].get("numerics", {})
+    return {"route": route.get("route"), "gradient_seconds": route.get("gradient_seconds"),
+            "surrogate_max_abs_error": (res.get("surrogate_at_posterior") or {}).get("max_abs_error"),
+            "resolution": num.get("resolution"), "ladder": num.get("ladder"),
+            "numerics_at_posterior_over_noise": num.get("max_diff_over_noise"),
+            "numerics_refinement_ratio": num.get("refinement_ratio"),
+            "prediction_resolution": pred.get("resolution"),
+            "prediction_numerics_over_noise": pred.get("max_diff_over_noise"),
+            "seconds": res.get("seconds", {}).get("total")}
 
 
 def run(out: Path, quick: bool = False, cell_lines=("MOC1", "MC38")) -> dict:
@@ -45,8 +61,7 @@ def run(out: Path, quick: bool = False, cell_lines=("MOC1", "MC38")) -> dict:
         "max_rhat": max(d["rhat_max"] or 0.0 for d in diags), "min_ess_bulk": min(d["ess_bulk_min"] for d in diags),
         "min_ess_tail": min(d["ess_tail_min"] for d in diags), "divergences": sum(d["divergences"] for d in diags),
         "ok": all(d["ok"] for d in diags), "thresholds": "R-hat <= 1.01, bulk/tail ESS >= 400, no divergences"}
-    result["surrogate_at_posterior_max_abs_error"] = {
-        line: r["surrogate_at_posterior"]["max_abs_error"] for line, r in result["cell_lines"].items()}
+    result["route"] = {line: _route(r) for line, r in result["cell_lines"].items()}
     keys = ("observed_control_fraction", "predicted_control_fraction", "predicted_control_fraction_noise_free",
             "n_subjects")
     result["tumour_control"] = {

@@ -137,3 +137,24 @@ def test_real_data_sections_render(tmp_path):
     assert "0.00018 → 4.3 → 3.6e-05" in text and "registry normalised 2.5" in text
     assert "tumour_proliferation_rate: 1" in text and "volume_per_cell" in text
     assert "x < y: 0.98 (yes); z < half of w: 0 (no)" in text
+
+
+def test_morisada_fits_report_their_route_and_resolution_ladder(tmp_path):
+    """Each cell line's route (exact: seconds per gradient; surrogate: its error at posterior draws) with the
+    resolution ladder at posterior draws and for the predicted mice; a result written before the route entry
+    still renders its surrogate error."""
+    common = {"settings": {"configs": {"MOC1": "moc1.toml"}}, "heldout_coverage_50": 0.5, "heldout_coverage_90": 0.8,
+              "diagnostics": {"max_rhat": 1.0}, "tumour_control": {}}
+    new = dict(common, route={
+        "MOC1": {"route": "exact", "gradient_seconds": 0.0221, "ladder": ["dt0.25x1", "dt0.125x1", "dt0.0625x1"],
+                 "numerics_at_posterior_over_noise": {"log_volume": 0.00034},
+                 "prediction_numerics_over_noise": {"log_volume": 0.0645}, "prediction_resolution": "dt0.125x1",
+                 "seconds": 2000.4},
+        "MC38": {"route": "surrogate", "surrogate_max_abs_error": 1.46, "ladder": None}})
+    text = _render(tmp_path, {"rit_morisada_hierarchical": new})
+    assert "MOC1: route" in text and "exact (true model, kernel tangents; 0.0221 s per gradient)" in text
+    assert "dt0.25x1 → dt0.125x1 → dt0.0625x1: 0.00034 / 0.0645 (predictions at dt0.125x1); 2000" in text
+    assert "MC38: route" in text and "surrogate (max |error| at posterior draws 1.46 log)" in text
+    old = dict(common, surrogate_at_posterior_max_abs_error={"MOC1": 0.863})
+    (tmp_path / "old").mkdir()
+    assert "max |error| (log): MOC1: 0.863" in _render(tmp_path / "old", {"rit_morisada_hierarchical": old})

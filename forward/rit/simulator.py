@@ -66,11 +66,14 @@ class RitSimulator:
         return RitConfig.from_preset(self.preset, **over)
 
     def refined(self) -> RitSimulator:
-        """The same simulator with twice the substeps (half the integration step): the workflow's resolution check
-        at posterior draws (``immunocal.calib.workflow.Calibration.numerics_check``)."""
+        """The same simulator on half the grid step ``dt`` (same substeps per step): every step of the scheme halves
+        — the substep, and the untreated free-growth step (``FREE_GROWTH_STEP_FACTOR dt``), which doubling the
+        substeps alone would leave untouched. The workflow's resolution checks walk this ladder
+        (``immunocal.calib.workflow.Calibration.numerics_check``, ``prediction_numerics_check``)."""
         from dataclasses import replace
 
-        return replace(self, substeps=2 * self.config().substeps)
+        cfg = self.config()
+        return replace(self, dt=cfg.dt / 2, substeps=cfg.substeps)
 
     @property
     def numerics_tag(self) -> str:

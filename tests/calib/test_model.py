@@ -245,3 +245,28 @@ def test_centred_latents_are_the_same_model_in_other_coordinates():
         ParameterSpec("level", "latent", parametrization="centered")
     with pytest.raises(ValueError, match="latent parameters only"):
         ParameterSpec("level", "population", parametrization="centred")
+
+
+def test_nuts_initialisation_is_handed_to_pymc(monkeypatch):
+    """``[sampler] init`` reaches PyMC's own ``init_nuts`` (a dense mass matrix with ``jitter+adapt_full``); an
+    unknown one is refused by name before anything runs."""
+    import pymc as pm
+
+    from immunocal.calib.inference import sample
+
+    seen = []
+    real = pm.init_nuts
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["init"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pm, "init_nuts", spy)
+    with pm.Model() as m:
+        x = pm.Normal("x", 0.0, 1.0, shape=2)
+        pm.Normal("y", x.sum(), 1.0, observed=0.5)
+    idata = sample(m, draws=20, tune=50, chains=1, cores=1, seed=3, init="jitter+adapt_full",
+                   posterior_predictive=False)
+    assert seen == ["jitter+adapt_full"] and idata.posterior["x"].shape == (1, 20, 2)
+    with pytest.raises(ValueError, match="unknown NUTS initialisation 'adapt_dense'"):
+        sample(m, draws=20, tune=50, chains=1, init="adapt_dense")

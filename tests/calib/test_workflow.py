@@ -394,6 +394,22 @@ def test_per_subject_initial_volume_from_the_observed_first_measurement(tmp_path
     assert set(np.unique(pred)) == pool  # new combo mice start at the combo mice's observed volumes, all of them
 
 
+def test_prediction_refinements_need_a_refinable_simulator(tmp_path):
+    """``[predict] refinements`` predicts on a refined resolution; asked of a closed form (nothing to refine) it is
+    a named error, and an invalid count is refused at load time."""
+    from immunocal.calib.config import ConfigError
+    from immunocal.calib.workflow import Calibration
+
+    cfg = write_varied_start(tmp_path)
+    cfg.write_text(cfg.read_text().replace("[predict]\n", "[predict]\nrefinements = 1\n", 1))
+    cal = Calibration(cfg, tmp_path / "run", progress=False)
+    with pytest.raises(ValueError, match=r"\[predict\] refinements = 1, but the forward model .* no refined"):
+        cal.prediction_forward()
+    cfg.write_text(cfg.read_text().replace("refinements = 1", "refinements = -1"))
+    with pytest.raises(ConfigError, match="refinements"):
+        Calibration(cfg, tmp_path / "run2", progress=False)
+
+
 @pytest.mark.parametrize("edit, message", [
     (("time = 0.0", "time = 1.0"), r"no volume_mm3 measured at day 1"),
     (('observable = "volume_mm3"\n', ""), r"role 'observed' and needs 'observable'"),

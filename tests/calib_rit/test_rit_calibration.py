@@ -79,11 +79,13 @@ def test_schedule_and_simulator_errors():
 
 def test_simulator_numerics_settings_and_refinement():
     """dt and substeps are simulator settings (part of every campaign key through numerics_tag); refined() halves
-    the integration step (the workflow's resolution check at posterior draws)."""
+    the grid step dt — and with it the substep and the free-growth step (the workflow's resolution checks)."""
     base = RitSimulator(data_days=(7.0, 20.0))
     assert base.numerics_tag == "exponential-dt0.05x4-k2"
-    coarse = RitSimulator(data_days=(7.0, 20.0), substeps=2)
-    assert coarse.numerics_tag == "exponential-dt0.05x2-k2" and coarse.refined().numerics_tag == base.numerics_tag
+    coarse = RitSimulator(data_days=(7.0, 20.0), dt=0.1)
+    assert coarse.numerics_tag == "exponential-dt0.1x4-k2" and coarse.refined().numerics_tag == base.numerics_tag
+    assert coarse.refined().config().free_growth_step == base.config().free_growth_step == 0.5
+    assert RitSimulator(data_days=(7.0, 20.0), dt=0.25, substeps=1).refined().numerics_tag == "exponential-dt0.125x1-k2"
     theta = np.array([[0.2, 5.0, 0.1]])
     cond = {"rt_days": [8.0], "rt_doses_gy": [8.0]}
     a, b = coarse.simulate(theta, cond), base.simulate(theta, cond)
