@@ -87,9 +87,9 @@ def bench_nuts(n_subjects: int = 100, draws: int = 1000, chains: int = 4, cores:
 
 
 def bench_exact_rit(repeats: int = 5, seed: int = 0) -> dict:
-    """Seconds per value + gradient of the summed log volumes of the 40 mice of the Morisada MOC1 config's four fitted
-    arms (10 per arm, each simulated under its own arm to its own last data day — as the likelihood does — at the
-    config's resolution, 3 parameters per mouse at random plausible values) through the exact emulator's Op (the
+    """Seconds per value + gradient of the summed log volumes of the 40 mice of the Morisada MOC1 exact-route config's
+    (``moc1_exact.toml``) four fitted arms (10 per arm, each simulated under its own arm to its own last data day — as
+    the likelihood does — at the config's resolution, 3 parameters per mouse at random plausible values) through the exact emulator's Op (the
     kernel's forward-mode tangents, one core), best of ``repeats``; and the same model's values alone."""
     import tempfile
 
@@ -102,7 +102,7 @@ def bench_exact_rit(repeats: int = 5, seed: int = 0) -> dict:
 
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as tmp:
-        cal = Calibration(dataset_dir("morisada2018") / "moc1.toml", tmp, progress=False)
+        cal = Calibration(dataset_dir("morisada2018") / "moc1_exact.toml", tmp, progress=False)
         fm, conditions, data = cal.forward, cal.conditions[0], cal.data
         schedules = {c: cal.schedule(c) for c in conditions}
         space = cal._input_space()

@@ -47,7 +47,9 @@ def registry_check(out: Path) -> dict:
 #: misses the thresholds (R-hat 1.020, bulk ESS 364, 2 divergences; sessions 12 and 13, fresh venv); variants measured
 #: 2026-11-30 (run_quickstart with the settings, seed 1): λ1 centred R-hat 1.93; 2000 draws / 1500 tune / 0.95:
 #: R-hat 1.01, bulk 422, tail 211 (α); 2000 / 2500 / 0.95: bulk 352, tail 96 (α) — α's tail through the surrogates
-#: is the bottleneck, not the chain length (issue 14: the true model in the likelihood)
+#: is the bottleneck, not the chain length. The same data on the true model with exact gradients
+#: (``moc1_exact.toml``, one kill rate for all mice) meets the thresholds in about 25 minutes and shows the quick
+#: route's posterior biased by the surrogates (tumour_alpha 0.054 here against 0.021; docs/rit.md)
 QUICK = {"sampler": {"draws": 1200, "tune": 1500, "target_accept": 0.9}, "predict": {"draws": 200}}
 
 

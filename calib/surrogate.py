@@ -299,9 +299,17 @@ class BlackBoxEmulator:
 
 @functools.cache
 def _forward_op_class():
+    import warnings
+
     import pytensor.tensor as pt
     from pytensor.graph.basic import Apply
     from pytensor.graph.op import Op
+
+    # under PyTensor's Numba backend these Ops run their Python perform (which calls the Numba-compiled forward
+    # model) through Numba's object mode by design; PyTensor's warning saying so repeats each Op's whole identity
+    # (descriptor, schedule, horizons) once per condition — noise, not news. Other Ops keep the warning.
+    warnings.filterwarnings("ignore", message=r"Numba will use object mode to run _Forward(Grad)?Op\{",
+                            category=UserWarning)
 
     class _ForwardOp(Op):
         """Black-box Op ``theta (n, p) -> outputs (n, n_obs, n_t)`` calling ``immunocal.forward.simulate``; no gradient."""

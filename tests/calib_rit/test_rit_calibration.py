@@ -17,6 +17,7 @@ from immunocal.forward.rit.simulator import RitSimulator
 from immunocal.priors import registry
 
 CONFIGS = [dataset_dir("morisada2018") / "moc1.toml", dataset_dir("morisada2018") / "mc38.toml",
+           dataset_dir("morisada2018") / "moc1_exact.toml",
            dataset_dir("dewan2009") / "lq_vascular.toml", dataset_dir("dewan2009") / "modified_lq.toml"]
 
 
@@ -105,6 +106,28 @@ def test_bundled_configs_resolve_their_data_conditions_and_priors(config):
         assert s.prior.support == pytest.approx((space.lower[j], space.upper[j]))
     for c in fit + held:
         Schedule.from_condition(cal.schedule(c), cal.forward.day_offset, 100.0)  # every schedule is valid
+
+
+def test_moc1_exact_route_config_is_moc1_on_the_true_model():
+    """moc1_exact.toml fits what moc1.toml fits (same tables, arms, box, priors, observation model, forward model
+    and pre-treatment volume); it differs only where it says: the route, the integration step (checked at posterior
+    draws by the run), the growth rate's parametrisation, one kill rate for all mice, and the sampler."""
+    from immunocal.calib.config import load_config
+
+    a, b = (load_config(dataset_dir("morisada2018") / f) for f in ("moc1.toml", "moc1_exact.toml"))
+    for section in ("data", "conditions", "observables", "diagnostics"):
+        assert a[section] == b[section], section
+    assert a["design"]["bounds"] == b["design"]["bounds"]
+    assert {k: v for k, v in a["model"]["options"].items()} == {
+        k: v for k, v in b["model"]["options"].items() if k not in ("dt", "substeps")}
+    assert (b["model"]["options"]["dt"], b["model"]["options"]["substeps"]) == (0.25, 1)
+    assert {n: p["prior"] for n, p in a["parameters"].items()} == {n: p["prior"] for n, p in b["parameters"].items()}
+    assert (a["emulator"]["kind"], b["emulator"]["kind"]) == ("surrogate", "exact")
+    assert b["parameters"]["immune_kill_rate"]["role"] == "population"
+    assert b["parameters"]["tumour_proliferation_rate"]["parametrization"] == "centred"
+    cal = Calibration(b, "/nonexistent/never-written", progress=False)
+    assert cal.forward.numerics_tag == "exponential-dt0.25x1-k2"
+    assert cal.forward.refined().numerics_tag == "exponential-dt0.125x1-k2"
 
 
 @pytest.mark.parametrize("line", ["MOC1", "MC38"])
@@ -257,5 +280,5 @@ def test_bench_exact_route_times_value_and_gradient_of_the_40_moc1_mice():
     from immunocal.calib.bench import bench_exact_rit
 
     res = bench_exact_rit(repeats=1)
-    assert res["exact_rit_moc1_subjects"] == 40 and res["exact_rit_numerics"] == "exponential-dt0.05x4-k2"
+    assert res["exact_rit_moc1_subjects"] == 40 and res["exact_rit_numerics"] == "exponential-dt0.25x1-k2"
     assert 0 < res["exact_rit_moc1_40_value_s"] < res["exact_rit_moc1_40_value_grad_s"]
