@@ -116,6 +116,16 @@ def _noise_sd(idata, observables) -> dict:
     return {o: float(idata.posterior[f"sigma_{o}"].median()) for o in observables if f"sigma_{o}" in idata.posterior}
 
 
+def _accumulate_ladder(diffs: list[dict], observable: str, rungs: list) -> None:
+    """Into ``diffs[k][observable]`` the largest |difference| between consecutive rungs (k = 0 .. len-2) and between
+    the first and the last (k = len-1), kept as a running maximum over calls (NaN entries ignored)."""
+    pairs = [(i, i + 1) for i in range(len(rungs) - 1)] + [(0, len(rungs) - 1)]
+    for k, (a, b) in enumerate(pairs):
+        diff = np.abs(rungs[a] - rungs[b])
+        d = float(np.nanmax(diff)) if np.isfinite(diff).any() else 0.0
+        diffs[k][observable] = max(diffs[k].get(observable, 0.0), d)
+
+
 def _announce(msg: str) -> None:
     """A route or resolution problem, loudly: a banner on stderr and a ``RouteWarning``."""
     print("\n" + "!" * 78 + f"\n!! {msg}\n" + "!" * 78, file=sys.stderr)
@@ -719,20 +729,26 @@ class Calibration:
         return ladder
 
     @staticmethod
-    def _ladder_report(diffs: list[dict], noise: dict, tags: list[str]) -> dict:
+    def _ladder_report(diffs: list[dict], idata, ladder: list, what: str) -> dict:
         """Differences between consecutive rungs (``ladder``) and between the run's resolution and the finest
-        (``max_abs_diff``, in units of the noise sd: ``max_diff_over_noise``; ``converged`` below 0.1 sd); the ratio
-        of consecutive differences shows the scheme in its asymptotic range (about 2^order when it is)."""
+        (``max_abs_diff``, in units of the fitted noise sd: ``max_diff_over_noise``; ``converged`` below 0.1 sd); the
+        ratio of consecutive differences shows the scheme in its asymptotic range (about 2^order when it is). An
+        unconverged resolution is announced loudly (``what`` formatted with ``run``, ``finest``, ``worst``)."""
+        noise = _noise_sd(idata, diffs[-1])
+        tags = [getattr(f, "numerics_tag", "") for f in ladder]
         obs = sorted({o for d in diffs for o in d})
         to_finest = {o: diffs[-1][o] for o in obs}
         ratio = {o: to_finest[o] / noise[o] for o in noise if o in to_finest and noise[o] > 0}
         steps = diffs[:-1]
         observed = {o: (steps[i][o] / steps[i + 1][o] if steps[i + 1][o] > 0 else None)
                     for o in obs for i in range(len(steps) - 1)}
+        worst = max(ratio.values(), default=0.0)
+        if worst >= 0.1:
+            _announce("NUMERICS: " + what.format(run=tags[0], finest=tags[-1], worst=worst)
+                      + ": refine the resolution")
         return {"resolution": tags[0], "refined": tags[-1], "ladder": tags,
                 "consecutive_max_abs_diff": steps, "refinement_ratio": observed,
-                "max_abs_diff": to_finest, "max_diff_over_noise": ratio,
-                "converged": bool(max(ratio.values(), default=0.0) < 0.1)}
+                "max_abs_diff": to_finest, "max_diff_over_noise": ratio, "converged": bool(worst < 0.1)}
 
     def numerics_check(self, idata, n: int | None = None) -> dict | None:
         """The forward model's numerical resolution checked where the posterior is: at ``n`` posterior draws of the
@@ -756,19 +772,11 @@ class Calibration:
             days = np.unique(self.data.time[self.data.condition == c])
             ys = [f.simulate(full, self.schedule(c)) for f in ladder]
             for j, o in enumerate(self.forward.observables):
-                at = [np.array([np.interp(days, grid, row) for row in y[:, j]]) for y in ys]
-                pairs = [(i, i + 1) for i in range(len(at) - 1)] + [(0, len(at) - 1)]
-                for k, (a, b) in enumerate(pairs):
-                    diff = np.abs(at[a] - at[b])
-                    d = float(np.nanmax(diff)) if np.isfinite(diff).any() else 0.0
-                    diffs[k][o] = max(diffs[k].get(o, 0.0), d)
-        out = {"n_draws": len(full), **self._ladder_report(diffs, _noise_sd(idata, diffs[-1]),
-                                                            [getattr(f, "numerics_tag", "") for f in ladder])}
-        if not out["converged"]:
-            worst = max(out["max_diff_over_noise"].values())
-            _announce(f"NUMERICS: the forward model at {out['resolution']} differs from {out['refined']} by "
-                      f"{worst:.2f} noise sd at posterior draws: refine the resolution")
-        return out
+                _accumulate_ladder(diffs, o, [np.array([np.interp(days, grid, row) for row in y[:, j]])
+                                              for y in ys])
+        return {"n_draws": len(full),
+                **self._ladder_report(diffs, idata, ladder, "the forward model at {run} differs from {finest} by "
+                                      "{worst:.2f} noise sd at posterior draws")}
 
     def exact_gradient_seconds(self, idata) -> float | None:
         """Seconds for one value + Jacobian of every fitted unit (subject x condition) by the true model at a
@@ -935,19 +943,10 @@ class Calibration:
         diffs = [{} for _ in ladder]
         for o in runs[0][1].observables:
             lo, hi = limits.get(o, (-np.inf, np.inf))
-            mu = [np.clip(r[0].predictions[f"mu_{o}"].values, lo, hi) for r in runs]
-            pairs = [(i, i + 1) for i in range(len(mu) - 1)] + [(0, len(mu) - 1)]
-            for k, (a, b) in enumerate(pairs):
-                diff = np.abs(mu[a] - mu[b])
-                diffs[k][o] = float(np.nanmax(diff)) if np.isfinite(diff).any() else 0.0
-        out = {"n_draws": n, "conditions": list(conditions),
-               **self._ladder_report(diffs, _noise_sd(idata, diffs[-1]),
-                                     [getattr(f, "numerics_tag", "") for f in ladder])}
-        if not out["converged"]:
-            worst = max(out["max_diff_over_noise"].values())
-            _announce(f"NUMERICS: predicted new subjects at {out['resolution']} differ from {out['refined']} by "
-                      f"{worst:.2f} noise sd: refine the resolution")
-        return out
+            _accumulate_ladder(diffs, o, [np.clip(r[0].predictions[f"mu_{o}"].values, lo, hi) for r in runs])
+        return {"n_draws": n, "conditions": list(conditions),
+                **self._ladder_report(diffs, idata, ladder, "predicted new subjects at {run} differ from {finest} "
+                                      "by {worst:.2f} noise sd")}
 
     # ------------------------------------------------------------------ the whole run
     def fit_data_hash(self) -> str:
