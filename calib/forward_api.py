@@ -21,7 +21,9 @@ horizon may set ``supports_until = True`` and accept ``until`` (one last needed 
 ``simulate_jacobian``: each row is then computed only up to its own last data day (outputs after it are finite but
 not the model's; the likelihood reads none of them). ``refined()`` returns the same simulator at a finer numerical
 resolution (the workflow's resolution check at posterior draws); ``numerics_tag`` names the resolution (part of
-every campaign key).
+every campaign key). ``warm_up(jacobian=False)`` compiles (or loads from the JIT's on-disk cache) what ``simulate``
+(``simulate_jacobian`` when ``jacobian``) runs, by one tiny run: :func:`compile_in_background` calls it in separate
+processes while the workflow compiles the likelihood graph (:func:`await_compiled` waits before the first simulation).
 
 Models are found by spec string with :func:`load_forward_model`: ``"toy.logistic"``, ``"toy.linear"`` (shipped in
 :mod:`immunocal.calib.toy`) or ``"package.module:attribute"`` where the attribute is a forward-model instance, class or
@@ -34,6 +36,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import subprocess
+import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -159,3 +164,53 @@ def check_output(model: ForwardModel, out: np.ndarray, n: int) -> np.ndarray:
     if out.shape != expected:
         raise ValueError(f"forward model {model.name!r} returned shape {out.shape}, expected {expected}")
     return out
+
+
+#: background compilations in flight: (descriptor key, jacobian) -> process (:func:`compile_in_background`)
+_COMPILING: dict[tuple[str, bool], subprocess.Popen] = {}
+_WARM_UP = ("import json, os, sys; int(sys.argv[3]) and hasattr(os, 'nice') and os.nice(int(sys.argv[3])); "
+            "from immunocal.calib.forward_api import load_forward_model; "
+            "load_forward_model(json.loads(sys.argv[1])).warm_up(jacobian=sys.argv[2] == '1')")
+
+
+def compile_in_background(model, jacobian: bool = True) -> bool:
+    """Start compiling ``model``'s kernels in separate processes — its ``warm_up()`` for the values and, with
+    ``jacobian``, for the exact sensitivities, each rebuilt from the model's descriptor — which write them to the
+    JIT's on-disk cache while this process builds and compiles the likelihood graph; :func:`await_compiled` waits for
+    them before the first simulation here, which then loads the kernels from the cache. A model without ``warm_up``
+    or a descriptor compiles in this process at its first call, as always. Returns whether anything was started.
+
+    Why: on a cold cache the RIT kernel's tangent specialisation compiles in ≈ 100 s and its value one in ≈ 20 s
+    more, one core each, while PyTensor compiles the likelihood graph (≈ 30 s) on the other — in sequence, the
+    quickstart's first 2.5 minutes (docs/calib.md, "Compiling in the background")."""
+    if not hasattr(model, "warm_up") or not hasattr(model, "descriptor"):
+        return False
+    key = descriptor_key(model.descriptor)
+    for jac in ((True, False) if jacobian else (False,)):
+        # the values are needed later (after sampling): beside the sensitivities they compile at a lower priority,
+        # so the first gradient is not delayed (cold quickstart, fresh caches: at one priority the Laplace start
+        # waited 128 s for its first gradient, at nice 10 102 s; docs/calib.md "Compiling in the background")
+        nice = 10 if jacobian and not jac else 0
+        if (key, jac) not in _COMPILING:
+            _COMPILING[(key, jac)] = subprocess.Popen(
+                [sys.executable, "-c", _WARM_UP, json.dumps(model.descriptor), "1" if jac else "0", str(nice)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return True
+
+
+def await_compiled(model, jacobian: bool | None = None) -> None:
+    """Wait for ``model``'s background compilations (:func:`compile_in_background`) — the sensitivities' (``jacobian
+    = True``), the values' (``False``) or both (``None``); nothing to wait for returns at once. One that failed is
+    announced (``RuntimeWarning`` with its exit code and the end of its error output): the kernel then compiles in
+    this process, as without the background start."""
+    key = descriptor_key(getattr(model, "descriptor", "")) if hasattr(model, "descriptor") else None
+    for jac in ((True, False) if jacobian is None else (bool(jacobian),)):
+        proc = _COMPILING.pop((key, jac), None)
+        if proc is None:
+            continue
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            warnings.warn(f"forward model {model.name!r}: the background compilation of its "
+                          f"{'sensitivities' if jac else 'values'} failed (exit {proc.returncode}): "
+                          f"{(err or '').strip()[-600:]} — compiling in this process instead", RuntimeWarning,
+                          stacklevel=2)

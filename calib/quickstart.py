@@ -3,9 +3,11 @@
 1. Registry check: every preset of every model validated against its admissible ranges and exported as a parameter
    file that every command taking ``--params`` reads back.
 2. A small real-data calibration: the radioimmunotherapy model (seed 002) fitted hierarchically to the bundled
-   Morisada et al. 2018 MOC1 per-mouse tumour volumes (Control, anti-PD-1, 8 Gy×2, 2 Gy×10; per-mouse growth rate
-   and immune kill rate, population radiosensitivity) through per-condition PCA-GP surrogates and NUTS, with quick
-   settings; then the held-out combination arms (anti-PD-1 + 8 Gy×2, anti-PD-1 + 2 Gy×10) predicted for new mice.
+   Morisada et al. 2018 MOC1 per-mouse tumour volumes (Control, anti-PD-1, 8 Gy×2, 2 Gy×10; per-mouse growth rate,
+   population immune kill rate and radiosensitivity) on the true model — the RIT kernel in the likelihood, its exact
+   forward-mode gradients for NUTS — with quick settings (``moc1_exact.toml``); the resolution is checked at
+   posterior draws; then the held-out combination arms (anti-PD-1 + 8 Gy×2, anti-PD-1 + 2 Gy×10) predicted for new
+   mice.
 
 Writes ``report.json`` (what ran, diagnostics, coverage, where the figures are), ``posterior_summary.json``,
 ``diagnostics.json``, ``ppc_fit_arms.png``, ``heldout_prediction.png`` and the InferenceData (netCDF).
@@ -38,19 +40,16 @@ def registry_check(out: Path) -> dict:
     return models
 
 
-#: the quickstart's settings on top of the MOC1 config: shorter chains and fewer prediction draws, with a longer warm-up
-#: than draws/2: the tail ESS of the kill-rate location and the radiosensitivity is set by the mass matrix NUTS adapts
-#: (seed 1, tune 800 + 1600 draws: tail ESS 356; tune 1500 + 1200 draws: 717, R-hat 1.01, bulk 518 — one-off runs of
-#: run_quickstart with these settings, session 11). At seed 2 the chains sit in two modes of the radiosensitivity with
-#: either setting (R-hat 1.83–1.84): the MOC1 posterior through the surrogates is multimodal (docs/rit.md), which the
-#: quickstart reports as a violation rather than averaging. On the 2-core CI machine type the result is deterministic and
-#: misses the thresholds (R-hat 1.020, bulk ESS 364, 2 divergences; sessions 12 and 13, fresh venv); variants measured
-#: 2026-11-30 (run_quickstart with the settings, seed 1): λ1 centred R-hat 1.93; 2000 draws / 1500 tune / 0.95:
-#: R-hat 1.01, bulk 422, tail 211 (α); 2000 / 2500 / 0.95: bulk 352, tail 96 (α) — α's tail through the surrogates
-#: is the bottleneck, not the chain length. The same data on the true model with exact gradients
-#: (``moc1_exact.toml``, one kill rate for all mice) meets the thresholds in about 25 minutes and shows the quick
-#: route's posterior biased by the surrogates (tumour_alpha 0.054 here against 0.021; docs/rit.md)
-QUICK = {"sampler": {"draws": 1200, "tune": 1500, "target_accept": 0.9}, "predict": {"draws": 200}}
+#: the quickstart's settings on top of the MOC1 true-model config (``moc1_exact.toml``: 1000 warm-up + 1000 draws per
+#: chain, 400 prediction draws): shorter chains and fewer prediction draws. With the Laplace start of the dense mass
+#: matrix (``[sampler] init``) 300 warm-up iterations adapt it (trees 4-5 deep from the start); 600 draws per chain give
+#: bulk / tail ESS well above 400 (one-off run of these settings, 2 chains x 500 draws: R-hat 1.01, bulk ESS 1119, tail
+#: 477, 0 divergences, 107 s of sampling; docs/rit.md "MOC1 on the true model"). The surrogate route (``moc1.toml``,
+#: what the quickstart ran before) missed the thresholds and was biased by the surrogates' error (tumour_alpha 0.054
+#: there against 0.021 on the true model)
+QUICK = {"sampler": {"draws": 600, "tune": 300}, "predict": {"draws": 200}}
+#: the config the quickstart runs (a data set's config, as any user's run)
+CONFIG = "moc1_exact.toml"
 
 
 def run_quickstart(out: str | Path = "immunocal-out", calibrate: bool = True, settings: dict | None = None,
@@ -69,7 +68,7 @@ def run_quickstart(out: str | Path = "immunocal-out", calibrate: bool = True, se
         from .datasets import dataset_dir
         from .workflow import Calibration
 
-        config = dataset_dir("morisada2018") / "moc1.toml"
+        config = dataset_dir("morisada2018") / CONFIG
         cfg = load_config(config)
         for section, over in (QUICK if settings is None else settings).items():
             cfg.setdefault(section, {}).update(over)
@@ -82,13 +81,14 @@ def run_quickstart(out: str | Path = "immunocal-out", calibrate: bool = True, se
         held = res["prediction"]["heldout"]
         report["calibration"] = {
             "data": "Morisada et al. OncoImmunology 2018 (bundled, calib/datasets/morisada2018)",
-            "config": "calib/datasets/morisada2018/moc1.toml", "settings": QUICK if settings is None else settings,
-            "diagnostics": res["diagnostics"], "heldout_coverage_50": held["coverage_50"],
+            "config": f"calib/datasets/morisada2018/{CONFIG}", "settings": QUICK if settings is None else settings,
+            "route": res["route"], "diagnostics": res["diagnostics"], "heldout_coverage_50": held["coverage_50"],
             "heldout_coverage_90": held["coverage_90"],
             "tumour_control": {c: {k: v for k, v in r.items() if "control_fraction" in k}
                                for c, r in held["per_condition"].items()},
-            "surrogate_validation": res["surrogate_validation"],
-            "surrogate_at_posterior": res["surrogate_at_posterior"],
+            "sampler_init": res.get("sampler_init"),
+            "numerics_at_posterior": res.get("numerics_at_posterior"),
+            "prediction_numerics": res["prediction"].get("numerics"),
             "figures": ["ppc_fit_arms.png", "heldout_prediction.png"], "run": str(cal.out),
         }
     report["seconds"] = round(time.perf_counter() - start, 1)

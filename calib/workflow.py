@@ -469,6 +469,11 @@ class Calibration:
         kind = em.get("kind", "surrogate")
         fit = self.conditions[0]
         if kind in ("exact", "blackbox"):
+            from .forward_api import compile_in_background
+
+            # the true model runs in the likelihood: its kernels compile in background processes (the sensitivities
+            # too on the exact route) while this process builds and compiles the likelihood graph
+            compile_in_background(self.forward, jacobian=kind == "exact" and hasattr(self.forward, "simulate_jacobian"))
             self.emulators, self.campaigns, self.validation = self._exact_emulators(fit, kind), {}, {}
             return self.emulators
         if kind != "surrogate":
@@ -1000,6 +1005,9 @@ class Calibration:
         self.train()
         self.refine()
         idata = self.fit()
+        from .forward_api import await_compiled
+
+        await_compiled(self.forward)  # a background compilation still running is waited for, a failed one announced
         dcfg = self.cfg.get("diagnostics", {})
         diag = check_diagnostics(idata, rhat_max=dcfg.get("rhat_max", 1.01), ess_min=dcfg.get("ess_min", 400),
                                  strict=dcfg.get("strict", False)) \
@@ -1024,6 +1032,9 @@ class Calibration:
                    "excluded_conditions": sorted(set(meas.condition.tolist()) - set(fit) - set(held)),
                    "problem": self.problem.to_dict(),
                    "posterior": posterior_summary(idata, self.latent + self.observed)}
+        if "sample_stats" in idata.groups() and "laplace_init" in idata.sample_stats.attrs:  # [sampler] init's search
+            summary["sampler_init"] = {"init": "laplace+adapt_full",
+                                       **json.loads(idata.sample_stats.attrs["laplace_init"])}
         if self.observed:
             summary["observed_inputs"] = {n: {"rows_conditioned_on": int(self._conditioned_rows(
                 subset(meas, np.isin(meas.condition, fit))).sum()), "subjects": len(self.data.subjects), **{

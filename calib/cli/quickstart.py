@@ -18,10 +18,14 @@ def cmd_quickstart(args) -> int:
         print(f"MOC1 hierarchical fit: max R-hat {d['rhat_max']:.3f}, min bulk ESS {d['ess_bulk_min']:.0f}, "
               f"min tail ESS {d['ess_tail_min']:.0f}, divergences {d['divergences']}")
         if not d["ok"]:
-            print("WARNING: poor diagnostics (" + "; ".join(d["violations"]) + ") with the quick settings (the "
-                  "surrogate route); `immunocal calibrate calib/datasets/morisada2018/moc1_exact.toml --out DIR` "
-                  "fits the same data on the true model with exact gradients (about 25 minutes on 2 cores)",
-                  file=sys.stderr)
+            print("WARNING: poor diagnostics (" + "; ".join(d["violations"]) + ") with the quick settings; "
+                  "`immunocal calibrate calib/datasets/morisada2018/moc1_exact.toml --out DIR` runs the same fit with "
+                  "the config's full chains", file=sys.stderr)
+        num = cal.get("numerics_at_posterior")
+        if num:
+            print(f"resolution at posterior draws: {num['ladder'][0]} vs {num['ladder'][-1]} differ by "
+                  f"{num['max_diff_over_noise']['log_volume']:.3f} noise sd"
+                  + ("" if num["converged"] else " — NOT converged (see report.json)"))
         print(f"held-out arms: {100 * cal['heldout_coverage_90']:.0f} % of observations inside the 90 % "
               f"predictive interval, {100 * cal['heldout_coverage_50']:.0f} % inside the 50 % interval")
         for c, tc in cal["tumour_control"].items():

@@ -304,10 +304,7 @@ def _run_kernel(theta, v_pre, config: RitConfig, arrays: tuple, states, cohorts,
             config.substeps, config.free_growth_step, rt_idx, rt_dose, c4_idx, c4_fac * theta[K.P_IC4], p1_idx,
             p1_fac * theta[K.P_IP1], config.scheme == "exponential", False, 0.0, _DUMMY_RNG, False,
             config.max_free_steps, states, cohorts, info, pre_times, out_pre)
-    if tangents is None:
-        K.run(*args)
-    else:
-        K.run(*args, tangents)
+    K.run(*args, tangents)  # None passed, not omitted: one value specialisation shared with kernels.run_rows
 
 
 def simulate(
@@ -465,27 +462,28 @@ def _batch(thetas: np.ndarray, schedule: Schedule, times, config: RitConfig, v_p
                 dvpre[j] = 1.0
             else:
                 dth[col, j] = 1.0
-        out_dV = np.zeros((n_steps + 1, nk))
-        out_dpre = np.zeros((len(pre_times), nk))
-    for r in range(thetas.shape[0]):
+    row_steps = np.full(thetas.shape[0], n_steps, dtype=np.int64)
+    if horizons is not None:  # stop at the first grid point at or after the row's horizon
+        row_steps = np.minimum(n_steps, np.maximum(0, np.ceil(horizons / config.dt - 1e-9))).astype(np.int64)
+    if jac is None or jacobian_method == "tangent":  # one compiled call for all rows (kernels.run_rows)
+        rt_idx, rt_dose, c4_idx, c4_fac, p1_idx, p1_fac, _ = arrays
+        args = (np.ascontiguousarray(thetas), np.ascontiguousarray(v_pre, dtype=np.float64), row_steps,
+                K.SURVIVAL_CODES[config.survival], config.vascular_damage, config.dt, n_steps, config.substeps,
+                config.free_growth_step, rt_idx, rt_dose, c4_idx, c4_fac, p1_idx, p1_fac,
+                config.scheme == "exponential", config.max_free_steps, _DUMMY_RNG, pos, pre_times, out, info)
+        if jac is None:
+            K.run_rows(*args, np.zeros((0, 0, 0)), None)
+        else:
+            K.run_rows(*args, jac, (dth, dvpre, np.zeros((n_steps + 1, len(jac_cols))),
+                                    np.zeros((len(pre_times), len(jac_cols)))))
+        return out, info, jac
+    for r in range(thetas.shape[0]):  # complex step: one complex run of the kernel per row and column
         th = np.ascontiguousarray(thetas[r])
-        row_arrays, g = arrays, grid
-        if horizons is not None:  # stop at the first grid point at or after the row's horizon
-            n_r = int(min(n_steps, max(0, math.ceil(horizons[r] / config.dt - 1e-9))))
-            row_arrays, g = (*arrays[:-1], n_r), grid[:n_r + 1]
-        if jac is not None and jacobian_method == "tangent":
-            _run_kernel(th, float(v_pre[r]), config, row_arrays, states, cohorts, info[r], pre_times, out_pre,
-                        (dth, dvpre, out_dV, out_dpre))
-            out[r] = np.interp(pos, g, states[:len(g), K.S_V])
-            out[r, pre] = out_pre
-            for j in range(nk):
-                jac[r, :, j] = np.interp(pos, g, out_dV[:len(g), j])
-                jac[r, pre, j] = out_dpre[:, j]
-            continue
+        row_arrays, g = (*arrays[:-1], int(row_steps[r])), grid[:int(row_steps[r]) + 1]
         _run_kernel(th, float(v_pre[r]), config, row_arrays, states, cohorts, info[r], pre_times, out_pre)
         out[r] = np.interp(pos, g, states[:len(g), K.S_V])
         out[r, pre] = out_pre
-        if jac is None or info[r, K.I_STATUS] != K.OK:
+        if info[r, K.I_STATUS] != K.OK:
             continue
         for j, col in enumerate(jac_cols):
             th_c = th.astype(np.complex128)
@@ -545,8 +543,16 @@ def simulate_volumes_batch(
     theta0 = parameter_array(ps)
     thetas = np.repeat(theta0[None, :], values.shape[0], axis=0)
     thetas[:, cols] = values
-    if validate:
-        for r in range(values.shape[0]):
+    if validate:  # column-wise; the first offending row is named with the registry's own message
+        reg.check_preset(MODEL, ps.preset)
+        bad = ~np.isfinite(values)
+        for c, nme in enumerate(names):
+            lo, hi = reg.record(MODEL, nme).bounds_for(ps.preset)
+            bad[:, c] |= (values[:, c] < lo) | (values[:, c] > hi)
+        bad_rows = np.flatnonzero(bad.any(axis=1) | (thetas[:, K.P_TD2] < thetas[:, K.P_TD1])
+                                  | ~(thetas[:, K.P_C0] * thetas[:, K.P_VC] > 0))
+        if bad_rows.size:
+            r = int(bad_rows[0])
             try:
                 reg.validate(MODEL, dict(zip(names, values[r])), preset=ps.preset)
                 _check_consistency(thetas[r])

@@ -80,6 +80,22 @@ class RitSimulator:
         """The time-integration settings (scheme, step, kernel revision): part of every campaign's identity."""
         return self.config().numerics_tag
 
+    def warm_up(self, jacobian: bool = False) -> None:
+        """Compile (or load from Numba's on-disk cache) the kernel specialisation :meth:`simulate` runs
+        (:meth:`simulate_jacobian`'s when ``jacobian``): one run of the preset's values to one day after day 0 (the
+        forward protocol's warm-up; ``immunocal.calib.forward_api.compile_in_background`` calls it in a separate
+        process)."""
+        from immunocal.priors import registry
+
+        ps = registry().parameter_set("rit", self.preset)
+        theta = np.array([[self.config().pretreatment_volume_mm3 if n == PRETREATMENT_VOLUME else ps[n]
+                           for n in self.parameter_names]])
+        until = np.array([self.day_offset + 1.0])
+        if jacobian:
+            self.simulate_jacobian(theta, {}, until=until)
+        else:
+            self.simulate(theta, {}, until=until)
+
     def simulate(self, theta: np.ndarray, condition: dict | None = None, until=None) -> np.ndarray:
         """Log volumes ``(n, 1, len(times))``; ``until`` (n,): each row simulated only up to that data day (later
         outputs hold the value there: finite, not the model's — for callers that read no later time)."""

@@ -167,6 +167,7 @@ def population_tcp(
             info[r],
             _NO_TIMES,
             _NO_TIMES,
+            None,  # no tangents (passed, not omitted: the value specialisation every caller shares)
         )
         if record_volumes:
             vols[r] = states[:, K.S_V]

@@ -270,3 +270,65 @@ def test_nuts_initialisation_is_handed_to_pymc(monkeypatch):
     assert seen == ["jitter+adapt_full"] and idata.posterior["x"].shape == (1, 20, 2)
     with pytest.raises(ValueError, match="unknown NUTS initialisation 'adapt_dense'"):
         sample(m, draws=20, tune=50, chains=1, init="adapt_dense")
+
+
+def test_laplace_start_is_exact_on_a_gaussian_posterior():
+    """``laplace+adapt_full``: on a conjugate Gaussian model (correlated posterior: y_i ~ N(a + b t_i, 0.5), flat-ish
+    normal priors) the mode and covariance it finds are the analytic posterior's, a log-scale variable is handled in
+    its unconstrained space, the chains start at distinct Laplace draws, and NUTS samples from that start with the
+    search's cost recorded in the InferenceData."""
+    import json
+
+    import pymc as pm
+
+    from immunocal.calib.inference import laplace_start
+
+    t = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    y = np.array([1.1, 2.9, 5.2, 6.8, 9.1])
+    with pm.Model() as m:
+        ab = pm.Normal("ab", 0.0, 10.0, shape=2)
+        pm.Normal("y", ab[0] + ab[1] * t, 0.5, observed=y)
+    design = np.column_stack([np.ones_like(t), t])
+    precision = design.T @ design / 0.25 + np.eye(2) / 100.0
+    cov = np.linalg.inv(precision)
+    mean = cov @ (design.T @ y / 0.25)
+    points, potential, info, _ = laplace_start(m, 2, [11, 12])
+    np.testing.assert_allclose(potential._foreground_cov.mean, mean, rtol=1e-6)
+    np.testing.assert_allclose(potential._cov, cov, rtol=1e-4)
+    assert info["dimensions"] == 2 and info["hessian_eigenvalues"][0] > 0 and info["evaluations"] > 4
+    assert len(points) == 2 and not np.allclose(points[0]["ab"], points[1]["ab"])
+    with pm.Model() as lognormal:  # a positive variable: its mode is found on the log scale PyMC samples
+        s = pm.LogNormal("s", 0.3, 0.2)
+        pm.Normal("z", 0.0, 1.0, observed=0.0)
+    pts, pot, _, _ = laplace_start(lognormal, 1, [5])
+    # PyMC samples log s, whose density (the log transform's Jacobian included) is exactly N(0.3, 0.2^2)
+    np.testing.assert_allclose(pot._foreground_cov.mean, [0.3], atol=1e-6)
+    np.testing.assert_allclose(pot._cov, [[0.04]], rtol=1e-4)
+    assert "s_log__" in pts[0]
+    from immunocal.calib.inference import sample
+
+    idata = sample(m, draws=200, tune=100, chains=2, cores=1, seed=3, init="laplace+adapt_full",
+                   posterior_predictive=False)
+    rec = json.loads(idata.sample_stats.attrs["laplace_init"])
+    assert rec["dimensions"] == 2 and rec["prior_weight"] > 0
+    draws = idata.posterior["ab"].values.reshape(-1, 2)
+    assert np.all(np.abs(draws.mean(axis=0) - mean) < 4 * np.sqrt(np.diag(cov)) / np.sqrt(50))
+
+
+def test_laplace_start_refuses_a_density_without_a_usable_mode():
+    """No silent fallback: an improper direction (a flat likelihood along a + b with flat priors is not concave)
+    and a failed search raise :class:`LaplaceInitError` naming the init."""
+    import pymc as pm
+
+    from immunocal.calib.inference import LaplaceInitError, laplace_start
+
+    with pm.Model() as flat:
+        ab = pm.Flat("ab", shape=2)
+        pm.Normal("y", ab[0] + ab[1], 1.0, observed=1.0)  # only the sum is identified: -H is singular
+    with pytest.raises(LaplaceInitError, match="laplace"):
+        laplace_start(flat, 1, [1])
+    with pm.Model() as unbounded:
+        pm.Flat("x")
+        pm.Potential("up", pm.math.exp(unbounded["x"]))  # the log density grows without bound: no mode
+    with pytest.raises(LaplaceInitError, match="mode search failed|not concave"):
+        laplace_start(unbounded, 1, [1])

@@ -277,6 +277,16 @@ class _HorizonLogistic(_JacobianLogistic):
     def __init__(self):
         super().__init__()
         self.calls = []
+        self.value_calls = []
+
+    def simulate(self, theta, condition=None, until=None):
+        self.value_calls.append(None if until is None else np.asarray(until).tolist())
+        y, _ = _JacobianLogistic.simulate_jacobian(self, theta, condition)
+        if until is not None:
+            for r, u in enumerate(until):
+                k = int(np.searchsorted(self.times, u))
+                y[r, :, k + 1:] = y[r, :, k:k + 1]
+        return y
 
     def simulate_jacobian(self, theta, condition=None, until=None):
         y, jac = super().simulate_jacobian(theta, condition)
@@ -317,7 +327,8 @@ def test_per_row_horizons_reach_the_simulator_through_the_op_and_the_model(rng):
         dlogp = m.compile_dlogp()
     point = m.initial_point()
     value, grad = logp(point), dlogp(point)
-    assert fm.calls[-1] == [float(t[2]), float(t[-1])]
+    assert fm.calls[-1] == [float(t[2]), float(t[-1])]  # the gradient: sensitivities to each row's horizon
+    assert fm.value_calls[-1] == [float(t[2]), float(t[-1])]  # the log density alone: values, same horizons
     fm_full = _JacobianLogistic()
     m_full = build_model({"c": ExactEmulator(fm_full, None)}, params, data, {"log_volume": ObservableSpec(sigma=0.2)})
     with m_full:
@@ -329,3 +340,26 @@ def test_per_row_horizons_reach_the_simulator_through_the_op_and_the_model(rng):
         pytensor.function([], op(pt.as_tensor_variable(np.ones((3, 3))))[0])()
     with pytest.raises(ValueError, match="does not take per-row horizons"):
         ForwardGradOp(_JacobianLogistic(), None, [1.0])
+
+
+def test_a_function_without_the_gradient_runs_the_values_only_op(rng):
+    """The exact route's Op yields values and Jacobian; a compiled function that reads no Jacobian (log-likelihood,
+    predictive draws) is rewritten to the values-only Op (same horizons): the simulator's sensitivities are not
+    computed, the values are the same; with the gradient the one sensitivity Op remains."""
+    from immunocal.calib.surrogate import ExactEmulator
+
+    fm = _HorizonLogistic()
+    th = pt.matrix("th")
+    mean, _ = ExactEmulator(fm, None).predict_pt(th, until=[1.0, 3.0])
+    x = np.column_stack([rng.uniform(0.1, 0.6, 2), rng.uniform(500, 3000, 2), rng.uniform(20, 80, 2)])
+    values_only = pytensor.function([th], mean)
+    ops = [type(n.op).__name__ for n in values_only.maker.fgraph.toposort()]
+    assert "_ForwardOp" in ops and "_ForwardGradOp" not in ops
+    y = values_only(x)
+    assert fm.calls == [] and fm.value_calls == [[1.0, 3.0]]
+    with_grad = pytensor.function([th], [mean, pt.grad(pt.sum(mean), th)])
+    ops = [type(n.op).__name__ for n in with_grad.maker.fgraph.toposort()]
+    assert ops.count("_ForwardGradOp") == 1 and "_ForwardOp" not in ops
+    y2, _ = with_grad(x)
+    np.testing.assert_array_equal(y, y2)
+    assert fm.calls == [[1.0, 3.0]]

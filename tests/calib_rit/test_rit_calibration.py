@@ -120,14 +120,16 @@ def test_moc1_exact_route_config_is_moc1_on_the_true_model():
     assert a["design"]["bounds"] == b["design"]["bounds"]
     assert {k: v for k, v in a["model"]["options"].items()} == {
         k: v for k, v in b["model"]["options"].items() if k not in ("dt", "substeps")}
-    assert (b["model"]["options"]["dt"], b["model"]["options"]["substeps"]) == (0.25, 1)
+    assert (b["model"]["options"]["dt"], b["model"]["options"]["substeps"]) == (1.0, 1)
     assert {n: p["prior"] for n, p in a["parameters"].items()} == {n: p["prior"] for n, p in b["parameters"].items()}
     assert (a["emulator"]["kind"], b["emulator"]["kind"]) == ("surrogate", "exact")
     assert b["parameters"]["immune_kill_rate"]["role"] == "population"
     assert b["parameters"]["tumour_proliferation_rate"]["parametrization"] == "centred"
     cal = Calibration(b, "/nonexistent/never-written", progress=False)
-    assert cal.forward.numerics_tag == "exponential-dt0.25x1-k2"
-    assert cal.forward.refined().numerics_tag == "exponential-dt0.125x1-k2"
+    assert cal.forward.numerics_tag == "exponential-dt1x1-k2"
+    assert cal.forward.refined().numerics_tag == "exponential-dt0.5x1-k2"
+    assert b["sampler"]["init"] == "laplace+adapt_full" and b["predict"]["refinements"] == 2
+    assert cal.prediction_forward().numerics_tag == "exponential-dt0.25x1-k2"  # new mice two rungs finer
 
 
 @pytest.mark.parametrize("line", ["MOC1", "MC38"])
@@ -190,13 +192,15 @@ def test_refinement_shrinks_the_surrogate_error_where_the_posterior_is(tmp_path)
 def test_quickstart_end_to_end_tiny(tmp_path):
     from immunocal.calib.quickstart import run_quickstart
 
-    report = run_quickstart(tmp_path, settings={"design": {"n": 24},
-                                                "sampler": {"draws": 40, "tune": 40, "compile_mode": "C"},
+    report = run_quickstart(tmp_path, settings={"sampler": {"draws": 40, "tune": 40},
                                                 "predict": {"draws": 20}}, progress=False)
     cal = report["calibration"]
+    assert cal["config"].endswith("moc1_exact.toml") and cal["route"]["route"] == "exact"
     assert 0.0 <= cal["heldout_coverage_90"] <= 1.0
-    check = cal["surrogate_at_posterior"]               # surrogate vs true model at posterior mice, every fitted arm
-    assert check["n_draws"] == 40 and len(check["per_condition"]) == 4 and np.isfinite(check["max_abs_error"])
+    ladder = cal["numerics_at_posterior"]                # the fit's resolution checked at posterior draws
+    assert ladder["ladder"][0] == "exponential-dt1x1-k2" and np.isfinite(ladder["max_diff_over_noise"]["log_volume"])
+    assert cal["prediction_numerics"]["resolution"] == "exponential-dt0.25x1-k2"
+    assert cal["sampler_init"]["init"] == "laplace+adapt_full" and cal["sampler_init"]["dimensions"] == 45
     for f in ("report.json", "posterior_summary.json", "diagnostics.json", "ppc_fit_arms.png",
               "heldout_prediction.png"):
         assert (tmp_path / f).exists(), f
@@ -280,5 +284,5 @@ def test_bench_exact_route_times_value_and_gradient_of_the_40_moc1_mice():
     from immunocal.calib.bench import bench_exact_rit
 
     res = bench_exact_rit(repeats=1)
-    assert res["exact_rit_moc1_subjects"] == 40 and res["exact_rit_numerics"] == "exponential-dt0.25x1-k2"
+    assert res["exact_rit_moc1_subjects"] == 40 and res["exact_rit_numerics"] == "exponential-dt1x1-k2"
     assert 0 < res["exact_rit_moc1_40_value_s"] < res["exact_rit_moc1_40_value_grad_s"]
