@@ -192,7 +192,7 @@ def test_refinement_shrinks_the_surrogate_error_where_the_posterior_is(tmp_path)
 def test_quickstart_end_to_end_tiny(tmp_path):
     from immunocal.calib.quickstart import run_quickstart
 
-    report = run_quickstart(tmp_path, settings={"sampler": {"draws": 40, "tune": 40},
+    report = run_quickstart(tmp_path, settings={"sampler": {"draws": 40, "tune": 40, "chains": 2},
                                                 "predict": {"draws": 20}}, progress=False)
     cal = report["calibration"]
     assert cal["config"].endswith("moc1_exact.toml") and cal["route"]["route"] == "exact"
