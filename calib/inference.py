@@ -126,9 +126,29 @@ def laplace_start(model, chains: int, seeds, compile_kwargs=None, weight: float 
         return -float(logp), -np.asarray(grad, float)
 
     res = scipy.optimize.minimize(negative, x0.data, jac=True, method="L-BFGS-B", options={"maxiter": 5000})
-    if not (res.success and np.all(np.isfinite(res.x)) and np.isfinite(res.fun)):
-        raise LaplaceInitError(f"laplace+adapt_full: the posterior mode search failed ({res.message}; "
-                               f"{n_eval} evaluations); choose another [sampler] init, e.g. 'jitter+adapt_full'")
+    names = [f"{name}[{i}]" if int(np.prod(shape)) > 1 else name
+             for name, shape, *_ in x0.point_map_info for i in range(int(np.prod(shape)))]
+
+    def along(vector):  # the unconstrained coordinates a direction mostly moves
+        top = np.argsort(-np.abs(vector))[:3]
+        return ", ".join(f"{names[i]} ({vector[i]:+.2f}, at {res.x[i]:.3g})" for i in top if abs(vector[i]) > 0.1)
+
+    grad = np.asarray(res.jac, float)
+    steep = bool(np.all(np.isfinite(grad)) and np.max(np.abs(grad)) > 1.0)  # not a stationary point
+    if steep or not (res.success and np.all(np.isfinite(res.x)) and np.isfinite(res.fun)):
+        moved = np.asarray(res.x, float) - x0.data
+        if steep:
+            where = (f" where the log density still rises steeply (max |gradient| {np.max(np.abs(grad)):.3g}) along "
+                     f"{along(grad / np.linalg.norm(grad))}")
+        elif np.all(np.isfinite(moved)) and np.linalg.norm(moved) > 0:
+            where = f", having run furthest along {along(moved / np.linalg.norm(moved))}"
+        else:
+            where = ""
+        raise LaplaceInitError(f"laplace+adapt_full: no posterior mode — the search "
+                               f"{'stopped' if res.success else f'failed ({res.message.strip()})'} after {n_eval} "
+                               f"evaluations{where}: a density growing towards a boundary or a hierarchical funnel (an "
+                               "sd going to 0: try a non-centred parametrisation) has none; choose another [sampler] "
+                               "init, e.g. 'jitter+adapt_full'")
     mode, n = res.x, len(res.x)
     hessian = np.empty((n, n))
     for i in range(n):  # central differences of the exact gradient
@@ -140,8 +160,8 @@ def laplace_start(model, chains: int, seeds, compile_kwargs=None, weight: float 
     eig, vec = np.linalg.eigh(precision)
     if not (np.all(np.isfinite(eig)) and eig[0] > 1e-10 * abs(eig[-1])):  # relative: round-off of a singular -H
         raise LaplaceInitError(f"laplace+adapt_full: the log density is not concave at its mode (smallest eigenvalue "
-                               f"of -H {eig[0]:.3g}): no Laplace approximation; choose another [sampler] init, e.g. "
-                               "'jitter+adapt_full'")
+                               f"of -H {eig[0]:.3g}, along {along(vec[:, 0]) or 'no single coordinate'}): no Laplace "
+                               "approximation; choose another [sampler] init, e.g. 'jitter+adapt_full'")
     cov = (vec / eig) @ vec.T
     chol = vec / np.sqrt(eig)  # chol @ chol.T = cov
     points = []

@@ -108,13 +108,14 @@ def test_bundled_configs_resolve_their_data_conditions_and_priors(config):
         Schedule.from_condition(cal.schedule(c), cal.forward.day_offset, 100.0)  # every schedule is valid
 
 
-def test_moc1_exact_route_config_is_moc1_on_the_true_model():
-    """moc1_exact.toml fits what moc1.toml fits (same tables, arms, box, priors, observation model, forward model
+@pytest.mark.parametrize("line", ["moc1"])
+def test_exact_route_config_is_the_surrogate_config_on_the_true_model(line):
+    """{line}_exact.toml fits what {line}.toml fits (same tables, arms, box, priors, observation model, forward model
     and pre-treatment volume); it differs only where it says: the route, the integration step (checked at posterior
     draws by the run), the growth rate's parametrisation, one kill rate for all mice, and the sampler."""
     from immunocal.calib.config import load_config
 
-    a, b = (load_config(dataset_dir("morisada2018") / f) for f in ("moc1.toml", "moc1_exact.toml"))
+    a, b = (load_config(dataset_dir("morisada2018") / f) for f in (f"{line}.toml", f"{line}_exact.toml"))
     for section in ("data", "conditions", "observables", "diagnostics"):
         assert a[section] == b[section], section
     assert a["design"]["bounds"] == b["design"]["bounds"]
