@@ -17,7 +17,7 @@ from immunocal.forward.rit.simulator import RitSimulator
 from immunocal.priors import registry
 
 CONFIGS = [dataset_dir("morisada2018") / "moc1.toml", dataset_dir("morisada2018") / "mc38.toml",
-           dataset_dir("morisada2018") / "moc1_exact.toml",
+           dataset_dir("morisada2018") / "moc1_exact.toml", dataset_dir("morisada2018") / "mc38_exact.toml",
            dataset_dir("dewan2009") / "lq_vascular.toml", dataset_dir("dewan2009") / "modified_lq.toml"]
 
 
@@ -108,7 +108,7 @@ def test_bundled_configs_resolve_their_data_conditions_and_priors(config):
         Schedule.from_condition(cal.schedule(c), cal.forward.day_offset, 100.0)  # every schedule is valid
 
 
-@pytest.mark.parametrize("line", ["moc1"])
+@pytest.mark.parametrize("line", ["moc1", "mc38"])
 def test_exact_route_config_is_the_surrogate_config_on_the_true_model(line):
     """{line}_exact.toml fits what {line}.toml fits (same tables, arms, box, priors, observation model, forward model
     and pre-treatment volume); it differs only where it says: the route, the integration step (checked at posterior
@@ -125,12 +125,15 @@ def test_exact_route_config_is_the_surrogate_config_on_the_true_model(line):
     assert {n: p["prior"] for n, p in a["parameters"].items()} == {n: p["prior"] for n, p in b["parameters"].items()}
     assert (a["emulator"]["kind"], b["emulator"]["kind"]) == ("surrogate", "exact")
     assert b["parameters"]["immune_kill_rate"]["role"] == "population"
-    assert b["parameters"]["tumour_proliferation_rate"]["parametrization"] == "centred"
+    # MOC1's growth rates centred; MC38's mice grow alike and centred rates have no mode (a funnel): non-centred
+    assert b["parameters"]["tumour_proliferation_rate"]["parametrization"] == {"moc1": "centred",
+                                                                                "mc38": "non_centred"}[line]
     cal = Calibration(b, "/nonexistent/never-written", progress=False)
     assert cal.forward.numerics_tag == "exponential-dt1x1-k2"
     assert cal.forward.refined().numerics_tag == "exponential-dt0.5x1-k2"
-    assert b["sampler"]["init"] == "laplace+adapt_full" and b["predict"]["refinements"] == 2
-    assert cal.prediction_forward().numerics_tag == "exponential-dt0.25x1-k2"  # new mice two rungs finer
+    assert b["sampler"]["init"] == "laplace+adapt_full"
+    assert cal.prediction_forward().numerics_tag == {"moc1": "exponential-dt0.25x1-k2",  # new mice two rungs finer
+                                                     "mc38": "exponential-dt0.125x1-k2"}[line]  # MC38: three
 
 
 @pytest.mark.parametrize("line", ["MOC1", "MC38"])
