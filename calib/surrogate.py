@@ -376,7 +376,6 @@ def _forward_grad_op_class():
         the node, so ``outputs`` and ``jacobian`` are computed once per evaluation). ``until``: one last needed
         time per row (part of the Op's identity), passed to the simulator."""
 
-
         def make_node(self, theta):
             theta = pt.as_tensor_variable(theta)
             if theta.ndim != 2:

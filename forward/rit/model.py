@@ -440,15 +440,15 @@ def _batch(thetas: np.ndarray, schedule: Schedule, times, config: RitConfig, v_p
     pos = _obs_positions(times, config.dt, schedule.t_end)
     pre = pos < 0  # before day 0: the free-growth record
     pre_times = np.ascontiguousarray(np.asarray(times, dtype=np.float64)[pre])
-    out_pre = np.zeros(len(pre_times))
     out = np.zeros((thetas.shape[0], len(pos)))
     info = np.zeros((thetas.shape[0], K.N_INFO))
-    states = np.zeros((n_steps + 1, K.N_STATES))
-    cohorts = np.zeros((n_steps + 1, len(rt_idx)))
-    grid = np.arange(n_steps + 1, dtype=np.float64)
     v_pre = np.full(thetas.shape[0], config.pretreatment_volume_mm3) if v_pre is None else np.asarray(v_pre, float)
     jac = np.zeros((thetas.shape[0], len(pos), len(jac_cols))) if len(jac_cols) else None
-    if jac is not None and jacobian_method == "complex_step":
+    if jac is not None and jacobian_method == "complex_step":  # work arrays of the per-row reference path
+        states = np.zeros((n_steps + 1, K.N_STATES))
+        cohorts = np.zeros((n_steps + 1, len(rt_idx)))
+        out_pre = np.zeros(len(pre_times))
+        grid = np.arange(n_steps + 1, dtype=np.float64)
         c_states = np.zeros((n_steps + 1, K.N_STATES), dtype=np.complex128)
         c_cohorts = np.zeros((n_steps + 1, len(rt_idx)), dtype=np.complex128)
         c_pre = np.zeros(len(pre_times), dtype=np.complex128)
