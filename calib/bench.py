@@ -138,9 +138,46 @@ def bench_exact_rit(repeats: int = 5, seed: int = 0) -> dict:
             "exact_rit_numerics": fm.numerics_tag}
 
 
-def run(subjects: int = 100, draws: int = 1000, chains: int = 4, cores: int = 2, exact: bool = True) -> dict:
+def bench_quickstart_nuts(draws: int = 1000, tune: int = 1000, chains: int = 2, cores: int = 2) -> dict:
+    """NUTS wall clock on the quickstart's model — ``moc1_exact.toml``: the true RIT model with its exact gradients,
+    the config's initialisation, mass matrix and ``target_accept`` — for ``chains`` × ``draws`` after ``tune``
+    tuning steps on ``cores`` cores, through the workflow (no prediction). ``quickstart_nuts_s``: PyMC's own
+    sampling time (tuning and draws, every chain; compilation and the initialisation excluded);
+    ``quickstart_fit_s``: the workflow's whole fit (PyTensor compilation, the Laplace start, sampling and the
+    pointwise log-likelihood); the run's diagnostics, leapfrog steps per draw and seconds per value + gradient."""
+    import tempfile
+
+    from .config import load_config
+    from .datasets import dataset_dir
+    from .quickstart import CONFIG
+    from .workflow import Calibration
+
+    cfg = load_config(dataset_dir("morisada2018") / CONFIG)
+    cfg["sampler"].update(draws=draws, tune=tune, chains=chains, cores=cores)
+    cfg["predict"]["draws"] = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        cal = Calibration(cfg, tmp, force=True, progress=False)
+        res = cal.run()
+        stats = cal.idata.sample_stats
+        steps = float(stats["n_steps"].mean()) if "n_steps" in stats else None
+        nuts_s = float(cal.idata.posterior.attrs.get("sampling_time", float("nan")))
+    d = res["diagnostics"]
+    return {"quickstart_nuts_s": nuts_s, "quickstart_fit_s": res["seconds"]["sampling"],
+            "quickstart_nuts_settings": {"config": f"calib/datasets/morisada2018/{CONFIG}", "draws": draws,
+                                         "tune": tune, "chains": chains, "cores": cores,
+                                         "init": cfg["sampler"].get("init")},
+            "quickstart_nuts_rhat_max": d["rhat_max"], "quickstart_nuts_ess_bulk_min": d["ess_bulk_min"],
+            "quickstart_nuts_ess_tail_min": d["ess_tail_min"], "quickstart_nuts_divergences": d["divergences"],
+            "quickstart_nuts_leapfrog_per_draw": steps,
+            "quickstart_gradient_s": (res.get("route") or {}).get("gradient_seconds"),
+            "quickstart_nuts_target_s": 180.0}
+
+
+def run(subjects: int = 100, draws: int = 1000, chains: int = 4, cores: int = 2, exact: bool = True,
+        quickstart: bool = True) -> dict:
     """``immunocal bench calib``: the surrogate (C and Numba backends), NUTS on the hierarchical test problem, the
-    exact RIT route's gradient (``exact``) and the BLAS PyTensor links to."""
+    exact RIT route's gradient (``exact``), NUTS on the quickstart's model (``quickstart``: 2 × 1000 after 1000,
+    minutes) and the BLAS PyTensor links to."""
     import pytensor
 
     out = {"surrogate_100_eval_grad_s": bench_surrogate(),
@@ -148,6 +185,8 @@ def run(subjects: int = 100, draws: int = 1000, chains: int = 4, cores: int = 2,
     out.update(bench_nuts(n_subjects=subjects, draws=draws, chains=chains, cores=cores))
     if exact:
         out.update(bench_exact_rit())
+    if quickstart:
+        out.update(bench_quickstart_nuts(cores=cores))
     out["pytensor_blas_ldflags"] = pytensor.config.blas__ldflags  # "" = NumPy C-API fallback (no BLAS linked)
     return out
 
@@ -234,7 +273,8 @@ def bench_nutpie(out: str | Path, models=("hier100", "moc1")) -> dict:
     (:func:`immunocal.calib.inference.sample`) on the same PyMC models, same draws, tuning, chains and
     ``target_accept``: wall clock (compilation included), minimum bulk/tail ESS, R-hat, bulk ESS per second.
     ``hier100``: the linear-Gaussian hierarchical problem of :func:`bench_nuts` (4 × 1000 after 1000);
-    ``moc1``: the quickstart's model (Morisada MOC1, PCA-GP surrogates trained in ``out``, the quickstart's settings)."""
+    ``moc1``: the quickstart's model (Morisada MOC1 on the true model, exact gradients; the quickstart's draws and
+    tuning; PyMC's default initialisation on both sides)."""
     import importlib.util
 
     if importlib.util.find_spec("nutpie") is None:
@@ -254,14 +294,14 @@ def bench_nutpie(out: str | Path, models=("hier100", "moc1")) -> dict:
         elif name == "moc1":
             from .config import load_config
             from .datasets import dataset_dir
-            from .quickstart import QUICK
+            from .quickstart import CONFIG, QUICK
             from .workflow import Calibration
 
-            cfg = load_config(dataset_dir("morisada2018") / "moc1.toml")
+            cfg = load_config(dataset_dir("morisada2018") / CONFIG)
             cal = Calibration(cfg, Path(out) / "moc1", force=True, progress=False)
             cal.ensure_emulators()
             m = cal.model()
-            q = QUICK["sampler"]
+            q = {**cfg["sampler"], **QUICK["sampler"]}
             settings = {"draws": q["draws"], "tune": q["tune"], "chains": 2, "target_accept": q["target_accept"]}
             mode = "NUMBA"
         else:

@@ -19,7 +19,7 @@ Relative paths are relative to the config file. The full reference with an examp
                        data-table name — at data day ``time`` is its value of NAME)
     [observables.NAME] family; sigma; nu; link; cutpoints; n_trials; correlation_time
     [sampler]      method; draws; tune; chains; cores; seed; target_accept; advi_iterations; compile_mode
-    [diagnostics]  rhat_max; ess_min; strict; surrogate_check_draws
+    [diagnostics]  rhat_max; ess_min; strict; surrogate_check_draws; importance_draws
     [predict]      draws (0: no prediction); subjects_per_draw; seed; detection_limit; endpoint
     [output]       dir
     [sbc]          [sbc.sampler] ...
@@ -53,7 +53,8 @@ SCHEMA: dict[str, dict] = {
     "observables": {"*": {"family": str, "sigma": (int, float, dict), "nu": NUMBER, "link": str,
                           "cutpoints": list, "n_trials": int, "correlation_time": (int, float, dict)}},
     "sampler": _SAMPLER,
-    "diagnostics": {"rhat_max": NUMBER, "ess_min": NUMBER, "strict": bool, "surrogate_check_draws": int},
+    "diagnostics": {"rhat_max": NUMBER, "ess_min": NUMBER, "strict": bool, "surrogate_check_draws": int,
+                    "importance_draws": int},
     "predict": {"draws": int, "subjects_per_draw": int, "seed": int, "detection_limit": NUMBER,
                 "endpoint": NUMBER, "refinements": int},
     "personalise": {"method": str, "draws": int, "tune": int, "chains": int, "seed": int, "target_accept": NUMBER,
@@ -104,7 +105,7 @@ def _domains() -> dict:
         "sampler": _sampler_domains(METHODS),
         "sbc.sampler": _sampler_domains(METHODS),
         "diagnostics": {"rhat_max": ((lambda v: v > 1), "a number > 1"), "ess_min": _POSITIVE,
-                        "surrogate_check_draws": _AT_LEAST_1},
+                        "surrogate_check_draws": _AT_LEAST_1, "importance_draws": _AT_LEAST_1},
         "predict": {"draws": _AT_LEAST_0, "subjects_per_draw": _AT_LEAST_1, "seed": _AT_LEAST_0,
                     "refinements": _AT_LEAST_0},
         "personalise": {**{k: v for k, v in _sampler_domains((*METHODS, "importance")).items()

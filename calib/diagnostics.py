@@ -209,39 +209,81 @@ def information_criteria(idata, n_parameters: int | None = None) -> dict:
             "max_log_likelihood": best}
 
 
+def posterior_agreement(posterior, reference, names, mean_tol: float = 0.2, sd_tol: float = 0.2) -> dict:
+    """Two posteriors of the same model side by side (e.g. NUTS on a surrogate vs on the true model, or NUTS vs SMC):
+    per parameter the largest ``|Δ mean| / sd_reference`` and the range of ``sd / sd_reference`` over its elements
+    (a per-subject parameter has one per subject), and whether both are within tolerance (``|Δ mean| <= mean_tol
+    sd``, ``|sd ratio - 1| <= sd_tol``). ``posterior`` / ``reference``: InferenceData posterior groups (draws over
+    ``chain`` and ``draw``)."""
+    rows, ok = {}, True
+    for n in names:
+        a, b = posterior[n], reference[n]
+        dims = ("chain", "draw")
+        sd_ref = np.asarray(b.std(dims).values, float)
+        dz = np.abs(np.asarray(a.mean(dims).values, float) - np.asarray(b.mean(dims).values, float)) / sd_ref
+        ratio = np.asarray(a.std(dims).values, float) / sd_ref
+        row = {"mean": float(np.mean(a.values)), "reference_mean": float(np.mean(b.values)),
+               "sd": float(np.mean(a.std(dims).values)), "reference_sd": float(np.mean(sd_ref)),
+               "mean_diff_in_sd": float(np.max(dz)), "sd_ratio": float(np.median(ratio)),
+               "sd_ratio_range": [float(np.min(ratio)), float(np.max(ratio))], "elements": int(dz.size)}
+        row["pass"] = bool(row["mean_diff_in_sd"] <= mean_tol and np.all(np.abs(ratio - 1.0) <= sd_tol))
+        rows[n] = row
+        ok = ok and row["pass"]
+    return {"criteria": f"|mean diff| <= {mean_tol:g} sd_reference, |sd ratio - 1| <= {sd_tol:g}",
+            "parameters": rows, "all_pass": ok}
+
+
 #: the exact route's cost budget: one value + gradient of every fitted unit in at most this many seconds keeps a NUTS
 #: fit (2 chains x 2000 iterations at ~30 leapfrog steps) within ~2 hours on one core per chain
 EXACT_GRADIENT_BUDGET_S = 0.1
 
 
+#: PSIS reliability threshold of the importance weights true model / surrogate (Vehtari et al. 2024, k̂ <= 0.7)
+PARETO_K_MAX = 0.7
+
+
 def route_advice(route: str, exact_available: bool, surrogate_rmse: dict | None = None,
                  noise_sd: dict | None = None, gradient_seconds: float | None = None,
-                 budget_s: float = EXACT_GRADIENT_BUDGET_S) -> dict:
+                 budget_s: float = EXACT_GRADIENT_BUDGET_S, pareto_k: float | None = None) -> dict:
     """The workflow's triage rule between likelihood routes (docs/calib.md "Which route").
 
     - ``exact`` (the true model with exact gradients) whenever the forward model has them and one value + gradient
       of all fitted units costs at most ``budget_s``: no emulator error at all;
     - ``surrogate`` for expensive models; after the fit, **escalate** when the surrogate's RMSE at posterior draws
-      exceeds the fitted observation noise sd of any observable (the emulator's error then dominates the likelihood)
-      — to ``exact`` when available, else to more refinement rounds or the black-box model with SMC;
+      exceeds the fitted observation noise sd of any observable (the emulator's error then dominates the likelihood),
+      or when the importance weights true model / surrogate at posterior draws have Pareto k̂ above
+      :data:`PARETO_K_MAX` (``pareto_k``: the surrogate posterior does not represent the true one — an error inside
+      the noise, systematic over hundreds of rows, moves a posterior by many sds) — to ``exact`` when available,
+      else to more refinement rounds or the black-box model with SMC;
     - ``blackbox`` (SMC on the true model): nothing to check.
 
     ``surrogate_rmse`` / ``noise_sd``: per observable. Returns ``{"route", "advice", "reason", ...}`` with advice
     ``keep``, ``escalate_to_exact``, ``refine_or_blackbox`` or ``surrogate_cheaper``."""
     out: dict = {"route": route, "exact_available": bool(exact_available)}
+    escalate = "escalate_to_exact" if exact_available else "refine_or_blackbox"
+    fix = "set [emulator] kind = \"exact\"" if exact_available else \
+        "add [refinement] rounds or use kind = \"blackbox\" with SMC"
+    if route == "surrogate" and pareto_k is not None:
+        out["pareto_k"] = float(pareto_k)
+        if not pareto_k <= PARETO_K_MAX:  # nan (weights not computable) escalates too
+            out["advice"] = escalate
+            out["reason"] = (f"the importance weights true model / surrogate at posterior draws have Pareto k "
+                             f"{pareto_k:.2f} > {PARETO_K_MAX}: the surrogate posterior does not represent the true "
+                             f"model's; {fix}")
+            return out
     if route == "surrogate" and surrogate_rmse and noise_sd:
         ratio = {o: float(surrogate_rmse[o] / noise_sd[o]) for o in surrogate_rmse if o in noise_sd and noise_sd[o] > 0}
         out["surrogate_rmse_over_noise"] = ratio
         bad = sorted(o for o, r in ratio.items() if r > 1.0)
         if bad:
-            out["advice"] = "escalate_to_exact" if exact_available else "refine_or_blackbox"
+            out["advice"] = escalate
             out["reason"] = (f"the surrogate's RMSE at posterior draws exceeds the fitted noise sd for {bad} "
-                             f"(ratio {max(ratio[o] for o in bad):.2f}): its error dominates the likelihood; "
-                             + ("set [emulator] kind = \"exact\"" if exact_available else
-                                "add [refinement] rounds or use kind = \"blackbox\" with SMC"))
+                             f"(ratio {max(ratio[o] for o in bad):.2f}): its error dominates the likelihood; {fix}")
             return out
         out["advice"] = "keep"
-        out["reason"] = "surrogate RMSE at posterior draws below the noise sd of every observable"
+        out["reason"] = "surrogate RMSE at posterior draws below the noise sd of every observable" + (
+            f" and importance weights true model / surrogate reliable (Pareto k {pareto_k:.2f})"
+            if pareto_k is not None else "")
         return out
     if route == "exact" and gradient_seconds is not None:
         out["gradient_seconds"] = float(gradient_seconds)

@@ -369,8 +369,9 @@ def _potency(j: dict) -> list[tuple[str | None, str]]:
         dose = v.get("pdl1_dose") or {}
         out += [(f"{variant}: fitted {', '.join(a.removeprefix('MOC1_') for a in v.get('fit') or [])}",
                  f"diagnostics {_dict_line(v.get('diagnostics'))}"),
-                (f"{variant}: anti-PD-1 dose per injection, posterior mean [5 %, 95 %]; contraction (surrogate "
-                 "route); true-model change of the fitted arms' log volumes across the dose box",
+                (f"{variant}: anti-PD-1 dose per injection, posterior mean [5 %, 95 %]; contraction "
+                 f"({v.get('route') or 'surrogate'} route); true-model change of the fitted arms' log volumes across "
+                 "the dose box",
                  f"{_f(dose.get('mean'))} [{_f(dose.get('q05'))}, {_f(dose.get('q95'))}]; "
                  f"{_f(_get(v, 'contraction.pdl1_dose'), 2)}; "
                  f"{_dict_line(v.get('true_model_dose_sensitivity_of_fitted_arms'), 3)}"),
@@ -402,6 +403,22 @@ def _morisada_route_lines(j: dict) -> list[tuple[str, str]]:
                     f"{what}; {' → '.join(r.get('ladder') or [])}: {_f(num.get('log_volume'), 3)} / "
                     f"{_f(pred.get('log_volume'), 3)} (predictions at {r.get('prediction_resolution')}); "
                     f"{_f(r.get('seconds'), 4)}"))
+    for line, c in (_get(j, "routes_compared") or {}).items():
+        sur = c.get("surrogate_nuts") or {}
+        if "failed" in sur:
+            out.append((f"{line}: surrogate route (same model and sampler)", f"failed: {sur['failed']}"))
+            continue
+        pairs = "; ".join(f"{k}: {_f(v['mean_diff_in_sd'], 2)}, {_f(v['sd_ratio'], 3)}"
+                          for k, v in (sur.get("parameters") or {}).items())
+        out += [(f"{line}: surrogate NUTS vs exact NUTS (same model, priors, sampler), per parameter max |Δmean|/sd_exact, "
+                 "median sd ratio; all within |Δmean| ≤ 0.2 sd, sd ±20 %", f"{pairs}; {_f(sur.get('all_pass'))}"),
+                (f"{line}: surrogate route: diagnostics; max |error| at posterior draws (log); triage advice; wall s "
+                 "exact / surrogate",
+                 f"{_dict_line(_get(c, 'diagnostics.surrogate_nuts'))}; "
+                 f"{_f(_get(c, 'surrogate_at_posterior.max_abs_error'), 3)}; "
+                 f"{_get(c, 'route_advice.surrogate_nuts.advice')}; "
+                 f"{_f(_get(c, 'wall_clock_s.exact_nuts.total'), 4)} / "
+                 f"{_f(_get(c, 'wall_clock_s.surrogate_nuts.total'), 4)}")]
     return out
 
 

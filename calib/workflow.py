@@ -708,6 +708,37 @@ class Calibration:
                 "max_rmse": max(r["rmse"] for v in out.values() for r in v.values()),
                 "worst_condition": worst[0], "per_condition": out}
 
+    def surrogate_importance(self, idata, n: int | None = None) -> dict | None:
+        """Can the surrogate posterior stand in for the true model's? At ``n`` thinned posterior draws the summed
+        log-likelihood of the fitted rows under the true forward model (black-box emulators) minus under the run's
+        surrogates is the log importance weight of the true posterior against the surrogate one; Pareto-smoothed
+        (PSIS, ArviZ ``psislw``), its shape k̂ says whether the surrogate posterior, even reweighted, represents the
+        true one (k̂ ≤ 0.7, Vehtari et al. 2024) — a surrogate error well inside the noise can still move a
+        posterior of hundreds of rows by many posterior sds, which the RMSE rule does not see. Also the sd of the
+        log weights and the weights' relative effective sample size. None unless the route is a surrogate."""
+        import arviz as az
+        import pymc as pm
+
+        if getattr(next(iter(self.emulators.values())), "family", "") in ("exact", "blackbox"):
+            return None
+        n = n or int(self.cfg.get("diagnostics", {}).get("importance_draws", 200))
+        thin = thin_posterior(idata, n)
+        totals = []
+        for ems in (self._exact_emulators(self.conditions[0], "blackbox"), None):
+            ll = pm.compute_log_likelihood(thin, model=self.model(ems), extend_inferencedata=False,
+                                           progressbar=False)
+            totals.append(sum(v.sum([d for d in v.dims if d not in ("chain", "draw")]) for v in ll.data_vars.values()))
+        log_w = np.asarray((totals[0] - totals[1]).values, float).ravel()
+        if not np.all(np.isfinite(log_w)):
+            return {"n_draws": int(log_w.size), "pareto_k": float("inf"), "log_weight_sd": float("inf"),
+                    "relative_ess": 0.0, "reliable": False,
+                    "note": "the true model's log-likelihood is not finite at some surrogate posterior draws"}
+        smoothed, k = az.psislw(log_w)
+        w = np.exp(smoothed - smoothed.max())
+        w /= w.sum()
+        return {"n_draws": int(log_w.size), "pareto_k": float(k), "log_weight_sd": float(log_w.std()),
+                "relative_ess": float(1.0 / np.sum(w * w) / log_w.size), "reliable": bool(k <= 0.7)}
+
     def prediction_forward(self):
         """The forward model the prediction simulates with: the run's, refined ``[predict] refinements`` times (the
         simulator's ``refined()``) — new subjects spread wider than the fitted ones, so a resolution converged at
@@ -807,9 +838,10 @@ class Calibration:
                 self.forward.simulate_jacobian(theta, self.schedule(c))
         return time.perf_counter() - t0
 
-    def route(self, idata, check: dict | None) -> dict:
-        """The triage rule (:func:`immunocal.calib.diagnostics.route_advice`) applied to this fit; an escalation is announced
-        loudly (a ``RouteWarning`` and a banner on stderr)."""
+    def route(self, idata, check: dict | None, importance: dict | None = None) -> dict:
+        """The triage rule (:func:`immunocal.calib.diagnostics.route_advice`) applied to this fit (``check``: the
+        surrogate's error at posterior draws, ``importance``: :meth:`surrogate_importance`); an escalation is
+        announced loudly (a ``RouteWarning`` and a banner on stderr)."""
         from .diagnostics import route_advice
 
         kind = self.cfg.get("emulator", {}).get("kind", "surrogate")
@@ -821,7 +853,8 @@ class Calibration:
                 for o, r in per_obs.items():
                     rmse[o] = max(rmse.get(o, 0.0), r["rmse"])
             noise = _noise_sd(idata, rmse)
-        advice = route_advice(kind, exact, rmse, noise, self.exact_gradient_seconds(idata) if kind == "exact" else None)
+        advice = route_advice(kind, exact, rmse, noise, self.exact_gradient_seconds(idata) if kind == "exact" else None,
+                              pareto_k=None if importance is None else importance["pareto_k"])
         if advice["advice"] in ("escalate_to_exact", "refine_or_blackbox"):
             msg = f"LIKELIHOOD ROUTE: {advice['reason']}"
             _announce(msg)
@@ -1058,11 +1091,13 @@ class Calibration:
             summary["information_criteria"] = information_criteria(
                 idata, None if self.latent else len([s for s in self.parameters if s.role == "population"]) + n_sigma)
         check = self.surrogate_check(idata)
+        importance = None
         if check is not None:
             summary["surrogate_at_posterior"] = check
+            importance = summary["surrogate_importance"] = self.surrogate_importance(idata)
             if idata.posterior.sizes["chain"] > 1:
                 summary["chain_modes"] = self.chain_modes(idata)
-        summary["route"] = self.route(idata, check)
+        summary["route"] = self.route(idata, check, importance)
         numerics = self.numerics_check(idata)
         if numerics is not None:
             summary["numerics_at_posterior"] = numerics

@@ -1,7 +1,8 @@
 """MOC1 anti-PD-1 + 8 Gy × 2 predicted from two sets of fitted arms (issue 14, deliverable 5): what the fitted arms
 can say about anti-PD-1, and whether the prediction says so.
 
-The MOC1 config (``calib/datasets/morisada2018/moc1.toml``) with the anti-PD-1 dose per injection (``pdl1_dose``, the
+The MOC1 config on the true model (``calib/datasets/morisada2018/moc1_exact.toml``: the RIT kernel and its exact
+gradients in the likelihood) with the anti-PD-1 dose per injection (``pdl1_dose``, the
 potency of the model's PD-1/PD-L1 route, log scale) calibrated as a population parameter beside λ1, p (per mouse)
 and α (prior: bounded logit-normal on [1, 10⁴] per injection, median at the preset's 19):
 
@@ -14,7 +15,8 @@ Reported per variant: diagnostics, contraction of every parameter, the dose's po
 the observed and predicted fraction of mice with tumour control and the prediction's identifiability entry (which
 parameters drive its spread, and whether it is prior-driven); and what the **true** model says each fitted arm knows
 about the dose (the largest change of a fitted mouse's log volume across the dose box at posterior draws: 0 means the
-arm cannot inform it — a contraction of the dose that the surrogate route reports then is the surrogates' artefact). Writes ``OUT/rit_morisada_potency.json``;
+arm cannot inform it: on the exact route the dose's posterior is then its prior, which the run's contraction must show —
+on the surrogate route a contraction there was the surrogates' artefact). Writes ``OUT/rit_morisada_potency.json``;
 ``--quick``: short chains (a smoke test).
 """
 
@@ -33,8 +35,8 @@ VARIANTS = {"monotherapy_arms": (FITTED, [TARGET, "MOC1_antiPD1_2Gyx10"]),
             "leave_one_combination_out": (FITTED + ["MOC1_antiPD1_2Gyx10"], [TARGET])}
 DOSE_BOX = (1.0, 1e4)
 DOSE_PRESET = 19.0387
-SAMPLER = {"draws": 1500, "tune": 1500, "target_accept": 0.95}
-QUICK = {"draws": 150, "tune": 200, "target_accept": 0.9}
+#: ``--quick``: two short chains (the full run keeps the config's sampler)
+QUICK = {"draws": 150, "tune": 200, "chains": 2}
 
 
 def config(fit: list[str], heldout: list[str], quick: bool) -> dict:
@@ -42,7 +44,7 @@ def config(fit: list[str], heldout: list[str], quick: bool) -> dict:
     from immunocal.calib.config import load_config
     from immunocal.calib.datasets import dataset_dir
 
-    cfg = load_config(dataset_dir("morisada2018") / "moc1.toml")
+    cfg = load_config(dataset_dir("morisada2018") / "moc1_exact.toml")
     opts = cfg["model"]["options"]
     opts["parameter_names"] = [*opts["parameter_names"], "pdl1_dose"]
     cfg["design"]["bounds"]["pdl1_dose"] = list(DOSE_BOX)
@@ -52,9 +54,8 @@ def config(fit: list[str], heldout: list[str], quick: bool) -> dict:
         "distribution": "BoundedLogitNormal", "mu": math.log(centre / (1 - centre)), "sigma": 1.5,
         "lower": DOSE_BOX[0], "upper": DOSE_BOX[1], "scale": "log"}}
     cfg["conditions"].update(fit=list(fit), heldout=list(heldout))
-    cfg["sampler"].update(QUICK if quick else SAMPLER)
     if quick:
-        cfg["design"]["n"] = 64
+        cfg["sampler"].update(QUICK)
         cfg["predict"]["draws"] = 100
     return cfg
 
@@ -84,7 +85,7 @@ def run(out: Path, quick: bool = False) -> dict:
 
     out = Path(out)
     result = {"quick": quick, "target": TARGET, "dose_prior_box": list(DOSE_BOX), "dose_preset": DOSE_PRESET,
-              "sampler": QUICK if quick else SAMPLER, "variants": {}}
+              "sampler_overrides": QUICK if quick else {}, "variants": {}}
     for variant, (fit, held) in VARIANTS.items():
         print(f"[{NAME}] {variant}: fitted {fit}", flush=True)
         cal = Calibration(config(fit, held, quick), out / NAME / variant, force=True)
@@ -92,7 +93,8 @@ def run(out: Path, quick: bool = False) -> dict:
         pred = res["prediction"]["heldout"]
         target = pred["per_condition"][TARGET]
         result["variants"][variant] = {
-            "fit": fit, "heldout": held, "diagnostics": res["diagnostics"], "contraction": res.get("contraction"),
+            "fit": fit, "heldout": held, "route": (res.get("route") or {}).get("route"),
+            "diagnostics": res["diagnostics"], "contraction": res.get("contraction"),
             "pdl1_dose": res["posterior"]["pdl1_dose"],
             "target": {k: target.get(k) for k in ("observed_control_fraction", "predicted_control_fraction",
                                                   "predicted_control_fraction_noise_free", "n_subjects",

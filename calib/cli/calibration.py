@@ -289,7 +289,8 @@ def cmd_bench_nutpie(args) -> int:
 def cmd_bench(args) -> int:
     from immunocal.calib.bench import run
 
-    print(json.dumps(run(args.subjects, args.draws, args.chains, args.cores, exact=not args.no_exact)))
+    print(json.dumps(run(args.subjects, args.draws, args.chains, args.cores, exact=not args.no_exact,
+                         quickstart=not (args.no_exact or args.no_quickstart))))
     return 0
 
 
@@ -442,7 +443,10 @@ def register(commands) -> None:
     b.add_argument("--chains", type=positive_int, default=4)
     b.add_argument("--cores", type=positive_int, default=2)
     b.add_argument("--no-exact", action="store_true",
-                   help="skip the exact route's RIT gradient timing (its first run compiles the tangent kernel)")
+                   help="skip the exact route's RIT gradient timing (its first run compiles the tangent kernel) and "
+                        "the quickstart's NUTS")
+    b.add_argument("--no-quickstart", action="store_true",
+                   help="skip NUTS on the quickstart's model (2 chains x 1000 draws after 1000 tuning steps: minutes)")
     b.set_defaults(func=cmd_bench)
 
     bp = commands.model_verb("bench").add_parser(

@@ -359,32 +359,9 @@ def _cum_ring(ring, m, k, pos, dt, init_rate, smooth):
 # compiled for complex arguments too (the complex-step specialisation types every line, though it runs with K = 0),
 # hence the real-part comparisons.
 @njit(cache=True, inline="always")
-def _slope_tangent(d0, d1, dd0, dd1):
-    """Tangent of :func:`_slope` (the branch it takes)."""
-    if d0.real <= 0.0 or d1.real <= 0.0:
-        return 0.0 * dd0
-    c = 0.5 * (d0 + d1)
-    m, dm = (d0, dd0) if d0.real <= d1.real else (d1, dd1)
-    if c.real <= 3.0 * m.real:
-        return 0.5 * (dd0 + dd1)
-    return 3.0 * dm
-
-
-@njit(cache=True, inline="always")
-def _hermite_tangent(dm, d0, dp, w, ddm, dd0, ddp, dw):
-    """Tangent of :func:`_hermite` with respect to the increments and the fraction ``w``."""
-    s0 = _slope(dm, d0)
-    s1 = _slope(d0, dp)
-    ds0 = _slope_tangent(dm, d0, ddm, dd0)
-    ds1 = _slope_tangent(d0, dp, dd0, ddp)
-    w2 = w * w
-    return (dd0 * (3.0 * w2 - 2.0 * w2 * w) + ds0 * (w2 * w - 2.0 * w2 + w) + ds1 * (w2 * w - w2)
-            + dw * (d0 * (6.0 * w - 6.0 * w2) + s0 * (3.0 * w2 - 4.0 * w + 1.0) + s1 * (3.0 * w2 - 2.0 * w)))
-
-
-@njit(cache=True, inline="always")
 def _slope_coefficients(d0, d1):
-    """:func:`_slope_tangent` as the coefficients ``(c0, c1)`` of ``d s = c0 dd0 + c1 dd1`` (the branch taken)."""
+    """The tangent of :func:`_slope` as the coefficients ``(c0, c1)`` of ``d s = c0 dd0 + c1 dd1`` (the branch
+    taken)."""
     if d0.real <= 0.0 or d1.real <= 0.0:
         return 0.0, 0.0
     lower_first = d0.real <= d1.real
@@ -447,29 +424,72 @@ def _cum_apply(dhist, i0, cw, r, k, dpos):
 
 
 @njit(cache=True)
-def _cum_ring_tangent(ring, dring, m, kk, pos, dpos, dt, init_rate, dinit, k):
-    """Tangent (direction ``k``) of :func:`_cum_ring` (smooth) given the ring's tangents ``dring`` (m, K), the
-    initial rate's ``dinit`` and the position's ``dpos``."""
-    if pos.real <= 0.0:
-        return (dinit * pos + init_rate * dpos) * dt
-    if pos.real >= kk:
-        last, dlast = ring[kk % m], dring[kk % m, k]
-        prev, dprev = (ring[(kk - 1) % m], dring[(kk - 1) % m, k]) if kk > 0 else (-init_rate * dt, -dinit * dt)
-        return dlast + dpos * (last - prev) + (pos - kk) * (dlast - dprev)
+def _ring_weights(ring, m, kk, pos, dt, init_rate, cw, iw, r):
+    """:func:`_cum_weights` for :func:`_cum_ring` (smooth): the tangent at ``pos`` as a linear form computed once
+    from the values for all directions, ``dF = sum_j cw[r, j] dring[iw[r, j]] + cw[r, 4] dpos + cw[r, 5] dinit``
+    (``j = 0..3``: the ring slots of positions ``i0 - 1 .. i0 + 2``; a slot the interpolant does not use has weight 0
+    and points at a used one). Before position 0 the history is the initial state: its rate's tangent is ``dinit``."""
+    for j in range(6):
+        cw[r, j] = 0.0
+    if pos.real <= 0.0:  # F = init_rate pos dt
+        for j in range(4):
+            iw[r, j] = 0
+        cw[r, 4] = init_rate * dt
+        cw[r, 5] = pos * dt
+        return
+    if pos.real >= kk:  # linear extrapolation with the last step's increment
+        e = pos - kk
+        last = ring[kk % m]
+        for j in range(4):
+            iw[r, j] = kk % m
+        cw[r, 2] = 1.0 + e
+        if kk > 0:
+            iw[r, 1] = (kk - 1) % m
+            cw[r, 1] = -e
+            cw[r, 4] = last - ring[(kk - 1) % m]
+        else:  # the previous node is the initial state's -init_rate dt
+            cw[r, 5] = e * dt
+            cw[r, 4] = last + init_rate * dt
+        return
     i0 = int(math.floor(pos.real))
     w = pos - i0
-    r0, dr0 = ring[i0 % m], dring[i0 % m, k]
+    r0 = ring[i0 % m]
     d0 = ring[(i0 + 1) % m] - r0
-    dd0 = dring[(i0 + 1) % m, k] - dr0
+    dm = r0 - ring[(i0 - 1) % m] if i0 > 0 else r0 + init_rate * dt
+    dp = ring[(i0 + 2) % m] - ring[(i0 + 1) % m] if i0 + 2 <= kk else d0
+    a0, b0 = _slope_coefficients(dm, d0)
+    a1, b1 = _slope_coefficients(d0, dp)
+    w2 = w * w
+    w3 = w2 * w
+    h10 = w3 - 2.0 * w2 + w
+    h11 = w3 - w2
+    cm = a0 * h10  # coefficients of the increments ddm, dd0, ddp
+    c0 = 3.0 * w2 - 2.0 * w3 + b0 * h10 + a1 * h11
+    cp = b1 * h11
+    if i0 + 2 > kk:  # dp = d0
+        c0 += cp
+        cp = 0.0 * cp
+    iw[r, 1] = i0 % m
+    iw[r, 2] = (i0 + 1) % m
+    iw[r, 3] = (i0 + 2) % m if i0 + 2 <= kk else (i0 + 1) % m
     if i0 > 0:
-        dm, ddm = r0 - ring[(i0 - 1) % m], dr0 - dring[(i0 - 1) % m, k]
-    else:
-        dm, ddm = r0 + init_rate * dt, dr0 + dinit * dt
-    if i0 + 2 <= kk:
-        dp, ddp = ring[(i0 + 2) % m] - ring[(i0 + 1) % m], dring[(i0 + 2) % m, k] - dring[(i0 + 1) % m, k]
-    else:
-        dp, ddp = d0, dd0
-    return dr0 + _hermite_tangent(dm, d0, dp, w, ddm, dd0, ddp, dpos)
+        iw[r, 0] = (i0 - 1) % m
+        cw[r, 0] = -cm
+    else:  # ddm = dr0 + dinit dt
+        iw[r, 0] = i0 % m
+        cw[r, 5] = cm * dt
+    cw[r, 1] = 1.0 + cm - c0
+    cw[r, 2] = c0 - cp
+    cw[r, 3] = cp
+    cw[r, 4] = (d0 * (6.0 * w - 6.0 * w2) + _slope(dm, d0) * (3.0 * w2 - 4.0 * w + 1.0)
+                + _slope(d0, dp) * (3.0 * w2 - 2.0 * w))
+
+
+@njit(cache=True, inline="always")
+def _ring_apply(dring, cw, iw, r, k, dpos, dinit):
+    """The linear form of :func:`_ring_weights` (row ``r``) in direction ``k``."""
+    return (cw[r, 0] * dring[iw[r, 0], k] + cw[r, 1] * dring[iw[r, 1], k] + cw[r, 2] * dring[iw[r, 2], k]
+            + cw[r, 3] * dring[iw[r, 3], k] + cw[r, 4] * dpos + cw[r, 5] * dinit)
 
 
 @njit(cache=True)
@@ -859,27 +879,30 @@ def _free_growth_step(theta, y, ytry, no_cd, ringR, ringJ, m, k, frac, s1, s2, h
     """One untreated step of ``frac * hf`` from the free-growth state ``y`` (left unchanged) into ``ytry``, delayed
     sources read off the free-growth ring buffers; returns the step's antigen-source integral.
 
-    ``tg``: None, or the tangents ``(dth, dy, dytry, dringR, dringJ, dinitR, ds1, ds2, dfrac, step_tg)`` — the
-    positions ``k + c frac - s`` move with ``dfrac`` and ``-ds``, the step length with ``hf dfrac``; ``step_tg`` is
-    :func:`step`'s tangent tuple (its ``dy`` is ``dytry``), filled here."""
+    ``tg``: None, or the tangents ``(dth, dy, dytry, dringR, dringJ, dinitR, ds1, ds2, dfrac, step_tg, cw, iw)`` —
+    the positions ``k + c frac - s`` move with ``dfrac`` and ``-ds``, the step length with ``hf dfrac``; ``step_tg``
+    is :func:`step`'s tangent tuple (its ``dy`` is ``dytry``), filled here; ``cw`` (6, 6) / ``iw`` (6, 4): work
+    arrays of the six delayed-source positions' linear forms (:func:`_ring_weights`), computed once per step."""
     for i in range(N_Y):
         ytry[i] = y[i]
     if tg is not None:
-        dth, dy, dytry, dringR, dringJ, dinitR, ds1, ds2, dfrac, stg = tg
+        dth, dy, dytry, dringR, dringJ, dinitR, ds1, ds2, dfrac, stg, cw, iw = tg
         dq = stg[4]
+        _ring_weights(ringR, m, k, k - s1, hf, initR, cw, iw, 0)
+        _ring_weights(ringJ, m, k, k - s2, hf, 0.0, cw, iw, 1)
+        _ring_weights(ringR, m, k, k + 0.5 * frac - s1, hf, initR, cw, iw, 2)
+        _ring_weights(ringR, m, k, k + frac - s1, hf, initR, cw, iw, 3)
+        _ring_weights(ringJ, m, k, k + 0.5 * frac - s2, hf, 0.0, cw, iw, 4)
+        _ring_weights(ringJ, m, k, k + frac - s2, hf, 0.0, cw, iw, 5)
         for kk in range(dy.shape[1]):
             for i in range(N_Y):
                 dytry[i, kk] = dy[i, kk]
-            r0 = _cum_ring_tangent(ringR, dringR, m, k, k - s1, -ds1[kk], hf, initR, dinitR[kk], kk)
-            j0 = _cum_ring_tangent(ringJ, dringJ, m, k, k - s2, -ds2[kk], hf, 0.0, 0.0, kk)
-            dq[0, kk] = _cum_ring_tangent(ringR, dringR, m, k, k + 0.5 * frac - s1, 0.5 * dfrac[kk] - ds1[kk], hf,
-                                          initR, dinitR[kk], kk) - r0
-            dq[1, kk] = _cum_ring_tangent(ringR, dringR, m, k, k + frac - s1, dfrac[kk] - ds1[kk], hf, initR,
-                                          dinitR[kk], kk) - r0
-            dq[2, kk] = _cum_ring_tangent(ringJ, dringJ, m, k, k + 0.5 * frac - s2, 0.5 * dfrac[kk] - ds2[kk], hf,
-                                          0.0, 0.0, kk) - j0
-            dq[3, kk] = _cum_ring_tangent(ringJ, dringJ, m, k, k + frac - s2, dfrac[kk] - ds2[kk], hf, 0.0, 0.0,
-                                          kk) - j0
+            r0 = _ring_apply(dringR, cw, iw, 0, kk, -ds1[kk], dinitR[kk])
+            j0 = _ring_apply(dringJ, cw, iw, 1, kk, -ds2[kk], 0.0)
+            dq[0, kk] = _ring_apply(dringR, cw, iw, 2, kk, 0.5 * dfrac[kk] - ds1[kk], dinitR[kk]) - r0
+            dq[1, kk] = _ring_apply(dringR, cw, iw, 3, kk, dfrac[kk] - ds1[kk], dinitR[kk]) - r0
+            dq[2, kk] = _ring_apply(dringJ, cw, iw, 4, kk, 0.5 * dfrac[kk] - ds2[kk], 0.0) - j0
+            dq[3, kk] = _ring_apply(dringJ, cw, iw, 5, kk, dfrac[kk] - ds2[kk], 0.0) - j0
             stg[3][kk] = hf * dfrac[kk]
     r0 = _cum_ring(ringR, m, k, k - s1, hf, initR, exponential)
     j0 = _cum_ring(ringJ, m, k, k - s2, hf, 0.0, exponential)
@@ -1029,7 +1052,9 @@ def run(
             dvhist[0, kk] = dyf[Y_C, kk] * vc + y[Y_C] * dthf[P_VC, kk]
         stg = (dthf, dyt, np.zeros((1, nf)), np.zeros(nf), np.zeros((4, nf)), np.zeros((2, nf)),
                np.zeros((2, nf)), np.zeros(nf), np.zeros(nf), np.zeros(nf), np.zeros((1, 7)))
-        tg = (dthf, dyf, dyt, dringR, dringJ, dinitR, ds1, ds2, dfrac, stg)
+        rcw = np.zeros((6, 6), dtype=theta.dtype)  # the free-growth interpolants' tangents as linear forms
+        riw = np.zeros((6, 4), dtype=np.int64)
+        tg = (dthf, dyf, dyt, dringR, dringJ, dinitR, ds1, ds2, dfrac, stg, rcw, riw)
     if V.real < v_pre.real:
         while True:
             if tan is None:
@@ -1152,10 +1177,13 @@ def run(
         for kk in range(nk):
             dHR[hpre, kk] = dqr[kk]
             dHJ[hpre, kk] = dyf[Y_THA, kk]
-            for q in range(1, hpre + 1):
-                pos = day0_pos - q * h / hf
-                dHR[hpre - q, kk] = _cum_ring_tangent(ringR, dringR, m, k, pos, dfrac[kk], hf, initR, dinitR[kk], kk)
-                dHJ[hpre - q, kk] = _cum_ring_tangent(ringJ, dringJ, m, k, pos, dfrac[kk], hf, 0.0, 0.0, kk)
+        for q in range(1, hpre + 1):
+            pos = day0_pos - q * h / hf
+            _ring_weights(ringR, m, k, pos, hf, initR, rcw, riw, 0)
+            _ring_weights(ringJ, m, k, pos, hf, 0.0, rcw, riw, 1)
+            for kk in range(nk):
+                dHR[hpre - q, kk] = _ring_apply(dringR, rcw, riw, 0, kk, dfrac[kk], dinitR[kk])
+                dHJ[hpre - q, kk] = _ring_apply(dringJ, rcw, riw, 1, kk, dfrac[kk], 0.0)
 
     # ---------------------------------------------------------------- treatment phase
     Cd = np.zeros(max(n_rt, 1), dtype=theta.dtype)

@@ -16,6 +16,21 @@ def test_surrogate_error_below_the_noise_keeps_the_route():
     assert adv["advice"] == "keep" and adv["surrogate_rmse_over_noise"]["y"] == 0.95
 
 
+def test_unreliable_importance_weights_escalate_even_when_the_error_is_inside_the_noise():
+    """A surrogate error inside the noise, systematic over hundreds of rows, can still move the posterior by many
+    sds (Morisada MOC1: RMSE 0.78 noise sd, the surrogate posterior 61 sds off in alpha); the importance weights
+    true model / surrogate at posterior draws see it (Pareto k > 0.7)."""
+    adv = route_advice("surrogate", True, {"y": 0.15}, {"y": 0.2}, pareto_k=1.4)
+    assert adv["advice"] == "escalate_to_exact" and adv["pareto_k"] == 1.4 and "1.40" in adv["reason"]
+    assert route_advice("surrogate", False, {"y": 0.15}, {"y": 0.2}, pareto_k=0.9)["advice"] == "refine_or_blackbox"
+    assert route_advice("surrogate", True, {"y": 0.15}, {"y": 0.2}, pareto_k=float("nan"))["advice"] == \
+        "escalate_to_exact"
+    ok = route_advice("surrogate", True, {"y": 0.15}, {"y": 0.2}, pareto_k=0.3)
+    assert ok["advice"] == "keep" and "Pareto k 0.30" in ok["reason"]
+    # the RMSE rule still applies when the weights are reliable
+    assert route_advice("surrogate", True, {"y": 0.4}, {"y": 0.2}, pareto_k=0.3)["advice"] == "escalate_to_exact"
+
+
 def test_exact_route_over_its_cost_budget_is_flagged():
     assert route_advice("exact", True, gradient_seconds=EXACT_GRADIENT_BUDGET_S / 2)["advice"] == "keep"
     adv = route_advice("exact", True, gradient_seconds=EXACT_GRADIENT_BUDGET_S * 3)

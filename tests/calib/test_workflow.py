@@ -104,7 +104,9 @@ def test_a_new_data_set_is_calibrated_and_a_held_out_arm_predicted_by_config_alo
     route = summary["route"]
     assert route["route"] == "surrogate" and route["advice"] in ("keep", "escalate_to_exact")
     ratio = route["surrogate_rmse_over_noise"]["log_volume"]
-    assert (route["advice"] == "keep") == (ratio <= 1.0)
+    imp = summary["surrogate_importance"]  # and the importance weights true model / surrogate at posterior draws
+    assert route["pareto_k"] == imp["pareto_k"] and imp["n_draws"] == 200
+    assert (route["advice"] == "keep") == (ratio <= 1.0 and imp["pareto_k"] <= 0.7)
     # beside the held-out prediction: which parameters drive it and whether the fit informed them
     ident = summary["prediction"]["heldout"]["identifiability"]["combo"]["log_volume"]
     assert set(ident["parameters"]) == set(summary["contraction"]) and ident["prediction_sd"] > 0
@@ -444,6 +446,29 @@ def test_a_finished_run_is_reused_only_for_the_same_config_data_and_numerics(fin
     other["sampler"]["draws"] = other["sampler"].get("draws", 1000) + 1
     assert Calibration(other, run, force=True, progress=False).load_finished() is None
     assert Calibration(cfg, run.parent / "elsewhere", force=True, progress=False).load_finished() is None
+
+
+def test_importance_weights_flag_a_surrogate_that_misrepresents_the_true_model(finished_run):
+    """The surrogate posterior stands in for the true model's when the importance weights true model / surrogate at
+    its draws are reliable (Pareto k <= 0.7): so for the run's accurate surrogates; the control arm's surrogate put
+    in for the treated arm's (growth halved there) is flagged and the triage rule escalates, whatever the RMSE."""
+    from immunocal.calib.diagnostics import route_advice
+    from immunocal.calib.workflow import Calibration
+
+    cfg, run, summary = finished_run
+    good = summary["surrogate_importance"]
+    assert good["reliable"] and good["pareto_k"] <= 0.7 and good["log_weight_sd"] < 1.0
+    assert good["relative_ess"] > 0.5
+    cal = Calibration(cfg, run, force=True, progress=False)
+    assert cal.load_finished() is not None
+    cal.ensure_emulators()
+    again = cal.surrogate_importance(cal.idata)
+    assert again["pareto_k"] == pytest.approx(good["pareto_k"], rel=1e-9)  # deterministic: same draws, same weights
+    cal.emulators["treated"] = cal.emulators["control"]
+    bad = cal.surrogate_importance(cal.idata)
+    assert not bad["reliable"] and bad["pareto_k"] > 0.7 and bad["log_weight_sd"] > 10.0
+    adv = route_advice("surrogate", True, {"log_volume": 0.01}, {"log_volume": 0.1}, pareto_k=bad["pareto_k"])
+    assert adv["advice"] == "escalate_to_exact" and "Pareto k" in adv["reason"]
 
 
 def test_held_out_subjects_are_left_out_of_the_fit_and_personalised(tmp_path):
