@@ -175,7 +175,12 @@ def _dewan_routes(j: dict) -> list[tuple[str, str]]:
                                                                                   "smc_true"))),
             ("surrogate vs true model at posterior draws (restricted fit): max RMSE / max |error|",
              f"{_f(_get(j, 'routes.surrogate_at_posterior.max_rmse'))} / "
-             f"{_f(_get(j, 'routes.surrogate_at_posterior.max_abs_error'))}")]
+             f"{_f(_get(j, 'routes.surrogate_at_posterior.max_abs_error'))}"),
+            ("surrogate route: importance weights true model / surrogate at posterior draws: Pareto k, sd of the log "
+             "weights; triage advice",
+             f"{_f(_get(j, 'routes.surrogate_importance.pareto_k'), 3)}, "
+             f"{_f(_get(j, 'routes.surrogate_importance.log_weight_sd'), 3)}; "
+             f"{_get(j, 'routes.route_advice.surrogate_nuts.advice')}")]
 
 
 def _conte(j: dict) -> list[tuple[str | None, str]]:
@@ -418,7 +423,15 @@ def _morisada_route_lines(j: dict) -> list[tuple[str, str]]:
                  f"{_f(_get(c, 'surrogate_at_posterior.max_abs_error'), 3)}; "
                  f"{_get(c, 'route_advice.surrogate_nuts.advice')}; "
                  f"{_f(_get(c, 'wall_clock_s.exact_nuts.total'), 4)} / "
-                 f"{_f(_get(c, 'wall_clock_s.surrogate_nuts.total'), 4)}")]
+                 f"{_f(_get(c, 'wall_clock_s.surrogate_nuts.total'), 4)}"),
+                (f"{line}: surrogate route: importance weights true model / surrogate at posterior draws: Pareto k, "
+                 "sd of the log weights, relative ESS",
+                 f"{_f(_get(c, 'surrogate_importance.pareto_k'), 3)}, "
+                 f"{_f(_get(c, 'surrogate_importance.log_weight_sd'), 3)}, "
+                 f"{_f(_get(c, 'surrogate_importance.relative_ess'), 2)}")]
+    smc = next((c.get("smc_true") for c in (_get(j, "routes_compared") or {}).values() if c.get("smc_true")), None)
+    if smc:
+        out.append(("SMC on the true model", smc))
     return out
 
 

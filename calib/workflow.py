@@ -111,6 +111,14 @@ class RouteWarning(UserWarning):
     """The likelihood route's triage rule says the fit should move to another route (immunocal.calib.diagnostics.route_advice)."""
 
 
+#: the surrogate route's importance check (:meth:`Calibration.surrogate_importance`): default posterior draws, the
+#: wall-clock budget of its true-model simulations (when the config does not set ``importance_draws``) and the fewest
+#: draws worth a Pareto k estimate
+IMPORTANCE_DRAWS = 200
+IMPORTANCE_BUDGET_S = 120.0
+IMPORTANCE_MIN_DRAWS = 50
+
+
 def _noise_sd(idata, observables) -> dict:
     """Posterior median of each observable's noise sd (observables whose noise is fitted)."""
     return {o: float(idata.posterior[f"sigma_{o}"].median()) for o in observables if f"sigma_{o}" in idata.posterior}
@@ -683,7 +691,7 @@ class Calibration:
             post = self.subject_parameters(posterior)
             coords = posterior.posterior.coords
             names = np.asarray(coords["subject"].values) if "subject" in coords else None
-        out, n_draws = {}, 0
+        out, n_draws, n_simulated = {}, 0, 0
         for c, em in self.emulators.items():
             rows = np.arange(len(post))
             mask = None
@@ -699,29 +707,47 @@ class Calibration:
                 mask = np.column_stack([np.isin(subj, np.unique(self.data.subject[in_c & (self.data.observable == o)]))
                                         for o in em.observables])
             n_draws = max(n_draws, len(theta))
+            n_simulated += len(theta)
             full = self.problem.full_vector(theta)
             rep = validate(em, theta, self.forward.simulate(full, self.schedule(c)), mask=mask)["observables"]
             out[c] = {o: {k: r[k] for k in ("rmse", "max_abs_error", "coverage_90", *self._event_keys(o))}
                       for o, r in rep.items()}
         worst = max(((c, o) for c in out for o in out[c]), key=lambda co: out[co[0]][co[1]]["max_abs_error"])
-        return {"n_draws": n_draws, "max_abs_error": out[worst[0]][worst[1]]["max_abs_error"],
+        return {"n_draws": n_draws, "n_simulated": n_simulated,
+                "max_abs_error": out[worst[0]][worst[1]]["max_abs_error"],
                 "max_rmse": max(r["rmse"] for v in out.values() for r in v.values()),
                 "worst_condition": worst[0], "per_condition": out}
 
-    def surrogate_importance(self, idata, n: int | None = None) -> dict | None:
+    def surrogate_importance(self, idata, n: int | None = None, seconds_per_simulation: float | None = None
+                             ) -> dict | None:
         """Can the surrogate posterior stand in for the true model's? At ``n`` thinned posterior draws the summed
         log-likelihood of the fitted rows under the true forward model (black-box emulators) minus under the run's
         surrogates is the log importance weight of the true posterior against the surrogate one; Pareto-smoothed
         (PSIS, ArviZ ``psislw``), its shape k̂ says whether the surrogate posterior, even reweighted, represents the
         true one (k̂ ≤ 0.7, Vehtari et al. 2024) — a surrogate error well inside the noise can still move a
         posterior of hundreds of rows by many posterior sds, which the RMSE rule does not see. Also the sd of the
-        log weights and the weights' relative effective sample size. None unless the route is a surrogate."""
+        log weights and the weights' relative effective sample size. None unless the route is a surrogate.
+
+        Its cost is ``n`` draws × every fitted subject simulated by the true model: with ``seconds_per_simulation``
+        (measured by the surrogate check) and no ``[diagnostics] importance_draws`` in the config, the draws are cut
+        to fit :data:`IMPORTANCE_BUDGET_S`, and below :data:`IMPORTANCE_MIN_DRAWS` the check is skipped — and says
+        so (``skipped``), never silently (an expensive PDE surrogate keeps the RMSE rule alone)."""
         import arviz as az
         import pymc as pm
 
         if getattr(next(iter(self.emulators.values())), "family", "") in ("exact", "blackbox"):
             return None
-        n = n or int(self.cfg.get("diagnostics", {}).get("importance_draws", 200))
+        asked = self.cfg.get("diagnostics", {}).get("importance_draws")
+        n = n or int(asked or IMPORTANCE_DRAWS)
+        if asked is None and seconds_per_simulation:
+            per_draw = seconds_per_simulation * len(self.data.subjects)
+            n = min(n, int(IMPORTANCE_BUDGET_S / per_draw))
+            if n < IMPORTANCE_MIN_DRAWS:
+                return {"skipped": (f"the true model at {IMPORTANCE_MIN_DRAWS} posterior draws of all "
+                                    f"{len(self.data.subjects)} fitted subjects would take about "
+                                    f"{IMPORTANCE_MIN_DRAWS * per_draw:.0f} s (> {IMPORTANCE_BUDGET_S:g} s); set "
+                                    "[diagnostics] importance_draws to run it"),
+                        "pareto_k": None, "reliable": None}
         thin = thin_posterior(idata, n)
         totals = []
         for ems in (self._exact_emulators(self.conditions[0], "blackbox"), None):
@@ -855,6 +881,8 @@ class Calibration:
             noise = _noise_sd(idata, rmse)
         advice = route_advice(kind, exact, rmse, noise, self.exact_gradient_seconds(idata) if kind == "exact" else None,
                               pareto_k=None if importance is None else importance["pareto_k"])
+        if importance is not None and importance.get("skipped"):
+            advice["importance_check"] = f"skipped: {importance['skipped']}"
         if advice["advice"] in ("escalate_to_exact", "refine_or_blackbox"):
             msg = f"LIKELIHOOD ROUTE: {advice['reason']}"
             _announce(msg)
@@ -1090,11 +1118,14 @@ class Calibration:
             n_sigma = sum(1 for v in idata.posterior.data_vars if v.startswith("sigma_"))
             summary["information_criteria"] = information_criteria(
                 idata, None if self.latent else len([s for s in self.parameters if s.role == "population"]) + n_sigma)
+        t_check = time.perf_counter()
         check = self.surrogate_check(idata)
+        t_check = time.perf_counter() - t_check
         importance = None
         if check is not None:
             summary["surrogate_at_posterior"] = check
-            importance = summary["surrogate_importance"] = self.surrogate_importance(idata)
+            importance = summary["surrogate_importance"] = self.surrogate_importance(
+                idata, seconds_per_simulation=t_check / max(check["n_simulated"], 1))
             if idata.posterior.sizes["chain"] > 1:
                 summary["chain_modes"] = self.chain_modes(idata)
         summary["route"] = self.route(idata, check, importance)

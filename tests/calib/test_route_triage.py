@@ -1,5 +1,7 @@
 """The workflow's triage rule between likelihood routes (immunocal.calib.diagnostics.route_advice)."""
 
+import pytest
+
 from immunocal.calib.diagnostics import EXACT_GRADIENT_BUDGET_S, route_advice
 
 
@@ -70,3 +72,26 @@ def test_first_order_share_and_prior_driven_flags():
     assert res["A"]["y"]["day"] == 5.0 and res["A"]["y"]["prior_driven_by"] == ["a"]
     assert res["B"]["y"]["prior_driven"] is False  # driven by b_loc, which the fit identified (contraction 0.9)
     assert res["B"]["y"]["parameters"]["b_loc"]["first_order_share"] > 0.9
+
+
+def test_posterior_agreement_measures_mean_shift_in_reference_sds_and_sd_ratios():
+    """Two posteriors side by side (the route comparisons' one measure): a scalar shifted by 0.5 reference sd with
+    the same spread fails the 0.2-sd criterion; a per-subject parameter reports its worst subject and its sd ratios."""
+    import numpy as np
+    import xarray as xr
+
+    from immunocal.calib.diagnostics import posterior_agreement
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((4, 20000))
+    ref = xr.Dataset({"a": (("chain", "draw"), 2.0 * z),
+                      "b": (("chain", "draw", "subject"), np.stack([z, 3.0 * z], axis=-1))})
+    post = xr.Dataset({"a": (("chain", "draw"), 2.0 * z + 1.0),  # +0.5 reference sd
+                       "b": (("chain", "draw", "subject"), np.stack([1.1 * z, 3.0 * z + 0.3], axis=-1))})
+    res = posterior_agreement(post, ref, ["a", "b"])
+    a, b = res["parameters"]["a"], res["parameters"]["b"]
+    assert a["mean_diff_in_sd"] == pytest.approx(1.0 / (2.0 * z.std()), rel=1e-9) and a["sd_ratio"] == pytest.approx(1.0)
+    assert not a["pass"] and not res["all_pass"]
+    assert b["elements"] == 2 and b["mean_diff_in_sd"] == pytest.approx(0.3 / (3.0 * z.std()), rel=1e-9)
+    assert b["sd_ratio_range"] == pytest.approx([1.0, 1.1]) and b["pass"]
+    assert posterior_agreement(ref, ref, ["a", "b"])["all_pass"]

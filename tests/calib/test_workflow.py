@@ -469,6 +469,11 @@ def test_importance_weights_flag_a_surrogate_that_misrepresents_the_true_model(f
     assert not bad["reliable"] and bad["pareto_k"] > 0.7 and bad["log_weight_sd"] > 10.0
     adv = route_advice("surrogate", True, {"log_volume": 0.01}, {"log_volume": 0.1}, pareto_k=bad["pareto_k"])
     assert adv["advice"] == "escalate_to_exact" and "Pareto k" in adv["reason"]
+    # an expensive true model: the check is skipped and says why (50 draws x 8 mice x 1 s > the 120 s budget)
+    skipped = cal.surrogate_importance(cal.idata, seconds_per_simulation=1.0)
+    assert skipped["pareto_k"] is None and "400 s" in skipped["skipped"] and "importance_draws" in skipped["skipped"]
+    # a cost that fits 60 draws: the draws are cut to the budget
+    assert cal.surrogate_importance(cal.idata, seconds_per_simulation=120.0 / (60 * 8))["n_draws"] == 60
 
 
 def test_held_out_subjects_are_left_out_of_the_fit_and_personalised(tmp_path):

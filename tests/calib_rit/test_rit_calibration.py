@@ -290,3 +290,17 @@ def test_bench_exact_route_times_value_and_gradient_of_the_40_moc1_mice():
     res = bench_exact_rit(repeats=1)
     assert res["exact_rit_moc1_subjects"] == 40 and res["exact_rit_numerics"] == "exponential-dt1x1-k2"
     assert 0 < res["exact_rit_moc1_40_value_s"] < res["exact_rit_moc1_40_value_grad_s"]
+
+
+@pytest.mark.slow
+def test_bench_quickstart_nuts_times_nuts_on_the_quickstart_model(tmp_path):
+    """The NUTS-wall benchmark of ``immunocal bench calib`` runs the quickstart's config (short here) and reports
+    PyMC's own sampling time, within the whole fit's, with the run's diagnostics."""
+    from immunocal.calib.bench import bench_quickstart_nuts
+
+    res = bench_quickstart_nuts(draws=20, tune=20, chains=2, cores=1)
+    assert res["quickstart_nuts_settings"]["config"].endswith("moc1_exact.toml")
+    assert res["quickstart_nuts_settings"]["init"] == "laplace+adapt_full"
+    assert 0 < res["quickstart_nuts_s"] < res["quickstart_fit_s"]
+    assert res["quickstart_nuts_leapfrog_per_draw"] >= 1 and res["quickstart_gradient_s"] > 0
+    assert res["quickstart_nuts_divergences"] >= 0 and res["quickstart_nuts_target_s"] == 180.0
