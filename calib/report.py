@@ -380,9 +380,12 @@ def _potency(j: dict) -> list[tuple[str | None, str]]:
                  f"{_f(dose.get('mean'))} [{_f(dose.get('q05'))}, {_f(dose.get('q95'))}]; "
                  f"{_f(_get(v, 'contraction.pdl1_dose'), 2)}; "
                  f"{_dict_line(v.get('true_model_dose_sensitivity_of_fitted_arms'), 3)}"),
-                (f"{variant}: {j.get('target')} tumour control observed / predicted (prediction prior-driven by)",
+                (f"{variant}: {j.get('target')} tumour control observed / predicted (prediction prior-driven by); "
+                 "predicted mice's resolution ladder, difference to the finest in noise sd",
                  f"{_f(t.get('observed_control_fraction'), 2)} / {_f(t.get('predicted_control_fraction'), 3)} "
-                 f"({', '.join(ident.get('prior_driven_by') or []) or 'none flagged'})")]
+                 f"({', '.join(ident.get('prior_driven_by') or []) or 'none flagged'}); "
+                 f"{' → '.join(v.get('prediction_resolution') or []) or 'n/a'}: "
+                 f"{_f(_get(v, 'prediction_numerics_over_noise.log_volume'), 3)}")]
         if tp:
             out.append((f"{variant}: the same with the dose from its prior (the true model's posterior of it)",
                         f"{_f(tp.get('predicted_control_fraction'), 3)}; coverage 50 % / 90 % "

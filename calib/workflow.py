@@ -1022,8 +1022,9 @@ class Calibration:
     def load_finished(self) -> dict | None:
         """The summary of a finished run of this very calibration in the output folder — same config (hash of the
         public config, sampler settings included), same fitted rows and schedules, same forward numerics — with its
-        InferenceData as ``self.idata``: a study killed half-way resumes without refitting what it has. None when
-        there is none (or anything differs)."""
+        InferenceData as ``self.idata``: a study killed half-way resumes without refitting what it has. A run whose
+        config differs only in ``[predict]`` keeps its posterior and is predicted again (the folder's prediction
+        files and the summary rewritten). None when there is none (or anything else differs)."""
         import arviz as az
 
         from .outputs import config_hash
@@ -1033,12 +1034,27 @@ class Calibration:
             return None
         summary = json.loads(path.read_text())
         numerics = summary.get("numerics", summary.get("numerics_at_posterior", {}).get("resolution"))
-        if (summary.get("config_hash") != config_hash(public(self.cfg))
-                or summary.get("fit_data_hash") != self.fit_data_hash()
+        same = summary.get("config_hash") == config_hash(public(self.cfg))
+        repredict = not same and self._only_predict_differs()
+        if (not (same or repredict) or summary.get("fit_data_hash") != self.fit_data_hash()
                 or numerics != getattr(self.forward, "numerics_tag", "")):
             return None
         self.idata = az.from_netcdf(self.out / "idata.nc")
-        self._log(f"[resume] {self.out}: a finished run of this config, data and numerics — reused")
+        if not repredict:
+            self._log(f"[resume] {self.out}: a finished run of this config, data and numerics — reused")
+            return summary
+        self._log(f"[resume] {self.out}: a finished fit of this config, data and numerics — reused; [predict] "
+                  "changed: predicting again")
+        from .locking import folder_lock
+
+        with folder_lock(self.out, "output folder"):
+            self.seconds = dict(summary.get("seconds", {}))
+            summary.pop("prediction", None)
+            self._predict_phase(self.idata, summary, self._provenance(summary["data_hash"], summary["surrogate_id"]))
+            summary["config_hash"] = config_hash(public(self.cfg))
+            summary["seconds"] = self.seconds
+            write_json(self.out / "config_effective.json", public(self.cfg))
+            write_json(self.out / "summary.json", summary)
         return summary
 
     def run(self) -> dict:
@@ -1056,8 +1072,50 @@ class Calibration:
         with folder_lock(self.out, "output folder"):
             return self._run()
 
+    def _predict_phase(self, idata, summary: dict, attrs: dict) -> None:
+        """The run's last phase: new subjects of the fitted and held-out conditions predicted at posterior draws
+        (``[predict]``), their resolution check, files and figures, into ``summary["prediction"]`` — also what a
+        finished fit re-runs when only ``[predict]`` changed (:meth:`load_finished`)."""
+        from .outputs import save_idata
+
+        fit, held = self.conditions
+        meas, _ = self.tables
+        if not ((self.cfg.get("conditions") or self.cfg.get("predict")) and self.cfg.get("predict", {}).get("draws", 1)):
+            return
+        pred = self.predict(idata, fit + held)
+        save_idata(pred["idata"], self.out / "predictions.nc", attrs)
+        summary["prediction"] = {"fit": restrict(pred["summary"], fit), "heldout": restrict(pred["summary"], held)}
+        pred_numerics = self.prediction_numerics_check(idata, fit + held)
+        if pred_numerics is not None:
+            summary["prediction"]["numerics"] = pred_numerics
+        write_json(self.out / "predictions.json", pred["summary"])
+        plot_predictions(pred, meas, self.data.observables, fit, self.out, "predictions_fit.png",
+                         "fitted conditions: data and new-subject predictive")
+        if held:
+            plot_predictions(pred, meas, self.data.observables, held, self.out, "predictions_heldout.png",
+                             "held-out conditions: prediction (not fitted)")
+
+    def _provenance(self, data_hash: str, sid: str) -> dict:
+        from .outputs import provenance
+
+        attrs = provenance(public(self.cfg), data_hash, sid)
+        attrs.update({"measurements": str(resolve(self.cfg, self.cfg["data"]["measurements"]).resolve()),
+                      "config_path": str(Path(self.cfg["_path"]).resolve()), "fit_data_hash": self.fit_data_hash()})
+        return attrs
+
+    def _only_predict_differs(self) -> bool:
+        """The finished run in the output folder ran this config except for ``[predict]`` (its
+        ``config_effective.json``): its posterior stands, its prediction does not."""
+        path = self.out / "config_effective.json"
+        if not path.is_file():
+            return False
+        stored, now = json.loads(path.read_text()), json.loads(json.dumps(public(self.cfg), default=str))
+        stored.pop("predict", None)
+        now.pop("predict", None)
+        return stored == now
+
     def _run(self) -> dict:
-        from .outputs import check_diagnostics, provenance, save_idata
+        from .outputs import check_diagnostics, save_idata
 
         prepare_output_dir(self.out, force=self.force)
         t0 = time.perf_counter()
@@ -1077,9 +1135,7 @@ class Calibration:
         sid = ";".join(sorted({f"{c}={e.surrogate_id}" for c, e in self.emulators.items()}))
         meas, conds = self.tables
         data_hash = meas.digest() + (conds.digest() if conds else "")
-        attrs = provenance(public(self.cfg), data_hash, sid)
-        attrs.update({"measurements": str(resolve(self.cfg, self.cfg["data"]["measurements"]).resolve()),
-                      "config_path": str(Path(self.cfg["_path"]).resolve()), "fit_data_hash": self.fit_data_hash()})
+        attrs = self._provenance(data_hash, sid)
         save_idata(idata, self.out / "idata.nc", attrs)
         shutil.copyfile(self.cfg["_path"], self.out / "config.toml")
         # what actually ran: a study or a command may change the config in memory (held-out subjects, saved
@@ -1143,20 +1199,7 @@ class Calibration:
             for failure in summary["personalised"].get("failures", []):  # recorded in the summary, and said
                 warnings.warn(f"[personalise] {failure}", stacklevel=2)
             self.seconds["personalise"] = round(time.perf_counter() - t1, 1)
-        if (self.cfg.get("conditions") or self.cfg.get("predict")) and self.cfg.get("predict", {}).get("draws", 1):
-            pred = self.predict(idata, fit + held)
-            save_idata(pred["idata"], self.out / "predictions.nc", attrs)
-            summary["prediction"] = {"fit": restrict(pred["summary"], fit),
-                                     "heldout": restrict(pred["summary"], held)}
-            pred_numerics = self.prediction_numerics_check(idata, fit + held)
-            if pred_numerics is not None:
-                summary["prediction"]["numerics"] = pred_numerics
-            write_json(self.out / "predictions.json", pred["summary"])
-            plot_predictions(pred, meas, self.data.observables, fit, self.out, "predictions_fit.png",
-                             "fitted conditions: data and new-subject predictive")
-            if held:
-                plot_predictions(pred, meas, self.data.observables, held, self.out, "predictions_heldout.png",
-                                 "held-out conditions: prediction (not fitted)")
+        self._predict_phase(idata, summary, attrs)
         self.seconds["total"] = round(time.perf_counter() - t0, 1)
         summary["seconds"] = self.seconds
         write_json(self.out / "diagnostics.json", diag)

@@ -448,6 +448,36 @@ def test_a_finished_run_is_reused_only_for_the_same_config_data_and_numerics(fin
     assert Calibration(cfg, run.parent / "elsewhere", force=True, progress=False).load_finished() is None
 
 
+def test_a_finished_fit_is_predicted_again_when_only_predict_changed(finished_run, tmp_path):
+    """[predict] does not touch the posterior: a finished run whose config differs only there keeps its posterior
+    and predicts again (files and summary rewritten, under the new config's hash); a change elsewhere refits."""
+    import shutil
+
+    import arviz as az
+
+    from immunocal.calib.config import load_config, public
+    from immunocal.calib.outputs import config_hash
+    from immunocal.calib.workflow import Calibration
+
+    cfg, run, summary = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    other = load_config(cfg)
+    other["predict"]["draws"] = 100
+    cal = Calibration(other, copy, force=True, progress=False)
+    again = cal.load_finished()
+    assert again is not None and again["config_hash"] == config_hash(public(other)) != summary["config_hash"]
+    assert again["posterior"] == summary["posterior"]  # the posterior is the run's
+    pred = az.from_netcdf(copy / "predictions.nc").predictions
+    assert pred.sizes["chain"] * pred.sizes["draw"] == 100  # predicted again with the new draws
+    assert json.loads((copy / "summary.json").read_text())["config_hash"] == again["config_hash"]
+    assert Calibration(other, copy, force=True, progress=False).load_finished()["config_hash"] == again["config_hash"]
+    elsewhere = load_config(cfg)
+    elsewhere["predict"]["draws"] = 100
+    elsewhere["sampler"]["draws"] = elsewhere["sampler"].get("draws", 1000) + 1
+    assert Calibration(elsewhere, copy, force=True, progress=False).load_finished() is None
+
+
 def test_importance_weights_flag_a_surrogate_that_misrepresents_the_true_model(finished_run):
     """The surrogate posterior stands in for the true model's when the importance weights true model / surrogate at
     its draws are reliable (Pareto k <= 0.7): so for the run's accurate surrogates; the control arm's surrogate put
