@@ -371,6 +371,31 @@ def _slope_coefficients(d0, d1):
     return (3.0, 0.0) if lower_first else (0.0, 3.0)
 
 
+@njit(cache=True, inline="always")
+def _hermite_coefficients(dm, d0, dp, w, first, last_step):
+    """:func:`_hermite`'s tangent as a linear form: ``(cm, c0, cp, cw)`` with ``d H = cm ddm + c0 dd0 + cp ddp + cw
+    dw`` (the slopes' branches as taken). ``first``: ``dm`` is ``d0`` (the history's first step: its ``cm`` goes to
+    ``c0``); ``last_step``: ``dp`` is ``d0`` likewise."""
+    a0, b0 = _slope_coefficients(dm, d0)
+    a1, b1 = _slope_coefficients(d0, dp)
+    w2 = w * w
+    w3 = w2 * w
+    h10 = w3 - 2.0 * w2 + w
+    h11 = w3 - w2
+    cm = a0 * h10
+    c0 = 3.0 * w2 - 2.0 * w3 + b0 * h10 + a1 * h11
+    cp = b1 * h11
+    if first:
+        c0 += cm
+        cm = 0.0 * cm
+    if last_step:
+        c0 += cp
+        cp = 0.0 * cp
+    cw = (d0 * (6.0 * w - 6.0 * w2) + _slope(dm, d0) * (3.0 * w2 - 4.0 * w + 1.0)
+          + _slope(d0, dp) * (3.0 * w2 - 2.0 * w))
+    return cm, c0, cp, cw
+
+
 @njit(cache=True)
 def _cum_weights(hist, pos, last, cw, r):
     """The tangent of :func:`_cum_at` (smooth interpolant) at ``pos`` as a linear form, computed once from the values
@@ -390,27 +415,12 @@ def _cum_weights(hist, pos, last, cw, r):
     d0 = hist[i0 + 1] - hist[i0]
     dm = hist[i0] - hist[i0 - 1] if i0 > 0 else d0
     dp = hist[i0 + 2] - hist[i0 + 1] if i0 + 2 <= last else d0
-    a0, b0 = _slope_coefficients(dm, d0)
-    a1, b1 = _slope_coefficients(d0, dp)
-    w2 = w * w
-    w3 = w2 * w
-    h10 = w3 - 2.0 * w2 + w
-    h11 = w3 - w2
-    cm = a0 * h10  # coefficients of the increments ddm, dd0, ddp
-    c0 = 3.0 * w2 - 2.0 * w3 + b0 * h10 + a1 * h11
-    cp = b1 * h11
-    if i0 == 0:  # dm = d0
-        c0 += cm
-        cm = 0.0 * cm
-    if i0 + 2 > last:  # dp = d0
-        c0 += cp
-        cp = 0.0 * cp
+    cm, c0, cp, cpos = _hermite_coefficients(dm, d0, dp, w, i0 == 0, i0 + 2 > last)
+    cw[r, 4] = cpos
     cw[r, 0] = -cm
     cw[r, 1] = 1.0 + cm - c0
     cw[r, 2] = c0 - cp
     cw[r, 3] = cp
-    cw[r, 4] = (d0 * (6.0 * w - 6.0 * w2) + _slope(dm, d0) * (3.0 * w2 - 4.0 * w + 1.0)
-                + _slope(d0, dp) * (3.0 * w2 - 2.0 * w))
     return i0
 
 
@@ -457,18 +467,8 @@ def _ring_weights(ring, m, kk, pos, dt, init_rate, cw, iw, r):
     d0 = ring[(i0 + 1) % m] - r0
     dm = r0 - ring[(i0 - 1) % m] if i0 > 0 else r0 + init_rate * dt
     dp = ring[(i0 + 2) % m] - ring[(i0 + 1) % m] if i0 + 2 <= kk else d0
-    a0, b0 = _slope_coefficients(dm, d0)
-    a1, b1 = _slope_coefficients(d0, dp)
-    w2 = w * w
-    w3 = w2 * w
-    h10 = w3 - 2.0 * w2 + w
-    h11 = w3 - w2
-    cm = a0 * h10  # coefficients of the increments ddm, dd0, ddp
-    c0 = 3.0 * w2 - 2.0 * w3 + b0 * h10 + a1 * h11
-    cp = b1 * h11
-    if i0 + 2 > kk:  # dp = d0
-        c0 += cp
-        cp = 0.0 * cp
+    cm, c0, cp, cpos = _hermite_coefficients(dm, d0, dp, w, False, i0 + 2 > kk)
+    cw[r, 4] = cpos
     iw[r, 1] = i0 % m
     iw[r, 2] = (i0 + 1) % m
     iw[r, 3] = (i0 + 2) % m if i0 + 2 <= kk else (i0 + 1) % m
@@ -481,8 +481,6 @@ def _ring_weights(ring, m, kk, pos, dt, init_rate, cw, iw, r):
     cw[r, 1] = 1.0 + cm - c0
     cw[r, 2] = c0 - cp
     cw[r, 3] = cp
-    cw[r, 4] = (d0 * (6.0 * w - 6.0 * w2) + _slope(dm, d0) * (3.0 * w2 - 4.0 * w + 1.0)
-                + _slope(d0, dp) * (3.0 * w2 - 2.0 * w))
 
 
 @njit(cache=True, inline="always")
