@@ -20,7 +20,7 @@ def test_surrogate_error_below_the_noise_keeps_the_route():
 
 def test_unreliable_importance_weights_escalate_even_when_the_error_is_inside_the_noise():
     """A surrogate error inside the noise, systematic over hundreds of rows, can still move the posterior by many
-    sds (Morisada MOC1: RMSE 0.78 noise sd, the surrogate posterior 61 sds off in alpha); the importance weights
+    sds (Morisada MOC1: RMSE 0.78 noise sd, the surrogate posterior 58 sds off in alpha); the importance weights
     true model / surrogate at posterior draws see it (Pareto k > 0.7)."""
     adv = route_advice("surrogate", True, {"y": 0.15}, {"y": 0.2}, pareto_k=1.4)
     assert adv["advice"] == "escalate_to_exact" and adv["pareto_k"] == 1.4 and "1.40" in adv["reason"]
