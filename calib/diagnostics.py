@@ -263,6 +263,10 @@ def route_advice(route: str, exact_available: bool, surrogate_rmse: dict | None 
     escalate = "escalate_to_exact" if exact_available else "refine_or_blackbox"
     fix = "set [emulator] kind = \"exact\"" if exact_available else \
         "add [refinement] rounds or use kind = \"blackbox\" with SMC"
+    ratio = {}
+    if route == "surrogate" and surrogate_rmse and noise_sd:  # recorded even when the weights already escalate
+        ratio = {o: float(surrogate_rmse[o] / noise_sd[o]) for o in surrogate_rmse if o in noise_sd and noise_sd[o] > 0}
+        out["surrogate_rmse_over_noise"] = ratio
     if route == "surrogate" and pareto_k is not None:
         out["pareto_k"] = float(pareto_k)
         if not pareto_k <= PARETO_K_MAX:  # nan (weights not computable) escalates too
@@ -272,8 +276,6 @@ def route_advice(route: str, exact_available: bool, surrogate_rmse: dict | None 
                              f"model's; {fix}")
             return out
     if route == "surrogate" and surrogate_rmse and noise_sd:
-        ratio = {o: float(surrogate_rmse[o] / noise_sd[o]) for o in surrogate_rmse if o in noise_sd and noise_sd[o] > 0}
-        out["surrogate_rmse_over_noise"] = ratio
         bad = sorted(o for o, r in ratio.items() if r > 1.0)
         if bad:
             out["advice"] = escalate
