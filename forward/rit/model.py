@@ -184,6 +184,12 @@ def _preset_parameter_set(reg, preset: str) -> ParameterSet:
     return reg.parameter_set(MODEL, preset)
 
 
+@functools.lru_cache(maxsize=64)
+def _preset_theta(reg, preset: str) -> np.ndarray:
+    """A preset's kernel parameter vector (read, never written: callers copy it)."""
+    return parameter_array(_preset_parameter_set(reg, preset))
+
+
 def parameter_array(params) -> np.ndarray:
     """The kernel parameter vector (order :data:`immunocal.forward.rit.kernels.PARAM_NAMES`) of a validated parameter set."""
     ps = _as_parameter_set(params)
@@ -276,6 +282,20 @@ def _schedule_arrays_cached(schedule: Schedule, dt: float):
 
 
 _DUMMY_RNG = np.random.default_rng(0)
+
+
+@functools.lru_cache(maxsize=256)
+def _batch_grid(schedule: Schedule, config: RitConfig, times: bytes):
+    """What :func:`_batch` needs of the schedule, the grid and the observation days ``times`` (float64 bytes) — the
+    memory check, the kernel's schedule arrays, the observation positions (negative: before day 0, read off the
+    free-growth record) and those pre-day-0 days — built once per (schedule, config, days): a likelihood asks for the
+    same ones for every arm at every gradient (~100 µs each time). The arrays are shared: read, never written."""
+    days = np.frombuffer(times, dtype=np.float64)
+    _check_memory(config, schedule, len(schedule.rt_days))
+    arrays = _schedule_arrays_cached(schedule, float(config.dt))
+    pos = _obs_positions(days, config.dt, schedule.t_end)
+    pre = pos < 0
+    return arrays, pos, pre, np.ascontiguousarray(days[pre])
 
 
 def _check_info(info: np.ndarray, config: RitConfig, theta: np.ndarray) -> None:
@@ -449,12 +469,9 @@ def _batch(thetas: np.ndarray, schedule: Schedule, times, config: RitConfig, v_p
         raise ValueError("forward-mode tangents exist for the exponential scheme only (the explicit scheme clips "
                          "negative values, which has no derivative); use jacobian_method='complex_step'")
     _check_survival(thetas, config, schedule)
-    _check_memory(config, schedule, len(schedule.rt_days))
-    arrays = _schedule_arrays(schedule, config.dt)
+    arrays, pos, pre, pre_times = _batch_grid(schedule, config,
+                                              np.ascontiguousarray(times, dtype=np.float64).tobytes())
     rt_idx, n_steps = arrays[0], arrays[-1]
-    pos = _obs_positions(times, config.dt, schedule.t_end)
-    pre = pos < 0  # before day 0: the free-growth record
-    pre_times = np.ascontiguousarray(np.asarray(times, dtype=np.float64)[pre])
     out = np.zeros((thetas.shape[0], len(pos)))
     info = np.zeros((thetas.shape[0], K.N_INFO))
     v_pre = np.full(thetas.shape[0], config.pretreatment_volume_mm3) if v_pre is None else np.asarray(v_pre, float)
@@ -513,6 +530,16 @@ def _batch(thetas: np.ndarray, schedule: Schedule, times, config: RitConfig, v_p
     return out, info, jac
 
 
+@functools.lru_cache(maxsize=256)
+def _columns(reg, preset: str, names: tuple[str, ...]) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """Kernel columns of the parameters ``names`` and their admissible bounds under ``preset`` (the registry's
+    records; an unknown name or preset raises its named error), once per registry, preset and names."""
+    reg.check_preset(MODEL, preset)
+    records = [reg.record(MODEL, n) for n in names]
+    bounds = np.array([r.bounds_for(preset) for r in records], dtype=np.float64).reshape(len(names), 2)
+    return [K.PARAM_NAMES.index(n) for n in names], bounds[:, 0].copy(), bounds[:, 1].copy()
+
+
 def simulate_volumes_batch(
     base,
     names: Sequence[str],
@@ -551,19 +578,12 @@ def simulate_volumes_batch(
     if values.shape[1] != len(names):
         raise ValueError(f"values has {values.shape[1]} columns for {len(names)} parameter names")
     reg = registry()
-    cols = []
-    for nme in names:
-        reg.record(MODEL, nme)
-        cols.append(K.PARAM_NAMES.index(nme))
-    theta0 = parameter_array(ps)
+    cols, lo, hi = _columns(reg, ps.preset, tuple(names))
+    theta0 = _preset_theta(reg, base) if isinstance(base, str) else parameter_array(ps)
     thetas = np.repeat(theta0[None, :], values.shape[0], axis=0)
     thetas[:, cols] = values
     if validate:  # column-wise; the first offending row is named with the registry's own message
-        reg.check_preset(MODEL, ps.preset)
-        bad = ~np.isfinite(values)
-        for c, nme in enumerate(names):
-            lo, hi = reg.record(MODEL, nme).bounds_for(ps.preset)
-            bad[:, c] |= (values[:, c] < lo) | (values[:, c] > hi)
+        bad = ~np.isfinite(values) | (values < lo) | (values > hi)
         bad_rows = np.flatnonzero(bad.any(axis=1) | (thetas[:, K.P_TD2] < thetas[:, K.P_TD1])
                                   | ~(thetas[:, K.P_C0] * thetas[:, K.P_VC] > 0))
         if bad_rows.size:

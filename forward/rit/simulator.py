@@ -16,6 +16,8 @@ parameter — so that a calibration can make it per-animal (a latent) instead of
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,11 +61,7 @@ class RitSimulator:
     def config(self):
         """The preset's :class:`~forward.rit.RitConfig` with this simulator's settings (``None`` keeps the preset's:
         the converged default grid dt = 0.05 d x 4 substeps, docs/rit.md)."""
-        from .model import RitConfig
-
-        over = {key: value for key, value in (("pretreatment_volume_mm3", self.pretreatment_volume_mm3),
-                                              ("dt", self.dt), ("substeps", self.substeps)) if value is not None}
-        return RitConfig.from_preset(self.preset, **over)
+        return _config(self.preset, self.pretreatment_volume_mm3, self.dt, self.substeps)
 
     def refined(self) -> RitSimulator:
         """The same simulator on half the grid step ``dt`` (same substeps per step): every step of the scheme halves
@@ -110,11 +108,10 @@ class RitSimulator:
 
     def _log_volumes(self, theta, condition, jacobian: bool, until=None):
         from .model import simulate_volumes_batch
-        from .schedule import Schedule
 
         theta = np.atleast_2d(np.asarray(theta, float))
         t_model = self.times - self.day_offset  # negative before day 0: the free-growth phase
-        schedule = Schedule.from_condition(condition or {}, self.day_offset, max(float(t_model[-1]), 0.0) + 1.0)
+        schedule = _schedule(condition, self.day_offset, max(float(t_model[-1]), 0.0) + 1.0)
         names, v_pre = list(self.parameter_names), None
         if PRETREATMENT_VOLUME in names:  # each row its own day-0 volume (the last Jacobian column of the batch)
             j = names.index(PRETREATMENT_VOLUME)
@@ -142,3 +139,31 @@ class RitSimulator:
             jac = np.insert(jac[..., :-1], self.parameter_names.index(PRETREATMENT_VOLUME), jac[..., -1], axis=-1)
         jac[~res[1]] = np.nan
         return out[:, None, :], jac[:, None, :, :]
+
+
+@functools.lru_cache(maxsize=64)
+def _config(preset: str, pretreatment_volume_mm3, dt, substeps):
+    """The preset's :class:`~forward.rit.RitConfig` with a simulator's settings (``None`` keeps the preset's), built
+    once per settings: a likelihood asks for it for every arm at every gradient."""
+    from .model import RitConfig
+
+    over = {key: value for key, value in (("pretreatment_volume_mm3", pretreatment_volume_mm3), ("dt", dt),
+                                          ("substeps", substeps)) if value is not None}
+    return RitConfig.from_preset(preset, **over)
+
+
+_SCHEDULES: dict = {}
+
+
+def _schedule(condition: dict | None, day_offset: float, t_end: float):
+    """:meth:`~forward.rit.Schedule.from_condition` of a conditions-table row, remembered by the row's content (its
+    JSON; schedules are immutable): a likelihood builds the same few schedules at every gradient (~50 µs each)."""
+    from .schedule import Schedule
+
+    key = (json.dumps(condition or {}, sort_keys=True, default=repr), float(day_offset), float(t_end))
+    schedule = _SCHEDULES.get(key)
+    if schedule is None:
+        if len(_SCHEDULES) >= 4096:  # bounded: a design of many conditions keeps the most recent ones
+            _SCHEDULES.clear()
+        schedule = _SCHEDULES[key] = Schedule.from_condition(condition or {}, day_offset, t_end)
+    return schedule

@@ -85,3 +85,40 @@ def test_run_rows_values_equal_the_per_row_kernel_path(sched_name):
 @pytest.mark.parametrize("sched_name", list(SCHEDULES))
 def test_run_rows_tangents_equal_the_per_row_kernel_path(sched_name):
     _check(sched_name, with_tangents=True)
+
+
+def test_shared_grid_pieces_are_read_only_in_use():
+    """``_batch`` shares the schedule's kernel arrays and the observation positions between calls (``_batch_grid``,
+    built once per schedule, config and days): a run — values and tangents — must leave them as built, and a second
+    call must give the same bits as the first."""
+    thetas, v_pre, cols = _rows(5)
+    cfg = RitConfig.from_preset("dewan_table3", dt=0.25, substeps=2)
+    sched = SCHEDULES["8Gyx3_ctla4"]
+    key = np.ascontiguousarray(TIMES).tobytes()
+    arrays, pos, pre, pre_times = M._batch_grid(sched, cfg, key)
+    before = [np.array(a, copy=True) for a in (*arrays[:-1], pos, pre, pre_times)]
+    first = M._batch(thetas, sched, TIMES, cfg, v_pre, (*cols, -1), horizons=HORIZONS)
+    second = M._batch(thetas, sched, TIMES, cfg, v_pre, (*cols, -1), horizons=HORIZONS)
+    again = M._batch_grid(sched, cfg, key)
+    assert again[1] is pos  # the same objects were used, not rebuilt
+    for a, b in zip((*again[0][:-1], *again[1:]), before):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_simulator_schedule_follows_the_condition_content():
+    """The simulator remembers a condition's schedule by the row's content: the same row edited in place is a new
+    schedule (an RT arm becomes untreated), not the remembered one."""
+    from immunocal.forward.rit.simulator import RitSimulator
+
+    sim = RitSimulator(parameter_names=NAMES, dt=0.5, substeps=1)
+    theta = np.array([[0.15, 10.0, 0.1]])
+    condition = {"rt_days": [8.0], "rt_doses_gy": [20.0]}
+    treated = sim.simulate(theta, condition)
+    condition["rt_days"], condition["rt_doses_gy"] = [], []
+    untreated = sim.simulate(theta, condition)
+    np.testing.assert_array_equal(untreated, sim.simulate(theta, {}))
+    assert untreated[0, 0, -1] > treated[0, 0, -1] + 1.0  # 20 Gy shrinks the tumour
+    with pytest.raises(ValueError, match="unknown column"):
+        sim.simulate(theta, {"rt_day": [8.0]})
