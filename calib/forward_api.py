@@ -203,6 +203,8 @@ def await_compiled(model, jacobian: bool | None = None) -> None:
     = True``), the values' (``False``) or both (``None``); nothing to wait for returns at once. One that failed is
     announced (``RuntimeWarning`` with its exit code and the end of its error output): the kernel then compiles in
     this process, as without the background start."""
+    if not _COMPILING:  # the common case, at every likelihood evaluation: nothing in flight
+        return
     key = descriptor_key(getattr(model, "descriptor", "")) if hasattr(model, "descriptor") else None
     for jac in ((True, False) if jacobian is None else (bool(jacobian),)):
         proc = _COMPILING.pop((key, jac), None)
