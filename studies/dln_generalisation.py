@@ -69,7 +69,8 @@ def _bayesian(out: Path, quick: bool) -> dict:
         cfg["predict"]["draws"] = 100
     cal = Calibration(cfg, out / "dln_generalisation_bayes", force=True)
     summary = cal.run()
-    smc_summary = None if quick else Calibration(smc, out / "dln_generalisation_bayes_smc", force=True).run()
+    smc_cal = None if quick else Calibration(smc, out / "dln_generalisation_bayes_smc", force=True)
+    smc_summary = None if smc_cal is None else smc_cal.run()
     truth = json.loads((folder / "truth.json").read_text())["truth"]
     post = cal.idata.posterior
     inside = {n: bool(summary["posterior"][n]["q05"] <= truth[n] <= summary["posterior"][n]["q95"]) for n in cal.free}
@@ -88,18 +89,19 @@ def _bayesian(out: Path, quick: bool) -> dict:
             "contraction": summary["contraction"], "prediction": summary["prediction"],
             "test_rmse_log_posterior_median": float(np.sqrt(np.mean(np.concatenate(sq)))),
             "seconds": summary["seconds"],
-            "smc_blackbox": None if smc_summary is None else _agreement(summary, smc_summary, cal.free)}
+            "smc_blackbox": None if smc_cal is None else _agreement(cal, smc_cal, smc_summary)}
 
 
-def _agreement(nuts: dict, smc: dict, names) -> dict:
-    """The black-box SMC run beside the NUTS run: per parameter |Δ mean| / sd and the sd ratio."""
-    agreement = {n: {"abs_mean_difference_over_sd": abs(nuts["posterior"][n]["mean"] - smc["posterior"][n]["mean"])
-                     / smc["posterior"][n]["sd"],
-                     "sd_ratio_nuts_over_smc": nuts["posterior"][n]["sd"] / smc["posterior"][n]["sd"]}
-                 for n in names}
-    return {"diagnostics": smc["diagnostics"], "seconds": smc["seconds"],
-            "prediction_heldout": {k: v for k, v in smc["prediction"]["heldout"].items() if k != "per_condition"},
+def _agreement(nuts, smc, smc_summary: dict) -> dict:
+    """The black-box SMC run beside the NUTS run (``Calibration`` objects after their runs): per parameter
+    |Δ mean| / sd_SMC and the sd ratio NUTS / SMC (``calib.diagnostics.posterior_agreement``)."""
+    from immunocal.calib.diagnostics import posterior_agreement
+
+    agreement = posterior_agreement(nuts.idata.posterior, smc.idata.posterior, nuts.free)
+    rows = agreement["parameters"].values()
+    return {"diagnostics": smc_summary["diagnostics"], "seconds": smc_summary["seconds"],
+            "prediction_heldout": {k: v for k, v in smc_summary["prediction"]["heldout"].items()
+                                   if k != "per_condition"},
             "agreement_with_nuts": agreement,
-            "max_abs_mean_difference_over_sd": max(a["abs_mean_difference_over_sd"] for a in agreement.values()),
-            "sd_ratio_range": [min(a["sd_ratio_nuts_over_smc"] for a in agreement.values()),
-                               max(a["sd_ratio_nuts_over_smc"] for a in agreement.values())]}
+            "max_abs_mean_difference_over_sd": max(r["mean_diff_in_sd"] for r in rows),
+            "sd_ratio_range": [min(r["sd_ratio"] for r in rows), max(r["sd_ratio"] for r in rows)]}

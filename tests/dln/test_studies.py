@@ -69,3 +69,29 @@ def test_dewan_abscopal_finding_reads_the_data_and_the_model():
     repeat = f["folder 4 (repeat, held out)"]
     assert repeat["observed_mm3"]["tsa_fig4_8Gyx3+9H10"] == pytest.approx(90.2655, rel=1e-4)
     assert set(repeat["posterior_median_mm3"]) == {"tsa_fig4_8Gyx3+9H10", "tsa_fig4_6Gyx5+9H10", "tsa_fig4_0Gy+PBS"}
+
+
+def test_generalisation_smc_agreement_uses_the_shared_comparison():
+    """The NUTS-vs-SMC block of dln_generalisation is ``posterior_agreement`` (one comparison for every study): a
+    posterior shifted by 0.5 sd with the same spread reads 0.5 sd off and sd ratio 1, beside the SMC run's summary."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import xarray as xr
+
+    from immunocal.studies.dln_generalisation import _agreement
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((2, 4000))
+    z = (z - z.mean()) / z.std()
+    post = lambda shift: SimpleNamespace(posterior=xr.Dataset({"a": (("chain", "draw"), 2.0 + shift + z),  # noqa: E731
+                                                                "b": (("chain", "draw"), 5.0 * z)}))
+    nuts = SimpleNamespace(idata=post(0.5), free=["a", "b"])
+    smc = SimpleNamespace(idata=post(0.0))
+    summary = {"diagnostics": {"ok": True}, "seconds": {"total": 1.0},
+               "prediction": {"heldout": {"coverage_90": 0.9, "per_condition": {}}}}
+    res = _agreement(nuts, smc, summary)
+    assert res["max_abs_mean_difference_over_sd"] == pytest.approx(0.5)
+    assert res["sd_ratio_range"] == pytest.approx([1.0, 1.0])
+    assert res["agreement_with_nuts"]["parameters"]["b"]["pass"] and not res["agreement_with_nuts"]["all_pass"]
+    assert res["prediction_heldout"] == {"coverage_90": 0.9}
