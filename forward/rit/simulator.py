@@ -155,12 +155,17 @@ def _config(preset: str, pretreatment_volume_mm3, dt, substeps):
 _SCHEDULES: dict = {}
 
 
+def _jsonable(value):
+    """A table cell JSON cannot write (NumPy arrays and scalars) as its full value — never a truncated repr."""
+    return value.tolist() if hasattr(value, "tolist") else repr(value)
+
+
 def _schedule(condition: dict | None, day_offset: float, t_end: float):
     """:meth:`~forward.rit.Schedule.from_condition` of a conditions-table row, remembered by the row's content (its
     JSON; schedules are immutable): a likelihood builds the same few schedules at every gradient (~50 µs each)."""
     from .schedule import Schedule
 
-    key = (json.dumps(condition or {}, sort_keys=True, default=repr), float(day_offset), float(t_end))
+    key = (json.dumps(condition or {}, sort_keys=True, default=_jsonable), float(day_offset), float(t_end))
     schedule = _SCHEDULES.get(key)
     if schedule is None:
         if len(_SCHEDULES) >= 4096:  # bounded: a design of many conditions keeps the most recent ones

@@ -119,6 +119,8 @@ def test_simulator_schedule_follows_the_condition_content():
     condition["rt_days"], condition["rt_doses_gy"] = [], []
     untreated = sim.simulate(theta, condition)
     np.testing.assert_array_equal(untreated, sim.simulate(theta, {}))
+    as_arrays = {"rt_days": np.array([8.0]), "rt_doses_gy": np.array([20.0])}  # NumPy cells: keyed by value
+    np.testing.assert_array_equal(sim.simulate(theta, as_arrays), treated)
     assert untreated[0, 0, -1] > treated[0, 0, -1] + 1.0  # 20 Gy shrinks the tumour
     with pytest.raises(ValueError, match="unknown column"):
         sim.simulate(theta, {"rt_day": [8.0]})
