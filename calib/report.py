@@ -498,6 +498,12 @@ SECTIONS = {
                                   f"{_f(_get(j, 'variants.modified_lq.information_criteria.loo_elpd'))} / "
                                   f"{_f(_get(j, 'variants.modified_lq.information_criteria.aicc'))}"),
                                  ("diagnostics", _dict_line(_get(j, "diagnostics"))),
+                                 ("diagnostics, modified LQ", _dict_line(_get(j, "variants.modified_lq.diagnostics"))),
+                                 ("integration step at posterior draws (resolution: run vs finest rung, noise sd), "
+                                  "LQ + vascular / modified LQ",
+                                  " / ".join(f"{_get(j, f'variants.{v}.numerics_at_posterior.resolution')}: "
+                                             f"{_f(_get(j, f'variants.{v}.numerics_at_posterior.max_diff_over_noise.log_volume'))}"
+                                             for v in ("lq_vascular", "modified_lq"))),
                                  ("below the ESS threshold (bulk ESS, contraction), LQ + vascular",
                                   "; ".join(f"{k}: {_f(v['ess_bulk'])}, {_f(v['contraction'], 2)}" for k, v in
                                             (_get(j, "variants.lq_vascular.slow_mixing.parameters") or {}).items())
