@@ -504,6 +504,14 @@ SECTIONS = {
                                   " / ".join(f"{_get(j, f'variants.{v}.numerics_at_posterior.resolution')}: "
                                              f"{_f(_get(j, f'variants.{v}.numerics_at_posterior.max_diff_over_noise.log_volume'))}"
                                              for v in ("lq_vascular", "modified_lq"))),
+                                 *((f"exact NUTS vs SMC on the true model ({_get(j, f'variants.{v}.smc_true.particles')} "
+                                    f"particles), full fit, {label}: per parameter |Δmean|/sd_SMC, sd ratio; all within "
+                                    "|Δmean| ≤ 0.2 sd, sd ±20 %",
+                                    "; ".join(f"{k}: {_f(r['mean_diff_in_sd'])}, {_f(r['sd_ratio'])}" for k, r in
+                                              (_get(j, f'variants.{v}.smc_true.nuts_vs_smc.parameters') or {}).items())
+                                    + f"; {_f(_get(j, f'variants.{v}.smc_true.nuts_vs_smc.all_pass'))}")
+                                   for v, label in (("lq_vascular", "LQ + vascular"), ("modified_lq", "modified LQ"))
+                                   if _get(j, f"variants.{v}.smc_true")),
                                  ("below the ESS threshold (bulk ESS, contraction), LQ + vascular",
                                   "; ".join(f"{k}: {_f(v['ess_bulk'])}, {_f(v['contraction'], 2)}" for k, v in
                                             (_get(j, "variants.lq_vascular.slow_mixing.parameters") or {}).items())
