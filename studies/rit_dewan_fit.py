@@ -67,17 +67,24 @@ def run(out: Path, quick: bool = False) -> dict:
     return result
 
 
+def _smc_on_true_model(cfg: dict, quick: bool) -> dict:
+    """``cfg`` as the gradient-free reference: the black-box true model, SMC (2000 particles), no held-out arms and
+    no prediction — the fitted posterior only."""
+    cfg = copy.deepcopy(cfg)
+    cfg["emulator"] = {"kind": "blackbox"}
+    cfg["sampler"] = {"method": "smc", "draws": 500 if quick else 2000, "chains": 1, "seed": 1}
+    cfg["conditions"]["heldout"] = []
+    cfg["predict"]["draws"] = 0
+    return cfg
+
+
 def _smc_check(cal, folder: Path, quick: bool) -> dict:
     """The variant's full fit once more by SMC on the true model (black-box kernel, gradient-free; 2000 particles):
     the exact-route NUTS posterior beside it, per parameter |Δmean| / sd_SMC and the sd ratio."""
     from immunocal.calib.diagnostics import posterior_agreement
     from immunocal.calib.workflow import Calibration
 
-    cfg = copy.deepcopy(cal.cfg)
-    cfg["emulator"] = {"kind": "blackbox"}
-    cfg["sampler"] = {"method": "smc", "draws": 500 if quick else 2000, "chains": 1, "seed": 1}
-    cfg["conditions"]["heldout"] = []
-    cfg["predict"]["draws"] = 0
+    cfg = _smc_on_true_model(cal.cfg, quick)
     smc = Calibration(cfg, folder, force=True)
     summary = smc.load_finished() or smc.run()
     return {"wall_clock_s": summary["seconds"], "particles": cfg["sampler"]["draws"],
@@ -115,9 +122,7 @@ def _compare_routes(out: Path, quick: bool) -> dict:
     surrogate["emulator"] = {"kind": "surrogate"}
     surrogate["design"].update(n=96 if quick else 128, seed=1)
     surrogate["refinement"] = {"rounds": 1 if quick else 2, "points": 48, "draws": 200 if quick else 300}
-    smc = copy.deepcopy(base)
-    smc["emulator"] = {"kind": "blackbox"}
-    smc["sampler"] = {"method": "smc", "draws": 500 if quick else 2000, "chains": 1, "seed": 1}
+    smc = _smc_on_true_model(base, quick)
     runs, summaries = {}, {}
     for name, cfg in (("exact_nuts", base), ("surrogate_nuts", surrogate), ("smc_true", smc)):
         runs[name] = Calibration(cfg, out / f"dewan_restricted_{name}", force=True)
