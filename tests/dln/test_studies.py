@@ -84,7 +84,7 @@ def test_generalisation_smc_agreement_uses_the_shared_comparison():
     rng = np.random.default_rng(0)
     z = rng.standard_normal((2, 4000))
     z = (z - z.mean()) / z.std()
-    post = lambda shift: SimpleNamespace(posterior=xr.Dataset({"a": (("chain", "draw"), 2.0 + shift + z),  # noqa: E731
+    post = lambda shift: SimpleNamespace(posterior=xr.Dataset({"a": (("chain", "draw"), 2.0 + shift + z),
                                                                 "b": (("chain", "draw"), 5.0 * z)}))
     nuts = SimpleNamespace(idata=post(0.5), free=["a", "b"])
     smc = SimpleNamespace(idata=post(0.0))
