@@ -3,14 +3,44 @@ the commands and the studies); a study writes ``OUT/<name>.json``."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 from immunocal.calib.outputs import save_figure, use_agg
 from immunocal.calib.outputs import write_json as _write_json
 
-__all__ = ["save_figure", "use_agg", "write_json"]
+__all__ = ["save_figure", "smc_check", "smc_on_true_model", "use_agg", "write_json"]
+
+#: particles of the gradient-free reference (SMC on the true model); ``--quick`` runs use 500
+SMC_PARTICLES = 2000
 
 
 def write_json(out: Path, name: str, result: dict) -> Path:
     """Write ``out/name.json`` atomically (non-finite floats become null)."""
     return _write_json(Path(out) / f"{name}.json", result)
+
+
+def smc_on_true_model(cfg: dict, quick: bool = False) -> dict:
+    """``cfg`` as the gradient-free reference of its calibration: the black-box true model, SMC
+    (:data:`SMC_PARTICLES` particles, one run), no held-out arms and no prediction — the fitted posterior only."""
+    cfg = copy.deepcopy(cfg)
+    cfg["emulator"] = {"kind": "blackbox"}
+    cfg["sampler"] = {"method": "smc", "draws": 500 if quick else SMC_PARTICLES, "chains": 1, "seed": 1}
+    cfg["conditions"]["heldout"] = []
+    cfg["predict"]["draws"] = 0
+    return cfg
+
+
+def smc_check(cal, folder: Path, quick: bool = False, names=None) -> dict:
+    """A finished calibration ``cal`` (exact-route NUTS) once more by SMC on the true model, and its posterior beside
+    SMC's: per parameter |Δmean| / sd_SMC and the sd ratio (:func:`immunocal.calib.diagnostics.posterior_agreement`;
+    ``names``: the parameters compared, default the calibrated ones). A rerun reuses a finished SMC run."""
+    from immunocal.calib.diagnostics import posterior_agreement
+    from immunocal.calib.workflow import Calibration
+
+    cfg = smc_on_true_model(cal.cfg, quick)
+    smc = Calibration(cfg, folder, force=True)
+    summary = smc.load_finished() or smc.run()
+    return {"wall_clock_s": summary["seconds"], "particles": cfg["sampler"]["draws"],
+            "nuts_vs_smc": posterior_agreement(cal.idata.posterior, smc.idata.posterior,
+                                               list(names) if names is not None else cal.free)}

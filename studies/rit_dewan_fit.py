@@ -20,7 +20,7 @@ import copy
 import shutil
 from pathlib import Path
 
-from immunocal.studies._common import write_json
+from immunocal.studies._common import smc_check, smc_on_true_model, write_json
 
 NAME = "rit_dewan_fit"
 VARIANTS = ("lq_vascular", "modified_lq")
@@ -52,7 +52,7 @@ def run(out: Path, quick: bool = False) -> dict:
         for n in cal.free:
             res["posterior"][n]["seed_best_fit"] = seed_values[n]
         res["slow_mixing"] = _slow_mixing(cal.idata, res["contraction"], res["diagnostics"]["thresholds"]["ess_min"])
-        res["smc_true"] = _smc_check(cal, out / f"dewan_{variant}_smc_true", quick)
+        res["smc_true"] = smc_check(cal, out / f"dewan_{variant}_smc_true", quick)
         result["variants"][variant] = res
         shutil.copyfile(cal.out / "predictions_fit.png", out / f"dewan_fit_{variant}.png")
         shutil.copyfile(cal.out / "predictions_heldout.png", out / f"dewan_heldout_{variant}.png")
@@ -65,30 +65,6 @@ def run(out: Path, quick: bool = False) -> dict:
     result["routes"] = _compare_routes(out, quick)
     write_json(out, NAME, result)
     return result
-
-
-def _smc_on_true_model(cfg: dict, quick: bool) -> dict:
-    """``cfg`` as the gradient-free reference: the black-box true model, SMC (2000 particles), no held-out arms and
-    no prediction — the fitted posterior only."""
-    cfg = copy.deepcopy(cfg)
-    cfg["emulator"] = {"kind": "blackbox"}
-    cfg["sampler"] = {"method": "smc", "draws": 500 if quick else 2000, "chains": 1, "seed": 1}
-    cfg["conditions"]["heldout"] = []
-    cfg["predict"]["draws"] = 0
-    return cfg
-
-
-def _smc_check(cal, folder: Path, quick: bool) -> dict:
-    """The variant's full fit once more by SMC on the true model (black-box kernel, gradient-free; 2000 particles):
-    the exact-route NUTS posterior beside it, per parameter |Δmean| / sd_SMC and the sd ratio."""
-    from immunocal.calib.diagnostics import posterior_agreement
-    from immunocal.calib.workflow import Calibration
-
-    cfg = _smc_on_true_model(cal.cfg, quick)
-    smc = Calibration(cfg, folder, force=True)
-    summary = smc.load_finished() or smc.run()
-    return {"wall_clock_s": summary["seconds"], "particles": cfg["sampler"]["draws"],
-            "nuts_vs_smc": posterior_agreement(cal.idata.posterior, smc.idata.posterior, cal.free)}
 
 
 def _slow_mixing(idata, contraction: dict, ess_min: float) -> dict:
@@ -122,7 +98,7 @@ def _compare_routes(out: Path, quick: bool) -> dict:
     surrogate["emulator"] = {"kind": "surrogate"}
     surrogate["design"].update(n=96 if quick else 128, seed=1)
     surrogate["refinement"] = {"rounds": 1 if quick else 2, "points": 48, "draws": 200 if quick else 300}
-    smc = _smc_on_true_model(base, quick)
+    smc = smc_on_true_model(base, quick)
     runs, summaries = {}, {}
     for name, cfg in (("exact_nuts", base), ("surrogate_nuts", surrogate), ("smc_true", smc)):
         runs[name] = Calibration(cfg, out / f"dewan_restricted_{name}", force=True)

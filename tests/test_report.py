@@ -158,3 +158,23 @@ def test_morisada_fits_report_their_route_and_resolution_ladder(tmp_path):
     old = dict(common, surrogate_at_posterior_max_abs_error={"MOC1": 0.863})
     (tmp_path / "old").mkdir()
     assert "max |error| (log): MOC1: 0.863" in _render(tmp_path / "old", {"rit_morisada_hierarchical": old})
+
+
+def test_each_cell_line_renders_its_nuts_vs_smc_check(tmp_path):
+    """The Morisada study's exact-route NUTS against SMC on the true model, per cell line: the agreement per
+    parameter and SMC's wall clock; a failed SMC run is said as such; an older output's sentence is kept."""
+    from immunocal.calib.report import _morisada_route_lines
+
+    agree = {"all_pass": False, "parameters": {"tumour_alpha": {"mean_diff_in_sd": 0.31, "sd_ratio": 0.91}}}
+    j = {"settings": {"configs": {}}, "heldout_coverage_50": 0.5, "heldout_coverage_90": 0.8,
+         "diagnostics": {"max_rhat": 1.0}, "tumour_control": {}, "route": {},
+         "routes_compared": {
+             "MOC1": {"smc_true": {"particles": 2000, "wall_clock_s": {"total": 1234.0}, "nuts_vs_smc": agree},
+                      "surrogate_nuts": {"failed": "ValueError: x"}},
+             "MC38": {"smc_true": {"failed": "RuntimeError: out of particles"}, "surrogate_nuts": {"failed": "y"}},
+             "old": {"smc_true": "not run: reasons", "surrogate_nuts": {"failed": "z"}}}}
+    text = "\n".join(f"{k}: {v}" for k, v in _morisada_route_lines(j))
+    assert "exact NUTS vs SMC on the true model (2000 particles), MOC1" in text
+    assert "tumour_alpha: 0.31, 0.91; no; 1234" in text
+    assert "MC38" in text and "SMC failed: RuntimeError: out of particles" in text
+    assert "old: SMC on the true model: not run: reasons" in text
