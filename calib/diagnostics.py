@@ -182,6 +182,23 @@ def posterior_contraction(idata, priors: dict, n_prior: int = 20000, seed: int =
     return out
 
 
+def total_log_likelihood(idata):
+    """Each draw's log-likelihood summed over every observed row of every observable (the ``log_likelihood``
+    group), as a (chain, draw) DataArray."""
+    ll = idata.log_likelihood
+    return sum(ll[v].sum(dim=[d for d in ll[v].dims if d not in ("chain", "draw")]) for v in ll.data_vars)
+
+
+def log_likelihood_shift(idata, reference) -> dict:
+    """Where two samples of the same posterior sit: the mean and sd of each one's total log-likelihood per draw
+    (:func:`total_log_likelihood`) and the difference of the means in units of the reference's sd. Two correct
+    samplers draw the same distribution of log-likelihoods; a shift of several sds says one of them has not reached
+    the posterior's typical set (e.g. a particle sampler whose moves did not mix)."""
+    a, b = np.ravel(total_log_likelihood(idata).values), np.ravel(total_log_likelihood(reference).values)
+    return {"mean": float(a.mean()), "sd": float(a.std()), "reference_mean": float(b.mean()),
+            "reference_sd": float(b.std()), "shift_in_reference_sd": float((a.mean() - b.mean()) / b.std())}
+
+
 def information_criteria(idata, n_parameters: int | None = None) -> dict:
     """PSIS-LOO (ArviZ; every observed row, censored ones included) and the AICc at the best draw's log-likelihood
     (seed 002 eq 27; ``n_parameters`` counts the noise scale too; ``None`` — a hierarchical model, whose parameter
@@ -192,7 +209,7 @@ def information_criteria(idata, n_parameters: int | None = None) -> dict:
 
     ll = idata.log_likelihood
     var = list(ll.data_vars)
-    total = sum(ll[v].sum(dim=[d for d in ll[v].dims if d not in ("chain", "draw")]) for v in var)
+    total = total_log_likelihood(idata)
     n_data = int(sum(np.prod([ll[v].sizes[d] for d in ll[v].dims if d not in ("chain", "draw")]) for v in var))
     best = float(total.max())
     import warnings

@@ -170,9 +170,15 @@ def _smc_line(label: str, smc: dict) -> tuple[str, str]:
         return f"exact NUTS vs SMC on the true model, {label}", f"SMC failed: {smc['failed']}"
     agreement = smc["nuts_vs_smc"]
     rows = "; ".join(f"{k}: {_f(r['mean_diff_in_sd'])}, {_f(r['sd_ratio'])}" for k, r in agreement["parameters"].items())
+    shift = smc.get("log_likelihood_smc_vs_nuts")
+    accept = smc.get("smc_accept_rate") or []
+    extra = ("" if shift is None else
+             f"; SMC particles' log-likelihood {_f(shift['mean'], 4)} vs NUTS draws' {_f(shift['reference_mean'], 4)} "
+             f"({_f(shift['shift_in_reference_sd'], 2)} sd); {smc.get('smc_stages')} stages, Metropolis acceptance "
+             f"{_f(min(accept), 2)}–{_f(max(accept), 2)}")
     return (f"exact NUTS vs SMC on the true model ({smc['particles']} particles), {label}: per parameter max "
             "|Δmean|/sd_SMC, median sd ratio; all within |Δmean| ≤ 0.2 sd, sd ±20 %; SMC wall s",
-            f"{rows}; {_f(agreement['all_pass'])}; {_f(_get(smc, 'wall_clock_s.total'), 4)}")
+            f"{rows}; {_f(agreement['all_pass'])}; {_f(_get(smc, 'wall_clock_s.total'), 4)}{extra}")
 
 
 def _dewan_routes(j: dict) -> list[tuple[str, str]]:

@@ -35,12 +35,20 @@ def smc_check(cal, folder: Path, quick: bool = False, names=None) -> dict:
     """A finished calibration ``cal`` (exact-route NUTS) once more by SMC on the true model, and its posterior beside
     SMC's: per parameter |Δmean| / sd_SMC and the sd ratio (:func:`immunocal.calib.diagnostics.posterior_agreement`;
     ``names``: the parameters compared, default the calibrated ones). A rerun reuses a finished SMC run."""
-    from immunocal.calib.diagnostics import posterior_agreement
+    import numpy as np
+
+    from immunocal.calib.diagnostics import log_likelihood_shift, posterior_agreement
     from immunocal.calib.workflow import Calibration
 
     cfg = smc_on_true_model(cal.cfg, quick)
     smc = Calibration(cfg, folder, force=True)
     summary = smc.load_finished() or smc.run()
+    stats = smc.idata.sample_stats
     return {"wall_clock_s": summary["seconds"], "particles": cfg["sampler"]["draws"],
             "nuts_vs_smc": posterior_agreement(cal.idata.posterior, smc.idata.posterior,
-                                               list(names) if names is not None else cal.free)}
+                                               list(names) if names is not None else cal.free),
+            # the total log-likelihood of SMC's particles against NUTS's draws, and SMC's tempering stages with the
+            # acceptance rate of its Metropolis moves at each: what says which sampler missed, when they disagree
+            "log_likelihood_smc_vs_nuts": log_likelihood_shift(smc.idata, cal.idata),
+            "smc_stages": int(stats.sizes["draw"]),
+            "smc_accept_rate": [round(float(v), 4) for v in np.ravel(stats["accept_rate"].values)]}

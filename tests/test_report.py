@@ -169,12 +169,16 @@ def test_each_cell_line_renders_its_nuts_vs_smc_check(tmp_path):
     j = {"settings": {"configs": {}}, "heldout_coverage_50": 0.5, "heldout_coverage_90": 0.8,
          "diagnostics": {"max_rhat": 1.0}, "tumour_control": {}, "route": {},
          "routes_compared": {
-             "MOC1": {"smc_true": {"particles": 2000, "wall_clock_s": {"total": 1234.0}, "nuts_vs_smc": agree},
+             "MOC1": {"smc_true": {"particles": 2000, "wall_clock_s": {"total": 1234.0}, "nuts_vs_smc": agree,
+                                   "log_likelihood_smc_vs_nuts": {"mean": -237.7, "reference_mean": -209.8,
+                                                                  "shift_in_reference_sd": -5.47},
+                                   "smc_stages": 20, "smc_accept_rate": [0.0145, 0.42]},
                       "surrogate_nuts": {"failed": "ValueError: x"}},
              "MC38": {"smc_true": {"failed": "RuntimeError: out of particles"}, "surrogate_nuts": {"failed": "y"}},
              "old": {"smc_true": "not run: reasons", "surrogate_nuts": {"failed": "z"}}}}
     text = "\n".join(f"{k}: {v}" for k, v in _morisada_route_lines(j))
     assert "exact NUTS vs SMC on the true model (2000 particles), MOC1" in text
     assert "tumour_alpha: 0.31, 0.91; no; 1234" in text
+    assert "log-likelihood -237.7 vs NUTS draws' -209.8 (-5.5 sd); 20 stages, Metropolis acceptance 0.015–0.42" in text
     assert "MC38" in text and "SMC failed: RuntimeError: out of particles" in text
     assert "old: SMC on the true model: not run: reasons" in text
