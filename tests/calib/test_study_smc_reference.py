@@ -43,3 +43,4 @@ def test_log_likelihood_shift_tells_two_samples_of_different_typical_sets_apart(
     same, low = log_likelihood_shift(idata(0.0), ref), log_likelihood_shift(idata(-3 * np.sqrt(7)), ref)
     assert abs(same["shift_in_reference_sd"]) < 0.1
     assert abs(low["shift_in_reference_sd"] + 3.0) < 0.1 and abs(low["reference_sd"] - np.sqrt(7)) < 0.05
+

@@ -579,3 +579,31 @@ def test_refined_emulators_are_validated_and_keep_held_out_variance(tmp_path):
         assert em.variance == "held_out" and em.heldout_var_ is not None
         assert cal.validation[c]["n_test"] > before[c] == cal.validation_design[c]["n_test"]
         assert cal.validation[c]["n_train"] + cal.validation[c]["n_test"] == 64 + 8
+
+
+@pytest.mark.slow  # a full workflow run and a restart: 387 s on a loaded 2-core machine
+def test_restart_at_a_sample_off_the_posterior_returns_to_nuts(tmp_path):
+    """A reference sample placed 4 sd off the posterior (every free variable shifted) and its log-likelihood: NUTS
+    restarted at its draws goes back to the NUTS run's region — log-likelihood and means — and says so."""
+    import arviz as az
+    import numpy as np
+    import pymc as pm
+
+    from immunocal.calib.workflow import Calibration
+    from immunocal.studies._common import restart_at
+
+    cal = Calibration(write_varied_start(tmp_path), tmp_path / "run", progress=False)
+    cal.run()
+    model = cal.model()
+    free = [v.name for v in model.free_RVs]
+    post = cal.idata.posterior
+    off = {n: (post[n] * 2.0 if float(post[n].min()) > 0 else post[n] + 4.0 * post[n].std(("chain", "draw")))
+           for n in free}  # positive (sd-like) variables doubled, the others shifted by 4 sd
+    reference = az.InferenceData(posterior=post[[]].assign(off))
+    with model:
+        pm.compute_log_likelihood(reference, progressbar=False)
+    out = restart_at(cal, reference, free)
+    assert abs(out["log_likelihood_vs_nuts"]["shift_in_reference_sd"]) < 1.5
+    assert out["log_likelihood_vs_reference"]["shift_in_reference_sd"] > 3.0
+    assert max(out["mean_diff_in_sd_vs_nuts"].values()) < 0.5
+    assert max(out["mean_diff_in_sd_vs_reference"].values()) > 1.5
