@@ -13,7 +13,9 @@ priors and sampler with one PCA-GP surrogate per fitted arm (the design of ``{mo
 its posterior set beside the exact one: per parameter the largest |Δmean| / sd_exact and the sd ratio, the wall
 clock, the surrogate's error at posterior draws and the route triage's advice. The exact route is itself checked
 against the gradient-free reference, SMC on the true model (black-box kernel, 2000 particles; as for the Dewan and
-DLN fits): per parameter |Δmean| / sd_SMC and the sd ratio over all 45 parameters, per-mouse ones element by element.
+DLN fits): per parameter |Δmean| / sd_SMC and the sd ratio over all 45 parameters, per-mouse ones element by element,
+where each sample's log-likelihood sits and, when they disagree, where NUTS restarted at SMC's particles goes
+(``studies._common.restart_at``; for these posteriors SMC misses and the restarts return to NUTS's: docs/rit.md).
 """
 
 from __future__ import annotations
