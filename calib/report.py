@@ -157,8 +157,8 @@ def _dewan_checks(j: dict) -> list[tuple[str, str]]:
     out = [("integration step at posterior draws (resolution: run vs finest rung, noise sd), LQ + vascular / "
             "modified LQ", steps)]
     for v, label in variants:
-        if _get(j, f"variants.{v}.smc_true"):
-            out.append(_smc_line(f"full fit, {label}", _get(j, f"variants.{v}.smc_true")))
+        if smc := _get(j, f"variants.{v}.smc_true"):
+            out.append(_smc_line(f"full fit, {label}", smc))
     return out
 
 

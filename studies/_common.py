@@ -85,10 +85,12 @@ def restart_at(cal, reference, names=None) -> dict:
                         compute_convergence_checks=False, compile_kwargs={"mode": mode} if mode else None,
                         idata_kwargs={"log_likelihood": True})
     names = list(names) if names is not None else cal.free
+
+    def mean_diffs(other):  # per parameter the largest |Δmean| / sd of ``other``
+        rows = posterior_agreement(run.posterior, other.posterior, names)["parameters"]
+        return {n: row["mean_diff_in_sd"] for n, row in rows.items()}
+
     return {**RESTART, "started_at_reference_draws": [int(i) for i in picks],
             "log_likelihood_vs_nuts": log_likelihood_shift(run, cal.idata),
             "log_likelihood_vs_reference": log_likelihood_shift(run, reference),
-            "mean_diff_in_sd_vs_nuts": {n: v["mean_diff_in_sd"] for n, v in
-                                        posterior_agreement(run.posterior, cal.idata.posterior, names)["parameters"].items()},
-            "mean_diff_in_sd_vs_reference": {n: v["mean_diff_in_sd"] for n, v in
-                                             posterior_agreement(run.posterior, reference.posterior, names)["parameters"].items()}}
+            "mean_diff_in_sd_vs_nuts": mean_diffs(cal.idata), "mean_diff_in_sd_vs_reference": mean_diffs(reference)}

@@ -581,7 +581,7 @@ def test_refined_emulators_are_validated_and_keep_held_out_variance(tmp_path):
         assert cal.validation[c]["n_train"] + cal.validation[c]["n_test"] == 64 + 8
 
 
-@pytest.mark.slow  # a full workflow run and a restart: 387 s on a loaded 2-core machine
+@pytest.mark.slow  # a full workflow run and a restart: 64 s warm, 387 s on a loaded 2-core machine
 def test_restart_at_a_sample_off_the_posterior_returns_to_nuts(tmp_path):
     """A reference sample placed 4 sd off the posterior (every free variable shifted) and its log-likelihood: NUTS
     restarted at its draws goes back to the NUTS run's region — log-likelihood and means — and says so."""
