@@ -1,8 +1,13 @@
 import os
 from pathlib import Path
 
+import arviz  # noqa: F401  (see below)
 import numpy as np
 import pytest
+
+# ArviZ writes a once-a-day stamp file (tmp name + rename) on its first import of the day; two pytest-xdist workers
+# importing it together on a fresh machine race on that tmp file (FileNotFoundError at collection, seen 2026-12-02).
+# Importing it here, in the controller before the workers start, writes the stamp once.
 
 #: ``shared/`` sits beside the repository (CI clones main with shared/ next to it); override with IMMUNOCAL_SHARED.
 SHARED_DIR = Path(os.environ.get("IMMUNOCAL_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
