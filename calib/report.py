@@ -88,6 +88,18 @@ def _bayes_vs_lgbm(j: dict) -> list[tuple[str | None, str]]:
         fails = sum(len(f.get("personalised_failures") or []) for f in folds)
         out.append(("per-patient posteriors (importance sampling): max Pareto k̂ / subjects above 0.7",
                     f"{_f(max(khat) if khat else None, 2)} / {fails}"))
+        routes = [f["route"] for f in folds if f.get("route")]
+        if routes:  # the workflow's route check of the shared emulators at each fold's posterior
+            ratios: dict[str, float] = {}
+            for rt in routes:
+                for o, v in rt["surrogate_rmse_over_noise"].items():
+                    ratios[o] = max(ratios.get(o, 0.0), v)
+            ks = [rt["pareto_k"] for rt in routes if rt.get("pareto_k") is not None]
+            advised = sum(1 for rt in routes if rt.get("advice") in ("escalate_to_exact", "refine_or_blackbox"))
+            out.append(("emulators at the population posteriors (route check): folds advised to refine or go "
+                        "black-box / max Pareto k̂ true model vs surrogate / max surrogate RMSE over the fitted noise sd",
+                        f"{advised} of {len(routes)} / {_f(max(ks) if ks else None, 3)} / "
+                        + (", ".join(f"{o} {_f(v, 3)}" for o, v in sorted(ratios.items())) or "none checked")))
     for outcome in ("orr", "dcr"):
         b, g = _get(j, f"response.{outcome}.bayes") or {}, _get(j, f"response.{outcome}.lightgbm") or {}
         out.append((f"{outcome.upper()} from early observations: AUROC / Brier, LightGBM vs Bayes",

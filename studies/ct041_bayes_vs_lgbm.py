@@ -148,9 +148,19 @@ def _fold_draws(cfg: dict, folder: Path, test_ids: list[str], latents: list[str]
             "personalised_ess_bulk_min": summary["personalised"].get("ess_bulk_min"),
             "personalised_pareto_k_max": summary["personalised"].get("pareto_k_max"),
             "personalised_failures": summary["personalised"].get("failures", []),
-            "seconds": summary["seconds"]}
+            "route": _route_record(summary.get("route")), "seconds": summary["seconds"]}
     ordinal = cal.observables["recist_score"].family.startswith("ordinal")  # no categories from a normal score
     return out, diag, _early_response(cal, folder, test_ids, summary["config_hash"]) if ordinal else {}
+
+
+def _route_record(route: dict | None) -> dict | None:
+    """What the workflow's route check said of the fold's emulators at its posterior (``summary["route"]``): the
+    advice, the importance check's Pareto k̂ (true model vs surrogate posterior) and each checked observable's
+    surrogate RMSE over its fitted noise sd."""
+    if not route:
+        return None
+    return {"advice": route.get("advice"), "pareto_k": route.get("pareto_k"),
+            "surrogate_rmse_over_noise": route.get("surrogate_rmse_over_noise") or {}}
 
 
 def _pseudo_labels(base: dict, paths: dict, folder: Path, ids: list[str], latents: list[str]) -> np.ndarray:

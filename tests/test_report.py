@@ -50,11 +50,15 @@ def test_headline_table_of_the_bayes_vs_lightgbm_study(tmp_path):
          "identifiability": {"theta_cyt": {"contraction": 0.61, "identified": True}},
          "sbc": {"theta_cyt": {"p_value": 0.37}},
          "folds": [{"population": {"rhat_max": 1.01, "ess_bulk_min": 459, "ess_tail_min": 553, "divergences": 0},
-                    "personalised_pareto_k_max": 0.57, "personalised_failures": []},
+                    "personalised_pareto_k_max": 0.57, "personalised_failures": [],
+                    "route": {"advice": "keep", "pareto_k": 0.4,
+                              "surrogate_rmse_over_noise": {"t_max": 0.5, "log_pfs_months": 0.9}}},
                    {"population": {"rhat_max": 1.0, "ess_bulk_min": 600, "ess_tail_min": 500, "divergences": 1,
                                    "ok": False},
                     "population_first_attempt": {"ok": False},
-                    "personalised_pareto_k_max": 0.8, "personalised_failures": ["V0001: k 0.8"]}],
+                    "personalised_pareto_k_max": 0.8, "personalised_failures": ["V0001: k 0.8"],
+                    "route": {"advice": "refine_or_blackbox", "pareto_k": 33.1,
+                              "surrogate_rmse_over_noise": {"t_max": 1.78, "log_pfs_months": 0.4}}}],
          "response": {"orr": {"bayes": {"auroc": 0.71, "brier": 0.2}, "lightgbm": {"auroc": 0.64, "brier": 0.23}}},
          "seed_protocol": {"theta_cyt": {"lightgbm_on_ref_vs_ref": {"r2": 0.5}, "lightgbm_on_ref_vs_truth": {"r2": 0.2},
                                          "ref_vs_truth": {"r2": 0.3}, "seed000_table2": {"r2": 0.486}}},
@@ -64,6 +68,8 @@ def test_headline_table_of_the_bayes_vs_lightgbm_study(tmp_path):
     assert "1.01 / 459 / 500 / 1" in text  # worst fold diagnostics, divergences summed
     assert "0.8 / 1" in text and "0.64 / 0.23 vs 0.71 / 0.2" in text
     assert "missing the thresholds / still missing them: 1 / 1" in text
+    # the route check of each fold: how many were advised off the surrogate, the worst k̂ and worst RMSE / noise
+    assert "max surrogate RMSE over the fitted noise sd: 1 of 2 / 33.1 / log_pfs_months 0.9, t_max 1.78" in text
     assert "_posterior contraction_ = 1 − mean posterior variance" in text  # the columns are explained
 
 
