@@ -188,3 +188,21 @@ def test_each_cell_line_renders_its_nuts_vs_smc_check(tmp_path):
     assert "log-likelihood -237.7 vs NUTS draws' -209.8 (-5.5 sd); 20 stages, Metropolis acceptance 0.015–0.42" in text
     assert "MC38" in text and "SMC failed: RuntimeError: out of particles" in text
     assert "old: SMC on the true model: not run: reasons" in text
+
+
+def test_headline_route_line_from_the_workflows_route_advice(tmp_path):
+    """A fold's route record is what the workflow's triage rule returned (``route_advice``), trimmed by the study
+    (``_route_record``); the headline counts the folds it advised off the surrogate."""
+    from immunocal.calib.diagnostics import route_advice
+    from immunocal.studies.ct041_bayes_vs_lgbm import _route_record
+
+    noise = {"t_max": 0.3, "log_pfs_months": 0.2}
+    bad = route_advice("surrogate", False, {"t_max": 0.534, "log_pfs_months": 0.1}, noise, pareto_k=33.1)
+    good = route_advice("surrogate", False, {"t_max": 0.03, "log_pfs_months": 0.02}, noise, pareto_k=0.3)
+    assert bad["advice"] == "refine_or_blackbox" and good["advice"] == "keep"
+    assert _route_record(None) is None
+    folds = [{"population": {"rhat_max": 1.0}, "route": _route_record(r)} for r in (bad, good)]
+    assert set(folds[0]["route"]) == {"advice", "pareto_k", "surrogate_rmse_over_noise"}
+    text = _render(tmp_path, {"ct041_bayes_vs_lgbm": {"n": 37, "repeats": 1, "outer_folds": 5, "table": {},
+                                                      "folds": folds}})
+    assert "max surrogate RMSE over the fitted noise sd: 1 of 2 / 33.1 / log_pfs_months 0.5, t_max 1.78" in text
