@@ -96,9 +96,12 @@ def save_idata(idata, path: str | Path, attrs: dict | None = None) -> Path:
         ds = getattr(idata, g)
         ds.attrs.update({k: str(v) for k, v in (attrs or {}).items()})
         for name in [v for v in ds.data_vars if ds[v].dtype == object]:
-            # ragged per-chain records (SMC's per-stage statistics) cannot go to netCDF as numbers: JSON text
-            ds[name] = ds[name].copy(data=np.vectorize(lambda x: json.dumps(np.asarray(x).tolist()),
-                                                       otypes=[str])(ds[name].values))
+            # ragged per-chain records (SMC's per-stage statistics) cannot go to netCDF as numbers: JSON text. A NaN
+            # in them (kept as JSON's NaN) set NumPy's invalid-value flag in the object loop, which printed a
+            # RuntimeWarning after every SMC run without anything being wrong
+            with np.errstate(invalid="ignore"):
+                ds[name] = ds[name].copy(data=np.vectorize(lambda x: json.dumps(np.asarray(x).tolist()),
+                                                           otypes=[str])(ds[name].values))
     tmp = path.with_name(path.name + ".tmp.nc")
     try:
         idata.to_netcdf(str(tmp))

@@ -74,6 +74,26 @@ def test_outputs_diagnostics_provenance_and_posterior_predictive(hier_fit, tmp_p
     assert m.calib_info.latent == ["level"] and m.calib_info.fixed == {"slope": 0.5}
 
 
+def test_ragged_records_with_nan_are_saved_as_json_without_a_warning(tmp_path):
+    """SMC's per-stage statistics are ragged object arrays: saved as JSON text, a NaN or an infinity kept as such,
+    and no RuntimeWarning from NumPy's object loop (it printed after every SMC run)."""
+    import json
+    import warnings
+
+    import xarray as xr
+
+    stages = np.empty(2, dtype=object)
+    stages[0], stages[1] = np.array([0.0, -np.inf, np.nan]), np.array([1.0, 2.0])
+    idata = az.InferenceData(
+        posterior=xr.Dataset({"a": (("chain", "draw"), np.zeros((2, 3)))}, coords={"chain": [0, 1], "draw": [0, 1, 2]}),
+        sample_stats=xr.Dataset({"log_marginal_likelihood": (("chain",), stages)}, coords={"chain": [0, 1]}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path = save_idata(idata, tmp_path / "smc.nc")
+    back = [json.loads(x) for x in az.from_netcdf(path).sample_stats["log_marginal_likelihood"].values]
+    assert back[1] == [1.0, 2.0] and back[0][0] == 0.0 and back[0][1] == -np.inf and np.isnan(back[0][2])
+
+
 def test_builder_structure_covariates_censoring_and_families(rng):
     """Compile only the log-density (no sampling): censored rows, covariates, binomial, ordinal."""
     from immunocal.calib.data import Conditions
