@@ -257,6 +257,8 @@ EXACT_GRADIENT_BUDGET_S = 0.1
 
 #: PSIS reliability threshold of the importance weights true model / surrogate (Vehtari et al. 2024, k̂ <= 0.7)
 PARETO_K_MAX = 0.7
+#: the route advice that moves a fit off its surrogate (:func:`route_advice`): the workflow warns, the reports count
+LEAVE_SURROGATE = ("escalate_to_exact", "refine_or_blackbox")
 
 
 def route_advice(route: str, exact_available: bool, surrogate_rmse: dict | None = None,

@@ -90,12 +90,14 @@ def _bayes_vs_lgbm(j: dict) -> list[tuple[str | None, str]]:
                     f"{_f(max(khat) if khat else None, 2)} / {fails}"))
         routes = [f["route"] for f in folds if f.get("route")]
         if routes:  # the workflow's route check of the shared emulators at each fold's posterior
+            from .diagnostics import LEAVE_SURROGATE
+
             ratios: dict[str, float] = {}
             for rt in routes:
                 for o, v in rt["surrogate_rmse_over_noise"].items():
                     ratios[o] = max(ratios.get(o, 0.0), v)
             ks = [rt["pareto_k"] for rt in routes if rt.get("pareto_k") is not None]
-            advised = sum(1 for rt in routes if rt.get("advice") in ("escalate_to_exact", "refine_or_blackbox"))
+            advised = sum(1 for rt in routes if rt.get("advice") in LEAVE_SURROGATE)
             out.append(("emulators at the population posteriors (route check): folds advised to refine or go "
                         "black-box / max Pareto k̂ true model vs surrogate / max surrogate RMSE over the fitted noise sd",
                         f"{advised} of {len(routes)} / {_f(max(ks) if ks else None, 3)} / "

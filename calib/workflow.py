@@ -868,7 +868,7 @@ class Calibration:
         """The triage rule (:func:`immunocal.calib.diagnostics.route_advice`) applied to this fit (``check``: the
         surrogate's error at posterior draws, ``importance``: :meth:`surrogate_importance`); an escalation is
         announced loudly (a ``RouteWarning`` and a banner on stderr)."""
-        from .diagnostics import route_advice
+        from .diagnostics import LEAVE_SURROGATE, route_advice
 
         kind = self.cfg.get("emulator", {}).get("kind", "surrogate")
         exact = hasattr(self.forward, "simulate_jacobian") or hasattr(self.forward, "simulate_pt")
@@ -883,7 +883,7 @@ class Calibration:
                               pareto_k=None if importance is None else importance["pareto_k"])
         if importance is not None and importance.get("skipped"):
             advice["importance_check"] = f"skipped: {importance['skipped']}"
-        if advice["advice"] in ("escalate_to_exact", "refine_or_blackbox"):
+        if advice["advice"] in LEAVE_SURROGATE:
             msg = f"LIKELIHOOD ROUTE: {advice['reason']}"
             _announce(msg)
         return advice
