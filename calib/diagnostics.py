@@ -261,9 +261,25 @@ PARETO_K_MAX = 0.7
 LEAVE_SURROGATE = ("escalate_to_exact", "refine_or_blackbox")
 
 
+def importance_by_observable(log_weights: dict) -> dict:
+    """Which observables break an importance check: ``log_weights`` ``{observable: (draws,)}`` the per-draw log
+    weights each observable's rows contribute (log-likelihood under the target minus under the proposal); for each,
+    the Pareto k̂ its weights would have on their own (PSIS, ArviZ ``psislw``) and their sd. Weights equal over the
+    draws (the two likelihoods agree up to a constant) are k̂ 0 — PSIS returns inf for a constant."""
+    import arviz as az
+
+    out = {}
+    for o, v in log_weights.items():
+        v = np.asarray(v, float)
+        flat = bool(np.ptp(v) <= 1e-12 * max(1.0, float(np.abs(v).max())))
+        out[o] = {"pareto_k": 0.0 if flat else float(az.psislw(v - v.max())[1]), "log_weight_sd": float(v.std())}
+    return out
+
+
 def route_advice(route: str, exact_available: bool, surrogate_rmse: dict | None = None,
                  noise_sd: dict | None = None, gradient_seconds: float | None = None,
-                 budget_s: float = EXACT_GRADIENT_BUDGET_S, pareto_k: float | None = None) -> dict:
+                 budget_s: float = EXACT_GRADIENT_BUDGET_S, pareto_k: float | None = None,
+                 pareto_k_by_observable: dict | None = None) -> dict:
     """The workflow's triage rule between likelihood routes (docs/calib.md "Which route").
 
     - ``exact`` (the true model with exact gradients) whenever the forward model has them and one value + gradient
@@ -276,7 +292,9 @@ def route_advice(route: str, exact_available: bool, surrogate_rmse: dict | None 
       else to more refinement rounds or the black-box model with SMC;
     - ``blackbox`` (SMC on the true model): nothing to check.
 
-    ``surrogate_rmse`` / ``noise_sd``: per observable. Returns ``{"route", "advice", "reason", ...}`` with advice
+    ``surrogate_rmse`` / ``noise_sd``: per observable; ``pareto_k_by_observable``: each observable's log weights
+    alone (:meth:`immunocal.calib.workflow.Calibration.surrogate_importance`), the ones above :data:`PARETO_K_MAX`
+    named in the reason. Returns ``{"route", "advice", "reason", ...}`` with advice
     ``keep``, ``escalate_to_exact``, ``refine_or_blackbox`` or ``surrogate_cheaper``."""
     out: dict = {"route": route, "exact_available": bool(exact_available)}
     escalate = "escalate_to_exact" if exact_available else "refine_or_blackbox"
@@ -288,11 +306,16 @@ def route_advice(route: str, exact_available: bool, surrogate_rmse: dict | None 
         out["surrogate_rmse_over_noise"] = ratio
     if route == "surrogate" and pareto_k is not None:
         out["pareto_k"] = float(pareto_k)
+        if pareto_k_by_observable:
+            out["pareto_k_by_observable"] = {o: float(k) for o, k in pareto_k_by_observable.items()}
         if not pareto_k <= PARETO_K_MAX:  # nan (weights not computable) escalates too
+            culprits = sorted(((o, k) for o, k in (pareto_k_by_observable or {}).items() if not k <= PARETO_K_MAX),
+                              key=lambda ok: -ok[1] if np.isfinite(ok[1]) else -np.inf)
             out["advice"] = escalate
             out["reason"] = (f"the importance weights true model / surrogate at posterior draws have Pareto k "
                              f"{pareto_k:.2f} > {PARETO_K_MAX}: the surrogate posterior does not represent the true "
-                             f"model's; {fix}")
+                             f"model's" + (" (on their own above the limit: " + ", ".join(
+                                 f"{o} {k:.2f}" for o, k in culprits) + ")" if culprits else "") + f"; {fix}")
             return out
     if route == "surrogate" and surrogate_rmse and noise_sd:
         bad = sorted(o for o, r in ratio.items() if r > 1.0)

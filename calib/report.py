@@ -90,7 +90,7 @@ def _bayes_vs_lgbm(j: dict) -> list[tuple[str | None, str]]:
                     f"{_f(max(khat) if khat else None, 2)} / {fails}"))
         routes = [f["route"] for f in folds if f.get("route")]
         if routes:  # the workflow's route check of the shared emulators at each fold's posterior
-            from .diagnostics import LEAVE_SURROGATE
+            from .diagnostics import LEAVE_SURROGATE, PARETO_K_MAX
 
             ratios: dict[str, float] = {}
             for rt in routes:
@@ -102,6 +102,15 @@ def _bayes_vs_lgbm(j: dict) -> list[tuple[str | None, str]]:
                         "black-box / max Pareto k̂ true model vs surrogate / max surrogate RMSE over the fitted noise sd",
                         f"{advised} of {len(routes)} / {_f(max(ks) if ks else None, 3)} / "
                         + (", ".join(f"{o} {_f(v, 3)}" for o, v in sorted(ratios.items())) or "none checked")))
+            breaking: dict[str, int] = {}  # observables whose log weights alone exceed the limit, fold counts
+            for rt in routes:
+                for o, k in (rt.get("pareto_k_by_observable") or {}).items():
+                    if not k <= PARETO_K_MAX:
+                        breaking[o] = breaking.get(o, 0) + 1
+            if any(rt.get("pareto_k_by_observable") for rt in routes):
+                out.append((f"observables whose importance weights alone have Pareto k̂ above {PARETO_K_MAX} (folds)",
+                            ", ".join(f"{o} {n}" for o, n in sorted(
+                                breaking.items(), key=lambda on: (-on[1], on[0]))) or "none"))
     for outcome in ("orr", "dcr"):
         b, g = _get(j, f"response.{outcome}.bayes") or {}, _get(j, f"response.{outcome}.lightgbm") or {}
         out.append((f"{outcome.upper()} from early observations: AUROC / Brier, LightGBM vs Bayes",

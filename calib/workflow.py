@@ -147,6 +147,11 @@ class Calibration:
     def __init__(self, config: str | Path | dict, out: str | Path | None = None, *, force: bool = False,
                  progress: bool = True, surrogate: str | Path | None = None, sampler: dict | None = None):
         self.cfg = config if isinstance(config, dict) else load_config(config)
+        if "_path" not in self.cfg:  # a dict that did not come from load_config (e.g. a run's config_effective.json)
+            raise ValueError("a config given as a dict needs its '_path' — the TOML file it was loaded from (relative "
+                             "paths resolve against it; the run copies it): load it with "
+                             "immunocal.calib.config.load_config, or set cfg['_path'] to that file")
+        self.cfg.setdefault("_base", str(Path(self.cfg["_path"]).resolve().parent))  # where relative paths start
         if surrogate is not None:
             self.cfg["emulator"] = {"kind": "surrogate", "path": str(Path(surrogate).resolve())}
         self.out = Path(out) if out else resolve(self.cfg, self.cfg.get("output", {}).get("dir", "calib_run"))
@@ -735,6 +740,8 @@ class Calibration:
         import arviz as az
         import pymc as pm
 
+        from .diagnostics import importance_by_observable
+
         if getattr(next(iter(self.emulators.values())), "family", "") in ("exact", "blackbox"):
             return None
         asked = self.cfg.get("diagnostics", {}).get("importance_draws")
@@ -749,21 +756,26 @@ class Calibration:
                                     "[diagnostics] importance_draws to run it"),
                         "pareto_k": None, "reliable": None}
         thin = thin_posterior(idata, n)
-        totals = []
+        per_model = []  # {observable: summed log-likelihood per draw}, true model then surrogate
         for ems in (self._exact_emulators(self.conditions[0], "blackbox"), None):
             ll = pm.compute_log_likelihood(thin, model=self.model(ems), extend_inferencedata=False,
                                            progressbar=False)
-            totals.append(sum(v.sum([d for d in v.dims if d not in ("chain", "draw")]) for v in ll.data_vars.values()))
-        log_w = np.asarray((totals[0] - totals[1]).values, float).ravel()
+            per_model.append({name.removeprefix("y_"): np.asarray(
+                v.sum([d for d in v.dims if d not in ("chain", "draw")]).values, float).ravel()
+                for name, v in ll.data_vars.items()})
+        parts = {o: per_model[0][o] - per_model[1][o] for o in per_model[0]}
+        log_w = sum(parts.values())
         if not np.all(np.isfinite(log_w)):
             return {"n_draws": int(log_w.size), "pareto_k": float("inf"), "log_weight_sd": float("inf"),
                     "relative_ess": 0.0, "reliable": False,
-                    "note": "the true model's log-likelihood is not finite at some surrogate posterior draws"}
+                    "note": "the true model's log-likelihood is not finite at some surrogate posterior draws",
+                    "per_observable": {o: {"finite": bool(np.all(np.isfinite(v)))} for o, v in parts.items()}}
         smoothed, k = az.psislw(log_w)
         w = np.exp(smoothed - smoothed.max())
         w /= w.sum()
         return {"n_draws": int(log_w.size), "pareto_k": float(k), "log_weight_sd": float(log_w.std()),
-                "relative_ess": float(1.0 / np.sum(w * w) / log_w.size), "reliable": bool(k <= 0.7)}
+                "relative_ess": float(1.0 / np.sum(w * w) / log_w.size), "reliable": bool(k <= 0.7),
+                "per_observable": importance_by_observable(parts)}
 
     def prediction_forward(self):
         """The forward model the prediction simulates with: the run's, refined ``[predict] refinements`` times (the
@@ -880,7 +892,10 @@ class Calibration:
                     rmse[o] = max(rmse.get(o, 0.0), r["rmse"])
             noise = _noise_sd(idata, rmse)
         advice = route_advice(kind, exact, rmse, noise, self.exact_gradient_seconds(idata) if kind == "exact" else None,
-                              pareto_k=None if importance is None else importance["pareto_k"])
+                              pareto_k=None if importance is None else importance["pareto_k"],
+                              pareto_k_by_observable=None if importance is None else {
+                                  o: r["pareto_k"] for o, r in importance.get("per_observable", {}).items()
+                                  if "pareto_k" in r})
         if importance is not None and importance.get("skipped"):
             advice["importance_check"] = f"skipped: {importance['skipped']}"
         if advice["advice"] in LEAVE_SURROGATE:

@@ -63,6 +63,8 @@ def _base_config(data_dir: Path, quick: bool, variant: str | None = None) -> dic
     if quick:
         cfg["sampler"].update(draws=200, tune=300)
         cfg["personalise"] = {**cfg.get("personalise", {}), "particles": 1000, "stages": 2, "draws": 300}
+        if cfg.get("refinement"):
+            cfg["refinement"].update(points=24, draws=100)
     if variant == "no_covariates":
         for spec in cfg["parameters"].values():
             spec.pop("covariates", None)
@@ -75,15 +77,32 @@ def _base_config(data_dir: Path, quick: bool, variant: str | None = None) -> dic
     return cfg
 
 
-def _emulators(cfg: dict, folder: Path) -> tuple[dict, dict]:
-    """Train the per-dose emulators once (the design of the config) and save them; every fold loads them."""
+def _emulators(cfg: dict, folder: Path) -> tuple[dict, dict, dict | None]:
+    """Train the per-dose emulators once (the design of the config), refine them (the config's ``[refinement]``:
+    pilot posteriors of the whole cohort, new runs where they put mass) and save them; every fold loads them.
+
+    The refinement reads every patient's observations — never a truth — to decide where the emulators must be
+    accurate: a numerical approximation of the simulator shared by all folds, as a prospective user would refine it
+    at a new patient's posterior. Each fold's population fit still sees only its training patients. Returns the
+    paths, the validation of the emulators the folds use and that of the design-only ones (None without
+    ``[refinement]``)."""
     from immunocal.calib.workflow import Calibration
 
     cal = Calibration(cfg, folder, force=True, progress=False)
     cal.train()
+    cal.refine()
     folder.mkdir(parents=True, exist_ok=True)
     paths = {c: str(em.save(folder / f"{c}.npz").resolve()) for c, em in cal.emulators.items()}
-    return paths, cal.validation
+    return paths, cal.validation, getattr(cal, "validation_design", None)
+
+
+def _with_emulators(base: dict, paths: dict) -> dict:
+    """A fold's (or the θ_ref fit's) config: ``base`` with the saved, already refined emulators and no
+    ``[refinement]`` of its own."""
+    cfg = copy.deepcopy(base)
+    cfg["emulator"] = {**base["emulator"], "paths": paths}  # the config's variance mode with the saved GPs
+    cfg.pop("refinement", None)
+    return cfg
 
 
 def _early_response(cal, folder: Path, test_ids: list[str], config_hash: str) -> dict:
@@ -155,12 +174,13 @@ def _fold_draws(cfg: dict, folder: Path, test_ids: list[str], latents: list[str]
 
 def _route_record(route: dict | None) -> dict | None:
     """What the workflow's route check said of the fold's emulators at its posterior (``summary["route"]``): the
-    advice, the importance check's Pareto k̂ (true model vs surrogate posterior) and each checked observable's
-    surrogate RMSE over its fitted noise sd."""
+    advice, the importance check's Pareto k̂ (true model vs surrogate posterior), each observable's share of it (its
+    log weights' k̂ on their own) and each checked observable's surrogate RMSE over its fitted noise sd."""
     if not route:
         return None
     return {"advice": route.get("advice"), "pareto_k": route.get("pareto_k"),
-            "surrogate_rmse_over_noise": route.get("surrogate_rmse_over_noise") or {}}
+            "surrogate_rmse_over_noise": route.get("surrogate_rmse_over_noise") or {},
+            "pareto_k_by_observable": route.get("pareto_k_by_observable") or {}}
 
 
 def _pseudo_labels(base: dict, paths: dict, folder: Path, ids: list[str], latents: list[str]) -> np.ndarray:
@@ -172,9 +192,7 @@ def _pseudo_labels(base: dict, paths: dict, folder: Path, ids: list[str], latent
     from immunocal.calib.personalise import inverse_problem
     from immunocal.calib.workflow import Calibration
 
-    cfg = copy.deepcopy(base)
-    cfg["emulator"] = {**base["emulator"], "paths": paths}
-    cal = Calibration(cfg, folder, force=True, progress=False)
+    cal = Calibration(_with_emulators(base, paths), folder, force=True, progress=False)
     summary = cal.load_finished() or cal.run()
     path = folder / "theta_ref.csv"
     if path.exists():
@@ -300,7 +318,7 @@ def compare(out: Path, name: str, *, n_patients: int = 37, repeats: int = 10, va
     base = _base_config(work / "data", quick, variant)
     ordinal_recist = base["observables"]["recist_score"]["family"].startswith("ordinal")
     t0 = time.perf_counter()
-    paths, validation = _emulators(base, work / "emulators")
+    paths, validation, validation_design = _emulators(base, work / "emulators")
     t_emulators = time.perf_counter() - t0
     bayes_draws: list[dict] = []
     bayes_response: list[dict] = []
@@ -310,8 +328,7 @@ def compare(out: Path, name: str, *, n_patients: int = 37, repeats: int = 10, va
     for r in range(repeats):
         folds = outer_folds(len(df), N_SPLITS, r)
         for k in range(N_SPLITS):
-            cfg = copy.deepcopy(base)
-            cfg["emulator"] = {**base["emulator"], "paths": paths}  # the config's variance mode with the saved GPs
+            cfg = _with_emulators(base, paths)
             test = [ids[i] for i in np.flatnonzero(folds == k)]
             cfg["data"]["heldout_subjects"] = test
             tasks.append((cfg, work / f"repeat{r}_fold{k}", test, latents, not quick))
@@ -354,7 +371,8 @@ def compare(out: Path, name: str, *, n_patients: int = 37, repeats: int = 10, va
     t_lgbm = time.perf_counter() - t0
     return _summarise(out, name, df, truth, latents, repeats, bayes_draws, lgbm, protocol, binary, {
         "quick": quick, "variant": variant, "variant_description": VARIANTS.get(variant, "well specified"),
-        "emulator_validation": validation, "folds": fold_diag,
+        "emulator_validation": validation, "emulator_validation_before_refinement": validation_design,
+        "refinement": base.get("refinement"), "folds": fold_diag,
         "seconds": {"emulators": t_emulators, "bayes": t_bayes, "lightgbm": t_lgbm}})
 
 

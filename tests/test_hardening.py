@@ -156,6 +156,23 @@ def test_fixed_value_outside_the_registry_range_is_named(tmp_path):
         cal.fixed  # noqa: B018
 
 
+def test_a_dict_config_without_its_file_is_refused_before_any_work(tmp_path):
+    """A config dict that did not come from load_config (a run's config_effective.json read back) has no file to
+    resolve paths against or copy into the run: named at construction, not as a KeyError after sampling."""
+    import json
+
+    from immunocal.calib.config import public
+    from immunocal.calib.workflow import Calibration
+
+    cfg = load_config(TOY / "calibrate.toml")
+    effective = json.loads(json.dumps(public(cfg), default=str))
+    with pytest.raises(ValueError, match=r"dict needs its '_path'.*load_config"):
+        Calibration(effective, tmp_path / "out", progress=False)
+    effective["_path"] = cfg["_path"]  # its file named: relative paths resolve against that file's folder again
+    cal = Calibration(effective, tmp_path / "out", progress=False)
+    assert cal.cfg["_base"] == cfg["_base"] and len(cal.data) == len(Calibration(cfg, tmp_path / "o2").data)
+
+
 def test_existing_outputs_are_not_replaced_without_force(tmp_path, capsys):
     target = tmp_path / "p.toml"
     assert main(["params", "export", "--model", "rit", "--preset", "dewan_table3", str(target)]) == 0

@@ -197,12 +197,14 @@ def test_headline_route_line_from_the_workflows_route_advice(tmp_path):
     from immunocal.studies.ct041_bayes_vs_lgbm import _route_record
 
     noise = {"t_max": 0.3, "log_pfs_months": 0.2}
-    bad = route_advice("surrogate", False, {"t_max": 0.534, "log_pfs_months": 0.1}, noise, pareto_k=33.1)
+    bad = route_advice("surrogate", False, {"t_max": 0.534, "log_pfs_months": 0.1}, noise, pareto_k=33.1,
+                       pareto_k_by_observable={"t_max": 3.63, "log_pfs_months": 6.97, "log_c_max": 0.39})
     good = route_advice("surrogate", False, {"t_max": 0.03, "log_pfs_months": 0.02}, noise, pareto_k=0.3)
     assert bad["advice"] == "refine_or_blackbox" and good["advice"] == "keep"
     assert _route_record(None) is None
     folds = [{"population": {"rhat_max": 1.0}, "route": _route_record(r)} for r in (bad, good)]
-    assert set(folds[0]["route"]) == {"advice", "pareto_k", "surrogate_rmse_over_noise"}
+    assert set(folds[0]["route"]) == {"advice", "pareto_k", "surrogate_rmse_over_noise", "pareto_k_by_observable"}
     text = _render(tmp_path, {"ct041_bayes_vs_lgbm": {"n": 37, "repeats": 1, "outer_folds": 5, "table": {},
                                                       "folds": folds}})
     assert "max surrogate RMSE over the fitted noise sd: 1 of 2 / 33.1 / log_pfs_months 0.5, t_max 1.78" in text
+    assert "alone have Pareto k̂ above 0.7 (folds): log_pfs_months 1, t_max 1" in text and "log_c_max 1" not in text

@@ -1,5 +1,6 @@
 """The workflow's triage rule between likelihood routes (immunocal.calib.diagnostics.route_advice)."""
 
+import numpy as np
 import pytest
 
 from immunocal.calib.diagnostics import EXACT_GRADIENT_BUDGET_S, route_advice
@@ -31,6 +32,30 @@ def test_unreliable_importance_weights_escalate_even_when_the_error_is_inside_th
     assert ok["advice"] == "keep" and "Pareto k 0.30" in ok["reason"]
     # the RMSE rule still applies when the weights are reliable
     assert route_advice("surrogate", True, {"y": 0.4}, {"y": 0.2}, pareto_k=0.3)["advice"] == "escalate_to_exact"
+
+
+def test_the_reason_names_the_observables_whose_weights_alone_break_the_check():
+    """Each observable's log weights on their own (Pareto k̂ above the limit) are named in the escalation, worst
+    first; those within it are recorded, not named."""
+    adv = route_advice("surrogate", False, {"t_max": 0.6}, {"t_max": 0.35}, pareto_k=33.1,
+                       pareto_k_by_observable={"t_max": 3.63, "log_pfs_months": 6.97, "log_c_max": 0.39})
+    assert adv["advice"] == "refine_or_blackbox"
+    assert "log_pfs_months 6.97, t_max 3.63" in adv["reason"] and "log_c_max" not in adv["reason"]
+    assert adv["pareto_k_by_observable"]["log_c_max"] == 0.39
+    # a total within the limit names nobody, whatever a lone observable says
+    ok = route_advice("surrogate", True, {"y": 0.1}, {"y": 0.2}, pareto_k=0.5, pareto_k_by_observable={"y": 0.5})
+    assert ok["advice"] == "keep"
+
+
+def test_each_observables_share_of_the_importance_weights():
+    from immunocal.calib.diagnostics import importance_by_observable
+
+    rng = np.random.default_rng(0)
+    got = importance_by_observable({"agree": np.full(200, -3.0), "mild": 0.3 * rng.normal(size=200),
+                                    "broken": 5.0 * rng.normal(size=200)})
+    assert got["agree"] == {"pareto_k": 0.0, "log_weight_sd": 0.0}  # PSIS alone would say inf for a constant
+    assert got["mild"]["pareto_k"] < 0.5 and got["broken"]["pareto_k"] > 0.7
+    assert got["broken"]["log_weight_sd"] == pytest.approx(5.0, rel=0.15)
 
 
 def test_exact_route_over_its_cost_budget_is_flagged():

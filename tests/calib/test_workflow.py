@@ -495,8 +495,12 @@ def test_importance_weights_flag_a_surrogate_that_misrepresents_the_true_model(f
     again = cal.surrogate_importance(cal.idata)
     assert again["pareto_k"] == pytest.approx(good["pareto_k"], rel=1e-9)  # deterministic: same draws, same weights
     cal.emulators["treated"] = cal.emulators["control"]
+    assert set(good["per_observable"]) == {"log_volume"} and good["per_observable"]["log_volume"]["pareto_k"] <= 0.7
     bad = cal.surrogate_importance(cal.idata)
     assert not bad["reliable"] and bad["pareto_k"] > 0.7 and bad["log_weight_sd"] > 10.0
+    # the one observable carries the whole failure, and the workflow's route names it
+    assert bad["per_observable"]["log_volume"]["log_weight_sd"] == pytest.approx(bad["log_weight_sd"])
+    assert "log_volume" in cal.route(cal.idata, None, bad)["reason"]
     adv = route_advice("surrogate", True, {"log_volume": 0.01}, {"log_volume": 0.1}, pareto_k=bad["pareto_k"])
     assert adv["advice"] == "escalate_to_exact" and "Pareto k" in adv["reason"]
     # an expensive true model: the check is skipped and says why (50 draws x 8 mice x 1 s > the 120 s budget)
