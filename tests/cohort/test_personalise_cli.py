@@ -13,6 +13,7 @@ def _small_config(tmp_path):
 
     text = (dataset_dir("ct041_virtual") / "personalise.toml").read_text()
     for old, new in (("n = 400", "n = 96"), ("draws = 1200\ntune = 1000", "draws = 150\ntune = 200"),
+                     ("points = 96 ", "points = 16 "), ("draws = 300 ", "draws = 100 "),
                      ("particles = 4000\nstages = 4\ndraws = 1000",
                       "particles = 1000\nblock = 500\nstages = 3\ndraws = 500\npopulation_draws = 50")):
         assert old in text
