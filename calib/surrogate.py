@@ -43,6 +43,7 @@ class GPSurrogate:
         self.seed = seed
         self.variance = "gp"           # or "held_out" (predict_pt)
         self.heldout_var_ = None       # (n_obs, n_times): mean squared held-out error (fit_from_campaign)
+        self.posterior_var_ = None     # (n_obs, n_times): mean squared error at posterior draws (set_posterior_error)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, theta: np.ndarray, outputs: np.ndarray) -> GPSurrogate:
@@ -131,13 +132,35 @@ class GPSurrogate:
         return mean, var
 
     def use_variance(self, mode: str) -> GPSurrogate:
-        """Select the emulator variance of :meth:`predict_pt`: ``"gp"`` or ``"held_out"`` (needs a validation)."""
-        if mode not in ("gp", "held_out"):
-            raise ValueError(f"emulator variance must be 'gp' or 'held_out', got {mode!r}")
+        """Select the emulator variance of :meth:`predict_pt`: ``"gp"``, ``"held_out"`` (needs a validation) or
+        ``"posterior"`` (needs :meth:`set_posterior_error`)."""
+        if mode not in ("gp", "held_out", "posterior"):
+            raise ValueError(f"emulator variance must be 'gp', 'held_out' or 'posterior', got {mode!r}")
         if mode == "held_out" and self.heldout_var_ is None:
             raise ValueError("emulator variance 'held_out' needs a surrogate validated on held-out runs "
                              "([emulator] test_fraction > 0 when it was trained)")
+        if mode == "posterior" and self.posterior_var_ is None:
+            raise ValueError("emulator variance 'posterior' needs the emulator's error measured at posterior draws: "
+                             "[refinement] rounds >= 1 (the pilot posterior it is measured at), or a surrogate saved "
+                             "after such a refinement")
         self.variance = mode
+        return self
+
+    def set_posterior_error(self, mse: dict[str, float]) -> GPSurrogate:
+        """The ``"posterior"`` variance: ``mse`` ``{observable: mean squared error}`` measured against the true model
+        at posterior draws (constant over times); observables not in it keep their held-out error."""
+        if self.heldout_var_ is None:
+            raise ValueError("set_posterior_error needs the held-out error for the observables it does not measure")
+        unknown = sorted(set(mse) - set(self.observables))
+        if unknown:
+            raise ValueError(f"posterior error given for {unknown}, which the emulator does not output "
+                             f"({list(self.observables)})")
+        var = np.array(self.heldout_var_, float, copy=True)
+        for o, v in mse.items():
+            if not np.isfinite(v) or v < 0:
+                raise ValueError(f"posterior mean squared error of {o!r} is {v!r}")
+            var[self.observables.index(o), :] = v
+        self.posterior_var_ = var
         return self
 
     # ------------------------------------------------------------------ PyTensor prediction
@@ -158,8 +181,9 @@ class GPSurrogate:
         n = theta.shape[0]
         shape = (n, len(self.observables), len(self.times))
         mean = (self.y_mean_ + pt.dot(m, self.W_) * self.y_scale_).reshape(shape)
-        if self.variance == "held_out":  # constant per output: O(m n) instead of the O(m n²) GP variance
-            return mean, pt.zeros(shape) + self.heldout_var_[None, :, :]
+        if self.variance in ("held_out", "posterior"):  # constant per output: O(m n), not the GP's O(m n²)
+            const = self.heldout_var_ if self.variance == "held_out" else self.posterior_var_
+            return mean, pt.zeros(shape) + const[None, :, :]
         u = pt.matmul(kx, self.Linv_.transpose(0, 2, 1))
         v = pt.maximum((self.amp_ + self.noise_)[:, None] - (u**2).sum(-1), self.noise_[:, None]).T
         var = (pt.dot(v, self.W_**2) * self.y_scale_**2 + self.resid_var_).reshape(shape)
@@ -173,6 +197,8 @@ class GPSurrogate:
         h = hashlib.sha256(json.dumps(self._meta(), sort_keys=True).encode())
         for a in self._ARRAYS:
             h.update(np.ascontiguousarray(getattr(self, a)).tobytes())
+        if self.posterior_var_ is not None:  # it enters the likelihood as the "posterior" variance
+            h.update(np.ascontiguousarray(self.posterior_var_, float).tobytes())
         return f"{self.family}-{h.hexdigest()[:12]}"
 
     def _meta(self) -> dict:
@@ -187,7 +213,7 @@ class GPSurrogate:
 
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp.npz")
-        extra = {} if self.heldout_var_ is None else {"heldout_var_": self.heldout_var_}
+        extra = {a: getattr(self, a) for a in ("heldout_var_", "posterior_var_") if getattr(self, a) is not None}
         np.savez(tmp, meta=np.array(json.dumps(self._meta())), **{a: getattr(self, a) for a in self._ARRAYS},
                  **extra)
         os.replace(tmp, path)
@@ -207,6 +233,7 @@ class GPSurrogate:
             for a in cls._ARRAYS:
                 setattr(obj, a, z[a])
             obj.heldout_var_ = z.get("heldout_var_")
+            obj.posterior_var_ = z.get("posterior_var_")
         obj.forward_ = meta.get("forward")
         obj.condition_ = meta.get("condition")
         obj.fixed_ = meta.get("fixed") or {}

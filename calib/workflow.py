@@ -521,13 +521,18 @@ class Calibration:
                                          seed=int(d.get("seed", 0)), rounds=[])
             self.emulators[c], self.validation[c], self.campaigns[c] = sur, rep, camp
         self.seconds["emulators"] = round(time.perf_counter() - t0, 1)
-        return self._surrogate_variance(em)
+        return self._surrogate_variance(em, provisional=int(self.cfg.get("refinement", {}).get("rounds", 0)) > 0)
 
-    def _surrogate_variance(self, em: dict) -> dict:
-        """``[emulator] variance``: the GP's own (``"gp"``, default) or each output's held-out mean squared error
-        (``"held_out"``: constant over the box, cheap for many subjects)."""
+    def _surrogate_variance(self, em: dict, provisional: bool = False) -> dict:
+        """``[emulator] variance``: the GP's own (``"gp"``, default), each output's held-out mean squared error
+        (``"held_out"``: constant over the box, cheap for many subjects) or its mean squared error at posterior draws
+        (``"posterior"``: measured by :meth:`refine` after its last round — ``provisional``: the held-out one until
+        then, for the pilot posteriors)."""
+        mode = em.get("variance", "gp")
+        if mode == "posterior" and provisional:
+            mode = "held_out"
         for sur in self.emulators.values():
-            sur.use_variance(em.get("variance", "gp"))
+            sur.use_variance(mode)
         return self.emulators
 
     def _load_surrogates(self, em: dict, conditions) -> dict:
@@ -608,8 +613,25 @@ class Calibration:
                     progress=self.progress, tag=f"round{k + 1}", rounds=[f"round{j + 1}" for j in range(k + 1)],
                     seed=int(self.cfg.get("design", {}).get("seed", 0)),
                     test_fraction=float(em.get("test_fraction", 0.2)))
+        if em.get("variance") == "posterior":
+            self._posterior_error(pilot, int(r.get("variance_draws", 100)))
         self._surrogate_variance(em)
         self.seconds["refinement"] = round(time.perf_counter() - t0, 1)
+
+    def _posterior_error(self, pilot, n: int) -> None:
+        """The ``"posterior"`` emulator variance: the refined emulators against the true model at ``n`` draws of the
+        last pilot posterior per condition (:meth:`surrogate_check` — each observable scored on the subjects with
+        rows of it), each observable's mean squared error there (observables it cannot score keep the held-out
+        error). The pilot is the posterior the fit will be near; its draws are not the refinement's runs (those are
+        the draws farthest from the design), but they lie near them, so the estimate leans optimistic — the route
+        check after the fit measures the error again at the fit's own posterior."""
+        check = self.surrogate_check(pilot, n)
+        self.posterior_error = {}
+        for c, sur in self.emulators.items():
+            scored = (check or {}).get("per_condition", {}).get(c, {})
+            sur.set_posterior_error({o: r["rmse"] ** 2 for o, r in scored.items()})
+            self.posterior_error[c] = {o: {"rmse": r["rmse"], "held_out_rmse": float(np.sqrt(
+                np.mean(sur.heldout_var_[sur.observables.index(o)])))} for o, r in scored.items()}
 
     def fit(self):
         """Sample the posterior of the fitted data; returns the InferenceData (also ``self.idata``)."""
@@ -1182,6 +1204,8 @@ class Calibration:
             summary["surrogate_validation"] = validation_table(self.validation)
         if getattr(self, "validation_design", None):   # refined: the design-only emulators' validation too
             summary["surrogate_validation_before_refinement"] = validation_table(self.validation_design)
+        if getattr(self, "posterior_error", None):  # [emulator] variance = "posterior": what the likelihood used
+            summary["surrogate_posterior_error"] = self.posterior_error
         from .diagnostics import information_criteria, posterior_contraction
 
         summary["contraction"] = posterior_contraction(idata, self.priors())

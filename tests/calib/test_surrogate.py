@@ -119,8 +119,36 @@ def test_held_out_variance_is_the_validation_error_and_survives_a_save(fitted, l
     untested, _ = fit_from_campaign(logistic_campaign, test_fraction=0.0, n_restarts=0)
     with pytest.raises(ValueError, match="needs a surrogate validated on held-out runs"):
         untested.use_variance("held_out")
-    with pytest.raises(ValueError, match="must be 'gp' or 'held_out'"):
+    with pytest.raises(ValueError, match="must be 'gp', 'held_out' or 'posterior'"):
         sur.use_variance("pointwise")
+
+
+def test_posterior_variance_replaces_the_measured_observables_only_and_survives_a_save(fitted, tmp_path):
+    """``variance = "posterior"``: each observable's error measured at posterior draws replaces its held-out error
+    (the others keep theirs); it is saved with the surrogate, enters its id, and is refused before it is measured
+    or for an observable the emulator does not output."""
+    import copy
+
+    sur, _ = fitted
+    sur = copy.deepcopy(sur)
+    with pytest.raises(ValueError, match=r"variance 'posterior' needs .*\[refinement\] rounds >= 1"):
+        sur.use_variance("posterior")
+    first = sur.observables[0]
+    before = sur.surrogate_id
+    sur.set_posterior_error({first: 0.0123})
+    assert sur.surrogate_id != before
+    want = np.array(sur.heldout_var_, copy=True)
+    want[0, :] = 0.0123
+    np.testing.assert_array_equal(sur.posterior_var_, want)
+    X = design(sur.space, 3, seed=7)
+    back = GPSurrogate.load(sur.save(tmp_path / "p.npz")).use_variance("posterior")
+    assert back.surrogate_id == sur.surrogate_id
+    _, v = back.predict_pt(pt.as_tensor_variable(X))
+    np.testing.assert_allclose(v.eval(), np.broadcast_to(want, (3, *want.shape)), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"posterior error given for \['nope'\]"):
+        sur.set_posterior_error({"nope": 1.0})
+    with pytest.raises(ValueError, match="posterior mean squared error of"):
+        sur.set_posterior_error({first: float("nan")})
 
 
 def test_fit_errors():

@@ -611,3 +611,31 @@ def test_restart_at_a_sample_off_the_posterior_returns_to_nuts(tmp_path):
     assert out["log_likelihood_vs_reference"]["shift_in_reference_sd"] > 3.0
     assert max(out["mean_diff_in_sd_vs_nuts"].values()) < 0.5
     assert max(out["mean_diff_in_sd_vs_reference"].values()) > 1.5
+
+
+def test_posterior_emulator_variance_is_measured_after_refinement(tmp_path):
+    """``[emulator] variance = "posterior"``: the pilot posteriors of ``[refinement]`` run on the held-out variance;
+    after the last round each observable's error against the true model at the pilot's draws (the route check's
+    scoring) becomes the emulator variance and is recorded beside the held-out error. Without a refinement round
+    there is nothing to measure it at: a named error before any sampling."""
+    from immunocal.calib.config import load_config
+    from immunocal.calib.workflow import Calibration
+
+    path = write_dataset(tmp_path)
+    path.write_text(CONFIG.replace('kind = "surrogate"', 'kind = "surrogate"\nvariance = "posterior"')
+                    + "\n[refinement]\nrounds = 1\npoints = 8\ndraws = 60\nvariance_draws = 30\n")
+    cal = Calibration(load_config(path), tmp_path / "run", progress=False)
+    cal.train()
+    assert {em.variance for em in cal.emulators.values()} == {"held_out"}  # provisional, for the pilot
+    cal.refine()
+    for c, em in cal.emulators.items():
+        assert em.variance == "posterior"
+        rec = cal.posterior_error[c]
+        assert set(rec) == {"log_volume"}
+        i = em.observables.index("log_volume")
+        np.testing.assert_allclose(em.posterior_var_[i], rec["log_volume"]["rmse"] ** 2, rtol=1e-12)
+        assert rec["log_volume"]["held_out_rmse"] == pytest.approx(float(np.sqrt(em.heldout_var_[i].mean())))
+        assert 0 < rec["log_volume"]["rmse"] < 0.5  # a measured error of an accurate emulator, not a placeholder
+    path.write_text(path.read_text().replace("rounds = 1", "rounds = 0"))
+    with pytest.raises(ValueError, match=r"variance 'posterior' needs .*\[refinement\] rounds >= 1"):
+        Calibration(load_config(path), tmp_path / "run2", progress=False).train()
