@@ -29,6 +29,7 @@ def test_headline_folds_use_the_shared_refined_emulators_and_do_not_refine_again
 
     base = _base_config(tmp_path, quick=False)
     assert base["refinement"] == {"rounds": 1, "points": 96, "draws": 300}  # the bundled config's
+    assert base["emulator"]["variance"] == "posterior"  # measured at the refinement's pilot: the folds load it
     quick = _base_config(tmp_path, quick=True)
     assert quick["refinement"]["points"] < base["refinement"]["points"]
     paths = {"dose_5e8": str(tmp_path / "dose_5e8.npz")}
