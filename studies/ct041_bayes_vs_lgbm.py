@@ -7,7 +7,9 @@ The cohort is ``ct041_lgbm``'s (N = 37, seed 1; homogeneous CAR-T ODE). For each
   fold's test patients as ``[data] heldout_subjects``: the population (covariate regression of the logit latents,
   non-centred patient effects, learned noise and cut-points) is fitted to the training patients by NUTS; each test
   patient's latents then get their posterior given that population and the patient's own covariates and
-  observations (:mod:`immunocal.calib.personalise`). One set of PCA-GP emulators (one per dose level) serves every fold.
+  observations (:mod:`immunocal.calib.personalise`). One set of PCA-GP emulators (one per dose level), refined once
+  where the whole cohort's pilot posterior puts mass (the config's ``[refinement]``) with its error there as the
+  emulator variance (``[emulator] variance = "posterior"``), serves every fold.
 * **LightGBM** — seed 000's regressor on the same features and folds, with conformal predictive ensembles from
   cross-validated training residuals (:func:`immunocal.calib.baseline.conformal_latents`) so intervals and CRPS compare.
 
