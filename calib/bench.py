@@ -220,7 +220,7 @@ def bench_personalise(out: str | Path, population_draws: int = 200, seed: int = 
     if summary is None:
         summary = cal.run()
     else:
-        cal.train()
+        cal.ensure_emulators()  # the fit's own (refined) emulators
     fit_s = time.perf_counter() - t0
     meas, _ = cal.tables
     rows = subset(meas, meas.subject == "V0037")

@@ -43,6 +43,13 @@ RUN_FILES = ("idata.nc", "predictions.nc", "personalised.nc", "diagnostics.json"
              "config_effective.json", "ppc.json", "ppc.png", "predictions_fit.png", "predictions_heldout.png",
              "predictions.json")
 KEEP = ("campaigns", ".lock")
+#: the emulators a run's fit used when it trained them (from its design, refined), one file per fitted condition:
+#: a resumed run loads these — retraining would not repeat the refinement's pilot posterior
+EMULATOR_FILE = "emulator_{}.npz"
+
+
+def _is_emulator_file(name: str) -> bool:
+    return name.startswith("emulator_") and name.endswith(".npz")
 
 
 def prepare_output_dir(out: Path, produced: tuple[str, ...] = RUN_FILES, force: bool = False,
@@ -56,7 +63,8 @@ def prepare_output_dir(out: Path, produced: tuple[str, ...] = RUN_FILES, force: 
     if out.is_dir():
         present = sorted(p.name for p in out.iterdir() if p.name not in keep)
         if present:
-            foreign = [n for n in present if n not in produced and ".tmp" not in n]  # + half-written files
+            foreign = [n for n in present if n not in produced and not _is_emulator_file(n)
+                       and ".tmp" not in n]  # + half-written files
             if not force:
                 raise ValueError(f"output folder {out} is not empty ({', '.join(present[:5])}"
                                  f"{', …' if len(present) > 5 else ''}); pass --force to replace a previous run, "
@@ -284,9 +292,36 @@ class Calibration:
                       & ~np.isin(meas.subject, self.heldout_subjects))
 
     def ensure_emulators(self) -> dict:
-        """The emulators, trained or loaded on first use (a resumed run — :meth:`load_finished` — has none yet)."""
-        if getattr(self, "emulators", None) is None:
-            self.train()
+        """The emulators, trained or loaded on first use (a resumed run — :meth:`load_finished` — has none yet). A
+        finished run that trained its emulators gets exactly the ones its fit used (saved in its folder, checked
+        against the summary's surrogate id); a refined run without them is a named error, never a silent retrain
+        on the design alone."""
+        if getattr(self, "emulators", None) is not None:
+            return self.emulators
+        fit = self.conditions[0]
+        saved = {c: self.out / EMULATOR_FILE.format(c.replace("/", "_")) for c in fit}
+        finished = getattr(self, "idata", None) is not None and (self.out / "summary.json").is_file()
+        if finished and all(p.is_file() for p in saved.values()):
+            from .surrogate import GPSurrogate
+
+            self.emulators, self.campaigns, self.validation = {}, {}, {}
+            for c, path in saved.items():
+                sur = GPSurrogate.load(path)
+                check_surrogate_provenance(sur, path, self.descriptor, c, self.schedule(c))
+                self.emulators[c] = sur
+            self._surrogate_variance(self.cfg.get("emulator", {}))
+            stored = json.loads((self.out / "summary.json").read_text()).get("surrogate_id")
+            sid = ";".join(sorted({f"{c}={e.surrogate_id}" for c, e in self.emulators.items()}))
+            if stored is not None and sid != stored:
+                raise ValueError(f"{self.out}: the emulator files ({sid}) are not the ones this run's fit used "
+                                 f"({stored}); run the calibration again")
+            return self.emulators
+        if finished and int(self.cfg.get("refinement", {}).get("rounds", 0)) > 0 \
+                and "path" not in self.cfg.get("emulator", {}) and "paths" not in self.cfg.get("emulator", {}):
+            raise ValueError(f"{self.out}: this finished run refined its emulators, but they are not saved in its "
+                             f"folder ({EMULATOR_FILE.format('<condition>')}; a run from before they were): run "
+                             "the calibration again")
+        self.train()
         return self.emulators
 
     def personalise(self, rows: Measurements | None = None):
@@ -1160,6 +1195,9 @@ class Calibration:
         self._log(f"[data] {len(self.data)} rows of {len(fit)} fitted condition(s); held out: {held or 'none'}")
         self.train()
         self.refine()
+        if self.campaigns:  # trained here: saved for a resumed run (ensure_emulators)
+            for c, em in self.emulators.items():
+                em.save(self.out / EMULATOR_FILE.format(c.replace("/", "_")))
         idata = self.fit()
         from .forward_api import await_compiled
 

@@ -639,3 +639,44 @@ def test_posterior_emulator_variance_is_measured_after_refinement(tmp_path):
     path.write_text(path.read_text().replace("rounds = 1", "rounds = 0"))
     with pytest.raises(ValueError, match=r"variance 'posterior' needs .*\[refinement\] rounds >= 1"):
         Calibration(load_config(path), tmp_path / "run2", progress=False).train()
+
+
+def test_a_resumed_run_gets_the_emulators_its_fit_used(finished_run, tmp_path):
+    """A run that trained its emulators saves them (``emulator_<condition>.npz``); a resumed run loads exactly those
+    (the summary's surrogate id) instead of retraining — which would not repeat a refinement's pilot. Files that
+    are not the fit's, or missing files of a refined run, are named errors."""
+    import shutil
+
+    from immunocal.calib.config import load_config
+    from immunocal.calib.workflow import Calibration
+
+    cfg, run, summary = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    assert sorted(p.name for p in copy.glob("emulator_*.npz")) == ["emulator_control.npz", "emulator_treated.npz"]
+    cal = Calibration(cfg, copy, force=True, progress=False)
+    assert cal.load_finished() is not None
+    ems = cal.ensure_emulators()
+    assert cal.campaigns == {}  # loaded, not trained
+    assert ";".join(sorted(f"{c}={e.surrogate_id}" for c, e in ems.items())) == summary["surrogate_id"]
+    # another fit's emulator in the folder
+    other = Calibration(cfg, copy, force=True, progress=False)
+    assert other.load_finished() is not None
+    sur = ems["treated"]
+    sur.alpha_ = sur.alpha_ * 1.01
+    sur.save(copy / "emulator_treated.npz")
+    with pytest.raises(ValueError, match="are not the ones this run's fit used"):
+        other.ensure_emulators()
+    # a refined run whose emulator files are gone: no silent retrain on the design alone
+    (copy / "emulator_treated.npz").unlink()
+    refined = load_config(cfg)
+    refined["refinement"] = {"rounds": 1, "points": 8, "draws": 60}
+    again = Calibration(refined, copy, force=True, progress=False)
+    again.idata = other.idata
+    with pytest.raises(ValueError, match="refined its emulators, but they are not saved"):
+        again.ensure_emulators()
+    # --force replaces a previous run's emulator files with the rest of its outputs
+    from immunocal.calib.workflow import prepare_output_dir
+
+    prepare_output_dir(copy, force=True)
+    assert not list(copy.glob("emulator_*.npz"))
