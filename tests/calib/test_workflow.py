@@ -675,8 +675,13 @@ def test_a_resumed_run_gets_the_emulators_its_fit_used(finished_run, tmp_path):
     again.idata = other.idata
     with pytest.raises(ValueError, match="refined its emulators, but they are not saved"):
         again.ensure_emulators()
-    # --force replaces a previous run's emulator files with the rest of its outputs
+    # --force replaces a previous run's emulator files with the rest of its outputs (a folder of its own: other
+    # tests write prediction files into the shared run)
     from immunocal.calib.workflow import prepare_output_dir
 
-    prepare_output_dir(copy, force=True)
-    assert not list(copy.glob("emulator_*.npz"))
+    previous = tmp_path / "previous"
+    previous.mkdir()
+    for name in ("summary.json", "idata.nc", "emulator_control.npz", "emulator_a_b.npz"):
+        (previous / name).write_text("")
+    prepare_output_dir(previous, force=True)
+    assert not list(previous.iterdir())
