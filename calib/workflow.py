@@ -291,6 +291,14 @@ class Calibration:
         return subset(meas, np.isin(meas.condition, self.conditions[0]) & ~self._conditioned_rows(meas)
                       & ~np.isin(meas.subject, self.heldout_subjects))
 
+    def surrogate_ids(self) -> str:
+        """The emulators' identity as the summary records it (``condition=surrogate_id`` joined, sorted)."""
+        return ";".join(sorted({f"{c}={e.surrogate_id}" for c, e in self.emulators.items()}))
+
+    def refines(self) -> bool:
+        """Whether the config asks for ``[refinement]`` rounds."""
+        return int(self.cfg.get("refinement", {}).get("rounds", 0)) > 0
+
     def ensure_emulators(self) -> dict:
         """The emulators, trained or loaded on first use (a resumed run — :meth:`load_finished` — has none yet). A
         finished run that trained its emulators gets exactly the ones its fit used (saved in its folder, checked
@@ -311,12 +319,12 @@ class Calibration:
                 self.emulators[c] = sur
             self._surrogate_variance(self.cfg.get("emulator", {}))
             stored = json.loads((self.out / "summary.json").read_text()).get("surrogate_id")
-            sid = ";".join(sorted({f"{c}={e.surrogate_id}" for c, e in self.emulators.items()}))
+            sid = self.surrogate_ids()
             if stored is not None and sid != stored:
                 raise ValueError(f"{self.out}: the emulator files ({sid}) are not the ones this run's fit used "
                                  f"({stored}); run the calibration again")
             return self.emulators
-        if finished and int(self.cfg.get("refinement", {}).get("rounds", 0)) > 0 \
+        if finished and self.refines() \
                 and "path" not in self.cfg.get("emulator", {}) and "paths" not in self.cfg.get("emulator", {}):
             raise ValueError(f"{self.out}: this finished run refined its emulators, but they are not saved in its "
                              f"folder ({EMULATOR_FILE.format('<condition>')}; a run from before they were): run "
@@ -556,7 +564,7 @@ class Calibration:
                                          seed=int(d.get("seed", 0)), rounds=[])
             self.emulators[c], self.validation[c], self.campaigns[c] = sur, rep, camp
         self.seconds["emulators"] = round(time.perf_counter() - t0, 1)
-        return self._surrogate_variance(em, provisional=int(self.cfg.get("refinement", {}).get("rounds", 0)) > 0)
+        return self._surrogate_variance(em, provisional=self.refines())
 
     def _surrogate_variance(self, em: dict, provisional: bool = False) -> dict:
         """``[emulator] variance``: the GP's own (``"gp"``, default), each output's held-out mean squared error
@@ -1207,7 +1215,7 @@ class Calibration:
                                  strict=dcfg.get("strict", False)) \
             if self.sampler["method"] in ("nuts", "demetropolis", "smc") else \
             {"ok": None, "note": f"no MCMC diagnostics for method {self.sampler['method']}"}
-        sid = ";".join(sorted({f"{c}={e.surrogate_id}" for c, e in self.emulators.items()}))
+        sid = self.surrogate_ids()
         meas, conds = self.tables
         data_hash = meas.digest() + (conds.digest() if conds else "")
         attrs = self._provenance(data_hash, sid)
