@@ -564,6 +564,18 @@ class CohortSimulator:
                          math.log(k / cfg.crs_reference) / cfg.sd_crs, math.log(s1 * k),
                          math.log(s2) + 0.7 * math.log(k), math.log(s3) + 0.5 * math.log(k * (1.0 + a))])
 
+    def emulation_mask(self, outputs: np.ndarray) -> np.ndarray:
+        """Where each output can be observed, ``(runs, observables)``: ``t_max`` (the early peak's time) only where
+        the daily T_max is not the window's last day (window-end margin ≤ 0: the data have a ``t_max`` row exactly
+        then); every other output everywhere. Its emulator is fitted and validated on those runs alone — elsewhere the
+        early peak time runs to the window's end where the peak and its shoulder vanish, a jump no GP emulates that
+        would ring into the runs where T_max is seen."""
+        y = np.asarray(outputs, float)
+        obs = list(self.observables)
+        mask = np.ones(y.shape[:2], bool)
+        mask[:, obs.index("t_max")] = y[:, obs.index("t_max_at_window_end"), 0] <= 0
+        return mask
+
     def simulate(self, theta, condition=None) -> np.ndarray:
         theta = np.atleast_2d(np.asarray(theta, float))
         dose = self.dose_of(condition)

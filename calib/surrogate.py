@@ -46,7 +46,12 @@ class GPSurrogate:
         self.posterior_var_ = None     # (n_obs, n_times): mean squared error at posterior draws (set_posterior_error)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, theta: np.ndarray, outputs: np.ndarray) -> GPSurrogate:
+    def fit(self, theta: np.ndarray, outputs: np.ndarray, mask: np.ndarray | None = None) -> GPSurrogate:
+        """Fit on runs ``theta`` ``(n, p)`` with ``outputs`` ``(n, n_obs, n_times)``. ``mask`` ``(n, n_obs)``: the runs
+        each observable is fitted on — where a likelihood can observe it (the simulator's ``emulation_mask``); the
+        observables sharing a mask column get their own PCA and GPs on their runs, so the values of the others (e.g.
+        an output that jumps where it is never observed) neither enter their fit nor mix into the other outputs'
+        principal components. Masked-out values must still be finite (they are not used)."""
         import warnings
 
         from sklearn.exceptions import ConvergenceWarning
@@ -54,7 +59,7 @@ class GPSurrogate:
 
         with threadpool_limits(1), warnings.catch_warnings(record=True) as caught:  # threads only oversubscribe
             warnings.simplefilter("always", ConvergenceWarning)
-            self._fit(theta, outputs)
+            self._fit(theta, outputs, mask)
         # hyperparameters at a bound (e.g. the nugget at its floor for a smooth deterministic simulator) are
         # expected; they are kept as a count, the held-out validation report is the real check
         self.fit_warnings_ = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
@@ -63,46 +68,65 @@ class GPSurrogate:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return self
 
-    def _fit(self, theta: np.ndarray, outputs: np.ndarray) -> GPSurrogate:
-        from sklearn.gaussian_process import GaussianProcessRegressor
-        from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
-
+    def _fit(self, theta: np.ndarray, outputs: np.ndarray, mask: np.ndarray | None = None) -> GPSurrogate:
         theta = np.atleast_2d(np.asarray(theta, float))
+        n_obs, n_t = len(self.observables), len(self.times)
         Y = np.asarray(outputs, float).reshape(len(theta), -1)
-        if Y.shape[1] != len(self.observables) * len(self.times):
-            raise ValueError(f"outputs have {Y.shape[1]} columns, expected {len(self.observables)}×{len(self.times)}")
-        if len(theta) < 2 * self.space.dim + 2:
-            raise ValueError(f"need at least {2 * self.space.dim + 2} training runs, got {len(theta)}")
+        if Y.shape[1] != n_obs * n_t:
+            raise ValueError(f"outputs have {Y.shape[1]} columns, expected {n_obs}×{n_t}")
         if not np.all(np.isfinite(Y)):
             raise ValueError("training outputs contain non-finite values (drop failed runs first)")
+        mask = np.ones((len(theta), n_obs), bool) if mask is None else np.asarray(mask, bool)
+        if mask.shape != (len(theta), n_obs):
+            raise ValueError(f"emulation mask has shape {mask.shape}; expected (runs, observables) = "
+                             f"{(len(theta), n_obs)}")
         X = self.space.to_unit(theta)
-        self.y_mean_ = Y.mean(0)
-        self.y_scale_ = Y.std(0)
-        self.y_scale_[self.y_scale_ < 1e-12] = 1.0
-        Z = (Y - self.y_mean_) / self.y_scale_
-        _, s, Vt = np.linalg.svd(Z, full_matrices=False)
-        frac = np.cumsum(s**2) / np.sum(s**2)
-        k = int(min(np.searchsorted(frac, 1 - self.pca_tol) + 1, self.max_components, len(s)))
-        self.W_ = Vt[:k]  # (k, n_out)
-        scores = Z @ self.W_.T
-        resid = Z - scores @ self.W_
-        self.resid_var_ = (resid**2).mean(0) * self.y_scale_**2
-        self.X_ = X
+        groups: dict[bytes, list[int]] = {}          # observables sharing a mask column: one PCA + GPs on their runs
+        for o in range(n_obs):
+            groups.setdefault(mask[:, o].tobytes(), []).append(o)
+        self.y_mean_, self.y_scale_ = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
+        self.resid_var_ = np.zeros(Y.shape[1])
+        W, comps = [], []                            # comps: (runs, scores of the component)
+        for obs in groups.values():
+            runs = np.flatnonzero(mask[:, obs[0]])
+            if len(runs) < 2 * self.space.dim + 2:
+                names = [self.observables[o] for o in obs]
+                raise ValueError(f"need at least {2 * self.space.dim + 2} training runs, got {len(runs)}"
+                                 + (f" where {names} can be observed (emulation mask)" if len(runs) < len(X) else ""))
+            cols = (np.asarray(obs)[:, None] * n_t + np.arange(n_t)[None, :]).ravel()
+            Yg = Y[np.ix_(runs, cols)]
+            mean, scale = Yg.mean(0), Yg.std(0)
+            scale[scale < 1e-12] = 1.0
+            Z = (Yg - mean) / scale
+            _, s, Vt = np.linalg.svd(Z, full_matrices=False)
+            frac = np.cumsum(s**2) / max(np.sum(s**2), 1e-300)
+            k = int(min(np.searchsorted(frac, 1 - self.pca_tol) + 1, self.max_components, len(s)))
+            scores = Z @ Vt[:k].T
+            self.y_mean_[cols], self.y_scale_[cols] = mean, scale
+            self.resid_var_[cols] = ((Z - scores @ Vt[:k]) ** 2).mean(0) * scale**2
+            for j in range(k):
+                w = np.zeros(Y.shape[1])
+                w[cols] = Vt[j]
+                W.append(w)
+                comps.append((runs, scores[:, j]))
+        self.W_ = np.array(W)  # (k, n_out)
+        shared = len(groups) == 1
+        # one training set for all components (X_ (n, p)), or each component its own runs padded to n with zero
+        # weights (X_ (k, n, p)): a padded run adds nothing to the mean (α = 0) or the variance (L⁻¹ row/column 0)
+        self.X_ = X if shared else np.zeros((len(comps), len(X), X.shape[1]))
         alphas, kinvs, amps, lss, noises = [], [], [], [], []
         rng = np.random.RandomState(self.seed)
-        for j in range(k):
-            sd = scores[:, j].std() or 1.0
-            kern = ConstantKernel(sd**2, (1e-6 * sd**2, 1e3 * sd**2)) * RBF(np.full(self.space.dim, 0.5), (1e-2, 1e2)) \
-                + WhiteKernel(1e-6 * sd**2, (1e-10 * sd**2, 1e-1 * sd**2))
-            gp = GaussianProcessRegressor(kern, normalize_y=False, n_restarts_optimizer=self.n_restarts,
-                                          random_state=rng).fit(X, scores[:, j])
-            kf = gp.kernel_
-            amp, ls, noise = kf.k1.k1.constant_value, np.atleast_1d(kf.k1.k2.length_scale), kf.k2.noise_level
-            K = amp * np.exp(-0.5 * _sqdist(X / ls, X / ls)) + noise * np.eye(len(X))
-            L = np.linalg.cholesky(K)
-            Linv = np.linalg.solve(L, np.eye(len(X)))  # v(x) = a + w − ‖L⁻¹k‖² (stable; no K⁻¹ cancellation)
-            alphas.append(Linv.T @ (Linv @ scores[:, j]))
-            kinvs.append(Linv)
+        for j, (runs, z) in enumerate(comps):
+            amp, ls, noise, alpha, Linv = self._fit_component(X[runs], z, rng)
+            if shared:
+                alphas.append(alpha)
+                kinvs.append(Linv)
+            else:
+                self.X_[j, :len(runs)] = X[runs]
+                alphas.append(np.zeros(len(X)))
+                alphas[-1][:len(runs)] = alpha
+                kinvs.append(np.zeros((len(X), len(X))))
+                kinvs[-1][:len(runs), :len(runs)] = Linv
             amps.append(amp)
             lss.append(ls)
             noises.append(noise)
@@ -113,12 +137,35 @@ class GPSurrogate:
         self.noise_ = np.array(noises)
         return self
 
+    def _fit_component(self, X: np.ndarray, z: np.ndarray, rng):
+        """One principal component's GP (constant × RBF with one length scale per input + white noise, maximum
+        marginal likelihood): amplitude, length scales, noise, weights α = K⁻¹z and the Cholesky factor's inverse."""
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
+        sd = z.std() or 1.0
+        kern = ConstantKernel(sd**2, (1e-6 * sd**2, 1e3 * sd**2)) * RBF(np.full(self.space.dim, 0.5), (1e-2, 1e2)) \
+            + WhiteKernel(1e-6 * sd**2, (1e-10 * sd**2, 1e-1 * sd**2))
+        gp = GaussianProcessRegressor(kern, normalize_y=False, n_restarts_optimizer=self.n_restarts,
+                                      random_state=rng).fit(X, z)
+        kf = gp.kernel_
+        amp, ls, noise = kf.k1.k1.constant_value, np.atleast_1d(kf.k1.k2.length_scale), kf.k2.noise_level
+        K = amp * np.exp(-0.5 * _sqdist(X / ls, X / ls)) + noise * np.eye(len(X))
+        L = np.linalg.cholesky(K)
+        Linv = np.linalg.solve(L, np.eye(len(X)))  # v(x) = a + w − ‖L⁻¹k‖² (stable; no K⁻¹ cancellation)
+        return amp, ls, noise, Linv.T @ (Linv @ z), Linv
+
+    def _train_inputs(self) -> np.ndarray:
+        """The training inputs per component, ``(k or 1, n, p)`` (shared by all components unless fitted with a
+        mask)."""
+        return self.X_ if self.X_.ndim == 3 else self.X_[None]
+
     # ------------------------------------------------------------------ numpy prediction
     def predict(self, theta: np.ndarray, return_var: bool = True):
         """Mean (and variance) of the outputs, shape ``(n, n_obs, n_times)``."""
         X = self.space.to_unit(np.atleast_2d(theta))
         a = X[None, :, :] / self.ls_[:, None, :]  # (k, m, p)
-        b = self.X_[None, :, :] / self.ls_[:, None, :]  # (k, n, p)
+        b = self._train_inputs() / self.ls_[:, None, :]  # (k, n, p)
         d2 = (a**2).sum(-1)[:, :, None] + (b**2).sum(-1)[:, None, :] - 2 * a @ b.transpose(0, 2, 1)
         kx = self.amp_[:, None, None] * np.exp(-0.5 * np.maximum(d2, 0.0))  # (k, m, n)
         m = np.einsum("kmn,kn->mk", kx, self.alpha_)
@@ -174,7 +221,7 @@ class GPSurrogate:
 
         X = self.space.to_unit_pt(theta)
         a = X[None, :, :] / self.ls_[:, None, :]
-        b = self.X_[None, :, :] / self.ls_[:, None, :]
+        b = self._train_inputs() / self.ls_[:, None, :]
         d2 = (a**2).sum(-1)[:, :, None] + (b**2).sum(-1)[:, None, :] - 2 * pt.matmul(a, b.transpose(0, 2, 1))
         kx = self.amp_[:, None, None] * pt.exp(-0.5 * pt.maximum(d2, 0.0))
         m = (kx * self.alpha_[:, None, :]).sum(-1).T  # (m, k)
@@ -236,7 +283,7 @@ class GPSurrogate:
             obj.posterior_var_ = z.get("posterior_var_")
         obj.forward_ = meta.get("forward")
         obj.condition_ = meta.get("condition")
-        obj.fixed_ = meta.get("fixed") or {}
+        obj.fixed_ = meta.get("fixed")  # as saved (None for a surrogate fitted outside a campaign): its id survives
         return obj
 
 
@@ -508,12 +555,15 @@ def validate(surrogate, theta: np.ndarray, outputs: np.ndarray, levels=(0.5, 0.9
 
 
 def fit_from_campaign(campaign, test_fraction: float = 0.2, seed: int = 0, rounds=None, partial: bool = False,
-                      **kwargs):
+                      emulation_mask="forward", **kwargs):
     """Fit a :class:`GPSurrogate` on a campaign's successful runs (the design's and, with ``rounds``, only those
     refinement rounds'; ``None``: all), holding out ``test_fraction`` for validation. Returns
     ``(surrogate, report)``; the surrogate remembers the campaign's forward descriptor and condition. A campaign with
     pending runs is refused unless ``partial`` (its finished part is not the design: a corner of the box may be
-    missing); the report says how many runs were pending."""
+    missing); the report says how many runs were pending. ``emulation_mask`` ``(outputs) -> (runs, observables)``:
+    each observable is fitted, validated and given its held-out error only on the runs where it can be observed
+    (:meth:`GPSurrogate.fit`); by default the campaign's simulator's own ``emulation_mask`` if it has one, ``None``:
+    every output of every run."""
     if not 0 <= test_fraction < 1:
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
     pending = campaign.status()["pending"]
@@ -529,13 +579,27 @@ def fit_from_campaign(campaign, test_fraction: float = 0.2, seed: int = 0, round
     test, train = perm[:n_test], perm[n_test:]
     space = ParameterSpace.from_dict(campaign.meta["space"])
     sur = GPSurrogate(space, campaign.meta["observables"], campaign.meta["times"], seed=seed, **kwargs)
-    sur.fit(theta[train], Y[train])
+    if emulation_mask == "forward":
+        from .forward_api import load_forward_model
+
+        emulation_mask = getattr(load_forward_model(campaign.meta["forward"]), "emulation_mask", None)
+    mask = None if emulation_mask is None else np.asarray(emulation_mask(Y), bool)
+    sur.fit(theta[train], Y[train], mask=None if mask is None else mask[train])
     sur.forward_ = campaign.meta["forward"]
     sur.condition_ = campaign.meta["condition"]
     sur.fixed_ = dict(campaign.meta.get("fixed", {}))
-    report = validate(sur, theta[test], Y[test]) if n_test else {"n_test": 0}
+    report = validate(sur, theta[test], Y[test], mask=None if mask is None else mask[test]) if n_test else {"n_test": 0}
     if n_test:
-        sur.heldout_var_ = ((sur.predict(theta[test], return_var=False) - Y[test]) ** 2).mean(0)
+        sq = (sur.predict(theta[test], return_var=False) - Y[test]) ** 2
+        m = np.ones(sq.shape[:2], bool) if mask is None else mask[test]
+        if not m.any(0).all():
+            missing = [o for o, a in zip(sur.observables, m.any(0)) if not a]
+            raise ValueError(f"{campaign.path}: no held-out run where {missing} can be observed (emulation mask); "
+                             "raise [emulator] test_fraction or the design size")
+        sur.heldout_var_ = (sq * m[:, :, None]).sum(0) / m.sum(0)[:, None]
+    if mask is not None:
+        report["emulated_where_observable"] = {o: int(mask[train, i].sum()) for i, o in enumerate(sur.observables)
+                                               if not mask[:, i].all()}
     report["n_train"] = len(train)
     report["pending_runs"] = int(pending)
     return sur, report

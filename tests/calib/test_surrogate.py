@@ -391,3 +391,92 @@ def test_a_function_without_the_gradient_runs_the_values_only_op(rng):
     y2, _ = with_grad(x)
     np.testing.assert_array_equal(y, y2)
     assert fm.calls == [[1.0, 3.0]]
+
+
+def _jump_outputs(X):
+    """Two observables over the unit square: ``a`` smooth everywhere; ``b`` smooth where it can be observed
+    (x0 + x1 < 1) and a constant 28 elsewhere (like the early-peak time where the peak vanishes)."""
+    a = np.sin(3 * X[:, 0]) + X[:, 1] ** 2
+    seen = X[:, 0] + X[:, 1] < 1
+    b = np.where(seen, 5 * X[:, 0] + 2 * X[:, 1] ** 2, 28.0)
+    return np.stack([a, b], 1)[:, :, None], np.column_stack([np.ones(len(X), bool), seen])
+
+
+def test_an_observable_emulated_only_where_it_can_be_observed(rng):
+    from immunocal.calib.design import ParameterSpace
+    from immunocal.calib.surrogate import validate
+
+    space = ParameterSpace(("x0", "x1"), np.zeros(2), np.ones(2), ("linear", "linear"))
+    X, Xt = design(space, 120, seed=0), design(space, 200, method="random", seed=5)
+    Y, mask = _jump_outputs(X)
+    Yt, mask_t = _jump_outputs(Xt)
+    joint = GPSurrogate(space, ("a", "b"), [0.0], n_restarts=0).fit(X, Y)
+    split = GPSurrogate(space, ("a", "b"), [0.0], n_restarts=0).fit(X, Y, mask=mask)
+    r_joint = validate(joint, Xt, Yt, mask=mask_t)["observables"]
+    r_split = validate(split, Xt, Yt, mask=mask_t)["observables"]
+    # where b is observed the masked fit never sees the jump: its error there is far smaller, and the smooth output
+    # is no longer mixed with the jump through the shared principal components
+    assert r_split["b"]["rmse"] < 0.1 * r_joint["b"]["rmse"], (r_split["b"], r_joint["b"])
+    assert r_split["a"]["rmse"] <= r_joint["a"]["rmse"] + 1e-3
+    assert r_split["b"]["rmse"] < 0.05
+    # the per-component training sets (zero-padded) give the same prediction in the PyTensor graph, with gradients
+    assert split.X_.ndim == 3 and joint.X_.ndim == 2
+    th = pt.dmatrix("theta")
+    mean, var = split.predict_pt(th)
+    m_pt, v_pt = pytensor.function([th], [mean, var])(Xt[:9])
+    m_np, v_np = split.predict(Xt[:9])
+    # these smooth outputs are interpolated (weights |α| ~ 1e5): the two backends' different order of the
+    # squared-distance sums shows as ~1e-8 round-off
+    np.testing.assert_allclose(m_pt, m_np, rtol=1e-7, atol=1e-7)
+    np.testing.assert_allclose(v_pt, v_np, rtol=1e-6, atol=1e-9 * float((split.y_scale_**2).max()))
+    # a padded run contributes nothing: the same GP fitted on the observed runs alone predicts b identically
+    only = GPSurrogate(space, ("b",), [0.0], n_restarts=0).fit(X[mask[:, 1]], Y[mask[:, 1]][:, 1:])
+    np.testing.assert_allclose(split.predict(Xt)[0][:, 1], only.predict(Xt)[0][:, 0], rtol=1e-7, atol=1e-7)
+    np.testing.assert_allclose(split.predict(Xt)[1][:, 1], only.predict(Xt)[1][:, 0], rtol=1e-6, atol=1e-12)
+
+
+def test_an_all_true_mask_is_the_unmasked_fit_and_bad_masks_are_named(fitted):
+    fm = LogisticModel()
+    X = design(fm.space(), 24, seed=2)
+    Y = fm.simulate(X)
+    plain = GPSurrogate(fm.space(), fm.observables, fm.times, n_restarts=0).fit(X, Y)
+    full = GPSurrogate(fm.space(), fm.observables, fm.times, n_restarts=0).fit(X, Y, mask=np.ones((24, 1), bool))
+    assert plain.surrogate_id == full.surrogate_id and full.X_.ndim == 2
+    with pytest.raises(ValueError, match=r"emulation mask has shape \(24, 2\)"):
+        GPSurrogate(fm.space(), fm.observables, fm.times).fit(X, Y, mask=np.ones((24, 2), bool))
+    few = np.zeros((24, 1), bool)
+    few[:5] = True
+    with pytest.raises(ValueError, match=r"got 5 where \['log_volume'\] can be observed"):
+        GPSurrogate(fm.space(), fm.observables, fm.times).fit(X, Y, mask=few)
+
+
+def test_a_masked_surrogate_round_trips_and_the_campaign_fit_uses_the_simulators_mask(tmp_path):
+    from immunocal.calib.design import ParameterSpace
+
+    space = ParameterSpace(("x0", "x1"), np.zeros(2), np.ones(2), ("linear", "linear"))
+    X = design(space, 60, seed=0)
+    Y, mask = _jump_outputs(X)
+    sur = GPSurrogate(space, ("a", "b"), [0.0], n_restarts=0).fit(X, Y, mask=mask)
+    back = GPSurrogate.load(sur.save(tmp_path / "m.npz"))
+    assert back.surrogate_id == sur.surrogate_id and back.X_.shape == sur.X_.shape
+    np.testing.assert_array_equal(back.predict(X[:4])[0], sur.predict(X[:4])[0])
+    # a campaign of a simulator with an emulation_mask (the CAR-T cohort's: t_max where the data can have it) is fitted,
+    # validated and given its held-out error on those runs alone
+    from immunocal.calib.cohort import CohortSimulator
+
+    sim = CohortSimulator()
+    camp = Campaign.create(tmp_path / "cohort", "immunocal.calib.cohort:CohortSimulator",
+                           design(sim.space(), 60, seed=1), condition={"cart_days": [0], "cart_doses": [5e8]},
+                           chunk_size=30)
+    camp.run(workers=0, progress=False)
+    em, rep = fit_from_campaign(camp, test_fraction=0.25, seed=0)
+    theta, Y = camp.training_data()
+    seen = sim.emulation_mask(Y)[:, list(sim.observables).index("t_max")]
+    test = np.random.default_rng(0).permutation(60)[:15]      # fit_from_campaign's split
+    assert 0 < seen.sum() < 60 and em.X_.ndim == 3
+    assert rep["emulated_where_observable"] == {"t_max": int(seen.sum() - seen[test].sum())}
+    assert rep["observables"]["t_max"]["n_scored"] == seen[test].sum()
+    err = em.predict(theta[test], return_var=False)[:, list(sim.observables).index("t_max"), 0] - Y[test, 4, 0]
+    assert em.heldout_var_[list(sim.observables).index("t_max"), 0] == pytest.approx(np.mean(err[seen[test]] ** 2))
+    plain, _ = fit_from_campaign(camp, test_fraction=0.25, seed=0, emulation_mask=None)
+    assert plain.X_.ndim == 2

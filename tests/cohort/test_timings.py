@@ -118,11 +118,15 @@ def test_window_end_logit_decides_the_daily_t_max_exactly():
     ends = []
     for dose in (2.5e8, 3.75e8, 5e8):
         y = sim.simulate(thetas[::3], {"cart_doses": [dose]})[:, :, 0]
-        for row, out in zip(thetas[::3], y):
+        # the emulator is fitted on t_max where the data can have its row (the cohort's tables: not at the end)
+        seen = sim.emulation_mask(y[:, :, None])
+        assert seen[:, [o != "t_max" for o in names]].all()
+        for row, out, s in zip(thetas[::3], y, seen[:, names.index("t_max")]):
             daily = simulate_one(dict(zip(sim.parameter_names, row)), dose, zero, cfg)["t_max"]
             at_end = daily >= cfg.kinetics_window
             ends.append(at_end)
             assert (out[names.index("t_max_at_window_end")] > 0) == at_end, (row, daily)
+            assert s == (not at_end)
             if not at_end:
                 cont = out[names.index("t_max")]
                 assert math.floor(cont) <= daily <= math.ceil(cont)  # a sample day next to the early peak
