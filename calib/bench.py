@@ -1,6 +1,8 @@
 """``immunocal bench calib``: surrogate value+gradient time for 100 parameter vectors, NUTS time on the
 linear-Gaussian hierarchical problem with 100 subjects (4 chains × 1000 draws), and the exact route's cost: value +
 gradient of the RIT log volumes of the 40 Morisada MOC1 mice of the four fitted arms through the exact emulator.
+The population emulator (:func:`bench_population_emulator`): the virtual CT041 cohort's PCA-GP at 30 patients,
+the fused Numba kernel against the PyTensor graph of the same means.
 ``immunocal bench personalise``: one new patient's latent posterior given a fitted population (NUTS, ADVI)."""
 
 from __future__ import annotations
@@ -173,6 +175,53 @@ def bench_quickstart_nuts(draws: int = 1000, tune: int = 1000, chains: int = 2, 
             "quickstart_nuts_target_s": 180.0}
 
 
+def bench_population_emulator(n_design: int = 400, n_points: int = 30, seed: int = 1) -> dict:
+    """The emulator term of a population fit's log density: the PCA-GP of the virtual CT041 cohort (the CAR-T cohort
+    simulator at 5e8 cells, ``n_design`` Sobol runs, 80 % for training, as ``personalise.toml``'s ``[design]``) at
+    ``n_points`` patients, mean value + gradient with a constant emulator variance, PyTensor's Numba backend: the
+    fused kernel (:mod:`immunocal.calib.gp_kernel`, what the fit runs) against the same means as a PyTensor graph
+    (what it ran before, and what the GP variance still needs). Seconds per evaluation, one thread, and the largest
+    difference of the two gradients relative to their size."""
+    import pytensor
+    import pytensor.tensor as pt
+    from threadpoolctl import threadpool_limits
+
+    from .cohort import CohortSimulator
+    from .design import design
+    from .surrogate import GPSurrogate
+
+    sim = CohortSimulator()
+    X = design(sim.space(), n_design, seed=seed)
+    train = np.random.default_rng(seed).permutation(n_design)[: int(0.8 * n_design)]
+    Y = sim.simulate(X, {"cart_days": [0], "cart_doses": [5e8]})
+    sur = GPSurrogate(sim.space(), sim.observables, sim.times, n_restarts=0, seed=seed)
+    sur.fit(X[train], Y[train], mask=sim.emulation_mask(Y[train]))
+    sur.heldout_var_ = np.ones((len(sim.observables), 1))
+    sur.use_variance("held_out")
+    th = pt.dmatrix("theta")
+    w = np.random.default_rng(seed).normal(size=(n_points, len(sim.observables), 1))
+    fused = (sur.predict_pt(th)[0] * w).sum()
+    m_graph = sur._graph_components(sur.space.to_unit_pt(th))[1]
+    graph = ((sur.y_mean_ + pt.dot(m_graph, sur.W_) * sur.y_scale_).reshape(w.shape) * w).sum()
+    pts = design(sim.space(), n_points, method="random", seed=seed + 1)
+    out, grads = {}, {}
+    with threadpool_limits(1):
+        for name, obj in (("fused", fused), ("graph", graph)):
+            f = pytensor.function([th], [obj, pytensor.grad(obj, th)], mode="NUMBA")
+            grads[name] = f(pts)[1]
+            reps = 200
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                f(pts)
+            out[f"population_emulator_{n_points}_eval_grad_{name}_numba_s"] = (time.perf_counter() - t0) / reps
+    out["population_emulator_components_runs"] = [int(sur.alpha_.shape[0]), int(sur.alpha_.shape[1])]
+    out["population_emulator_fused_vs_graph_grad_rel_diff"] = float(
+        np.abs(grads["fused"] - grads["graph"]).max() / np.abs(grads["graph"]).max())
+    out["population_emulator_speedup"] = (out[f"population_emulator_{n_points}_eval_grad_graph_numba_s"]
+                                          / out[f"population_emulator_{n_points}_eval_grad_fused_numba_s"])
+    return out
+
+
 def run(subjects: int = 100, draws: int = 1000, chains: int = 4, cores: int = 2, exact: bool = True,
         quickstart: bool = True) -> dict:
     """``immunocal bench calib``: the surrogate (C and Numba backends), NUTS on the hierarchical test problem, the
@@ -182,6 +231,7 @@ def run(subjects: int = 100, draws: int = 1000, chains: int = 4, cores: int = 2,
 
     out = {"surrogate_100_eval_grad_s": bench_surrogate(),
            "surrogate_100_eval_grad_numba_s": bench_surrogate(mode="NUMBA")}
+    out.update(bench_population_emulator())
     out.update(bench_nuts(n_subjects=subjects, draws=draws, chains=chains, cores=cores))
     if exact:
         out.update(bench_exact_rit())

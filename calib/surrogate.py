@@ -214,27 +214,48 @@ class GPSurrogate:
     def predict_pt(self, theta):
         """Mean and variance as PyTensor expressions of a ``(n, p)`` tensor ``theta``; shapes ``(n, n_obs, n_t)``.
         All GP components are evaluated in one batched graph (small graph, fast compilation). The variance is the
-        GP's own (``variance = "gp"``) or, with ``variance = "held_out"``, each output's mean squared error on the
-        held-out runs (:func:`fit_from_campaign`) — constant over the box, for many subjects × training runs where
-        the GP variance's O(subjects · runs²) cost dominates the log-density."""
+        GP's own (``variance = "gp"``) or a constant per output — ``"held_out"``, each output's mean squared error on
+        the held-out runs (:func:`fit_from_campaign`), or ``"posterior"`` (:meth:`set_posterior_error`) — for many
+        subjects × training runs where the GP variance's O(subjects · runs²) cost dominates the log-density; with a
+        constant variance the mean is one fused Numba pass giving value and Jacobian
+        (:mod:`immunocal.calib.gp_kernel`)."""
         import pytensor.tensor as pt
 
         X = self.space.to_unit_pt(theta)
-        a = X[None, :, :] / self.ls_[:, None, :]
-        b = self._train_inputs() / self.ls_[:, None, :]
-        d2 = (a**2).sum(-1)[:, :, None] + (b**2).sum(-1)[:, None, :] - 2 * pt.matmul(a, b.transpose(0, 2, 1))
-        kx = self.amp_[:, None, None] * pt.exp(-0.5 * pt.maximum(d2, 0.0))
-        m = (kx * self.alpha_[:, None, :]).sum(-1).T  # (m, k)
         n = theta.shape[0]
         shape = (n, len(self.observables), len(self.times))
-        mean = (self.y_mean_ + pt.dot(m, self.W_) * self.y_scale_).reshape(shape)
         if self.variance in ("held_out", "posterior"):  # constant per output: O(m n), not the GP's O(m n²)
+            from .gp_kernel import gp_mean_op_class
+
+            m = gp_mean_op_class()(True)(X, *self._kernel_constants())[0]  # (m, k): one fused pass, value + Jacobian
+            mean = (self.y_mean_ + pt.dot(m, self.W_) * self.y_scale_).reshape(shape)
             const = self.heldout_var_ if self.variance == "held_out" else self.posterior_var_
             return mean, pt.zeros(shape) + const[None, :, :]
+        kx, m = self._graph_components(X)
+        mean = (self.y_mean_ + pt.dot(m, self.W_) * self.y_scale_).reshape(shape)
         u = pt.matmul(kx, self.Linv_.transpose(0, 2, 1))
         v = pt.maximum((self.amp_ + self.noise_)[:, None] - (u**2).sum(-1), self.noise_[:, None]).T
         var = (pt.dot(v, self.W_**2) * self.y_scale_**2 + self.resid_var_).reshape(shape)
         return mean, var
+
+    def _graph_components(self, X):
+        """The kernel matrix ``k(x, X)`` ``(k, m, n)`` and the component means ``(m, k)`` as a PyTensor graph of
+        unit-cube points ``X`` (the GP variance needs the kernel matrix; ``bench calib`` times it against the fused
+        kernel)."""
+        import pytensor.tensor as pt
+
+        a = X[None, :, :] / self.ls_[:, None, :]
+        b = self._train_inputs() / self.ls_[:, None, :]
+        d2 = (a**2).sum(-1)[:, :, None] + (b**2).sum(-1)[:, None, :] - 2 * pt.matmul(a, b.transpose(0, 2, 1))
+        kx = self.amp_[:, None, None] * pt.exp(-0.5 * pt.maximum(d2, 0.0))
+        return kx, (kx * self.alpha_[:, None, :]).sum(-1).T
+
+    def _kernel_constants(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The fused mean kernel's inputs (:mod:`immunocal.calib.gp_kernel`): each component's training inputs over
+        its length scales ``(k, p, n)``, the inverse length scales ``(k, p)`` and the weights amp · α ``(k, n)``."""
+        X = np.broadcast_to(self._train_inputs(), (len(self.ls_), *self.X_.shape[-2:]))
+        Xs = np.ascontiguousarray((X / self.ls_[:, None, :]).transpose(0, 2, 1))
+        return Xs, np.ascontiguousarray(1.0 / self.ls_), np.ascontiguousarray(self.amp_[:, None] * self.alpha_)
 
     # ------------------------------------------------------------------ persistence
     _ARRAYS = ("y_mean_", "y_scale_", "W_", "resid_var_", "X_", "alpha_", "Linv_", "amp_", "ls_", "noise_")

@@ -114,7 +114,8 @@ def test_held_out_variance_is_the_validation_error_and_survives_a_save(fitted, l
     m_gp, _ = sur.predict_pt(pt.as_tensor_variable(X))
     back = GPSurrogate.load(sur.save(tmp_path / "s.npz")).use_variance("held_out")
     m_ho, v_ho = back.predict_pt(pt.as_tensor_variable(X))
-    np.testing.assert_allclose(m_ho.eval(), m_gp.eval(), rtol=1e-12)
+    # the same mean: the fused kernel (constant variance) against the graph (GP variance), up to summation order
+    np.testing.assert_allclose(m_ho.eval(), m_gp.eval(), rtol=1e-10)
     np.testing.assert_allclose(v_ho.eval(), np.broadcast_to(want, (4, *want.shape)), rtol=1e-12)
     untested, _ = fit_from_campaign(logistic_campaign, test_fraction=0.0, n_restarts=0)
     with pytest.raises(ValueError, match="needs a surrogate validated on held-out runs"):

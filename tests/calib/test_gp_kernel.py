@@ -1,0 +1,103 @@
+"""The fused GP-mean kernel (calib/gp_kernel.py): its exponential, its values and Jacobian against the numpy
+prediction and finite differences, under both PyTensor backends, and the values-only rewrite."""
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+from numba import njit
+
+from immunocal.calib.design import design
+from immunocal.calib.gp_kernel import exp_nonpositive, gp_mean_jacobian, gp_mean_op_class
+from immunocal.calib.surrogate import GPSurrogate
+from immunocal.calib.toy import LogisticModel
+
+
+@njit
+def _vexp(x):
+    out = np.empty_like(x)
+    for i in range(x.size):
+        out[i] = exp_nonpositive(x[i])
+    return out
+
+
+def test_exponential_is_accurate_to_the_last_bits_over_the_kernels_range(rng):
+    x = -np.concatenate([rng.random(100_000) * 700, rng.random(100_000) * 3, [0.0, 5e-324, 1e-300, 0.5 * np.log(2),
+                                                                               np.log(2), 700.0]])
+    rel = np.abs(_vexp(x) - np.exp(x)) / np.exp(x)
+    assert rel.max() <= 4.5e-16  # two units in the last place
+    assert _vexp(np.array([0.0]))[0] == 1.0
+    # below -700 the kernel weight is exp(-700) ~ 1e-304 (never a subnormal or an overflow of 2^n)
+    np.testing.assert_allclose(_vexp(np.array([-700.0, -800.0, -1e308])), np.exp(-700.0), rtol=1e-15)
+
+
+@pytest.fixture(scope="module")
+def logistic_surrogate():
+    fm = LogisticModel()
+    X = design(fm.space(), 60, seed=4)
+    sur = GPSurrogate(fm.space(), fm.observables, fm.times, n_restarts=0).fit(X, fm.simulate(X))
+    sur.heldout_var_ = np.full((len(fm.observables), len(fm.times)), 0.01)
+    return sur.use_variance("held_out")
+
+
+def test_kernel_means_and_jacobian_are_the_gp_formulas(logistic_surrogate, rng):
+    sur = logistic_surrogate
+    x = rng.random((9, sur.space.dim))
+    means, jac = gp_mean_jacobian(x, *sur._kernel_constants(), True)
+    # the numpy prediction's component means, m = k(x, X) α
+    d = (x[None, :, None, :] - sur.X_[None, None, :, :]) / sur.ls_[:, None, None, :]  # (k, m, n, p)
+    kx = sur.amp_[:, None, None] * np.exp(-0.5 * (d**2).sum(-1))
+    np.testing.assert_allclose(means, np.einsum("kmn,kn->mk", kx, sur.alpha_), rtol=1e-10,
+                               atol=1e-12 * np.abs(means).max())
+    h = 1e-6
+    for q in range(x.shape[1]):
+        xp, xm = x.copy(), x.copy()
+        xp[:, q] += h
+        xm[:, q] -= h
+        fd = (gp_mean_jacobian(xp, *sur._kernel_constants(), False)[0]
+              - gp_mean_jacobian(xm, *sur._kernel_constants(), False)[0]) / (2 * h)
+        np.testing.assert_allclose(jac[:, :, q], fd, rtol=1e-5, atol=1e-6 * np.abs(fd).max())
+    assert gp_mean_jacobian(x, *sur._kernel_constants(), False)[1].shape == (0, 0, 0)
+
+
+@pytest.mark.parametrize("mode", ["NUMBA", "FAST_RUN"])
+def test_constant_variance_prediction_uses_the_kernel_in_both_backends(logistic_surrogate, rng, mode):
+    sur = logistic_surrogate
+    X = design(sur.space, 7, method="random", seed=13)
+    th = pt.dmatrix("theta")
+    mean, var = sur.predict_pt(th)
+    w = rng.normal(size=(7, len(sur.observables), len(sur.times)))
+    obj = (mean * w).sum()
+    f = pytensor.function([th], [mean, var, pytensor.grad(obj, th)], mode=mode)
+    m, v, g = f(X)
+    np.testing.assert_allclose(m, sur.predict(X, return_var=False), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(v, np.broadcast_to(sur.heldout_var_, m.shape))
+    fd = np.zeros_like(X)
+    for i in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            h = 1e-5 * X[i, j]
+            Xp, Xm = X.copy(), X.copy()
+            Xp[i, j] += h
+            Xm[i, j] -= h
+            fd[i, j] = ((sur.predict(Xp, return_var=False) - sur.predict(Xm, return_var=False)) * w).sum() / (2 * h)
+    assert np.abs(g - fd).max() <= 1e-5 * np.abs(fd).max()
+    op = gp_mean_op_class()
+    assert any(isinstance(n.op, op) and n.op.with_jacobian for n in f.maker.fgraph.apply_nodes)
+    # without the gradient the Jacobian is never computed (values-only rewrite)
+    values = pytensor.function([th], mean, mode=mode)
+    kinds = [n.op.with_jacobian for n in values.maker.fgraph.apply_nodes if isinstance(n.op, op)]
+    assert kinds == [False]
+    np.testing.assert_allclose(values(X), m, rtol=1e-12)
+
+
+def test_op_refuses_wrong_shapes_and_second_derivatives(logistic_surrogate):
+    op = gp_mean_op_class()
+    Xs, inv_ls, w = logistic_surrogate._kernel_constants()
+    with pytest.raises(TypeError, match="x must be 2-d"):
+        op(True)(pt.dvector("x"), Xs, inv_ls, w)
+    x = pt.dmatrix("x")
+    means, jac = op(True)(x, Xs, inv_ls, w)
+    with pytest.raises(pytensor.gradient.DisconnectedInputError):  # the Jacobian output is not differentiable
+        pytensor.grad(jac.sum(), x)
+    with pytest.raises(NotImplementedError, match="has no gradient"):
+        pytensor.grad(op(False)(x, Xs, inv_ls, w)[0].sum(), x)
