@@ -101,3 +101,14 @@ def test_op_refuses_wrong_shapes_and_second_derivatives(logistic_surrogate):
         pytensor.grad(jac.sum(), x)
     with pytest.raises(NotImplementedError, match="has no gradient"):
         pytensor.grad(op(False)(x, Xs, inv_ls, w)[0].sum(), x)
+
+
+def test_population_emulator_benchmark_reports_both_paths_and_their_agreement():
+    from immunocal.calib.bench import bench_population_emulator
+
+    res = bench_population_emulator(n_design=60, n_points=5)
+    assert res["population_emulator_fused_vs_graph_grad_rel_diff"] < 1e-9
+    assert res["population_emulator_5_eval_grad_fused_numba_s"] > 0
+    assert res["population_emulator_speedup"] == pytest.approx(
+        res["population_emulator_5_eval_grad_graph_numba_s"] / res["population_emulator_5_eval_grad_fused_numba_s"])
+    assert res["population_emulator_components_runs"][1] == 48  # 80 % of the design
