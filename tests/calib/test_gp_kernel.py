@@ -96,7 +96,7 @@ def test_op_refuses_wrong_shapes_and_second_derivatives(logistic_surrogate):
     with pytest.raises(TypeError, match="x must be 2-d"):
         op(True)(pt.dvector("x"), Xs, inv_ls, w)
     x = pt.dmatrix("x")
-    means, jac = op(True)(x, Xs, inv_ls, w)
+    _means, jac = op(True)(x, Xs, inv_ls, w)
     with pytest.raises(pytensor.gradient.DisconnectedInputError):  # the Jacobian output is not differentiable
         pytensor.grad(jac.sum(), x)
     with pytest.raises(NotImplementedError, match="has no gradient"):
