@@ -87,15 +87,39 @@ def _emulators(cfg: dict, folder: Path) -> tuple[dict, dict, dict | None]:
     accurate: a numerical approximation of the simulator shared by all folds, as a prospective user would refine it
     at a new patient's posterior. Each fold's population fit still sees only its training patients. Returns the
     paths, the validation of the emulators the folds use and that of the design-only ones (None without
-    ``[refinement]``)."""
+    ``[refinement]``). A restarted study reads them back (``emulators.json``: the hash of the config and the tables,
+    the surrogate ids) unless the config, the data or a saved file changed."""
+    import hashlib
+    import json
+
+    from immunocal.calib.config import public
+    from immunocal.calib.outputs import config_hash
+    from immunocal.calib.surrogate import GPSurrogate
     from immunocal.calib.workflow import Calibration
 
+    # a restarted study reads them back: training and refining again would cost two pilot posteriors and could
+    # change the emulators (and with them every finished fold's config)
+    tables = [Path(cfg["data"][k]) for k in ("measurements", "conditions")]
+    key = config_hash({"config": public(cfg), "tables": [hashlib.sha256(t.read_bytes()).hexdigest() for t in tables]})
+    record = folder / "emulators.json"
+    if record.exists():
+        rec = json.loads(record.read_text())
+        ids = {c: GPSurrogate.load(p).surrogate_id if Path(p).exists() else None for c, p in rec["paths"].items()}
+        if rec["key"] == key and ids == rec["surrogate_ids"]:
+            print(f"[emulators] {record}: the shared emulators of this config and data, read back", flush=True)
+            return rec["paths"], rec["validation"], rec["validation_design"]
+        print(f"[emulators] {record}: made for another config or data, or its files changed: training again",
+              flush=True)
     cal = Calibration(cfg, folder, force=True, progress=False)
     cal.train()
     cal.refine()
     folder.mkdir(parents=True, exist_ok=True)
     paths = {c: str(em.save(folder / f"{c}.npz").resolve()) for c, em in cal.emulators.items()}
-    return paths, cal.validation, getattr(cal, "validation_design", None)
+    validation_design = getattr(cal, "validation_design", None)
+    write_json(folder, "emulators", {"key": key, "paths": paths, "surrogate_ids": {
+        c: em.surrogate_id for c, em in cal.emulators.items()}, "validation": cal.validation,
+        "validation_design": validation_design})
+    return paths, cal.validation, validation_design
 
 
 def _with_emulators(base: dict, paths: dict) -> dict:

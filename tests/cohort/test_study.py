@@ -42,3 +42,45 @@ def test_headline_folds_use_the_shared_refined_emulators_and_do_not_refine_again
     cal.campaigns = {}
     with pytest.raises(ValueError, match=r"\[refinement\] needs surrogates trained from a \[design\]"):
         cal.refine()
+
+
+def test_headline_shared_emulators_are_read_back_on_a_restart_unless_something_changed(tmp_path, monkeypatch):
+    """A restarted headline study reads its shared emulators back (``emulators.json``): training and refining them
+    again would cost two pilot posteriors and could change them under every finished fold. A changed data table or
+    saved file trains them again, and says so."""
+    import numpy as np
+
+    from immunocal.calib.cohort import generate_cohort, write_tables
+    from immunocal.calib.workflow import Calibration
+    from immunocal.studies.ct041_bayes_vs_lgbm import _base_config, _emulators
+
+    write_tables(generate_cohort(12, np.random.default_rng(3)), tmp_path / "data")
+    cfg = _base_config(tmp_path / "data", quick=True)
+    cfg.pop("refinement")                                     # small and quick: the design alone
+    cfg["design"] = {"n": 30, "seed": 1}
+    cfg["emulator"]["variance"] = "held_out"
+    folder = tmp_path / "emulators"
+    paths, validation, _ = _emulators(cfg, folder)
+    assert set(paths) == set(validation) and (folder / "emulators.json").exists()
+    trained = []
+    real_train = Calibration.train
+
+    def counting_train(self, *a, **k):
+        trained.append(1)
+        return real_train(self, *a, **k)
+
+    monkeypatch.setattr(Calibration, "train", counting_train)
+    again, validation_again, _ = _emulators(cfg, folder)
+    assert again == paths and validation_again == validation and trained == []
+    # a saved emulator replaced by another: trained again
+    from immunocal.calib.surrogate import GPSurrogate
+
+    c = sorted(paths)[0]
+    other = GPSurrogate.load(paths[sorted(paths)[1]])
+    other.save(paths[c])
+    _emulators(cfg, folder)
+    assert trained == [1]
+    # the data changed (one more patient): trained again
+    write_tables(generate_cohort(13, np.random.default_rng(3)), tmp_path / "data")
+    _emulators(cfg, folder)
+    assert trained == [1, 1]
