@@ -58,7 +58,7 @@ def _float_of(typingctx, bits):
     return types.float64(types.int64), codegen
 
 
-@njit(cache=True)  # no fastmath here: reassociation would undo the Cody-Waite reduction
+@njit(cache=True, fastmath=False)  # explicit: a fastmath caller would pass its flags on (reassociation undoes the reduction)
 def exp_nonpositive(x: float) -> float:
     """``exp(x)`` for ``x ≤ 0`` (an RBF kernel's argument); arguments below −700 give ``exp(−700)`` ≈ 1e-304 (a
     kernel weight that cannot matter; it keeps 2^n normal)."""

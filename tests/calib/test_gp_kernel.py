@@ -31,6 +31,31 @@ def test_exponential_is_accurate_to_the_last_bits_over_the_kernels_range(rng):
     np.testing.assert_allclose(_vexp(np.array([-700.0, -800.0, -1e308])), np.exp(-700.0), rtol=1e-15)
 
 
+def test_exponential_keeps_its_rounding_when_the_fastmath_kernel_compiles_it_first(tmp_path):
+    """Numba passes a caller's fastmath flags on to a callee that does not set its own: compiled first from the
+    kernel (reassociating), ``(x/ln2 + 1.5·2^52) − 1.5·2^52`` folded to ``x/ln2`` and exp(−1) came out as 0.5 (seen in
+    a fresh CI environment, where the compile order differed). A fresh process and cache, the kernel first."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import numpy as np
+        from immunocal.calib.gp_kernel import exp_nonpositive, gp_mean_jacobian
+        rng = np.random.default_rng(0)
+        X, ls, w, x = rng.random((3, 50, 4)), 0.3 + rng.random((3, 4)), rng.normal(size=(3, 50)), rng.random((5, 4))
+        Xs = np.ascontiguousarray((X / ls[:, None, :]).transpose(0, 2, 1))
+        means, _ = gp_mean_jacobian(x, Xs, 1 / ls, w, True)
+        d = (x[None, :, None, :] - X[:, None, :, :]) / ls[:, None, None, :]
+        ref = np.einsum("kmn,kn->mk", np.exp(-0.5 * (d**2).sum(-1)), w)
+        print(abs(exp_nonpositive(-1.0) / np.exp(-1.0) - 1), np.abs(means - ref).max() / np.abs(ref).max())
+    """)
+    env = {**__import__("os").environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    exp_err, mean_err = map(float, out.split())
+    assert exp_err <= 4.5e-16 and mean_err <= 1e-12
+
+
 @pytest.fixture(scope="module")
 def logistic_surrogate():
     fm = LogisticModel()
