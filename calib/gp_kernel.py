@@ -84,7 +84,7 @@ def exp_nonpositive(x: float) -> float:
     return p * _float_of((k + 1023) << 52)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def _weights(Xs, xs, w, e):
     """``e[t] = w[t] · exp(−½ ‖Xs[:, t] − xs‖²)`` over the runs t (one component, one point)."""
     p, n = Xs.shape
@@ -99,7 +99,7 @@ def _weights(Xs, xs, w, e):
         e[t] = w[t] * exp_nonpositive(-0.5 * e[t])
 
 
-@njit(cache=True, fastmath={"reassoc", "contract", "nsz"})
+@njit(cache=True, fastmath=False)
 def gp_mean_jacobian(x, Xs, inv_ls, w, with_jacobian):
     """Means ``(m, k)`` of ``k`` GP components at ``m`` points ``x`` ``(m, p)`` of the unit cube and, with
     ``with_jacobian``, their Jacobian ``(m, k, p)`` (else ``(0, 0, 0)``). ``Xs`` ``(k, p, n)``: each component's
@@ -184,7 +184,7 @@ def gp_mean_op_class():
     def _numba_gp_mean(op, node=None, **kwargs):
         with_jacobian = op.with_jacobian
 
-        @njit
+        @njit(fastmath=False)  # PyTensor's graph is compiled with fastmath: explicit, so it is not passed on
         def gp_mean(x, Xs, inv_ls, w):
             return gp_mean_jacobian(np.ascontiguousarray(x), Xs, inv_ls, w, with_jacobian)
 
