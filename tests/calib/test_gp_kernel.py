@@ -137,3 +137,18 @@ def test_population_emulator_benchmark_reports_both_paths_and_their_agreement():
     assert res["population_emulator_speedup"] == pytest.approx(
         res["population_emulator_5_eval_grad_graph_numba_s"] / res["population_emulator_5_eval_grad_fused_numba_s"])
     assert res["population_emulator_components_runs"][1] == 48  # 80 % of the design
+
+
+def test_pytensors_disk_cache_key_follows_the_kernels_source(monkeypatch, logistic_surrogate):
+    """PyTensor caches a Numba-compiled Op on disk under its props and a version: the kernel source's hash, so a
+    changed kernel is never served from an older compile (a stale compile of an earlier kernel gave wrong means in a
+    reused compile directory)."""
+    import immunocal.calib.gp_kernel as gk
+    from pytensor.link.numba.dispatch.basic import numba_funcify_and_cache_key
+
+    x = pt.dmatrix("x")
+    node = gp_mean_op_class()(True)(x, *logistic_surrogate._kernel_constants())[0].owner
+    _, key = numba_funcify_and_cache_key(node.op, node=node)
+    monkeypatch.setattr(gk, "_SOURCE_VERSION", gk._SOURCE_VERSION + 1)
+    _, other = numba_funcify_and_cache_key(node.op, node=node)
+    assert key is not None and key != other
