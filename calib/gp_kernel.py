@@ -103,6 +103,39 @@ def _weights(Xs, xs, w, e):
 
 
 @njit(cache=True, fastmath=False)
+def _sum(e):
+    """``Σ_t e[t]`` in four interleaved partial sums: a fixed order (no fastmath reassociation) that LLVM still
+    vectorises — one running sum is a chain of dependent scalar additions (the kernel took 1.7x as long)."""
+    n = e.size
+    n4 = n - n % 4
+    s0 = s1 = s2 = s3 = 0.0
+    for t in range(0, n4, 4):
+        s0 += e[t]
+        s1 += e[t + 1]
+        s2 += e[t + 2]
+        s3 += e[t + 3]
+    for t in range(n4, n):
+        s0 += e[t]
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(cache=True, fastmath=False)
+def _dot_centred(e, X, c):
+    """``Σ_t e[t] · (X[t] − c)``, summed as :func:`_sum`."""
+    n = e.size
+    n4 = n - n % 4
+    g0 = g1 = g2 = g3 = 0.0
+    for t in range(0, n4, 4):
+        g0 += e[t] * (X[t] - c)
+        g1 += e[t + 1] * (X[t + 1] - c)
+        g2 += e[t + 2] * (X[t + 2] - c)
+        g3 += e[t + 3] * (X[t + 3] - c)
+    for t in range(n4, n):
+        g0 += e[t] * (X[t] - c)
+    return (g0 + g1) + (g2 + g3)
+
+
+@njit(cache=True, fastmath=False)
 def gp_mean_jacobian(x, Xs, inv_ls, w, with_jacobian):
     """Means ``(m, k)`` of ``k`` GP components at ``m`` points ``x`` ``(m, p)`` of the unit cube and, with
     ``with_jacobian``, their Jacobian ``(m, k, p)`` (else ``(0, 0, 0)``). ``Xs`` ``(k, p, n)``: each component's
@@ -119,17 +152,10 @@ def gp_mean_jacobian(x, Xs, inv_ls, w, with_jacobian):
             for q in range(p):
                 xs[q] = x[i, q] * inv_ls[j, q]
             _weights(Xs[j], xs, w[j], e)
-            s = 0.0
-            for t in range(n):
-                s += e[t]
-            means[i, j] = s
+            means[i, j] = _sum(e)
             if with_jacobian:
                 for q in range(p):
-                    xq = xs[q]
-                    g = 0.0
-                    for t in range(n):
-                        g += e[t] * (Xs[j, q, t] - xq)
-                    jac[i, j, q] = g * inv_ls[j, q]
+                    jac[i, j, q] = _dot_centred(e, Xs[j, q], xs[q]) * inv_ls[j, q]
     return means, jac
 
 
