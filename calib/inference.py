@@ -19,6 +19,25 @@ NUTS_INITS = ("jitter+adapt_diag", "adapt_diag", "jitter+adapt_full", "adapt_ful
 LAPLACE_PRIOR_WEIGHT = 100
 
 
+class DaemonProcessError(RuntimeError):
+    """Chains in parallel processes (``cores`` > 1) were asked for inside a daemonic process — a Dask worker under
+    its nanny, a ``multiprocessing`` pool worker — which Python does not allow to start child processes. Run the
+    chains one after another there (``[sampler] cores = 1``: the same draws, tested) or start the Dask workers with
+    ``DASK_DISTRIBUTED__WORKER__DAEMON=False``."""
+
+
+def check_chain_processes(cores: int) -> None:
+    """:class:`DaemonProcessError` when ``cores`` > 1 chain processes cannot be started from this process."""
+    import multiprocessing
+
+    if cores > 1 and multiprocessing.current_process().daemon:
+        raise DaemonProcessError(
+            f"[sampler] cores = {cores}: this process ({multiprocessing.current_process().name}) is a daemon — a Dask "
+            "worker under its nanny or a process-pool worker — and cannot start the chains' processes; set [sampler] "
+            "cores = 1 (chains one after another, the same draws) or start the workers with "
+            "DASK_DISTRIBUTED__WORKER__DAEMON=False")
+
+
 class LaplaceInitError(ValueError):
     """``laplace+adapt_full`` found no usable posterior mode (the optimiser failed, or the log density is not
     concave there): the initialisation is not silently swapped for another — name one in ``[sampler] init``."""
@@ -178,9 +197,13 @@ def _sample(model, method, draws, tune, chains, cores, seed, target_accept, advi
             posterior_predictive, compile_mode, init="jitter+adapt_diag"):
     import pymc as pm
 
+    if cores is None:
+        cores = min(chains, 2) if method == "nuts" else 1
+    if method in ("nuts", "smc", "demetropolis"):
+        check_chain_processes(min(cores, chains))
     with model:
         if method == "nuts":
-            idata = _nuts(model, draws, tune, chains, cores or min(chains, 2), seed, target_accept, progressbar,
+            idata = _nuts(model, draws, tune, chains, cores, seed, target_accept, progressbar,
                           {"mode": compile_mode} if compile_mode else None, init)
         elif method in ("advi", "fullrank_advi"):
             approx = pm.fit(n=advi_iterations, method=method, random_seed=seed, progressbar=progressbar)
@@ -195,10 +218,10 @@ def _sample(model, method, draws, tune, chains, cores, seed, target_accept, advi
             idata = fit_pathfinder(model=model, num_draws=draws, random_seed=seed, progressbar=progressbar,
                                    concurrent=None, display_summary=False)
         elif method == "smc":
-            idata = pm.sample_smc(draws=draws, chains=chains, cores=cores or 1, random_seed=seed,
+            idata = pm.sample_smc(draws=draws, chains=chains, cores=cores, random_seed=seed,
                                   progressbar=progressbar, compute_convergence_checks=False)
         else:
-            idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores or 1, random_seed=seed,
+            idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
                               step=pm.DEMetropolisZ(), progressbar=progressbar, compute_convergence_checks=False)
         if posterior_predictive and model.observed_RVs:
             import warnings

@@ -73,7 +73,17 @@ class ConvergenceWarning(UserWarning):
     pass
 
 
+#: settings that say where the work runs, not what it computes — left out of :func:`config_hash`, so a finished run
+#: is recognised whichever way it is resumed: ``[sampler] cores`` (chains in parallel processes or one after another
+#: give the same draws, tested) and ``[design] workers`` (campaign chunks are the same runs wherever they run)
+EXECUTION_ONLY = (("sampler", "cores"), ("design", "workers"))
+
+
 def config_hash(config: dict) -> str:
+    """A short hash of a config (or of any JSON-able record), without its :data:`EXECUTION_ONLY` settings."""
+    drop = {t: k for t, k in EXECUTION_ONLY if isinstance(config.get(t), dict) and k in config[t]}
+    if drop:
+        config = {**config, **{t: {kk: v for kk, v in config[t].items() if kk != k} for t, k in drop.items()}}
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

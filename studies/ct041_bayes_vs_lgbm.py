@@ -317,17 +317,24 @@ def _figures(out: Path, name: str, n: int, table: dict, sbc: dict, binary: dict)
     save_figure(fig, out, f"{name}_response.png")
 
 
-def run(out: Path, quick: bool = False, scheduler=None) -> dict:
+def run(out: Path, quick: bool = False, scheduler=None, processes: int = 1) -> dict:
     """The study (module docstring); ``scheduler``: a Dask scheduler address or client — each fold becomes a task
-    (the workers must see ``out``)."""
-    return compare(Path(out), NAME, n_patients=37, repeats=1 if quick else 10, quick=quick, scheduler=scheduler)
+    (the workers must see ``out``); ``processes``: that many folds at once on this machine."""
+    return compare(Path(out), NAME, n_patients=37, repeats=1 if quick else 10, quick=quick, scheduler=scheduler,
+                   processes=processes)
 
 
 def compare(out: Path, name: str, *, n_patients: int = 37, repeats: int = 10, variant: str | None = None,
-            seed_protocol: bool = True, quick: bool = False, scheduler=None) -> dict:
+            seed_protocol: bool = True, quick: bool = False, scheduler=None, processes: int = 1) -> dict:
     """Bayes vs LightGBM on a virtual cohort of ``n_patients`` (seed :data:`COHORT_SEED`), ``repeats`` × 5 outer
     folds, the Bayesian side well specified or a :data:`VARIANTS` entry; work files in ``out/name``, results in
-    ``out/name.json`` and ``out/name_*.png``. ``seed_protocol``: also the θ_ref protocol (one full-cohort fit)."""
+    ``out/name.json`` and ``out/name_*.png``. ``seed_protocol``: also the θ_ref protocol (one full-cohort fit).
+
+    The folds run one at a time (each fold's NUTS chains in parallel processes), ``processes`` at a time in local
+    worker processes, or as tasks on the Dask ``scheduler``; in the last two each fold's chains run one after
+    another in its worker (``[sampler] cores = 1``: the same draws, and one core per task as the pool or Dask
+    schedules it — a worker process may not start the chains' own). Two folds at a time fill the core a fold leaves
+    idle outside NUTS (compilation, the route checks, the personalisations)."""
 
     from immunocal.calib.baseline import SMALL_GRID, conformal_latents, nested_cv_binary, outer_folds
     from immunocal.calib.cohort import generate_cohort, write_tables
@@ -355,11 +362,14 @@ def compare(out: Path, name: str, *, n_patients: int = 37, repeats: int = 10, va
         folds = outer_folds(len(df), N_SPLITS, r)
         for k in range(N_SPLITS):
             cfg = _with_emulators(base, paths)
+            if scheduler is not None or processes > 1:
+                cfg["sampler"]["cores"] = 1
             test = [ids[i] for i in np.flatnonzero(folds == k)]
             cfg["data"]["heldout_subjects"] = test
             tasks.append((cfg, work / f"repeat{r}_fold{k}", test, latents, not quick))
-    # one fold at a time here (its NUTS chains take both cores), or every fold a task on a Dask cluster
-    results = map_tasks(_fold_task, tasks, scheduler=scheduler, progress=True, desc="folds", unit="fold")
+    # one fold at a time (its NUTS chains take both cores), `processes` at a time, or every fold a task on Dask
+    results = map_tasks(_fold_task, tasks, scheduler=scheduler, processes=processes, progress=True, desc="folds",
+                        unit="fold")
     for r in range(repeats):
         draws: dict = {}
         response: dict = {}

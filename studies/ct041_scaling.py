@@ -27,7 +27,7 @@ QUICK_RUNS = (("N37", 37, None, 1), ("N37_no_covariates", 37, "no_covariates", 1
 METRICS = ("mae", "r2", "coverage_90", "crps")
 
 
-def run(out: Path, quick: bool = False, scheduler=None) -> dict:
+def run(out: Path, quick: bool = False, scheduler=None, processes: int = 1) -> dict:
     from immunocal.studies.ct041_bayes_vs_lgbm import VARIANTS, compare
 
     use_agg()
@@ -37,7 +37,7 @@ def run(out: Path, quick: bool = False, scheduler=None) -> dict:
         print(f"[{NAME}] {name}: N = {n}, {VARIANTS.get(variant, 'well specified')}, {repeats} repeat(s)",
               flush=True)
         res = compare(out / NAME, name, n_patients=n, repeats=repeats, variant=variant, seed_protocol=False,
-                      quick=quick, scheduler=scheduler)
+                      quick=quick, scheduler=scheduler, processes=processes)
         summary[name] = {"n": n, "variant": variant, "repeats": repeats, "seconds": res["seconds"],
                          "latents": {lat: {"bayes": {m: v["bayes"][m] for m in METRICS},
                                            "lightgbm": {m: v["lightgbm"][m] for m in METRICS},

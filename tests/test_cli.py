@@ -71,3 +71,13 @@ def test_study_unknown_name(tmp_path, capsys):
 def test_study_scheduler_is_refused_where_a_study_cannot_distribute(tmp_path, capsys):
     code, _, err = run(capsys, "study", "rit_it_timing", "--out", str(tmp_path), "--scheduler", "tcp://nowhere:1")
     assert code == 2 and "does not distribute over Dask" in err
+
+
+def test_study_processes_are_refused_where_a_study_cannot_use_them_or_invalid(tmp_path, capsys):
+    code, _, err = run(capsys, "study", "rit_it_timing", "--out", str(tmp_path), "--processes", "2")
+    assert code == 2 and "does not run its tasks in parallel processes" in err
+    code, _, err = run(capsys, "study", "ct041_bayes_vs_lgbm", "--out", str(tmp_path), "--processes", "0")
+    assert code == 2 and "--processes must be ≥ 1, got 0" in err
+    code, _, err = run(capsys, "study", "ct041_bayes_vs_lgbm", "--out", str(tmp_path), "--processes", "2",
+                       "--scheduler", "tcp://nowhere:1")
+    assert code == 2 and "not both" in err

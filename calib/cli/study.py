@@ -23,13 +23,24 @@ def cmd_study(args) -> int:
     module = importlib.import_module(f"{STUDIES_PACKAGE}.{args.name}")
     out = Path(args.out)
     extra = {}
-    if getattr(args, "scheduler", None):
-        import inspect
+    import inspect
 
-        if "scheduler" not in inspect.signature(module.run).parameters:
+    takes = inspect.signature(module.run).parameters
+    if getattr(args, "scheduler", None):
+        if "scheduler" not in takes:
             raise ValueError(f"study '{args.name}' does not distribute over Dask (--scheduler is for studies whose "
                              "run() takes a scheduler)")
         extra["scheduler"] = args.scheduler
+    processes = getattr(args, "processes", None)
+    if processes is not None:
+        if processes < 1:
+            raise ValueError(f"--processes must be ≥ 1, got {processes}")
+        if "processes" not in takes:
+            raise ValueError(f"study '{args.name}' does not run its tasks in parallel processes (--processes is for "
+                             "studies whose run() takes processes)")
+        if extra.get("scheduler"):
+            raise ValueError("give --processes or --scheduler, not both")
+        extra["processes"] = processes
     out.mkdir(parents=True, exist_ok=True)
     module.run(out=out, quick=args.quick, **extra)
     print(f"study {args.name}: results in {out / (args.name + '.json')}")
@@ -43,6 +54,8 @@ def register(commands) -> None:
     p.add_argument("--quick", action="store_true", help="reduced sizes for a fast check")
     p.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786): the study's independent tasks "
                                        "run on that cluster (studies that support it)")
+    p.add_argument("--processes", type=int, help="run the study's independent tasks that many at a time in local "
+                                                 "worker processes (studies that support it)")
     p.set_defaults(func=cmd_study)
     register_report(commands)
 

@@ -368,3 +368,42 @@ def test_laplace_start_names_where_a_hierarchical_funnel_has_no_mode():
         pm.Normal("y", g, 1.0, observed=np.zeros(8))
     with pytest.raises(LaplaceInitError, match=r"sd_log__"):
         laplace_start(funnel, 1, [1])
+
+
+def test_chains_in_parallel_processes_or_one_after_another_give_the_same_draws(monkeypatch):
+    """``[sampler] cores`` says where the chains run, not what they draw: NUTS with both chains in processes and
+    with the chains one after another gives identical draws (why it is left out of the config hash). In a daemonic
+    process (a Dask worker under its nanny, a pool worker), which may not start processes, ``cores`` > 1 is refused
+    by name before anything runs, and ``cores = 1`` samples."""
+    import multiprocessing
+
+    import pymc as pm
+
+    from immunocal.calib.inference import DaemonProcessError, sample
+
+    with pm.Model() as m:
+        x = pm.Normal("x", 0.0, 1.0, shape=2)
+        pm.Normal("y", x.sum(), 1.0, observed=0.5)
+    kw = {"draws": 30, "tune": 30, "chains": 2, "seed": 4, "posterior_predictive": False}
+    parallel, serial = sample(m, cores=2, **kw), sample(m, cores=1, **kw)
+    np.testing.assert_array_equal(parallel.posterior["x"].values, serial.posterior["x"].values)
+    monkeypatch.setitem(multiprocessing.current_process()._config, "daemon", True)
+    with pytest.raises(DaemonProcessError, match="cores = 2.*is a daemon.*cores = 1"):
+        sample(m, cores=2, **kw)
+    with pytest.raises(DaemonProcessError, match="cores = 2"):
+        sample(m, **kw)  # NUTS's default: as many processes as chains, up to 2
+    np.testing.assert_array_equal(sample(m, cores=1, **kw).posterior["x"].values, serial.posterior["x"].values)
+
+
+def test_config_hash_leaves_out_where_the_work_runs():
+    """``[sampler] cores`` and ``[design] workers`` change where a run's work happens, not its results: a finished
+    run is recognised with either; every other setting still changes the hash, and the config is not modified."""
+    from immunocal.calib.outputs import config_hash
+
+    cfg = {"sampler": {"draws": 100, "chains": 2}, "design": {"n": 50}, "model": {"forward": "toy.linear"}}
+    run_elsewhere = {"sampler": {"draws": 100, "chains": 2, "cores": 1}, "design": {"n": 50, "workers": 4},
+                     "model": {"forward": "toy.linear"}}
+    assert config_hash(run_elsewhere) == config_hash(cfg)
+    assert run_elsewhere["sampler"]["cores"] == 1 and run_elsewhere["design"]["workers"] == 4
+    assert config_hash({**cfg, "sampler": {"draws": 101, "chains": 2}}) != config_hash(cfg)
+    assert config_hash({**cfg, "design": {"n": 50, "seed": 1}}) != config_hash(cfg)

@@ -84,3 +84,39 @@ def test_headline_shared_emulators_are_read_back_on_a_restart_unless_something_c
     write_tables(generate_cohort(13, np.random.default_rng(3)), tmp_path / "data")
     _emulators(cfg, folder)
     assert trained == [1, 1]
+
+
+@pytest.mark.parametrize("where", [{}, {"processes": 2}, {"scheduler": "tcp://127.0.0.1:1"}])
+def test_headline_folds_in_worker_processes_run_their_chains_one_after_another(tmp_path, monkeypatch, where):
+    """Run one at a time, a fold's NUTS chains take both cores in their own processes; run ``processes`` at a time or
+    on Dask, each fold is one worker's task and its chains run one after another there (``cores = 1``: a worker
+    process may not start the chains' own, and the draws are the same) — the folds' configs otherwise unchanged, so
+    a study resumed either way reads its finished folds back."""
+    import immunocal.calib.parallel as parallel
+    from immunocal.calib.outputs import config_hash
+    from immunocal.studies import ct041_bayes_vs_lgbm as study
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    real = parallel.map_tasks
+
+    def capture(fn, tasks, **kw):
+        if fn is not study._fold_task:  # the cohort's own simulation
+            return real(fn, tasks, **kw)
+        seen.update(tasks=tasks, **kw)
+        raise Stop
+
+    monkeypatch.setattr(study, "_emulators", lambda cfg, folder: ({"dose_5e8": "x.npz"}, {}, None))
+    monkeypatch.setattr(parallel, "map_tasks", capture)
+    with pytest.raises(Stop):
+        study.compare(tmp_path, "h", repeats=1, **where)
+    cfgs = [t[0] for t in seen["tasks"]]
+    assert len(cfgs) == study.N_SPLITS
+    assert seen["processes"] == where.get("processes", 1) and seen["scheduler"] == where.get("scheduler")
+    assert all(c["sampler"].get("cores") == (1 if where else None) for c in cfgs)
+    base = study._with_emulators(study._base_config(tmp_path / "h" / "data", False), {"dose_5e8": "x.npz"})
+    base["data"]["heldout_subjects"] = cfgs[0]["data"]["heldout_subjects"]
+    assert config_hash(cfgs[0]) == config_hash(base)
