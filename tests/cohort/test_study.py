@@ -92,7 +92,7 @@ def test_headline_folds_in_worker_processes_run_their_chains_one_after_another(t
     on Dask, each fold is one worker's task and its chains run one after another there (``cores = 1``: a worker
     process may not start the chains' own, and the draws are the same) — the folds' configs otherwise unchanged, so
     a study resumed either way reads its finished folds back."""
-    import immunocal.calib.parallel as parallel
+    from immunocal.calib import parallel
     from immunocal.calib.outputs import config_hash
     from immunocal.studies import ct041_bayes_vs_lgbm as study
 
@@ -120,3 +120,47 @@ def test_headline_folds_in_worker_processes_run_their_chains_one_after_another(t
     base = study._with_emulators(study._base_config(tmp_path / "h" / "data", False), {"dose_5e8": "x.npz"})
     base["data"]["heldout_subjects"] = cfgs[0]["data"]["heldout_subjects"]
     assert config_hash(cfgs[0]) == config_hash(base)
+
+
+def test_spatial_headline_is_the_same_comparison_on_the_pde_cohort_with_its_own_config(tmp_path, monkeypatch):
+    """``ct041_bayes_vs_lgbm_spatial`` runs the headline's ``compare`` on the spatial cohort: the generator with the
+    spatial settings (its PDE runs a resumable campaign), the spatial data set's config for every fold; an unknown
+    cohort is refused by name."""
+    from immunocal.calib import cohort, parallel
+    from immunocal.calib.config import load_config
+    from immunocal.calib.datasets import dataset_dir
+    from immunocal.studies import ct041_bayes_vs_lgbm as study
+    from immunocal.studies import ct041_bayes_vs_lgbm_spatial as spatial
+
+    class Stop(Exception):
+        pass
+
+    made, seen = {}, {}
+    real_generate = cohort.generate_cohort
+
+    def generate(n, rng, cfg=None, **kw):  # the homogeneous cohort stands in for the PDE's (no PDE runs here)
+        made.update(cfg=cfg, **kw)
+        return real_generate(n, rng)
+
+    real_map = parallel.map_tasks
+
+    def capture(fn, tasks, **kw):
+        if fn is not study._fold_task:
+            return real_map(fn, tasks, **kw)
+        seen["tasks"] = tasks
+        raise Stop
+
+    monkeypatch.setattr(cohort, "generate_cohort", generate)
+    monkeypatch.setattr(study, "_emulators", lambda cfg, folder: ({"dose_5e8": "x.npz"}, {}, None))
+    monkeypatch.setattr(parallel, "map_tasks", capture)
+    with pytest.raises(Stop):
+        spatial.run(tmp_path, quick=False, processes=2)
+    assert made["cfg"].model == "spatial" and made["campaign"] == tmp_path / spatial.NAME / "cohort_campaign"
+    want = load_config(dataset_dir("ct041_virtual_spatial") / "personalise.toml")
+    cfg = seen["tasks"][0][0]
+    assert cfg["model"] == want["model"] and cfg["sampler"]["draws"] == want["sampler"]["draws"]
+    assert len(seen["tasks"]) == 10 * study.N_SPLITS and cfg["sampler"]["cores"] == 1
+    quick = study._base_config(tmp_path, True, cohort="spatial")
+    assert quick["design"]["n"] == 60 and "refinement" not in quick
+    with pytest.raises(ValueError, match="unknown cohort 'pde'"):
+        study._base_config(tmp_path, False, cohort="pde")
