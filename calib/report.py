@@ -111,6 +111,16 @@ def _bayes_vs_lgbm(j: dict) -> list[tuple[str | None, str]]:
                 out.append((f"observables whose importance weights alone have Pareto k̂ above {PARETO_K_MAX} (folds)",
                             ", ".join(f"{o} {n}" for o, n in sorted(
                                 breaking.items(), key=lambda on: (-on[1], on[0]))) or "none"))
+    moved = _get(j, "true_model_reweighting") or {}
+    if moved.get("patients"):  # the test patients' posteriors reweighted from the emulators to the true model
+        per = [(lat, v["bayes"], v["bayes_true_model"]) for lat, v in (_get(j, "table") or {}).items()
+               if "bayes_true_model" in v]
+        out.append((("Bayes reweighted to the true model (patient-repeats with Pareto k̂ ≤ 0.7 / max k̂); per latent "
+                     "R², 90 % coverage, CRPS: emulators → true model"),
+                    f"{_f(moved.get('share_reliable'), 2)} of {moved['patients']} / {_f(moved.get('pareto_k_max'), 2)}; "
+                    + "; ".join(f"{lat.removeprefix('theta_')}: {_f(b['r2'], 2)} → {_f(t['r2'], 2)}, "
+                                f"{_f(b['coverage_90'], 2)} → {_f(t['coverage_90'], 2)}, "
+                                f"{_f(b['crps'], 3)} → {_f(t['crps'], 3)}" for lat, b, t in per)))
     for outcome in ("orr", "dcr"):
         b, g = _get(j, f"response.{outcome}.bayes") or {}, _get(j, f"response.{outcome}.lightgbm") or {}
         out.append((f"{outcome.upper()} from early observations: AUROC / Brier, LightGBM vs Bayes",

@@ -347,6 +347,24 @@ class Calibration:
         return personalise(self, rows, method=p.pop("method", "nuts"), n_population_draws=n_pop,
                            progressbar=self._bars, **p)
 
+    def true_model_personalised(self, idata, rows: Measurements | None = None):
+        """The importance personalisation ``idata`` of ``rows`` (default: the held-out subjects' rows, as
+        :meth:`personalise`) reweighted from the surrogates to the true forward model
+        (:func:`immunocal.calib.personalise.true_model_reweighting`: per-subject Pareto k̂ in the group
+        ``true_model``)."""
+        from .personalise import subject_problem, true_model_reweighting
+
+        self.ensure_emulators()
+        if rows is None:
+            meas, _ = self.tables
+            rows = subset(meas, np.isin(meas.subject, self.heldout_subjects) & ~self._conditioned_rows(meas))
+        p = self.cfg.get("personalise", {})
+        specs, links, draws, observables = subject_problem(self, rows, int(p.get("population_draws", 200)))
+        return true_model_reweighting(idata, self.emulators, self._exact_emulators(sorted(set(rows.condition)),
+                                                                                   "blackbox"),
+                                      specs, links, draws, rows, observables, self.tables[1], self.data.subjects,
+                                      seed=int(p.get("seed", 0)))
+
     def schedule(self, condition: str) -> dict | None:
         conds = self.tables[1]
         return conds.schedules.get(condition) if conds else None

@@ -10,6 +10,10 @@ The cohort is ``ct041_lgbm``'s (N = 37, seed 1; homogeneous CAR-T ODE). For each
   observations (:mod:`immunocal.calib.personalise`). One set of PCA-GP emulators (one per dose level), refined once
   where the whole cohort's pilot posterior puts mass (the config's ``[refinement]``) with its error there as the
   emulator variance (``[emulator] variance = "posterior"``), serves every fold.
+* **Bayes, true model** — the same test-patient posteriors reweighted from the emulators to the true forward model
+  (:meth:`immunocal.calib.workflow.Calibration.true_model_personalised`: true / emulator mixture density at each
+  draw, Pareto-smoothed, resampled; each patient's k̂ recorded) and scored alongside: how much the emulators'
+  error moves what the comparison reports.
 * **LightGBM** — seed 000's regressor on the same features and folds, with conformal predictive ensembles from
   cross-validated training residuals (:func:`immunocal.calib.baseline.conformal_latents`) so intervals and CRPS compare.
 
@@ -162,6 +166,26 @@ def _early_response(cal, folder: Path, test_ids: list[str], config_hash: str) ->
     return {s: {"orr": float(p[2:].sum()), "dcr": float(p[1:].sum())} for s, p in zip(subjects, probs)}
 
 
+def _true_model_draws(cal, folder: Path, idata, config_hash: str):
+    """The test patients' posteriors reweighted from the emulators to the true forward model
+    (:meth:`immunocal.calib.workflow.Calibration.true_model_personalised`: per patient the weights' Pareto k̂) —
+    the :data:`POSTERIOR_DRAWS` draws the comparison scores (thinned evenly, as :func:`_thinned`), each distinct one
+    simulated once by the true model. Saved in the fold (``personalised_true_model.nc``, stamped with the fold's
+    config hash) and read back while the fold is unchanged."""
+    import arviz as az
+
+    from immunocal.calib.outputs import save_idata
+
+    path = folder / "personalised_true_model.nc"
+    moved = az.from_netcdf(path) if path.exists() else None
+    if moved is None or moved.posterior.attrs.get("fold_config_hash") != config_hash:
+        n = idata.posterior.sizes["draw"]
+        keep = np.unique(np.linspace(0, n - 1, min(POSTERIOR_DRAWS, n)).astype(int))
+        moved = cal.true_model_personalised(idata.isel(draw=keep))
+        save_idata(moved, path, {"fold_config_hash": config_hash})
+    return moved
+
+
 def _fit_fold(cfg: dict, folder: Path):
     """The fold's calibration (population fit + personalised test patients) — read back when finished."""
     from immunocal.calib.workflow import Calibration
@@ -172,9 +196,10 @@ def _fit_fold(cfg: dict, folder: Path):
 
 
 def _fold_draws(cfg: dict, folder: Path, test_ids: list[str], latents: list[str],
-                retry: bool = True) -> tuple[dict, dict, dict]:
+                retry: bool = True) -> tuple[dict, dict, dict, dict]:
     """Fit the fold's population and personalise its test patients; ``{patient: (draws, latents)}``, the
-    fold's diagnostics and the early-data response probabilities. A finished fold (same config and data) is read
+    fold's diagnostics, the early-data response probabilities and the patients' draws reweighted to the true model
+    (:func:`_true_model_draws`). A finished fold (same config and data) is read
     back. A population fit that misses the diagnostics thresholds (R-hat, ESS, divergences) is not used: the fold is
     fitted again with twice the draws and tuning and ``target_accept`` ≥ 0.95 (in ``<fold>_retry``), and the fold
     reports both attempts — a retry that still misses is used and says so (``retry=False``: a smoke test's short
@@ -191,20 +216,32 @@ def _fold_draws(cfg: dict, folder: Path, test_ids: list[str], latents: list[str]
                        target_accept=max(0.95, sampler.get("target_accept", 0.9)))
         folder = folder.with_name(folder.name + "_retry")
         cal, summary = _fit_fold(retry, folder)
-    post = az.from_netcdf(folder / "personalised.nc").posterior
-    out = {}
-    for s in test_ids:
-        x = np.column_stack([post[n].sel(subject=s).stack(k=("chain", "draw")).values for n in latents])
-        idx = np.unique(np.linspace(0, len(x) - 1, min(POSTERIOR_DRAWS, len(x))).astype(int))
-        out[s] = x[idx]
+    personalised = az.from_netcdf(folder / "personalised.nc")
+    out = _thinned(personalised.posterior, test_ids, latents)
+    moved = _true_model_draws(cal, folder, personalised, summary["config_hash"])
+    true_model = {"draws": _thinned(moved.posterior, test_ids, latents),
+                  "pareto_k": {s: float(moved.true_model["pareto_k"].sel(subject=s)) for s in test_ids}}
     diag = {"population": summary["diagnostics"], "population_first_attempt": first, "fit_folder": folder.name,
             "personalised_rhat_max": summary["personalised"].get("rhat_max"),
             "personalised_ess_bulk_min": summary["personalised"].get("ess_bulk_min"),
             "personalised_pareto_k_max": summary["personalised"].get("pareto_k_max"),
             "personalised_failures": summary["personalised"].get("failures", []),
-            "route": _route_record(summary.get("route")), "seconds": summary["seconds"]}
+            "route": _route_record(summary.get("route")), "seconds": summary["seconds"],
+            "true_model_pareto_k": true_model["pareto_k"]}
     ordinal = cal.observables["recist_score"].family.startswith("ordinal")  # no categories from a normal score
-    return out, diag, _early_response(cal, folder, test_ids, summary["config_hash"]) if ordinal else {}
+    return out, diag, _early_response(cal, folder, test_ids, summary["config_hash"]) if ordinal else {}, \
+        true_model["draws"]
+
+
+def _thinned(post, test_ids: list[str], latents: list[str]) -> dict:
+    """Each test patient's posterior draws of the latents ``(draws, latents)``, thinned evenly to at most
+    :data:`POSTERIOR_DRAWS`."""
+    out = {}
+    for s in test_ids:
+        x = np.column_stack([post[n].sel(subject=s).stack(k=("chain", "draw")).values for n in latents])
+        idx = np.unique(np.linspace(0, len(x) - 1, min(POSTERIOR_DRAWS, len(x))).astype(int))
+        out[s] = x[idx]
+    return out
 
 
 def _route_record(route: dict | None) -> dict | None:
@@ -245,7 +282,7 @@ def _pseudo_labels(base: dict, paths: dict, folder: Path, ids: list[str], latent
     return table.set_index("patient_id").loc[ids, latents].to_numpy(float)
 
 
-def _fold_task(task: tuple) -> tuple[dict, dict, dict]:
+def _fold_task(task: tuple) -> tuple[dict, dict, dict, dict]:
     cfg, folder, test, latents, retry = task
     out = _fold_draws(cfg, folder, test, latents, retry)
     diag = out[1]
@@ -391,16 +428,20 @@ def compare(out: Path, name: str, *, n_patients: int = 37, repeats: int = 10, va
     # one fold at a time (its NUTS chains take both cores), `processes` at a time, or every fold a task on Dask
     results = map_tasks(_fold_task, tasks, scheduler=scheduler, processes=processes, progress=True, desc="folds",
                         unit="fold")
+    true_model_draws: list[dict] = []
     for r in range(repeats):
         draws: dict = {}
         response: dict = {}
+        moved: dict = {}
         for k in range(N_SPLITS):
-            d, diag, resp = results[r * N_SPLITS + k]
+            d, diag, resp, d_true = results[r * N_SPLITS + k]
             draws.update(d)
             response.update(resp)
+            moved.update(d_true)
             fold_diag.append({"repeat": r, "fold": k, **diag})
         bayes_draws.append(draws)
         bayes_response.append(response)
+        true_model_draws.append(moved)
     t_bayes = time.perf_counter() - t0
     t0 = time.perf_counter()
     lgbm = conformal_latents(df, latents=latents, n_splits=N_SPLITS, repeats=repeats, n_jobs=2,
@@ -426,7 +467,7 @@ def compare(out: Path, name: str, *, n_patients: int = 37, repeats: int = 10, va
         except ValueError as err:  # too few patients of a class for stratified folds: said, not skipped
             binary[outcome]["lightgbm"] = {"not_run": str(err)}
     t_lgbm = time.perf_counter() - t0
-    return _summarise(out, name, df, truth, latents, repeats, bayes_draws, lgbm, protocol, binary, {
+    return _summarise(out, name, df, truth, latents, repeats, bayes_draws, lgbm, protocol, binary, true_model_draws, {
         "quick": quick, "cohort": cohort, "variant": variant, "variant_description": VARIANTS.get(variant, "well specified"),
         "emulator_validation": validation, "emulator_validation_before_refinement": validation_design,
         "refinement": base.get("refinement"), "folds": fold_diag,
@@ -455,17 +496,22 @@ def _seed_protocol(base, paths, work, df, ids, truth, latents, repeats, quick) -
     return seed_protocol
 
 
-def _summarise(out, name, df, truth, latents, repeats, bayes_draws, lgbm, seed_protocol, binary, extra) -> dict:
-    """Scores, SBC and identifiability over the repeats; printed, drawn and written to ``out/name.json``."""
+def _summarise(out, name, df, truth, latents, repeats, bayes_draws, lgbm, seed_protocol, binary, true_model_draws,
+               extra) -> dict:
+    """Scores, SBC and identifiability over the repeats; printed, drawn and written to ``out/name.json``. The
+    Bayesian posteriors are scored as the emulators give them (``bayes``) and reweighted to the true forward model
+    (``bayes_true_model``; each patient's k̂ in the folds' records)."""
     from scipy import stats
 
     ids = df["patient_id"].tolist()
     table, sbc, ident = {}, {}, {}
     for j, lat in enumerate(latents):
-        per = {"bayes": [], "lightgbm": []}
+        per = {"bayes": [], "lightgbm": [], "bayes_true_model": []}
         for r in range(repeats):
             ens_b = [bayes_draws[r][s][:, j] for s in ids]
             per["bayes"].append(_scores(truth[:, j], np.array([e.mean() for e in ens_b]), ens_b))
+            ens_t = [true_model_draws[r][s][:, j] for s in ids]
+            per["bayes_true_model"].append(_scores(truth[:, j], np.array([e.mean() for e in ens_t]), ens_t))
             ens_l = [lgbm["ensembles"][r][i][:, j] for i in range(len(ids))]
             per["lightgbm"].append(_scores(truth[:, j], lgbm["oof"][r, :, j], ens_l))
         table[lat] = {m: _aggregate(v) for m, v in per.items()}
@@ -487,6 +533,13 @@ def _summarise(out, name, df, truth, latents, repeats, bayes_draws, lgbm, seed_p
         print(f"{k:11s} {b['mae']:.3f}/{g['mae']:.3f}     {b['r2']:6.3f}/{g['r2']:6.3f}   "
               f"{b['coverage_90']:.2f}/{g['coverage_90']:.2f}        {b['crps']:.3f}/{g['crps']:.3f}       "
               f"{ident[k]['contraction']:.2f}")
+    ks = np.array([k for f in extra.get("folds", []) for k in (f.get("true_model_pareto_k") or {}).values()], float)
+    reweighting = {"patients": int(ks.size), "pareto_k_max": float(ks.max()) if ks.size else None,
+                   "share_reliable": float(np.mean(ks <= 0.7)) if ks.size else None}
+    print(f"reweighted to the true model: k̂ ≤ 0.7 for {reweighting['share_reliable']} of {ks.size} patient-repeats; "
+          "R² / cov90 / CRPS: " + ", ".join(f"{k} {v['bayes_true_model']['r2']:.2f} / "
+                                           f"{v['bayes_true_model']['coverage_90']:.2f} / "
+                                           f"{v['bayes_true_model']['crps']:.3f}" for k, v in table.items()))
     print("seed protocol (LightGBM on θ_ref):  R² vs θ_ref / vs truth;  θ_ref vs truth R²;  seed Table 2 R²")
     for k, v in seed_protocol.items():
         print(f"{k:11s} {v['lightgbm_on_ref_vs_ref']['r2']:6.3f} / {v['lightgbm_on_ref_vs_truth']['r2']:6.3f}      "
@@ -501,7 +554,7 @@ def _summarise(out, name, df, truth, latents, repeats, bayes_draws, lgbm, seed_p
     result = {"virtual": True, "cohort_seed": COHORT_SEED, "n": len(df), "repeats": repeats,
               "outer_folds": N_SPLITS, "config": f"calib/datasets/{COHORTS[cohort]}/personalise.toml",
               "table": table, "sbc": {k: {kk: vv for kk, vv in v.items() if kk != "ranks"} for k, v in sbc.items()},
-              "identifiability": ident, "lightgbm_intervals": lgbm["method"],
+              "identifiability": ident, "lightgbm_intervals": lgbm["method"], "true_model_reweighting": reweighting,
               "seed_protocol": seed_protocol,
               "response": {"early_observables": list(EARLY_OBSERVABLES), "folds": "Bayes: the latent folds; "
                            "LightGBM: stratified outer folds (seed 000's protocol); out-of-fold for both",

@@ -71,6 +71,13 @@ def test_headline_table_of_the_bayes_vs_lightgbm_study(tmp_path):
     # the route check of each fold: how many were advised off the surrogate, the worst k̂ and worst RMSE / noise
     assert "max surrogate RMSE over the fitted noise sd: 1 of 2 / 33.1 / log_pfs_months 0.9, t_max 1.78" in text
     assert "_posterior contraction_ = 1 − mean posterior variance" in text  # the columns are explained
+    assert "reweighted to the true model" not in text  # a result without the reweighting says nothing of it
+    j["table"]["theta_cyt"]["bayes_true_model"] = {"r2": 0.47, "coverage_90": 0.9, "crps": 0.118}
+    j["true_model_reweighting"] = {"patients": 37, "share_reliable": 0.946, "pareto_k_max": 0.81}
+    (tmp_path / "again").mkdir()
+    text = _render(tmp_path / "again", {"ct041_bayes_vs_lgbm": j})
+    assert ("R², 90 % coverage, CRPS: emulators → true model: 0.95 of 37 / 0.81; cyt: 0.43 → 0.47, 0.88 → 0.9, "
+            "0.12 → 0.118") in text
 
 
 @pytest.mark.parametrize("routes", [False, True])

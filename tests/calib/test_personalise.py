@@ -183,6 +183,66 @@ def test_importance_sampling_weighs_separated_modes_exactly():
     np.testing.assert_array_equal(which, np.where(level > 0.25, 0, 1))
 
 
+class _Shifted:
+    """A surrogate that is the true model plus a constant output bias (a badly trained emulator)."""
+
+    family = "shifted"
+
+    def __init__(self, em, shift):
+        self.em, self.shift = em, shift
+
+    def __getattr__(self, name):
+        return getattr(self.em, name)
+
+    def predict_pt(self, theta, **kw):
+        mean, var = self.em.predict_pt(theta, **kw)
+        return mean + self.shift, var
+
+
+def test_reweighting_to_the_true_model_recovers_its_posterior_from_a_biased_surrogates():
+    """A subject personalised through a surrogate biased by +0.3 (the noise sd is 0.4) has the wrong posterior;
+    reweighted to the true model (true / surrogate mixture density at each draw, PSIS, resampled) it is the exact
+    conjugate posterior of the true model, with its k̂ and ESS reported; reweighting to the surrogate itself changes
+    nothing (unit weights), and a personalisation without importance draws is refused by name."""
+    from immunocal.calib.personalise import importance_posterior, true_model_reweighting
+
+    em, specs, links, rows, cond, t, y, subj = _linear_setup()
+    draws = _draws([(1.0, 0.5)], [(0.8, 0.3)], [[0.6]])
+    obs = {"y": ObservableSpec("normal")}
+    biased = {"arm": _Shifted(em, 0.3)}
+    idata = importance_posterior(biased, specs, links, draws, rows, obs, cond, ["f1", "f2"], particles=4000,
+                                 block=1000, stages=3, draws=4000, seed=5)
+    moved = true_model_reweighting(idata, biased, {"arm": em}, specs, links, draws, rows, obs, cond, ["f1", "f2"],
+                                   block=1000, seed=1)
+    same = true_model_reweighting(idata, biased, biased, specs, links, draws, rows, obs, cond, ["f1", "f2"],
+                                  block=1000, seed=1)
+    x_std = (np.array([70.0, 50.0]) - 50.0) / 10.0
+    for i, s in enumerate(("a", "b")):
+        mean, cov = _subject_posterior([1.0 + 0.6 * x_std[i], 0.5], [0.8, 0.3], t[subj == s], y[subj == s], 0.4)
+        sd = np.sqrt(np.diag(cov))
+        before = idata.posterior["z"].sel(subject=s).values[0]
+        after = moved.posterior["z"].sel(subject=s).values[0]
+        k, ess = float(moved.true_model["pareto_k"].sel(subject=s)), float(moved.true_model["ess"].sel(subject=s))
+        assert k < 0.7 and ess > 500
+        assert abs(before.mean(0)[0] - mean[0]) > 4 * sd[0] / np.sqrt(ess)  # the bias moved the level
+        assert np.all(np.abs(after.mean(0) - mean) <= 4 * sd / np.sqrt(ess) + 1e-3), (after.mean(0), mean)
+        np.testing.assert_allclose(after.std(0), sd, rtol=0.15)
+        np.testing.assert_allclose(moved.posterior["level"].sel(subject=s).values[0], after[:, 0])
+        assert float(same.true_model["log_weight_sd"].sel(subject=s)) == 0.0
+        np.testing.assert_array_equal(np.sort(same.posterior["z"].sel(subject=s).values[0], axis=0),
+                                      np.sort(before, axis=0))
+    assert moved.true_model.attrs["failures"] == "" and set(moved.posterior["population_sample"].values.ravel()) == {0}
+    with pytest.raises(ValueError, match="needs an importance personalisation"):
+        true_model_reweighting(_without_z(idata), biased, {"arm": em}, specs, links, draws, rows, obs, cond,
+                               ["f1", "f2"])
+
+
+def _without_z(idata):
+    import arviz as az
+
+    return az.InferenceData(posterior=idata.posterior.drop_vars("z"))
+
+
 def test_importance_settings_are_checked():
     from immunocal.calib.personalise import importance_posterior
 

@@ -164,3 +164,37 @@ def test_spatial_headline_is_the_same_comparison_on_the_pde_cohort_with_its_own_
     assert quick["design"]["n"] == 60 and "refinement" not in quick
     with pytest.raises(ValueError, match="unknown cohort 'pde'"):
         study._base_config(tmp_path, False, cohort="pde")
+
+
+def test_headline_summary_scores_the_true_model_reweighting_beside_the_emulators(tmp_path):
+    """``_summarise`` scores the test patients' posteriors twice — as the emulators give them and reweighted to the
+    true model — and summarises the reweighting's k̂ over the folds' records; identical draws score identically."""
+    import numpy as np
+    import pandas as pd
+
+    from immunocal.studies import ct041_bayes_vs_lgbm as study
+
+    study.use_agg()
+    rng = np.random.default_rng(0)
+    ids = [f"V{i:04d}" for i in range(12)]
+    lats = ["theta_a", "theta_b"]
+    truth = rng.uniform(0.1, 0.9, (12, 2))
+    df = pd.DataFrame({"patient_id": ids})
+    near = [{s: truth[i] + 0.05 * rng.standard_normal((50, 2)) for i, s in enumerate(ids)}]
+    far = [{s: truth[i] + 0.3 + 0.05 * rng.standard_normal((50, 2)) for i, s in enumerate(ids)}]
+    lgbm = {"oof": truth[None] + 0.1, "ensembles": [[truth[i] + 0.1 * rng.standard_normal((50, 2))
+                                                     for i in range(12)]], "method": "split-conformal"}
+    y = np.arange(12) % 2
+    binary = {"orr": {"observed_frequency": 0.5, "bayes": study._binary_scores(y, rng.uniform(0, 1, 12)),
+                      "lightgbm": study._binary_scores(y, rng.uniform(0, 1, 12))}}
+    folds = [{"true_model_pareto_k": {s: (0.9 if s == "V0003" else 0.2) for s in ids[:6]}},
+             {"true_model_pareto_k": {s: 0.3 for s in ids[6:]}}]
+    res = study._summarise(tmp_path, "h", df, truth, lats, 1, far, lgbm, {}, binary, near, {"folds": folds})
+    for lat in lats:
+        assert res["table"][lat]["bayes_true_model"]["mae"] < res["table"][lat]["bayes"]["mae"]
+        assert res["table"][lat]["bayes_true_model"]["coverage_90"] > res["table"][lat]["bayes"]["coverage_90"]
+    assert res["true_model_reweighting"] == {"patients": 12, "pareto_k_max": 0.9, "share_reliable": 11 / 12}
+    same = study._summarise(tmp_path, "h2", df, truth, lats, 1, near, lgbm, {}, binary, near, {"folds": []})
+    assert same["table"]["theta_a"]["bayes_true_model"] == same["table"]["theta_a"]["bayes"]
+    assert same["true_model_reweighting"]["patients"] == 0
+    assert (tmp_path / "h.json").exists() and (tmp_path / "h_scores.png").exists()
