@@ -178,9 +178,10 @@ def _true_model_draws(cal, folder: Path, idata, config_hash: str):
 
     path = folder / "personalised_true_model.nc"
     moved = az.from_netcdf(path) if path.exists() else None
-    if moved is None or moved.posterior.attrs.get("fold_config_hash") != config_hash:
-        n = idata.posterior.sizes["draw"]
-        keep = np.unique(np.linspace(0, n - 1, min(POSTERIOR_DRAWS, n)).astype(int))
+    n = idata.posterior.sizes["draw"]
+    keep = np.unique(np.linspace(0, n - 1, min(POSTERIOR_DRAWS, n)).astype(int))
+    if (moved is None or moved.posterior.attrs.get("fold_config_hash") != config_hash
+            or moved.posterior.sizes["draw"] != len(keep)):  # made for another config or thinning: again
         moved = cal.true_model_personalised(idata.isel(draw=keep))
         save_idata(moved, path, {"fold_config_hash": config_hash})
     return moved
