@@ -511,8 +511,8 @@ SECTIONS = {
     "ct041_bayes_vs_lgbm": ("Headline — Bayesian personalisation vs seed 000's LightGBM mapping (virtual CT041 cohort)",
                             _bayes_vs_lgbm, ["ct041_bayes_vs_lgbm_scores.png", "ct041_bayes_vs_lgbm_sbc.png",
                                              "ct041_bayes_vs_lgbm_response.png"]),
-    "ct041_bayes_vs_lgbm_spatial": ("The same head-to-head on the spatial virtual cohort (the PDE behind its "
-                                    "emulator)", _bayes_vs_lgbm,
+    "ct041_bayes_vs_lgbm_spatial": (("The same head-to-head on the spatial virtual cohort (the PDE behind its "
+                                     "emulator)"), _bayes_vs_lgbm,
                                     ["ct041_bayes_vs_lgbm_spatial_scores.png", "ct041_bayes_vs_lgbm_spatial_sbc.png",
                                      "ct041_bayes_vs_lgbm_spatial_response.png"]),
     "identifiability": ("Identifiability — what the data of each shipped calibration can determine",
