@@ -175,14 +175,14 @@ def _true_model_draws(cal, folder: Path, idata, config_hash: str):
     import arviz as az
 
     from immunocal.calib.outputs import save_idata
+    from immunocal.calib.predict import thin
 
     path = folder / "personalised_true_model.nc"
     moved = az.from_netcdf(path) if path.exists() else None
-    n = idata.posterior.sizes["draw"]
-    keep = np.unique(np.linspace(0, n - 1, min(POSTERIOR_DRAWS, n)).astype(int))
+    scored = thin(idata, POSTERIOR_DRAWS)  # importance draws: one chain
     if (moved is None or moved.posterior.attrs.get("fold_config_hash") != config_hash
-            or moved.posterior.sizes["draw"] != len(keep)):  # made for another config or thinning: again
-        moved = cal.true_model_personalised(idata.isel(draw=keep))
+            or moved.posterior.sizes["draw"] != scored.posterior.sizes["draw"]):  # another config or thinning
+        moved = cal.true_model_personalised(scored)
         save_idata(moved, path, {"fold_config_hash": config_hash})
     return moved
 
