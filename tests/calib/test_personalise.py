@@ -39,6 +39,36 @@ def test_continuous_rows_per_draw_match_scipy_with_censoring(family):
         np.testing.assert_allclose(got[s], want, rtol=1e-6)  # PyMC's log-ccdf is accurate to ~1e-8
 
 
+def test_rows_per_draw_densities_are_derived_without_the_emulator_graph(monkeypatch):
+    """PyMC's logprob rewrites walk every ancestor of what pm.logp is given: mu and var (an emulator's graph in
+    use) reach them only as stand-ins, grafted on afterwards — and the result is still a function of them."""
+    import pymc as pm
+    import pytensor
+    import pytensor.tensor as pt
+    from pytensor.graph.basic import ancestors
+
+    x = pt.vector("x")  # the emulator's input
+    mu, var = pt.exp(x) - 1.0, 0.01 * pt.square(x)
+    seen = []
+    logp = pm.logp
+
+    def spy(rv, value, **kw):
+        seen.append(set(ancestors([rv])))
+        return logp(rv, value, **kw)
+
+    monkeypatch.setattr(pm, "logp", spy)
+    spec = ObservableSpec(family="normal")
+    y, cz, sig = np.array([0.2, 0.0, -1.0]), np.array(["none", "left", "right"]), np.full(3, np.nan)
+    out = rows_logp_per_draw(spec, mu, var, y, cz, sig, sigma_draws=np.array([0.5, 1.2]))
+    assert seen and all(x not in a for a in seen)
+    assert x in set(ancestors([out]))
+    xv = np.array([0.1, -0.2, 0.3])
+    got = pytensor.function([x], out)(xv)
+    want = _eval(rows_logp_per_draw(spec, pt.as_tensor_variable(np.exp(xv) - 1.0),
+                                    pt.as_tensor_variable(0.01 * xv**2), y, cz, sig, sigma_draws=np.array([0.5, 1.2])))
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
 @pytest.mark.parametrize("link", ["probit", "logistic"])
 def test_ordinal_rows_per_draw_match_pymc(link):
     import pymc as pm
