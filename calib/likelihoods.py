@@ -275,8 +275,10 @@ def _rows_logp_per_draw(spec, mu, var, y, censoring, sigma_data, sigma_draws, cu
         else:
             raise ValueError("rows without a sigma value need draws of the fitted noise sd")
         sd = pt.sqrt(pt.square(sig) + var[None, :])
-        lower, upper = censoring_bounds(y, censoring)
-        dist = pm.Censored.dist(continuous_dist(spec, mu[None, :], sd), lower=lower[None, :], upper=upper[None, :])
+        dist = continuous_dist(spec, mu[None, :], sd)
+        if np.any(censoring != "none"):  # pm.Censored's logprob derivation is ≈ 13× a plain density's (measured)
+            lower, upper = censoring_bounds(y, censoring)
+            dist = pm.Censored.dist(dist, lower=lower[None, :], upper=upper[None, :])
         return pm.logp(dist, np.broadcast_to(y, (1, len(y))))
     if np.any(censoring != "none"):
         raise ValueError(f"censoring flags on a {spec.family} observable")
