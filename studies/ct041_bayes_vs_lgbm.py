@@ -236,13 +236,14 @@ def _fold_draws(cfg: dict, folder: Path, test_ids: list[str], latents: list[str]
 
 def _thinned(post, test_ids: list[str], latents: list[str]) -> dict:
     """Each test patient's posterior draws of the latents ``(draws, latents)``, thinned evenly to at most
-    :data:`POSTERIOR_DRAWS`."""
-    out = {}
-    for s in test_ids:
-        x = np.column_stack([post[n].sel(subject=s).stack(k=("chain", "draw")).values for n in latents])
-        idx = np.unique(np.linspace(0, len(x) - 1, min(POSTERIOR_DRAWS, len(x))).astype(int))
-        out[s] = x[idx]
-    return out
+    :data:`POSTERIOR_DRAWS` (:func:`immunocal.calib.predict.thin`)."""
+    import arviz as az
+
+    from immunocal.calib.predict import thin
+
+    post = thin(az.InferenceData(posterior=post), POSTERIOR_DRAWS).posterior
+    return {s: np.column_stack([post[n].sel(subject=s).stack(k=("chain", "draw")).values for n in latents])
+            for s in test_ids}
 
 
 def _route_record(route: dict | None) -> dict | None:
