@@ -273,9 +273,14 @@ def cmd_sbc(args) -> int:
 
 
 def cmd_bench_personalise(args) -> int:
+    import os
+
     from immunocal.calib.bench import bench_personalise
 
-    print(json.dumps({**bench_personalise(args.out, args.population_draws), "_command": "immunocal bench personalise"}))
+    res = bench_personalise(args.out, args.population_draws)
+    # every time here is wall clock: the load says how much of the machine the run had (as the other benchmarks)
+    print(json.dumps({**res, "load_average_1min": os.getloadavg()[0], "cpu_count": os.cpu_count(),
+                      "_command": "immunocal bench personalise"}))
     return 0
 
 
