@@ -166,20 +166,18 @@ def _early_response(cal, folder: Path, test_ids: list[str], config_hash: str) ->
     return {s: {"orr": float(p[2:].sum()), "dcr": float(p[1:].sum())} for s, p in zip(subjects, probs)}
 
 
-def _true_model_draws(cal, folder: Path, idata, config_hash: str):
+def _true_model_draws(cal, folder: Path, scored, config_hash: str):
     """The test patients' posteriors reweighted from the emulators to the true forward model
     (:meth:`immunocal.calib.workflow.Calibration.true_model_personalised`: per patient the weights' Pareto k̂) —
-    the :data:`POSTERIOR_DRAWS` draws the comparison scores (thinned evenly, as :func:`_thinned`), each distinct one
-    simulated once by the true model. Saved in the fold (``personalised_true_model.nc``, stamped with the fold's
+    ``scored``: the draws the comparison scores, each distinct one simulated once by the true model. Saved in the
+    fold (``personalised_true_model.nc``, stamped with the fold's
     config hash) and read back while the fold is unchanged."""
     import arviz as az
 
     from immunocal.calib.outputs import save_idata
-    from immunocal.calib.predict import thin
 
     path = folder / "personalised_true_model.nc"
     moved = az.from_netcdf(path) if path.exists() else None
-    scored = thin(idata, POSTERIOR_DRAWS)  # importance draws: one chain
     if (moved is None or moved.posterior.attrs.get("fold_config_hash") != config_hash
             or moved.posterior.sizes["draw"] != scored.posterior.sizes["draw"]):  # another config or thinning
         moved = cal.true_model_personalised(scored)
@@ -207,6 +205,8 @@ def _fold_draws(cfg: dict, folder: Path, test_ids: list[str], latents: list[str]
     chains, never refitted)."""
     import arviz as az
 
+    from immunocal.calib.predict import thin
+
     cal, summary = _fit_fold(cfg, folder)
     first = None
     if retry and summary["diagnostics"].get("ok") is False:
@@ -217,10 +217,10 @@ def _fold_draws(cfg: dict, folder: Path, test_ids: list[str], latents: list[str]
                        target_accept=max(0.95, sampler.get("target_accept", 0.9)))
         folder = folder.with_name(folder.name + "_retry")
         cal, summary = _fit_fold(retry, folder)
-    personalised = az.from_netcdf(folder / "personalised.nc")
-    out = _thinned(personalised.posterior, test_ids, latents)
-    moved = _true_model_draws(cal, folder, personalised, summary["config_hash"])
-    true_model = {"draws": _thinned(moved.posterior, test_ids, latents),
+    scored = thin(az.from_netcdf(folder / "personalised.nc"), POSTERIOR_DRAWS)  # thinned evenly
+    out = _patient_draws(scored.posterior, test_ids, latents)
+    moved = _true_model_draws(cal, folder, scored, summary["config_hash"])
+    true_model = {"draws": _patient_draws(moved.posterior, test_ids, latents),
                   "pareto_k": {s: float(moved.true_model["pareto_k"].sel(subject=s)) for s in test_ids}}
     diag = {"population": summary["diagnostics"], "population_first_attempt": first, "fit_folder": folder.name,
             "personalised_rhat_max": summary["personalised"].get("rhat_max"),
@@ -234,14 +234,8 @@ def _fold_draws(cfg: dict, folder: Path, test_ids: list[str], latents: list[str]
         true_model["draws"]
 
 
-def _thinned(post, test_ids: list[str], latents: list[str]) -> dict:
-    """Each test patient's posterior draws of the latents ``(draws, latents)``, thinned evenly to at most
-    :data:`POSTERIOR_DRAWS` (:func:`immunocal.calib.predict.thin`)."""
-    import arviz as az
-
-    from immunocal.calib.predict import thin
-
-    post = thin(az.InferenceData(posterior=post), POSTERIOR_DRAWS).posterior
+def _patient_draws(post, test_ids: list[str], latents: list[str]) -> dict:
+    """Each test patient's posterior draws of the latents ``(draws, latents)``."""
     return {s: np.column_stack([post[n].sel(subject=s).stack(k=("chain", "draw")).values for n in latents])
             for s in test_ids}
 
