@@ -18,7 +18,8 @@ Relative paths are relative to the config file. The full reference with an examp
                        observable; time  (role = "observed": each subject's measurement of ``observable`` — a raw
                        data-table name — at data day ``time`` is its value of NAME)
     [observables.NAME] family; sigma; nu; link; cutpoints; n_trials; correlation_time
-    [sampler]      method; draws; tune; chains; cores; seed; target_accept; advi_iterations; compile_mode
+    [sampler]      method; draws; tune; chains; cores; seed; target_accept; advi_iterations; compile_mode; init;
+                   top_up (NUTS: batches of ``chains`` more chains when only the ESS misses)
     [diagnostics]  rhat_max; ess_min; strict; surrogate_check_draws; importance_draws
     [predict]      draws (0: no prediction); subjects_per_draw; seed; detection_limit; endpoint
     [output]       dir
@@ -35,7 +36,7 @@ from immunocal.priors.textio import read_input_text
 
 NUMBER = (int, float)
 _SAMPLER = {"method": str, "draws": int, "tune": int, "chains": int, "cores": int, "seed": int,
-            "target_accept": NUMBER, "advi_iterations": int, "compile_mode": str, "init": str}
+            "target_accept": NUMBER, "advi_iterations": int, "compile_mode": str, "init": str, "top_up": int}
 #: section -> {key: type}; ``"*"`` = a table of named entries, each with the keys given; a type ``dict`` marks a
 #: free-form sub-table (checked by its consumer, e.g. the forward class's constructor)
 SCHEMA: dict[str, dict] = {
@@ -82,7 +83,8 @@ def _sampler_domains(methods) -> dict:
 
     return {"method": _choice(*methods), "draws": _AT_LEAST_1, "tune": _AT_LEAST_0, "chains": _AT_LEAST_1,
             "cores": _AT_LEAST_1, "seed": _AT_LEAST_0, "target_accept": _OPEN_UNIT, "advi_iterations": _AT_LEAST_1,
-            "compile_mode": _choice("NUMBA", "C", "c", "default"), "init": _choice(*NUTS_INITS)}
+            "compile_mode": _choice("NUMBA", "C", "c", "default"), "init": _choice(*NUTS_INITS),
+            "top_up": _AT_LEAST_0}
 
 
 def _domains() -> dict:

@@ -633,7 +633,9 @@ class Calibration:
     def _sample(self, model, **over):
         from .inference import sample
 
-        return sample(model, progressbar=self._bars, **{**self.sampler, **over})
+        dcfg = self.cfg.get("diagnostics", {})
+        thresholds = {k: dcfg[k] for k in ("rhat_max", "ess_min") if k in dcfg}
+        return sample(model, progressbar=self._bars, thresholds=thresholds, **{**self.sampler, **over})
 
     def subject_parameters(self, idata) -> np.ndarray:
         """Posterior draws of every fitted subject's free parameters (emulator-input order), ``(draws × subjects,
@@ -664,7 +666,7 @@ class Calibration:
         for k in range(rounds):
             n = int(r.get("draws", 300))
             self._log(f"[refinement] round {k + 1}/{rounds}: pilot posterior ({n} draws)")
-            pilot = self._sample(self.model(), draws=n, tune=n, posterior_predictive=False)
+            pilot = self._sample(self.model(), draws=n, tune=n, posterior_predictive=False, top_up=0)
             theta = self.subject_parameters(pilot)
             for c, camp in self.campaigns.items():
                 # each refit holds out runs as the first fit did (now also from where the posterior is), so the
@@ -1253,6 +1255,8 @@ class Calibration:
         if "sample_stats" in idata.groups() and "laplace_init" in idata.sample_stats.attrs:  # [sampler] init's search
             summary["sampler_init"] = {"init": "laplace+adapt_full",
                                        **json.loads(idata.sample_stats.attrs["laplace_init"])}
+        if "sample_stats" in idata.groups() and "top_up" in idata.sample_stats.attrs:  # [sampler] top_up's chains
+            summary["sampler_top_up"] = json.loads(idata.sample_stats.attrs["top_up"])
         if self.observed:
             summary["observed_inputs"] = {n: {"rows_conditioned_on": int(self._conditioned_rows(
                 subset(meas, np.isin(meas.condition, fit))).sum()), "subjects": len(self.data.subjects), **{

@@ -73,7 +73,7 @@ def _base_config(data_dir: Path, quick: bool, variant: str | None = None, cohort
     cfg["data"]["conditions"] = str((data_dir / "conditions.csv").resolve())
     cfg["predict"] = {"draws": 0}
     if quick:
-        cfg["sampler"].update(draws=200, tune=300)
+        cfg["sampler"].update(draws=200, tune=300, top_up=0)  # short chains, never topped up or refitted
         cfg["personalise"] = {**cfg.get("personalise", {}), "particles": 1000, "stages": 2, "draws": 300}
         if cfg.get("refinement"):
             cfg["refinement"].update(points=24, draws=100)
@@ -199,9 +199,10 @@ def _fold_draws(cfg: dict, folder: Path, test_ids: list[str], latents: list[str]
     """Fit the fold's population and personalise its test patients; ``{patient: (draws, latents)}``, the
     fold's diagnostics, the early-data response probabilities and the patients' draws reweighted to the true model
     (:func:`_true_model_draws`). A finished fold (same config and data) is read
-    back. A population fit that misses the diagnostics thresholds (R-hat, ESS, divergences) is not used: the fold is
-    fitted again with twice the draws and tuning and ``target_accept`` ≥ 0.95 (in ``<fold>_retry``), and the fold
-    reports both attempts — a retry that still misses is used and says so (``retry=False``: a smoke test's short
+    back. A narrow ESS miss gets more chains inside the fit (the config's ``[sampler] top_up``); a population fit
+    that still misses the diagnostics thresholds (R-hat, ESS, divergences) is not used: the fold is fitted again
+    with twice the draws and tuning and ``target_accept`` ≥ 0.95 (in ``<fold>_retry``), and the fold reports both
+    attempts — a retry that still misses is used and says so (``retry=False``: a smoke test's short
     chains, never refitted)."""
     import arviz as az
 
@@ -223,6 +224,7 @@ def _fold_draws(cfg: dict, folder: Path, test_ids: list[str], latents: list[str]
     true_model = {"draws": _patient_draws(moved.posterior, test_ids, latents),
                   "pareto_k": {s: float(moved.true_model["pareto_k"].sel(subject=s)) for s in test_ids}}
     diag = {"population": summary["diagnostics"], "population_first_attempt": first, "fit_folder": folder.name,
+            "population_top_up": summary.get("sampler_top_up"),
             "personalised_rhat_max": summary["personalised"].get("rhat_max"),
             "personalised_ess_bulk_min": summary["personalised"].get("ess_bulk_min"),
             "personalised_pareto_k_max": summary["personalised"].get("pareto_k_max"),

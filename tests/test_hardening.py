@@ -113,6 +113,7 @@ def _config(tmp_path, old, new) -> Path:
     ("draws = 1000", "draws = \"1000\"", "sampler.draws must be an integer, got '1000'"),
     ("method = \"nuts\"", "method = \"nust\"", "sampler.method must be one of"),
     ("method = \"nuts\"", "method = \"nuts\"\ninit = \"adapt_dense\"", "sampler.init must be one of"),
+    ("chains = 4", "chains = 4\ntop_up = -1", "sampler.top_up must be an integer >= 0, got -1"),
     ("[emulator]\n", "[design]\nchunk_size = -5\n[emulator]\n", "design.chunk_size must be an integer >= 1"),
     ("[emulator]\n", "[emulator]\ntest_fraction = nan\n", "emulator.test_fraction must be finite"),
     ("value = 50.0", "value = inf", "parameters.initial_volume.value must be finite"),

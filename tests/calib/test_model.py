@@ -292,6 +292,50 @@ def test_nuts_initialisation_is_handed_to_pymc(monkeypatch):
         sample(m, draws=20, tune=50, chains=1, init="adapt_dense")
 
 
+def test_top_up_adds_chains_only_where_the_effective_sample_size_alone_misses(monkeypatch):
+    """``[sampler] top_up``: chains that miss only the ESS threshold get ``chains`` more at the same settings, pooled
+    with them — the first chains are the draws of the run without top-up, the new ones start afresh (the sampler's
+    untuned state, new seeds) and sample the exact posterior, and each batch is recorded with the diagnostics before
+    it. No top-up where the thresholds are met, where the chains disagree (R-hat above ``TOP_UP_RHAT_MAX``), or for
+    a method other than NUTS."""
+    import json
+
+    import pymc as pm
+
+    from immunocal.calib import inference
+
+    with pm.Model() as m:  # x ~ N(0, I), y ~ N(x1 + x2, 1), y = 0.5: posterior mean 1/6 each, variance 2/3
+        x = pm.Normal("x", 0.0, 1.0, shape=2)
+        pm.Normal("y", x.sum(), 1.0, observed=0.5)
+    kw = {"draws": 200, "tune": 200, "chains": 2, "cores": 1, "seed": 4, "posterior_predictive": False}
+    base = sample(m, **kw)
+    first = check_diagnostics(base, loud=False)
+    assert first["divergences"] == 0 and first["rhat_max"] <= inference.TOP_UP_RHAT_MAX
+    short = {"rhat_max": 1.05, "ess_min": 1.5 * first["ess_bulk_min"]}  # missed on the ESS alone
+    topped = sample(m, top_up=1, thresholds=short, **kw)
+    assert topped.posterior.sizes["chain"] == 4
+    np.testing.assert_array_equal(topped.posterior["x"].values[:2], base.posterior["x"].values)
+    new = topped.posterior["x"].values[2:].reshape(-1, 2)
+    assert not np.array_equal(new, base.posterior["x"].values.reshape(-1, 2))
+    ess_new = float(az.ess(topped.sel(chain=[2, 3]), var_names=["x"])["x"].min())
+    assert np.all(np.abs(new.mean(0) - 0.5 / 3) < 4 * np.sqrt(2 / 3 / ess_new))
+    assert np.all(np.abs(new.var(0) / (2 / 3) - 1) < 4 / np.sqrt(2 * ess_new))
+    record = json.loads(topped.sample_stats.attrs["top_up"])
+    assert [r["batch"] for r in record] == [1] and record[0]["chains_added"] == 2
+    assert record[0]["before"]["ess_bulk_min"] == pytest.approx(first["ess_bulk_min"])
+    assert check_diagnostics(topped, loud=False)["ess_bulk_min"] > first["ess_bulk_min"]
+    unreachable = sample(m, top_up=2, thresholds={"rhat_max": 1.05, "ess_min": 1e9}, **kw)
+    assert unreachable.posterior.sizes["chain"] == 6  # at most `top_up` batches, each recorded
+    assert len(json.loads(unreachable.sample_stats.attrs["top_up"])) == 2
+    met = sample(m, top_up=1, thresholds={"rhat_max": 1.05, "ess_min": 10}, **kw)
+    assert met.posterior.sizes["chain"] == 2 and "top_up" not in met.sample_stats.attrs
+    monkeypatch.setattr(inference, "TOP_UP_RHAT_MAX", 0.5)  # every R-hat now says the chains disagree
+    apart = sample(m, top_up=1, thresholds=short, **kw)
+    assert apart.posterior.sizes["chain"] == 2 and "top_up" not in apart.sample_stats.attrs
+    with pytest.raises(ValueError, match="top_up = 1: more chains are drawn for NUTS only"):
+        sample(m, method="advi", top_up=1, draws=10)
+
+
 def test_laplace_start_is_exact_on_a_gaussian_posterior():
     """``laplace+adapt_full``: on a conjugate Gaussian model (correlated posterior: y_i ~ N(a + b t_i, 0.5), flat-ish
     normal priors) the mode and covariance it finds are the analytic posterior's, a log-scale variable is handled in
