@@ -150,10 +150,18 @@ class GPSurrogate:
                                       random_state=rng).fit(X, z)
         kf = gp.kernel_
         amp, ls, noise = kf.k1.k1.constant_value, np.atleast_1d(kf.k1.k2.length_scale), kf.k2.noise_level
-        K = amp * np.exp(-0.5 * _sqdist(X / ls, X / ls)) + noise * np.eye(len(X))
-        L = np.linalg.cholesky(K)
-        Linv = np.linalg.solve(L, np.eye(len(X)))  # v(x) = a + w − ‖L⁻¹k‖² (stable; no K⁻¹ cancellation)
+        Linv = _inverse_cholesky(X, amp, ls, noise)
         return amp, ls, noise, Linv.T @ (Linv @ z), Linv
+
+    def _inverse_cholesky_factors(self, n_runs: np.ndarray) -> np.ndarray:
+        """``Linv_`` of every component from its training runs and hyperparameters (a compact file's load)."""
+        X = self._train_inputs()
+        n = X.shape[1]
+        out = np.zeros((len(self.amp_), n, n))
+        for j, m in enumerate(np.asarray(n_runs, int)):
+            Xj = X[j if len(X) > 1 else 0, :m]
+            out[j, :m, :m] = _inverse_cholesky(Xj, float(self.amp_[j]), self.ls_[j], float(self.noise_[j]))
+        return out
 
     def _train_inputs(self) -> np.ndarray:
         """The training inputs per component, ``(k or 1, n, p)`` (shared by all components unless fitted with a
@@ -275,15 +283,23 @@ class GPSurrogate:
                 "max_components": self.max_components, "forward": getattr(self, "forward_", None),
                 "condition": getattr(self, "condition_", None), "fixed": getattr(self, "fixed_", None)}
 
-    def save(self, path: str | Path) -> Path:
-        """Save to ``.npz`` (arrays + JSON metadata), atomically."""
+    def save(self, path: str | Path, compact: bool = False) -> Path:
+        """Save to ``.npz`` (arrays + JSON metadata), atomically. ``compact``: without the kernel matrices' inverse
+        Cholesky factors ``Linv_`` (k × n × n: 10 MB for 8 components of 400 runs, against ≈ 0.2 MB for the
+        rest), which loading recomputes from the hyperparameters (:func:`_inverse_cholesky`); on other numerical
+        libraries the recomputed factor may differ in its last bits, and then the loaded surrogate's id does too —
+        a check on its identity, not a silent change."""
         import os
 
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp.npz")
         extra = {a: getattr(self, a) for a in ("heldout_var_", "posterior_var_") if getattr(self, a) is not None}
-        np.savez(tmp, meta=np.array(json.dumps(self._meta())), **{a: getattr(self, a) for a in self._ARRAYS},
-                 **extra)
+        arrays = {a: getattr(self, a) for a in self._ARRAYS}
+        if compact:
+            arrays.pop("Linv_")
+            # the runs of each component (a masked component's X_ and α are padded with zeros after them)
+            arrays["n_runs_"] = np.array([int(np.count_nonzero(np.any(Li != 0, axis=1))) for Li in self.Linv_])
+        np.savez(tmp, meta=np.array(json.dumps(self._meta())), **arrays, **extra)
         os.replace(tmp, path)
         return path
 
@@ -299,13 +315,29 @@ class GPSurrogate:
             obj = cls(ParameterSpace.from_dict(meta["space"]), meta["observables"], meta["times"],
                       meta["pca_tol"], meta["max_components"])
             for a in cls._ARRAYS:
-                setattr(obj, a, z[a])
+                if a != "Linv_" or "Linv_" in z.files:
+                    setattr(obj, a, z[a])
+            if "Linv_" not in z.files:  # a compact file: the factors recomputed as the fit computed them
+                obj.Linv_ = obj._inverse_cholesky_factors(z["n_runs_"])
             obj.heldout_var_ = z.get("heldout_var_")
             obj.posterior_var_ = z.get("posterior_var_")
         obj.forward_ = meta.get("forward")
         obj.condition_ = meta.get("condition")
         obj.fixed_ = meta.get("fixed")  # as saved (None for a surrogate fitted outside a campaign): its id survives
         return obj
+
+
+def _inverse_cholesky(X: np.ndarray, amp: float, ls: np.ndarray, noise: float) -> np.ndarray:
+    """L⁻¹ of the component's kernel matrix K = amp · RBF(X; ls) + noise · I = L Lᵀ — what the predictive variance
+    needs (v(x) = a + w − ‖L⁻¹k‖², stable: no K⁻¹ cancellation). The one computation of it: fitting and loading a
+    compact file (:meth:`GPSurrogate.save`) give the same bits on the same numerical libraries — with one BLAS
+    thread, as the fit runs (threaded BLAS sums in another order)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        K = amp * np.exp(-0.5 * _sqdist(X / ls, X / ls)) + noise * np.eye(len(X))
+        L = np.linalg.cholesky(K)
+        return np.linalg.solve(L, np.eye(len(X)))
 
 
 def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:

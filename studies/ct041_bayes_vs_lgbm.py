@@ -102,37 +102,67 @@ def _emulators(cfg: dict, folder: Path) -> tuple[dict, dict, dict | None]:
     paths, the validation of the emulators the folds use and that of the design-only ones (None without
     ``[refinement]``). A restarted study reads them back (``emulators.json``: the hash of the config and the tables,
     the surrogate ids) unless the config, the data or a saved file changed."""
-    import hashlib
     import json
 
-    from immunocal.calib.config import public
     from immunocal.calib.outputs import config_hash
     from immunocal.calib.surrogate import GPSurrogate
     from immunocal.calib.workflow import Calibration
 
     # a restarted study reads them back: training and refining again would cost two pilot posteriors and could
     # change the emulators (and with them every finished fold's config)
-    tables = [Path(cfg["data"][k]) for k in ("measurements", "conditions")]
-    key = config_hash({"config": public(cfg), "tables": [hashlib.sha256(t.read_bytes()).hexdigest() for t in tables]})
+    key = config_hash(_portable(cfg))
     record = folder / "emulators.json"
     if record.exists():
         rec = json.loads(record.read_text())
-        ids = {c: GPSurrogate.load(p).surrogate_id if Path(p).exists() else None for c, p in rec["paths"].items()}
+        paths = {c: str((folder / p).resolve()) for c, p in rec["paths"].items()}  # names in the folder
+        ids = {c: GPSurrogate.load(p).surrogate_id if Path(p).exists() else None for c, p in paths.items()}
         if rec["key"] == key and ids == rec["surrogate_ids"]:
             print(f"[emulators] {record}: the shared emulators of this config and data, read back", flush=True)
-            return rec["paths"], rec["validation"], rec["validation_design"]
+            return paths, rec["validation"], rec["validation_design"]
         print(f"[emulators] {record}: made for another config or data, or its files changed: training again",
               flush=True)
     cal = Calibration(cfg, folder, force=True, progress=False)
     cal.train()
     cal.refine()
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {c: str(em.save(folder / f"{c}.npz").resolve()) for c, em in cal.emulators.items()}
+    # compact files (≈ 0.2 MB instead of 10: the factors are recomputed on load), small enough to carry with the
+    # folds' records; read back here, they must be the emulators just trained
+    paths = {c: str(em.save(folder / f"{c}.npz", compact=True).resolve()) for c, em in cal.emulators.items()}
+    for c, em in cal.emulators.items():
+        if GPSurrogate.load(paths[c]).surrogate_id != em.surrogate_id:
+            raise RuntimeError(f"{paths[c]}: the compact file does not load as the emulator just trained")
     validation_design = getattr(cal, "validation_design", None)
-    write_json(folder, "emulators", {"key": key, "paths": paths, "surrogate_ids": {
-        c: em.surrogate_id for c, em in cal.emulators.items()}, "validation": cal.validation,
-        "validation_design": validation_design})
+    write_json(folder, "emulators", {"key": key, "paths": {c: Path(p).name for c, p in paths.items()},
+                                     "surrogate_ids": {c: em.surrogate_id for c, em in cal.emulators.items()},
+                                     "validation": cal.validation, "validation_design": validation_design})
     return paths, cal.validation, validation_design
+
+
+def _portable(cfg: dict, surrogate_ids: dict | None = None) -> dict:
+    """``cfg`` as what it computes, wherever its files lie: the data tables named by their contents (SHA-256) and
+    saved emulators by their ids (``surrogate_ids``, one per path) — the key of the shared emulators and of each
+    fold's record (:func:`_fold_task`), so a study's emulators and records moved to another folder or machine are
+    read back there, and a changed table or emulator is not."""
+    import hashlib
+
+    from immunocal.calib.config import public
+
+    out = copy.deepcopy(public(cfg))
+    for k in ("measurements", "conditions"):
+        if k in out.get("data", {}):
+            out["data"][k] = hashlib.sha256(Path(cfg["data"][k]).read_bytes()).hexdigest()
+    if "paths" in out.get("emulator", {}):
+        if surrogate_ids is None or set(surrogate_ids) != set(out["emulator"]["paths"]):
+            raise ValueError("a config with saved emulators is portable only with each emulator's id")
+        out["emulator"]["paths"] = dict(surrogate_ids)
+    return out
+
+
+def _surrogate_ids(paths: dict) -> dict:
+    """The id of each saved emulator (what a fold's record is keyed on instead of where the file lies)."""
+    from immunocal.calib.surrogate import GPSurrogate
+
+    return {c: GPSurrogate.load(p).surrogate_id for c, p in paths.items()}
 
 
 def _with_emulators(base: dict, paths: dict) -> dict:
@@ -280,27 +310,64 @@ def _pseudo_labels(base: dict, paths: dict, folder: Path, ids: list[str], latent
     return table.set_index("patient_id").loc[ids, latents].to_numpy(float)
 
 
-def _fold_task(task: tuple) -> tuple[dict, dict, dict, dict]:
-    cfg, folder, test, latents, retry = task
-    out = _fold_draws(cfg, folder, test, latents, retry)
-    diag = out[1]
-    print(f"[{folder.parent.name}] {folder.name}: population R-hat {diag['population'].get('rhat_max')}, personalised Pareto k "
-          f"max {diag['personalised_pareto_k_max']}", flush=True)
-    return out
+#: what a fold's record holds (bumped when its meaning changes: older records are fitted again)
+RECORD_VERSION = 1
 
 
-def _scores(truth: np.ndarray, point: np.ndarray, ensembles: list[np.ndarray]) -> dict:
-    """Point and probabilistic scores of one latent over the cohort (one repeat)."""
-    from immunocal.calib.baseline import regression_metrics
+def _fold_task(task: tuple) -> dict:
+    """One fold, as its record (``records/<fold>.json`` beside the folds' folders): the fold's diagnostics, its
+    early-data response probabilities and, per test patient and latent, the statistics the comparison scores
+    (:func:`_latent_stats`) of the posterior as the emulators give it (``bayes``) and reweighted to the true model
+    (``bayes_true_model``). A record whose key matches (:func:`_portable` config with the emulators' ids, the test
+    patients' truth, the study's settings) is read back without opening the fold: records and the shared emulators
+    are all a finished study needs, small enough to carry to another machine and resume there."""
+    import json
+
+    from immunocal.calib.outputs import config_hash
+
+    cfg, folder, test, latents, retry, truth, surrogate_ids = task
+    key = config_hash({"version": RECORD_VERSION, "config": config_hash(_portable(cfg, surrogate_ids)),
+                       "retry": retry, "posterior_draws": POSTERIOR_DRAWS, "early": list(EARLY_OBSERVABLES),
+                       "latents": latents, "test": test, "truth": np.asarray(truth, float).tolist()})
+    path = folder.parent / "records" / f"{folder.name}.json"
+    if path.exists():
+        rec = json.loads(path.read_text())
+        if rec.get("key") == key:
+            return rec
+        print(f"[{folder.parent.name}] {path}: made for another config, data or study setting: fitted again",
+              flush=True)
+    draws, diag, response, moved = _fold_draws(cfg, folder, test, latents, retry)
+    rec = {"key": key, "fold": folder.name, "test": test, "diagnostics": diag, "response": response,
+           "stats": {m: {s: {lat: _latent_stats(d[s][:, j], truth[i][j]) for j, lat in enumerate(latents)}
+                         for i, s in enumerate(test)} for m, d in (("bayes", draws), ("bayes_true_model", moved))}}
+    write_json(path.parent, path.stem, rec)
+    print(f"[{folder.parent.name}] {folder.name}: population R-hat {diag['population'].get('rhat_max')}, personalised "
+          f"Pareto k max {diag['personalised_pareto_k_max']}", flush=True)
+    return rec
+
+
+def _latent_stats(draws: np.ndarray, truth: float) -> dict:
+    """What the comparison scores of one patient's posterior draws of one latent: mean, sd, the 50 % and 90 %
+    central interval bounds, the CRPS against the truth and the truth's rank among the draws (SBC)."""
     from immunocal.calib.diagnostics import crps_ensemble
 
+    q05, q25, q75, q95 = np.quantile(draws, [0.05, 0.25, 0.75, 0.95])
+    return {"mean": float(draws.mean()), "sd": float(draws.std()), "q05": float(q05), "q25": float(q25),
+            "q75": float(q75), "q95": float(q95),
+            "crps": float(crps_ensemble(np.array([truth]), draws[:, None])[0]), "rank": float(np.mean(draws < truth))}
+
+
+def _scores(truth: np.ndarray, point: np.ndarray, stats: list[dict]) -> dict:
+    """Point and probabilistic scores of one latent over the cohort (one repeat): ``stats`` per patient from
+    :func:`_latent_stats`."""
+    from immunocal.calib.baseline import regression_metrics
+
     res = regression_metrics(truth, point)
-    for lev in (0.5, 0.9):
-        lo = np.array([np.quantile(e, 0.5 - lev / 2) for e in ensembles])
-        hi = np.array([np.quantile(e, 0.5 + lev / 2) for e in ensembles])
-        res[f"coverage_{int(lev * 100)}"] = float(np.mean((lo <= truth) & (truth <= hi)))
-        res[f"width_{int(lev * 100)}"] = float(np.mean(hi - lo))
-    res["crps"] = float(np.mean([crps_ensemble(np.array([t]), e[:, None])[0] for t, e in zip(truth, ensembles)]))
+    for lev, lo_key, hi_key in ((50, "q25", "q75"), (90, "q05", "q95")):
+        lo, hi = np.array([st[lo_key] for st in stats]), np.array([st[hi_key] for st in stats])
+        res[f"coverage_{lev}"] = float(np.mean((lo <= truth) & (truth <= hi)))
+        res[f"width_{lev}"] = float(np.mean(hi - lo))
+    res["crps"] = float(np.mean([st["crps"] for st in stats]))
     return res
 
 
@@ -411,8 +478,9 @@ def compare(out: Path, name: str, *, n_patients: int = 37, repeats: int = 10, va
     ordinal_recist = base["observables"]["recist_score"]["family"].startswith("ordinal")
     t0 = time.perf_counter()
     paths, validation, validation_design = _emulators(base, work / "emulators")
+    surrogate_ids = _surrogate_ids(paths)
     t_emulators = time.perf_counter() - t0
-    bayes_draws: list[dict] = []
+    bayes_stats: list[dict] = []
     bayes_response: list[dict] = []
     fold_diag = []
     t0 = time.perf_counter()
@@ -423,26 +491,28 @@ def compare(out: Path, name: str, *, n_patients: int = 37, repeats: int = 10, va
             cfg = _with_emulators(base, paths)
             if scheduler is not None or processes > 1:
                 cfg["sampler"]["cores"] = 1
-            test = [ids[i] for i in np.flatnonzero(folds == k)]
+            rows = np.flatnonzero(folds == k)
+            test = [ids[i] for i in rows]
             cfg["data"]["heldout_subjects"] = test
-            tasks.append((cfg, work / f"repeat{r}_fold{k}", test, latents, not quick))
+            tasks.append((cfg, work / f"repeat{r}_fold{k}", test, latents, not quick, truth[rows].tolist(),
+                          surrogate_ids))
     # one fold at a time (its NUTS chains take both cores), `processes` at a time, or every fold a task on Dask
     results = map_tasks(_fold_task, tasks, scheduler=scheduler, processes=processes, progress=True, desc="folds",
                         unit="fold")
-    true_model_draws: list[dict] = []
+    true_model_stats: list[dict] = []
     for r in range(repeats):
-        draws: dict = {}
+        stats: dict = {}
         response: dict = {}
         moved: dict = {}
         for k in range(N_SPLITS):
-            d, diag, resp, d_true = results[r * N_SPLITS + k]
-            draws.update(d)
-            response.update(resp)
-            moved.update(d_true)
-            fold_diag.append({"repeat": r, "fold": k, **diag})
-        bayes_draws.append(draws)
+            rec = results[r * N_SPLITS + k]
+            stats.update(rec["stats"]["bayes"])
+            response.update(rec["response"])
+            moved.update(rec["stats"]["bayes_true_model"])
+            fold_diag.append({"repeat": r, "fold": k, **rec["diagnostics"]})
+        bayes_stats.append(stats)
         bayes_response.append(response)
-        true_model_draws.append(moved)
+        true_model_stats.append(moved)
     t_bayes = time.perf_counter() - t0
     t0 = time.perf_counter()
     lgbm = conformal_latents(df, latents=latents, n_splits=N_SPLITS, repeats=repeats, n_jobs=2,
@@ -468,7 +538,7 @@ def compare(out: Path, name: str, *, n_patients: int = 37, repeats: int = 10, va
         except ValueError as err:  # too few patients of a class for stratified folds: said, not skipped
             binary[outcome]["lightgbm"] = {"not_run": str(err)}
     t_lgbm = time.perf_counter() - t0
-    return _summarise(out, name, df, truth, latents, repeats, bayes_draws, lgbm, protocol, binary, true_model_draws, {
+    return _summarise(out, name, df, truth, latents, repeats, bayes_stats, lgbm, protocol, binary, true_model_stats, {
         "quick": quick, "cohort": cohort, "variant": variant, "variant_description": VARIANTS.get(variant, "well specified"),
         "emulator_validation": validation, "emulator_validation_before_refinement": validation_design,
         "refinement": base.get("refinement"), "folds": fold_diag,
@@ -497,11 +567,12 @@ def _seed_protocol(base, paths, work, df, ids, truth, latents, repeats, quick) -
     return seed_protocol
 
 
-def _summarise(out, name, df, truth, latents, repeats, bayes_draws, lgbm, seed_protocol, binary, true_model_draws,
+def _summarise(out, name, df, truth, latents, repeats, bayes_stats, lgbm, seed_protocol, binary, true_model_stats,
                extra) -> dict:
     """Scores, SBC and identifiability over the repeats; printed, drawn and written to ``out/name.json``. The
     Bayesian posteriors are scored as the emulators give them (``bayes``) and reweighted to the true forward model
-    (``bayes_true_model``; each patient's k̂ in the folds' records)."""
+    (``bayes_true_model``; each patient's k̂ in the folds' records): per repeat ``{patient: {latent: stats}}``
+    (:func:`_latent_stats`); LightGBM's conformal ensembles are summarised the same way here."""
     from scipy import stats
 
     ids = df["patient_id"].tolist()
@@ -509,20 +580,18 @@ def _summarise(out, name, df, truth, latents, repeats, bayes_draws, lgbm, seed_p
     for j, lat in enumerate(latents):
         per = {"bayes": [], "lightgbm": [], "bayes_true_model": []}
         for r in range(repeats):
-            ens_b = [bayes_draws[r][s][:, j] for s in ids]
-            per["bayes"].append(_scores(truth[:, j], np.array([e.mean() for e in ens_b]), ens_b))
-            ens_t = [true_model_draws[r][s][:, j] for s in ids]
-            per["bayes_true_model"].append(_scores(truth[:, j], np.array([e.mean() for e in ens_t]), ens_t))
-            ens_l = [lgbm["ensembles"][r][i][:, j] for i in range(len(ids))]
-            per["lightgbm"].append(_scores(truth[:, j], lgbm["oof"][r, :, j], ens_l))
+            for method, by_patient in (("bayes", bayes_stats[r]), ("bayes_true_model", true_model_stats[r])):
+                st = [by_patient[s][lat] for s in ids]
+                per[method].append(_scores(truth[:, j], np.array([x["mean"] for x in st]), st))
+            st = [_latent_stats(lgbm["ensembles"][r][i][:, j], truth[i, j]) for i in range(len(ids))]
+            per["lightgbm"].append(_scores(truth[:, j], lgbm["oof"][r, :, j], st))
         table[lat] = {m: _aggregate(v) for m, v in per.items()}
-        ranks = np.array([np.mean(bayes_draws[r][s][:, j] < truth[i, j]) for r in range(repeats)
-                          for i, s in enumerate(ids)])
+        ranks = np.array([bayes_stats[r][s][lat]["rank"] for r in range(repeats) for s in ids])
         counts = np.histogram(ranks, bins=10, range=(0, 1))[0]
         sbc[lat] = {"ranks": ranks.tolist(), "counts": counts.tolist(),
                     "p_value": float(stats.chisquare(counts).pvalue)}
-        post_var = np.mean([bayes_draws[r][s][:, j].var() for r in range(repeats) for s in ids])
-        z = np.array([(bayes_draws[r][s][:, j].mean() - truth[i, j]) / bayes_draws[r][s][:, j].std()
+        post_var = np.mean([bayes_stats[r][s][lat]["sd"] ** 2 for r in range(repeats) for s in ids])
+        z = np.array([(bayes_stats[r][s][lat]["mean"] - truth[i, j]) / bayes_stats[r][s][lat]["sd"]
                       for r in range(repeats) for i, s in enumerate(ids)])
         ident[lat] = {"contraction": float(1 - post_var / truth[:, j].var()),
                       "mean_posterior_sd": float(np.sqrt(post_var)), "cohort_sd": float(truth[:, j].std()),

@@ -100,6 +100,28 @@ def test_save_load_roundtrip(fitted, tmp_path):
         GPSurrogate.load(tmp_path / "none.npz")
 
 
+def test_a_compact_file_recomputes_the_factors_and_is_the_same_surrogate(fitted, tmp_path):
+    """``save(compact=True)`` leaves out the inverse Cholesky factors (the file's bulk) and loading recomputes them
+    from the hyperparameters: the same bits, id and predictions, for a shared and for a masked (zero-padded) fit."""
+    from immunocal.calib.design import ParameterSpace
+
+    sur, _ = fitted
+    space = ParameterSpace(("x0", "x1"), np.zeros(2), np.ones(2), ("linear", "linear"))
+    X = design(space, 60, seed=0)
+    Y, mask = _jump_outputs(X)
+    masked = GPSurrogate(space, ("a", "b"), [0.0], n_restarts=0).fit(X, Y, mask=mask)
+    assert masked.X_.ndim == 3 and len({int(np.count_nonzero(np.diag(L))) for L in masked.Linv_}) == 2
+    for s, name in ((sur, "shared"), (masked, "masked")):
+        full, compact = s.save(tmp_path / f"{name}.npz"), s.save(tmp_path / f"{name}_c.npz", compact=True)
+        assert compact.stat().st_size < full.stat().st_size
+        back = GPSurrogate.load(compact)
+        np.testing.assert_array_equal(back.Linv_, s.Linv_)
+        assert back.surrogate_id == s.surrogate_id
+        Xt = design(s.space, 7, seed=4)
+        for a, b in zip(back.predict(Xt), s.predict(Xt)):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_held_out_variance_is_the_validation_error_and_survives_a_save(fitted, logistic_campaign, tmp_path):
     """``variance = "held_out"``: the same mean, the held-out mean squared error of each output as the variance
     (stored with the surrogate); refused for a surrogate without held-out runs."""

@@ -110,6 +110,7 @@ def test_headline_folds_in_worker_processes_run_their_chains_one_after_another(t
         raise Stop
 
     monkeypatch.setattr(study, "_emulators", lambda cfg, folder: ({"dose_5e8": "x.npz"}, {}, None))
+    monkeypatch.setattr(study, "_surrogate_ids", lambda paths: {c: f"id-{c}" for c in paths})
     monkeypatch.setattr(parallel, "map_tasks", capture)
     with pytest.raises(Stop):
         study.compare(tmp_path, "h", repeats=1, **where)
@@ -152,6 +153,7 @@ def test_spatial_headline_is_the_same_comparison_on_the_pde_cohort_with_its_own_
 
     monkeypatch.setattr(cohort, "generate_cohort", generate)
     monkeypatch.setattr(study, "_emulators", lambda cfg, folder: ({"dose_5e8": "x.npz"}, {}, None))
+    monkeypatch.setattr(study, "_surrogate_ids", lambda paths: {c: f"id-{c}" for c in paths})
     monkeypatch.setattr(parallel, "map_tasks", capture)
     with pytest.raises(Stop):
         spatial.run(tmp_path, quick=False, processes=2)
@@ -189,12 +191,77 @@ def test_headline_summary_scores_the_true_model_reweighting_beside_the_emulators
                       "lightgbm": study._binary_scores(y, rng.uniform(0, 1, 12))}}
     folds = [{"true_model_pareto_k": {s: (0.9 if s == "V0003" else 0.2) for s in ids[:6]}},
              {"true_model_pareto_k": {s: 0.3 for s in ids[6:]}}]
-    res = study._summarise(tmp_path, "h", df, truth, lats, 1, far, lgbm, {}, binary, near, {"folds": folds})
+
+    def stats(draws):  # what the folds' records hold
+        return [{s: {lat: study._latent_stats(d[s][:, j], truth[i, j]) for j, lat in enumerate(lats)}
+                 for i, s in enumerate(ids)} for d in draws]
+
+    res = study._summarise(tmp_path, "h", df, truth, lats, 1, stats(far), lgbm, {}, binary, stats(near),
+                           {"folds": folds})
+    for j, lat in enumerate(lats):  # the scores from the records are the draws' own
+        d = [near[0][s][:, j] for s in ids]
+        inside = [np.quantile(e, 0.05) <= t <= np.quantile(e, 0.95) for e, t in zip(d, truth[:, j])]
+        assert res["table"][lat]["bayes_true_model"]["coverage_90"] == pytest.approx(np.mean(inside))
+        assert res["table"][lat]["bayes_true_model"]["mae"] == pytest.approx(
+            np.mean(np.abs([e.mean() for e in d] - truth[:, j])))
+        assert res["identifiability"][lat]["mean_posterior_sd"] == pytest.approx(
+            np.sqrt(np.mean([far[0][s][:, j].var() for s in ids])))
     for lat in lats:
         assert res["table"][lat]["bayes_true_model"]["mae"] < res["table"][lat]["bayes"]["mae"]
         assert res["table"][lat]["bayes_true_model"]["coverage_90"] > res["table"][lat]["bayes"]["coverage_90"]
     assert res["true_model_reweighting"] == {"patients": 12, "pareto_k_max": 0.9, "share_reliable": 11 / 12}
-    same = study._summarise(tmp_path, "h2", df, truth, lats, 1, near, lgbm, {}, binary, near, {"folds": []})
+    same = study._summarise(tmp_path, "h2", df, truth, lats, 1, stats(near), lgbm, {}, binary, stats(near),
+                            {"folds": []})
     assert same["table"]["theta_a"]["bayes_true_model"] == same["table"]["theta_a"]["bayes"]
     assert same["true_model_reweighting"]["patients"] == 0
     assert (tmp_path / "h.json").exists() and (tmp_path / "h_scores.png").exists()
+
+
+def test_headline_fold_records_are_read_back_wherever_the_study_lies_and_only_while_they_match(tmp_path, monkeypatch):
+    """A finished fold leaves a record (``records/<fold>.json``: diagnostics, response probabilities, each test
+    patient's scored statistics) that a restarted study reads back without opening the fold — also in another folder
+    with the same tables and emulators (keyed on their contents and ids, not their paths), so a study carried to
+    another machine resumes. Another table, emulator, truth or setting fits the fold again, and says so."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    from immunocal.studies import ct041_bayes_vs_lgbm as study
+
+    calls = []
+    rng = np.random.default_rng(1)
+
+    def fake_fold(cfg, folder, test, latents, retry):
+        calls.append(folder.name)
+        draws = {s: rng.uniform(size=(40, len(latents))) for s in test}
+        diag = {"population": {"rhat_max": 1.0}, "personalised_pareto_k_max": 0.3}
+        return draws, diag, {s: {"orr": 0.5, "dcr": 0.7} for s in test}, draws
+
+    monkeypatch.setattr(study, "_fold_draws", fake_fold)
+
+    def task(where, ids=None, truth=((0.2, 0.4), (0.6, 0.5))):
+        data = tmp_path / where / "data"
+        if not data.exists():
+            data.mkdir(parents=True)
+            (data / "measurements.csv").write_text("subject,value\nV1,1.0\n")
+            (data / "conditions.csv").write_text("condition\nc\n")
+        cfg = {"data": {"measurements": str(data / "measurements.csv"), "conditions": str(data / "conditions.csv")},
+               "emulator": {"paths": {"c": str(tmp_path / where / "c.npz")}}, "sampler": {"draws": 10}}
+        return (cfg, tmp_path / where / "study" / "repeat0_fold0", ["V1", "V2"], ["theta_a", "theta_b"], True,
+                [list(t) for t in truth], ids or {"c": "gp-1"})
+
+    rec = study._fold_task(task("here"))
+    path = tmp_path / "here" / "study" / "records" / "repeat0_fold0.json"
+    assert calls == ["repeat0_fold0"] and json.loads(path.read_text()) == rec
+    assert set(rec["stats"]) == {"bayes", "bayes_true_model"}
+    assert set(rec["stats"]["bayes"]["V1"]["theta_b"]) == {"mean", "sd", "q05", "q25", "q75", "q95", "crps", "rank"}
+    assert study._fold_task(task("here")) == rec and len(calls) == 1
+    (tmp_path / "there" / "study").mkdir(parents=True)  # the records carried elsewhere, the tables regenerated
+    shutil.copytree(tmp_path / "here" / "study" / "records", tmp_path / "there" / "study" / "records")
+    assert study._fold_task(task("there")) == rec and len(calls) == 1
+    study._fold_task(task("there", ids={"c": "gp-2"}))  # another emulator
+    study._fold_task(task("there", truth=((0.2, 0.4), (0.6, 0.6))))  # another truth
+    (tmp_path / "there" / "data" / "measurements.csv").write_text("subject,value\nV1,2.0\n")  # another table
+    study._fold_task(task("there"))
+    assert len(calls) == 4
