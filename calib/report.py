@@ -80,6 +80,10 @@ def _bayes_vs_lgbm(j: dict) -> list[tuple[str | None, str]]:
                     f"{_f(min(p.get('ess_bulk_min', float('nan')) for p in pop))} / "
                     f"{_f(min(p.get('ess_tail_min', float('nan')) for p in pop))} / "
                     f"{sum(p.get('divergences', 0) for p in pop)}"))
+        topped = [f for f in folds if f.get("population_top_up")]
+        if topped:  # [sampler] top_up: narrow ESS misses answered with more chains
+            out.append(("folds given more chains after missing the ESS threshold alone (chains added)",
+                        f"{len(topped)} ({sum(b['chains_added'] for f in topped for b in f['population_top_up'])})"))
         retried = [f for f in folds if f.get("population_first_attempt")]
         if retried:
             out.append(("folds refitted with 2× draws after missing the thresholds / still missing them",

@@ -51,6 +51,7 @@ def test_headline_table_of_the_bayes_vs_lightgbm_study(tmp_path):
          "sbc": {"theta_cyt": {"p_value": 0.37}},
          "folds": [{"population": {"rhat_max": 1.01, "ess_bulk_min": 459, "ess_tail_min": 553, "divergences": 0},
                     "personalised_pareto_k_max": 0.57, "personalised_failures": [],
+                    "population_top_up": [{"batch": 1, "chains_added": 2}, {"batch": 2, "chains_added": 2}],
                     "route": {"advice": "keep", "pareto_k": 0.4,
                               "surrogate_rmse_over_noise": {"t_max": 0.5, "log_pfs_months": 0.9}}},
                    {"population": {"rhat_max": 1.0, "ess_bulk_min": 600, "ess_tail_min": 500, "divergences": 1,
@@ -68,6 +69,7 @@ def test_headline_table_of_the_bayes_vs_lightgbm_study(tmp_path):
     assert "1.01 / 459 / 500 / 1" in text  # worst fold diagnostics, divergences summed
     assert "0.8 / 1" in text and "0.64 / 0.23 vs 0.71 / 0.2" in text
     assert "missing the thresholds / still missing them: 1 / 1" in text
+    assert "missing the ESS threshold alone (chains added): 1 (4)" in text
     # the route check of each fold: how many were advised off the surrogate, the worst k̂ and worst RMSE / noise
     assert "max surrogate RMSE over the fitted noise sd: 1 of 2 / 33.1 / log_pfs_months 0.9, t_max 1.78" in text
     assert "_posterior contraction_ = 1 − mean posterior variance" in text  # the columns are explained
