@@ -286,24 +286,32 @@ def _route_record(route: dict | None) -> dict | None:
 def _pseudo_labels(base: dict, paths: dict, folder: Path, ids: list[str], latents: list[str]) -> np.ndarray:
     """θ_ref of seed 000 §2.3 for every patient: the population fitted once to the whole cohort (its noise sds and
     cut-points are the fixed θ_pop), then each patient's own penalised maximum-likelihood latents
-    (:func:`immunocal.calib.personalise.inverse_problem`). Saved with the fit's config hash and read back while unchanged."""
+    (:func:`immunocal.calib.personalise.inverse_problem`). Saved (``theta_ref.csv``) with the key of the fit's
+    config (:func:`_portable`: tables by content, emulators by id) and read back while it matches, without the
+    fit's files — like the folds' records, it can be carried to another machine."""
     import pandas as pd
 
+    from immunocal.calib.outputs import config_hash
     from immunocal.calib.personalise import inverse_problem
     from immunocal.calib.workflow import Calibration
 
-    cal = Calibration(_with_emulators(base, paths), folder, force=True, progress=False)
-    summary = cal.load_finished() or cal.run()
+    cfg = _with_emulators(base, paths)
+    key = config_hash(_portable(cfg, _surrogate_ids(paths)))
     path = folder / "theta_ref.csv"
     if path.exists():
         table = pd.read_csv(path)
-        if table["config_hash"].iloc[0] == summary["config_hash"]:
+        if table["key"].iloc[0] == key:
             return table.set_index("patient_id").loc[ids, latents].to_numpy(float)
+        print(f"[theta_ref] {path}: made for another config or data: fitted again", flush=True)
+    cal = Calibration(cfg, folder, force=True, progress=False)
+    if cal.load_finished() is None:
+        cal.run()
     subjects, theta = inverse_problem(cal)
     order = [s.name for s in cal.parameters if s.role == "latent"]
-    table = pd.DataFrame(theta, columns=order)[latents]
+    table = pd.DataFrame(theta, columns=order)  # every latent, whichever are asked for
     table.insert(0, "patient_id", subjects)
-    table["config_hash"] = summary["config_hash"]
+    table["key"] = key
+    folder.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     table.to_csv(tmp, index=False)
     tmp.replace(path)

@@ -265,3 +265,50 @@ def test_headline_fold_records_are_read_back_wherever_the_study_lies_and_only_wh
     (tmp_path / "there" / "data" / "measurements.csv").write_text("subject,value\nV1,2.0\n")  # another table
     study._fold_task(task("there"))
     assert len(calls) == 4
+
+
+def test_seed_protocol_pseudo_labels_are_read_back_by_key_without_the_fit(tmp_path, monkeypatch):
+    """θ_ref (seed 000 §2.3) is saved with the key of the full-cohort fit's config (tables by content, emulators
+    by id) and read back while it matches without the fit's files, in another folder too; another emulator fits
+    again."""
+    import shutil
+
+    import numpy as np
+
+    from immunocal.calib import personalise, workflow
+    from immunocal.studies import ct041_bayes_vs_lgbm as study
+
+    fits = []
+
+    class FakeCalibration:
+        parameters = [type("Spec", (), {"name": n, "role": "latent"})() for n in ("theta_a", "theta_b")]
+
+        def __init__(self, cfg, folder, **kw):
+            fits.append(folder)
+
+        def load_finished(self):
+            return None
+
+        def run(self):
+            return {}
+
+    monkeypatch.setattr(workflow, "Calibration", FakeCalibration)
+    monkeypatch.setattr(personalise, "inverse_problem",
+                        lambda cal: (["V1", "V2"], np.array([[0.1, 0.2], [0.3, 0.4]])))
+    ids = {"c": "gp-1"}
+    monkeypatch.setattr(study, "_surrogate_ids", lambda paths: ids)
+    for where in ("here", "there"):
+        (tmp_path / where).mkdir()
+        (tmp_path / where / "m.csv").write_text("subject,value\nV1,1\n")
+    base = {"data": {"measurements": str(tmp_path / "here" / "m.csv")}, "emulator": {}, "sampler": {"draws": 5}}
+    got = study._pseudo_labels(base, {"c": "x.npz"}, tmp_path / "here" / "full", ["V2", "V1"], ["theta_b"])
+    np.testing.assert_array_equal(got, [[0.4], [0.2]])
+    assert len(fits) == 1
+    shutil.copytree(tmp_path / "here" / "full", tmp_path / "there" / "full")
+    elsewhere = {**base, "data": {"measurements": str(tmp_path / "there" / "m.csv")}}
+    np.testing.assert_array_equal(
+        study._pseudo_labels(elsewhere, {"c": "y.npz"}, tmp_path / "there" / "full", ["V1"], ["theta_a"]), [[0.1]])
+    assert len(fits) == 1
+    ids["c"] = "gp-2"
+    study._pseudo_labels(elsewhere, {"c": "y.npz"}, tmp_path / "there" / "full", ["V1"], ["theta_a"])
+    assert len(fits) == 2
