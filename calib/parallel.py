@@ -22,6 +22,8 @@ def completed(fn: Callable, tasks: Sequence, *, processes: int = 1, scheduler=No
     arrives (the campaigns store every chunk at once). A task's exception is raised with a note naming its
     position."""
     tasks = list(tasks)
+    if scheduler is not None or (processes > 1 and len(tasks) > 1):
+        settle_import_stamps()
     if scheduler is not None:
         yield from _dask(fn, tasks, scheduler)
     elif processes <= 1 or len(tasks) <= 1:
@@ -48,6 +50,18 @@ def map_tasks(fn: Callable, tasks: Sequence, *, processes: int = 1, scheduler=No
             out[i] = res
             bar.update(1)
     return out
+
+
+def settle_import_stamps() -> None:
+    """Import, in this process, the libraries that write a file on their first import of the day, so that worker
+    processes started next find it written. ArviZ (0.23) writes a daily stamp through a fixed temporary name and a
+    rename; two workers importing it together on a fresh machine race on that name and one fails with
+    ``FileNotFoundError: .../arviz/daily_warning.tmp`` (seen 2026-12-03: the headline study's two fold processes,
+    on a new machine's first run of the day)."""
+    try:
+        import arviz  # noqa: F401
+    except ImportError:  # pragma: no cover - arviz is a core dependency
+        pass
 
 
 def _call(fn, i, task):
