@@ -3,10 +3,11 @@ the posterior puts its mass, its error carried into the likelihood, and the late
 
 The bundled data set ``calib/datasets/ct041_virtual_spatial`` (the N = 37, seed-1 spatial cohort's tables — checked
 here to be the generator's, so a change of the model or the generator is an error, not a silent mismatch) is fitted
-by its config through the one calibration workflow: one PCA-GP per dose level over a Sobol design of 400 PDE runs
+by its config through the one calibration workflow: one PCA-GP per dose level over a Sobol design of PDE runs
 (2-D, the cohort's converged grid), held-out validation (R², RMSE, max |error|, coverage of the emulator's own 50 /
-90 % intervals), two refinement rounds (48 new PDE runs per dose each where the pilot posterior puts its mass), the
-held-out error as likelihood variance, NUTS on the population and every patient. Reported: the emulator's validation, its
+90 % intervals), the config's refinement rounds (new PDE runs per dose where a pilot posterior puts its mass), the
+emulator's error carried into the likelihood as the config's ``[emulator] variance`` says, NUTS on the population and
+every patient — the config the spatial head-to-head (``ct041_bayes_vs_lgbm_spatial``) fits every fold with. Reported: the emulator's validation, its
 error at posterior draws against the true PDE, the sampler's diagnostics and, per latent, what the fitted patients'
 posteriors recover of the truth (R², Spearman ρ, 90 % coverage, contraction 1 − mean posterior variance / the
 cohort's variance of the truth). ``--quick``: 60 design runs, no refinement, short chains (a smoke test).

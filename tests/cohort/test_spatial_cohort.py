@@ -340,3 +340,18 @@ def test_resolution_sample_as_a_campaign_resumes_and_equals_the_in_process_rows(
     run = _model_run({k.removeprefix("true_"): float(df[k].iat[0]) for k in df.columns if k.startswith("true_")},
                      float(df["dose"].iat[0]), cfg, None, None, None)
     assert t_max_parts(run, cfg) == (ref[0]["model_first_peak_time"], ref[0]["model_window_end_margin"])
+
+
+def test_spatial_personalisation_config_differs_from_the_homogeneous_only_in_its_model():
+    """The two cohorts' personalisation configs are one likelihood, emulator variance, refinement and sampler: a
+    lesson learned on one (fixed T_max rounding sd, variance at posterior draws, one refinement round, top-ups) is
+    carried to the other, so the head-to-heads on the two cohorts differ only in the forward model."""
+    from immunocal.calib.config import load_config
+    from immunocal.calib.datasets import dataset_dir
+
+    spatial = load_config(dataset_dir("ct041_virtual_spatial") / "personalise.toml")
+    ode = load_config(dataset_dir("ct041_virtual") / "personalise.toml")
+    for cfg in (spatial, ode):
+        for key in ("model", "output", "data", "_base", "_path"):  # the last two: where the file was read from
+            cfg.pop(key)
+    assert spatial == ode
