@@ -51,6 +51,7 @@ def test_headline_table_of_the_bayes_vs_lightgbm_study(tmp_path):
          "sbc": {"theta_cyt": {"p_value": 0.37}},
          "folds": [{"population": {"rhat_max": 1.01, "ess_bulk_min": 459, "ess_tail_min": 553, "divergences": 0},
                     "personalised_pareto_k_max": 0.57, "personalised_failures": [],
+                    "seconds": {"sampling": 250.0, "total": 300.0},
                     "population_top_up": [{"batch": 1, "chains_added": 2}, {"batch": 2, "chains_added": 2}],
                     "route": {"advice": "keep", "pareto_k": 0.4,
                               "surrogate_rmse_over_noise": {"t_max": 0.5, "log_pfs_months": 0.9}}},
@@ -58,6 +59,7 @@ def test_headline_table_of_the_bayes_vs_lightgbm_study(tmp_path):
                                    "ok": False},
                     "population_first_attempt": {"ok": False},
                     "personalised_pareto_k_max": 0.8, "personalised_failures": ["V0001: k 0.8"],
+                    "seconds": {"sampling": 400.0, "total": 500.0},
                     "route": {"advice": "refine_or_blackbox", "pareto_k": 33.1,
                               "surrogate_rmse_over_noise": {"t_max": 1.78, "log_pfs_months": 0.4}}}],
          "response": {"orr": {"bayes": {"auroc": 0.71, "brier": 0.2}, "lightgbm": {"auroc": 0.64, "brier": 0.23}}},
@@ -70,6 +72,8 @@ def test_headline_table_of_the_bayes_vs_lightgbm_study(tmp_path):
     assert "0.8 / 1" in text and "0.64 / 0.23 vs 0.71 / 0.2" in text
     assert "missing the thresholds / still missing them: 1 / 1" in text
     assert "missing the ESS threshold alone (chains added): 1 (4)" in text
+    # the folds' own fit times, from their records (a resumed run's wall time says little of a fold's cost)
+    assert "folds / summed seconds / median / max: 2 / 800 / 400 / 500" in text
     # the route check of each fold: how many were advised off the surrogate, the worst k̂ and worst RMSE / noise
     assert "max surrogate RMSE over the fitted noise sd: 1 of 2 / 33.1 / log_pfs_months 0.9, t_max 1.78" in text
     assert "_posterior contraction_ = 1 − mean posterior variance" in text  # the columns are explained
