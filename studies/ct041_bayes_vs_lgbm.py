@@ -404,7 +404,7 @@ def _figures(out: Path, name: str, n: int, table: dict, sbc: dict, binary: dict,
     lats = list(table)
     short = [k.removeprefix("theta_") for k in lats]
     x = np.arange(len(lats))
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.2))
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.4), layout="constrained")
     methods = [m for m in ("bayes", "bayes_true_model", "lightgbm") if all(m in table[k] for k in lats)]
     width = 0.8 / len(methods)
     for ax, m in zip(axes, ("mae", "r2", "coverage_90", "crps")):
@@ -420,13 +420,13 @@ def _figures(out: Path, name: str, n: int, table: dict, sbc: dict, binary: dict,
     model = "spatial PDE" if cohort == "spatial" else "homogeneous ODE"
     fig.suptitle(f"VIRTUAL cohort ({model}, N = {n}): Bayesian personalisation vs LightGBM, out-of-fold")
     save_figure(fig, out, f"{name}_scores.png")
-    fig, axes = plt.subplots(1, len(lats), figsize=(2.4 * len(lats), 2.4), sharey=True)
+    fig, axes = plt.subplots(1, len(lats), figsize=(2.4 * len(lats), 2.7), sharey=True, layout="constrained")
     for ax, k in zip(np.atleast_1d(axes), lats):
         ax.hist(sbc[k]["ranks"], bins=10, range=(0, 1), color="0.5")
-        ax.set_title(f"{k.removeprefix('theta_')} (p = {sbc[k]['p_value']:.2f})", fontsize=8)
+        ax.set_title(f"{k.removeprefix('theta_')} (p = {sbc[k]['p_value']:.2g})", fontsize=8)
     fig.suptitle("SBC: rank of the true latent among each test patient's posterior draws (normalised)")
     save_figure(fig, out, f"{name}_sbc.png")
-    fig, axes = plt.subplots(1, len(binary), figsize=(4 * len(binary), 3.6))
+    fig, axes = plt.subplots(1, len(binary), figsize=(4 * len(binary), 3.8), layout="constrained")
     for ax, (outcome, v) in zip(np.atleast_1d(axes), binary.items()):
         for meth in ("bayes", "lightgbm"):
             c = v[meth].get("calibration")
