@@ -1354,3 +1354,64 @@ def check_surrogate_provenance(sur, path, forward, condition_id: str, schedule: 
             (trained_id is not None and trained_id != condition_id):
         raise ValueError(f"{path}: surrogate was trained for condition {trained_id or '(unnamed)'} {trained}, but "
                          f"data condition {condition_id!r} is {expected}")
+
+
+def with_saved_emulators(cfg: dict, paths: dict[str, str]) -> dict:
+    """``cfg`` fitted on saved, already refined emulators (``{condition: file}``): its ``[emulator]`` section (the
+    variance mode kept; a ``"posterior"`` variance travels in the files) with their paths and no ``[refinement]`` of
+    its own — what a study's folds, or a refit, share instead of simulating and refining again."""
+    import copy
+
+    out = copy.deepcopy(cfg)
+    out["emulator"] = {**cfg.get("emulator", {}), "paths": dict(paths)}
+    out.pop("refinement", None)
+    return out
+
+
+def refit_config(cfg: dict) -> dict:
+    """The config a fit that missed the diagnostics thresholds is fitted again with: twice the draws and tuning and
+    ``target_accept`` ≥ 0.95 (smaller steps: the answer to divergences and to chains that disagree; a narrow ESS
+    miss alone is the config's ``[sampler] top_up``, inside the first fit)."""
+    import copy
+
+    out = copy.deepcopy(cfg)
+    s = out["sampler"]
+    s.update(draws=2 * int(s["draws"]), tune=2 * int(s["tune"]), target_accept=max(0.95, s.get("target_accept", 0.9)))
+    return out
+
+
+def run_converged(cfg: dict, folder: Path, *, progress: bool = False, resume: bool = False,
+                  refit: bool = True) -> tuple[Calibration, dict, dict | None, Path]:
+    """Run the calibration ``cfg`` in ``folder``; when its fit misses the diagnostics thresholds (R-hat, ESS,
+    divergences; after the config's top-ups), fit it once more with :func:`refit_config` in ``<folder>_retry``, on
+    the emulators the first run trained and saved in its folder (the retry neither simulates nor refines again).
+    A retry that still misses is returned and says so in its summary. ``resume``: a finished run of the same config and data in
+    a folder is read back (:meth:`Calibration.load_finished`) instead of fitted again. Returns the calibration
+    used, its summary, the first attempt's diagnostics when it was refitted (else None), and its folder."""
+
+    def attempt(c: dict, f: Path):
+        cal = Calibration(c, f, force=True, progress=progress)
+        summary = cal.load_finished() if resume else None
+        return cal, summary if summary is not None else cal.run()
+
+    folder = Path(folder)
+    cal, summary = attempt(cfg, folder)
+    if not refit or summary["diagnostics"].get("ok") is not False:
+        return cal, summary, None, folder
+    first = summary["diagnostics"]
+    retry = refit_config(cfg)
+    em = cfg.get("emulator", {})
+    saved = {c: folder / EMULATOR_FILE.format(c.replace("/", "_")) for c in cal.conditions[0]}
+    if "path" not in em and "paths" not in em and all(f.is_file() for f in saved.values()):
+        # trained (and refined) by the first run, which saved them in its folder: the retry loads them
+        retry = with_saved_emulators(retry, {c: str(f.resolve()) for c, f in saved.items()})
+    print(f"[refit] {folder}: the fit missed the diagnostics thresholds ({'; '.join(first.get('violations', []))})"
+          f": fitting again with {retry['sampler']['draws']} draws, {retry['sampler']['tune']} tuning steps and "
+          f"target_accept {retry['sampler']['target_accept']} in {folder.name}_retry", file=sys.stderr, flush=True)
+    folder = folder.with_name(folder.name + "_retry")
+    first_summary = summary
+    cal, summary = attempt(retry, folder)
+    for key in ("surrogate_validation", "surrogate_validation_before_refinement", "surrogate_posterior_error"):
+        if key in first_summary and key not in summary:  # the emulators' own record: the retry loaded them
+            summary[key] = first_summary[key]
+    return cal, summary, first, folder

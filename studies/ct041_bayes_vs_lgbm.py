@@ -165,15 +165,6 @@ def _surrogate_ids(paths: dict) -> dict:
     return {c: GPSurrogate.load(p).surrogate_id for c, p in paths.items()}
 
 
-def _with_emulators(base: dict, paths: dict) -> dict:
-    """A fold's (or the θ_ref fit's) config: ``base`` with the saved, already refined emulators and no
-    ``[refinement]`` of its own."""
-    cfg = copy.deepcopy(base)
-    cfg["emulator"] = {**base["emulator"], "paths": paths}  # the config's variance mode with the saved GPs
-    cfg.pop("refinement", None)
-    return cfg
-
-
 def _early_response(cal, folder: Path, test_ids: list[str], config_hash: str) -> dict:
     """P(ORR), P(DCR) of each test patient from the early observations only (:data:`EARLY_OBSERVABLES`): the
     patient's posterior given the fold's population and those rows, then the posterior-predictive RECIST category
@@ -215,15 +206,6 @@ def _true_model_draws(cal, folder: Path, scored, config_hash: str):
     return moved
 
 
-def _fit_fold(cfg: dict, folder: Path):
-    """The fold's calibration (population fit + personalised test patients) — read back when finished."""
-    from immunocal.calib.workflow import Calibration
-
-    cal = Calibration(cfg, folder, force=True, progress=False)
-    summary = cal.load_finished() if (folder / "personalised.nc").exists() else None
-    return cal, summary if summary is not None else cal.run()
-
-
 def _fold_draws(cfg: dict, folder: Path, test_ids: list[str], latents: list[str],
                 retry: bool = True) -> tuple[dict, dict, dict, dict]:
     """Fit the fold's population and personalise its test patients; ``{patient: (draws, latents)}``, the
@@ -231,23 +213,15 @@ def _fold_draws(cfg: dict, folder: Path, test_ids: list[str], latents: list[str]
     (:func:`_true_model_draws`). A finished fold (same config and data) is read
     back. A narrow ESS miss gets more chains inside the fit (the config's ``[sampler] top_up``); a population fit
     that still misses the diagnostics thresholds (R-hat, ESS, divergences) is not used: the fold is fitted again
-    with twice the draws and tuning and ``target_accept`` ≥ 0.95 (in ``<fold>_retry``), and the fold reports both
-    attempts — a retry that still misses is used and says so (``retry=False``: a smoke test's short
+    with twice the draws and tuning and ``target_accept`` ≥ 0.95 (in ``<fold>_retry``;
+    :func:`immunocal.calib.workflow.run_converged`), and the fold reports both attempts — a retry that still misses is used and says so (``retry=False``: a smoke test's short
     chains, never refitted)."""
     import arviz as az
 
     from immunocal.calib.predict import thin
+    from immunocal.calib.workflow import run_converged
 
-    cal, summary = _fit_fold(cfg, folder)
-    first = None
-    if retry and summary["diagnostics"].get("ok") is False:
-        first = summary["diagnostics"]
-        retry = copy.deepcopy(cfg)
-        sampler = retry["sampler"]
-        sampler.update(draws=2 * sampler["draws"], tune=2 * sampler["tune"],
-                       target_accept=max(0.95, sampler.get("target_accept", 0.9)))
-        folder = folder.with_name(folder.name + "_retry")
-        cal, summary = _fit_fold(retry, folder)
+    cal, summary, first, folder = run_converged(cfg, folder, resume=True, refit=retry)
     scored = thin(az.from_netcdf(folder / "personalised.nc"), POSTERIOR_DRAWS)  # thinned evenly
     out = _patient_draws(scored.posterior, test_ids, latents)
     moved = _true_model_draws(cal, folder, scored, summary["config_hash"])
@@ -293,9 +267,9 @@ def _pseudo_labels(base: dict, paths: dict, folder: Path, ids: list[str], latent
 
     from immunocal.calib.outputs import config_hash
     from immunocal.calib.personalise import inverse_problem
-    from immunocal.calib.workflow import Calibration
+    from immunocal.calib.workflow import Calibration, with_saved_emulators
 
-    cfg = _with_emulators(base, paths)
+    cfg = with_saved_emulators(base, paths)
     key = config_hash(_portable(cfg, _surrogate_ids(paths)))
     path = folder / "theta_ref.csv"
     if path.exists():
@@ -466,6 +440,7 @@ def compare(out: Path, name: str, *, n_patients: int = 37, repeats: int = 10, va
     from immunocal.calib.baseline import SMALL_GRID, conformal_latents, nested_cv_binary, outer_folds
     from immunocal.calib.cohort import generate_cohort, write_tables
     from immunocal.calib.parallel import map_tasks
+    from immunocal.calib.workflow import with_saved_emulators
     from immunocal.priors.latents import LATENTS
 
     use_agg()
@@ -496,7 +471,7 @@ def compare(out: Path, name: str, *, n_patients: int = 37, repeats: int = 10, va
     for r in range(repeats):
         folds = outer_folds(len(df), N_SPLITS, r)
         for k in range(N_SPLITS):
-            cfg = _with_emulators(base, paths)
+            cfg = with_saved_emulators(base, paths)
             if scheduler is not None or processes > 1:
                 cfg["sampler"]["cores"] = 1
             rows = np.flatnonzero(folds == k)

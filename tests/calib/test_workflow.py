@@ -685,3 +685,28 @@ def test_a_resumed_run_gets_the_emulators_its_fit_used(finished_run, tmp_path):
         (previous / name).write_text("")
     prepare_output_dir(previous, force=True)
     assert not list(previous.iterdir())
+
+
+def test_a_fit_missing_the_thresholds_is_fitted_again_on_the_same_emulators(tmp_path):
+    """``run_converged``: a fit that misses the diagnostics thresholds (here ESS ≥ 100,000, out of reach) is fitted
+    once more in ``<folder>_retry`` with twice the draws and tuning and target_accept ≥ 0.95, on the emulators the
+    first run trained (loaded from its folder: same surrogate id, nothing simulated again), with the emulators'
+    validation carried into the retry's summary; a fit within the thresholds is returned as it is."""
+    from immunocal.calib.config import load_config
+    from immunocal.calib.workflow import run_converged
+
+    path = write_dataset(tmp_path)
+    strict = CONFIG.replace("draws = 300\ntune = 400", "draws = 60\ntune = 60") + "\n[diagnostics]\ness_min = 100000\n"
+    path.write_text(strict.replace("[predict]\ndraws = 200", "[predict]\ndraws = 0"))
+    cal, summary, first, folder = run_converged(load_config(path), tmp_path / "run")
+    assert first is not None and first["ok"] is False and any("ESS" in v for v in first["violations"])
+    assert folder == tmp_path / "run_retry" and summary["diagnostics"]["ok"] is False  # still missing: said
+    assert cal.sampler["draws"] == 120 and cal.sampler["tune"] == 120 and cal.sampler["target_accept"] == 0.95
+    assert cal.campaigns == {}  # loaded, not trained again
+    first_summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["surrogate_id"] == first_summary["surrogate_id"]
+    assert summary["surrogate_validation"] == first_summary["surrogate_validation"]
+    lenient = strict.replace("ess_min = 100000", "ess_min = 5\nrhat_max = 2.0")
+    path.write_text(lenient.replace("[predict]\ndraws = 200", "[predict]\ndraws = 0"))
+    cal, summary, first, folder = run_converged(load_config(path), tmp_path / "ok")
+    assert first is None and folder == tmp_path / "ok" and not (tmp_path / "ok_retry").exists()

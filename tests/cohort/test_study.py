@@ -24,8 +24,8 @@ def test_headline_folds_use_the_shared_refined_emulators_and_do_not_refine_again
     """The headline study refines its shared emulators once (the config's ``[refinement]``); each fold loads them
     (``[emulator] paths``) with no ``[refinement]`` of its own — a fold asked to refine loaded emulators would stop
     with "needs surrogates trained from a [design]" after its pilot was planned."""
-    from immunocal.calib.workflow import Calibration
-    from immunocal.studies.ct041_bayes_vs_lgbm import _base_config, _with_emulators
+    from immunocal.calib.workflow import Calibration, with_saved_emulators
+    from immunocal.studies.ct041_bayes_vs_lgbm import _base_config
 
     base = _base_config(tmp_path, quick=False)
     assert base["refinement"] == {"rounds": 1, "points": 96, "draws": 300}  # the bundled config's
@@ -33,7 +33,7 @@ def test_headline_folds_use_the_shared_refined_emulators_and_do_not_refine_again
     quick = _base_config(tmp_path, quick=True)
     assert quick["refinement"]["points"] < base["refinement"]["points"]
     paths = {"dose_5e8": str(tmp_path / "dose_5e8.npz")}
-    fold = _with_emulators(base, paths)
+    fold = with_saved_emulators(base, paths)
     assert "refinement" not in fold and fold["emulator"]["paths"] == paths
     assert base["refinement"] and "paths" not in base["emulator"]  # the base is not changed
     assert fold["emulator"]["variance"] == base["emulator"]["variance"]
@@ -94,6 +94,7 @@ def test_headline_folds_in_worker_processes_run_their_chains_one_after_another(t
     a study resumed either way reads its finished folds back."""
     from immunocal.calib import parallel
     from immunocal.calib.outputs import config_hash
+    from immunocal.calib.workflow import with_saved_emulators
     from immunocal.studies import ct041_bayes_vs_lgbm as study
 
     class Stop(Exception):
@@ -118,7 +119,7 @@ def test_headline_folds_in_worker_processes_run_their_chains_one_after_another(t
     assert len(cfgs) == study.N_SPLITS
     assert seen["processes"] == where.get("processes", 1) and seen["scheduler"] == where.get("scheduler")
     assert all(c["sampler"].get("cores") == (1 if where else None) for c in cfgs)
-    base = study._with_emulators(study._base_config(tmp_path / "h" / "data", False), {"dose_5e8": "x.npz"})
+    base = with_saved_emulators(study._base_config(tmp_path / "h" / "data", False), {"dose_5e8": "x.npz"})
     base["data"]["heldout_subjects"] = cfgs[0]["data"]["heldout_subjects"]
     assert config_hash(cfgs[0]) == config_hash(base)
 
