@@ -427,7 +427,8 @@ def _spatial_emulator(j: dict) -> list[tuple[str | None, str]]:
                    for o in sorted({o for r in val.values() for o, v in r.items()
                                     if isinstance(v, dict) and "sign_agreement" in v})) or "none"),
         ("Population fit", f"R-hat {_f(d.get('rhat_max'))}, bulk ESS {_f(d.get('ess_bulk_min'))}, tail ESS "
-                           f"{_f(d.get('ess_tail_min'))}, divergences {_f(d.get('divergences'))}"),
+                           f"{_f(d.get('ess_tail_min'))}, divergences {_f(d.get('divergences'))}"
+                           + _first_attempt(j.get("diagnostics_first_attempt"), j.get("sampler"))),
         ("Latents recovered by the fitted patients' posteriors (R² / Spearman / 90 % coverage / contraction)",
          "; ".join(f"{k.removeprefix('theta_')}: {_f(v['r2'], 2)}/{_f(v['spearman'], 2)}/{_f(v['coverage_90'], 2)}/"
                    f"{_f(v['contraction'], 2)}" for k, v in rec.items())),
@@ -437,10 +438,21 @@ def _spatial_emulator(j: dict) -> list[tuple[str | None, str]]:
         ("Emulator value + gradient, 37 patients (target ≤ 5 ms)",
          f"{_f(_get(j, 'emulator_value_grad.seconds'), 2)} s" if _get(j, "emulator_value_grad.seconds") is not None
          else _f(_get(j, "emulator_value_grad.error"))),
-        ("Seconds (emulators, refinement, sampling, total)",
-         ", ".join(f"{k} {_f(j['seconds'].get(k))}" for k in ("emulators", "refinement", "sampling", "total")
-                   if k in j["seconds"])),
+        ("Seconds (emulators, refinement, sampling, total; a refitted run's first attempt named)",
+         ", ".join(f"{k.replace('_', ' ')} {_f(j['seconds'].get(k))}" for k in
+                   [*(f"first_attempt_{k}" for k in ("emulators", "refinement", "sampling", "total")),
+                    "emulators", "refinement", "sampling", "total"] if k in j["seconds"])),
     ]
+
+
+def _first_attempt(first: dict | None, sampler: dict | None) -> str:
+    """``; refitted: ...`` when the fit reported is a refit (:func:`immunocal.calib.workflow.run_converged`)."""
+    if not first:
+        return ""
+    s = sampler or {}
+    return (f"; refitted with {s.get('draws', 'n/a')} draws, {s.get('tune', 'n/a')} tuning steps, target_accept "
+            f"{s.get('target_accept', 'n/a')} after a first attempt that missed the thresholds ("
+            + "; ".join(first.get("violations") or ["n/a"]) + ")")
 
 
 def _potency(j: dict) -> list[tuple[str | None, str]]:

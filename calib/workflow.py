@@ -1414,4 +1414,5 @@ def run_converged(cfg: dict, folder: Path, *, progress: bool = False, resume: bo
     for key in ("surrogate_validation", "surrogate_validation_before_refinement", "surrogate_posterior_error"):
         if key in first_summary and key not in summary:  # the emulators' own record: the retry loaded them
             summary[key] = first_summary[key]
+    summary["seconds_first_attempt"] = first_summary.get("seconds")  # what the retry's own seconds leave out
     return cal, summary, first, folder

@@ -221,3 +221,27 @@ def test_headline_route_line_from_the_workflows_route_advice(tmp_path):
                                                       "folds": folds}})
     assert "max surrogate RMSE over the fitted noise sd: 1 of 2 / 33.1 / log_pfs_months 0.5, t_max 1.78" in text
     assert "alone have Pareto k̂ above 0.7 (folds): log_pfs_months 1, t_max 1" in text and "log_c_max 1" not in text
+
+
+def test_spatial_emulator_section_names_a_refit_and_its_first_attempt():
+    """A study whose fit was refitted (run_converged) says so beside the diagnostics it reports, with the settings
+    of the refit and what the first attempt missed, and lists the first attempt's seconds; a fit that passed at
+    once says nothing of a refit."""
+    from immunocal.calib.report import _spatial_emulator
+
+    j = {"emulator_validation": {}, "emulator_at_posterior": {},
+         "diagnostics": {"rhat_max": 1.01, "ess_bulk_min": 691, "ess_tail_min": 536, "divergences": 0},
+         "recovery": {"theta_cyt": {"r2": 0.62, "spearman": 0.75, "coverage_90": 0.95, "contraction": 0.56}},
+         "route": {"advice": "keep", "surrogate_rmse_over_noise": {"log_pfs_months": 0.08}},
+         "emulator_value_grad": {"seconds": 0.00056},
+         "seconds": {"first_attempt_sampling": 288.0, "sampling": 583.0, "total": 720.0}}
+    lines = dict(_spatial_emulator(j))
+    assert lines["Population fit"] == "R-hat 1.01, bulk ESS 691, tail ESS 536, divergences 0"
+    j["diagnostics_first_attempt"] = {"violations": ["1 divergent transitions (allowed 0)"]}
+    j["sampler"] = {"draws": 2400, "tune": 2000, "target_accept": 0.95}
+    lines = dict(_spatial_emulator(j))
+    assert lines["Population fit"].endswith("; refitted with 2400 draws, 2000 tuning steps, target_accept 0.95 after "
+                                            "a first attempt that missed the thresholds (1 divergent transitions "
+                                            "(allowed 0))")
+    secs = next(v for k, v in lines.items() if k.startswith("Seconds"))
+    assert secs == "first attempt sampling 288, sampling 583, total 720"

@@ -706,6 +706,7 @@ def test_a_fit_missing_the_thresholds_is_fitted_again_on_the_same_emulators(tmp_
     first_summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["surrogate_id"] == first_summary["surrogate_id"]
     assert summary["surrogate_validation"] == first_summary["surrogate_validation"]
+    assert summary["seconds_first_attempt"] == first_summary["seconds"] and "emulators" in first_summary["seconds"]
     lenient = strict.replace("ess_min = 100000", "ess_min = 5\nrhat_max = 2.0")
     path.write_text(lenient.replace("[predict]\ndraws = 200", "[predict]\ndraws = 0"))
     cal, summary, first, folder = run_converged(load_config(path), tmp_path / "ok")
