@@ -118,10 +118,15 @@ def _bayes_vs_lgbm(j: dict) -> list[tuple[str | None, str]]:
                                 breaking.items(), key=lambda on: (-on[1], on[0]))) or "none"))
     moved = _get(j, "true_model_reweighting") or {}
     if moved.get("patients"):  # the test patients' posteriors reweighted from the emulators to the true model
-        per = [(lat, v["bayes"], v["bayes_true_model"]) for lat, v in (_get(j, "table") or {}).items()
-               if "bayes_true_model" in v]
-        out.append((("Bayes reweighted to the true model (patient-repeats with Pareto k̂ ≤ 0.7 / max k̂); per latent "
-                     "R², 90 % coverage, CRPS: emulators → true model"),
+        # scored against the emulators' posteriors of the same repeats when only some were reweighted
+        per = [(lat, v.get("bayes_same_repeats", v["bayes"]), v["bayes_true_model"])
+               for lat, v in (_get(j, "table") or {}).items() if "bayes_true_model" in v]
+        repeats, draws = moved.get("repeats"), moved.get("draws_per_patient")
+        scope = ("" if repeats is None or len(repeats) == j.get("repeats") else
+                 f"repeat{'s' if len(repeats) > 1 else ''} {', '.join(map(str, repeats))} only, ")
+        scope += f"{draws} draws a patient; " if draws else ""
+        out.append((("Bayes reweighted to the true model (" + scope + "patient-repeats with Pareto k̂ ≤ 0.7 / max "
+                     "k̂); per latent R², 90 % coverage, CRPS: emulators → true model"),
                     f"{_f(moved.get('share_reliable'), 2)} of {moved['patients']} / {_f(moved.get('pareto_k_max'), 2)}; "
                     + "; ".join(f"{lat.removeprefix('theta_')}: {_f(b['r2'], 2)} → {_f(t['r2'], 2)}, "
                                 f"{_f(b['coverage_90'], 2)} → {_f(t['coverage_90'], 2)}, "

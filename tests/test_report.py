@@ -84,6 +84,13 @@ def test_headline_table_of_the_bayes_vs_lightgbm_study(tmp_path):
     text = _render(tmp_path / "again", {"ct041_bayes_vs_lgbm": j})
     assert ("R², 90 % coverage, CRPS: emulators → true model: 0.95 of 37 / 0.81; cyt: 0.43 → 0.47, 0.88 → 0.9, "
             "0.12 → 0.118") in text
+    # reweighted in one repeat only (the spatial cohort): said, and compared with the emulators on that repeat
+    j["true_model_reweighting"].update(repeats=[0], draws_per_patient=100)
+    j["table"]["theta_cyt"]["bayes_same_repeats"] = {"r2": 0.41, "coverage_90": 0.86, "crps": 0.121}
+    (tmp_path / "third").mkdir()
+    text = _render(tmp_path / "third", {"ct041_bayes_vs_lgbm": j})
+    assert "Bayes reweighted to the true model (repeat 0 only, 100 draws a patient; patient-repeats" in text
+    assert "cyt: 0.41 → 0.47, 0.86 → 0.9, 0.121 → 0.118" in text
 
 
 @pytest.mark.parametrize("routes", [False, True])

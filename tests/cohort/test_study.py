@@ -210,11 +210,27 @@ def test_headline_summary_scores_the_true_model_reweighting_beside_the_emulators
     for lat in lats:
         assert res["table"][lat]["bayes_true_model"]["mae"] < res["table"][lat]["bayes"]["mae"]
         assert res["table"][lat]["bayes_true_model"]["coverage_90"] > res["table"][lat]["bayes"]["coverage_90"]
-    assert res["true_model_reweighting"] == {"patients": 12, "pareto_k_max": 0.9, "share_reliable": 11 / 12}
+    assert res["true_model_reweighting"] == {"patients": 12, "pareto_k_max": 0.9, "share_reliable": 11 / 12,
+                                             "repeats": [0], "draws_per_patient": None}
+    assert "bayes_same_repeats" not in res["table"]["theta_a"]  # every repeat reweighted: "bayes" is that
     same = study._summarise(tmp_path, "h2", df, truth, lats, 1, stats(near), lgbm, {}, binary, stats(near),
                             {"folds": []})
     assert same["table"]["theta_a"]["bayes_true_model"] == same["table"]["theta_a"]["bayes"]
     assert same["true_model_reweighting"]["patients"] == 0
+    # two repeats, only the first reweighted (the spatial cohort's TRUE_MODEL): the true model's scores beside the
+    # emulators' on that repeat ("bayes_same_repeats"), "bayes" over both; none reweighted: no true-model row
+    lgbm2 = {**lgbm, "oof": np.concatenate([lgbm["oof"]] * 2), "ensembles": lgbm["ensembles"] * 2}
+    two = study._summarise(tmp_path, "h3", df, truth, lats, 2, stats(far) + stats(near), lgbm2, {}, binary,
+                           stats(near) + [{}], {"folds": folds, "true_model_draws": 100})
+    one = study._summarise(tmp_path, "h4", df, truth, lats, 1, stats(far), lgbm, {}, binary, stats(near),
+                           {"folds": folds})
+    for lat in lats:
+        assert two["table"][lat]["bayes_same_repeats"]["mae"] == pytest.approx(one["table"][lat]["bayes"]["mae"])
+        assert two["table"][lat]["bayes_true_model"]["mae"] == pytest.approx(one["table"][lat]["bayes_true_model"]["mae"])
+        assert two["table"][lat]["bayes"]["mae"] < one["table"][lat]["bayes"]["mae"]  # the near repeat counts too
+    assert two["true_model_reweighting"]["repeats"] == [0] and two["true_model_reweighting"]["draws_per_patient"] == 100
+    none = study._summarise(tmp_path, "h5", df, truth, lats, 1, stats(far), lgbm, {}, binary, [{}], {"folds": []})
+    assert "bayes_true_model" not in none["table"]["theta_a"] and none["true_model_reweighting"]["repeats"] == []
     assert (tmp_path / "h.json").exists() and (tmp_path / "h_scores.png").exists()
 
 
@@ -233,15 +249,15 @@ def test_headline_fold_records_are_read_back_wherever_the_study_lies_and_only_wh
     calls = []
     rng = np.random.default_rng(1)
 
-    def fake_fold(cfg, folder, test, latents, retry):
+    def fake_fold(cfg, folder, test, latents, retry, true_model_draws):
         calls.append(folder.name)
         draws = {s: rng.uniform(size=(40, len(latents))) for s in test}
         diag = {"population": {"rhat_max": 1.0}, "personalised_pareto_k_max": 0.3}
-        return draws, diag, {s: {"orr": 0.5, "dcr": 0.7} for s in test}, draws
+        return draws, diag, {s: {"orr": 0.5, "dcr": 0.7} for s in test}, draws if true_model_draws else None
 
     monkeypatch.setattr(study, "_fold_draws", fake_fold)
 
-    def task(where, ids=None, truth=((0.2, 0.4), (0.6, 0.5))):
+    def task(where, ids=None, truth=((0.2, 0.4), (0.6, 0.5)), moved=study.POSTERIOR_DRAWS):
         data = tmp_path / where / "data"
         if not data.exists():
             data.mkdir(parents=True)
@@ -250,7 +266,7 @@ def test_headline_fold_records_are_read_back_wherever_the_study_lies_and_only_wh
         cfg = {"data": {"measurements": str(data / "measurements.csv"), "conditions": str(data / "conditions.csv")},
                "emulator": {"paths": {"c": str(tmp_path / where / "c.npz")}}, "sampler": {"draws": 10}}
         return (cfg, tmp_path / where / "study" / "repeat0_fold0", ["V1", "V2"], ["theta_a", "theta_b"], True,
-                [list(t) for t in truth], ids or {"c": "gp-1"})
+                [list(t) for t in truth], ids or {"c": "gp-1"}, moved)
 
     rec = study._fold_task(task("here"))
     path = tmp_path / "here" / "study" / "records" / "repeat0_fold0.json"
@@ -266,6 +282,18 @@ def test_headline_fold_records_are_read_back_wherever_the_study_lies_and_only_wh
     (tmp_path / "there" / "data" / "measurements.csv").write_text("subject,value\nV1,2.0\n")  # another table
     study._fold_task(task("there"))
     assert len(calls) == 4
+    # a fold not reweighted to the true model (the spatial cohort's later repeats): another key, no true-model stats
+    unmoved = study._fold_task(task("there", moved=0))
+    assert len(calls) == 5 and set(unmoved["stats"]) == {"bayes"}
+    # the key of a fold reweighted on all scored draws is the one records were written with before the setting
+    # existed (the homogeneous headline's 50 committed records stay valid)
+    from immunocal.calib.outputs import config_hash
+
+    cfg, _, test, latents, retry, truth, ids, _ = task("here")
+    assert rec["key"] == config_hash({"version": study.RECORD_VERSION, "config": config_hash(study._portable(cfg, ids)),
+                                      "retry": retry, "posterior_draws": study.POSTERIOR_DRAWS,
+                                      "early": list(study.EARLY_OBSERVABLES), "latents": latents, "test": test,
+                                      "truth": truth})
 
 
 def test_seed_protocol_pseudo_labels_are_read_back_by_key_without_the_fit(tmp_path, monkeypatch):
