@@ -142,12 +142,12 @@ def _bayes_vs_lgbm(j: dict) -> list[tuple[str | None, str]]:
                     "; ".join(f"{k.removeprefix('theta_')}: {_f(v['lightgbm_on_ref_vs_ref']['r2'], 2)} / "
                               f"{_f(v['lightgbm_on_ref_vs_truth']['r2'], 2)} ({_f(v['ref_vs_truth']['r2'], 2)})"
                               for k, v in proto.items())))
-    out.append(("wall seconds of this run (a resumed run reads its finished folds back): emulators / Bayes folds / "
-                "LightGBM", _dict_line(_get(j, "seconds"), 4)))
+    out.append((("wall seconds of this run (a resumed run reads its finished folds back): emulators / Bayes folds / "
+                 "LightGBM"), _dict_line(_get(j, "seconds"), 4)))
     fits = [f["seconds"]["total"] for f in j.get("folds") or [] if (f.get("seconds") or {}).get("total") is not None]
     if fits:
-        out.append(("each fold's population fit and personalisation, from its record: folds / summed seconds / "
-                    "median / max", f"{len(fits)} / {sum(fits):.0f} / {statistics.median(fits):.0f} / {max(fits):.0f}"))
+        out.append((("each fold's population fit and personalisation, from its record: folds / summed seconds / "
+                     "median / max"), f"{len(fits)} / {sum(fits):.0f} / {statistics.median(fits):.0f} / {max(fits):.0f}"))
     return out
 
 
