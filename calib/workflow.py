@@ -18,6 +18,7 @@ its tables; nothing here knows a model or a data set by name.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import shutil
@@ -1360,8 +1361,6 @@ def with_saved_emulators(cfg: dict, paths: dict[str, str]) -> dict:
     """``cfg`` fitted on saved, already refined emulators (``{condition: file}``): its ``[emulator]`` section (the
     variance mode kept; a ``"posterior"`` variance travels in the files) with their paths and no ``[refinement]`` of
     its own — what a study's folds, or a refit, share instead of simulating and refining again."""
-    import copy
-
     out = copy.deepcopy(cfg)
     out["emulator"] = {**cfg.get("emulator", {}), "paths": dict(paths)}
     out.pop("refinement", None)
@@ -1372,8 +1371,6 @@ def refit_config(cfg: dict) -> dict:
     """The config a fit that missed the diagnostics thresholds is fitted again with: twice the draws and tuning and
     ``target_accept`` ≥ 0.95 (smaller steps: the answer to divergences and to chains that disagree; a narrow ESS
     miss alone is the config's ``[sampler] top_up``, inside the first fit)."""
-    import copy
-
     out = copy.deepcopy(cfg)
     s = out["sampler"]
     s.update(draws=2 * int(s["draws"]), tune=2 * int(s["tune"]), target_accept=max(0.95, s.get("target_accept", 0.9)))
