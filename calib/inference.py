@@ -3,6 +3,7 @@ DEMetropolis-Z (gradient-free, for black-box forward models)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 
 import numpy as np
@@ -71,18 +72,27 @@ def sample(model, method: str = "nuts", *, draws: int = 1000, tune: int = 1000, 
         raise ValueError(f"unknown NUTS initialisation {init!r}; choose one of {list(NUTS_INITS)}")
     if top_up and method != "nuts":
         raise ValueError(f"top_up = {top_up}: more chains are drawn for NUTS only, not for method {method!r}")
+    with one_blas_thread():
+        return _sample(model, method, draws, tune, chains, cores, seed, target_accept, advi_iterations,
+                       progressbar, posterior_predictive, compile_mode, init, top_up, thresholds)
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """Inside: one BLAS thread (threadpoolctl, and ``OPENBLAS_NUM_THREADS=1`` for processes started inside, e.g.
+    chain processes). Multi-threaded BLAS on the small products of GP emulators and 6 × 6 covariances only
+    oversubscribes the cores: surrogate value+gradient at 100 points 4.7 ms single-threaded vs 16–250 ms with
+    default threading; one fold's importance sampling of 8 patients (``immunocal.calib.personalise``) 19.0 vs
+    20.4–23.3 s on an idle 2-core machine and 28 vs 41–43 s beside two fold processes, identical draws."""
     import os
 
     from threadpoolctl import threadpool_limits
 
-    # one BLAS thread per chain: multi-threaded BLAS on small GP products only oversubscribes the cores (measured:
-    # surrogate value+gradient at 100 points 4.7 ms single-threaded vs 16–250 ms with default threading)
     old_env = os.environ.get("OPENBLAS_NUM_THREADS")
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
     try:
         with threadpool_limits(1):
-            return _sample(model, method, draws, tune, chains, cores, seed, target_accept, advi_iterations,
-                           progressbar, posterior_predictive, compile_mode, init, top_up, thresholds)
+            yield
     finally:
         if old_env is None:
             os.environ.pop("OPENBLAS_NUM_THREADS", None)

@@ -526,7 +526,7 @@ def personalise(cal, rows: Measurements, conditions: Conditions | None = None, *
     ``idata``, emulators and observation model). ``conditions``: the table holding the new subjects' covariates
     (default: the calibration's). ``method``/``sampler``: :func:`immunocal.calib.inference.sample` settings (default: the
     calibration's). Returns the InferenceData (posterior of ``z`` and of each latent, dims ``subject``)."""
-    from .inference import sample
+    from .inference import one_blas_thread, sample
 
     if getattr(cal, "idata", None) is None:
         raise ValueError("personalise needs a finished calibration (run() or load_finished() first)")
@@ -539,8 +539,9 @@ def personalise(cal, rows: Measurements, conditions: Conditions | None = None, *
     latent_specs, links, draws, observables = subject_problem(cal, rows, n_population_draws)
     if method == "importance":
         sampler.pop("progressbar", None)
-        return importance_posterior(cal.emulators, latent_specs, links, draws, rows, observables,
-                                    conditions or cal.tables[1], cal.data.subjects, **sampler)
+        with one_blas_thread():  # small products and 6 × 6 covariances: threads only oversubscribe
+            return importance_posterior(cal.emulators, latent_specs, links, draws, rows, observables,
+                                        conditions or cal.tables[1], cal.data.subjects, **sampler)
     model = new_subject_model(cal.emulators, latent_specs, links, draws, rows, observables,
                               conditions or cal.tables[1], cal.data.subjects)
     settings = {**cal.sampler, "method": method, **sampler}

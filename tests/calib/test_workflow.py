@@ -510,7 +510,7 @@ def test_importance_weights_flag_a_surrogate_that_misrepresents_the_true_model(f
     assert cal.surrogate_importance(cal.idata, seconds_per_simulation=120.0 / (60 * 8))["n_draws"] == 60
 
 
-def test_held_out_subjects_are_left_out_of_the_fit_and_personalised(tmp_path):
+def test_held_out_subjects_are_left_out_of_the_fit_and_personalised(tmp_path, monkeypatch):
     """``[data] heldout_subjects``: their rows leave the fit; after it each gets a posterior of its latents given
     the fitted population, close to its true growth rate; unknown ids and unfitted conditions are named errors."""
     from immunocal.calib.workflow import Calibration
@@ -552,7 +552,22 @@ def test_held_out_subjects_are_left_out_of_the_fit_and_personalised(tmp_path):
     resumed = Calibration(cfg, tmp_path / "run", progress=False)
     assert resumed.load_finished() is not None
     resumed.cfg["personalise"] = {"method": "importance", "particles": 1000, "block": 1000, "draws": 500}
+    # ... with one BLAS thread (threads only oversubscribe its small products and 6 × 6 covariances) and the
+    # caller's threading restored afterwards
+    from threadpoolctl import threadpool_info
+
+    import immunocal.calib.personalise as personalise_module
+
+    original, seen = personalise_module.importance_posterior, []
+
+    def spy(*args, **kwargs):
+        seen.append(max(d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(personalise_module, "importance_posterior", spy)
+    before = [d["num_threads"] for d in threadpool_info()]
     assert resumed.personalise().posterior.sizes["subject"] == 2
+    assert seen == [1] and [d["num_threads"] for d in threadpool_info()] == before
     cal.cfg["personalise"] = {"method": "importance", "tune": 100}
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['tune'\]"):
         cal.personalise()
