@@ -76,19 +76,7 @@ def _bayes_vs_lgbm(j: dict) -> list[tuple[str | None, str]]:
                 "uniform across the cohort; 90 % coverage of LightGBM from split-conformal intervals on the same "
                 "folds."))]
     if pop:
-        out.append(("population fits over all folds: max R-hat / min bulk ESS / min tail ESS / divergences",
-                    f"{_f(max(p.get('rhat_max', float('nan')) for p in pop))} / "
-                    f"{_f(min(p.get('ess_bulk_min', float('nan')) for p in pop))} / "
-                    f"{_f(min(p.get('ess_tail_min', float('nan')) for p in pop))} / "
-                    f"{sum(p.get('divergences', 0) for p in pop)}"))
-        topped = [f for f in folds if f.get("population_top_up")]
-        if topped:  # [sampler] top_up: narrow ESS misses answered with more chains
-            out.append(("folds given more chains after missing the ESS threshold alone (chains added)",
-                        f"{len(topped)} ({sum(b['chains_added'] for f in topped for b in f['population_top_up'])})"))
-        retried = [f for f in folds if f.get("population_first_attempt")]
-        if retried:
-            out.append(("folds refitted with 2× draws after missing the thresholds / still missing them",
-                        f"{len(retried)} / {sum(1 for f in retried if f['population'].get('ok') is False)}"))
+        out += _population_fit_lines(folds)
         khat = [f.get("personalised_pareto_k_max") for f in folds if f.get("personalised_pareto_k_max") is not None]
         fails = sum(len(f.get("personalised_failures") or []) for f in folds)
         out.append(("per-patient posteriors (importance sampling): max Pareto k̂ / subjects above 0.7",
@@ -144,10 +132,67 @@ def _bayes_vs_lgbm(j: dict) -> list[tuple[str | None, str]]:
                               for k, v in proto.items())))
     out.append((("wall seconds of this run (a resumed run reads its finished folds back): emulators / Bayes folds / "
                  "LightGBM"), _dict_line(_get(j, "seconds"), 4)))
-    fits = [f["seconds"]["total"] for f in j.get("folds") or [] if (f.get("seconds") or {}).get("total") is not None]
-    if fits:
-        out.append((("each fold's population fit and personalisation, from its record: folds / summed seconds / "
-                     "median / max"), f"{len(fits)} / {sum(fits):.0f} / {statistics.median(fits):.0f} / {max(fits):.0f}"))
+    out += _fold_seconds_lines(j.get("folds") or [])
+    return out
+
+
+def _population_fit_lines(folds: list[dict], what: str = "") -> list[tuple[str, str]]:
+    """The folds' population fits (a head-to-head's fold records): worst R-hat, ESS and divergences; folds topped
+    up with chains; folds refitted (:func:`immunocal.calib.workflow.run_converged`) and those still missing."""
+    pop = [f.get("population") or {} for f in folds]
+    out = [(f"{what}population fits over all folds: max R-hat / min bulk ESS / min tail ESS / divergences",
+            (f"{_f(max(p.get('rhat_max', float('nan')) for p in pop))} / "
+             f"{_f(min(p.get('ess_bulk_min', float('nan')) for p in pop))} / "
+             f"{_f(min(p.get('ess_tail_min', float('nan')) for p in pop))} / "
+             f"{sum(p.get('divergences', 0) for p in pop)}"))]
+    topped = [f for f in folds if f.get("population_top_up")]
+    if topped:  # [sampler] top_up: narrow ESS misses answered with more chains
+        out.append((f"{what}folds given more chains after missing the ESS threshold alone (chains added)",
+                    f"{len(topped)} ({sum(b['chains_added'] for f in topped for b in f['population_top_up'])})"))
+    retried = [f for f in folds if f.get("population_first_attempt")]
+    if retried:
+        out.append((f"{what}folds refitted with 2× draws after missing the thresholds / still missing them",
+                    f"{len(retried)} / {sum(1 for f in retried if f['population'].get('ok') is False)}"))
+    return out
+
+
+def _fold_seconds_lines(folds: list[dict], what: str = "") -> list[tuple[str, str]]:
+    """Each fold's own fit and personalisation seconds from its record (a resumed run's wall time says little)."""
+    fits = [f["seconds"]["total"] for f in folds if (f.get("seconds") or {}).get("total") is not None]
+    if not fits:
+        return []
+    return [((f"{what}each fold's population fit and personalisation, from its record: folds / summed seconds / "
+              "median / max"), f"{len(fits)} / {sum(fits):.0f} / {statistics.median(fits):.0f} / {max(fits):.0f}")]
+
+
+def _scaling(j: dict) -> list[tuple[str | None, str]]:
+    """The scaling and misspecification study: per run (cohort size, Bayesian model) and latent, R², 90 %
+    coverage and CRPS of the Bayesian posterior and of LightGBM on the same folds, the posterior contraction, and
+    each run's population fits."""
+    runs = _get(j, "runs") or {}
+    if not runs:
+        return []
+    lats = list(next(iter(runs.values()))["latents"])
+    rows = []
+    for name, r in runs.items():
+        cells = []
+        for lat in lats:
+            v = r["latents"][lat]
+            b, g = v["bayes"], v["lightgbm"]
+            cells.append(f"{_f(g['r2'], 2)} / {_f(b['r2'], 2)}; {_f(g['coverage_90'], 2)} / "
+                         f"{_f(b['coverage_90'], 2)}; {_f(g['crps'], 3)} / {_f(b['crps'], 3)}; "
+                         f"{_f(v['contraction'], 2)}")
+        rows.append([f"{name} (N = {r['n']}, {r.get('variant') or 'well specified'}, {r['repeats']} × 5 folds)",
+                     *cells])
+    out: list[tuple[str | None, str]] = []
+    if j.get("quick"):
+        out.append(("a --quick smoke run (one repeat, short chains): not a result", "true"))
+    out += [(None, ("Out-of-fold on VIRTUAL cohorts, per latent: R² LightGBM / Bayes; 90 % coverage LightGBM / "
+                    "Bayes; CRPS LightGBM / Bayes; posterior contraction (the N = 37 runs share their folds):")),
+            (None, _md_table(["run", *(lat.removeprefix("theta_") for lat in lats)], rows))]
+    for name, r in runs.items():
+        if r.get("folds"):
+            out += _population_fit_lines(r["folds"], f"{name}: ") + _fold_seconds_lines(r["folds"], f"{name}: ")
     return out
 
 
@@ -542,6 +587,8 @@ SECTIONS = {
                                      "emulator)"), _bayes_vs_lgbm,
                                     ["ct041_bayes_vs_lgbm_spatial_scores.png", "ct041_bayes_vs_lgbm_spatial_sbc.png",
                                      "ct041_bayes_vs_lgbm_spatial_response.png"]),
+    "ct041_scaling": ("Scaling and robustness of the head-to-head: cohort size N = 37 / 200 / 1,000 and misspecified "
+                      "Bayesian models (virtual CT041 cohorts)", _scaling, ["ct041_scaling.png"]),
     "identifiability": ("Identifiability — what the data of each shipped calibration can determine",
                         _identifiability, ["identifiability_cart.png"]),
     "cart_homogeneous": ("CAR-T homogeneous ODE (seed 001 Fig 3, normalised preset)",

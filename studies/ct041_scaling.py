@@ -42,7 +42,10 @@ def run(out: Path, quick: bool = False, scheduler=None, processes: int = 1) -> d
                          "latents": {lat: {"bayes": {m: v["bayes"][m] for m in METRICS},
                                            "lightgbm": {m: v["lightgbm"][m] for m in METRICS},
                                            "contraction": res["identifiability"][lat]["contraction"]}
-                                     for lat, v in res["table"].items()}}
+                                     for lat, v in res["table"].items()},
+                         # each fold's population fit (diagnostics, top-ups, a refit) and seconds, for the report
+                         "folds": [{k: f.get(k) for k in ("repeat", "fold", "population", "population_first_attempt",
+                                                          "population_top_up", "seconds")} for f in res["folds"]]}
     _figure(out, summary)
     result = {"virtual": True, "quick": quick, "runs": summary}
     write_json(out, NAME, result)

@@ -252,3 +252,38 @@ def test_spatial_emulator_section_names_a_refit_and_its_first_attempt():
                                             "(allowed 0))")
     secs = next(v for k, v in lines.items() if k.startswith("Seconds"))
     assert secs == "first attempt sampling 288, sampling 583, total 720"
+
+
+def test_scaling_section_tables_every_run_and_its_fits(tmp_path):
+    """The scaling study's section: one table row per run (size, Bayesian model, repeats) with both methods' R²,
+    coverage and CRPS and the contraction per latent, then each run's population fits — a refit that still missed
+    is counted, and a --quick run is labelled as no result."""
+    def latent(r2_b, r2_g):
+        return {"bayes": {"mae": 0.1, "r2": r2_b, "coverage_90": 0.9, "crps": 0.05},
+                "lightgbm": {"mae": 0.2, "r2": r2_g, "coverage_90": 0.8, "crps": 0.08}, "contraction": 0.7}
+
+    ok = {"rhat_max": 1.0, "ess_bulk_min": 800.0, "ess_tail_min": 600.0, "divergences": 0, "ok": True}
+    missed = {"rhat_max": 1.01, "ess_bulk_min": 1386.0, "ess_tail_min": 934.0, "divergences": 1, "ok": False}
+    j = {"virtual": True, "quick": False, "runs": {
+        "N37": {"n": 37, "variant": None, "repeats": 2, "seconds": {},
+                "latents": {"theta_cyt": latent(0.82, 0.53)},
+                "folds": [{"population": ok, "seconds": {"total": 300.0}},
+                          {"population": missed, "population_first_attempt": {"ok": False},
+                           "seconds": {"total": 900.0}}]},
+        "N200": {"n": 200, "variant": "no_covariates", "repeats": 1, "seconds": {},
+                 "latents": {"theta_cyt": latent(0.9, 0.7)},
+                 "folds": [{"population": ok, "seconds": {"total": 2000.0}}]}}}
+    text = _render(tmp_path, {"ct041_scaling": j})
+    assert "| run | cyt |" in text
+    assert "| N37 (N = 37, well specified, 2 × 5 folds) | 0.53 / 0.82; 0.8 / 0.9; 0.08 / 0.05; 0.7 |" in text
+    assert "| N200 (N = 200, no_covariates, 1 × 5 folds) | 0.7 / 0.9; 0.8 / 0.9; 0.08 / 0.05; 0.7 |" in text
+    assert ("- N37: population fits over all folds: max R-hat / min bulk ESS / min tail ESS / divergences: "
+            "1.01 / 800 / 600 / 1") in text
+    assert "- N37: folds refitted with 2× draws after missing the thresholds / still missing them: 1 / 1" in text
+    assert "- N37: each fold's population fit and personalisation, from its record: folds / summed seconds / " \
+           "median / max: 2 / 1200 / 600 / 900" in text
+    assert "N200: folds refitted" not in text and "not a result" not in text
+    j["quick"] = True
+    (tmp_path / "quick").mkdir()
+    assert "a --quick smoke run (one repeat, short chains): not a result: true" in _render(tmp_path / "quick",
+                                                                                          {"ct041_scaling": j})
