@@ -121,6 +121,53 @@ def save_idata(idata, path: str | Path, attrs: dict | None = None) -> Path:
     return path
 
 
+def divergence_locations(idata, var_names=None, top: int = 5) -> dict:
+    """Where the divergent transitions happened, from each divergent draw's place in every posterior scalar's own
+    marginal (``var_names``: default all): its tail probability min(p, 1 − p), p the draw's mid-rank percentile
+    among all draws. ``consistent``: the ``top`` scalars ranked by the median of it over the divergent draws — one
+    in the far tail at every divergence (a hierarchical sd at a funnel's neck, a latent at its link's edge, where
+    an emulator turns steep) comes first, one the divergences do not single out sits near 0.5; ``deepest``: per
+    variable (its name without coordinates), at how many divergent draws one of its scalars was the deepest in its
+    tail of all — divergences of different subjects each time show there. Entries name the ``variable``
+    (``name[coords]``), the ``side`` (``"low"``/``"high"``) and the tail probability."""
+    post = idata.posterior
+    div = idata.sample_stats["diverging"].values.astype(bool).reshape(-1)  # chain-major, as the values below
+    out: dict = {"divergent_draws": int(div.sum()), "consistent": [], "deepest": {}}
+    if not div.any():
+        return out
+    labels, sides, tails = [], [], []
+    for name in var_names or list(post.data_vars):
+        da = post[name]
+        extra = [d for d in da.dims if d not in ("chain", "draw")]
+        x = da.transpose("chain", "draw", *extra).values.reshape(div.size, -1)
+        if x.shape[1] == 0:
+            continue
+        ranked = np.sort(x, axis=0)
+        at = x[div]
+        p = np.empty_like(at, dtype=float)
+        for j in range(x.shape[1]):
+            p[:, j] = (np.searchsorted(ranked[:, j], at[:, j], "left")
+                       + np.searchsorted(ranked[:, j], at[:, j], "right")) / (2.0 * div.size)
+        tails.append(np.minimum(p, 1.0 - p))
+        sides.append(p > 0.5)
+        labels += [(name, "") for _ in range(x.shape[1])] if not extra else [
+            (name, "[" + ",".join(str(c) for c in idx) + "]")
+            for idx in np.array(np.meshgrid(*[da[d].values for d in extra], indexing="ij")).reshape(len(extra), -1).T]
+    tail, high = np.concatenate(tails, axis=1), np.concatenate(sides, axis=1)  # (divergent draws, scalars)
+    median = np.median(tail, axis=0)
+    for j in np.argsort(median, kind="stable")[:top]:
+        out["consistent"].append({"variable": "".join(labels[j]), "side": "high" if high[:, j].mean() > 0.5 else "low",
+                                  "median_tail_probability": float(median[j])})
+    for d, j in enumerate(np.argmin(tail, axis=1)):
+        entry = out["deepest"].setdefault(labels[j][0], {"draws": 0, "examples": []})
+        entry["draws"] += 1
+        if len(entry["examples"]) < 3:
+            entry["examples"].append({"variable": "".join(labels[j]), "side": "high" if high[d, j] else "low",
+                                      "tail_probability": float(tail[d, j])})
+    out["deepest"] = dict(sorted(out["deepest"].items(), key=lambda kv: -kv[1]["draws"]))
+    return out
+
+
 def check_diagnostics(idata, var_names=None, rhat_max: float = RHAT_MAX, ess_min: float = ESS_MIN,
                       max_divergences: int = 0, strict: bool = False, loud: bool = True) -> dict:
     """R-hat, bulk/tail ESS and divergences against thresholds. Returns a JSON-able report."""
@@ -148,15 +195,22 @@ def check_diagnostics(idata, var_names=None, rhat_max: float = RHAT_MAX, ess_min
         if np.nanmin(arr) < ess_min:
             worst = summ.index[int(np.nanargmin(arr))]
             rep["violations"].append(f"{label} ESS {np.nanmin(arr):.0f} < {ess_min} (worst: {worst})")
+    where = ""
     if div > max_divergences:
         rep["violations"].append(f"{div} divergent transitions (allowed {max_divergences})")
+        # where they happened, among the parameters and their transforms (not the observation-level y_… outputs)
+        rep["divergence_locations"] = divergence_locations(idata, [v for v in var_names if not v.startswith("y_")])
+        where = "\n!! the quantity deepest in its tail at each divergent draw: " + ", ".join(
+            f"{name} {e['draws']}× (e.g. {e['examples'][0]['variable']} {e['examples'][0]['side']}, "
+            f"tail probability {e['examples'][0]['tail_probability']:.2g})"
+            for name, e in rep["divergence_locations"]["deepest"].items())
     rep["ok"] = not rep["violations"]
     if rep["violations"]:
         msg = "CONVERGENCE CHECK FAILED: " + "; ".join(rep["violations"])
         if strict:
             raise RuntimeError(msg)
         if loud:
-            print("\n" + "!" * 78 + f"\n!! {msg}\n!! Do not trust these posteriors: run longer, reparametrise or "
-                  "raise target_accept.\n" + "!" * 78, file=sys.stderr)
+            print("\n" + "!" * 78 + f"\n!! {msg}{where}\n!! Do not trust these posteriors: run longer, reparametrise "
+                  "or raise target_accept.\n" + "!" * 78, file=sys.stderr)
         warnings.warn(msg, ConvergenceWarning, stacklevel=2)
     return rep

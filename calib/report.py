@@ -153,6 +153,14 @@ def _population_fit_lines(folds: list[dict], what: str = "") -> list[tuple[str, 
     if retried:
         out.append((f"{what}folds refitted with 2× draws after missing the thresholds / still missing them",
                     f"{len(retried)} / {sum(1 for f in retried if f['population'].get('ok') is False)}"))
+    located = [f for f in folds if (f.get("population") or {}).get("divergence_locations")]
+    if located:  # check_diagnostics: per divergent draw, the quantity deepest in its own marginal's tail
+        out.append(((f"{what}where the divergences of the fits reported sat (per fold: the variables deepest in "
+                     "their tails at the divergent draws, draws)"),
+                    "; ".join(f"repeat {f.get('repeat', '?')} fold {f.get('fold', '?')}: " + ", ".join(
+                        f"{name} {e['draws']} (e.g. {e['examples'][0]['variable']} {e['examples'][0]['side']})"
+                        for name, e in f["population"]["divergence_locations"]["deepest"].items())
+                              for f in located)))
     return out
 
 

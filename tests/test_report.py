@@ -263,12 +263,15 @@ def test_scaling_section_tables_every_run_and_its_fits(tmp_path):
                 "lightgbm": {"mae": 0.2, "r2": r2_g, "coverage_90": 0.8, "crps": 0.08}, "contraction": 0.7}
 
     ok = {"rhat_max": 1.0, "ess_bulk_min": 800.0, "ess_tail_min": 600.0, "divergences": 0, "ok": True}
-    missed = {"rhat_max": 1.01, "ess_bulk_min": 1386.0, "ess_tail_min": 934.0, "divergences": 1, "ok": False}
+    missed = {"rhat_max": 1.01, "ess_bulk_min": 1386.0, "ess_tail_min": 934.0, "divergences": 1, "ok": False,
+              "divergence_locations": {"divergent_draws": 1, "consistent": [], "deepest": {"theta_cyt": {
+                  "draws": 1, "examples": [{"variable": "theta_cyt[V0030]", "side": "high",
+                                            "tail_probability": 0.0014}]}}}}
     j = {"virtual": True, "quick": False, "runs": {
         "N37": {"n": 37, "variant": None, "repeats": 2, "seconds": {},
                 "latents": {"theta_cyt": latent(0.82, 0.53)},
                 "folds": [{"population": ok, "seconds": {"total": 300.0}},
-                          {"population": missed, "population_first_attempt": {"ok": False},
+                          {"repeat": 0, "fold": 3, "population": missed, "population_first_attempt": {"ok": False},
                            "seconds": {"total": 900.0}}]},
         "N200": {"n": 200, "variant": "no_covariates", "repeats": 1, "seconds": {},
                  "latents": {"theta_cyt": latent(0.9, 0.7)},
@@ -282,7 +285,9 @@ def test_scaling_section_tables_every_run_and_its_fits(tmp_path):
     assert "- N37: folds refitted with 2× draws after missing the thresholds / still missing them: 1 / 1" in text
     assert "- N37: each fold's population fit and personalisation, from its record: folds / summed seconds / " \
            "median / max: 2 / 1200 / 600 / 900" in text
-    assert "N200: folds refitted" not in text and "not a result" not in text
+    assert ("- N37: where the divergences of the fits reported sat (per fold: the variables deepest in their tails at "
+            "the divergent draws, draws): repeat 0 fold 3: theta_cyt 1 (e.g. theta_cyt[V0030] high)") in text
+    assert "N200: folds refitted" not in text and "N200: where" not in text and "not a result" not in text
     j["quick"] = True
     (tmp_path / "quick").mkdir()
     assert "a --quick smoke run (one repeat, short chains): not a result: true" in _render(tmp_path / "quick",

@@ -451,3 +451,35 @@ def test_config_hash_leaves_out_where_the_work_runs():
     assert run_elsewhere["sampler"]["cores"] == 1 and run_elsewhere["design"]["workers"] == 4
     assert config_hash({**cfg, "sampler": {"draws": 101, "chains": 2}}) != config_hash(cfg)
     assert config_hash({**cfg, "design": {"n": 50, "seed": 1}}) != config_hash(cfg)
+
+
+def test_divergences_are_located_in_the_tails_they_happened_in():
+    """``check_diagnostics`` says where divergent draws sit: flagged exactly where one subject's latent is in its
+    top 1 %, that scalar ranks first (high side, tiny tail probability) and is the deepest at every divergent draw;
+    a funnel-free quantity independent of the flags is not singled out; without divergences nothing is added, and
+    the violation's wording is unchanged (records and reports count it)."""
+    import xarray as xr
+
+    rng = np.random.default_rng(0)
+    chains, draws = 2, 1000
+    b = rng.standard_normal((chains, draws, 3))
+    a = rng.standard_normal((chains, draws))
+    diverging = b[:, :, 1] > np.quantile(b[:, :, 1], 0.99)
+    post = xr.Dataset({"a": (("chain", "draw"), a), "b": (("chain", "draw", "subject"), b)},
+                      coords={"chain": [0, 1], "draw": np.arange(draws), "subject": ["s0", "s1", "s2"]})
+    stats = xr.Dataset({"diverging": (("chain", "draw"), diverging)},
+                       coords={"chain": [0, 1], "draw": np.arange(draws)})
+    idata = az.InferenceData(posterior=post, sample_stats=stats)
+    with pytest.warns(ConvergenceWarning):
+        rep = check_diagnostics(idata, loud=False, ess_min=10)
+    assert rep["violations"] == [f"{int(diverging.sum())} divergent transitions (allowed 0)"]
+    where = rep["divergence_locations"]
+    assert where["divergent_draws"] == int(diverging.sum()) == 20
+    top = where["consistent"][0]
+    assert top["variable"] == "b[s1]" and top["side"] == "high" and top["median_tail_probability"] < 0.006
+    assert {r["variable"] for r in where["consistent"][1:]} <= {"a", "b[s0]", "b[s2]"}
+    assert all(r["median_tail_probability"] > 0.05 for r in where["consistent"][1:])
+    assert list(where["deepest"]) == ["b"] and where["deepest"]["b"]["draws"] == 20
+    assert {e["variable"] for e in where["deepest"]["b"]["examples"]} == {"b[s1]"}
+    calm = az.InferenceData(posterior=post, sample_stats=stats.assign(diverging=stats["diverging"] & False))
+    assert "divergence_locations" not in check_diagnostics(calm, loud=False, ess_min=10)
