@@ -195,6 +195,9 @@ def _scaling(j: dict) -> list[tuple[str | None, str]]:
     out: list[tuple[str | None, str]] = []
     if j.get("quick"):
         out.append(("a --quick smoke run (one repeat, short chains): not a result", "true"))
+    if j.get("pending"):
+        out.append(("Runs not finished yet (the study resumes them from their folds' records)",
+                    ", ".join(j["pending"])))
     out += [(None, ("Out-of-fold on VIRTUAL cohorts, per latent: R² LightGBM / Bayes; 90 % coverage LightGBM / "
                     "Bayes; CRPS LightGBM / Bayes; posterior contraction (the N = 37 runs share their folds):")),
             (None, _md_table(["run", *(lat.removeprefix("theta_") for lat in lats)], rows))]

@@ -7,7 +7,9 @@ Bayesian model (:data:`immunocal.studies.ct041_bayes_vs_lgbm.VARIANTS`: no covar
 well-specified N = 37 reference runs here at the variants' repeats, so every comparison is paired on identical folds;
 the seed-000 θ_ref protocol is the headline study's and is not repeated. Writes ``OUT/ct041_scaling/<run>.json``
 (each run's full result), ``OUT/ct041_scaling.json`` (per run and latent: MAE, R², 90 % coverage, CRPS for both
-methods, contraction; the runs' seconds) and ``ct041_scaling.png``. ``--quick``: N = 37 well specified and without
+methods, contraction; the runs' seconds and folds) and ``ct041_scaling.png``, both rewritten after each run with the
+runs still to come under ``pending`` (a run resumes from its finished folds' records, so a stopped study is run again
+as it was). ``--quick``: N = 37 well specified and without
 covariates, one repeat, short chains (a smoke test).
 """
 
@@ -33,7 +35,8 @@ def run(out: Path, quick: bool = False, scheduler=None, processes: int = 1) -> d
     use_agg()
     out = Path(out)
     summary = {}
-    for name, n, variant, repeats in QUICK_RUNS if quick else RUNS:
+    runs = QUICK_RUNS if quick else RUNS
+    for i, (name, n, variant, repeats) in enumerate(runs):
         print(f"[{NAME}] {name}: N = {n}, {VARIANTS.get(variant, 'well specified')}, {repeats} repeat(s)",
               flush=True)
         res = compare(out / NAME, name, n_patients=n, repeats=repeats, variant=variant, seed_protocol=False,
@@ -46,9 +49,12 @@ def run(out: Path, quick: bool = False, scheduler=None, processes: int = 1) -> d
                          # each fold's population fit (diagnostics, top-ups, a refit) and seconds, for the report
                          "folds": [{k: f.get(k) for k in ("repeat", "fold", "population", "population_first_attempt",
                                                           "population_top_up", "seconds")} for f in res["folds"]]}
-    _figure(out, summary)
-    result = {"virtual": True, "quick": quick, "runs": summary}
-    write_json(out, NAME, result)
+        # written after every run: the larger runs take hours each (N = 1,000: several sessions), and what has
+        # finished is reported meanwhile, with the runs still to come named
+        _figure(out, summary)
+        result = {"virtual": True, "quick": quick, "runs": summary,
+                  "pending": [r[0] for r in runs[i + 1:]]}
+        write_json(out, NAME, result)
     return result
 
 

@@ -288,6 +288,10 @@ def test_scaling_section_tables_every_run_and_its_fits(tmp_path):
     assert ("- N37: where the divergences of the fits reported sat (per fold: the variables deepest in their tails at "
             "the divergent draws, draws): repeat 0 fold 3: theta_cyt 1 (e.g. theta_cyt[V0030] high)") in text
     assert "N200: folds refitted" not in text and "N200: where" not in text and "not a result" not in text
+    assert "not finished yet" not in text
+    (tmp_path / "pending").mkdir()
+    assert ("- Runs not finished yet (the study resumes them from their folds' records): N1000"
+            in _render(tmp_path / "pending", {"ct041_scaling": {**j, "pending": ["N1000"]}}))
     j["quick"] = True
     (tmp_path / "quick").mkdir()
     assert "a --quick smoke run (one repeat, short chains): not a result: true" in _render(tmp_path / "quick",

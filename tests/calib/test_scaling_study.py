@@ -20,8 +20,18 @@ def test_scaling_study_summarises_every_run_with_its_folds(tmp_path, monkeypatch
                            "population_first_attempt": None, "population_top_up": None, "route": {"advice": "keep"},
                            "seconds": {"total": 100.0 + k}} for k in range(5)]}
 
-    monkeypatch.setattr(head_to_head, "compare", fake_compare)
+    def saved_after_first_run(out, name, **kw):  # the JSON as it stands when the second run starts
+        if name == ct041_scaling.QUICK_RUNS[1][0]:
+            seen_before_second.append(json.loads((tmp_path / "ct041_scaling.json").read_text()))
+        return fake_compare(out, name, **kw)
+
+    seen_before_second = []
+    monkeypatch.setattr(head_to_head, "compare", saved_after_first_run)
     result = ct041_scaling.run(tmp_path, quick=True)
+    # written after every run, the runs still to come named: a study of many hours reports what has finished
+    (first,) = seen_before_second
+    assert list(first["runs"]) == ["N37"] and first["pending"] == ["N37_no_covariates"]
+    assert result["pending"] == []
     assert [c[:4] for c in calls] == [(n, size, rep, var) for n, size, var, rep in ct041_scaling.QUICK_RUNS]
     assert all(c[4] is False for c in calls)  # the θ_ref protocol is the headline's, not repeated
     saved = json.loads((tmp_path / "ct041_scaling.json").read_text())
